@@ -1,0 +1,35 @@
+"""Every capture class; see the modules for what each one captures."""
+
+from buildbot_stats.captures.base import BUILD_FINISHED
+from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.captures.base import Capture
+from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.captures.builds import CaptureBuildDuration
+from buildbot_stats.captures.builds import CaptureBuildDurationAllBuilders
+from buildbot_stats.captures.builds import CaptureBuildEndTime
+from buildbot_stats.captures.builds import CaptureBuildEndTimeAllBuilders
+from buildbot_stats.captures.builds import CaptureBuildStartTime
+from buildbot_stats.captures.builds import CaptureBuildStartTimeAllBuilders
+from buildbot_stats.captures.builds import CaptureBuildTimes
+from buildbot_stats.captures.data import CaptureData
+from buildbot_stats.captures.data import CaptureDataAllBuilders
+from buildbot_stats.captures.properties import CaptureProperty
+from buildbot_stats.captures.properties import CapturePropertyAllBuilders
+
+__all__ = [
+    'BUILD_FINISHED',
+    'YIELD_DATA',
+    'Capture',
+    'CaptureBuildDuration',
+    'CaptureBuildDurationAllBuilders',
+    'CaptureBuildEndTime',
+    'CaptureBuildEndTimeAllBuilders',
+    'CaptureBuildStartTime',
+    'CaptureBuildStartTimeAllBuilders',
+    'CaptureBuildTimes',
+    'CaptureData',
+    'CaptureDataAllBuilders',
+    'CaptureError',
+    'CaptureProperty',
+    'CapturePropertyAllBuilders',
+]

@@ -1,0 +1,74 @@
+"""Captures of data posted by build steps through ``yieldMetricsValue``."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from buildbot import config
+
+from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.captures.base import Capture
+from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.captures.base import checkBuilderName
+from buildbot_stats.captures.base import checkCallback
+from buildbot_stats.captures.builds import BuilderMatchMixin
+
+
+def identity(x):
+    return x
+
+
+class CaptureDataBase(BuilderMatchMixin, Capture):
+    """Base of the data captures. Not used directly."""
+
+    def __init__(self, data_name, callback=None):
+        owner = type(self).__name__
+        checkCallback(owner, callback)
+        if not isinstance(data_name, str) or not data_name:
+            config.error(f"{owner}: data_name must be a non-empty string, got {data_name!r}")
+        self._data_name = data_name
+        super().__init__(YIELD_DATA, callback or identity)
+
+    def describe(self):
+        return (
+            f"{type(self).__name__}(data_name={self._data_name!r}, "
+            f"builder_name={self._builder_name!r})"
+        )
+
+    @defer.inlineCallbacks
+    def consumer(self, routingKey, msg):
+        if msg['data_name'] != self._data_name:
+            return
+        build_data = msg['build_data']
+        builder_name = yield self.getBuilderName(build_data['builderid'])
+        if not self._builder_name_matches(builder_name):
+            return
+        try:
+            post_data = self._callback(msg['post_data'])
+        except Exception as e:
+            raise CaptureError(
+                f"{self.describe()}: callback raised {type(e).__name__}: {e} "
+                f"for build #{build_data.get('number')} of builder {builder_name!r}"
+            ) from e
+        if not isinstance(post_data, dict):
+            raise CaptureError(
+                f"{self.describe()}: the data must be a dict of field names to values, got "
+                f"{type(post_data).__name__} for build #{build_data.get('number')} of "
+                f"builder {builder_name!r}"
+            )
+        series_name = f"{builder_name}-{self._data_name}"
+        context = self.defaultContext(build_data, builder_name)
+        self._store(post_data, series_name, context, self.pointTime(msg.get('timestamp')))
+
+
+class CaptureData(CaptureDataBase):
+    """Data a build step of one builder posts with ``yieldMetricsValue(data_name, ...)``."""
+
+    def __init__(self, data_name, builder_name, callback=None):
+        checkBuilderName(type(self).__name__, builder_name)
+        self._builder_name = builder_name
+        super().__init__(data_name, callback)
+
+
+class CaptureDataAllBuilders(CaptureDataBase):
+    """:class:`CaptureData` for every builder."""

@@ -1,0 +1,266 @@
+"""StatsService: owns the backends and the MQ subscriptions of their captures."""
+
+from __future__ import annotations
+
+import functools
+
+from twisted.internet import defer
+from twisted.python import log
+
+from buildbot import config
+from buildbot.util import service
+from buildbot.util.deferwaiter import DeferWaiter
+
+from buildbot_stats.buildcache import OnceLookup
+from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.captures.base import Capture
+from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.storage.base import StatsStorageBase
+
+# Points of one build share a time: each capture's points are moved this much further
+# (capture number x this), so that no two captures write the same (series, tags, time).
+CAPTURE_TIME_STEP = 1e-6
+# Two yieldMetricsValue calls at the same reactor time get times at least this far apart.
+DATA_TIME_STEP = 1e-3
+
+BUILDER_CHANGES = (("builders", None, "started"), ("builders", None, "stopped"))
+
+
+class StatsService(service.BuildbotService):
+    """Routes Buildbot's events through the captures to the storage backends.
+
+    :param storage_backends: a list of :class:`StatsStorageBase` instances; ``None`` means
+        the embedded default (see the docs)
+    :param name: the service name (default ``'StatsService'``)
+    """
+
+    name = "StatsService"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.backends = []
+        self.consumers = {}
+        self._capturesByKey = {}
+        self._builderChangeConsumers = []
+        self._inflight = DeferWaiter()
+        self._lastDataTime = None
+        self._builderNames = OnceLookup(self._lookupBuilderName, max_size=10000)
+        self._buildProperties = OnceLookup(self._lookupBuildProperties, max_size=256)
+        self.capture_errors = 0
+        self.foreign_messages = 0
+
+    # -- configuration --------------------------------------------------------------
+
+    def checkConfig(self, storage_backends=None):
+        if storage_backends is None:
+            return
+        if not isinstance(storage_backends, (list, tuple)):
+            config.error(
+                f"StatsService: storage_backends must be a list of storage backends, got "
+                f"{storage_backends!r}"
+            )
+            return
+        names = set()
+        for backend in storage_backends:
+            if not isinstance(backend, StatsStorageBase):
+                config.error(
+                    f"StatsService: storage backend {backend!r} is not an instance of "
+                    "StatsStorageBase (use stats.InfluxStorageService, "
+                    "stats.SQLiteStorageService or a subclass of stats.StatsStorageBase)"
+                )
+                continue
+            if backend.name in names:
+                config.error(
+                    f"StatsService: two storage backends are named {backend.name!r}; "
+                    "give each a distinct name=..."
+                )
+            names.add(backend.name)
+            for cap in backend.captures:
+                if not isinstance(cap, Capture):
+                    config.error(
+                        f"StatsService: {cap!r} in the captures of {backend.name!r} is not "
+                        "a Capture instance"
+                    )
+
+    @defer.inlineCallbacks
+    def reconfigService(self, storage_backends=None):
+        if storage_backends is None:
+            storage_backends = self.defaultStorageBackends()
+        yield self._reconfigBackends(list(storage_backends))
+        self._wireCaptures()
+        yield self.registerConsumers()
+
+    def defaultStorageBackends(self):
+        """The backends used when ``storage_backends`` is not given."""
+        from buildbot_stats.defaults import defaultStorageBackends
+
+        return defaultStorageBackends()
+
+    @defer.inlineCallbacks
+    def _reconfigBackends(self, new_backends):
+        old_by_name = {b.name: b for b in self.backends}
+        kept = []
+        for new in new_backends:
+            old = old_by_name.pop(new.name, None)
+            if old is not None and old is not new and old.canReconfigWithSibling(new):
+                # the running backend keeps its buffer and connections
+                yield old.reconfigServiceWithSibling(new)
+                old.captures = new.captures
+                kept.append(old)
+                continue
+            if old is not None and old is not new:
+                yield self._removeBackend(old)
+            if new.parent is not self:
+                yield new.setServiceParent(self)
+            kept.append(new)
+        for old in old_by_name.values():
+            yield self._removeBackend(old)
+        self.backends = kept
+
+    @defer.inlineCallbacks
+    def _removeBackend(self, backend):
+        log.msg(f"buildbot_stats: removing storage backend {backend.name!r}")
+        # removeService stops it, which flushes what it holds
+        yield backend.disownServiceParent()
+
+    def _wireCaptures(self):
+        owners = {}
+        captures = []
+        for backend in self.backends:
+            for cap in backend.captures:
+                if id(cap) not in owners:
+                    owners[id(cap)] = []
+                    captures.append(cap)
+                owners[id(cap)].append(backend)
+        by_key = {}
+        for number, cap in enumerate(captures):
+            cap.parent_svcs = owners[id(cap)]
+            cap.master = self.master
+            cap.stats_service = self
+            cap._time_offset = number * CAPTURE_TIME_STEP
+            by_key.setdefault(tuple(cap.routingKey), []).append(cap)
+        self._capturesByKey = by_key
+
+    # -- MQ subscriptions --------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def registerConsumers(self):
+        """Consume every routing key the captures need, once each.
+
+        One consumer per routing key dispatches to the captures current at the time of the
+        message, so a reconfig never leaves two consumers for a capture nor drops one.
+        """
+        wanted = set(self._capturesByKey)
+        for key in list(self.consumers):
+            if key not in wanted:
+                yield self.consumers.pop(key).stopConsuming()
+        for key in sorted(wanted - set(self.consumers), key=repr):
+            self.consumers[key] = yield self.master.mq.startConsuming(
+                functools.partial(self._dispatch, key), key
+            )
+        if not self._builderChangeConsumers:
+            for key in BUILDER_CHANGES:
+                c = yield self.master.mq.startConsuming(self._builderChanged, key)
+                self._builderChangeConsumers.append(c)
+
+    @defer.inlineCallbacks
+    def removeConsumers(self):
+        consumers = list(self.consumers.values()) + self._builderChangeConsumers
+        self.consumers = {}
+        self._builderChangeConsumers = []
+        for consumer in consumers:
+            yield consumer.stopConsuming()
+
+    def _dispatch(self, key, routingKey, msg):
+        if not self._fromThisMaster(msg):
+            self.foreign_messages += 1
+            return
+        for cap in self._capturesByKey.get(key, ()):
+            d = defer.maybeDeferred(cap.consumer, routingKey, msg)
+            d.addErrback(self._captureFailed, cap, msg)
+            self._inflight.add(d)
+
+    def _fromThisMaster(self, msg):
+        # With several masters on one MQ every master sees every build; only the one that
+        # ran the build (or took the yieldMetricsValue call) writes its points.
+        ours = self.master.masterid
+        theirs = msg.get('masterid') if isinstance(msg, dict) else None
+        return ours is None or theirs is None or theirs == ours
+
+    def _captureFailed(self, failure, cap, msg):
+        self.capture_errors += 1
+        if failure.check(CaptureError):
+            log.msg(f"buildbot_stats: error: {failure.value}")
+        else:
+            build = msg.get('build_data', msg) if isinstance(msg, dict) else {}
+            log.err(
+                failure,
+                f"buildbot_stats: {cap.describe()} failed for build #{build.get('number')} "
+                f"(buildid {build.get('buildid')}, builderid {build.get('builderid')})",
+            )
+
+    def _builderChanged(self, routingKey, msg):
+        if msg.get('builderid') is not None and msg.get('name'):
+            self._builderNames.put(msg['builderid'], msg['name'])
+
+    # -- lookups shared by the captures --------------------------------------------------
+
+    def getBuilderName(self, builderid):
+        return self._builderNames.get(builderid)
+
+    @defer.inlineCallbacks
+    def _lookupBuilderName(self, builderid):
+        builder = yield self.master.data.get(("builders", builderid))
+        return builder['name'] if builder else None
+
+    def getBuildProperties(self, buildid):
+        return self._buildProperties.get(buildid)
+
+    def _lookupBuildProperties(self, buildid):
+        return self.master.data.get(("builds", buildid, "properties"))
+
+    # -- data from build steps --------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def yieldMetricsValue(self, data_name, post_data, buildid):
+        """Post ``post_data`` (a dict of fields) as ``data_name`` for build ``buildid``.
+
+        The point is stamped with the time of this call. It reaches the backends through
+        the MQ message ``('stats-yieldMetricsValue', 'stats-yield-data')`` and the
+        CaptureData captures that match it.
+        """
+        timestamp = self._nextDataTime()
+        build_data = yield self.master.data.get(('builds', buildid))
+        if build_data is None:
+            raise ValueError(f"yieldMetricsValue({data_name!r}): no build with id {buildid!r}")
+        msg = {
+            'data_name': data_name,
+            'post_data': post_data,
+            'build_data': build_data,
+            'masterid': self.master.masterid,
+            'timestamp': timestamp,
+        }
+        self.master.mq.produce(YIELD_DATA, msg)
+
+    def _nextDataTime(self):
+        now = self.master.reactor.seconds()
+        if self._lastDataTime is not None and now < self._lastDataTime + DATA_TIME_STEP:
+            now = self._lastDataTime + DATA_TIME_STEP
+        self._lastDataTime = now
+        return now
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        yield self.removeConsumers()
+        # the captures still running hand their points to the backends...
+        yield self._inflight.wait()
+        # ...which write them before stopping
+        results = yield defer.DeferredList(
+            [defer.maybeDeferred(b.flush) for b in self.backends], consumeErrors=True
+        )
+        for ok, result in results:
+            if not ok:
+                log.err(result, "buildbot_stats: a backend failed to flush")
+        yield super().stopService()

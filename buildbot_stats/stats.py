@@ -1,0 +1,48 @@
+"""The names a master.cfg uses::
+
+    from buildbot_stats import stats
+
+    c['services'] = [
+        stats.StatsService(storage_backends=[...], name='StatsService'),
+    ]
+"""
+
+from buildbot_stats.captures import Capture
+from buildbot_stats.captures import CaptureBuildDuration
+from buildbot_stats.captures import CaptureBuildDurationAllBuilders
+from buildbot_stats.captures import CaptureBuildEndTime
+from buildbot_stats.captures import CaptureBuildEndTimeAllBuilders
+from buildbot_stats.captures import CaptureBuildStartTime
+from buildbot_stats.captures import CaptureBuildStartTimeAllBuilders
+from buildbot_stats.captures import CaptureBuildTimes
+from buildbot_stats.captures import CaptureData
+from buildbot_stats.captures import CaptureDataAllBuilders
+from buildbot_stats.captures import CaptureProperty
+from buildbot_stats.captures import CapturePropertyAllBuilders
+from buildbot_stats.service import StatsService
+from buildbot_stats.steps import StatsStepMixin
+from buildbot_stats.steps import findStatsService
+from buildbot_stats.steps import yieldMetricsValue
+from buildbot_stats.storage import InMemoryStorageService
+from buildbot_stats.storage import StatsStorageBase
+
+__all__ = [
+    'Capture',
+    'CaptureBuildDuration',
+    'CaptureBuildDurationAllBuilders',
+    'CaptureBuildEndTime',
+    'CaptureBuildEndTimeAllBuilders',
+    'CaptureBuildStartTime',
+    'CaptureBuildStartTimeAllBuilders',
+    'CaptureBuildTimes',
+    'CaptureData',
+    'CaptureDataAllBuilders',
+    'CaptureProperty',
+    'CapturePropertyAllBuilders',
+    'InMemoryStorageService',
+    'StatsService',
+    'StatsStepMixin',
+    'StatsStorageBase',
+    'findStatsService',
+    'yieldMetricsValue',
+]

@@ -1,0 +1,86 @@
+"""StatsStorageBase: what every storage backend is and promises."""
+
+from __future__ import annotations
+
+import inspect
+
+from twisted.internet import defer
+
+from buildbot import config
+from buildbot.util import service
+
+from buildbot_stats.counters import DeliveryCounters
+
+
+class StatsStorageBase(service.BuildbotService):
+    """Base class of every storage backend.
+
+    A backend is a Buildbot service, child of the :class:`StatsService` that owns it, so it
+    is started, reconfigured (secrets rendered) and stopped like any Buildbot service. It
+    also works alone: construct it, ``startService()``, ``postStatsValue()``,
+    ``stopService()``.
+
+    Subclasses take a ``captures`` argument (the captures whose points they store) and
+    implement :meth:`postStatsValue`, which must return at once: no network or disk I/O on
+    the reactor thread.
+    """
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get('name') is None:
+            # Buildbot's own backend defaults to its class name; so do we. Two unnamed
+            # backends of one class are reported by StatsService.checkConfig.
+            kwargs['name'] = type(self).__name__
+        super().__init__(*args, **kwargs)
+        # ``captures`` is read by StatsService before the backend is configured, to know
+        # which consumers to run; it is the only argument taken here rather than in
+        # reconfigService.
+        self.captures = self._declaredCaptures(args, kwargs)
+        self.counters = DeliveryCounters()
+
+    def _declaredCaptures(self, args, kwargs):
+        kwargs = {k: v for k, v in kwargs.items() if k != 'name'}
+        try:
+            bound = inspect.signature(self.checkConfig).bind(*args, **kwargs)
+        except TypeError:
+            return []
+        bound.apply_defaults()
+        captures = bound.arguments.get('captures')
+        return list(captures) if captures else []
+
+    @staticmethod
+    def checkCaptures(captures, backend_name):
+        """Shared validation of a backend's ``captures`` argument (for checkConfig)."""
+        # imported here: captures import storage for typing the parents
+        from buildbot_stats.captures.base import Capture
+
+        if captures is None:
+            return
+        if not isinstance(captures, (list, tuple)):
+            config.error(
+                f"{backend_name}: captures must be a list of Capture instances, got {captures!r}"
+            )
+            return
+        for cap in captures:
+            if not isinstance(cap, Capture):
+                config.error(
+                    f"{backend_name}: {cap!r} in captures is not a Capture instance "
+                    "(use the stats.Capture* classes)"
+                )
+
+    def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
+        """Store one point; return at once.
+
+        :param post_data: the fields, ``{name: value}``
+        :param series_name: the series (InfluxDB measurement)
+        :param context: the tags, ``{name: value}``
+        :param timestamp: seconds since the epoch (float); ``None`` means now
+        """
+        raise NotImplementedError
+
+    def flush(self, timeout=None):
+        """Write what is pending; the Deferred fires when done (or ``timeout`` passed)."""
+        return defer.succeed(None)
+
+    def __repr__(self):
+        # never the arguments: they may hold secrets
+        return f"<{type(self).__name__} {self.name!r}>"

@@ -1,0 +1,40 @@
+from setuptools import find_packages
+from setuptools import setup
+
+# Every public class is also reachable as buildbot.plugins.util.<Name>.
+PLUGINS = [
+    'Capture', 'CaptureBuildDuration', 'CaptureBuildDurationAllBuilders', 'CaptureBuildEndTime',
+    'CaptureBuildEndTimeAllBuilders', 'CaptureBuildStartTime', 'CaptureBuildStartTimeAllBuilders',
+    'CaptureData', 'CaptureDataAllBuilders', 'CaptureProperty', 'CapturePropertyAllBuilders',
+    'InMemoryStorageService', 'StatsService', 'StatsStepMixin', 'StatsStorageBase',
+]
+
+with open('README.rst', encoding='utf-8') as f:
+    long_description = f.read()
+
+setup(
+    name='buildbot_stats',
+    version='0.1.0',
+    description='Build statistics from Buildbot into InfluxDB, SQLite and charts',
+    long_description=long_description,
+    long_description_content_type='text/x-rst',
+    license='GPL-2.0-only',
+    packages=find_packages(exclude=['tests', 'tests.*']),
+    python_requires='>=3.9',
+    install_requires=[
+        'buildbot>=4.0',
+        'twisted',
+        'zope.interface',
+    ],
+    extras_require={
+        'test': ['buildbot-worker>=4.0', 'hypothesis', 'pytest'],
+    },
+    entry_points={
+        'buildbot.util': [f'{n} = buildbot_stats.stats:{n}' for n in PLUGINS],
+    },
+    classifiers=[
+        'Framework :: Twisted',
+        'Programming Language :: Python :: 3',
+        'Topic :: Software Development :: Build Tools',
+    ],
+)
