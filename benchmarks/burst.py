@@ -1,0 +1,364 @@
+"""Burst: the cost of statistics on a real master that finishes N builds at once.
+
+A real ``BuildMaster`` (SQLite database file, simple MQ, data API, logging to twistd.log as a
+master does) with B builders and W in-process workers (Buildbot's ``LocalWorker``, protocol
+'null': the worker costs no network and no second process) runs N builds of one quick step.
+The builds are forced in bulk through a scheduler (N/B buildsets of B builders each).
+The step runs on the master; when a stats service is configured it posts one
+``yieldMetricsValue('bench', {'value': ...})``. Four captures per build (start time, end time,
+duration, the ``buildnumber`` property) plus the ``CaptureData`` make 5 points per build.
+
+Variants, each in a fresh process:
+
+* ``none``: the same master and builds, no stats service: the baseline;
+* ``buildbot``: Buildbot's own ``buildbot.statistics`` with its ``InfluxStorageService``
+  (the ``influxdb`` client; a thread and a blocking HTTP write per point);
+* ``ours``: ``buildbot_stats`` with ``stats.InfluxStorageService``;
+* ``sqlite``: ``buildbot_stats`` with the embedded ``stats.SQLiteStorageService``;
+* ``memory``: ``buildbot_stats`` with ``stats.InMemoryStorageService`` (the service and
+  captures alone, no storage I/O).
+
+Each reports the master's CPU seconds (``time.process_time``: every thread of the master
+process, including the in-process workers, from the first buildset to the last point
+written), the wall time until the last point was acknowledged by its store, the worst
+reactor lag (a 10 ms LoopingCall's worst delay), and, for InfluxDB, how many points the
+database holds afterwards.
+
+    python benchmarks/burst.py --n 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import harness  # noqa: E402
+
+VARIANTS = ('none', 'buildbot', 'ours', 'sqlite', 'memory')
+DEFAULT_VARIANTS = ('none', 'buildbot', 'ours', 'sqlite')
+POINTS_PER_BUILD = 5
+# field values per build: 3 build times (one field each), property (name, value), data (value)
+FIELDS_PER_BUILD = 6
+DATA_NAME = 'bench'
+PROPERTY = 'buildnumber'
+
+
+# -- the child: one variant on one master ---------------------------------------------------
+
+
+def stats_config(variant, port, db, basedir):
+    """The ``c['services']`` entry of a variant, and a function giving points done so far."""
+    if variant == 'none':
+        return [], None
+    if variant == 'buildbot':
+        from buildbot import statistics as bbstats
+
+        captures = [
+            bbstats.CaptureBuildStartTimeAllBuilders(),
+            bbstats.CaptureBuildEndTimeAllBuilders(),
+            bbstats.CaptureBuildDurationAllBuilders(),
+            bbstats.CapturePropertyAllBuilders(PROPERTY),
+            bbstats.CaptureDataAllBuilders(DATA_NAME),
+        ]
+        backend = bbstats.InfluxStorageService(
+            '127.0.0.1', port, 'root', 'root', db, captures, name='influx')
+        # Buildbot's backend has no counters: count the writes its threads finish
+        done = {'n': 0, 'failed': 0}
+        post = backend.thd_postStatsValue
+
+        def counted(*args, **kwargs):
+            try:
+                post(*args, **kwargs)
+            except Exception:
+                done['failed'] += 1
+                raise
+            done['n'] += 1
+
+        backend.thd_postStatsValue = counted
+        svc = bbstats.StatsService(storage_backends=[backend], name='StatsService')
+        return [svc], lambda: (done['n'] + done['failed'], {'failed': done['failed']})
+
+    from buildbot_stats import stats
+
+    captures = [
+        stats.CaptureBuildStartTimeAllBuilders(),
+        stats.CaptureBuildEndTimeAllBuilders(),
+        stats.CaptureBuildDurationAllBuilders(),
+        stats.CapturePropertyAllBuilders(PROPERTY),
+        stats.CaptureDataAllBuilders(DATA_NAME),
+    ]
+    if variant == 'ours':
+        backend = stats.InfluxStorageService(
+            url=f'http://127.0.0.1:{port}', db=db, captures=captures, name='influx')
+    elif variant == 'sqlite':
+        backend = stats.SQLiteStorageService(
+            path=os.path.join(basedir, 'stats.sqlite'), captures=captures, name='sqlite')
+    elif variant == 'memory':
+        backend = stats.InMemoryStorageService(captures, name='memory')
+    else:
+        raise SystemExit(f"unknown variant {variant!r}")
+    svc = stats.StatsService(storage_backends=[backend], name='StatsService')
+
+    def progress():
+        c = backend.counters
+        return c.written + c.rejected + c.dropped, c.asDict()
+
+    return [svc], progress
+
+
+def master_config(variant, n_builders, n_workers, services, basedir):
+    from twisted.internet import defer
+
+    from buildbot.plugins import schedulers
+    from buildbot.plugins import util
+    from buildbot.process.buildstep import BuildStep
+    from buildbot.process.results import SUCCESS
+    from buildbot.worker.local import LocalWorker
+
+    class BenchStep(BuildStep):
+        """One quick master-side step; posts one metric when a stats service runs."""
+
+        name = 'bench'
+
+        @defer.inlineCallbacks
+        def run(self):
+            svc = self.master.service_manager.namedServices.get('StatsService')
+            if svc is not None:
+                yield svc.yieldMetricsValue(
+                    DATA_NAME, {'value': float(self.build.number)}, self.build.buildid)
+            return SUCCESS
+
+    factory = util.BuildFactory([BenchStep()])
+    workers = [f'w{i}' for i in range(n_workers)]
+    builders = [f'b{i}' for i in range(n_builders)]
+    return {
+        'workers': [LocalWorker(w) for w in workers],
+        'protocols': {'null': {}},
+        'builders': [
+            util.BuilderConfig(name=b, workernames=workers, factory=factory) for b in builders
+        ],
+        'schedulers': [schedulers.Triggerable(name='bench', builderNames=builders)],
+        'services': services,
+        'db_url': 'sqlite:///' + os.path.join(basedir, 'state.sqlite'),
+        'buildbotNetUsageData': None,
+        # identical pending requests would be merged into one build otherwise
+        'collapseRequests': False,
+        'title': f'burst-{variant}',
+    }
+
+
+def child(args):
+    from twisted.internet import defer
+    from twisted.internet import task
+
+    basedir = tempfile.mkdtemp(prefix=f'bench_burst_{args.child}_', dir=args.tmpdir)
+
+    async def main(reactor):
+        try:
+            await run_burst(reactor, args, basedir)
+        except BaseException:
+            traceback.print_exc()
+            raise
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
+    finally:
+        shutil.rmtree(basedir, ignore_errors=True)
+
+
+def dict_loader(config_dict):
+    """A config loader for a dict (buildbot.test's DictLoader, whose module import would
+    set the unit tests' warning filters and monkeypatches)."""
+    from zope.interface import implementer
+
+    from buildbot.config.master import MasterConfig
+    from buildbot.interfaces import IConfigLoader
+
+    @implementer(IConfigLoader)
+    class DictLoader:
+        def loadConfig(self):
+            return MasterConfig.loadFromDict(config_dict, '<burst>')
+
+    return DictLoader()
+
+
+async def run_burst(reactor, args, basedir):
+    from twisted.internet import defer
+    from twisted.python import log
+
+    from buildbot.master import BuildMaster
+
+    variant = args.child
+    # a master logs to twistd.log; so does this one (Buildbot's backend logs per point)
+    logfile = open(os.path.join(basedir, 'twistd.log'), 'a', encoding='utf-8')
+    log.startLogging(logfile, setStdout=False)
+
+    services, progress = stats_config(variant, args.influx_port, args.db, basedir)
+    cfg = master_config(variant, args.builders, args.workers, services, basedir)
+    master = BuildMaster(basedir, reactor=reactor, config_loader=dict_loader(cfg))
+    master.config.db.db_url = cfg['db_url']
+    await master.db.setup(check_version=False)
+    await master.db.model.upgrade()
+    master.db.setup = lambda: None
+    await master.startService()
+
+    # every worker attached before the clock starts
+    for _ in range(1000):
+        if len(master.workers.connections) >= args.workers:
+            break
+        await task_sleep(reactor, 0.01)
+    builderNames = [b.name for b in cfg['builders']]
+    sched = master.scheduler_manager.namedServices['bench']
+
+    finished = {'n': 0}
+    all_built = defer.Deferred()
+    room = {'d': None}
+
+    def on_finished(key, msg):
+        finished['n'] += 1
+        if room['d'] is not None:
+            d, room['d'] = room['d'], None
+            d.callback(None)
+        if finished['n'] == args.n:
+            all_built.callback(None)
+
+    consumer = await master.mq.startConsuming(on_finished, ('builds', None, 'finished'))
+
+    probe = harness.LagProbe(reactor)
+    probe.start()
+    cpu0 = time.process_time()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    wall0 = time.monotonic()
+
+    # Keep the master saturated with at most ``window`` builds requested and unfinished:
+    # every builder always has work, and Buildbot's request distributor does not rescan
+    # thousands of pending requests per new buildset (a cost of Buildbot, not of stats).
+    submitted = 0
+    while submitted < args.n:
+        while submitted - finished['n'] >= args.window:
+            room['d'] = defer.Deferred()
+            await room['d']
+        names = builderNames[:args.n - submitted]
+        await sched.addBuildsetForSourceStamps(
+            sourcestamps=[{'codebase': '', 'repository': '', 'branch': None,
+                           'revision': None, 'project': ''}],
+            reason='burst', builderNames=names)
+        submitted += len(names)
+    cpu_submitted = time.process_time() - cpu0
+
+    await all_built
+    cpu_built = time.process_time() - cpu0
+    wall_built = time.monotonic() - wall0
+
+    expected = args.n * POINTS_PER_BUILD
+    wall_points = wall_built
+    details = {}
+    if progress is not None:
+        deadline = time.monotonic() + args.timeout
+        while True:
+            done, details = progress()
+            if done >= expected or time.monotonic() > deadline:
+                break
+            # cheap: a counter read every 5 ms
+            await task_sleep(reactor, 0.005)
+        wall_points = time.monotonic() - wall0
+    cpu = time.process_time() - cpu0
+    lag = probe.stop()
+    consumer.stopConsuming()
+
+    result = {
+        'builds': finished['n'],
+        'cpu_s': cpu,
+        'cpu_submit_s': cpu_submitted,
+        'cpu_builds_s': cpu_built,
+        'wall_builds_s': wall_built,
+        'wall_s': wall_points,
+        'max_lag_ms': lag * 1000,
+        'points_expected': expected if progress else 0,
+        'points_done': progress()[0] if progress else 0,
+        'points_per_s': (expected / wall_points) if progress else 0.0,
+        'peak_rss_mb': harness.peak_rss_mb(),
+    }
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    result['user_s'], result['sys_s'] = ru.ru_utime - ru0.ru_utime, ru.ru_stime - ru0.ru_stime
+    if details:
+        result['counters'] = details
+    await master.stopService()
+    await master.db.pool.stop()
+    harness.emit(result)
+
+
+def task_sleep(reactor, seconds):
+    from twisted.internet import task
+
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+# -- the parent: every variant, one JSON line -----------------------------------------------
+
+
+def parent(args):
+    variants = args.variants.split(',')
+    server = None
+    if {'buildbot', 'ours'} & set(variants):
+        server = harness.start_influxdb()
+    out = {'bench': 'burst', 'n': args.n, 'builders': args.builders, 'workers': args.workers}
+    try:
+        for variant in variants:
+            extra = ['--n', args.n, '--builders', args.builders, '--workers', args.workers,
+                     '--window', args.window,
+                     '--timeout', args.timeout]
+            db = f'burst_{variant}'
+            if server is not None:
+                server.create_database(db)
+                extra += ['--influx-port', server.port, '--db', db]
+            res = harness.run_child(__file__, variant, extra)
+            if server is not None and variant in ('buildbot', 'ours') and 'error' not in res:
+                res['influx_fields'] = harness.count_field_values(server.port, db)
+                res['influx_fields_expected'] = args.n * FIELDS_PER_BUILD
+            out[variant] = res
+    finally:
+        if server is not None:
+            server.cleanup()
+    base = out.get('none', {}).get('cpu_s')
+    for variant in variants:
+        res = out[variant]
+        if variant != 'none' and base and 'cpu_s' in res:
+            res['cpu_overhead_pct'] = harness.r(100.0 * (res['cpu_s'] - base) / base)
+    out['machine'] = harness.machine()
+    harness.emit(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--n', type=int, default=1000, help='builds (default 1000)')
+    p.add_argument('--builders', type=int, default=4)
+    p.add_argument('--workers', type=int, default=4)
+    p.add_argument('--window', type=int, default=32,
+                   help='builds requested and not finished, at most (default 32)')
+    p.add_argument('--variants', default=','.join(DEFAULT_VARIANTS),
+                   help=f"comma-separated, among {', '.join(VARIANTS)}")
+    p.add_argument('--timeout', type=float, default=600.0,
+                   help='seconds to wait for the last point after the last build')
+    p.add_argument('--tmpdir', default=None,
+                   help="where the master's basedir (its SQLite file) goes (default: $TMPDIR)")
+    p.add_argument('--child', help=argparse.SUPPRESS)
+    p.add_argument('--influx-port', type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument('--db', default='', help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(args)
+    else:
+        parent(args)
+
+
+if __name__ == '__main__':
+    main()
