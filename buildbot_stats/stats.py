@@ -19,6 +19,10 @@ from buildbot_stats.captures import CaptureData
 from buildbot_stats.captures import CaptureDataAllBuilders
 from buildbot_stats.captures import CaptureProperty
 from buildbot_stats.captures import CapturePropertyAllBuilders
+from buildbot_stats.captures import CaptureBuildResults
+from buildbot_stats.captures import CaptureQueueTimes
+from buildbot_stats.captures import CaptureStepTimes
+from buildbot_stats.captures import CaptureTestResults
 from buildbot_stats.service import StatsService
 from buildbot_stats.steps import StatsStepMixin
 from buildbot_stats.steps import findStatsService
@@ -45,4 +49,8 @@ __all__ = [
     'StatsStorageBase',
     'findStatsService',
     'yieldMetricsValue',
+    'CaptureBuildResults',
+    'CaptureQueueTimes',
+    'CaptureStepTimes',
+    'CaptureTestResults',
 ]
