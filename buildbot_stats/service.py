@@ -263,11 +263,16 @@ class StatsService(service.BuildbotService):
 
     # -- stopping -----------------------------------------------------------------------------
 
+    def drain(self):
+        """A Deferred that fires when every capture still running has handed its points
+        to the backends (not when the backends have written them: see ``flush``)."""
+        return self._inflight.wait()
+
     @defer.inlineCallbacks
     def stopService(self):
         yield self.removeConsumers()
         # the captures still running hand their points to the backends...
-        yield self._inflight.wait()
+        yield self.drain()
         # ...which write them before stopping
         results = yield defer.DeferredList(
             [defer.maybeDeferred(b.flush) for b in self.backends], consumeErrors=True
