@@ -351,3 +351,12 @@ class TestSourceTags(unittest.TestCase):
             {'codebase': 'a', 'branch': '', 'repository': 'ar', 'project': None},
         ]), {'branch': 'zb', 'repository': 'ar', 'project': 'zp'})
         self.assertEqual(sourceTags([]), {})
+
+
+class TestPlugins(unittest.TestCase):
+
+    def test_new_captures_are_buildbot_plugins(self):
+        from buildbot.plugins import util
+        for name in ('CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes',
+                     'CaptureTestResults'):
+            self.assertIs(getattr(util, name), getattr(stats, name))
