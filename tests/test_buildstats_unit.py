@@ -360,3 +360,34 @@ class TestPlugins(unittest.TestCase):
         for name in ('CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes',
                      'CaptureTestResults'):
             self.assertIs(getattr(util, name), getattr(stats, name))
+
+
+class TestLookupFailures(BuildStatsTestBase):
+
+    @defer.inlineCallbacks
+    def test_failed_tag_lookup_is_logged_and_the_point_still_written(self):
+        yield self.insert(baseRows(results=SUCCESS))
+        real_get = self.master.data.get
+
+        def get(path, *args, **kwargs):
+            if path[0] == 'workers':
+                return defer.fail(RuntimeError('db gone'))
+            return real_get(path, *args, **kwargs)
+
+        self.patch(self.master.data, 'get', get)
+        yield self.finish(self.wire(stats.CaptureBuildResults()))
+        tags = dict(self.TAGS, result='success')
+        del tags['worker']
+        self.assertEqual(self.onlyPoint().tags, tags)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_none_fields_left_out(self):
+        yield self.insert(baseRows())
+        cap = stats.CaptureBuildResults(callback=lambda f, i: dict(f, duration=None))
+        yield self.finish(self.wire(cap))
+        self.assertNotIn('duration', self.onlyPoint().fields)
+        self.backend.clear()
+        cap = stats.CaptureBuildResults(callback=lambda f, i: {'x': None})
+        with self.assertRaisesRegex(CaptureError, "non-empty dict"):
+            yield self.finish(self.wire(cap))

@@ -125,6 +125,9 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
             ) from e
         if fields is None:
             return
+        if isinstance(fields, dict):
+            # InfluxDB has no null: a field without a value is left out
+            fields = {k: v for k, v in fields.items() if v is not None}
         if not isinstance(fields, dict) or not fields:
             raise CaptureError(
                 f"{self.describe()}: the callback must return a non-empty dict of fields or "
