@@ -84,6 +84,7 @@ _BAD_BACKSLASH = re.compile(r'\\(?:[, ="]|\Z)')
 _MEASUREMENT_LEADERS = ('#', '\t', '\x00')
 _FIELD_KEY_LEADERS = ('\t', '\x00')
 _RESERVED_KEYS = frozenset(['time'])
+_SURROGATE = re.compile('[\ud800-\udfff]')
 
 _CACHE_LIMIT = 10_000  # names remembered per kind; cleared when full (names repeat a lot)
 
@@ -100,20 +101,21 @@ def _fix_surrogates(text: str) -> str:
         text.encode('utf-8')
         return text
     except UnicodeEncodeError:
-        return text.encode('utf-8', 'surrogatepass').decode('utf-8', 'replace')
+        return _SURROGATE.sub('\ufffd', text)
 
 
 def _json(value) -> str:
+    """Compact JSON, keys sorted when they can be; anything JSON lacks goes through str()."""
     try:
         return json.dumps(value, separators=(',', ':'), sort_keys=True, ensure_ascii=False,
                           default=str)
-    except TypeError:  # keys of mixed types cannot be sorted
+    except TypeError:  # keys of mixed types cannot be sorted (or a key JSON refuses)
         pass
-    except (ValueError, RecursionError) as e:  # circular reference
+    except Exception as e:  # a circular reference, a failing __str__, a too long int...
         raise _Drop(UNCONVERTIBLE) from e
     try:
         return json.dumps(value, separators=(',', ':'), ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError) as e:
+    except Exception as e:
         raise _Drop(UNCONVERTIBLE) from e
 
 
@@ -139,7 +141,10 @@ def to_text(value) -> str:
     if isinstance(value, bool):
         return 'true' if value else 'false'
     if isinstance(value, numbers.Integral):
-        return str(int(value))
+        try:
+            return str(int(value))
+        except ValueError as e:  # more digits than sys.get_int_max_str_digits()
+            raise _Drop(UNCONVERTIBLE) from e
     if isinstance(value, float):
         return repr(float(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
