@@ -37,8 +37,10 @@ def table_points():
         exp = expect if isinstance(expect, Rejected) else (expect, {}, {'v': 1}, TS, [])
         out.append((f'measurement-{row_id}', series, {'v': 1}, None, TS, exp))
     for row_id, series, fields, tags, ts, expect in POINTS:
-        exp = expect if isinstance(expect, Rejected) else (series, {}, {'a': 1}, expect, [])
-        out.append((f'point-{row_id}', series, fields, tags, ts, exp))
+        if not isinstance(expect, Rejected):
+            series = f'point-{row_id}'  # its own measurement on the server
+            expect = (series, {}, {'a': 1}, expect, [])
+        out.append((f'point-{row_id}', series, fields, tags, ts, expect))
     return out
 
 
