@@ -12,8 +12,8 @@ the "hung server" case). The query helpers here are blocking (urllib): they are 
 assertions, never for code under test.
 
 Cost of a start on the 2-core test machine (measured with tests/test_servers.py): influxd
-answers ``/ping`` about 0.1 s after exec (0.3 s on a cold disk cache), VictoriaMetrics answers
-``/health`` after about 0.1 s; a graceful stop takes 0.01-0.05 s for either. A server per test is
+answers ``/ping`` 0.03-0.1 s after exec, VictoriaMetrics answers ``/health`` after 0.07-0.11 s;
+a graceful stop takes 0.002-0.05 s. A server per test is
 therefore cheap; use one when the test stops, kills or pauses the server::
 
     def setUp(self):

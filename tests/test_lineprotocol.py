@@ -131,7 +131,7 @@ class TableTest(unittest.TestCase):
         self.assertEqual(e.encode('m', {'a': True, 'b': 1, 'c': 1.0}, None, 1),
                          ('m a=true,b=1i,c=1.0 1', []))
         # 1, 1.0 and True are one dict key: the key cache must not confuse them
-        self.assertEqual(e.encode('m', {True: 1, 1.0: 2}, None, 1)[0], 'm true=2i 1')
+        self.assertEqual(e.encode('m', dict([(True, 1), (1.0, 2)]), None, 1)[0], 'm true=2i 1')
         self.assertEqual(e.encode('m', {1.0: 1}, None, 1)[0], 'm 1.0=1i 1')
 
     def test_name_caches_are_bounded(self):
