@@ -202,9 +202,14 @@ class InfluxStorageService(StatsStorageBase):
         yield super().stopService()
 
     def flush(self, timeout=None):
+        """Send what is pending now; fires True when all of it ended, False on timeout.
+
+        ``timeout=None`` means ``stop_timeout``: StatsService flushes every backend when the
+        master stops, and a flush that waits for a server that is down would hold the
+        master for ever."""
         if self._writer is None:
             return defer.succeed(True)
-        return self._writer.flush(timeout)
+        return self._writer.flush(self.options.stop_timeout if timeout is None else timeout)
 
     # -- points ------------------------------------------------------------------------------
 
