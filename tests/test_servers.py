@@ -44,6 +44,22 @@ class InfluxDB1ServerTest(unittest.TestCase):
                          {'i': 'integer', 'f': 'float', 's': 'string', 'b': 'boolean'})
         self.assertEqual(s.tag_keys('fixture', 'm'), ['host'])
         self.assertIn('m', s.measurements('fixture'))
+        self.assertEqual(s.read_points('fixture', 'm'), [
+            {'time': TS, 'tags': {'host': 'a'}, 'fields': {'i': -5, 'f': 0.1, 's': 'x y', 'b': True}},
+            {'time': TS + 1, 'tags': {'host': 'b'}, 'fields': {'i': 9223372036854775807}},
+        ])
+
+    def test_unquotable_names_read_back(self):
+        # NUL and CR cannot appear in a quoted InfluxQL identifier; the regex still finds them
+        s = self.server
+        s.create_database('ctl')
+        s.write_lines('ctl', [f'\ra\x00b,f=tag f=1i {TS}'])
+        self.assertEqual(s.measurements('ctl'), ['\ra\x00b'])
+        self.assertEqual(s.read_points('ctl', '\ra\x00b'),
+                         [{'time': TS, 'tags': {'f': 'tag'}, 'fields': {'f': 1}}])
+        self.assertEqual(s.field_types('ctl', '\ra\x00b'), {'f': 'integer'})
+        self.assertEqual(s.tag_keys('ctl', '\ra\x00b'), ['f'])
+        self.assertEqual(s.points('ctl', 'a'), [])  # anchored: no partial match
 
     def test_awkward_measurement_name_is_queryable(self):
         s = self.server
