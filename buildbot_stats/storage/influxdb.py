@@ -9,6 +9,7 @@ treq, retries and spools. Nothing here blocks: no thread per point, no synchrono
 from __future__ import annotations
 
 import base64
+import os
 import urllib.parse
 
 from twisted.internet import defer
@@ -184,7 +185,12 @@ class InfluxStorageService(StatsStorageBase):
         yield super().startService()  # applies the configuration the first time
         spool = None
         if self.spool_dir is not None:
-            spool = Spool(self.spool_dir, self.spool_max_bytes, self.reactor)
+            spool_dir = self.spool_dir
+            basedir = getattr(self.master, 'basedir', None)
+            if not os.path.isabs(spool_dir) and basedir:
+                # like every relative path in master.cfg: beside the master
+                spool_dir = os.path.join(basedir, spool_dir)
+            spool = Spool(spool_dir, self.spool_max_bytes, self.reactor)
         self._writerSpool = (self.spool_dir, self.spool_max_bytes)
         creator = self._createDatabase if self.create_database else None
         writer = BatchWriter(self._makeSender(), self.options, self.counters, self.reactor,
