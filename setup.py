@@ -8,6 +8,7 @@ PLUGINS = [
     'CaptureData', 'CaptureDataAllBuilders', 'CaptureProperty', 'CapturePropertyAllBuilders',
     'InMemoryStorageService', 'StatsService', 'StatsStepMixin', 'StatsStorageBase',
     'CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes', 'CaptureTestResults',
+    'InfluxStorageService',
 ]
 
 with open('README.rst', encoding='utf-8') as f:
@@ -25,6 +26,7 @@ setup(
     install_requires=[
         'buildbot>=4.0',
         'twisted',
+        'treq',
         'zope.interface',
     ],
     extras_require={

@@ -29,6 +29,7 @@ from buildbot_stats.steps import findStatsService
 from buildbot_stats.steps import yieldMetricsValue
 from buildbot_stats.storage import InMemoryStorageService
 from buildbot_stats.storage import StatsStorageBase
+from buildbot_stats.storage.influxdb import InfluxStorageService
 
 __all__ = [
     'Capture',
@@ -44,6 +45,7 @@ __all__ = [
     'CaptureProperty',
     'CapturePropertyAllBuilders',
     'InMemoryStorageService',
+    'InfluxStorageService',
     'StatsService',
     'StatsStepMixin',
     'StatsStorageBase',
