@@ -7,6 +7,8 @@ PLUGINS = [
     'CaptureBuildEndTimeAllBuilders', 'CaptureBuildStartTime', 'CaptureBuildStartTimeAllBuilders',
     'CaptureData', 'CaptureDataAllBuilders', 'CaptureProperty', 'CapturePropertyAllBuilders',
     'InMemoryStorageService', 'StatsService', 'StatsStepMixin', 'StatsStorageBase',
+    'CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes', 'CaptureTestResults',
+    'InfluxStorageService',
 ]
 
 with open('README.rst', encoding='utf-8') as f:
@@ -24,6 +26,7 @@ setup(
     install_requires=[
         'buildbot>=4.0',
         'twisted',
+        'treq',
         'zope.interface',
     ],
     extras_require={
