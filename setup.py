@@ -7,6 +7,7 @@ PLUGINS = [
     'CaptureBuildEndTimeAllBuilders', 'CaptureBuildStartTime', 'CaptureBuildStartTimeAllBuilders',
     'CaptureData', 'CaptureDataAllBuilders', 'CaptureProperty', 'CapturePropertyAllBuilders',
     'InMemoryStorageService', 'StatsService', 'StatsStepMixin', 'StatsStorageBase',
+    'SQLiteStorageService',
 ]
 
 with open('README.rst', encoding='utf-8') as f:

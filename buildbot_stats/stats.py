@@ -24,6 +24,7 @@ from buildbot_stats.steps import StatsStepMixin
 from buildbot_stats.steps import findStatsService
 from buildbot_stats.steps import yieldMetricsValue
 from buildbot_stats.storage import InMemoryStorageService
+from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.storage import StatsStorageBase
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     'CaptureProperty',
     'CapturePropertyAllBuilders',
     'InMemoryStorageService',
+    'SQLiteStorageService',
     'StatsService',
     'StatsStepMixin',
     'StatsStorageBase',
