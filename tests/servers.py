@@ -1,0 +1,441 @@
+"""Real database servers for tests: a free loopback port, a temporary data directory, killed at the end.
+
+Two fixtures, one per server binary installed on the test machine:
+
+- :class:`InfluxDB1Server` runs Debian's ``/usr/bin/influxd`` (InfluxDB 1.6);
+- :class:`VictoriaMetricsServer` runs ``/usr/bin/victoria-metrics``.
+
+Both keep their port and data directory for their whole life, so a test can ``stop()`` the
+server (an outage), ``start()`` it again and find the same address and the same data; ``pause()``
+and ``resume()`` freeze the process with SIGSTOP/SIGCONT (the socket stays open, nothing answers:
+the "hung server" case). The query helpers here are blocking (urllib): they are for the test's own
+assertions, never for code under test.
+
+Cost of a start on the 2-core test machine (measured with tests/test_servers.py): influxd
+answers ``/ping`` 0.03-0.1 s after exec, VictoriaMetrics answers ``/health`` after 0.07-0.11 s;
+a graceful stop takes 0.002-0.05 s. A server per test is
+therefore cheap; use one when the test stops, kills or pauses the server::
+
+    def setUp(self):
+        self.influx = InfluxDB1Server.start_new()
+        self.addCleanup(self.influx.cleanup)
+
+Note that twisted.trial ignores ``setUpClass``/``tearDownClass`` (verified with Twisted 26.10).
+For one server per test run, shared by every test that only writes and reads (give each test its
+own database or measurement), use :meth:`shared`: started on first use, restarted if a test left
+it stopped, killed at interpreter exit::
+
+    def setUp(self):
+        self.influx = InfluxDB1Server.shared()
+
+Every started process is also killed at interpreter exit if a test forgot to clean up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+INFLUXD = os.environ.get('BUILDBOT_STATS_INFLUXD', '/usr/bin/influxd')
+VICTORIA_METRICS = os.environ.get('BUILDBOT_STATS_VICTORIA_METRICS', '/usr/bin/victoria-metrics')
+
+START_TIMEOUT = 30.0  # seconds; a start normally takes well under one second
+STOP_TIMEOUT = 15.0  # seconds before a graceful stop becomes SIGKILL
+HTTP_TIMEOUT = 30.0  # seconds for one helper request
+
+_running: set = set()
+
+
+@atexit.register
+def _kill_leftovers():
+    for server in list(_running):
+        server.kill()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class ServerError(RuntimeError):
+    """The server did not start, or a helper request failed; the message says why."""
+
+
+class HTTPError(ServerError):
+    def __init__(self, status, body, url):
+        super().__init__(f'HTTP {status} from {url}: {body[:2000]}')
+        self.status = status
+        self.body = body
+
+
+def _http(method, url, body=None, headers=None, timeout=HTTP_TIMEOUT):
+    """Blocking request; returns (status, body text). Non-2xx answers are returned, not raised."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode('utf-8', 'replace')
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode('utf-8', 'replace')
+
+
+class _ServerProcess:
+    """One server binary on a fixed loopback port with its own temporary directory."""
+
+    name = 'server'
+    ready_path = '/'
+    ready_status = 200
+
+    def __init__(self, basedir=None):
+        self._own_basedir = basedir is None
+        self.basedir = basedir or tempfile.mkdtemp(prefix=f'buildbot_stats_{self.name}_')
+        self.host = '127.0.0.1'
+        self.port = free_port()
+        self.url = f'http://{self.host}:{self.port}'
+        self.log_path = os.path.join(self.basedir, f'{self.name}.log')
+        self.process = None
+        self.start_seconds = None  # wall time of the last start(), for the docs and for curiosity
+
+    _shared = None  # per subclass, see shared()
+
+    @classmethod
+    def shared(cls):
+        """One server of this class for the whole test process (killed at exit). Tests using it
+        must not stop or pause it; it is started again if one did."""
+        server = cls.__dict__.get('_shared')
+        if server is None:
+            server = cls.start_new()
+            cls._shared = server
+            atexit.register(server.cleanup)
+        elif not server.running:
+            server.start()
+        return server
+
+    @classmethod
+    def start_new(cls, basedir=None):
+        server = cls(basedir)
+        try:
+            server.start()
+        except BaseException:
+            server.cleanup()
+            raise
+        return server
+
+    def command(self) -> list:
+        raise NotImplementedError
+
+    def prepare(self):
+        """Write config files etc. before each start."""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines=40) -> str:
+        try:
+            with open(self.log_path, encoding='utf-8', errors='replace') as f:
+                return ''.join(f.readlines()[-lines:])
+        except OSError:
+            return '(no log)'
+
+    def start(self):
+        if self.running:
+            raise ServerError(f'{self.name} already running on port {self.port}')
+        self.prepare()
+        t0 = time.monotonic()
+        with open(self.log_path, 'ab') as log:
+            self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.basedir, start_new_session=True)
+        _running.add(self)
+        deadline = t0 + START_TIMEOUT
+        last_error = None
+        while True:
+            if self.process.poll() is not None:
+                rc = self.process.returncode
+                self.process = None
+                _running.discard(self)
+                raise ServerError(f'{self.name} exited with code {rc} during start;'
+                                  f' log tail:\n{self.log_tail()}')
+            try:
+                status, _ = _http('GET', self.url + self.ready_path, timeout=2)
+                if status == self.ready_status:
+                    break
+                last_error = f'HTTP {status}'
+            except OSError as e:
+                last_error = e
+            if time.monotonic() > deadline:
+                self.kill()
+                raise ServerError(f'{self.name} did not answer {self.ready_path} on port {self.port}'
+                                  f' within {START_TIMEOUT}s (last error: {last_error});'
+                                  f' log tail:\n{self.log_tail()}')
+            time.sleep(0.02)
+        self.start_seconds = time.monotonic() - t0
+
+    def stop(self, kill=False):
+        """Stop the server: SIGTERM and wait (SIGKILL after STOP_TIMEOUT), or SIGKILL at once
+        with ``kill=True`` (a crash). The port and data directory are kept for ``start()``."""
+        if self.process is None:
+            return
+        proc = self.process
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGCONT)  # a paused process cannot handle SIGTERM
+                os.kill(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.process = None
+        _running.discard(self)
+
+    def kill(self):
+        self.stop(kill=True)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def pause(self):
+        """Freeze the process (SIGSTOP): connections are accepted by the kernel, nothing answers."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def cleanup(self):
+        """Stop the server and remove its temporary directory."""
+        self.kill()
+        if self._own_basedir:
+            shutil.rmtree(self.basedir, ignore_errors=True)
+
+    def __repr__(self):
+        return f'<{type(self).__name__} {self.url} {"running" if self.running else "stopped"}>'
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL double-quoted identifier for any string (its scanner knows \\\\, \\" and \\n)."""
+    return '"' + name.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n') + '"'
+
+
+def measurement_regex(name: str) -> str:
+    """An InfluxQL regex matching exactly this measurement name, whatever it contains (a quoted
+    identifier cannot hold a NUL or a carriage return; a regex with \\x{..} escapes can)."""
+    return '/^' + ''.join(ch if ch.isascii() and ch.isalnum() else '\\x{%x}' % ord(ch)
+                          for ch in name) + '$/'
+
+
+class InfluxDB1Server(_ServerProcess):
+    """``influxd`` 1.x with every directory in a temporary dir and both its ports on loopback."""
+
+    name = 'influxd'
+    ready_path = '/ping'
+    ready_status = 204
+
+    def __init__(self, basedir=None):
+        super().__init__(basedir)
+        # the RPC (backup/restore) port must differ per server so that parallel runs don't clash
+        self.rpc_port = free_port()
+        self.config_path = os.path.join(self.basedir, 'influxdb.conf')
+
+    def prepare(self):
+        d = self.basedir
+        config = f'''\
+reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+
+[meta]
+  dir = "{d}/meta"
+
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[continuous_queries]
+  enabled = false
+
+[subscriber]
+  enabled = false
+'''
+        with open(self.config_path, 'w', encoding='utf-8') as f:
+            f.write(config)
+
+    def command(self):
+        return [INFLUXD, 'run', '-config', self.config_path]
+
+    # -- test-side helpers (blocking) --
+
+    def query(self, q, db=None, epoch='ns', method=None):
+        """Run InfluxQL; returns the parsed JSON answer. Raises ServerError on an HTTP error or
+        on an ``error`` in any statement result."""
+        params = {'q': q}
+        if db is not None:
+            params['db'] = db
+        if epoch:
+            params['epoch'] = epoch
+        if method is None:
+            method = 'GET' if q.lstrip().upper().startswith(('SELECT', 'SHOW')) else 'POST'
+        url = f'{self.url}/query?' + urllib.parse.urlencode(params)
+        status, body = _http(method, url)
+        if status != 200:
+            raise HTTPError(status, body, url)
+        answer = json.loads(body)
+        for result in answer.get('results', []):
+            if 'error' in result:
+                raise ServerError(f'query {q!r} failed: {result["error"]}')
+        if 'error' in answer:
+            raise ServerError(f'query {q!r} failed: {answer["error"]}')
+        return answer
+
+    def create_database(self, name):
+        self.query(f'CREATE DATABASE {quote_ident(name)}')
+
+    def write_raw(self, db, body, precision='ns'):
+        """POST a line protocol body; returns (status, body text) whatever the status."""
+        if isinstance(body, str):
+            body = body.encode('utf-8')
+        url = f'{self.url}/write?' + urllib.parse.urlencode({'db': db, 'precision': precision})
+        return _http('POST', url, body=body)
+
+    def write_lines(self, db, lines, precision='ns'):
+        """Write lines (str or list of str) and raise HTTPError unless the server says 204."""
+        if not isinstance(lines, str):
+            lines = '\n'.join(lines)
+        status, body = self.write_raw(db, lines, precision)
+        if status != 204:
+            raise HTTPError(status, body, f'{self.url}/write?db={db}')
+
+    def points(self, db, measurement):
+        """Every row of a measurement as a dict (tags and fields; absent ones left out) with an
+        exact integer-nanosecond ``time``, oldest first."""
+        answer = self.query(f'SELECT * FROM {measurement_regex(measurement)}', db=db)
+        rows = []
+        for result in answer['results']:
+            for series in result.get('series', []):
+                cols = series['columns']
+                for values in series['values']:
+                    rows.append({c: v for c, v in zip(cols, values) if v is not None})
+        rows.sort(key=lambda r: r['time'])
+        return rows
+
+    def read_points(self, db, measurement):
+        """Every point of a measurement as ``{'time': ns, 'tags': {...}, 'fields': {...}}``,
+        oldest first; tags and fields kept apart even when a tag and a field share a key."""
+        answer = self.query(f'SELECT *::field FROM {measurement_regex(measurement)} GROUP BY *',
+                            db=db)
+        out = []
+        for result in answer['results']:
+            for series in result.get('series', []):
+                tags = {k: v for k, v in series.get('tags', {}).items() if v != ''}
+                cols = series['columns']
+                for values in series['values']:
+                    row = dict(zip(cols, values))
+                    t = row.pop('time')
+                    out.append({'time': t, 'tags': tags,
+                                'fields': {k: v for k, v in row.items() if v is not None}})
+        out.sort(key=lambda r: r['time'])
+        return out
+
+    def measurements(self, db):
+        answer = self.query('SHOW MEASUREMENTS', db=db)
+        series = answer['results'][0].get('series', [])
+        return sorted(v[0] for s in series for v in s['values'])
+
+    def field_types(self, db, measurement):
+        """{field key: 'float' | 'integer' | 'string' | 'boolean'} of a measurement."""
+        answer = self.query(f'SHOW FIELD KEYS FROM {measurement_regex(measurement)}', db=db)
+        series = answer['results'][0].get('series', [])
+        return {k: t for s in series for k, t in s['values']}
+
+    def tag_keys(self, db, measurement):
+        answer = self.query(f'SHOW TAG KEYS FROM {measurement_regex(measurement)}', db=db)
+        series = answer['results'][0].get('series', [])
+        return sorted(v[0] for s in series for v in s['values'])
+
+
+class VictoriaMetricsServer(_ServerProcess):
+    """``victoria-metrics`` single-node with its storage in a temporary dir.
+
+    It accepts InfluxDB line protocol at ``/write`` (and ``/api/v2/write``) and stores each field
+    as its own series ``{measurement}_{field}`` with the tags as labels (plus ``db`` when the write
+    names one). It keeps timestamps to the millisecond (``-influxTrimTimestamp`` default 1ms).
+    """
+
+    name = 'victoria-metrics'
+    ready_path = '/health'
+    ready_status = 200
+
+    def command(self):
+        return [VICTORIA_METRICS,
+                f'-httpListenAddr={self.host}:{self.port}',
+                f'-storageDataPath={os.path.join(self.basedir, "data")}',
+                '-retentionPeriod=100y',
+                # fresh points are visible to queries at once instead of after 30 s
+                '-search.latencyOffset=0s',
+                '-search.disableCache']
+
+    def write_raw(self, body, db=None, precision='ns'):
+        """POST InfluxDB line protocol to ``/write``; returns (status, body text)."""
+        if isinstance(body, str):
+            body = body.encode('utf-8')
+        params = {'precision': precision}
+        if db is not None:
+            params['db'] = db
+        return _http('POST', f'{self.url}/write?' + urllib.parse.urlencode(params), body=body)
+
+    def write_lines(self, lines, db=None, precision='ns'):
+        if not isinstance(lines, str):
+            lines = '\n'.join(lines)
+        status, body = self.write_raw(lines, db, precision)
+        if status != 204:
+            raise HTTPError(status, body, f'{self.url}/write')
+
+    def force_flush(self):
+        """Make just-written samples visible to reads (they wait in memory for ~1 s otherwise)."""
+        status, body = _http('GET', f'{self.url}/internal/force_flush')
+        if status != 200:
+            raise HTTPError(status, body, f'{self.url}/internal/force_flush')
+
+    def export(self, match='{__name__!=""}'):
+        """Every series matching a selector, as a list of ``{'metric': {labels}, 'values': [...],
+        'timestamps': [ms, ...]}`` (VictoriaMetrics' JSON-lines export), sorted by labels."""
+        self.force_flush()
+        url = f'{self.url}/api/v1/export?' + urllib.parse.urlencode({'match[]': match})
+        status, body = _http('GET', url)
+        if status != 200:
+            raise HTTPError(status, body, url)
+        series = [json.loads(line) for line in body.splitlines() if line.strip()]
+        series.sort(key=lambda s: sorted(s['metric'].items()))
+        return series
+
+    def samples(self, match='{__name__!=""}'):
+        """Every sample as ``(labels dict incl. __name__, timestamp ms, value)``, sorted."""
+        out = []
+        for s in self.export(match):
+            for ts, v in zip(s['timestamps'], s['values']):
+                out.append((s['metric'], ts, v))
+        out.sort(key=lambda x: (sorted(x[0].items()), x[1]))
+        return out
