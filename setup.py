@@ -9,6 +9,7 @@ PLUGINS = [
     'InMemoryStorageService', 'StatsService', 'StatsStepMixin', 'StatsStorageBase',
     'CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes', 'CaptureTestResults',
     'InfluxStorageService',
+    'SQLiteStorageService',
 ]
 
 with open('README.rst', encoding='utf-8') as f:

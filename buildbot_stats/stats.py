@@ -28,6 +28,7 @@ from buildbot_stats.steps import StatsStepMixin
 from buildbot_stats.steps import findStatsService
 from buildbot_stats.steps import yieldMetricsValue
 from buildbot_stats.storage import InMemoryStorageService
+from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.storage import StatsStorageBase
 from buildbot_stats.storage.influxdb import InfluxStorageService
 
@@ -46,6 +47,7 @@ __all__ = [
     'CapturePropertyAllBuilders',
     'InMemoryStorageService',
     'InfluxStorageService',
+    'SQLiteStorageService',
     'StatsService',
     'StatsStepMixin',
     'StatsStorageBase',

@@ -1,0 +1,358 @@
+"""SQLiteStorageService: every point in an SQLite file beside the master (the default store).
+
+The reactor thread only encodes a point (a few microseconds) and appends it to a queue.
+One writer thread (a one-thread pool) owns the connection and commits the queue in
+batches, one transaction each, in WAL mode so that other programs can read the file while
+the master writes it. Layout: :mod:`buildbot_stats.storage.sqlite_schema`; value rules:
+:mod:`buildbot_stats.storage.sqlite_values`; user docs: docs/storage-sqlite.rst.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sqlite3
+
+from twisted.internet import defer
+from twisted.internet import threads
+from twisted.python import log
+from twisted.python import threadpool
+
+from buildbot import config
+
+from buildbot_stats import __version__
+from buildbot_stats.storage.base import StatsStorageBase
+from buildbot_stats.storage.sqlite_schema import migrate
+from buildbot_stats.storage.sqlite_values import Rejected
+from buildbot_stats.storage.sqlite_values import encodeRow
+
+INSERT = (
+    "INSERT INTO points (series, time_us, builder, build_number, tags, fields)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _positive(owner, name, value, integer=False):
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        what = "a positive integer" if integer else "a positive number of seconds"
+        config.error(f"{owner}: {name} must be {what}, got {value!r}")
+
+
+class _Writer:
+    """What runs in the writer thread: one connection, opened on first use."""
+
+    def __init__(self, busy_timeout):
+        self.busy_timeout = busy_timeout
+        self.path = None
+        self.conn = None
+
+    def open(self, path):
+        if self.conn is not None and self.path == path:
+            return self.conn
+        self.close()
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
+        conn = sqlite3.connect(path, timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # with WAL, NORMAL survives a crash of the master; a power cut may lose the
+            # last transactions, never corrupt the file
+            conn.execute("PRAGMA synchronous=NORMAL")
+            migrate(conn, created_by=f"buildbot_stats {__version__}")
+        except BaseException:
+            conn.close()
+            raise
+        self.conn, self.path = conn, path
+        return conn
+
+    def write(self, path, rows):
+        conn = self.open(path)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            # a failed transaction is rolled back whole: the batch is retried as one
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        return len(rows)
+
+    def close(self):
+        if self.conn is not None:
+            conn, self.conn, self.path = self.conn, None, None
+            conn.close()
+
+
+class SQLiteStorageService(StatsStorageBase):
+    """Keeps every point in an SQLite file.
+
+    :param path: the file (default ``'stats.sqlite'``); a relative path is relative to the
+        master's basedir (to the current directory when used without a master)
+    :param captures: the captures to store; ``None`` means the default set
+        (:func:`buildbot_stats.defaults.defaultCaptures`)
+    :param name: the backend name (default ``'SQLiteStorageService'``)
+    :param batch_size: most points per transaction; a queue this long is written at once
+        (default 1000)
+    :param flush_interval: seconds a point may wait in the queue (default 1.0)
+    :param max_pending: points the queue holds while the file cannot be written; beyond,
+        the oldest are dropped and counted (default 100000)
+    :param stop_timeout: seconds ``stopService`` waits for the queue to be written
+        (default 30.0)
+    :param busy_timeout: seconds one write waits for a lock held by another program
+        (default 5.0)
+    """
+
+    def checkConfig(self, path='stats.sqlite', captures=None, batch_size=1000,
+                    flush_interval=1.0, max_pending=100000, stop_timeout=30.0,
+                    busy_timeout=5.0):
+        owner = self.name or type(self).__name__
+        if not isinstance(path, str) or not path:
+            config.error(f"{owner}: path must be a non-empty string, got {path!r}")
+        self.checkCaptures(captures, owner)
+        _positive(owner, 'batch_size', batch_size, integer=True)
+        _positive(owner, 'max_pending', max_pending, integer=True)
+        _positive(owner, 'flush_interval', flush_interval)
+        _positive(owner, 'stop_timeout', stop_timeout)
+        _positive(owner, 'busy_timeout', busy_timeout)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._capturesArgument(args, kwargs) is None:
+            from buildbot_stats.defaults import defaultCaptures
+
+            self.captures = defaultCaptures()
+        self.path = None
+        self._queue = collections.deque()
+        self._pool = None
+        self._shutdownTrigger = None
+        self._writer = None
+        self._writing = None  # the Deferred of the batch being written
+        self._timer = None
+        self._flushWaiters = []  # (points done when it fires, Deferred)
+        self._loggedKinds = set()
+        self._failing = False
+        self._stopping = False
+        self.rejections = collections.Counter()
+        self.batches = 0
+
+    def _capturesArgument(self, args, kwargs):
+        if 'captures' in kwargs:
+            return kwargs['captures']
+        return args[1] if len(args) > 1 else None
+
+    def reconfigService(self, path='stats.sqlite', captures=None, batch_size=1000,
+                        flush_interval=1.0, max_pending=100000, stop_timeout=30.0,
+                        busy_timeout=5.0):
+        self.path = self.resolvePath(path)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self.stop_timeout = stop_timeout
+        self.busy_timeout = busy_timeout
+        if self._writer is not None:
+            self._writer.busy_timeout = busy_timeout
+        return defer.succeed(None)
+
+    def resolvePath(self, path):
+        path = os.path.expanduser(path)
+        if os.path.isabs(path):
+            return path
+        base = getattr(self.master, 'basedir', None) if self.master is not None else None
+        return os.path.abspath(os.path.join(base or os.getcwd(), path))
+
+    @property
+    def reactor(self):
+        if self.master is not None:
+            return self.master.reactor
+        # standalone use (a script, no master): the process's reactor
+        from twisted.internet import reactor
+
+        return reactor
+
+    # -- life cycle --------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def startService(self):
+        yield super().startService()
+        self._pool = threadpool.ThreadPool(minthreads=1, maxthreads=1, name=f"stats-{self.name}")
+        self._writer = _Writer(self.busy_timeout)
+        self._pool.start()
+        # standalone use: a script that stops its reactor without stopping us must not
+        # hang at exit on the writer thread
+        self._shutdownTrigger = self.reactor.addSystemEventTrigger(
+            'during', 'shutdown', self._stopPool)
+        self._kick()
+
+    def _stopPool(self):
+        self._shutdownTrigger = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        if self._pool is not None:
+            yield self.flush(timeout=self.stop_timeout)
+            # no new write from now on; one in progress ends within busy_timeout
+            self._stopping = True
+            self._cancelTimer()
+            if self._writing is not None:
+                yield self._writing
+            if self._queue:
+                lost = len(self._queue)
+                self._queue.clear()
+                self.counters.dropped += lost
+                log.msg(f"buildbot_stats: {self.name}: error: {lost} points could not be written "
+                        f"to {self.path} within stop_timeout={self.stop_timeout}s and are lost")
+            try:
+                yield self._inThread(self._writer.close)
+            except Exception as e:
+                log.err(e, f"buildbot_stats: {self.name}: closing {self.path}")
+            if self._shutdownTrigger is not None:
+                self.reactor.removeSystemEventTrigger(self._shutdownTrigger)
+            self._stopPool()
+        self._cancelTimer()
+        self._stopping = False
+        self._fireFlushWaiters(force=True)
+        yield super().stopService()
+
+    def _inThread(self, f, *args):
+        return threads.deferToThreadPool(self.reactor, self._pool, f, *args)
+
+    # -- points ------------------------------------------------------------------------
+
+    def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
+        if timestamp is None:
+            timestamp = self.reactor.seconds()
+        self.counters.added += 1
+        try:
+            row = encodeRow(series_name, post_data, context, timestamp)
+        except Rejected as e:
+            self._reject(e, series_name, context)
+            return
+        self._queue.append(row)
+        if len(self._queue) > self.max_pending:
+            self._queue.popleft()
+            self.counters.dropped += 1
+            if self.counters.dropped == 1 or self.counters.dropped % 10000 == 0:
+                log.msg(f"buildbot_stats: {self.name}: error: the queue is full "
+                        f"(max_pending={self.max_pending}); {self.counters.dropped} oldest "
+                        "points dropped so far")
+        self._kick()
+
+    def _reject(self, e, series_name, context):
+        self.counters.rejected += 1
+        self.rejections[e.reason.split(':')[0]] += 1
+        kind = (series_name if isinstance(series_name, str) else None,) + e.kind()
+        if kind in self._loggedKinds:
+            return
+        self._loggedKinds.add(kind)
+        ctx = context if isinstance(context, dict) else {}
+        where = f" field {e.field!r}" if e.field else ""
+        log.msg(
+            f"buildbot_stats: {self.name}: rejected a point of series {series_name!r}{where} "
+            f"(builder {ctx.get('builder_name')!r}, build #{ctx.get('build_number')}): "
+            f"{e.reason}; further points rejected for this reason are only counted"
+        )
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _kick(self, now=False):
+        """Start a write if one is due, else make sure one is scheduled.
+
+        While the file cannot be written only the timer retries, once per flush_interval.
+        """
+        if self._pool is None or self._stopping or self._writing is not None or not self._queue:
+            return
+        due = now or self._flushWaiters or len(self._queue) >= self.batch_size
+        if due and not (self._failing and self._timer is not None):
+            self._startWrite()
+        elif self._timer is None:
+            self._timer = self.reactor.callLater(self.flush_interval, self._onTimer)
+
+    def _onTimer(self):
+        self._timer = None
+        self._kick(now=True)
+
+    def _cancelTimer(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _startWrite(self):
+        self._cancelTimer()
+        n = min(len(self._queue), self.batch_size)
+        batch = [self._queue.popleft() for _ in range(n)]
+        self._writing = d = self._inThread(self._writer.write, self.path, batch)
+        d.addCallbacks(self._written, self._writeFailed, errbackArgs=(batch,))
+        d.addErrback(log.err, f"buildbot_stats: {self.name}: the writer")
+
+    def _written(self, n):
+        self._writing = None
+        self.batches += 1
+        self.counters.written += n
+        if self._failing:
+            self._failing = False
+            log.msg(f"buildbot_stats: {self.name}: writing to {self.path} works again")
+        self._fireFlushWaiters()
+        self._kick()
+
+    def _writeFailed(self, failure, batch):
+        self._writing = None
+        # back at the front, in order; retried after flush_interval
+        self._queue.extendleft(reversed(batch))
+        while len(self._queue) > self.max_pending:
+            self._queue.pop()
+            self.counters.dropped += 1
+        self.counters.retries += 1
+        if not self._failing:
+            self._failing = True
+            log.msg(f"buildbot_stats: {self.name}: error: cannot write to {self.path}: "
+                    f"{failure.getErrorMessage()}; {len(self._queue)} points kept, retrying "
+                    f"every {self.flush_interval}s")
+        if self._timer is None and self._pool is not None and not self._stopping:
+            self._timer = self.reactor.callLater(self.flush_interval, self._onTimer)
+        self._fireFlushWaiters()
+
+    # -- flushing ----------------------------------------------------------------------
+
+    def _done(self):
+        c = self.counters
+        return c.written + c.rejected + c.dropped
+
+    def flush(self, timeout=None):
+        """Fires when every point posted so far is written, or after ``timeout`` seconds
+        (``None``: ``stop_timeout``, so that a file that cannot be written never hangs the
+        master's shutdown)."""
+        d = defer.Deferred()
+        entry = [self.counters.added, d, None]
+        if timeout is None:
+            timeout = getattr(self, 'stop_timeout', 30.0)
+        entry[2] = self.reactor.callLater(timeout, self._flushTimedOut, entry)
+        self._flushWaiters.append(entry)
+        self._fireFlushWaiters()
+        self._kick(now=True)
+        return d
+
+    def _flushTimedOut(self, entry):
+        entry[2] = None
+        if entry in self._flushWaiters:
+            self._flushWaiters.remove(entry)
+            entry[1].callback(None)
+
+    def _fireFlushWaiters(self, force=False):
+        done = self._done()
+        ready = [e for e in self._flushWaiters if force or done >= e[0]]
+        # the list is updated before any callback runs: a callback may flush again
+        self._flushWaiters = [e for e in self._flushWaiters if e not in ready]
+        for _, d, timer in ready:
+            if timer is not None and timer.active():
+                timer.cancel()
+            d.callback(None)

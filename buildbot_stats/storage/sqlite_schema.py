@@ -1,0 +1,141 @@
+"""The layout of the embedded store (an SQLite file), its version and its migrations.
+
+Shared by the writer (:mod:`buildbot_stats.storage.sqlite`) and the readers
+(:mod:`buildbot_stats.storage.sqlite_reader`). The layout is documented in
+docs/storage-sqlite.rst; change it only by adding a migration below.
+
+Version 1::
+
+    points(id INTEGER PRIMARY KEY, series TEXT, time_us INTEGER, builder TEXT,
+           build_number INTEGER, tags TEXT (JSON object), fields TEXT (JSON object))
+    meta(key TEXT PRIMARY KEY, value TEXT)      -- schema_version, application, created_by
+    VIEW field_values(point_id, series, time_us, builder, build_number, tags, field, value, type)
+
+``PRAGMA user_version`` holds the schema version, ``PRAGMA application_id`` marks the file
+as ours so that a path pointed at another database (Buildbot's state.sqlite) is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+# 'BBST' as a big-endian 32-bit integer: `PRAGMA application_id` of every store.
+APPLICATION_ID = 0x42425354
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreError(Exception):
+    """The file is not a store this version can use; the message says why."""
+
+
+def _v1(conn):
+    conn.execute(
+        "CREATE TABLE points ("
+        " id INTEGER PRIMARY KEY,"
+        " series TEXT NOT NULL,"
+        " time_us INTEGER NOT NULL,"  # microseconds since the Unix epoch, UTC
+        " builder TEXT,"  # the builder_name tag, copied for easy querying
+        " build_number INTEGER,"  # the build_number tag as an integer
+        " tags TEXT NOT NULL,"  # JSON object of strings
+        " fields TEXT NOT NULL"  # JSON object
+        ")"
+    )
+    conn.execute("CREATE INDEX points_series_time ON points (series, time_us)")
+    conn.execute("CREATE INDEX points_builder_time ON points (builder, time_us)")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    # one row per field: what a spreadsheet or a dashboard wants
+    conn.execute(
+        "CREATE VIEW field_values AS"
+        " SELECT p.id AS point_id, p.series, p.time_us, p.builder, p.build_number, p.tags,"
+        " j.key AS field, j.value AS value, j.type AS type"
+        " FROM points AS p, json_each(p.fields) AS j"
+    )
+
+
+# MIGRATIONS[n] turns a file at version n - 1 into version n, inside one transaction.
+MIGRATIONS = {1: _v1}
+
+
+def fileVersion(conn):
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _userTables(conn):
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            " AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+
+
+def migrate(conn, target=SCHEMA_VERSION, migrations=None, created_by="buildbot_stats"):
+    """Bring the file of ``conn`` (autocommit mode) to version ``target``.
+
+    An empty file is created at ``target``. Every step runs in one transaction, so an
+    interrupted upgrade leaves the file at its old version. Raises :class:`StoreError`
+    for a file of a newer version or a database that is not a store.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = fileVersion(conn)
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if version == 0 and _userTables(conn):
+            raise StoreError(
+                "holds tables of another application (is it Buildbot's state.sqlite?); "
+                "give the stats store its own file"
+            )
+        if version > 0 and app_id != APPLICATION_ID:
+            raise StoreError("is an SQLite database of another application")
+        if version > target:
+            raise StoreError(
+                f"has schema version {version}, newer than the {target} this buildbot_stats "
+                "knows; upgrade buildbot_stats"
+            )
+        for n in range(version + 1, target + 1):
+            migrations[n](conn)
+            conn.execute(f"PRAGMA user_version = {int(n)}")
+        if version < target:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("application", "buildbot_stats"),
+                    ("schema_version", str(target)),
+                    ("created_by" if version == 0 else "migrated_by", created_by),
+                ],
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def looksLikeSQLite(path):
+    """True when ``path`` starts with the SQLite header (False for a missing file)."""
+    try:
+        with open(path, 'rb') as f:
+            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def checkReadable(conn):
+    """Raise :class:`StoreError` unless ``conn`` is a store this version can read."""
+    try:
+        version = fileVersion(conn)
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"is not a readable SQLite database ({e})") from e
+    if version == 0 or app_id != APPLICATION_ID:
+        raise StoreError("is an SQLite database but not a buildbot_stats store")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"has schema version {version}, newer than the {SCHEMA_VERSION} this "
+            "buildbot_stats knows; upgrade buildbot_stats"
+        )
+    return version
