@@ -1,0 +1,102 @@
+"""The benchmarks still run: each script with a tiny N, in a subprocess, prints one JSON line
+with every variant's figures.
+
+Benchmarks are not tests: nothing here checks a timing. It checks that each variant ran,
+that the figures are there and sane (points counted, delivered and found in InfluxDB), so
+that ``python benchmarks/<name>.py`` keeps working for whoever measures next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from twisted.trial import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_benchmark(name, *args, timeout=120):
+    cmd = [sys.executable, os.path.join(ROOT, 'benchmarks', f'{name}.py')] + [str(a) for a in args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    if proc.returncode != 0 or len(lines) != 1:
+        raise AssertionError(f"{name} exit {proc.returncode}, stdout {proc.stdout[-2000:]!r}, "
+                             f"stderr {proc.stderr[-2000:]!r}")
+    return json.loads(lines[0])
+
+
+class BenchmarksSmokeTest(unittest.TestCase):
+    timeout = 120
+
+    def assertVariantOk(self, result, variant, *keys):
+        self.assertIn(variant, result)
+        res = result[variant]
+        self.assertNotIn('error', res, res.get('error'))
+        for key in keys:
+            self.assertIn(key, res, f"{variant} lacks {key}")
+        return res
+
+    def assertMachine(self, result):
+        self.assertEqual(set(result['machine']),
+                         {'cores', 'cpu', 'python', 'buildbot', 'twisted', 'influxdb'})
+        self.assertGreaterEqual(result['machine']['cores'], 1)
+
+    def test_burst(self):
+        n = 8
+        result = run_benchmark('burst', '--n', n, '--builders', 2, '--workers', 2,
+                               '--variants', 'none,buildbot,ours,sqlite')
+        self.assertEqual((result['bench'], result['n']), ('burst', n))
+        keys = ('builds', 'cpu_s', 'wall_s', 'max_lag_ms', 'peak_rss_mb', 'points_done')
+        none = self.assertVariantOk(result, 'none', *keys)
+        self.assertEqual(none['builds'], n)
+        self.assertGreater(none['cpu_s'], 0)
+        self.assertEqual(none['points_done'], 0)
+        for variant in ('buildbot', 'ours', 'sqlite'):
+            res = self.assertVariantOk(result, variant, 'cpu_overhead_pct', *keys)
+            self.assertEqual(res['builds'], n)
+            # 4 captures + CaptureData: 5 points per build, every one delivered
+            self.assertEqual((res['points_expected'], res['points_done']), (5 * n, 5 * n))
+            self.assertGreaterEqual(res['max_lag_ms'], 0)
+        for variant in ('buildbot', 'ours'):
+            res = result[variant]
+            self.assertEqual(res['influx_fields'], res['influx_fields_expected'])
+        for variant in ('ours', 'sqlite'):
+            c = result[variant]['counters']
+            self.assertEqual((c['added'], c['written'], c['dropped'], c['pending']),
+                             (5 * n, 5 * n, 0, 0))
+        self.assertMachine(result)
+
+    def test_throughput(self):
+        n = 20000
+        result = run_benchmark('throughput', '--n', n, '--buildbot-n', 100)
+        self.assertEqual((result['bench'], result['n']), ('throughput', n))
+        for variant in ('none', 'ceiling', 'buildbot', 'ours'):
+            res = self.assertVariantOk(result, variant, 'points', 'wall_s', 'points_per_s')
+            self.assertGreater(res['points_per_s'], 0)
+        self.assertEqual(result['ceiling']['influx_points'], n)
+        self.assertEqual(result['buildbot']['influx_points'], 100)
+        ours = result['ours']
+        self.assertEqual(ours['influx_points'], n)
+        self.assertEqual(ours['counters']['written'], n)
+        self.assertEqual(ours['counters']['dropped'], 0)
+        self.assertIn('max_lag_ms', ours)
+        self.assertMachine(result)
+
+    def test_outage(self):
+        n = 12000
+        result = run_benchmark('outage', '--n', n, '--buildbot-n', 20)
+        self.assertEqual((result['bench'], result['n']), ('outage', n))
+        self.assertVariantOk(result, 'none', 'peak_rss_mb')
+        bb = self.assertVariantOk(result, 'buildbot', 'lost')
+        # Buildbot's module loses every point written while the server is down
+        self.assertEqual(bb['lost'], 20)
+        ours = self.assertVariantOk(result, 'ours', 'counters', 'memory_bound_mb',
+                                    'rss_growth_mb', 'recovery_s', 'influx_points')
+        self.assertTrue(ours['counters_exact'], ours)
+        # far below the buffer limit: nothing dropped, everything lands
+        self.assertEqual(ours['counters']['dropped'], 0)
+        self.assertEqual(ours['influx_points'], n)
+        self.assertMachine(result)
