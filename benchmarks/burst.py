@@ -282,6 +282,8 @@ async def run_burst(reactor, args, basedir):
         'wall_builds_s': wall_built,
         'wall_s': wall_points,
         'max_lag_ms': lag * 1000,
+        'lags_over_20ms': probe.late,
+        'ticks': probe.ticks,
         'points_expected': expected if progress else 0,
         'points_done': progress()[0] if progress else 0,
         'points_per_s': (expected / wall_points) if progress else 0.0,

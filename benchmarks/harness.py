@@ -127,6 +127,7 @@ class LagProbe:
         self.interval = interval
         self.worst = 0.0
         self.ticks = 0
+        self.late = 0  # ticks 20 ms or more late
         self._last = None
         self._loop = task.LoopingCall(self._tick)
         self._loop.clock = reactor
@@ -140,6 +141,8 @@ class LagProbe:
         lag = now - self._last - self.interval
         if lag > self.worst:
             self.worst = lag
+        if lag >= 0.02:
+            self.late += 1
         self.ticks += 1
         self._last = now
 

@@ -180,6 +180,7 @@ async def body_ours(reactor, args):
     return {'points': args.n, 'flushed': ok, 'wall_posted_s': wall_posted, 'wall_s': wall,
             'points_per_s': args.n / wall, 'cpu_s': cpu,
             'cpu_us_per_point': cpu / args.n * 1e6, 'max_lag_ms': lag * 1000,
+            'lags_over_20ms': probe.late,
             'counters': counters.asDict(), 'peak_rss_mb': harness.peak_rss_mb()}
 
 
