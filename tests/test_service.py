@@ -125,6 +125,25 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(svc._builderNames.misses, 0)
 
     @defer.inlineCallbacks
+    def test_yieldMetricsValue_uses_the_build_new_message_not_the_database(self):
+        mem = stats.InMemoryStorageService([stats.CaptureData('cov', 'alpha')])
+        svc = yield self.startStats([mem])
+        build = yield self.insertBuild()
+        started = yield self.master.data.get(('builds', build['buildid']))
+        self.master.mq.callConsumer(('builds', str(build['buildid']), 'new'), started)
+        yield self.yieldData('cov', {'percent': 50.0}, build)
+        self.assertEqual(svc._builds.misses, 0)
+        self.assertEqual([(p.series_name, p.fields, p.tags) for p in mem.points], [
+            ('alpha-cov', {'percent': 50.0},
+             {'builder_name': 'alpha', 'build_number': str(build['number'])})])
+        # a build whose 'new' message was not seen is asked of the data API, once
+        other = yield self.insertBuild()
+        yield self.yieldData('cov', {'percent': 60.0}, other)
+        yield self.yieldData('cov', {'percent': 70.0}, other)
+        self.assertEqual(svc._builds.misses, 1)
+        self.assertEqual(len(mem.points), 3)
+
+    @defer.inlineCallbacks
     def test_only_the_master_that_ran_the_build_writes_it(self):
         mem = stats.InMemoryStorageService([
             stats.CaptureBuildDuration('alpha'), stats.CaptureData('cov', 'alpha')])
