@@ -155,6 +155,13 @@ class LagProbe:
 # -- running variants ----------------------------------------------------------------------
 
 
+def exit_on_sigterm():
+    """SIGTERM runs the ``finally`` blocks (the InfluxDB fixture is stopped)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+
+
 def run_child(script, variant, args, timeout=3600):
     """Run ``script --child variant args...`` in a fresh interpreter; its last JSON line."""
     cmd = [sys.executable, script, '--child', variant] + [str(a) for a in args]

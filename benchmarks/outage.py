@@ -216,6 +216,7 @@ def run_ours(args, server, db):
 
 
 def parent(args):
+    harness.exit_on_sigterm()
     variants = args.variants.split(',')
     server = harness.servers_module().InfluxDB1Server()  # port chosen, not started: down
     out = {'bench': 'outage', 'n': args.n}

@@ -197,6 +197,7 @@ def child(args):
 
 
 def parent(args):
+    harness.exit_on_sigterm()
     variants = args.variants.split(',')
     server = harness.start_influxdb()
     out = {'bench': 'throughput', 'n': args.n}
