@@ -82,9 +82,9 @@ class ReportTest(StoreTestBase):
         lines = out.splitlines()
         self.assertEqual(lines[0].split(), ['builder', 'builds', 'median', 'p90', 'last',
                                             'trend'])
-        # alpha: 10..15 s: median 12.5, p90 (nearest rank) 15, later half 3 s slower
+        # alpha: 10..15 s: median 12.5, p90 (nearest rank) 15, fitted change 5 s = +40 %
         self.assertEqual(lines[2].split(),
-                         ['alpha', '6', '12.50s', '15.00s', '15.00s', '+27%', 'slower'])
+                         ['alpha', '6', '12.50s', '15.00s', '15.00s', '+40%', 'slower'])
         self.assertEqual(lines[3].split(),
                          ['beta', '2', '1.7m', '1.7m', '1.7m', 'too', 'few', 'builds'])
         self.assertIn("  alpha-warnings: 6 points; value=1", lines)
@@ -174,6 +174,14 @@ class ExportTest(StoreTestBase):
         # the null field cannot be written in line protocol: left out, and said so
         self.assertIn("exported 4 points of 2 series", result.stderr)
         self.assertIn("2 field or tag left out (none)", result.stderr)
+
+    def test_trend(self):
+        self.assertEqual(report.trend([2, 2, 2]), (None, 'too few builds'))
+        self.assertEqual(report.trend([3, 2, 2, 2, 2, 2, 2, 2])[1], 'steady')
+        self.assertEqual(report.trend([2, 2, 3, 2, 2, 2, 3, 2, 2, 2])[1], 'steady')
+        ratio, word = report.trend([10, 8, 6, 4])
+        self.assertEqual((ratio, word), (-6 / 7, 'faster'))
+        self.assertEqual(report.trend([2, 2, 2, 3, 2, 3, 3, 3, 4, 3])[1], 'slower')
 
     def test_time_parsing(self):
         self.assertEqual(parseTime('2023-11-14T22:13:20', '--start'), T0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import time
 
 from buildbot_stats.cli import report
@@ -217,6 +218,14 @@ def runReactor(main):
     return result
 
 
+def commandName():
+    """How to call buildbot-stats again: its path when it is not on PATH (a venv)."""
+    script = os.path.join(os.path.dirname(sys.executable), 'buildbot-stats')
+    if shutil.which('buildbot-stats') == script or not os.path.exists(script):
+        return 'buildbot-stats'
+    return os.path.relpath(script)
+
+
 def run(args, out):
     from twisted.python import log
 
@@ -268,10 +277,11 @@ def run(args, out):
     out.write(report.terminalSummary(data))
     html = report.defaultHtmlPath(store)
     report.writeHtml(data, html, store)
+    cmd = commandName()
     out.write(f"\nStore:       {store}\n"
               f"HTML report: {html}\n"
-              f"Try:         buildbot-stats report {os.path.relpath(store)}\n"
-              f"             buildbot-stats export {os.path.relpath(store)} --format line\n")
+              f"Try:         {cmd} report {os.path.relpath(store)}\n"
+              f"             {cmd} export {os.path.relpath(store)} --format line\n")
     if failed:
         raise CliError(f"{failed} builds failed; see {basedir}/twistd.log")
     return 0

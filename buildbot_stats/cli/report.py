@@ -14,7 +14,7 @@ from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
 
-TREND_STEADY = 0.05  # within +-5 % of the earlier median is "steady"
+TREND_STEADY = 0.10  # a fitted change within +-10 % of the median is "steady"
 
 
 def addParser(sub):
@@ -55,15 +55,26 @@ def percentile(values, q):
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
+TREND_WINDOW = 500  # the trend is of the latest builds (pairs grow as the square)
+
+
 def trend(durations):
-    """``(ratio, word)``: median of the later half against the earlier half."""
-    if len(durations) < 4:
+    """``(ratio, word)``: the change over the latest builds relative to their median.
+
+    The slope is Theil-Sen's (the median of the slopes between every two builds), so one
+    slow first build (a cold cache) or Buildbot's whole-second build times do not make a
+    trend, as they would with first-against-last or a least-squares line.
+    """
+    durations = list(durations)[-TREND_WINDOW:]
+    n = len(durations)
+    if n < 4:
         return None, "too few builds"
-    half = len(durations) // 2
-    before, after = statistics.median(durations[:half]), statistics.median(durations[-half:])
-    if before <= 0:
+    median = statistics.median(durations)
+    if median <= 0:
         return None, "n/a"
-    ratio = after / before - 1
+    slope = statistics.median((durations[j] - durations[i]) / (j - i)
+                              for i in range(n) for j in range(i + 1, n))
+    ratio = slope * (n - 1) / median
     if abs(ratio) < TREND_STEADY:
         return ratio, "steady"
     return ratio, "slower" if ratio > 0 else "faster"
