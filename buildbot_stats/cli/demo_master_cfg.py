@@ -77,7 +77,7 @@ class ReportCoverage(stats.StatsStepMixin, BuildStep):
 
 
 compile_factory = util.BuildFactory([
-    steps.SetProperty(property='pace', value=[0.8, 0.15], hideStepIf=True),
+    steps.SetProperty(property='pace', value=[0.8, 0.25], hideStepIf=True),
     steps.ShellCommand(name='compile', command=sleep_command),
     steps.SetPropertyFromCommand(name='count warnings', command=compiler_output,
                                  extract_fn=count_warnings),
