@@ -7,6 +7,8 @@ PLUGINS = [
     'CaptureBuildEndTimeAllBuilders', 'CaptureBuildStartTime', 'CaptureBuildStartTimeAllBuilders',
     'CaptureData', 'CaptureDataAllBuilders', 'CaptureProperty', 'CapturePropertyAllBuilders',
     'InMemoryStorageService', 'StatsService', 'StatsStepMixin', 'StatsStorageBase',
+    'CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes', 'CaptureTestResults',
+    'InfluxStorageService',
     'SQLiteStorageService',
 ]
 
@@ -26,6 +28,7 @@ setup(
         'buildbot>=4.0',
         'buildbot-worker>=4.0',  # buildbot-stats demo runs a real worker
         'twisted',
+        'treq',
         'zope.interface',
     ],
     extras_require={

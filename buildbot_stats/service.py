@@ -12,10 +12,14 @@ from buildbot.util import service
 from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.buildcache import OnceLookup
+from buildbot_stats.buildinfo import BuildInfo
 from buildbot_stats.captures.base import YIELD_DATA
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.storage.base import StatsStorageBase
+from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
+from buildbot_stats.tagging import TagPolicy
+from buildbot_stats.tagging import checkTagOptions
 
 # Points of one build share a time: each capture's points are moved this much further
 # (capture number x this), so that no two captures write the same (series, tags, time).
@@ -48,10 +52,16 @@ class StatsService(service.BuildbotService):
         self._buildProperties = OnceLookup(self._lookupBuildProperties, max_size=256)
         self.capture_errors = 0
         self.foreign_messages = 0
+        # -- build statistics captures (results, queue, steps, tests): shared lookups and
+        # the extra tags / cardinality guard, configured by reconfigService
+        self.buildinfo = BuildInfo(self)
+        self.tag_policy = TagPolicy()
 
     # -- configuration --------------------------------------------------------------
 
-    def checkConfig(self, storage_backends=None):
+    def checkConfig(self, storage_backends=None, extra_tags=None,
+                    max_tag_values=DEFAULT_MAX_TAG_VALUES):
+        checkTagOptions("StatsService", extra_tags, max_tag_values)
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
@@ -83,7 +93,9 @@ class StatsService(service.BuildbotService):
                     )
 
     @defer.inlineCallbacks
-    def reconfigService(self, storage_backends=None):
+    def reconfigService(self, storage_backends=None, extra_tags=None,
+                        max_tag_values=DEFAULT_MAX_TAG_VALUES):
+        self.tag_policy.configure(extra_tags, max_tag_values)
         if storage_backends is None:
             storage_backends = self.defaultStorageBackends()
         yield self._reconfigBackends(list(storage_backends))
@@ -251,11 +263,16 @@ class StatsService(service.BuildbotService):
 
     # -- stopping -----------------------------------------------------------------------------
 
+    def drain(self):
+        """A Deferred that fires when every capture still running has handed its points
+        to the backends (not when the backends have written them: see ``flush``)."""
+        return self._inflight.wait()
+
     @defer.inlineCallbacks
     def stopService(self):
         yield self.removeConsumers()
         # the captures still running hand their points to the backends...
-        yield self._inflight.wait()
+        yield self.drain()
         # ...which write them before stopping
         results = yield defer.DeferredList(
             [defer.maybeDeferred(b.flush) for b in self.backends], consumeErrors=True

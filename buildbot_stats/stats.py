@@ -19,6 +19,10 @@ from buildbot_stats.captures import CaptureData
 from buildbot_stats.captures import CaptureDataAllBuilders
 from buildbot_stats.captures import CaptureProperty
 from buildbot_stats.captures import CapturePropertyAllBuilders
+from buildbot_stats.captures import CaptureBuildResults
+from buildbot_stats.captures import CaptureQueueTimes
+from buildbot_stats.captures import CaptureStepTimes
+from buildbot_stats.captures import CaptureTestResults
 from buildbot_stats.service import StatsService
 from buildbot_stats.steps import StatsStepMixin
 from buildbot_stats.steps import findStatsService
@@ -26,6 +30,7 @@ from buildbot_stats.steps import yieldMetricsValue
 from buildbot_stats.storage import InMemoryStorageService
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.storage import StatsStorageBase
+from buildbot_stats.storage.influxdb import InfluxStorageService
 
 __all__ = [
     'Capture',
@@ -41,10 +46,15 @@ __all__ = [
     'CaptureProperty',
     'CapturePropertyAllBuilders',
     'InMemoryStorageService',
+    'InfluxStorageService',
     'SQLiteStorageService',
     'StatsService',
     'StatsStepMixin',
     'StatsStorageBase',
     'findStatsService',
     'yieldMetricsValue',
+    'CaptureBuildResults',
+    'CaptureQueueTimes',
+    'CaptureStepTimes',
+    'CaptureTestResults',
 ]

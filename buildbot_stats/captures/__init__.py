@@ -15,6 +15,11 @@ from buildbot_stats.captures.data import CaptureData
 from buildbot_stats.captures.data import CaptureDataAllBuilders
 from buildbot_stats.captures.properties import CaptureProperty
 from buildbot_stats.captures.properties import CapturePropertyAllBuilders
+from buildbot_stats.captures.buildsteps import CaptureStepTimes
+from buildbot_stats.captures.buildstats import BuildStatsCapture
+from buildbot_stats.captures.queue import CaptureQueueTimes
+from buildbot_stats.captures.results import CaptureBuildResults
+from buildbot_stats.captures.testresults import CaptureTestResults
 
 __all__ = [
     'BUILD_FINISHED',
@@ -32,4 +37,9 @@ __all__ = [
     'CaptureError',
     'CaptureProperty',
     'CapturePropertyAllBuilders',
+    'BuildStatsCapture',
+    'CaptureBuildResults',
+    'CaptureQueueTimes',
+    'CaptureStepTimes',
+    'CaptureTestResults',
 ]

@@ -115,6 +115,10 @@ class Capture:
         A backend's ``postStatsValue`` returns at once; one that raises is logged and the
         others still get the point.
         """
+        # the StatsService's extra_tags (master name, environment...) on every point
+        policy = getattr(self.stats_service, 'tag_policy', None)
+        if policy is not None:
+            context = policy.addExtraTags(context)
         for svc in list(self.parent_svcs):
             try:
                 svc.postStatsValue(post_data, series_name, context, timestamp=timestamp)

@@ -78,7 +78,11 @@ class StatsStorageBase(service.BuildbotService):
         raise NotImplementedError
 
     def flush(self, timeout=None):
-        """Write what is pending; the Deferred fires when done (or ``timeout`` passed)."""
+        """Write what is pending; the Deferred fires when done or ``timeout`` seconds passed.
+
+        ``timeout=None`` means the backend's own bound (``stop_timeout`` for the InfluxDB
+        backend): StatsService flushes every backend when the master stops, and the master
+        must stop even when a database hangs."""
         return defer.succeed(None)
 
     def __repr__(self):

@@ -1,0 +1,145 @@
+"""BuildStatsCapture: the base of the build statistics captures (results, queue times,
+steps, tests).
+
+Unlike the spec captures, these write one measurement per kind of statistic (``builds``,
+``build_requests``, ``steps``, ``tests``) and put the builder, worker, result, branch,
+repository and project in tags; numbers, build numbers included, are fields. Every tag goes
+through the StatsService's :class:`~buildbot_stats.tagging.TagPolicy` (cardinality guard).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from buildbot.process.results import Results
+
+from buildbot_stats.buildinfo import BuildInfo
+from buildbot_stats.captures.base import BUILD_FINISHED
+from buildbot_stats.captures.base import Capture
+from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.captures.base import checkBuilderName
+from buildbot_stats.captures.base import checkCallback
+from buildbot_stats.captures.builds import BuilderMatchMixin
+from buildbot_stats.point import to_epoch_seconds
+from buildbot_stats.tagging import TagPolicy
+
+# Buildbot stores times in whole seconds, so two builds of one builder that finish in the
+# same second would share a timestamp, and (build number being a field) overwrite each other
+# in InfluxDB. Each point is moved by (build number mod 1000) milliseconds to keep them apart;
+# the per-capture offset (microseconds) comes on top.
+BUILD_TIME_SPREAD = 1e-3
+BUILD_TIME_SLOTS = 1000
+
+
+def resultName(code):
+    """Buildbot's name of a result code (``'success'``...), or the code as a string."""
+    if isinstance(code, int) and 0 <= code < len(Results):
+        return Results[code]
+    return str(code)
+
+
+def keepFields(fields, info):
+    """The default callback: the fields as the capture computed them."""
+    return fields
+
+
+def seconds(value):
+    return to_epoch_seconds(value)
+
+
+class BuildStatsCapture(BuilderMatchMixin, Capture):
+    """Base of the build statistics captures. Not used directly.
+
+    Subclasses set :attr:`measurement` and implement :meth:`capture`, which calls
+    :meth:`post` for each point.
+
+    :param builder_name: the builder to capture, ``None`` for every builder
+    :param callback: ``callback(fields, info)`` returns the fields to write (a dict), or
+        ``None`` to write no point; ``info`` holds what the capture gathered (see the docs)
+    """
+
+    measurement: str = None
+
+    def __init__(self, builder_name=None, callback=None):
+        owner = type(self).__name__
+        if builder_name is not None:
+            checkBuilderName(owner, builder_name)
+        checkCallback(owner, callback)
+        self._builder_name = builder_name
+        self._ownInfo = None
+        self._ownPolicy = None
+        super().__init__(BUILD_FINISHED, callback or keepFields)
+
+    def describe(self):
+        return f"{type(self).__name__}(builder_name={self._builder_name!r})"
+
+    # -- what the service shares -----------------------------------------------------------
+
+    @property
+    def buildInfo(self):
+        info = getattr(self.stats_service, 'buildinfo', None)
+        if info is None:
+            # used without a StatsService (a custom setup, a test): own lookups
+            if self._ownInfo is None:
+                self._ownInfo = BuildInfo(self)
+            info = self._ownInfo
+        return info
+
+    @property
+    def tagPolicy(self):
+        policy = getattr(self.stats_service, 'tag_policy', None)
+        if policy is None:
+            if self._ownPolicy is None:
+                self._ownPolicy = TagPolicy()
+            policy = self._ownPolicy
+        return policy
+
+    # -- the flow --------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def consumer(self, routingKey, msg):
+        builder_name = yield self.getBuilderName(msg['builderid'])
+        if not self._builder_name_matches(builder_name):
+            return
+        tags = yield self.buildInfo.getBuildTags(msg)
+        tags = dict(tags)
+        tags['builder_name'] = builder_name
+        yield self.capture(msg, builder_name, tags)
+
+    def capture(self, build, builder_name, tags):
+        raise NotImplementedError
+
+    def buildTime(self, build, value):
+        """The timestamp of a point of ``build`` that happened at ``value`` (a datetime)."""
+        spread = (build.get('number') or 0) % BUILD_TIME_SLOTS * BUILD_TIME_SPREAD
+        return self.pointTime(seconds(value) + spread)
+
+    def post(self, build, builder_name, tags, fields, info, timestamp):
+        """Run the callback on ``fields`` and write the point; CaptureError if it fails."""
+        where = f"build #{build.get('number')} of builder {builder_name!r}"
+        try:
+            fields = self._callback(fields, info)
+        except Exception as e:
+            raise CaptureError(
+                f"{self.describe()}: callback raised {type(e).__name__}: {e} for {where}"
+            ) from e
+        if fields is None:
+            return
+        if isinstance(fields, dict):
+            # InfluxDB has no null: a field without a value is left out
+            fields = {k: v for k, v in fields.items() if v is not None}
+        if not isinstance(fields, dict) or not fields:
+            raise CaptureError(
+                f"{self.describe()}: the callback must return a non-empty dict of fields or "
+                f"None, got {fields!r} for {where}"
+            )
+        tags, fields = self.tagPolicy.apply(self.measurement, tags, fields)
+        self._store(fields, self.measurement, tags, timestamp)
+
+    def durationBetween(self, start, end):
+        """Seconds from ``start`` to ``end`` (float, never negative), or None."""
+        start, end = seconds(start), seconds(end)
+        if start is None or end is None:
+            return None
+        # a clock that went backwards gives 0, as for the build durations
+        return float(max(end - start, 0.0))

@@ -1,0 +1,386 @@
+"""BatchWriter: takes encoded lines, sends them in batches, and accounts for every one.
+
+Every line ends in exactly one of three ways (the model is Telegraf's outputs):
+
+* accepted: the server wrote it (``counters.written``)
+* rejected: the server refused its content, or a 400 named how many it dropped; never
+  retried (``counters.rejected``)
+* dropped: no room left (buffer or spool full), ``max_retries`` exhausted, or the master
+  stopped without a spool (``counters.dropped``)
+
+Until then it is kept (``counters.pending``): a failed batch goes back to the front and is
+tried again after a backoff. One request is in flight at a time, so points arrive in the
+order they were posted.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet import task
+from twisted.python import log
+
+from buildbot_stats.delivery import sender as outcomes
+from buildbot_stats.delivery.buffer import Chunk
+from buildbot_stats.delivery.buffer import ChunkBuffer
+from buildbot_stats.delivery.retry import Backoff
+
+
+class BatchWriter:
+    """
+    :param sender: an :class:`~buildbot_stats.delivery.sender.HTTPBatchSender`
+    :param options: a :class:`~buildbot_stats.delivery.retry.WriteOptions`
+    :param counters: the backend's :class:`~buildbot_stats.counters.DeliveryCounters`
+    :param reactor: timers come from it (a ``task.Clock`` in unit tests)
+    :param describe: the destination for log messages (no credentials in it)
+    :param spool: a :class:`~buildbot_stats.delivery.spool.Spool`, or None
+    :param create_database: called on a 404 "database not found"; returns a Deferred
+        firing True if it created the database
+    """
+
+    def __init__(self, sender, options, counters, reactor, describe, spool=None,
+                 create_database=None, backoff=None):
+        self.sender = sender
+        self.options = options
+        self.counters = counters
+        self.reactor = reactor
+        self.describe = describe
+        self.spool = spool
+        self.create_database = create_database
+        self.backoff = backoff or Backoff(options)
+        self.buffer = ChunkBuffer(options.batch_size, options.buffer_limit, self._droppedForRoom)
+        self._inflight = None          # the chunk being sent
+        self._inflightRequest = None   # its Deferred (cancelled at stop)
+        self._retryCall = None         # the pending retry timer
+        self._failures = 0             # failed attempts in a row
+        self._trouble = None           # what went wrong last, while it is wrong
+        self._lastLogged = None
+        self._finished = 0             # lines ended (written + rejected + dropped)
+        self._flushWaiters = []
+        self._lastCreate = None
+        self._stopped = False
+        self._running = False
+        self._flushLoop = None
+        self._reportLoop = None
+        self._reported = None
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def start(self):
+        if self.spool is not None:
+            for segment, lines in (yield self.spool.load()):
+                self._restore(segment, lines)
+        self._stopped = False
+        self._running = True
+        self._flushLoop = task.LoopingCall(self._tick)
+        self._flushLoop.clock = self.reactor
+        self._flushLoop.start(self.options.flush_interval, now=False)
+        self._reportLoop = task.LoopingCall(self._report)
+        self._reportLoop.clock = self.reactor
+        self._reportLoop.start(self.options.report_interval, now=False)
+        self._kick()
+
+    def _restore(self, segment, lines):
+        chunks = [Chunk(lines, segment)]
+        # the batch size may have shrunk since the file was written
+        while any(len(c) > self.options.batch_size for c in chunks):
+            chunks = [half for c in chunks for half in
+                      (c.split() if len(c) > self.options.batch_size else (c,))]
+        self.counters.added += len(lines)
+        for c in chunks:
+            self.buffer.sealed.append(c)
+            self.buffer.count += len(c)
+        self.buffer.makeRoom()
+        log.msg(f"buildbot_stats: {self.describe}: {len(lines)} points from the spool "
+                f"({segment.path}) will be sent first")
+
+    @defer.inlineCallbacks
+    def stop(self):
+        """Write what is pending within ``stop_timeout``; then keep the rest in the spool, or
+        count it as dropped. Always returns within about ``stop_timeout`` (plus the time to
+        write the spool files)."""
+        if not self._running:
+            return
+        for loop in (self._flushLoop, self._reportLoop):
+            if loop is not None and loop.running:
+                loop.stop()
+        yield self.flush(self.options.stop_timeout)
+        self._running = False
+        self._stopped = True
+        if self._retryCall is not None and self._retryCall.active():
+            self._retryCall.cancel()
+        if self._inflightRequest is not None:
+            # InfluxDB hangs: give up on this request, its chunk goes back to the buffer
+            self._inflightRequest.cancel()
+        left = self.buffer.takeAll()
+        count = sum(len(c) for c in left)
+        if self.spool is not None:
+            for chunk in left:
+                if chunk.segment is None:
+                    self.spool.add(chunk)
+            yield self.spool.drain()
+            if count:
+                log.msg(f"buildbot_stats: {self.describe}: stopping with {count} points not "
+                        f"yet written; they are kept in the spool {self.spool.directory} and "
+                        "sent at the next start")
+        elif count:
+            self.counters.dropped += count
+            self._finished += count
+            log.msg(f"buildbot_stats: error: {self.describe}: stopping with {count} points "
+                    f"not written ({self._trouble or 'no time left'}); they are lost "
+                    "(set spool_dir to keep them across restarts)")
+        self._report(final=True)
+        self._fireFlushWaiters()
+
+    def retarget(self, sender, options):
+        """New destination or options (a reconfig); what is buffered stays and goes there."""
+        self.sender = sender
+        self.options = options
+        self.backoff.options = options
+        self.buffer.batch_size = options.batch_size
+        self.buffer.limit = options.buffer_limit
+        if self._flushLoop is not None:
+            self._flushLoop.interval = options.flush_interval
+        if self._reportLoop is not None:
+            self._reportLoop.interval = options.report_interval
+        self._kick()
+
+    # -- adding ---------------------------------------------------------------------------
+
+    def add(self, line):
+        """One encoded line (bytes, no newline). Cheap: no I/O, no timer per line."""
+        self.counters.added += 1
+        sealed = self.buffer.add(line)
+        if sealed is not None:
+            self._sealed(sealed)
+            self._kick()
+
+    def _sealed(self, chunk):
+        if self.spool is None:
+            return
+        self.spool.add(chunk)
+        # the spool's cap: the oldest chunks go, from memory and from disk alike
+        while self.spool.bytes > self.spool.max_bytes and self.buffer.sealed:
+            oldest = self.buffer.takeFirst()
+            self._droppedForRoom(oldest, why="spool full")
+
+    def _tick(self):
+        chunk = self.buffer.seal()
+        if chunk is not None:
+            self._sealed(chunk)
+        self._kick()
+
+    # -- flushing -------------------------------------------------------------------------
+
+    @property
+    def pendingLines(self):
+        return len(self.buffer) + (len(self._inflight) if self._inflight is not None else 0)
+
+    def flush(self, timeout=None):
+        """A Deferred firing True once every line pending now has ended, False if
+        ``timeout`` seconds passed first. A retry waiting for its backoff is tried now."""
+        self._tick_now()
+        target = self._finished + self.pendingLines
+        if self._finished >= target:
+            return defer.succeed(True)
+        d = defer.Deferred()
+        entry = [target, d, None]
+        if timeout is not None:
+            entry[2] = self.reactor.callLater(timeout, self._flushTimedOut, entry)
+        self._flushWaiters.append(entry)
+        return d
+
+    def _tick_now(self):
+        chunk = self.buffer.seal()
+        if chunk is not None:
+            self._sealed(chunk)
+        if self._retryCall is not None and self._retryCall.active():
+            self._retryCall.cancel()
+            self._retryCall = None
+        self._kick()
+
+    def _flushTimedOut(self, entry):
+        if entry in self._flushWaiters:
+            self._flushWaiters.remove(entry)
+            entry[1].callback(False)
+
+    def _fireFlushWaiters(self):
+        done = [e for e in self._flushWaiters
+                if self._finished >= e[0] or (self._stopped and self.pendingLines == 0)]
+        for e in done:
+            self._flushWaiters.remove(e)
+            if e[2] is not None and e[2].active():
+                e[2].cancel()
+            e[1].callback(self._finished >= e[0])
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _kick(self):
+        if self._stopped or self._inflight is not None:
+            return
+        if self._retryCall is not None and self._retryCall.active():
+            return
+        chunk = self.buffer.takeFirst()
+        if chunk is None:
+            return
+        self._inflight = chunk
+        d = self._inflightRequest = self.sender.write(b'\n'.join(chunk.lines))
+        d.addCallback(self._outcome, chunk)
+        d.addErrback(log.err, f"buildbot_stats: {self.describe}: unexpected writer error")
+
+    def _outcome(self, outcome, chunk):
+        self._inflight = None
+        self._inflightRequest = None
+        kind = outcome.kind
+        if kind == outcomes.ACCEPTED:
+            self._recovered()
+            self._end(chunk, written=len(chunk))
+        elif kind == outcomes.PARTIAL:
+            self._recovered()
+            n = min(outcome.rejected, len(chunk))
+            self._end(chunk, written=len(chunk) - n, rejected=n)
+            log.msg(f"buildbot_stats: {self.describe}: {n} of {len(chunk)} points rejected "
+                    f"by the server: {outcome.message}")
+        elif kind in (outcomes.BAD_REQUEST, outcomes.TOO_LARGE):
+            self._recovered()
+            if len(chunk) == 1:
+                what = "too large" if kind == outcomes.TOO_LARGE else "refused"
+                self._end(chunk, rejected=1)
+                log.msg(f"buildbot_stats: {self.describe}: point {what} by the server, not "
+                        f"retried: {outcome.message}; line: {_excerpt(chunk.lines[0])}")
+            else:
+                # find the bad line(s) by halves; resending the good ones is harmless since
+                # every point carries its own timestamp (a rewrite replaces, never adds)
+                self.buffer.putBack(*chunk.split())
+        elif kind in (outcomes.AUTH, outcomes.NOT_FOUND):
+            if (kind == outcomes.NOT_FOUND and outcome.database_not_found
+                    and self.create_database is not None and self._mayCreate()):
+                self._keep(chunk, outcome, delay=None, creating=True)
+            else:
+                self._keep(chunk, outcome, delay=self.options.slow_retry_interval)
+        else:
+            self._keep(chunk, outcome, delay=None)
+        if self._stopped:
+            # stop() took what is left
+            self._fireFlushWaiters()
+            return
+        self._fireFlushWaiters()
+        self._kick()
+
+    def _keep(self, chunk, outcome, delay, creating=False):
+        self._failures += 1
+        chunk.failures += 1
+        mr = self.options.max_retries
+        if mr is not None and chunk.failures > mr and outcome.kind == outcomes.RETRY:
+            self._end(chunk, dropped=len(chunk))
+            log.msg(f"buildbot_stats: error: {self.describe}: {len(chunk)} points dropped "
+                    f"after {chunk.failures} failed attempts (max_retries={mr}): "
+                    f"{outcome.message}")
+            return
+        self.buffer.putBack(chunk)
+        if self._stopped:
+            return
+        if delay is None:
+            delay = self.backoff.delay(self._failures, outcome.retry_after)
+        self._noteTrouble(outcome, delay)
+        self.counters.retries += 1
+        if creating:
+            d = self.create_database()
+            d.addCallback(self._created)
+            d.addErrback(_ignoreCancel, self.describe)
+            self._retryCall = _Waiting(d)
+            return
+        self._retryCall = self.reactor.callLater(delay, self._retryNow)
+
+    def _mayCreate(self):
+        now = self.reactor.seconds()
+        if self._lastCreate is not None and now - self._lastCreate < \
+                self.options.slow_retry_interval:
+            return False
+        self._lastCreate = now
+        return True
+
+    def _created(self, ok):
+        self._retryCall = None
+        if ok:
+            self._kick()
+        else:
+            self._retryCall = self.reactor.callLater(self.options.slow_retry_interval,
+                                                     self._retryNow)
+
+    def _retryNow(self):
+        self._retryCall = None
+        self._kick()
+
+    def _end(self, chunk, written=0, rejected=0, dropped=0):
+        self.counters.written += written
+        self.counters.rejected += rejected
+        self.counters.dropped += dropped
+        self._finished += len(chunk)
+        if chunk.segment is not None and self.spool is not None:
+            self.spool.release(chunk.segment)
+
+    def _droppedForRoom(self, chunk, why="buffer full"):
+        first = self.counters.dropped == 0
+        self._end(chunk, dropped=len(chunk))
+        if first:
+            # later drops are in the periodic report: one line per chunk would flood the log
+            log.msg(f"buildbot_stats: error: {self.describe}: {why}, dropping the oldest "
+                    f"{len(chunk)} points ({self._trouble or 'the server is too slow'})")
+
+    # -- telling the operator --------------------------------------------------------------
+
+    def _noteTrouble(self, outcome, delay):
+        self._trouble = outcome.message
+        # one line per kind of trouble, not one per attempt; the report repeats the counters
+        if outcome.message != self._lastLogged:
+            self._lastLogged = outcome.message
+            hint = ''
+            if outcome.kind == outcomes.AUTH:
+                hint = ' (check the credentials and their permissions)'
+            elif outcome.kind == outcomes.NOT_FOUND:
+                hint = (' (create the database/bucket, or set create_database=True)'
+                        if outcome.database_not_found else ' (check the URL)')
+            log.msg(f"buildbot_stats: error: {self.describe}: write failed: "
+                    f"{outcome.message}{hint}; {self.pendingLines} points kept, next attempt "
+                    f"in {delay:.1f} s")
+
+    def _recovered(self):
+        if self._trouble is not None:
+            log.msg(f"buildbot_stats: {self.describe}: writing again after {self._failures} "
+                    f"failed attempts; {self.counters!r}")
+        self._trouble = None
+        self._lastLogged = None
+        self._failures = 0
+
+    def _report(self, final=False):
+        snapshot = self.counters.asDict()
+        prev = self._reported or {}
+        changed = any(snapshot[k] != prev.get(k, 0) for k in ('dropped', 'rejected'))
+        if self._trouble is not None or changed or (final and snapshot['pending']):
+            log.msg(f"buildbot_stats: {self.describe}: {self.counters!r}"
+                    + (f"; last error: {self._trouble}" if self._trouble else ''))
+        self._reported = snapshot
+
+
+class _Waiting:
+    """Stands for a retry timer while the database is being created."""
+
+    def __init__(self, d):
+        self.d = d
+
+    def active(self):
+        return not self.d.called
+
+    def cancel(self):
+        self.d.cancel()
+
+
+def _ignoreCancel(failure, describe):
+    if not failure.check(defer.CancelledError):
+        log.err(failure, f"buildbot_stats: {describe}: creating the database failed")
+
+
+def _excerpt(line, limit=200):
+    text = line.decode('utf-8', 'replace')
+    return text if len(text) <= limit else text[:limit] + '...'

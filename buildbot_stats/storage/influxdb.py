@@ -1,0 +1,348 @@
+"""InfluxStorageService: points to InfluxDB (1.x, 2.x, 3.x) in batches, over Twisted's HTTP.
+
+Where a point goes: ``postStatsValue`` encodes it to one line at once (a bad value is
+rejected here, with its build in the log) and hands the line to a
+:class:`~buildbot_stats.delivery.writer.BatchWriter`, which buffers, batches, sends with
+treq, retries and spools. Nothing here blocks: no thread per point, no synchronous client.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import urllib.parse
+
+from twisted.internet import defer
+from twisted.python import log
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+from buildbot import config
+from buildbot.interfaces import IRenderable
+
+from buildbot_stats.delivery.lineprotocol import LineEncoder
+from buildbot_stats.delivery.lineprotocol import PointRejected
+from buildbot_stats.delivery.retry import WriteOptions
+from buildbot_stats.delivery.sender import HTTPBatchSender
+from buildbot_stats.delivery.spool import Spool
+from buildbot_stats.delivery.writer import BatchWriter
+from buildbot_stats.point import to_epoch_ns
+from buildbot_stats.storage.base import StatsStorageBase
+
+DEFAULT_PORT = 8086
+DEFAULT_SPOOL_MAX_BYTES = 100 * 1024 * 1024
+_NOT_GIVEN = object()
+
+
+class InfluxStorageService(StatsStorageBase):
+    """Stores points in InfluxDB; see docs/storage-influxdb.rst for every option.
+
+    The spec's arguments come first and keep their meaning::
+
+        InfluxStorageService(url, port, user, password, db, captures, name=None, ...)
+
+    ``url`` is a host name (``'influx.example.org'``) or a full URL
+    (``'https://influx.example.org:8086/prefix'``). ``user``, ``password`` and ``token`` may
+    be Buildbot secrets (``util.Secret``, ``util.Interpolate``); they are rendered when the
+    configuration is applied and never logged.
+    """
+
+    secrets = ['user', 'password', 'token']
+
+    def checkConfig(self, url=None, port=None, user=None, password=None, db=None,
+                    captures=None, *, org=None, bucket=None, token=None,
+                    retention_policy=None, ssl=False, ca_file=None, verify_ssl=True,
+                    spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES, extra_tags=None,
+                    create_database=False, http_client=None, reactor=None, **write_options):
+        me = f"InfluxStorageService {self.name!r}"
+        self.checkCaptures(captures, me)
+        if not isinstance(url, str) or not url.strip():
+            config.error(f"{me}: url must be a host name or an http(s) URL, got {url!r}")
+        else:
+            try:
+                _baseUrl(url, port, ssl)
+            except ValueError as e:
+                config.error(f"{me}: {e}")
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                                 or not 0 < port < 65536):
+            config.error(f"{me}: port must be an integer in 1-65535, got {port!r}")
+        for what, value in (('user', user), ('password', password), ('token', token)):
+            if value is not None and not isinstance(value, str) \
+                    and not IRenderable.providedBy(value):
+                # the value itself is not shown: it may be a secret
+                config.error(f"{me}: {what} must be a string or a secret (util.Secret, "
+                             f"util.Interpolate), got a {type(value).__name__}")
+        for what, value in (('db', db), ('org', org), ('bucket', bucket),
+                            ('retention_policy', retention_policy)):
+            if value is not None and (not isinstance(value, str) or not value):
+                config.error(f"{me}: {what} must be a non-empty string, got {value!r}")
+        if bucket is None:
+            if db is None:
+                config.error(f"{me}: db is required (or bucket, for the InfluxDB 2.x/3.x "
+                             "/api/v2/write API)")
+            if org is not None:
+                config.error(f"{me}: org is only used with bucket (the /api/v2/write API)")
+        if ca_file is not None and not isinstance(ca_file, str):
+            config.error(f"{me}: ca_file must be a path to a PEM file, got {ca_file!r}")
+        for what, value in (('ssl', ssl), ('verify_ssl', verify_ssl),
+                            ('create_database', create_database)):
+            if not isinstance(value, bool):
+                config.error(f"{me}: {what} must be True or False, got {value!r}")
+        if create_database and bucket is not None:
+            config.error(f"{me}: create_database works with db (InfluxDB 1.x), not with a "
+                         "bucket")
+        if spool_dir is not None and (not isinstance(spool_dir, str) or not spool_dir):
+            config.error(f"{me}: spool_dir must be a directory path, got {spool_dir!r}")
+        if isinstance(spool_max_bytes, bool) or not isinstance(spool_max_bytes, int) \
+                or spool_max_bytes < 1:
+            config.error(f"{me}: spool_max_bytes must be a positive integer, got "
+                         f"{spool_max_bytes!r}")
+        try:
+            LineEncoder(extra_tags=extra_tags)
+        except (ValueError, TypeError) as e:
+            config.error(f"{me}: extra_tags {extra_tags!r}: {e}")
+        unknown = sorted(set(write_options) - set(WriteOptions.names()))
+        if unknown:
+            config.error(f"{me}: unknown option(s) {', '.join(unknown)}")
+        else:
+            for problem in WriteOptions(**write_options).problems():
+                config.error(f"{me}: {problem}")
+
+    @defer.inlineCallbacks
+    def reconfigService(self, url=None, port=None, user=None, password=None, db=None,
+                        captures=None, *, org=None, bucket=None, token=None,
+                        retention_policy=None, ssl=False, ca_file=None, verify_ssl=True,
+                        spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES,
+                        extra_tags=None, create_database=False, http_client=None,
+                        reactor=None, **write_options):
+        # positional secrets are not rendered by BuildbotService (it renders kwargs only)
+        user, password, token = yield self.renderSecrets(user, password, token)
+        self._injectedReactor = reactor
+        self.options = WriteOptions(**write_options)
+        self.encoder = LineEncoder(extra_tags=extra_tags)
+        self.db = db
+        self.bucket = bucket
+        self.base_url = _baseUrl(url, port, ssl)
+        self.spool_dir = spool_dir
+        self.spool_max_bytes = spool_max_bytes
+        self.create_database = create_database
+        if bucket is not None:
+            params = {'bucket': bucket, 'precision': 'ns'}
+            if org is not None:
+                params['org'] = org
+            self.write_url = f"{self.base_url}/api/v2/write?{urllib.parse.urlencode(params)}"
+            self.destination = f"{self.base_url} bucket {bucket}"
+        else:
+            params = {'db': db, 'precision': 'ns'}
+            if retention_policy is not None:
+                params['rp'] = retention_policy
+            self.write_url = f"{self.base_url}/write?{urllib.parse.urlencode(params)}"
+            self.destination = f"{self.base_url} db {db}"
+        self._headers = {b'Content-Type': [b'text/plain; charset=utf-8']}
+        if token:
+            self._headers[b'Authorization'] = [b'Token ' + token.encode('utf-8')]
+        elif user or password:
+            basic = base64.b64encode(f"{user or ''}:{password or ''}".encode('utf-8'))
+            self._headers[b'Authorization'] = [b'Basic ' + basic]
+        if self._pool is not None:
+            # a new destination or TLS setting: new connections
+            yield self._pool.closeCachedConnections()
+        self._pool = None
+        self._http = http_client if http_client is not None else self._makeClient(
+            ca_file, verify_ssl)
+        if self._writer is not None:
+            self._writer.retarget(self._makeSender(), self.options)
+            if (spool_dir, spool_max_bytes) != self._writerSpool:
+                log.msg(f"buildbot_stats: {self.describe}: the new spool settings apply at "
+                        "the next start")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._writer = None
+        self._writerSpool = None
+        self._pool = None
+        self._injectedReactor = None
+        self._warnedNotRunning = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def reactor(self):
+        if self._injectedReactor is not None:
+            return self._injectedReactor
+        if self.master is not None:
+            return self.master.reactor
+        # standalone use (scripts, the CLI) without an injected reactor
+        from twisted.internet import reactor
+        return reactor
+
+    @property
+    def describe(self):
+        return f"InfluxStorageService {self.name!r} ({self.destination})"
+
+    @defer.inlineCallbacks
+    def startService(self):
+        yield super().startService()  # applies the configuration the first time
+        spool = None
+        if self.spool_dir is not None:
+            spool_dir = self.spool_dir
+            basedir = getattr(self.master, 'basedir', None)
+            if not os.path.isabs(spool_dir) and basedir:
+                # like every relative path in master.cfg: beside the master
+                spool_dir = os.path.join(basedir, spool_dir)
+            spool = Spool(spool_dir, self.spool_max_bytes, self.reactor)
+        self._writerSpool = (self.spool_dir, self.spool_max_bytes)
+        creator = self._createDatabase if self.create_database else None
+        writer = BatchWriter(self._makeSender(), self.options, self.counters, self.reactor,
+                             self.describe, spool=spool, create_database=creator)
+        self._writer = writer
+        yield writer.start()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            yield writer.stop()
+        if self._pool is not None:
+            yield self._pool.closeCachedConnections()
+        yield super().stopService()
+
+    def flush(self, timeout=None):
+        """Send what is pending now; fires True when all of it ended, False on timeout.
+
+        ``timeout=None`` means ``stop_timeout``: StatsService flushes every backend when the
+        master stops, and a flush that waits for a server that is down would hold the
+        master for ever."""
+        if self._writer is None:
+            return defer.succeed(True)
+        return self._writer.flush(self.options.stop_timeout if timeout is None else timeout)
+
+    # -- points ------------------------------------------------------------------------------
+
+    def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
+        writer = self._writer
+        if writer is None:
+            self.counters.added += 1
+            self.counters.dropped += 1
+            if not self._warnedNotRunning:
+                self._warnedNotRunning = True
+                log.msg(f"buildbot_stats: error: {self!r} got a point while not running "
+                        "(start it first); point dropped")
+            return
+        try:
+            ts = self.reactor.seconds() if timestamp is None else timestamp
+            line, dropped = self.encoder.encode(series_name, post_data, context or {},
+                                                to_epoch_ns(ts))
+        except Exception as e:  # PointRejected, or a bad timestamp: count it, never raise
+            self.counters.added += 1
+            self.counters.rejected += 1
+            reason = e if isinstance(e, PointRejected) else f"{type(e).__name__}: {e}"
+            log.msg(f"buildbot_stats: error: {self.describe}: point of series "
+                    f"{series_name!r} rejected{_buildOf(context)}: {reason}")
+            if not isinstance(e, (PointRejected, TypeError, ValueError, OverflowError)):
+                log.err(None, "buildbot_stats: unexpected encoder error")
+            return
+        if dropped:
+            what = ', '.join(f"{w} ({why})" for w, why in dropped)
+            log.msg(f"buildbot_stats: {self.describe}: series {series_name!r}"
+                    f"{_buildOf(context)}: left out {what}")
+        writer.add(line.encode('utf-8'))
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _makeSender(self):
+        return HTTPBatchSender(self._http, self.write_url, self._headers, self.options.timeout,
+                               self.reactor)
+
+    def _makeClient(self, ca_file, verify_ssl):
+        import treq.client
+        from twisted.web.client import Agent
+        from twisted.web.client import HTTPConnectionPool
+
+        self._pool = HTTPConnectionPool(self.reactor, persistent=True)
+        self._pool.maxPersistentPerHost = 2
+        agent = Agent(self.reactor, contextFactory=_TLSPolicy(ca_file, verify_ssl),
+                      connectTimeout=self.options.timeout, pool=self._pool)
+        return treq.client.HTTPClient(agent)
+
+    def _createDatabase(self):
+        """CREATE DATABASE on a 404 'database not found' (InfluxDB 1.x); Deferred[bool]."""
+        q = 'CREATE DATABASE "{}"'.format(self.db.replace('\\', '\\\\').replace('"', '\\"'))
+        headers = dict(self._headers)
+        headers[b'Content-Type'] = [b'application/x-www-form-urlencoded']
+        body = urllib.parse.urlencode({'q': q}).encode('utf-8')
+        sender = self._makeSender()
+        d = sender.post(f"{self.base_url}/query", body, headers)
+
+        def done(outcome):
+            ok = outcome.kind == 'accepted'
+            log.msg(f"buildbot_stats: {self.describe}: create_database: {q}: "
+                    + ("done" if ok else f"failed: {outcome.message}"))
+            return ok
+
+        return d.addCallback(done)
+
+
+def _buildOf(context):
+    context = context or {}
+    builder, number = context.get('builder_name'), context.get('build_number')
+    if builder is None and number is None:
+        return ''
+    return f" (builder {builder!r}, build #{number})"
+
+
+def _baseUrl(url, port, ssl):
+    """``scheme://host:port/path`` from the spec's url and port (ValueError if they clash)."""
+    url = url.strip()
+    if '://' in url:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ('http', 'https'):
+            raise ValueError(f"url scheme must be http or https, got {parts.scheme!r}")
+        if parts.username or parts.password:
+            raise ValueError("url must not hold credentials; use user/password or token")
+        if parts.query or parts.fragment:
+            raise ValueError(f"url must not have a query or fragment: {url!r}")
+        host = parts.hostname
+        try:
+            url_port = parts.port
+        except ValueError as e:
+            raise ValueError(f"bad port in url {url!r}") from e
+        if url_port is not None and port is not None and url_port != port:
+            raise ValueError(f"url {url!r} says port {url_port} but port is {port!r}")
+        scheme, path = parts.scheme, parts.path.rstrip('/')
+        port = url_port if url_port is not None else port
+    else:
+        if '/' in url or '@' in url:
+            raise ValueError(f"url must be a host name or an http(s) URL, got {url!r}")
+        scheme, host, path = ('https' if ssl else 'http'), url, ''
+        if host.startswith('['):
+            host = host.strip('[]')
+    if not host:
+        raise ValueError(f"url {url!r} has no host")
+    if port is None:
+        port = DEFAULT_PORT
+    if ':' in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}{path}"
+
+
+@implementer(IPolicyForHTTPS)
+class _TLSPolicy:
+    """HTTPS settings: the system's trust store, or ``ca_file``; or no verification."""
+
+    def __init__(self, ca_file, verify):
+        self.ca_file = ca_file
+        self.verify = verify
+        self._trust = None
+
+    def creatorForNetloc(self, hostname, port):
+        from twisted.internet import ssl
+
+        if not self.verify:
+            return ssl.CertificateOptions(verify=False)
+        if self.ca_file is not None and self._trust is None:
+            # read once, on the first HTTPS connection (a small local file)
+            with open(self.ca_file, 'rb') as f:
+                self._trust = ssl.Certificate.loadPEM(f.read())
+        trust = self._trust if self._trust is not None else ssl.platformTrust()
+        return ssl.optionsForClientTLS(hostname.decode('ascii'), trustRoot=trust)

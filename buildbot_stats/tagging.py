@@ -1,0 +1,117 @@
+"""Tags of the build statistics captures: extra tags and the cardinality guard.
+
+InfluxDB keeps an index entry per distinct tag value; a tag fed with unbounded values
+(build numbers, commit hashes, one branch per pull request) grows that index without end
+and finally gets writes refused. The captures of :mod:`buildbot_stats.captures.buildstats`
+therefore write unbounded numbers as fields, and every tag they write passes through
+:class:`TagPolicy`, which turns a tag into a field once it has seen too many values.
+"""
+
+from __future__ import annotations
+
+from twisted.python import log
+
+from buildbot import config
+
+#: Default of ``StatsService(max_tag_values=...)``: distinct values one tag of one
+#: measurement may take before it is written as a field instead.
+DEFAULT_MAX_TAG_VALUES = 1000
+
+#: Tag names the captures write themselves; ``extra_tags`` may not use them.
+RESERVED_TAGS = frozenset({
+    'builder_name', 'build_number', 'worker', 'result', 'branch', 'repository', 'project',
+    'step_name',
+})
+
+
+def checkTagOptions(owner, extra_tags, max_tag_values):
+    """``config.error`` for a bad ``extra_tags`` or ``max_tag_values`` (checkConfig)."""
+    if extra_tags is not None:
+        if not isinstance(extra_tags, dict):
+            config.error(f"{owner}: extra_tags must be a dict of tag names to strings, got "
+                         f"{extra_tags!r}")
+        else:
+            for key, value in extra_tags.items():
+                if not isinstance(key, str) or not key:
+                    config.error(f"{owner}: extra_tags: tag name {key!r} must be a non-empty "
+                                 "string")
+                elif key in RESERVED_TAGS:
+                    config.error(f"{owner}: extra_tags: {key!r} is a tag the captures write "
+                                 f"themselves; pick another name (reserved: "
+                                 f"{', '.join(sorted(RESERVED_TAGS))})")
+                if not isinstance(value, str) or not value:
+                    config.error(f"{owner}: extra_tags: the value of {key!r} must be a "
+                                 f"non-empty string, got {value!r}")
+    if max_tag_values is not None and (
+        isinstance(max_tag_values, bool) or not isinstance(max_tag_values, int)
+        or max_tag_values < 1
+    ):
+        config.error(f"{owner}: max_tag_values must be a positive integer or None (no limit), "
+                     f"got {max_tag_values!r}")
+
+
+class TagPolicy:
+    """Adds the extra tags to every point and keeps the build statistics' tags bounded.
+
+    :param extra_tags: tags added to every point (a capture's own tag of the same name wins)
+    :param max_tag_values: distinct values a tag of one measurement may take; the value that
+        would pass the limit, and every later value, is written as a field of the same name
+        (one warning logged per measurement and tag). ``None``: no limit.
+    """
+
+    def __init__(self, extra_tags=None, max_tag_values=DEFAULT_MAX_TAG_VALUES):
+        self.extra_tags = {}
+        self.max_tag_values = max_tag_values
+        # (measurement, tag) -> the distinct values written as a tag so far
+        self._seen = {}
+        # (measurement, tag) pairs now written as fields
+        self.demoted = set()
+        self.configure(extra_tags, max_tag_values)
+
+    def configure(self, extra_tags, max_tag_values):
+        self.extra_tags = dict(extra_tags or {})
+        if max_tag_values != self.max_tag_values:
+            # a new limit is a new decision: tags demoted under the old one may come back
+            self.demoted.clear()
+        self.max_tag_values = max_tag_values
+
+    def addExtraTags(self, tags):
+        """``tags`` with the extra tags added (the given tags win)."""
+        if not self.extra_tags:
+            return tags
+        merged = dict(self.extra_tags)
+        merged.update(tags or {})
+        return merged
+
+    def apply(self, measurement, tags, fields):
+        """The (tags, fields) to write: empty tags dropped, tags past the limit as fields."""
+        out_tags = {}
+        out_fields = dict(fields)
+        for key, value in tags.items():
+            if value is None or value == '':
+                # InfluxDB refuses empty tag values; a missing tag means "unknown"
+                continue
+            value = str(value)
+            if self._keepAsTag(measurement, key, value):
+                out_tags[key] = value
+            else:
+                out_fields.setdefault(key, value)
+        return out_tags, out_fields
+
+    def _keepAsTag(self, measurement, key, value):
+        pair = (measurement, key)
+        if pair in self.demoted:
+            return False
+        seen = self._seen.setdefault(pair, set())
+        if value in seen:
+            return True
+        if self.max_tag_values is not None and len(seen) >= self.max_tag_values:
+            self.demoted.add(pair)
+            log.msg(
+                f"buildbot_stats: warning: tag {key!r} of measurement {measurement!r} passed "
+                f"{self.max_tag_values} distinct values (new value {value!r}); it is written as "
+                f"a field from now on. Raise StatsService(max_tag_values=...) to keep it a tag."
+            )
+            return False
+        seen.add(value)
+        return True

@@ -1,0 +1,24 @@
+"""Every public name of the master.cfg namespace is documented in docs/."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from twisted.trial import unittest
+
+from buildbot_stats import stats
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs')
+
+
+class PublicNamesDocumented(unittest.TestCase):
+    def test_every_public_name_has_a_reference_entry(self):
+        text = ''
+        for name in os.listdir(DOCS):
+            if name.endswith(('.rst', '.inc')):
+                with open(os.path.join(DOCS, name), encoding='utf-8') as f:
+                    text += f.read()
+        documented = set(re.findall(r'\.\. py:(?:class|function):: (\w+)', text))
+        missing = sorted(set(stats.__all__) - documented)
+        self.assertEqual(missing, [], f"public names without a docs entry: {missing}")

@@ -1,0 +1,166 @@
+"""The spool: points not yet written survive a restart and a crash, and go out in order,
+once each, when the server is back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+from twisted.internet import defer
+from twisted.internet import reactor
+from twisted.internet import task
+from twisted.trial import unittest
+
+from buildbot_stats import stats
+from buildbot_stats.delivery import spool as spoolmod
+from buildbot_stats.delivery.buffer import Chunk
+from tests.servers import InfluxDB1Server
+
+
+def sleep(seconds):
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class SpoolFiles(unittest.TestCase):
+
+    def test_file_round_trip_and_damage_detected(self):
+        lines = [b'm v=1i 1', b'm,t=a\\ b v="x" 2']
+        data = spoolmod.encodeFile(lines)
+        self.assertEqual(spoolmod.decodeFile(data), lines)
+        for bad in (data[:-3], data[:10], b'', b'junk\n' + data, data.replace(b'v=1i', b'v=2i')):
+            self.assertRaises(ValueError, spoolmod.decodeFile, bad)
+
+    @defer.inlineCallbacks
+    def test_damaged_files_are_skipped_and_counted(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        good = spoolmod.encodeFile([b'm v=1i 1', b'm v=2i 2'])
+        with open(os.path.join(d, '0000000000000003.lp'), 'wb') as f:
+            f.write(good)
+        with open(os.path.join(d, '0000000000000001.lp'), 'wb') as f:
+            f.write(good[:-4])  # truncated
+        with open(os.path.join(d, '0000000000000002.tmp'), 'wb') as f:
+            f.write(good)  # a write cut by a crash
+        spool = spoolmod.Spool(d, 10**6, reactor)
+        loaded = yield spool.load()
+        self.assertEqual([(s.seq, lines) for s, lines in loaded],
+                         [(3, [b'm v=1i 1', b'm v=2i 2'])])
+        self.assertEqual(spool.corrupt, 2)
+        self.assertEqual(sorted(os.listdir(d)), ['0000000000000001.lp.corrupt',
+                                                 '0000000000000002.tmp.corrupt',
+                                                 '0000000000000003.lp'])
+        # new files continue the numbering
+        chunk = Chunk([b'x v=1i 5'])
+        seg = spool.add(chunk)
+        self.assertEqual(seg.seq, 4)
+        yield spool.drain()
+        spool.release(seg)
+        spool.release(loaded[0][0])
+        yield spool.drain()
+        self.assertEqual(sorted(n for n in os.listdir(d) if n.endswith('.lp')), [])
+
+
+class SpoolWithRealInfluxDB(unittest.TestCase):
+
+    def setUp(self):
+        self.influx = InfluxDB1Server.start_new()
+        self.addCleanup(self.influx.cleanup)
+        self.influx.create_database('db')
+        self.spool_dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.spool_dir)
+
+    def backend(self, **kwargs):
+        for k, v in dict(flush_interval=0.05, retry_interval=0.05, jitter=0.0,
+                         max_retry_delay=0.5, timeout=2.0, stop_timeout=0.5,
+                         batch_size=50).items():
+            kwargs.setdefault(k, v)
+        return stats.InfluxStorageService(self.influx.url, None, None, None, 'db', [],
+                                          spool_dir=self.spool_dir, **kwargs)
+
+    def spoolFiles(self):
+        return sorted(n for n in os.listdir(self.spool_dir) if n.endswith('.lp'))
+
+    @defer.inlineCallbacks
+    def test_restart_with_server_down_then_back(self):
+        # written while all is well: nothing stays in the spool
+        b1 = self.backend()
+        yield b1.startService()
+        b1.postStatsValue({'v': -1}, 'spooled', {}, 999.0)
+        yield b1.flush(timeout=5)
+        yield sleep(0.1)
+        self.assertEqual(self.spoolFiles(), [])
+
+        self.influx.stop()
+        n = 120
+        for i in range(n):
+            b1.postStatsValue({'v': i}, 'spooled', {'builder_name': 'b'}, 1000.0 + i)
+        yield sleep(0.3)
+        yield b1.stopService()
+        self.assertEqual(b1.counters.pending, n)
+        self.assertEqual(b1.counters.dropped, 0)
+        self.assertEqual(len(self.spoolFiles()), 3)  # batches of 50, 50, 20
+
+        self.influx.start()
+        b2 = self.backend()
+        yield b2.startService()
+        self.assertEqual(b2.counters.added, n)
+        ok = yield b2.flush(timeout=10)
+        self.assertTrue(ok)
+        yield b2.stopService()
+        self.assertEqual(b2.counters.asDict(), {
+            'added': n, 'written': n, 'rejected': 0, 'dropped': 0, 'retries': 0,
+            'pending': 0})
+        rows = self.influx.points('db', 'spooled')
+        self.assertEqual([r['v'] for r in rows], [-1] + list(range(n)))
+        self.assertEqual(self.spoolFiles(), [])
+
+    @defer.inlineCallbacks
+    def test_crash_then_restart(self):
+        self.influx.stop()
+        env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get(
+            'PYTHONPATH', ''))
+        here = os.path.dirname(os.path.abspath(__file__))
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(here, 'spool_crash_script.py'), self.influx.url,
+             self.spool_dir, '250'], stdout=subprocess.PIPE, env=env,
+            cwd=os.path.dirname(here))
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        # the script says "spooled" once its files are on disk (read off the reactor thread)
+        from twisted.internet import threads
+        line = yield threads.deferToThread(proc.stdout.readline)
+        self.assertEqual(line, b'spooled\n')
+        proc.send_signal(signal.SIGKILL)
+        yield threads.deferToThread(proc.wait)
+        proc.stdout.close()
+        self.assertEqual(len(self.spoolFiles()), 3)  # 100 + 100 + 50
+
+        self.influx.start()
+        self.influx.create_database('crashdb')
+        b = stats.InfluxStorageService(self.influx.url, None, None, None, 'crashdb', [],
+                                       spool_dir=self.spool_dir, flush_interval=0.05)
+        yield b.startService()
+        yield b.flush(timeout=10)
+        yield b.stopService()
+        self.assertEqual(b.counters.written, 250)
+        rows = self.influx.points('crashdb', 'crash')
+        self.assertEqual([r['v'] for r in rows], list(range(250)))
+        self.assertEqual(self.spoolFiles(), [])
+
+    @defer.inlineCallbacks
+    def test_spool_cap_drops_oldest(self):
+        self.influx.stop()
+        b = self.backend(spool_max_bytes=3000, batch_size=10)
+        yield b.startService()
+        for i in range(200):   # ~22 bytes a line: ~10 files would be needed
+            b.postStatsValue({'v': i}, 'capped', {}, 1000.0 + i)
+        yield b.stopService()
+        c = b.counters
+        self.assertGreater(c.dropped, 0)
+        self.assertEqual(c.pending + c.dropped, 200)
+        total = sum(os.path.getsize(os.path.join(self.spool_dir, n))
+                    for n in self.spoolFiles())
+        self.assertLessEqual(total, 3000)

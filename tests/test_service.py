@@ -1,0 +1,225 @@
+"""StatsService on Buildbot's fake master: config, reconfig, caching, multi-master, stop."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from buildbot.test.util.config import ConfigErrorsMixin
+
+from buildbot_stats import stats
+from buildbot_stats.captures import BUILD_FINISHED
+from buildbot_stats.steps import StatsServiceNotFound
+from tests.fakes import FakeMasterMixin
+
+
+def consumersOf(master, key):
+    return [q for q in master.mq.qrefs if tuple(q.filter) == key]
+
+
+class ServiceConfigErrors(ConfigErrorsMixin, unittest.TestCase):
+    def test_backend_not_a_storage_backend(self):
+        with self.assertRaisesConfigError("storage backend 'influx' is not an instance of "
+                                          "StatsStorageBase"):
+            stats.StatsService(storage_backends=['influx'])
+
+    def test_backends_not_a_list(self):
+        with self.assertRaisesConfigError("storage_backends must be a list"):
+            stats.StatsService(storage_backends=stats.InMemoryStorageService([]))
+
+    def test_two_backends_with_one_name(self):
+        a = stats.InMemoryStorageService([])
+        b = stats.InMemoryStorageService([])
+        with self.assertRaisesConfigError("two storage backends are named "
+                                          "'InMemoryStorageService'"):
+            stats.StatsService(storage_backends=[a, b])
+
+    def test_capture_not_a_capture(self):
+        with self.assertRaisesConfigError("'duration' in captures is not a Capture instance"):
+            stats.InMemoryStorageService(['duration'])
+
+    def test_good_config_has_no_error(self):
+        svc = stats.StatsService(
+            storage_backends=[stats.InMemoryStorageService([stats.CaptureBuildDuration('a')])],
+            name='stats')
+        self.assertEqual(svc.name, 'stats')
+
+
+class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield self.setUpFakeMaster()
+
+    @defer.inlineCallbacks
+    def test_one_consumer_per_routing_key_however_many_captures(self):
+        mem = stats.InMemoryStorageService([
+            stats.CaptureBuildStartTime('alpha'), stats.CaptureBuildEndTime('alpha'),
+            stats.CaptureProperty('alpha', 'x'), stats.CaptureData('d', 'alpha'),
+        ])
+        yield self.startStats([mem])
+        self.assertEqual(len(consumersOf(self.master, BUILD_FINISHED)), 1)
+        self.assertEqual(len(consumersOf(self.master, stats.CaptureData('d', 'a').routingKey)), 1)
+
+    @defer.inlineCallbacks
+    def test_reconfig_swaps_captures_and_backends_without_duplicates(self):
+        mem = stats.InMemoryStorageService([stats.CaptureBuildStartTime('alpha')], name='mem')
+        svc = yield self.startStats([mem])
+        yield self.finishBuild((yield self.insertBuild()))
+        self.assertEqual(len(mem.points), 1)
+
+        # master.cfg re-read: new objects, same backend name, other captures, one more backend
+        mem2 = stats.InMemoryStorageService(
+            [stats.CaptureBuildDuration('alpha'), stats.CaptureBuildEndTime('alpha')], name='mem')
+        extra = stats.InMemoryStorageService([stats.CaptureBuildDuration('alpha')],
+                                             name='extra')
+        yield svc.reconfigServiceWithSibling(
+            stats.StatsService(storage_backends=[mem2, extra]))
+        # the running backend (and what it holds) is kept; the new object is not started
+        self.assertIs(svc.backends[0], mem)
+        self.assertEqual(svc.backends[1], extra)
+        self.assertTrue(extra.running)
+        self.assertEqual(len(consumersOf(self.master, BUILD_FINISHED)), 1)
+
+        yield self.finishBuild((yield self.insertBuild()))
+        self.assertEqual([list(p.fields) for p in mem.points],
+                         [['start-time'], ['duration'], ['end-time']])
+        self.assertEqual([list(p.fields) for p in extra.points], [['duration']])
+
+        # and a backend that disappears from the config is stopped
+        yield svc.reconfigServiceWithSibling(stats.StatsService(storage_backends=[extra]))
+        self.assertFalse(mem.running)
+        self.assertEqual(svc.backends, [extra])
+        yield self.finishBuild((yield self.insertBuild()))
+        self.assertEqual(len(mem.points), 3)
+        self.assertEqual(len(extra.points), 2)
+
+    @defer.inlineCallbacks
+    def test_reconfig_to_no_capture_removes_the_consumers(self):
+        mem = stats.InMemoryStorageService([stats.CaptureBuildStartTime('alpha')], name='mem')
+        svc = yield self.startStats([mem])
+        yield svc.reconfigServiceWithSibling(stats.StatsService(
+            storage_backends=[stats.InMemoryStorageService([], name='mem')]))
+        self.assertEqual(consumersOf(self.master, BUILD_FINISHED), [])
+
+    @defer.inlineCallbacks
+    def test_builder_name_looked_up_once(self):
+        mem = stats.InMemoryStorageService([
+            stats.CaptureBuildStartTime('alpha'), stats.CaptureBuildEndTime('alpha'),
+            stats.CaptureBuildDuration('alpha'), stats.CapturePropertyAllBuilders('p'),
+        ])
+        svc = yield self.startStats([mem])
+        for _ in range(3):
+            yield self.finishBuild((yield self.insertBuild(properties={'p': 1})))
+        self.assertEqual(len(mem.points), 12)
+        self.assertEqual(svc._builderNames.misses, 1)
+        self.assertEqual(svc._buildProperties.misses, 3)
+
+    @defer.inlineCallbacks
+    def test_builder_started_message_refreshes_the_cache(self):
+        mem = stats.InMemoryStorageService([stats.CaptureBuildStartTimeAllBuilders()])
+        svc = yield self.startStats([mem])
+        self.master.mq.callConsumer(('builders', '81', 'started'),
+                                    {'builderid': 81, 'masterid': 1, 'name': 'gamma'})
+        name = yield svc.getBuilderName(81)
+        self.assertEqual(name, 'gamma')
+        self.assertEqual(svc._builderNames.misses, 0)
+
+    @defer.inlineCallbacks
+    def test_only_the_master_that_ran_the_build_writes_it(self):
+        mem = stats.InMemoryStorageService([
+            stats.CaptureBuildDuration('alpha'), stats.CaptureData('cov', 'alpha')])
+        svc = yield self.startStats([mem])
+        theirs = yield self.insertBuild(masterid=2)
+        yield self.finishBuild(theirs)
+        self.assertEqual(mem.points, [])
+        self.assertEqual(svc.foreign_messages, 1)
+        # a yieldMetricsValue taken by another master carries that master's id
+        ours = yield self.insertBuild()
+        self.master.mq.callConsumer(('stats-yieldMetricsValue', 'stats-yield-data'), {
+            'data_name': 'cov', 'post_data': {'x': 1}, 'build_data': ours, 'masterid': 2,
+            'timestamp': 5.0})
+        yield svc.drain()
+        self.assertEqual(mem.points, [])
+        yield self.finishBuild(ours)
+        self.assertEqual(len(mem.points), 1)
+
+    @defer.inlineCallbacks
+    def test_a_backend_that_raises_does_not_starve_the_others(self):
+        class Broken(stats.InMemoryStorageService):
+            def postStatsValue(self, *args, **kwargs):
+                raise RuntimeError('disk full')
+
+        cap = stats.CaptureBuildDuration('alpha')
+        good = stats.InMemoryStorageService([cap], name='good')
+        yield self.startStats([Broken([cap], name='broken'), good])
+        yield self.finishBuild((yield self.insertBuild()))
+        self.assertEqual(len(good.points), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_a_capture_shared_by_two_backends_runs_once(self):
+        calls = []
+
+        def cb(start, end):
+            calls.append(1)
+            return 1.0
+
+        cap = stats.CaptureBuildDuration('alpha', callback=cb)
+        a = stats.InMemoryStorageService([cap], name='a')
+        b = stats.InMemoryStorageService([cap], name='b')
+        yield self.startStats([a, b])
+        yield self.finishBuild((yield self.insertBuild()))
+        self.assertEqual((len(calls), len(a.points), len(b.points)), (1, 1, 1))
+
+    @defer.inlineCallbacks
+    def test_stop_waits_for_running_captures_then_flushes_backends(self):
+        gate = defer.Deferred()
+
+        class SlowCapture(stats.Capture):
+            def consumer(self, routingKey, msg):
+                d = defer.Deferred()
+                gate.addCallback(lambda _: self._store({'v': 1}, 'slow', {}, 1.0))
+                gate.addCallback(d.callback)
+                return d
+
+        flushed = []
+
+        class Recording(stats.InMemoryStorageService):
+            def flush(self, timeout=None):
+                flushed.append(len(self.points))
+                return defer.succeed(None)
+
+        mem = Recording([SlowCapture(BUILD_FINISHED, None)])
+        svc = yield self.startStats([mem])
+        yield self.master.mq.callConsumer(
+            ('builders', '79', 'builds', '1', 'finished'), {'masterid': None})
+        stopping = svc.disownServiceParent()  # stops it
+        self.assertNoResult(stopping)
+        self.assertEqual(flushed, [])
+        gate.callback(None)
+        yield stopping
+        self.assertEqual(flushed, [1])
+        self.assertEqual(len(mem.points), 1)
+        self.assertEqual(consumersOf(self.master, BUILD_FINISHED), [])
+
+
+class FindingTheService(FakeMasterMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield self.setUpFakeMaster()
+
+    def test_no_service(self):
+        self.master.service_manager = None
+        with self.assertRaisesRegex(StatsServiceNotFound, "no StatsService is configured"):
+            stats.findStatsService(self.master)
+
+    @defer.inlineCallbacks
+    def test_found_by_type_then_by_name(self):
+        a = stats.StatsService(storage_backends=[], name='a')
+        yield a.setServiceParent(self.master)
+        self.assertIs(stats.findStatsService(self.master), a)
+        b = stats.StatsService(storage_backends=[], name='b')
+        yield b.setServiceParent(self.master)
+        with self.assertRaisesRegex(StatsServiceNotFound, "several StatsServices"):
+            stats.findStatsService(self.master)
+        self.assertIs(stats.findStatsService(self.master, 'b'), b)
