@@ -26,6 +26,7 @@ setup(
     python_requires='>=3.9',
     install_requires=[
         'buildbot>=4.0',
+        'buildbot-worker>=4.0',  # buildbot-stats demo runs a real worker
         'twisted',
         'treq',
         'zope.interface',
@@ -35,6 +36,7 @@ setup(
     },
     entry_points={
         'buildbot.util': [f'{n} = buildbot_stats.stats:{n}' for n in PLUGINS],
+        'console_scripts': ['buildbot-stats = buildbot_stats.cli.main:main'],
     },
     classifiers=[
         'Framework :: Twisted',

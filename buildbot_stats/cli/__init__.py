@@ -1,0 +1,1 @@
+"""The ``buildbot-stats`` command: demo, report and export (see docs/cli.rst)."""

@@ -1,0 +1,63 @@
+"""What the subcommands share: one-line errors, time parsing, opening a store."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+import time
+
+from buildbot_stats.storage.sqlite_reader import StoreError
+from buildbot_stats.storage.sqlite_reader import openStore
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+AGE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
+TIME_HELP = ("ISO 8601 (2024-05-01 or 2024-05-01T12:00, UTC unless an offset is given), "
+             "seconds since the epoch, or an age such as 30m, 12h, 7d, 2w")
+
+
+def parseTime(text, option, now=None):
+    """Seconds since the epoch for one of the forms of TIME_HELP."""
+    text = text.strip()
+    now = time.time() if now is None else now
+    m = re.fullmatch(r'(\d+(?:\.\d+)?)([smhdw])', text)
+    if m:
+        return now - float(m.group(1)) * AGE_UNITS[m.group(2)]
+    try:
+        seconds = float(text)
+        if math.isfinite(seconds):
+            return seconds
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"bad time for {option}: {text!r} (use {TIME_HELP})") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
+def parseTimeRange(start, end, now=None):
+    lo = parseTime(start, '--start', now) if start is not None else None
+    hi = parseTime(end, '--end', now) if end is not None else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise CliError(
+            f"bad time range: --start {start} ({isoTime(lo)}) is not before --end {end} "
+            f"({isoTime(hi)})")
+    return lo, hi
+
+
+def isoTime(seconds):
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+
+
+def openStoreOrFail(path):
+    try:
+        return openStore(path)
+    except StoreError as e:
+        raise CliError(str(e)) from None

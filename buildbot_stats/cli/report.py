@@ -1,0 +1,228 @@
+"""``buildbot-stats report STORE``: a terminal summary and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import statistics
+import time
+
+from buildbot_stats import __version__
+from buildbot_stats.cli import svg
+from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import isoTime
+from buildbot_stats.cli.common import openStoreOrFail
+
+TREND_STEADY = 0.10  # a fitted change within +-10 % of the median is "steady"
+
+
+def addParser(sub):
+    p = sub.add_parser(
+        'report', help="summarize a store in the terminal and write an HTML report",
+        description="Print, per builder, the number of builds, the median and 90th-percentile "
+        "duration and the trend; write a self-contained HTML report with charts (duration "
+        "over time per builder, every numeric field of every other series).")
+    p.add_argument('store', metavar='STORE', help="the SQLite store (e.g. master/stats.sqlite)")
+    p.add_argument('--html', metavar='FILE',
+                   help="where to write the HTML report (default: STORE's name with "
+                   "'-report.html', next to it)")
+    p.add_argument('--no-html', action='store_true', help="only print the summary")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args, out):
+    with openStoreOrFail(args.store) as store:
+        data = collect(store)
+    out.write(terminalSummary(data))
+    if not args.no_html:
+        target = args.html or defaultHtmlPath(args.store)
+        writeHtml(data, target, args.store)
+        out.write(f"\nHTML report: {target}\n")
+    return 0
+
+
+def defaultHtmlPath(store_path):
+    return os.path.splitext(store_path)[0] + '-report.html'
+
+
+# -- numbers ------------------------------------------------------------------------------
+
+def percentile(values, q):
+    """Nearest-rank percentile (a value that occurred)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+TREND_WINDOW = 500  # the trend is of the latest builds (pairs grow as the square)
+
+
+def trend(durations):
+    """``(ratio, word)``: the change over the latest builds relative to their median.
+
+    The slope is Theil-Sen's (the median of the slopes between every two builds), so one
+    slow first build (a cold cache) or Buildbot's whole-second build times do not make a
+    trend, as they would with first-against-last or a least-squares line.
+    """
+    durations = list(durations)[-TREND_WINDOW:]
+    n = len(durations)
+    if n < 4:
+        return None, "too few builds"
+    median = statistics.median(durations)
+    if median <= 0:
+        return None, "n/a"
+    slope = statistics.median((durations[j] - durations[i]) / (j - i)
+                              for i in range(n) for j in range(i + 1, n))
+    ratio = slope * (n - 1) / median
+    if abs(ratio) < TREND_STEADY:
+        return ratio, "steady"
+    return ratio, "slower" if ratio > 0 else "faster"
+
+
+def builderStats(builds):
+    durations = [d for _, _, d in builds]
+    ratio, word = trend(durations)
+    return {
+        'builds': len(builds),
+        'median': statistics.median(durations),
+        'p90': percentile(durations, 0.9),
+        'last': durations[-1],
+        'trend_ratio': ratio,
+        'trend': word,
+    }
+
+
+def isNumber(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def collect(store):
+    """Everything the summary and the HTML report show, read once."""
+    builds = store.buildDurations()
+    series = []
+    for info in store.series():
+        if info.name.endswith('-build-times'):
+            continue  # shown as durations per builder
+        fields = {}
+        for p in store.points([info.name]):
+            for name, value in p.fields.items():
+                if isNumber(value):
+                    fields.setdefault(name, []).append((p.timestamp, float(value)))
+        series.append((info, fields))
+    return {
+        'builders': {b: (builderStats(v), v) for b, v in sorted(builds.items())},
+        'series': series,
+        'points': store.countPoints(),
+    }
+
+
+def fmtSeconds(s):
+    if s >= 3600:
+        return f"{s / 3600:.1f}h"
+    if s >= 60:
+        return f"{s / 60:.1f}m"
+    return f"{s:.2f}s"
+
+
+def fmtTrend(st):
+    if st['trend_ratio'] is None:
+        return st['trend']
+    return f"{st['trend_ratio'] * 100:+.0f}% {st['trend']}"
+
+
+def terminalSummary(data):
+    lines = []
+    if not data['builders']:
+        lines.append("No build durations in this store (no '<builder>-build-times' series "
+                     "with a 'duration' field).")
+    else:
+        rows = [("builder", "builds", "median", "p90", "last", "trend")]
+        for builder, (st, _) in data['builders'].items():
+            rows.append((builder, str(st['builds']), fmtSeconds(st['median']),
+                         fmtSeconds(st['p90']), fmtSeconds(st['last']), fmtTrend(st)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for n, r in enumerate(rows):
+            lines.append("  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+            if n == 0:
+                lines.append("  ".join("-" * w for w in widths))
+    others = [(info, fields) for info, fields in data['series'] if fields]
+    if others:
+        lines.append("")
+        lines.append("Other series (last value of each numeric field):")
+        for info, fields in others:
+            last = ", ".join(f"{k}={svg.formatNumber(v[-1][1])}" for k, v in sorted(fields.items()))
+            lines.append(f"  {info.name}: {info.points} points; {last}")
+    lines.append("")
+    lines.append(f"{data['points']} points in the store.")
+    return "\n".join(lines) + "\n"
+
+
+# -- HTML ------------------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 820px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
+table { border-collapse: collapse; } td, th { padding: 4px 10px; text-align: right; }
+th { border-bottom: 1px solid #888; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1.5em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
+.note { color: #666; font-size: 0.9em; }
+"""
+
+
+def chartFigure(kind, name, caption, lines, y_label):
+    e = html.escape
+    return (f'<figure class="chart" data-kind="{kind}" data-name="{e(name)}">'
+            f'<figcaption>{e(caption)}</figcaption>'
+            f'{svg.lineChart(lines, y_label=y_label, title=caption)}</figure>')
+
+
+def renderHtml(data, store_path):
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Build statistics: {e(os.path.basename(store_path))}</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>Build statistics</h1>",
+        f'<p class="note">Store {e(os.path.abspath(store_path))}: {data["points"]} points. '
+        f"Made by buildbot_stats {e(__version__)}; times in UTC; hover a point for its value."
+        "</p>",
+    ]
+    if data['builders']:
+        parts.append("<h2>Builders</h2><table><tr><th>builder</th><th>builds</th>"
+                     "<th>median</th><th>p90</th><th>last</th><th>trend</th></tr>")
+        for builder, (st, _) in data['builders'].items():
+            parts.append(f"<tr><td>{e(builder)}</td><td>{st['builds']}</td>"
+                         f"<td>{fmtSeconds(st['median'])}</td><td>{fmtSeconds(st['p90'])}</td>"
+                         f"<td>{fmtSeconds(st['last'])}</td><td>{e(fmtTrend(st))}</td></tr>")
+        parts.append("</table><h2>Build duration over time</h2>")
+        for builder, (_, builds) in data['builders'].items():
+            lines = [(builder, [(t, d) for t, _, d in builds])]
+            parts.append(chartFigure('duration', builder, f"{builder}: build duration",
+                                     lines, "seconds"))
+    charts = [(info, fields) for info, fields in data['series'] if fields]
+    if charts:
+        parts.append("<h2>Properties and data over time</h2>")
+        for info, fields in charts:
+            # a property series has fields name (text) and value: label it by the name
+            lines = sorted(fields.items())
+            parts.append(chartFigure('series', info.name, info.name, lines, ""))
+    skipped = [info.name for info, fields in data['series'] if not fields]
+    if skipped:
+        parts.append('<p class="note">Series without a numeric field (not charted): '
+                     f'{e(", ".join(skipped))}.</p>')
+    parts.append(f'<p class="note">Generated {e(isoTime(time.time()))}.</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def writeHtml(data, target, store_path):
+    text = renderHtml(data, store_path)
+    tmp = target + '.tmp'
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except OSError as e:
+        raise CliError(f"cannot write the HTML report {target}: {e.strerror}") from None

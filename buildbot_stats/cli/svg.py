@@ -1,0 +1,117 @@
+"""Line charts as inline SVG, written in plain Python.
+
+Why not a charting library: the report must open offline, from a file, years later, and the
+package must stay light (it is installed on build masters). A JavaScript library would have
+to be inlined (hundreds of kB per report) or fetched from a CDN (no offline); matplotlib or
+plotly would add tens of MB of dependencies to a master for a few line charts. Time series
+line charts with axes, ticks and hover labels (SVG ``<title>``) are a hundred lines.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import math
+
+PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
+           '#17becf']
+WIDTH, HEIGHT = 760, 260
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
+MAX_MARKERS = 400  # hover markers per line; beyond, the line alone (keeps files small)
+
+
+def niceTicks(lo, hi, count=5):
+    """Round tick values covering [lo, hi]."""
+    if hi <= lo:
+        lo, hi = lo - 1, hi + 1
+    raw = (hi - lo) / count
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks = []
+    v = first
+    while v <= hi + step * 1e-9:
+        ticks.append(round(v, 12))
+        v += step
+    if ticks[-1] < hi:
+        ticks.append(ticks[-1] + step)
+    return ticks
+
+
+def formatNumber(v):
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e5 or abs(v) < 1e-3:
+        return f"{v:.3g}"
+    return f"{v:.6g}" if v == int(v) else f"{v:.4g}"
+
+
+def formatTime(seconds, span):
+    t = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    if span < 2 * 86400:
+        return t.strftime("%H:%M:%S") if span < 600 else t.strftime("%H:%M")
+    return t.strftime("%Y-%m-%d")
+
+
+def lineChart(lines, y_label="", title=""):
+    """An ``<svg>`` element: ``lines`` is ``[(label, [(time, value), ...]), ...]``."""
+    points = [p for _, pts in lines for p in pts]
+    e = html.escape
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+           f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{e(title)}">']
+    if not points:
+        out.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no data</text>'
+                   '</svg>')
+        return "".join(out)
+    t0, t1 = min(p[0] for p in points), max(p[0] for p in points)
+    if t1 == t0:
+        t0, t1 = t0 - 1, t1 + 1
+    yticks = niceTicks(min(0.0, min(p[1] for p in points)), max(p[1] for p in points))
+    y0, y1 = yticks[0], yticks[-1]
+    pw, ph = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(t):
+        return LEFT + (t - t0) / (t1 - t0) * pw
+
+    def y(v):
+        return TOP + ph - (v - y0) / (y1 - y0) * ph
+
+    out.append('<g class="axes" font-size="11" fill="#444">')
+    for v in yticks:
+        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+                   'stroke="#e5e5e5"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end">'
+                   f'{formatNumber(v)}</text>')
+    span = t1 - t0
+    for i in range(5):
+        t = t0 + span * i / 4
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+        out.append(f'<text x="{x(t):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="{anchor}">'
+                   f'{formatTime(t, span)}</text>')
+    out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + ph}" y2="{TOP + ph}" '
+               'stroke="#888"/>')
+    if y_label:
+        out.append(f'<text x="14" y="{TOP + ph / 2}" transform="rotate(-90 14 {TOP + ph / 2})" '
+                   f'text-anchor="middle">{e(y_label)}</text>')
+    out.append('</g>')
+    for n, (label, pts) in enumerate(lines):
+        color = PALETTE[n % len(PALETTE)]
+        pts = sorted(pts)
+        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
+        out.append(f'<g class="line" data-label="{e(label)}">')
+        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{path}"/>')
+        if len(pts) <= MAX_MARKERS:
+            for t, v in pts:
+                tip = f"{label}: {formatNumber(v)} at {formatTime(t, 0)} UTC"
+                out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
+                           f'<title>{e(tip)}</title></circle>')
+        out.append('</g>')
+    if len(lines) > 1:
+        lx = LEFT + 8
+        for n, (label, _) in enumerate(lines):
+            color = PALETTE[n % len(PALETTE)]
+            out.append(f'<rect x="{lx}" y="{TOP + 2}" width="10" height="10" fill="{color}"/>'
+                       f'<text x="{lx + 14}" y="{TOP + 11}" font-size="11">{e(label)}</text>')
+            lx += 24 + 7 * len(label)
+    out.append('</svg>')
+    return "".join(out)
