@@ -18,7 +18,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -209,16 +208,6 @@ def influx_query(port, q, db=None):
         return json.loads(resp.read())
 
 
-def create_db(port, db):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/query",
-        data=urllib.parse.urlencode({'q': f'CREATE DATABASE "{db}"'}).encode(),
-        method='POST',
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        resp.read()
-
-
 def count_field_values(port, db):
     """How many field values the database holds (sum of ``count(*)`` over every series)."""
     res = influx_query(port, 'SELECT count(*) FROM /.*/', db)
@@ -237,13 +226,3 @@ def count_points(port, db, measurement, field):
         for series in result.get('series', []) or []:
             return series['values'][0][1]
     return 0
-
-
-def wait_until(predicate, timeout, interval=0.05):
-    """Poll ``predicate()`` (synchronous) until true or ``timeout``; the time it became true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic()
-        time.sleep(interval)
-    return None
