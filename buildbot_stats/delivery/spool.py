@@ -37,8 +37,12 @@ class Segment:
 
 
 def encodeFile(lines):
-    body = b'\n'.join(lines)
-    header = b'%s %d %08x\n' % (MAGIC, len(lines), zlib.crc32(body))
+    return encodeBody(b'\n'.join(lines), len(lines))
+
+
+def encodeBody(body, count):
+    """A spool file holding ``count`` lines joined by newlines in ``body``."""
+    header = b'%s %d %08x\n' % (MAGIC, count, zlib.crc32(body))
     return header + body
 
 
@@ -140,12 +144,12 @@ class Spool:
         """Mirror a sealed chunk on disk (soon, in the thread pool)."""
         seq = self._nextSeq
         self._nextSeq += 1
-        # header + lines + newlines: known without joining on the reactor thread
-        nbytes = sum(map(len, chunk.lines)) + len(chunk.lines) + 40
+        # header + body
+        nbytes = len(chunk.body) + 40
         seg = Segment(seq, os.path.join(self.directory, f'{seq:016d}{SUFFIX}'), nbytes)
         chunk.segment = seg
         self.bytes += nbytes
-        self._ops.append(('write', seg, chunk.lines))
+        self._ops.append(('write', seg, (chunk.body, chunk.count)))
         self._kick()
         return seg
 
@@ -185,13 +189,13 @@ class Spool:
 
     def _run(self, ops):
         deleted = {seg.seq for kind, seg, _ in ops if kind == 'delete'}
-        for kind, seg, lines in ops:
+        for kind, seg, content in ops:
             if kind == 'write':
                 if seg.seq in deleted:
                     continue  # written and acknowledged before it reached the disk
                 tmp = seg.path[:-len(SUFFIX)] + '.tmp'
                 with open(tmp, 'wb') as f:
-                    f.write(encodeFile(lines))
+                    f.write(encodeBody(*content))
                 os.replace(tmp, seg.path)
             else:
                 try:

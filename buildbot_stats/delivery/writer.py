@@ -224,7 +224,7 @@ class BatchWriter:
         if chunk is None:
             return
         self._inflight = chunk
-        d = self._inflightRequest = self.sender.write(b'\n'.join(chunk.lines))
+        d = self._inflightRequest = self.sender.write(chunk.body)
         d.addCallback(self._outcome, chunk)
         d.addErrback(log.err, f"buildbot_stats: {self.describe}: unexpected writer error")
 
