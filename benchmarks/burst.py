@@ -390,14 +390,7 @@ def main(argv=None):
                    help="where the master's basedir (its SQLite file) goes (default: $TMPDIR)")
     p.add_argument('--database', choices=('file', 'memory'), default='file',
                    help="the master's database: an SQLite file (default) or in memory")
-    p.add_argument('--child', help=argparse.SUPPRESS)
-    p.add_argument('--influx-port', type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument('--db', default='', help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        child(args)
-    else:
-        parent(args)
+    harness.run_main(p, child, parent, argv)
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ A benchmark script runs in two roles:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -226,3 +227,15 @@ def count_points(port, db, measurement, field):
         for series in result.get('series', []) or []:
             return series['values'][0][1]
     return 0
+
+
+def run_main(parser, child, parent, argv=None):
+    """Add the arguments a parent passes to its children, parse, and run the right half."""
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    parser.add_argument('--influx-port', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--db', default='', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args)
+    else:
+        parent(args)

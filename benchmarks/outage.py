@@ -246,14 +246,7 @@ def main(argv=None):
                    help=f"comma-separated, among {', '.join(VARIANTS)}")
     p.add_argument('--timeout', type=float, default=300.0,
                    help='seconds to wait for the recovery')
-    p.add_argument('--child', help=argparse.SUPPRESS)
-    p.add_argument('--influx-port', type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument('--db', default='', help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        child(args)
-    else:
-        parent(args)
+    harness.run_main(p, child, parent, argv)
 
 
 if __name__ == '__main__':
