@@ -27,7 +27,7 @@ setup(
     install_requires=[
         'buildbot>=4.0',
         'buildbot-worker>=4.0',  # buildbot-stats demo runs a real worker
-        'twisted',
+        'twisted[tls]',  # https to InfluxDB (pyOpenSSL, service_identity)
         'treq',
         'zope.interface',
     ],
