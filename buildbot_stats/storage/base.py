@@ -12,6 +12,16 @@ from buildbot.util import service
 from buildbot_stats.counters import DeliveryCounters
 
 
+def describeBuildOf(context):
+    """`` (builder 'x', build #n)`` from a point's tags, for log lines; '' when unknown."""
+    if not isinstance(context, dict):
+        return ''
+    builder, number = context.get('builder_name'), context.get('build_number')
+    if builder is None and number is None:
+        return ''
+    return f" (builder {builder!r}, build #{number})"
+
+
 class StatsStorageBase(service.BuildbotService):
     """Base class of every storage backend.
 

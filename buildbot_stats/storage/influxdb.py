@@ -28,6 +28,7 @@ from buildbot_stats.delivery.spool import Spool
 from buildbot_stats.delivery.writer import BatchWriter
 from buildbot_stats.point import to_epoch_ns
 from buildbot_stats.storage.base import StatsStorageBase
+from buildbot_stats.storage.base import describeBuildOf
 
 DEFAULT_PORT = 8086
 DEFAULT_SPOOL_MAX_BYTES = 100 * 1024 * 1024
@@ -238,14 +239,14 @@ class InfluxStorageService(StatsStorageBase):
             self.counters.rejected += 1
             reason = e if isinstance(e, PointRejected) else f"{type(e).__name__}: {e}"
             log.msg(f"buildbot_stats: error: {self.describe}: point of series "
-                    f"{series_name!r} rejected{_buildOf(context)}: {reason}")
+                    f"{series_name!r} rejected{describeBuildOf(context)}: {reason}")
             if not isinstance(e, (PointRejected, TypeError, ValueError, OverflowError)):
                 log.err(None, "buildbot_stats: unexpected encoder error")
             return
         if dropped:
             what = ', '.join(f"{w} ({why})" for w, why in dropped)
             log.msg(f"buildbot_stats: {self.describe}: series {series_name!r}"
-                    f"{_buildOf(context)}: left out {what}")
+                    f"{describeBuildOf(context)}: left out {what}")
         writer.add(line.encode('utf-8'))
 
     # -- HTTP --------------------------------------------------------------------------------
@@ -281,14 +282,6 @@ class InfluxStorageService(StatsStorageBase):
             return ok
 
         return d.addCallback(done)
-
-
-def _buildOf(context):
-    context = context or {}
-    builder, number = context.get('builder_name'), context.get('build_number')
-    if builder is None and number is None:
-        return ''
-    return f" (builder {builder!r}, build #{number})"
 
 
 def _baseUrl(url, port, ssl):

@@ -22,6 +22,7 @@ from buildbot import config
 
 from buildbot_stats import __version__
 from buildbot_stats.storage.base import StatsStorageBase
+from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.sqlite_schema import migrate
 from buildbot_stats.storage.sqlite_values import Rejected
 from buildbot_stats.storage.sqlite_values import encodeRow
@@ -254,12 +255,11 @@ class SQLiteStorageService(StatsStorageBase):
         if kind in self._loggedKinds:
             return
         self._loggedKinds.add(kind)
-        ctx = context if isinstance(context, dict) else {}
         where = f" field {e.field!r}" if e.field else ""
         log.msg(
-            f"buildbot_stats: {self.name}: rejected a point of series {series_name!r}{where} "
-            f"(builder {ctx.get('builder_name')!r}, build #{ctx.get('build_number')}): "
-            f"{e.reason}; further points rejected for this reason are only counted"
+            f"buildbot_stats: {self.name}: rejected a point of series {series_name!r}{where}"
+            f"{describeBuildOf(context)}: {e.reason}; further points rejected for this reason "
+            "are only counted"
         )
 
     # -- writing -----------------------------------------------------------------------
