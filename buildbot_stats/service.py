@@ -48,7 +48,7 @@ class StatsService(service.BuildbotService):
         self.backends = []
         self.consumers = {}
         self._capturesByKey = {}
-        self._builderChangeConsumers = []
+        self._cacheConsumers = []
         self._inflight = DeferWaiter()
         self._lastDataTime = None
         self._builderNames = OnceLookup(self._lookupBuilderName, max_size=10000)
@@ -175,18 +175,19 @@ class StatsService(service.BuildbotService):
             self.consumers[key] = yield self.master.mq.startConsuming(
                 functools.partial(self._dispatch, key), key
             )
-        if not self._builderChangeConsumers:
-            for key in BUILDER_CHANGES:
-                c = yield self.master.mq.startConsuming(self._builderChanged, key)
-                self._builderChangeConsumers.append(c)
-            c = yield self.master.mq.startConsuming(self._buildStarted, BUILD_NEW)
-            self._builderChangeConsumers.append(c)
+        if not self._cacheConsumers:
+            # the messages that keep the shared caches fresh (builder names, new builds)
+            feeds = [(self._builderChanged, key) for key in BUILDER_CHANGES]
+            feeds.append((self._buildStarted, BUILD_NEW))
+            for callback, key in feeds:
+                c = yield self.master.mq.startConsuming(callback, key)
+                self._cacheConsumers.append(c)
 
     @defer.inlineCallbacks
     def removeConsumers(self):
-        consumers = list(self.consumers.values()) + self._builderChangeConsumers
+        consumers = list(self.consumers.values()) + self._cacheConsumers
         self.consumers = {}
-        self._builderChangeConsumers = []
+        self._cacheConsumers = []
         for consumer in consumers:
             yield consumer.stopConsuming()
 
