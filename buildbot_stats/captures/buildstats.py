@@ -43,10 +43,6 @@ def keepFields(fields, info):
     return fields
 
 
-def seconds(value):
-    return to_epoch_seconds(value)
-
-
 class BuildStatsCapture(BuilderMatchMixin, Capture):
     """Base of the build statistics captures. Not used directly.
 
@@ -112,7 +108,7 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
     def buildTime(self, build, value):
         """The timestamp of a point of ``build`` that happened at ``value`` (a datetime)."""
         spread = (build.get('number') or 0) % BUILD_TIME_SLOTS * BUILD_TIME_SPREAD
-        return self.pointTime(seconds(value) + spread)
+        return self.pointTime(to_epoch_seconds(value) + spread)
 
     def post(self, build, builder_name, tags, fields, info, timestamp):
         """Run the callback on ``fields`` and write the point; CaptureError if it fails."""
@@ -138,7 +134,7 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
 
     def durationBetween(self, start, end):
         """Seconds from ``start`` to ``end`` (float, never negative), or None."""
-        start, end = seconds(start), seconds(end)
+        start, end = to_epoch_seconds(start), to_epoch_seconds(end)
         if start is None or end is None:
             return None
         # a clock that went backwards gives 0, as for the build durations
