@@ -246,6 +246,28 @@ class StatsService(service.BuildbotService):
     def _lookupBuildProperties(self, buildid):
         return self.master.data.get(("builds", buildid, "properties"))
 
+    # -- counters -----------------------------------------------------------------------
+
+    def metrics(self):
+        """Every counter of the service in one dict: the one place to read them.
+
+        ``capture_errors``, ``foreign_messages``, ``cache_misses`` (data API look-ups the
+        caches could not answer), ``demoted_tags`` (tags written as fields past
+        ``max_tag_values``) and ``backends``: ``{backend name: backend.metrics()}``.
+        """
+        return {
+            'capture_errors': self.capture_errors,
+            'foreign_messages': self.foreign_messages,
+            'cache_misses': self._cacheMisses(),
+            'demoted_tags': len(self.tag_policy.demoted),
+            'backends': {b.name: b.metrics() for b in self.backends},
+        }
+
+    def _cacheMisses(self):
+        lookups = [self._builderNames, self._buildProperties, self._builds]
+        lookups += [v for v in vars(self.buildinfo).values() if isinstance(v, OnceLookup)]
+        return sum(lookup.misses for lookup in lookups)
+
     # -- data from build steps --------------------------------------------------------------
 
     @defer.inlineCallbacks

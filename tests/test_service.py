@@ -10,6 +10,7 @@ from buildbot.test.util.config import ConfigErrorsMixin
 from buildbot_stats import stats
 from buildbot_stats.captures import BUILD_FINISHED
 from buildbot_stats.steps import StatsServiceNotFound
+from tests.fakes import MASTERID
 from tests.fakes import FakeMasterMixin
 
 
@@ -242,3 +243,23 @@ class FindingTheService(FakeMasterMixin, unittest.TestCase):
         with self.assertRaisesRegex(StatsServiceNotFound, "several StatsServices"):
             stats.findStatsService(self.master)
         self.assertIs(stats.findStatsService(self.master, 'b'), b)
+
+
+class ServiceMetrics(FakeMasterMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield self.setUpFakeMaster()
+
+    @defer.inlineCallbacks
+    def test_metrics_gathers_every_counter(self):
+        mem = stats.InMemoryStorageService([stats.CaptureBuildDuration('alpha')], name='mem')
+        svc = yield self.startStats([mem])
+        yield self.finishBuild((yield self.insertBuild()))
+        yield self.finishBuild((yield self.insertBuild(masterid=MASTERID + 1)))
+        m = svc.metrics()
+        self.assertEqual(m['capture_errors'], 0)
+        self.assertEqual(m['foreign_messages'], 1)
+        self.assertEqual(m['demoted_tags'], 0)
+        self.assertGreaterEqual(m['cache_misses'], 1)
+        self.assertEqual(m['backends'], {'mem': {'added': 1, 'written': 1, 'rejected': 0,
+                                                 'dropped': 0, 'retries': 0, 'pending': 0}})

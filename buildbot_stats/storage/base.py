@@ -95,6 +95,14 @@ class StatsStorageBase(service.BuildbotService):
         must stop even when a database hangs."""
         return defer.succeed(None)
 
+    def metrics(self):
+        """This backend's counters as one flat dict of numbers.
+
+        The delivery counters (``added``, ``written``, ``rejected``, ``dropped``,
+        ``retries``, ``pending``); a backend may add its own (for example the spool's).
+        :meth:`StatsService.metrics` gathers them under ``backends``."""
+        return self.counters.asDict()
+
     def __repr__(self):
         # never the arguments: they may hold secrets
         return f"<{type(self).__name__} {self.name!r}>"
