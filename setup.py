@@ -12,6 +12,9 @@ PLUGINS = [
     'SQLiteStorageService',
 ]
 
+WWW = ['buildbot-www>=4.0', 'buildbot-wsgi-dashboards>=4.0', 'flask']
+PROMETHEUS = ['prometheus-client']
+
 with open('README.rst', encoding='utf-8') as f:
     long_description = f.read()
 
@@ -29,12 +32,20 @@ setup(
         'buildbot-worker>=4.0',  # buildbot-stats demo runs a real worker
         'twisted[tls]',  # https to InfluxDB (pyOpenSSL, service_identity)
         'treq',
+        'tqdm',  # progress bar of buildbot-stats backfill
         'zope.interface',
     ],
     extras_require={
+        # the Statistics page in Buildbot's web UI
+        'www': WWW,
+        # the /metrics endpoint
+        'prometheus': PROMETHEUS,
         # influxdb: the client Buildbot's own statistics module needs; the benchmarks (and
         # their smoke test) run that module side by side with ours. Not used by the package.
-        'test': ['hypothesis', 'influxdb'],
+        # selenium drives Debian's chromium; autobahn and psycopg2 run Buildbot's multi-master
+        # set-up (wamp MQ, PostgreSQL).
+        'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary']
+        + WWW + PROMETHEUS,
     },
     entry_points={
         'buildbot.util': [f'{n} = buildbot_stats.stats:{n}' for n in PLUGINS],
