@@ -305,16 +305,46 @@ class StatsService(service.BuildbotService):
         to the backends (not when the backends have written them: see ``flush``)."""
         return self._inflight.wait()
 
+    def stopBound(self):
+        """The most seconds :meth:`stopService` waits for points to be written: the largest
+        ``stop_timeout`` among the backends (the spool files are written on top)."""
+        return max((b.stopTimeout() for b in self.backends), default=0.0)
+
     @defer.inlineCallbacks
     def stopService(self):
-        yield self.removeConsumers()
-        # the captures still running hand their points to the backends...
-        yield self.drain()
-        # ...which write them before stopping
-        results = yield defer.DeferredList(
-            [defer.maybeDeferred(b.flush) for b in self.backends], consumeErrors=True
-        )
-        for ok, result in results:
-            if not ok:
-                log.err(result, "buildbot_stats: a backend failed to flush")
-        yield super().stopService()
+        """One stop sequence, within one bound (:meth:`stopBound`): stop consuming, let the
+        captures still running hand over their points, then stop every backend at once,
+        each flushing once with what is left of the bound (its own ``stop_timeout`` at
+        most), then keeping (spool) or counting what is still pending."""
+        reactor = self.master.reactor
+        deadline = reactor.seconds() + self.stopBound()
+        backends = list(self.backends)
+        for b in backends:
+            b.stop_deadline = deadline
+        try:
+            yield self.removeConsumers()
+            drained = yield _within(reactor, self.drain(), deadline - reactor.seconds())
+            if not drained:
+                log.msg("buildbot_stats: error: captures still running at the stop bound "
+                        f"({self.stopBound()} s); their points are not stored")
+            # the backends are child services: stopped in parallel, each until the deadline
+            yield super().stopService()
+        finally:
+            for b in backends:
+                b.stop_deadline = None
+
+
+def _within(reactor, d, seconds):
+    """A Deferred firing True when ``d`` fires, False if ``seconds`` pass first (``d``
+    itself is left alone)."""
+    out = defer.Deferred()
+
+    def fire(result):
+        if timer.active():
+            timer.cancel()
+        if not out.called:
+            out.callback(True)
+
+    timer = reactor.callLater(max(0.0, seconds), lambda: out.called or out.callback(False))
+    d.addBoth(fire)
+    return out

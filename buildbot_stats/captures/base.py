@@ -42,12 +42,41 @@ def compilePattern(owner, what, pattern):
         return None
 
 
+# The hooks a subclass may override, each with its two spellings: the seed's and Buildbot's
+# own ``buildbot.statistics`` (custom captures written for it keep working).
+HOOK_SPELLINGS = (
+    ('consumer', 'consume'),
+    ('retValParams', '_retValParams'),
+    ('defaultContext', '_defaultContext'),
+)
+
+
+def _aliasHookSpellings(cls):
+    """In ``cls``, a hook defined under one spelling only is given the other spelling too:
+    whichever one the class overrides is the one that runs, however it is called, and
+    ``super()`` reaches the parent's hook under either name."""
+    for a, b in HOOK_SPELLINGS:
+        mine = vars(cls)
+        if a in mine and b not in mine:
+            setattr(cls, b, mine[a])
+        elif b in mine and a not in mine:
+            setattr(cls, a, mine[b])
+
+
 class Capture:
     """Base class of all captures; subclasses implement :meth:`consumer`.
+
+    Every hook a subclass may override has two spellings, the seed's and Buildbot's:
+    ``consumer``/``consume``, ``retValParams``/``_retValParams`` and
+    ``defaultContext``/``_defaultContext``. Whichever one a subclass defines runs.
 
     :param routingKey: the MQ routing key (a tuple, ``None`` as a wildcard) to consume
     :param callback: the function that turns what the capture gathered into a value
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _aliasHookSpellings(cls)
 
     def __init__(self, routingKey, callback):
         self.routingKey = tuple(routingKey)
@@ -65,11 +94,11 @@ class Capture:
     # -- what subclasses implement -------------------------------------------------------
 
     def consumer(self, routingKey, msg):
-        raise NotImplementedError(f"{type(self).__name__} must implement consumer()")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement consumer() (or consume(), Buildbot's name)")
 
-    # Buildbot's own module calls it ``consume``; custom code written for it keeps working.
-    def consume(self, routingKey, msg):
-        return self.consumer(routingKey, msg)
+    # Buildbot's own module calls it ``consume``
+    consume = consumer
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -79,7 +108,7 @@ class Capture:
             builder_name = msg.get('builder_name')
         return {"builder_name": builder_name, "build_number": str(msg['number'])}
 
-    # Buildbot's name for the same thing
+    # Buildbot's name for the same thing (a subclass may override either)
     _defaultContext = defaultContext
 
     def describe(self):
