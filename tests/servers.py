@@ -91,9 +91,15 @@ def _http(method, url, body=None, headers=None, timeout=HTTP_TIMEOUT):
 
 
 class _ServerProcess:
-    """One server binary on a fixed loopback port with its own temporary directory."""
+    """One server binary on a fixed loopback port with its own temporary directory.
+
+    Without the binary, :meth:`start` raises ``unittest.SkipTest`` naming the Debian package
+    that installs it (``scripts/install-servers.sh`` installs them all, so CI never skips).
+    """
 
     name = 'server'
+    binary = None   # the path of the server binary
+    package = None  # the Debian package that installs it
     ready_path = '/'
     ready_status = 200
 
@@ -149,7 +155,18 @@ class _ServerProcess:
         except OSError:
             return '(no log)'
 
+    @classmethod
+    def require(cls):
+        """Raise ``unittest.SkipTest`` (naming the Debian package) without the binary."""
+        if not (os.path.isfile(cls.binary) and os.access(cls.binary, os.X_OK)):
+            import unittest
+
+            raise unittest.SkipTest(
+                f'{cls.binary} is missing: install the Debian package {cls.package!r} '
+                '(scripts/install-servers.sh does)')
+
     def start(self):
+        self.require()
         if self.running:
             raise ServerError(f'{self.name} already running on port {self.port}')
         self.prepare()
@@ -243,6 +260,8 @@ class InfluxDB1Server(_ServerProcess):
     """``influxd`` 1.x with every directory in a temporary dir and both its ports on loopback."""
 
     name = 'influxd'
+    binary = INFLUXD
+    package = 'influxdb'
     ready_path = '/ping'
     ready_status = 204
 
@@ -385,6 +404,8 @@ class VictoriaMetricsServer(_ServerProcess):
     """
 
     name = 'victoria-metrics'
+    binary = VICTORIA_METRICS
+    package = 'victoria-metrics'
     ready_path = '/health'
     ready_status = 200
 
