@@ -12,17 +12,13 @@ import tempfile
 
 from twisted.internet import defer
 from twisted.internet import reactor
-from twisted.internet import task
 from twisted.trial import unittest
 
 from buildbot_stats import stats
 from buildbot_stats.delivery import spool as spoolmod
 from buildbot_stats.delivery.buffer import Chunk
 from tests.servers import InfluxDB1Server
-
-
-def sleep(seconds):
-    return task.deferLater(reactor, seconds, lambda: None)
+from tests.waiting import waitUntil
 
 
 class SpoolFiles(unittest.TestCase):
@@ -91,14 +87,14 @@ class SpoolWithRealInfluxDB(unittest.TestCase):
         yield b1.startService()
         b1.postStatsValue({'v': -1}, 'spooled', {}, 999.0)
         yield b1.flush(timeout=5)
-        yield sleep(0.1)
+        yield b1._writer.spool.drain()  # its file deleted once written
         self.assertEqual(self.spoolFiles(), [])
 
         self.influx.stop()
         n = 120
         for i in range(n):
             b1.postStatsValue({'v': i}, 'spooled', {'builder_name': 'b'}, 1000.0 + i)
-        yield sleep(0.3)
+        yield waitUntil(lambda: b1.counters.retries >= 1, "a failed attempt")
         yield b1.stopService()
         self.assertEqual(b1.counters.pending, n)
         self.assertEqual(b1.counters.dropped, 0)
