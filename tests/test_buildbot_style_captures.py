@@ -3,7 +3,8 @@ the one import), on a real master with a real worker and real builds.
 
 Buildbot's module names the hooks a subclass overrides ``consume``, ``_retValParams`` and
 ``_defaultContext``; ours ``consumer``, ``retValParams`` and ``defaultContext``. Whichever
-spelling a subclass defines is the one that runs.
+spelling a subclass defines is the one that runs. A ``_builder_name_matches`` written for
+Buildbot gets the builder as a dict (``{'name': ...}``), as Buildbot gave it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ class CaptureCountedEndTime(stats.CaptureBuildEndTime):
         return super().consume(routingKey, msg)
 
 
+class CaptureBetaEndTime(stats.CaptureBuildEndTimeAllBuilders):
+    """Overrides Buildbot's ``_builder_name_matches(builder_info)``, a builder's dict."""
+
+    def _builder_name_matches(self, builder_info):
+        return builder_info['name'].startswith('be')
+
+
+class CaptureNamedDuration(stats.CaptureBuildDuration):
+    """Extends the parent's ``_builder_name_matches``, giving it the builder's dict."""
+
+    def _builder_name_matches(self, builder_info):
+        return super()._builder_name_matches(builder_info) and builder_info['name'] != ''
+
+
 # -- the seed's spelling, called by code written for Buildbot's ----------------------------------
 
 
@@ -112,6 +127,8 @@ class BuildbotStyleCapturesOnARealMaster(RunMasterBase):
             CaptureTaggedDuration('alpha'),
             CaptureCountedEndTime('alpha'),
             CaptureSeedStyle(),
+            CaptureBetaEndTime(),
+            CaptureNamedDuration('beta', report_in='hours'),
         ], name='mem')
         yield self.setup_master(masterConfig(backend))
         a = yield self.doForceBuild(forceParams={'builderNames': ['alpha']})
@@ -121,6 +138,8 @@ class BuildbotStyleCapturesOnARealMaster(RunMasterBase):
 
         tags = {'builder_name': 'alpha', 'build_number': str(a['number'])}
         secs = (a['complete_at'] - a['started_at']).total_seconds()
+        b_tags = {'builder_name': 'beta', 'build_number': str(b['number'])}
+        b_secs = (b['complete_at'] - b['started_at']).total_seconds()
         got = sorted((p.series_name, sorted(p.fields.items()), sorted(p.tags.items()))
                      for p in backend.points)
         self.assertEqual(got, sorted([
@@ -135,6 +154,9 @@ class BuildbotStyleCapturesOnARealMaster(RunMasterBase):
              [('build_number', str(a['number'])), ('builder_name', 'x')]),
             ('seed-style', [('n', b['number'])],
              [('build_number', str(b['number'])), ('builder_name', 'x')]),
+            ('beta-build-times', [('end-time', b['complete_at'].isoformat())],
+             sorted(b_tags.items())),
+            ('beta-build-times', [('duration', b_secs / 3600)], sorted(b_tags.items())),
         ]))
         # the wrapping consume ran for both builds (its parent's filtered beta out)
         self.assertEqual(sorted(SEEN), sorted([a['number'], b['number']]))

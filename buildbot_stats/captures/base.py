@@ -7,6 +7,7 @@ value to every backend that owns it.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from twisted.python import log
@@ -51,6 +52,15 @@ HOOK_SPELLINGS = (
 )
 
 
+def _givenBuilderInfo(matches):
+    """Buildbot's ``_builder_name_matches(builder_info)`` takes the builder's dict, ours
+    its name: a subclass written for Buildbot gets ``{'name': name}``."""
+    @functools.wraps(matches)
+    def wrapper(self, builder):
+        return matches(self, builder if isinstance(builder, dict) else {'name': builder})
+    return wrapper
+
+
 def _aliasHookSpellings(cls):
     """In ``cls``, a hook defined under one spelling only is given the other spelling too:
     whichever one the class overrides is the one that runs, however it is called, and
@@ -61,6 +71,8 @@ def _aliasHookSpellings(cls):
             setattr(cls, b, mine[a])
         elif b in mine and a not in mine:
             setattr(cls, a, mine[b])
+    if '_builder_name_matches' in vars(cls) and not cls.__module__.startswith('buildbot_stats.'):
+        cls._builder_name_matches = _givenBuilderInfo(vars(cls)['_builder_name_matches'])
 
 
 class Capture:

@@ -23,6 +23,9 @@ class BuilderMatchMixin:
     _builder_name = None
 
     def _builder_name_matches(self, builder_name):
+        if isinstance(builder_name, dict):
+            # a subclass written for Buildbot calls its parent with the builder's dict
+            builder_name = builder_name.get('name')
         return self._builder_name is None or self._builder_name == builder_name
 
 
