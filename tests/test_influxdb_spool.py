@@ -208,6 +208,10 @@ class SpoolWithRealInfluxDB(unittest.TestCase):
         b2 = self.backend()
         yield b2.startService()
         self.assertEqual(b2.counters.added, n)
+        m = b2.metrics()
+        self.assertEqual((m['spool_torn'], m['spool_corrupt'], m['spool_write_errors']),
+                         (0, 0, 0))
+        self.assertGreater(m['spool_bytes'], 0)
         ok = yield b2.flush(timeout=10)
         self.assertTrue(ok)
         yield b2.stopService()

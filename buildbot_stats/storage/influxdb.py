@@ -216,6 +216,19 @@ class InfluxStorageService(StatsStorageBase):
     def stopTimeout(self):
         return self.options.stop_timeout
 
+    def metrics(self):
+        """The delivery counters, plus with a spool: ``spool_bytes`` (live files),
+        ``spool_writes`` (journal writes, one per reactor iteration that accepted points),
+        ``spool_write_errors``, ``spool_torn`` (files whose last write a crash cut short,
+        found at start) and ``spool_corrupt`` (files renamed ``*.corrupt`` at start)."""
+        out = super().metrics()
+        spool = self._writer.spool if self._writer is not None else None
+        if spool is not None:
+            out.update(spool_bytes=spool.bytes, spool_writes=spool.writes,
+                       spool_write_errors=spool.write_errors, spool_torn=spool.torn,
+                       spool_corrupt=spool.corrupt)
+        return out
+
     def flush(self, timeout=None):
         """Send what is pending now; fires True when all of it ended, False on timeout.
 
