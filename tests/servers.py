@@ -228,11 +228,30 @@ class _ServerProcess:
         self.start()
 
     def pause(self):
-        """Freeze the process (SIGSTOP): connections are accepted by the kernel, nothing answers."""
+        """Freeze the process (SIGSTOP): connections are accepted by the kernel, nothing answers.
+        Returns once the kernel shows the process stopped (a signal is delivered asynchronously)."""
         os.kill(self.process.pid, signal.SIGSTOP)
+        self._wait_state(stopped=True)
 
     def resume(self):
         os.kill(self.process.pid, signal.SIGCONT)
+        self._wait_state(stopped=False)
+
+    def _wait_state(self, stopped):
+        deadline = time.monotonic() + START_TIMEOUT
+        while (self._state() in ('T', 't')) != stopped:
+            if time.monotonic() > deadline:
+                raise ServerError(f'{self.name} did not {"stop" if stopped else "continue"}'
+                                  f' within {START_TIMEOUT}s')
+            time.sleep(0.005)
+
+    def _state(self):
+        """The process state letter of /proc/<pid>/stat ('T' when stopped by a signal)."""
+        try:
+            with open(f'/proc/{self.process.pid}/stat', encoding='ascii') as f:
+                return f.read().rsplit(')', 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
 
     def cleanup(self):
         """Stop the server and remove its temporary directory."""
