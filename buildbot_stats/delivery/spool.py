@@ -138,9 +138,9 @@ class Spool:
         self._nextSeq = 0
         self._journal = None    # the Segment of the open chunk
         self._pending = []      # lines accepted in this iteration, not yet written
-        self._pendingBytes = 0
-        self._writeCall = None
-        self._journalBroken = False
+        self._pending_bytes = 0
+        self._write_call = None
+        self._journal_broken = False
         self._ops = []
         self._busy = False
         self._idleWaiters = []
@@ -217,21 +217,21 @@ class Spool:
         """A line joins the open chunk: it is written to the journal file before the next
         reactor iteration polls for I/O (or at once when the pile is large)."""
         self._pending.append(line)
-        self._pendingBytes += len(line) + 1
-        if self._pendingBytes >= WRITE_THRESHOLD:
+        self._pending_bytes += len(line) + 1
+        if self._pending_bytes >= WRITE_THRESHOLD:
             self.writePending()
-        elif self._writeCall is None:
-            self._writeCall = self.reactor.callLater(0, self.writePending)
+        elif self._write_call is None:
+            self._write_call = self.reactor.callLater(0, self.writePending)
 
     def writePending(self):
         """Write the lines appended since the last write: one ``os.write`` of one record."""
-        if self._writeCall is not None:
-            if self._writeCall.active():
-                self._writeCall.cancel()
-            self._writeCall = None
+        if self._write_call is not None:
+            if self._write_call.active():
+                self._write_call.cancel()
+            self._write_call = None
         if not self._pending:
             return
-        lines, self._pending, self._pendingBytes = self._pending, [], 0
+        lines, self._pending, self._pending_bytes = self._pending, [], 0
         try:
             seg = self._journal
             record = encodeRecord(lines)
@@ -242,7 +242,7 @@ class Spool:
         except OSError as e:
             # the lines stay in memory; the chunk is written whole at stop (add) if the
             # disk lets, and this journal, now short of lines, is not used for it
-            self._journalBroken = True
+            self._journal_broken = True
             self.write_errors += 1
             if self.write_errors == 1 or self.write_errors % 1000 == 0:
                 log.msg(f"buildbot_stats: error: spool {self.directory}: cannot write: {e} "
@@ -271,7 +271,7 @@ class Spool:
         could not be written: :meth:`add` writes the chunk whole at stop)."""
         self.writePending()
         seg, self._journal = self._journal, None
-        broken, self._journalBroken = self._journalBroken, False
+        broken, self._journal_broken = self._journal_broken, False
         if seg is not None:
             self._ops.append(('close', seg, None))
             if broken:
