@@ -372,6 +372,24 @@ class RealFileTest(unittest.TestCase):
         self.assertEqual(len(logs.matching('could not be written')), 1)
 
     @defer.inlineCallbacks
+    def test_stop_does_not_wait_busy_timeout_for_a_lock(self):
+        svc = yield self.started(flush_interval=3600.0, busy_timeout=90.0, stop_timeout=0.2)
+        svc.postStatsValue({'v': 0}, 's', {}, timestamp=1.0)
+        yield svc.flush(timeout=30)  # the file exists; now another program locks it
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN EXCLUSIVE")
+        svc.postStatsValue({'v': 1}, 's', {}, timestamp=2.0)
+        svc.flush(timeout=30)  # a write starts and waits for the lock (up to 90 s)
+        yield waitUntil(lambda: svc._writing is not None, "a write waiting for the lock")
+        # the stop gives up on the lock: no wait of busy_timeout (this test's timeout is less)
+        yield svc.stopService()
+        self.assertEqual((svc.counters.written, svc.counters.dropped), (1, 1))
+        other.execute("ROLLBACK")
+
+    test_stop_does_not_wait_busy_timeout_for_a_lock.timeout = 45
+
+    @defer.inlineCallbacks
     def test_a_foreign_database_is_refused(self):
         conn = sqlite3.connect(self.path)
         conn.execute("CREATE TABLE builds (id INTEGER)")
