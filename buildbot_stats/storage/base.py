@@ -9,6 +9,7 @@ from twisted.internet import defer
 from buildbot import config
 from buildbot.util import service
 
+from buildbot_stats.captures.base import Capture
 from buildbot_stats.counters import DeliveryCounters
 
 
@@ -60,9 +61,6 @@ class StatsStorageBase(service.BuildbotService):
     @staticmethod
     def checkCaptures(captures, backend_name):
         """Shared validation of a backend's ``captures`` argument (for checkConfig)."""
-        # imported here: captures import storage for typing the parents
-        from buildbot_stats.captures.base import Capture
-
         if captures is None:
             return
         if not isinstance(captures, (list, tuple)):

@@ -21,6 +21,7 @@ from twisted.python import threadpool
 from buildbot import config
 
 from buildbot_stats import __version__
+from buildbot_stats.captures.defaults import defaultCaptures
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.sqlite_schema import migrate
@@ -97,7 +98,7 @@ class SQLiteStorageService(StatsStorageBase):
     :param path: the file (default ``'stats.sqlite'``); a relative path is relative to the
         master's basedir (to the current directory when used without a master)
     :param captures: the captures to store; ``None`` means the default set
-        (:func:`buildbot_stats.defaults.defaultCaptures`)
+        (:func:`buildbot_stats.captures.defaults.defaultCaptures`)
     :param name: the backend name (default ``'SQLiteStorageService'``)
     :param batch_size: most points per transaction; a queue this long is written at once
         (default 1000)
@@ -126,8 +127,6 @@ class SQLiteStorageService(StatsStorageBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self._capturesArgument(args, kwargs) is None:
-            from buildbot_stats.defaults import defaultCaptures
-
             self.captures = defaultCaptures()
         self.path = None
         self._queue = collections.deque()
