@@ -145,7 +145,7 @@ class Lookups:
         self._consumers = []
         # The property updates of a build are complete only when the lookups listened
         # before its first one: true of builds with an id above this (None: of none yet).
-        self._trustedAbove = None
+        self._trusted_above = None
 
     @property
     def data(self):
@@ -179,12 +179,12 @@ class Lookups:
             log.msg(f"buildbot_stats: could not read the newest build id ({e}); build "
                     "properties are asked of the data API")
             return
-        self._trustedAbove = newest[0]['buildid'] if newest else 0
+        self._trusted_above = newest[0]['buildid'] if newest else 0
 
     @defer.inlineCallbacks
     def stopConsuming(self):
         consumers, self._consumers = self._consumers, []
-        self._trustedAbove = None
+        self._trusted_above = None
         for consumer in consumers:
             yield consumer.stopConsuming()
 
@@ -203,7 +203,7 @@ class Lookups:
             return
         props = self.properties.peek(buildid)
         if props is None:
-            if self._trustedAbove is None or buildid <= self._trustedAbove:
+            if self._trusted_above is None or buildid <= self._trusted_above:
                 # an update of a build whose earlier updates were missed: the data API
                 # answers for it when a capture asks
                 return
@@ -215,8 +215,8 @@ class Lookups:
 
     def _propertiesEvicted(self, buildid):
         # later updates of this build would make an incomplete entry: ask the data API
-        if self._trustedAbove is not None and buildid > self._trustedAbove:
-            self._trustedAbove = buildid
+        if self._trusted_above is not None and buildid > self._trusted_above:
+            self._trusted_above = buildid
 
     def _workerChanged(self, routingKey, msg):
         if msg.get('workerid') is not None and msg.get('name'):

@@ -38,9 +38,9 @@ class StatsService(service.BuildbotService):
         super().__init__(*args, **kwargs)
         self.backends = []
         self.consumers = {}
-        self._capturesByKey = {}
+        self._captures_by_key = {}
         self._inflight = DeferWaiter()
-        self._dataClock = DataClock()
+        self._data_clock = DataClock()
         # every cached look-up the captures share, kept current from the MQ
         self.lookups = Lookups(self)
         # the extra tags and the cardinality guard, configured by reconfigService
@@ -138,7 +138,7 @@ class StatsService(service.BuildbotService):
         for number, cap in enumerate(captures):
             cap.attach(self, owners[id(cap)], captureOffset(number))
             by_key.setdefault(tuple(cap.routingKey), []).append(cap)
-        self._capturesByKey = by_key
+        self._captures_by_key = by_key
 
     # -- MQ subscriptions --------------------------------------------------------------
 
@@ -149,7 +149,7 @@ class StatsService(service.BuildbotService):
         One consumer per routing key dispatches to the captures current at the time of the
         message, so a reconfig never leaves two consumers for a capture nor drops one.
         """
-        wanted = set(self._capturesByKey)
+        wanted = set(self._captures_by_key)
         for key in list(self.consumers):
             if key not in wanted:
                 yield self.consumers.pop(key).stopConsuming()
@@ -172,7 +172,7 @@ class StatsService(service.BuildbotService):
         if not self._fromThisMaster(msg):
             self.foreign_messages += 1
             return
-        for cap in self._capturesByKey.get(key, ()):
+        for cap in self._captures_by_key.get(key, ()):
             d = defer.maybeDeferred(cap.consumer, routingKey, msg)
             d.addErrback(self._captureFailed, cap, msg)
             self._inflight.add(d)
@@ -223,7 +223,7 @@ class StatsService(service.BuildbotService):
         the MQ message ``('stats-yieldMetricsValue', 'stats-yield-data')`` and the
         CaptureData captures that match it.
         """
-        timestamp = self._dataClock.next(self.master.reactor.seconds())
+        timestamp = self._data_clock.next(self.master.reactor.seconds())
         build_data = yield self.lookups.getBuild(buildid)
         if build_data is None:
             raise ValueError(f"yieldMetricsValue({data_name!r}): no build with id {buildid!r}")

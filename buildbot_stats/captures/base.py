@@ -63,8 +63,8 @@ class Capture:
         # buildbot_stats.timestamps
         self._time_offset = 0.0
         # used when the capture runs without a StatsService (a custom set-up, a test)
-        self._ownLookups = None
-        self._ownTagPolicy = None
+        self._own_lookups = None
+        self._own_tag_policy = None
 
     def attach(self, service, backends, time_offset=0.0):
         """Wire this capture to ``service`` (a StatsService, or None to run alone on
@@ -110,9 +110,9 @@ class Capture:
         (data API only) when it runs without a service."""
         if self.stats_service is not None:
             return self.stats_service.lookups
-        if self._ownLookups is None:
-            self._ownLookups = Lookups(self)
-        return self._ownLookups
+        if self._own_lookups is None:
+            self._own_lookups = Lookups(self)
+        return self._own_lookups
 
     @property
     def tag_policy(self):
@@ -120,9 +120,9 @@ class Capture:
         guard), or a default one when the capture runs without a service."""
         if self.stats_service is not None:
             return self.stats_service.tag_policy
-        if self._ownTagPolicy is None:
-            self._ownTagPolicy = TagPolicy()
-        return self._ownTagPolicy
+        if self._own_tag_policy is None:
+            self._own_tag_policy = TagPolicy()
+        return self._own_tag_policy
 
     def getBuilderName(self, builderid):
         return self.lookups.getBuilderName(builderid)

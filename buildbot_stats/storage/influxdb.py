@@ -12,8 +12,12 @@ import base64
 import os
 import urllib.parse
 
+import treq.client
 from twisted.internet import defer
+from twisted.internet import ssl
 from twisted.python import log
+from twisted.web.client import Agent
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -118,7 +122,7 @@ class InfluxStorageService(StatsStorageBase):
                         reactor=None, **write_options):
         # positional secrets are not rendered by BuildbotService (it renders kwargs only)
         user, password, token = yield self.renderSecrets(user, password, token)
-        self._injectedReactor = reactor
+        self._injected_reactor = reactor
         self.options = WriteOptions(**write_options)
         self.encoder = LineEncoder(extra_tags=extra_tags)
         self.db = db
@@ -153,32 +157,32 @@ class InfluxStorageService(StatsStorageBase):
             ca_file, verify_ssl)
         if self._writer is not None:
             self._writer.retarget(self._makeSender(), self.options)
-            if (spool_dir, spool_max_bytes) != self._writerSpool:
-                log.msg(f"buildbot_stats: {self.describe}: the new spool settings apply at "
+            if (spool_dir, spool_max_bytes) != self._writer_spool:
+                log.msg(f"buildbot_stats: {self.describe()}: the new spool settings apply at "
                         "the next start")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._writer = None
-        self._writerSpool = None
+        self._writer_spool = None
         self._pool = None
-        self._injectedReactor = None
-        self._warnedNotRunning = False
+        self._injected_reactor = None
+        self._warned_not_running = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
     @property
     def reactor(self):
-        if self._injectedReactor is not None:
-            return self._injectedReactor
+        if self._injected_reactor is not None:
+            return self._injected_reactor
         if self.master is not None:
             return self.master.reactor
         # standalone use (scripts, the CLI) without an injected reactor
         from twisted.internet import reactor
         return reactor
 
-    @property
     def describe(self):
+        """This backend and its destination, for log messages (never a credential)."""
         return f"InfluxStorageService {self.name!r} ({self.destination})"
 
     @defer.inlineCallbacks
@@ -192,10 +196,10 @@ class InfluxStorageService(StatsStorageBase):
                 # like every relative path in master.cfg: beside the master
                 spool_dir = os.path.join(basedir, spool_dir)
             spool = Spool(spool_dir, self.spool_max_bytes, self.reactor)
-        self._writerSpool = (self.spool_dir, self.spool_max_bytes)
+        self._writer_spool = (self.spool_dir, self.spool_max_bytes)
         creator = self._createDatabase if self.create_database else None
         writer = BatchWriter(self._makeSender(), self.options, self.counters, self.reactor,
-                             self.describe, spool=spool, create_database=creator)
+                             self.describe(), spool=spool, create_database=creator)
         self._writer = writer
         yield writer.start()
 
@@ -225,8 +229,8 @@ class InfluxStorageService(StatsStorageBase):
         if writer is None:
             self.counters.added += 1
             self.counters.dropped += 1
-            if not self._warnedNotRunning:
-                self._warnedNotRunning = True
+            if not self._warned_not_running:
+                self._warned_not_running = True
                 log.msg(f"buildbot_stats: error: {self!r} got a point while not running "
                         "(start it first); point dropped")
             return
@@ -238,14 +242,14 @@ class InfluxStorageService(StatsStorageBase):
             self.counters.added += 1
             self.counters.rejected += 1
             reason = e if isinstance(e, PointRejected) else f"{type(e).__name__}: {e}"
-            log.msg(f"buildbot_stats: error: {self.describe}: point of series "
+            log.msg(f"buildbot_stats: error: {self.describe()}: point of series "
                     f"{series_name!r} rejected{describeBuildOf(context)}: {reason}")
             if not isinstance(e, (PointRejected, TypeError, ValueError, OverflowError)):
                 log.err(None, "buildbot_stats: unexpected encoder error")
             return
         if dropped:
             what = ', '.join(f"{w} ({why})" for w, why in dropped)
-            log.msg(f"buildbot_stats: {self.describe}: series {series_name!r}"
+            log.msg(f"buildbot_stats: {self.describe()}: series {series_name!r}"
                     f"{describeBuildOf(context)}: left out {what}")
         writer.add(line.encode('utf-8'))
 
@@ -256,10 +260,6 @@ class InfluxStorageService(StatsStorageBase):
                                self.reactor)
 
     def _makeClient(self, ca_file, verify_ssl):
-        import treq.client
-        from twisted.web.client import Agent
-        from twisted.web.client import HTTPConnectionPool
-
         self._pool = HTTPConnectionPool(self.reactor, persistent=True)
         self._pool.maxPersistentPerHost = 2
         agent = Agent(self.reactor, contextFactory=_TLSPolicy(ca_file, verify_ssl),
@@ -277,7 +277,7 @@ class InfluxStorageService(StatsStorageBase):
 
         def done(outcome):
             ok = outcome.kind == 'accepted'
-            log.msg(f"buildbot_stats: {self.describe}: create_database: {q}: "
+            log.msg(f"buildbot_stats: {self.describe()}: create_database: {q}: "
                     + ("done" if ok else f"failed: {outcome.message}"))
             return ok
 
@@ -329,8 +329,6 @@ class _TLSPolicy:
         self._trust = None
 
     def creatorForNetloc(self, hostname, port):
-        from twisted.internet import ssl
-
         if not self.verify:
             return ssl.CertificateOptions(verify=False)
         if self.ca_file is not None and self._trust is None:
