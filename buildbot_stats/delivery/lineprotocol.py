@@ -245,30 +245,16 @@ def _describe(kind, key) -> str:
 class LineEncoder:
     """Encodes points as InfluxDB line protocol (timestamps in nanoseconds).
 
-    ``extra_tags`` are added to every point (a point's own tag of the same key wins); they are
-    validated once, here: one that cannot be written raises :class:`PointRejected`
-    (``reason == 'bad-tags'``), since it would otherwise be dropped from every point.
+    Tags added to every point (``extra_tags``) are not the encoder's business: they are
+    merged into a point's tags by :class:`~buildbot_stats.tagging.TagPolicy` before it is
+    encoded.
     """
 
-    def __init__(self, extra_tags=None):
+    def __init__(self):
         self._measurements = {}  # str series name -> escaped measurement
         self._tag_keys = {}      # str -> escaped, or (reason,) when it cannot be written
         self._tag_values = {}
         self._field_keys = {}
-        self._extra = {}         # escaped key -> escaped value
-        if extra_tags is not None:
-            if not hasattr(extra_tags, 'items'):
-                raise PointRejected(BAD_TAGS, f'extra_tags must be a mapping, not {extra_tags!r}')
-            for k, v in extra_tags.items():
-                try:
-                    ek = _key(k, _KEY_TABLE, ())
-                    ev = _tag_value(v)
-                except _Drop as e:
-                    raise PointRejected(
-                        BAD_TAGS, f'extra tag {k!r}={v!r} cannot be written: {e.args[0]}') from None
-                if ek in self._extra:
-                    raise PointRejected(BAD_TAGS, f'extra tag {k!r} given twice')
-                self._extra[ek] = ev
 
     # -- cached name escaping: the few names of a master repeat in every point --
 
@@ -427,16 +413,10 @@ class LineEncoder:
                     dropped.append((_describe('tag', k), DUPLICATE_KEY))
                     continue
                 out[ek] = ev
-            if self._extra:
-                for ek, ev in self._extra.items():
-                    out.setdefault(ek, ev)
             if out:
                 head = measurement + ''.join([f',{k}={out[k]}' for k in sorted(out)])
             else:
                 head = measurement
-        elif self._extra:
-            extra = self._extra
-            head = measurement + ''.join([f',{k}={extra[k]}' for k in sorted(extra)])
         else:
             head = measurement
 

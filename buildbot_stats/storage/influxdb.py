@@ -33,6 +33,7 @@ from buildbot_stats.delivery.writer import BatchWriter
 from buildbot_stats.point import to_epoch_ns
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
+from buildbot_stats.tagging import TagPolicy
 
 DEFAULT_PORT = 8086
 DEFAULT_SPOOL_MAX_BYTES = 100 * 1024 * 1024
@@ -102,10 +103,15 @@ class InfluxStorageService(StatsStorageBase):
                 or spool_max_bytes < 1:
             config.error(f"{me}: spool_max_bytes must be a positive integer, got "
                          f"{spool_max_bytes!r}")
-        try:
-            LineEncoder(extra_tags=extra_tags)
-        except (ValueError, TypeError) as e:
-            config.error(f"{me}: extra_tags {extra_tags!r}: {e}")
+        if extra_tags is not None:
+            # validated once, here: an unwritable one would be left out of every point
+            try:
+                _, dropped = LineEncoder().encode('extra_tags', {'v': 1}, extra_tags, None)
+            except PointRejected as e:
+                config.error(f"{me}: extra_tags {extra_tags!r}: {e}")
+            else:
+                for what, why in dropped:
+                    config.error(f"{me}: extra_tags: extra {what} cannot be written ({why})")
         unknown = sorted(set(write_options) - set(WriteOptions.names()))
         if unknown:
             config.error(f"{me}: unknown option(s) {', '.join(unknown)}")
@@ -124,7 +130,9 @@ class InfluxStorageService(StatsStorageBase):
         user, password, token = yield self.renderSecrets(user, password, token)
         self._injected_reactor = reactor
         self.options = WriteOptions(**write_options)
-        self.encoder = LineEncoder(extra_tags=extra_tags)
+        self.encoder = LineEncoder()
+        # this backend's own extra tags (the StatsService's are added by the captures)
+        self.tag_policy = TagPolicy(extra_tags, max_tag_values=None)
         self.db = db
         self.bucket = bucket
         self.base_url = _baseUrl(url, port, ssl)
@@ -236,8 +244,8 @@ class InfluxStorageService(StatsStorageBase):
             return
         try:
             ts = self.reactor.seconds() if timestamp is None else timestamp
-            line, dropped = self.encoder.encode(series_name, post_data, context or {},
-                                                to_epoch_ns(ts))
+            tags = self.tag_policy.addExtraTags(context or {})
+            line, dropped = self.encoder.encode(series_name, post_data, tags, to_epoch_ns(ts))
         except Exception as e:  # PointRejected, or a bad timestamp: count it, never raise
             self.counters.added += 1
             self.counters.rejected += 1
