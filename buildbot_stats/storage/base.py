@@ -13,11 +13,11 @@ from buildbot_stats.captures.base import Capture
 from buildbot_stats.counters import DeliveryCounters
 
 
-def describeBuildOf(context):
+def describeBuildOf(tags):
     """`` (builder 'x', build #n)`` from a point's tags, for log lines; '' when unknown."""
-    if not isinstance(context, dict):
+    if not isinstance(tags, dict):
         return ''
-    builder, number = context.get('builder_name'), context.get('build_number')
+    builder, number = tags.get('builder_name'), tags.get('build_number')
     if builder is None and number is None:
         return ''
     return f" (builder {builder!r}, build #{number})"

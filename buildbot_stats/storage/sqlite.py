@@ -233,7 +233,7 @@ class SQLiteStorageService(StatsStorageBase):
             timestamp = self.reactor.seconds()
         self.counters.added += 1
         try:
-            row = encodeRow(series_name, post_data, context, timestamp)
+            row = encodeRow(series_name, context, post_data, timestamp)
         except Rejected as e:
             self._reject(e, series_name, context)
             return
@@ -247,17 +247,17 @@ class SQLiteStorageService(StatsStorageBase):
                         "points dropped so far")
         self._kick()
 
-    def _reject(self, e, series_name, context):
+    def _reject(self, e, series, tags):
         self.counters.rejected += 1
         self.rejections[e.reason.split(':')[0]] += 1
-        kind = (series_name if isinstance(series_name, str) else None,) + e.kind()
+        kind = (series if isinstance(series, str) else None,) + e.kind()
         if kind in self._logged_kinds:
             return
         self._logged_kinds.add(kind)
         where = f" field {e.field!r}" if e.field else ""
         log.msg(
-            f"buildbot_stats: {self.name}: rejected a point of series {series_name!r}{where}"
-            f"{describeBuildOf(context)}: {e.reason}; further points rejected for this reason "
+            f"buildbot_stats: {self.name}: rejected a point of series {series!r}{where}"
+            f"{describeBuildOf(tags)}: {e.reason}; further points rejected for this reason "
             "are only counted"
         )
 
