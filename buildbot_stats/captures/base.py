@@ -163,3 +163,6 @@ class BuilderMatchMixin:
 
     def builderMatches(self, builder_name):
         return self._builder_name is None or self._builder_name == builder_name
+
+    def describe(self):
+        return f"{type(self).__name__}(builder_name={self._builder_name!r})"

@@ -35,9 +35,6 @@ class CaptureBuildTimes(BuilderMatchMixin, Capture):
         checkCallback(type(self).__name__, callback)
         super().__init__(BUILD_FINISHED, callback or self.default_callback)
 
-    def describe(self):
-        return f"{type(self).__name__}(builder_name={self._builder_name!r})"
-
     @defer.inlineCallbacks
     def consumer(self, routingKey, msg):
         builder_name = yield self.getBuilderName(msg['builderid'])

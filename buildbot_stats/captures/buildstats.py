@@ -56,9 +56,6 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
         self._builder_name = builder_name
         super().__init__(BUILD_FINISHED, callback or keepFields)
 
-    def describe(self):
-        return f"{type(self).__name__}(builder_name={self._builder_name!r})"
-
     # -- the flow --------------------------------------------------------------------------
 
     @defer.inlineCallbacks
