@@ -140,7 +140,7 @@ class BuildbotStyleCapturesOnARealMaster(RunMasterBase):
         secs = (a['complete_at'] - a['started_at']).total_seconds()
         b_tags = {'builder_name': 'beta', 'build_number': str(b['number'])}
         b_secs = (b['complete_at'] - b['started_at']).total_seconds()
-        got = sorted((p.series_name, sorted(p.fields.items()), sorted(p.tags.items()))
+        got = sorted((p.series, sorted(p.fields.items()), sorted(p.tags.items()))
                      for p in backend.points)
         self.assertEqual(got, sorted([
             ('alpha-results', [('number', a['number']), ('results', SUCCESS)],

@@ -135,7 +135,7 @@ class Spool:
         self.torn = 0           # files whose last record was cut short (a crash)
         self.write_errors = 0   # os.write failures (the lines stay in memory)
         self.writes = 0         # os.write calls of the journal
-        self._nextSeq = 0
+        self._next_seq = 0
         self._journal = None    # the Segment of the open chunk
         self._pending = []      # lines accepted in this iteration, not yet written
         self._pending_bytes = 0
@@ -143,7 +143,7 @@ class Spool:
         self._journal_broken = False
         self._ops = []
         self._busy = False
-        self._idleWaiters = []
+        self._idle_waiters = []
 
     # -- start ------------------------------------------------------------------------
 
@@ -195,7 +195,7 @@ class Spool:
 
     def _loaded(self, result):
         found, corrupt, torn, nextSeq = result
-        self._nextSeq = max(self._nextSeq, nextSeq)
+        self._next_seq = max(self._next_seq, nextSeq)
         for name, why in corrupt:
             self.corrupt += 1
             log.msg(f"buildbot_stats: spool {self.directory}: skipped damaged file {name} "
@@ -256,8 +256,8 @@ class Spool:
             self._kick()
 
     def _openJournal(self):
-        seq = self._nextSeq
-        self._nextSeq += 1
+        seq = self._next_seq
+        self._next_seq += 1
         path = os.path.join(self.directory, f'{seq:016d}{SUFFIX}')
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         seg = self._journal = Segment(seq, path, 0, fd=fd)
@@ -287,8 +287,8 @@ class Spool:
 
     def add(self, chunk):
         """Mirror a sealed chunk that has no file yet as a whole file (in the thread pool)."""
-        seq = self._nextSeq
-        self._nextSeq += 1
+        seq = self._next_seq
+        self._next_seq += 1
         data = encodeJournal(chunk.lines)
         seg = Segment(seq, os.path.join(self.directory, f'{seq:016d}{SUFFIX}'), len(data))
         chunk.segment = seg
@@ -312,7 +312,7 @@ class Spool:
         if not self._busy and not self._ops:
             return defer.succeed(None)
         d = defer.Deferred()
-        self._idleWaiters.append(d)
+        self._idle_waiters.append(d)
         return d
 
     def _kick(self):
@@ -329,7 +329,7 @@ class Spool:
         if self._ops:
             self._kick()
             return
-        waiters, self._idleWaiters = self._idleWaiters, []
+        waiters, self._idle_waiters = self._idle_waiters, []
         for d in waiters:
             d.callback(None)
 
