@@ -17,6 +17,12 @@ import json
 import os
 import sys
 
+# the benchmarks' harness starts a real master from a config dict (run as a script: the
+# checkout is not on sys.path)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import harness  # noqa: E402
+
 DB = 'crash'
 DATA_NAME = 'crashdata'
 POINTS_PER_BUILD = 5  # start time, end time, duration, the 'warnings' property, the data
@@ -74,26 +80,10 @@ def master_config(basedir, backend):
     }
 
 
-def dict_loader(config_dict):
-    from zope.interface import implementer
-
-    from buildbot.config.master import MasterConfig
-    from buildbot.interfaces import IConfigLoader
-
-    @implementer(IConfigLoader)
-    class DictLoader:
-        def loadConfig(self):
-            return MasterConfig.loadFromDict(config_dict, '<crash-test>')
-
-    return DictLoader()
-
-
 async def run(reactor, basedir, url, builds):
     from twisted.internet import defer
     from twisted.internet import task
     from twisted.python import log
-
-    from buildbot.master import BuildMaster
 
     from buildbot_stats import stats
 
@@ -108,13 +98,7 @@ async def run(reactor, basedir, url, builds):
     backend = stats.InfluxStorageService(url, None, None, None, DB, captures(),
                                          name='influx', spool_dir='spool', jitter=0.0,
                                          stop_timeout=5.0, **options)
-    cfg = master_config(basedir, backend)
-    master = BuildMaster(basedir, reactor=reactor, config_loader=dict_loader(cfg))
-    master.config.db.db_url = cfg['db_url']
-    await master.db.setup(check_version=False)
-    await master.db.model.upgrade()
-    master.db.setup = lambda: None
-    await master.startService()
+    master = await harness.start_master(reactor, basedir, master_config(basedir, backend))
 
     if not builds:
         ok = await backend.flush(timeout=60)
