@@ -53,8 +53,15 @@ def formatTime(seconds, span):
     return t.strftime("%Y-%m-%d")
 
 
-def lineChart(lines, y_label="", title=""):
-    """An ``<svg>`` element: ``lines`` is ``[(label, [(time, value), ...]), ...]``."""
+def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS):
+    """An ``<svg>`` element: ``lines`` is ``[(label, [(time, value), ...]), ...]``.
+
+    A point may carry a third item, a dict with ``tip`` (the hover text, instead of
+    ``label: value at time``) and ``href`` (the marker becomes a link, opened in the top
+    window). ``styles`` maps a label to ``'line'`` (the default: a line with markers),
+    ``'points'`` (markers only) or ``'dashed'`` (a dashed line, no markers).
+    """
+    styles = styles or {}
     points = [p for _, pts in lines for p in pts]
     e = html.escape
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -96,15 +103,24 @@ def lineChart(lines, y_label="", title=""):
     out.append('</g>')
     for n, (label, pts) in enumerate(lines):
         color = PALETTE[n % len(PALETTE)]
-        pts = sorted(pts)
-        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
-        out.append(f'<g class="line" data-label="{e(label)}">')
-        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{path}"/>')
-        if len(pts) <= MAX_MARKERS:
-            for t, v in pts:
-                tip = f"{label}: {formatNumber(v)} at {formatTime(t, 0)} UTC"
-                out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
-                           f'<title>{e(tip)}</title></circle>')
+        style = styles.get(label, 'line')
+        pts = sorted(pts, key=lambda p: (p[0], p[1]))
+        out.append(f'<g class="line" data-label="{e(label)}" data-style="{style}">')
+        if style != 'points':
+            path = " ".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in pts)
+            dash = ' stroke-dasharray="6 4"' if style == 'dashed' else ''
+            out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8"{dash} '
+                       f'points="{path}"/>')
+        if style != 'dashed' and len(pts) <= max_markers:
+            for p in pts:
+                t, v = p[0], p[1]
+                meta = p[2] if len(p) > 2 and p[2] else {}
+                tip = meta.get('tip') or f"{label}: {formatNumber(v)} at {formatTime(t, 0)} UTC"
+                marker = (f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
+                          f'<title>{e(tip)}</title></circle>')
+                if meta.get('href'):
+                    marker = f'<a href="{e(meta["href"])}" target="_top">{marker}</a>'
+                out.append(marker)
         out.append('</g>')
     if len(lines) > 1:
         lx = LEFT + 8
