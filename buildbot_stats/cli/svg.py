@@ -101,7 +101,11 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
         out.append(f'<text x="14" y="{TOP + ph / 2}" transform="rotate(-90 14 {TOP + ph / 2})" '
                    f'text-anchor="middle">{e(y_label)}</text>')
     out.append('</g>')
-    for n, (label, pts) in enumerate(lines):
+    # markers only ('points', the builds) are drawn last: on top, so hover and click reach
+    # them and not a line's marker at the same place
+    order = sorted(range(len(lines)), key=lambda n: styles.get(lines[n][0]) == 'points')
+    for n in order:
+        label, pts = lines[n]
         color = PALETTE[n % len(PALETTE)]
         style = styles.get(label, 'line')
         pts = sorted(pts, key=lambda p: (p[0], p[1]))
