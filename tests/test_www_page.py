@@ -26,8 +26,8 @@ def figures(body, kind):
     for name, chart in re.findall(
             r'<figure class="chart" data-kind="%s" data-name="([^"]*)">(.*?)</figure>' % kind,
             body, re.S):
-        out[name] = len(re.findall(r'data-style="points"', chart)) and len(
-            re.findall(r'<circle', chart.split('data-style="line"')[0]))
+        points = re.findall(r'<g class="line" [^>]*data-style="points">(.*?)</g>', chart, re.S)
+        out[name] = sum(len(re.findall(r'<circle', g)) for g in points)
     return out
 
 

@@ -70,6 +70,7 @@ def masterConfig(backends, restricted=False, dashboard=None):
         properties=[util.BooleanParameter(name='fail', default=False)])]
     alpha = util.BuildFactory()
     alpha.addStep(steps.ShellCommand(command=['echo', 'hello']))
+    alpha.addStep(steps.SetProperty(property='warnings', value=3))
     alpha.addStep(RunTests())
     alpha.addStep(MaybeFail())
     beta = util.BuildFactory()

@@ -115,7 +115,11 @@ class InfluxReader:
                                         context=self._context) as response:
                 answer = json.loads(response.read().decode('utf-8'))
         except urllib.error.HTTPError as e:
-            raise StoreError(f"{self.path}: HTTP {e.code} {e.reason}") from None
+            try:
+                detail = json.loads(e.read().decode('utf-8'))['error']
+            except Exception:
+                detail = e.reason
+            raise StoreError(f"{self.path}: HTTP {e.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, 'reason', e)
             raise StoreError(f"{self.path}: cannot be read: {reason}") from None
@@ -172,8 +176,8 @@ class InfluxReader:
         for m in names:
             b = m[:-len('-build-times')]
             seen = set()
-            q = (f'SELECT "duration", "build_number" FROM {self._from(m)}'
-                 f'{self._where(None, start, end, ["duration >= 0"])}')
+            where = self._where(None, start, end, ['"duration" >= 0'])
+            q = f'SELECT "duration", "build_number" FROM {self._from(m)}{where}'
             for row in self._rows(q):
                 number = _int(row.get('build_number'))
                 if number in seen or not isNumber(row.get('duration')):
@@ -194,7 +198,7 @@ class InfluxReader:
         """``{builder: [(time, build number, result), ...]}`` from ``builds``."""
         out = {}
         for b, t, number, result in self._measurement('builds', ['result'], builder, start,
-                                                      end, ["result_code >= 0"]):
+                                                      end, ['"result_code" >= 0']):
             out.setdefault(b, []).append((t, number, result))
         return out
 
@@ -202,7 +206,8 @@ class InfluxReader:
         """``{builder: [(time, build number, queue time), ...]}`` from ``build_requests``."""
         out = {}
         for b, t, number, value in self._measurement('build_requests', ['queue_time'],
-                                                     builder, start, end, ["queue_time >= 0"]):
+                                                     builder, start, end,
+                                                     ['"queue_time" >= 0']):
             out.setdefault(b, []).append((t, number, float(value)))
         return out
 
@@ -210,7 +215,7 @@ class InfluxReader:
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``."""
         out = {}
         for b, t, number, step, value in self._measurement(
-                'steps', ['step_name', 'duration'], builder, start, end, ["duration >= 0"]):
+                'steps', ['step_name', 'duration'], builder, start, end, ['"duration" >= 0']):
             out.setdefault((b, step), []).append((t, number, float(value)))
         return out
 
@@ -218,7 +223,8 @@ class InfluxReader:
         """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``."""
         out = {}
         for b, t, number, passed, failed, skipped in self._measurement(
-                'tests', ['passed', 'failed', 'skipped'], builder, start, end, ["total >= 0"]):
+                'tests', ['passed', 'failed', 'skipped'], builder, start, end,
+                ['"total" >= 0']):
             out.setdefault(b, []).append((t, number, passed or 0, failed or 0, skipped or 0))
         return out
 
