@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import itertools
 import math
 
 PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
@@ -51,6 +52,19 @@ def formatTime(seconds, span):
     if span < 2 * 86400:
         return t.strftime("%H:%M:%S") if span < 600 else t.strftime("%H:%M")
     return t.strftime("%Y-%m-%d")
+
+
+def columnExtremes(pts, x):
+    """What a line through many points looks like, with few: per pixel column the first,
+    the lowest, the highest and the last point (``pts`` sorted by time)."""
+    out = []
+    for _, group in itertools.groupby(pts, key=lambda p: int(x(p[0]))):
+        group = list(group)
+        keep = {0, len(group) - 1,
+                min(range(len(group)), key=lambda i: group[i][1]),
+                max(range(len(group)), key=lambda i: group[i][1])}
+        out.extend(group[i] for i in sorted(keep))
+    return out
 
 
 def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS):
@@ -111,10 +125,18 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
         pts = sorted(pts, key=lambda p: (p[0], p[1]))
         out.append(f'<g class="line" data-label="{e(label)}" data-style="{style}">')
         if style != 'points':
-            path = " ".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in pts)
+            drawn = pts if len(pts) <= 2 * pw else columnExtremes(pts, x)
+            path = " ".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in drawn)
             dash = ' stroke-dasharray="6 4"' if style == 'dashed' else ''
             out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8"{dash} '
                        f'points="{path}"/>')
+        if style == 'points' and len(pts) > max_markers:
+            # too many for one element each: every point as a dot of one path
+            # one dot per pixel: more would draw over each other
+            seen = dict.fromkeys((round(x(p[0])), round(y(p[1]))) for p in pts)
+            dots = "".join(f"M{px} {py}h0" for px, py in seen)
+            out.append(f'<path class="dots" d="{dots}" stroke="{color}" stroke-width="4" '
+                       'stroke-linecap="round" fill="none"/>')
         if style != 'dashed' and len(pts) <= max_markers:
             for p in pts:
                 t, v = p[0], p[1]

@@ -219,6 +219,22 @@ class InfluxReader:
             out.setdefault((b, step), []).append((t, number, float(value)))
         return out
 
+    def stepSummary(self, builder=None, start=None, end=None):
+        """``{(builder, step name): {'runs', 'median', 'p90', 'max'}}``, computed by
+        InfluxDB (``percentile`` is nearest-rank, as in the SQLite reader)."""
+        where = self._where(builder, start, end, ['"duration" >= 0'])
+        q = ('SELECT count("duration") AS "runs", median("duration") AS "median", '
+             'percentile("duration", 90) AS "p90", max("duration") AS "max" '
+             f'FROM {self._from("steps")}{where} GROUP BY "builder_name", "step_name"')
+        out = {}
+        for s in self.query(q):
+            tags = s.get('tags') or {}
+            row = dict(zip(s['columns'], s['values'][0]))
+            out[(tags.get('builder_name'), tags.get('step_name'))] = {
+                'runs': row['runs'], 'median': float(row['median']),
+                'p90': float(row['p90']), 'max': float(row['max'])}
+        return out
+
     def testCounts(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``."""
         out = {}

@@ -8,9 +8,11 @@ message is one line for a user.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import os
 import sqlite3
+import statistics
 import urllib.parse
 from dataclasses import dataclass
 
@@ -137,14 +139,14 @@ class StoreReader:
         ``duration`` field of the ``<builder>-build-times`` series (the first point of each
         build, in the unit it was captured in: seconds by default). ``builder``: one
         builder's (None: all); ``start <= time < end`` (seconds; None: unbounded)."""
-        where = ["series = builder || '-build-times'",
-                 "json_type(fields, '$.duration') IN ('integer', 'real')"]
+        where = ["series = builder || '-build-times'"]
         params = []
         self._window(where, params, builder, start, end)
+        # the JSON is parsed once per row (json_extract), the type is SQLite's of the result
         rows = self._query(
-            "SELECT builder, build_number, MIN(time_us),"
-            " json_extract(fields, '$.duration') FROM points"
-            f" WHERE {' AND '.join(where)}"
+            "SELECT builder, build_number, MIN(time_us), d FROM"
+            " (SELECT builder, build_number, time_us, json_extract(fields, '$.duration') AS d"
+            f" FROM points WHERE {' AND '.join(where)}) WHERE typeof(d) IN ('integer', 'real')"
             " GROUP BY builder, build_number ORDER BY builder, MIN(time_us)", params
         )
         out = {}
@@ -209,22 +211,57 @@ class StoreReader:
                                           skipped or 0))
         return out
 
+    def stepSummary(self, builder=None, start=None, end=None):
+        """``{(builder, step name): {'runs', 'median', 'p90', 'max'}}`` of the step
+        durations in ``steps``, computed by SQLite (the page's slowest steps). ``median`` is
+        the middle value (the mean of the two middle ones for an even count), ``p90`` the
+        nearest-rank 90th percentile."""
+        where = ["series = 'steps'", "json_type(fields, '$.duration') IN ('integer', 'real')"]
+        params = []
+        self._window(where, params, builder, start, end)
+        out = {}
+        # sorted by SQLite; the median and the percentile are then picked by index
+        for (b, step), group in itertools.groupby(self._query(
+                "SELECT builder, json_extract(tags, '$.step_name') AS step,"
+                " json_extract(fields, '$.duration') AS d FROM points"
+                f" WHERE {' AND '.join(where)} ORDER BY builder, step, d", params),
+                key=lambda row: (row[0], row[1])):
+            values = [row[2] for row in group]
+            n = len(values)
+            out[(b, step)] = {'runs': n, 'median': float(statistics.median(values)),
+                              'p90': float(values[(9 * n + 9) // 10 - 1]),
+                              'max': float(values[-1])}
+        return out
+
     def customSeries(self, builder=None, start=None, end=None):
         """``{series: [(time, builder, build number, {field: number}), ...]}`` of every
         series that is neither a ``<builder>-build-times`` series nor one of the build
         statistics measurements: properties (:class:`CaptureProperty`) and data
         (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept."""
-        where = ["(builder IS NULL OR series != builder || '-build-times')",
-                 f"series NOT IN ({','.join('?' * len(MEASUREMENTS))})"]
+        where = ["(p.builder IS NULL OR p.series != p.builder || '-build-times')",
+                 f"p.series NOT IN ({','.join('?' * len(MEASUREMENTS))})",
+                 "j.type IN ('integer', 'real')"]
         params = list(MEASUREMENTS)
-        self._window(where, params, builder, start, end)
+        if builder is not None:
+            where.append("p.builder = ?")
+            params.append(builder)
+        if start is not None:
+            where.append("p.time_us >= ?")
+            params.append(round(start * 1e6))
+        if end is not None:
+            where.append("p.time_us < ?")
+            params.append(round(end * 1e6))
         out = {}
-        for series, b, t, number, fields in self._query(
-                "SELECT series, builder, time_us, build_number, fields FROM points"
-                f" WHERE {' AND '.join(where)} ORDER BY series, time_us, id", params):
-            numbers = {k: float(v) for k, v in json.loads(fields).items() if isNumber(v)}
-            if numbers:
+        last_id, numbers = None, None
+        # one row per numeric field (json_each), so no JSON is parsed in Python
+        for pid, series, b, t, number, key, value in self._query(
+                "SELECT p.id, p.series, p.builder, p.time_us, p.build_number, j.key, j.value"
+                " FROM points AS p, json_each(p.fields) AS j"
+                f" WHERE {' AND '.join(where)} ORDER BY p.series, p.time_us, p.id", params):
+            if pid != last_id:
+                last_id, numbers = pid, {}
                 out.setdefault(series, []).append((t / 1e6, b, number, numbers))
+            numbers[key] = float(value)
         return out
 
 

@@ -44,7 +44,7 @@ def collect(reader, builder, start, end):
         'durations': reader.buildDurations(builder, start, end),
         'results': reader.buildResults(builder, start, end),
         'queue': reader.queueTimes(builder, start, end),
-        'steps': reader.stepDurations(builder, start, end),
+        'steps': reader.stepSummary(builder, start, end),
         'tests': reader.testCounts(builder, start, end),
         'custom': reader.customSeries(builder, start, end),
     }
@@ -86,6 +86,14 @@ class Page:
     def point(self, builder, t, number, value, what, fmt=svg.formatNumber):
         tip = f"{builder} build #{number}: {what} {fmt(value)} at {fullTime(t)} UTC"
         return (t, value, {'tip': tip, 'href': self.buildHref(builder, number)})
+
+    def points(self, rows, what, fmt=svg.formatNumber):
+        """``rows``: ``[(builder, time, number, value), ...]``. Chart points with hover and
+        link; beyond :data:`svg.MAX_MARKERS` the chart draws no markers, so plain points
+        (the page stays fast on a large store)."""
+        if len(rows) > svg.MAX_MARKERS:
+            return [(t, v) for _, t, _, v in rows]
+        return [self.point(b, t, n, v, what, fmt) for b, t, n, v in rows]
 
     def missing(self, panel, what):
         """The text of a panel without data: what to add to master.cfg, or no data."""
@@ -158,7 +166,7 @@ class Page:
             return self.missing('durations', "Build durations")
         out = []
         for b, builds in sorted(durations.items()):
-            pts = [self.point(b, t, n, d, "duration", fmtSeconds) for t, n, d in builds]
+            pts = self.points([(b, t, n, d) for t, n, d in builds], "duration", fmtSeconds)
             lines = [(f"{b} builds", pts),
                      *self.periodLines([(t, d) for t, _, d in builds], b)]
             styles = {lines[0][0]: 'points', lines[1][0]: 'line', lines[2][0]: 'dashed'}
@@ -213,14 +221,11 @@ class Page:
         steps = self.data['steps']
         if not steps:
             return self.missing('steps', "Step times")
-        ranked = []
-        for (b, step), runs in steps.items():
-            values = [v for _, _, v in runs]
-            ranked.append((statistics.median(values), b, step, values))
-        ranked.sort(key=lambda r: (-r[0], r[1] or '', r[2] or ''))
-        rows = [[e(b or ''), e(step or ''), str(len(values)), fmtSeconds(median),
-                 fmtSeconds(summary.percentile(values, 0.9)), fmtSeconds(max(values))]
-                for median, b, step, values in ranked[:SLOWEST_STEPS]]
+        ranked = sorted(steps.items(), key=lambda kv: (-kv[1]['median'], kv[0][0] or '',
+                                                       kv[0][1] or ''))
+        rows = [[e(b or ''), e(step or ''), str(st['runs']), fmtSeconds(st['median']),
+                 fmtSeconds(st['p90']), fmtSeconds(st['max'])]
+                for (b, step), st in ranked[:SLOWEST_STEPS]]
         return self.table(("builder", "step", "runs", "median", "p90", "max"), rows, "steps")
 
     def testsPanel(self):
@@ -232,8 +237,9 @@ class Page:
             t, n, p, f, s = runs[-1]
             with_failures = sum(1 for r in runs if r[3])
             rows.append([e(b), str(len(runs)), str(p), str(f), str(s), str(with_failures)])
-            passed.extend(self.point(b, t, n, p, "passed") for t, n, p, _, _ in runs)
-            failed.extend(self.point(b, t, n, f, "failed") for t, n, _, f, _ in runs)
+            passed.extend((b, t, n, p) for t, n, p, _, _ in runs)
+            failed.extend((b, t, n, f) for t, n, _, f, _ in runs)
+        passed, failed = self.points(passed, "passed"), self.points(failed, "failed")
         table = self.table(("builder", "builds", "passed (last)", "failed (last)",
                             "skipped (last)", "builds with failures"), rows, "tests")
         chart = self.figure('tests', 'tests', "Tests passed and failed per build",
@@ -250,8 +256,8 @@ class Page:
             fields = {}
             for t, b, n, numbers in pts:
                 for name, v in numbers.items():
-                    fields.setdefault(name, []).append(self.point(b, t, n, v, name))
-            lines = sorted(fields.items())
+                    fields.setdefault(name, []).append((b, t, n, v))
+            lines = [(name, self.points(rows, name)) for name, rows in sorted(fields.items())]
             out.append(self.figure('series', series, series,
                                    svg.lineChart(lines, title=series)))
         return "".join(out)
