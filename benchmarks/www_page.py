@@ -39,6 +39,10 @@ POINTS_PER_BUILD = 9
 DAYS = 30
 
 
+def row(series, fields, tags, time):
+    return encodeRow(series=series, tags=tags, fields=fields, time=time)
+
+
 def fillStore(path, points, now, seed=1):
     rnd = random.Random(seed)
     builds = points // POINTS_PER_BUILD
@@ -51,22 +55,22 @@ def fillStore(path, points, now, seed=1):
         t = now - DAYS * 86400 + i * (DAYS * 86400 / builds)
         duration = 60 + 30 * rnd.random() + 20 * (i / builds)
         base = {'builder_name': builder}
-        rows.append(encodeRow(f'{builder}-build-times', {'duration': duration},
+        rows.append(row(f'{builder}-build-times', {'duration': duration},
                               dict(base, build_number=str(number)), t))
         ok = rnd.random() > 0.1
-        rows.append(encodeRow('builds', {'result_code': 0 if ok else 2, 'success': int(ok),
+        rows.append(row('builds', {'result_code': 0 if ok else 2, 'success': int(ok),
                                          'build_number': number, 'duration': duration},
                               dict(base, result='success' if ok else 'failure'), t))
-        rows.append(encodeRow('build_requests', {'queue_time': 5 * rnd.random(),
+        rows.append(row('build_requests', {'queue_time': 5 * rnd.random(),
                                                  'build_number': number}, base, t))
-        rows.append(encodeRow('tests', {'passed': 500, 'failed': int(not ok), 'skipped': 3,
+        rows.append(row('tests', {'passed': 500, 'failed': int(not ok), 'skipped': 3,
                                         'total': 503 + int(not ok), 'build_number': number},
                               base, t))
         for n, step in enumerate(STEPS):
-            rows.append(encodeRow('steps', {'duration': duration / 4, 'step_number': n,
+            rows.append(row('steps', {'duration': duration / 4, 'step_number': n,
                                             'build_number': number, 'result_code': 0},
                                   dict(base, step_name=step), t))
-        rows.append(encodeRow(f'{builder}-coverage', {'percent': 80 + rnd.random()},
+        rows.append(row(f'{builder}-coverage', {'percent': 80 + rnd.random()},
                               dict(base, build_number=str(number)), t))
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO points (series, time_us, builder, build_number, tags, fields)"

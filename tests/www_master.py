@@ -94,8 +94,8 @@ def masterConfig(backends, restricted=False, dashboard=None):
 
 def oldBuildRow(builder, number, duration, when):
     """A point of a build ``when`` seconds ago (history older than the test's builds)."""
-    return encodeRow(f'{builder}-build-times', {'duration': duration},
-                     {'builder_name': builder, 'build_number': str(number)}, when)
+    return encodeRow(series=f'{builder}-build-times', fields={'duration': duration},
+                     tags={'builder_name': builder, 'build_number': str(number)}, time=when)
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

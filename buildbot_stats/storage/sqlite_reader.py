@@ -117,8 +117,9 @@ class StoreReader:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_us, id"
-        for name, time_us, tags, fields in self._query(sql, params):
-            yield Point(name, json.loads(fields), json.loads(tags), time_us / 1e6)
+        for series, time_us, tags, fields in self._query(sql, params):
+            yield Point(series=series, tags=json.loads(tags), fields=json.loads(fields),
+                        time=time_us / 1e6)
 
     # -- the queries of the report and the web page (same names in influxdb_reader) ----------
 
