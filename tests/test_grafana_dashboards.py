@@ -104,6 +104,10 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
                                         f"{os.path.basename(path)}: {panel['title']}: {q}")
                         checked += 1
         self.assertGreaterEqual(checked, 15)
+        # a builder name is a quoted string in InfluxQL, whatever it holds
+        tricky = "alpha' OR \"builder_name\" =~ /.*/ OR 'x"
+        self.assertEqual(reader.buildResults(builder=tricky), {})
+        self.assertEqual(sorted(reader.buildResults(builder='alpha')), ['alpha'])
 
         # the same database through the page (the StatsService's InfluxDB backend)
         status, body, _ = yield self.get(VIEW + '?range=all')

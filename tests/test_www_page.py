@@ -8,6 +8,7 @@ import re
 import sqlite3
 
 from twisted.internet import defer
+from twisted.trial import unittest
 
 from buildbot_stats.cli import report
 from buildbot_stats.storage.sqlite_reader import openStore
@@ -75,7 +76,7 @@ class PageTest(PageMasterMixin, RunMasterBase):
                          r'\d\d\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC</title>' % second['number'])
         # tests, queue, steps, custom series: drawn, not "not captured"
         self.assertNotIn('class="missing"', body)
-        self.assertIn('<td>alpha</td><td>3</td><td>3</td><td>1</td><td>0</td><td>3</td>', body)
+        self.assertIn('<td>alpha</td><td>3</td><td>3</td><td>1</td><td>2</td><td>3</td>', body)
         self.assertIn('data-name="alpha-coverage"', body)
         # a series named <script> is text
         self.assertIn('data-name="alpha-&lt;script&gt;"', body)
@@ -140,3 +141,29 @@ def report_old_row(build):
     import time
     from tests.www_master import oldBuildRow
     return oldBuildRow('beta', 9000, 42.0, time.time() - 10 * 86400)
+
+
+class PageEscapingTest(unittest.TestCase):
+    """Names from the store reach the HTML as text (unit test of the renderer)."""
+
+    def test_every_name_is_escaped(self):
+        from buildbot_stats.www.page import Page
+
+        name, t = '<script>alert(1)</script>', 1_700_000_000.0
+        data = {
+            'builders': [name],
+            'durations': {name: [(t, 1, 2.0), (t + 60, 2, 3.0)]},
+            'results': {name: [(t, 1, 'failure'), (t + 60, 2, 'success')]},
+            'queue': {name: [(t, 1, 1.0)]},
+            'steps': {(name, '<b>step'): {'runs': 1, 'median': 1.0, 'p90': 1.0, 'max': 1.0}},
+            'tests': {name: [(t, 1, 3, 1, 0)]},
+            'custom': {name + '-<img src=x>': [(t, name, 1, {'<i>field': 1.0})]},
+        }
+        text = Page(data, name, '7d', {name: 3}, '../../../', set(), '<store>', t).render()
+        for raw in ('<script', '<img', '<b>', '<i>'):
+            self.assertNotIn(raw, text)
+        self.assertIn('&lt;script&gt;alert(1)&lt;/script&gt; build #1: duration 2.00s', text)
+        self.assertIn('<option value="&lt;script&gt;alert(1)&lt;/script&gt;" selected>', text)
+        self.assertIn('href="view?range=7d&amp;builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"',
+                      text)
+        self.assertIn('href="../../../#/builders/3/builds/1"', text)

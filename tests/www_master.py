@@ -19,23 +19,20 @@ from buildbot.process.results import SUCCESS
 from buildbot.test.util.integration import RunMasterBase
 
 from buildbot_stats import stats
-from buildbot_stats.storage.sqlite_schema import migrate  # noqa: F401 (store layout)
+from tests import test_integration_buildstats as buildstats
 from buildbot_stats.storage.sqlite_values import encodeRow
 
 STORE = 'stats.sqlite'
 ADMIN = ('admin', 'secret-pw')
 
 
-class RunTests(stats.StatsStepMixin, BuildStep):
-    """3 passed tests and 1 failed; a coverage value and a data series named <script>."""
-
-    name = 'unit-tests'
+class RunTests(stats.StatsStepMixin, buildstats.RunTests):
+    """3 passed tests, 1 failed and 2 skipped; then a coverage value and a data series
+    named <script>."""
 
     @defer.inlineCallbacks
     def run(self):
-        setid = yield self.addTestResultSet('unit tests', 'pass_fail', 'boolean')
-        for test, ok in [('t1', '1'), ('t2', '1'), ('t3', '1'), ('t4', '0')]:
-            self.addTestResult(setid, ok, test_name=test)
+        yield super().run()
         number = self.build.number
         yield self.yieldMetricsValue('coverage', {'percent': 80.0 + number})
         yield self.yieldMetricsValue('<script>', {'value': number})

@@ -12,13 +12,13 @@ from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
 # the numbers live with the readers, shared with the Statistics page (buildbot_stats.www)
-from buildbot_stats.storage.summary import TREND_STEADY  # noqa: F401 (kept importable)
-from buildbot_stats.storage.summary import TREND_WINDOW  # noqa: F401
 from buildbot_stats.storage.summary import builderStats
 from buildbot_stats.storage.summary import fmtSeconds
 from buildbot_stats.storage.summary import fmtTrend
-from buildbot_stats.storage.summary import percentile  # noqa: F401
-from buildbot_stats.storage.summary import trend  # noqa: F401
+from buildbot_stats.storage.summary import trend
+
+__all__ = ['addParser', 'builderStats', 'collect', 'renderHtml', 'run', 'terminalSummary',
+           'trend', 'writeHtml']
 
 
 def addParser(sub):

@@ -107,12 +107,7 @@ class StoreReader:
                 return
             where.append(f"series IN ({','.join('?' * len(series))})")
             params.extend(series)
-        if start is not None:
-            where.append("time_us >= ?")
-            params.append(round(start * 1e6))
-        if end is not None:
-            where.append("time_us < ?")
-            params.append(round(end * 1e6))
+        self._window(where, params, None, start, end)
         sql = "SELECT series, time_us, tags, fields FROM points"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -124,15 +119,18 @@ class StoreReader:
     # -- the queries of the report and the web page (same names in influxdb_reader) ----------
 
     @staticmethod
-    def _window(where, params, builder, start, end, builder_column='builder'):
+    def _window(where, params, builder, start, end, table=''):
+        """Add the conditions of one builder (None: all) and ``start <= time < end``
+        (seconds; None: unbounded) to ``where`` and ``params``; ``table``: a column prefix
+        (``'p.'``)."""
         if builder is not None:
-            where.append(f"{builder_column} = ?")
+            where.append(f"{table}builder = ?")
             params.append(builder)
         if start is not None:
-            where.append("time_us >= ?")
+            where.append(f"{table}time_us >= ?")
             params.append(round(start * 1e6))
         if end is not None:
-            where.append("time_us < ?")
+            where.append(f"{table}time_us < ?")
             params.append(round(end * 1e6))
 
     def buildDurations(self, builder=None, start=None, end=None):
@@ -243,15 +241,7 @@ class StoreReader:
                  f"p.series NOT IN ({','.join('?' * len(MEASUREMENTS))})",
                  "j.type IN ('integer', 'real')"]
         params = list(MEASUREMENTS)
-        if builder is not None:
-            where.append("p.builder = ?")
-            params.append(builder)
-        if start is not None:
-            where.append("p.time_us >= ?")
-            params.append(round(start * 1e6))
-        if end is not None:
-            where.append("p.time_us < ?")
-            params.append(round(end * 1e6))
+        self._window(where, params, builder, start, end, table='p.')
         out = {}
         last_id, numbers = None, None
         # one row per numeric field (json_each), so no JSON is parsed in Python
