@@ -167,3 +167,38 @@ class PageEscapingTest(unittest.TestCase):
         self.assertIn('href="view?range=7d&amp;builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"',
                       text)
         self.assertIn('href="../../../#/builders/3/builds/1"', text)
+
+
+class DashboardConfigTest(unittest.TestCase):
+    """statsDashboard(...) checks its arguments as buildbot checkconfig reports them."""
+
+    def assertConfigError(self, needle, **kwargs):
+        from buildbot.config.errors import ConfigErrors
+        from buildbot.config.errors import capture_config_errors
+
+        from buildbot_stats import stats
+
+        with self.assertRaises(ConfigErrors) as cm:
+            with capture_config_errors(raise_on_error=True):
+                stats.statsDashboard(**kwargs)
+        self.assertTrue(any(needle in e for e in cm.exception.errors), cm.exception.errors)
+
+    def test_bad_arguments_are_named(self):
+        self.assertConfigError("default_range must be one of 24h, 7d, 30d, all, got '1y'",
+                               default_range='1y')
+        self.assertConfigError("name must be a path segment, got 'a/b'", name='a/b')
+        self.assertConfigError("give store or influxdb, not both", store='s.sqlite',
+                               influxdb={'url': 'http://localhost:8086', 'db': 'b'})
+        self.assertConfigError("influxdb: url must be an http:// or https:// URL, got "
+                               "'localhost'", influxdb={'url': 'localhost', 'db': 'b'})
+        self.assertConfigError("influxdb: unknown key 'database'",
+                               influxdb={'url': 'http://h:8086', 'db': 'b', 'database': 'x'})
+
+    def test_the_entry(self):
+        from buildbot_stats import stats
+
+        entry = stats.statsDashboard(caption='Stats', order=3)
+        self.assertEqual({k: v for k, v in entry.items() if k != 'app'},
+                         {'name': 'stats', 'caption': 'Stats', 'order': 3,
+                          'icon': 'FaChartLine'})
+        self.assertTrue(callable(entry['app']))
