@@ -116,4 +116,10 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
         self.assertIn('InfluxStorageService', body)
         self.assertNotIn('class="missing"', body)
         self.assertIn('data-name="alpha-coverage"', body)
+        self.assertIn('<td>alpha</td><td>2</td><td>1</td><td>1</td><td>0</td>', body)
+        # the builder filter on InfluxDB: beta's build only, no alpha series
+        status, body, _ = yield self.get(VIEW + '?range=all&builder=beta')
+        self.assertEqual(figures(body, 'duration'), {'beta': 1})
+        self.assertNotIn('alpha-coverage', body)
+        self.assertIn('data-panel="tests"', body)  # beta runs no tests
         yield self.tested_master.shutdown()
