@@ -113,6 +113,16 @@ class PageTest(PageMasterMixin, RunMasterBase):
         yield self.tested_master.shutdown()
 
     @defer.inlineCallbacks
+    def test_a_store_that_cannot_be_read_is_one_sentence(self):
+        from buildbot_stats import stats
+        yield self.startMaster(dashboard=stats.statsDashboard(store='nowhere.sqlite'))
+        status, body, _ = yield self.get(VIEW)
+        self.assertEqual(status, 200, body)
+        self.assertIn('<p class="message">The statistics cannot be read: ', body)
+        self.assertIn('nowhere.sqlite: no such file</p>', body)
+        yield self.tested_master.shutdown()
+
+    @defer.inlineCallbacks
     def test_authz_refuses_anonymous(self):
         yield self.startMaster(restricted=True)
         yield self.runBuilds([('beta', False)])

@@ -89,8 +89,10 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             with source.open() as reader:
                 data = page.collect(reader, builder, start, end)
         except StoreError as e:
-            return flask.Response(page.messagePage("Statistics", f"No statistics yet: {e}"),
-                                  content_type=HTML, headers=HEADERS)
+            # a store not written yet, a server down: one sentence, the page stays up
+            return flask.Response(
+                page.messagePage("Statistics", f"The statistics cannot be read: {e}"),
+                content_type=HTML, headers=HEADERS)
         text = page.Page(data, builder, range_name, builderIds(m), '../../../',
                          source.captureNames(), source.describe(), now).render()
         return flask.Response(text, content_type=HTML, headers=HEADERS)
