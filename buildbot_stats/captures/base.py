@@ -86,6 +86,12 @@ class Capture:
         """A short, human name of this capture for log messages."""
         return type(self).__name__
 
+    def namedBuilders(self):
+        """The builder names this capture is limited to; empty when it takes every builder.
+        (StatsService warns about a name the master has no builder for.)"""
+        name = getattr(self, '_builder_name', None)
+        return [name] if isinstance(name, str) and name else []
+
     def __repr__(self):
         return f"<{self.describe()}>"
 

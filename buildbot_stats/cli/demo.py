@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import sys
 import time
 
 from buildbot_stats.cli import report
 from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.demo_master_cfg import MASTER_CFG
+from buildbot_stats.cli.safewrite import writeText
 
 DEFAULT_BUILDS = 30
 DEFAULT_DIR = 'buildbot-stats-demo'
@@ -68,12 +71,15 @@ def prepareDir(path):
             os.path.join(path, MARKER)):
         raise CliError(f"--dir {path}: exists and is not a previous demo; choose another "
                        "--dir or empty it")
-    for sub in ('master', 'worker'):
-        shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
-    os.makedirs(os.path.join(path, 'master'))
-    os.makedirs(os.path.join(path, 'worker'))
-    with open(os.path.join(path, MARKER), 'w') as f:
-        f.write("made by buildbot-stats demo; the directory is replaced by the next demo\n")
+    try:
+        for sub in ('master', 'worker'):
+            shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
+        os.makedirs(os.path.join(path, 'master'))
+        os.makedirs(os.path.join(path, 'worker'))
+    except OSError as e:
+        raise CliError(f"--dir {path}: cannot create it: {e.strerror}") from None
+    writeText(os.path.join(path, MARKER),
+              "made by buildbot-stats demo; the directory is replaced by the next demo\n")
     return path
 
 
@@ -139,7 +145,7 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
             for i, b in enumerate(BUILDERS)}
     all_done = defer.Deferred()
     names = {}
-    results = []
+    results = state['results']
 
     def force(builder):
         plan[builder] -= 1
@@ -148,10 +154,14 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
         d.addErrback(lambda f: all_done.called or all_done.errback(f))
 
     async def finished(key, build):
+        if state.get('stopping'):
+            return  # cut off by Ctrl-C or the timeout: not a result (and not kept)
         builder = names.get(build['builderid'])
         if builder is None:
             b = await master.data.get(('builders', build['builderid']))
             builder = names[build['builderid']] = b['name']
+        if state.get('stopping'):
+            return
         seconds = (build['complete_at'] - build['started_at']).total_seconds()
         results.append((builder, build['number'], seconds, build['results']))
         progress.build(builder, build['number'], seconds, build['results'] == SUCCESS)
@@ -160,7 +170,9 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
         if len(results) == total and not all_done.called:
             all_done.callback(None)
 
-    consumer = await master.mq.startConsuming(
+    # stopped by stopAll once the master has stopped: the builds cut off on the way are
+    # seen as such
+    state['consumer'] = await master.mq.startConsuming(
         lambda k, m: defer.ensureDeferred(finished(k, m)), ('builds', None, 'finished'))
     # one build at a time per builder; the builders run side by side
     for builder in BUILDERS:
@@ -175,7 +187,6 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
     finally:
         if timer.active():
             timer.cancel()
-        consumer.stopConsuming()
     return results
 
 
@@ -183,6 +194,8 @@ async def stopAll(state):
     """Worker, then master (its StatsService writes the queued points), then the DB pool."""
     from twisted.internet import defer
 
+    # from here, a build that ends was cut off: neither printed nor kept
+    state['stopping'] = True
     worker, master = state.pop('worker', None), state.pop('master', None)
     if worker is not None and worker.running:
         await defer.maybeDeferred(worker.stopService)
@@ -191,6 +204,27 @@ async def stopAll(state):
             await master.stopService()
         if master.db.pool is not None:
             await master.db.pool.stop()
+    consumer = state.pop('consumer', None)
+    if consumer is not None:
+        consumer.stopConsuming()
+
+
+def keepOnly(store, builds):
+    """Remove from the demo's ``store`` the points of every build not in ``builds``
+    (``(builder, number)`` pairs): those cut off by Ctrl-C or the timeout. Their number."""
+    if not os.path.exists(store):
+        return 0
+    keep = {(b, int(n)) for b, n in builds}
+    conn = sqlite3.connect(store, timeout=10)
+    try:
+        found = conn.execute("SELECT DISTINCT builder, build_number FROM points"
+                             " WHERE builder IS NOT NULL").fetchall()
+        cut = [pair for pair in found if pair not in keep]
+        with conn:
+            conn.executemany("DELETE FROM points WHERE builder = ? AND build_number = ?", cut)
+        return len(cut)
+    finally:
+        conn.close()
 
 
 def runReactor(main):
@@ -234,8 +268,7 @@ def run(args, out):
     basedir = os.path.join(workdir, 'master')
     workerdir = os.path.join(workdir, 'worker')
     port = freePort()
-    with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
-        f.write(MASTER_CFG.replace('@PORT@', str(port)))
+    writeText(os.path.join(basedir, 'master.cfg'), MASTER_CFG.replace('@PORT@', str(port)))
     logfile = open(os.path.join(basedir, 'twistd.log'), 'a')
     log.startLogging(logfile, setStdout=False)
 
@@ -245,7 +278,7 @@ def run(args, out):
               f"  running {args.builds} builds on {', '.join(BUILDERS)}\n")
     out.flush()
     progress = Progress(args.builds, out, bar)
-    state = {}
+    state = {'results': []}
     t0 = time.monotonic()
 
     async def main(reactor):
@@ -261,22 +294,34 @@ def run(args, out):
             await stopAll(state)
             reactor.removeSystemEventTrigger(trigger)
 
+    store = os.path.join(basedir, 'stats.sqlite')
     try:
         results = runReactor(main)
+    except (KeyboardInterrupt, CliError):
+        # the builds cut off on the way out are not results: keep the store to those shown
+        done = [(b, n) for b, n, _, _ in state['results']]
+        try:
+            cut = keepOnly(store, done)
+            note = f"; {plural(cut, 'build')} cut off on the way out not kept" if cut else ""
+        except sqlite3.Error as e:
+            note = f"; the builds cut off on the way out could not be removed ({e})"
+        out.write(f"\n\nStopped after {plural(len(done), 'build')}; master and worker "
+                  f"stopped. The store keeps the builds above{note}: {store}\n")
+        out.flush()
+        raise
     finally:
         log.msg("buildbot-stats demo: stopped")
         logfile.close()
     elapsed = time.monotonic() - t0
     failed = sum(1 for r in results if r[3] != 0)
 
-    store = os.path.join(basedir, 'stats.sqlite')
     out.write(f"\n{len(results)} builds in {elapsed:.1f}s ({failed} failed); master and "
               "worker stopped.\n\n")
     with report.openStoreOrFail(store) as reader:
         data = report.collect(reader)
     out.write(report.terminalSummary(data))
     html = report.defaultHtmlPath(store)
-    report.writeHtml(data, html, store)
+    report.writeHtml(data, html, store, option='')
     cmd = commandName()
     out.write(f"\nStore:       {store}\n"
               f"HTML report: {html}\n"

@@ -20,6 +20,7 @@ from zope.interface import implementer
 from buildbot import config
 from buildbot.interfaces import IRenderable
 
+from buildbot_stats.checks import aTypeName
 from buildbot_stats.delivery.lineprotocol import LineEncoder
 from buildbot_stats.delivery.lineprotocol import PointRejected
 from buildbot_stats.delivery.retry import WriteOptions
@@ -56,7 +57,6 @@ class InfluxStorageService(StatsStorageBase):
                     spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES, extra_tags=None,
                     create_database=False, http_client=None, reactor=None, **write_options):
         me = f"InfluxStorageService {self.name!r}"
-        self.checkCaptures(captures, me)
         if not isinstance(url, str) or not url.strip():
             config.error(f"{me}: url must be a host name or an http(s) URL, got {url!r}")
         else:
@@ -72,7 +72,7 @@ class InfluxStorageService(StatsStorageBase):
                     and not IRenderable.providedBy(value):
                 # the value itself is not shown: it may be a secret
                 config.error(f"{me}: {what} must be a string or a secret (util.Secret, "
-                             f"util.Interpolate), got a {type(value).__name__}")
+                             f"util.Interpolate), got {aTypeName(value)}")
         for what, value in (('db', db), ('org', org), ('bucket', bucket),
                             ('retention_policy', retention_policy)):
             if value is not None and (not isinstance(value, str) or not value):

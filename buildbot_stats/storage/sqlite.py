@@ -116,7 +116,6 @@ class SQLiteStorageService(StatsStorageBase):
         owner = self.name or type(self).__name__
         if not isinstance(path, str) or not path:
             config.error(f"{owner}: path must be a non-empty string, got {path!r}")
-        self.checkCaptures(captures, owner)
         _positive(owner, 'batch_size', batch_size, integer=True)
         _positive(owner, 'max_pending', max_pending, integer=True)
         _positive(owner, 'flush_interval', flush_interval)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from buildbot_stats.point import Point
 from buildbot_stats.storage.sqlite_schema import StoreError
 from buildbot_stats.storage.sqlite_schema import checkReadable
+from buildbot_stats.storage.sqlite_schema import describeReadError
 from buildbot_stats.storage.sqlite_schema import looksLikeSQLite
 
 __all__ = ['StoreError', 'StoreReader', 'SeriesInfo', 'openStore']
@@ -51,7 +52,7 @@ class StoreReader:
         except StoreError as e:
             raise StoreError(f"{path}: {e}") from None
         except sqlite3.Error as e:
-            raise StoreError(f"{path}: cannot be read: {e}") from None
+            raise StoreError(f"{path}: {describeReadError(e)}") from None
 
     def close(self):
         self.conn.close()
@@ -62,22 +63,38 @@ class StoreReader:
     def __exit__(self, *exc):
         self.close()
 
+    def _error(self, e):
+        # damage after the header shows only when a query reaches the damaged page
+        return StoreError(f"{self.path}: {describeReadError(e)}")
+
     def _query(self, sql, params=()):
         try:
             return self.conn.execute(sql, params)
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot be read: {e}") from None
+            raise self._error(e) from None
+
+    def _rows(self, sql, params=()):
+        """The rows of a query, one by one; a problem met on the way is a StoreError."""
+        cursor = self._query(sql, params)
+        while True:
+            try:
+                rows = cursor.fetchmany(500)
+            except sqlite3.Error as e:
+                raise self._error(e) from None
+            if not rows:
+                return
+            yield from rows
 
     def series(self):
         """Every series with its number of points and its time range, by name."""
-        rows = self._query(
+        rows = self._rows(
             "SELECT series, COUNT(*), MIN(time_us), MAX(time_us) FROM points"
             " GROUP BY series ORDER BY series"
         )
         return [SeriesInfo(name, n, lo / 1e6, hi / 1e6) for name, n, lo, hi in rows]
 
     def countPoints(self):
-        return self._query("SELECT COUNT(*) FROM points").fetchone()[0]
+        return next(self._rows("SELECT COUNT(*) FROM points"))[0]
 
     def matchSeries(self, patterns):
         """The series names matching ``patterns`` (names or shell globs such as
@@ -115,14 +132,14 @@ class StoreReader:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_us, id"
-        for name, time_us, tags, fields in self._query(sql, params):
+        for name, time_us, tags, fields in self._rows(sql, params):
             yield Point(name, json.loads(fields), json.loads(tags), time_us / 1e6)
 
     def buildDurations(self):
         """``{builder: [(end time, build number, duration), ...]}`` by time, from the
         ``duration`` field of the ``<builder>-build-times`` series (the first point of each
         build, in the unit it was captured in: seconds by default)."""
-        rows = self._query(
+        rows = self._rows(
             "SELECT builder, build_number, MIN(time_us),"
             " json_extract(fields, '$.duration') FROM points"
             " WHERE series = builder || '-build-times'"
