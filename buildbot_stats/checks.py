@@ -12,3 +12,12 @@ def aTypeName(value):
     its article."""
     name = type(value).__name__
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def shown(value):
+    """``value`` as a configuration message shows it: a plain string, number, bool or None
+    as written (``'days'``, ``0``), anything else by its type only (``a dict``): the repr of
+    an object or a container may hold anything, a secret included."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return repr(value)
+    return aTypeName(value)

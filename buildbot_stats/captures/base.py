@@ -13,6 +13,7 @@ from twisted.python import log
 
 from buildbot import config
 
+from buildbot_stats.checks import shown
 from buildbot_stats.point import to_epoch_seconds
 
 BUILD_FINISHED = ("builders", None, "builds", None, "finished")
@@ -26,12 +27,12 @@ class CaptureError(Exception):
 
 def checkCallback(owner, callback):
     if callback is not None and not callable(callback):
-        config.error(f"{owner}: callback must be callable, got {callback!r}")
+        config.error(f"{owner}: callback must be callable, got {shown(callback)}")
 
 
 def checkBuilderName(owner, builder_name):
     if not isinstance(builder_name, str) or not builder_name:
-        config.error(f"{owner}: builder_name must be a non-empty string, got {builder_name!r}")
+        config.error(f"{owner}: builder_name must be a non-empty string, got {shown(builder_name)}")
 
 
 def compilePattern(owner, what, pattern):
