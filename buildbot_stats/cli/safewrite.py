@@ -6,9 +6,10 @@ with :func:`os.replace`. A reader sees the old file or the new one, never a part
 anything fails on the way (a full disk, a store that turns out to be damaged halfway through
 an export, Ctrl-C), the temporary file is removed and an existing target is untouched.
 
-A target that resolves to a store, or to the files SQLite keeps beside it (``-wal``,
-``-shm``, ``-journal``), is refused before anything is opened: overwriting any of them would
-destroy the statistics a master has collected.
+A target that resolves to the store being read, or to the files SQLite keeps beside it
+(``-wal``, ``-shm``, ``-journal``), is refused before anything is opened: overwriting any of
+them would destroy the statistics a master has collected. So is any existing SQLite
+database (another master's store, Buildbot's ``state.sqlite``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import secrets
 import stat
 
 from buildbot_stats.cli.common import CliError
+from buildbot_stats.storage.sqlite_schema import looksLikeSQLite
 
 # SQLite's files beside a database (write-ahead log, its index, the rollback journal)
 STORE_SIDE_FILES = ('', '-wal', '-shm', '-journal')
@@ -72,6 +74,10 @@ def atomicOpen(target, option='', protect=None, encoding='utf-8', newline=None):
     real = os.path.realpath(target)
     if os.path.isdir(real):
         raise CliError(f"{name}: is a directory; give a file name")
+    if looksLikeSQLite(real):
+        # another master's store, Buildbot's state.sqlite: never an output
+        raise CliError(f"{name}: is an SQLite database; it is not overwritten, choose "
+                       "another file")
     directory = os.path.dirname(real)
     if not os.path.isdir(directory):
         missing = "not a directory" if os.path.exists(directory) else "no such directory"
