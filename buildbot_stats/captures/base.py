@@ -32,7 +32,8 @@ def checkCallback(owner, callback):
 
 def checkBuilderName(owner, builder_name):
     if not isinstance(builder_name, str) or not builder_name:
-        config.error(f"{owner}: builder_name must be a non-empty string, got {shown(builder_name)}")
+        config.error(
+            f"{owner}: builder_name must be a non-empty string, got {shown(builder_name)}")
 
 
 def compilePattern(owner, what, pattern):

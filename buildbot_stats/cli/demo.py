@@ -315,8 +315,8 @@ def run(args, out):
     elapsed = time.monotonic() - t0
     failed = sum(1 for r in results if r[3] != 0)
 
-    out.write(f"\n{len(results)} builds in {elapsed:.1f}s ({failed} failed); master and "
-              "worker stopped.\n\n")
+    out.write(f"\n{plural(len(results), 'build')} in {elapsed:.1f}s ({failed} failed); "
+              "master and worker stopped.\n\n")
     with report.openStoreOrFail(store) as reader:
         data = report.collect(reader)
     out.write(report.terminalSummary(data))
@@ -328,6 +328,6 @@ def run(args, out):
               f"Try:         {cmd} report {os.path.relpath(store)}\n"
               f"             {cmd} export {os.path.relpath(store)} --format line\n")
     if failed:
-        raise CliError(f"{failed} builds failed; see {basedir}/twistd.log")
+        raise CliError(f"{plural(failed, 'build')} failed; see {basedir}/twistd.log")
     return 0
 
