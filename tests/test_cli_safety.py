@@ -143,6 +143,23 @@ class DataLoss(SafetyBase):
                 self.assertEqual(result.stdout, '')  # refused before the store was read
         self.assertEqual(leftovers(self.dir), [])
 
+    def test_another_database_is_never_an_output(self):
+        state = os.path.join(self.dir, 'state.sqlite')  # as Buildbot's own database
+        conn = sqlite3.connect(state)
+        conn.execute("CREATE TABLE builds (id INTEGER)")
+        conn.commit()
+        conn.close()
+        with open(state, 'rb') as f:
+            before = f.read()
+        for args in (['export', self.store, '-o', state], ['report', self.store, '--html', state]):
+            result = runCli(*args)
+            self.assertOneLineError(result, 'state.sqlite: is an SQLite database',
+                                    'not overwritten')
+            self.assertEqual(result.stdout, '')
+        with open(state, 'rb') as f:
+            self.assertEqual(f.read(), before)
+        self.assertStoreUnchanged()
+
     def test_default_html_path_next_to_a_store_named_like_a_report(self):
         # a store whose default report name would be itself cannot exist (-report.html is
         # appended), but one named by a symlink to the report file is refused too

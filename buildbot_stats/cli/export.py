@@ -14,7 +14,7 @@ from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import parseTimeRange
 from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.safewrite import atomicOpen
-from buildbot_stats.cli.safewrite import checkNotStore
+from buildbot_stats.cli.safewrite import checkOutput
 from buildbot_stats.delivery.lineprotocol import LineEncoder
 from buildbot_stats.delivery.lineprotocol import PointRejected
 from buildbot_stats.point import to_epoch_ns
@@ -117,7 +117,7 @@ def outputFile(path, out, store):
 def run(args, out):
     start, end = parseTimeRange(args.start, args.end)
     if not toStdout(args.output):
-        checkNotStore(args.output, args.store, '--output')  # before anything is read
+        checkOutput(args.output, '--output', protect=args.store)  # before anything is read
     with openStoreOrFail(args.store) as store:
         names = store.matchSeries(args.series)
         counts = collections.Counter()

@@ -14,7 +14,7 @@ from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.common import printable
-from buildbot_stats.cli.safewrite import checkNotStore
+from buildbot_stats.cli.safewrite import checkOutput
 from buildbot_stats.cli.safewrite import writeText
 
 TREND_STEADY = 0.10  # a fitted change within +-10 % of the median is "steady"
@@ -38,7 +38,7 @@ def addParser(sub):
 def run(args, out):
     target = None if args.no_html else args.html or defaultHtmlPath(args.store)
     if target is not None:
-        checkNotStore(target, args.store, '--html')  # before anything is read
+        checkOutput(target, '--html', protect=args.store)  # before anything is read
     with openStoreOrFail(args.store) as store:
         data = collect(store)
     out.write(terminalSummary(data))

@@ -58,15 +58,11 @@ def _describe(option, target):
     return f"{option} {target}" if option else target
 
 
-@contextlib.contextmanager
-def atomicOpen(target, option='', protect=None, encoding='utf-8', newline=None):
-    """A text file to write that becomes ``target`` when the ``with`` block ends cleanly.
-
-    :param option: how the user named the target (``'--html'``), for messages
-    :param protect: a store path: refuse a ``target`` that is the store or its side files
-    Raises :class:`CliError` (one line) for a target that cannot be written; on any
-    exception the temporary file is removed and ``target`` is left as it was.
-    """
+def checkOutput(target, option='', protect=None):
+    """Raise :class:`CliError` unless ``target`` can be written as an output: not the store
+    ``protect`` nor its side files, not a directory nor an SQLite database, in a directory
+    that exists. Commands call it before reading anything; :func:`atomicOpen` again.
+    Returns the path to write: ``target`` with symbolic links resolved."""
     name = _describe(option, target)
     if protect is not None:
         checkNotStore(target, protect, option)
@@ -82,8 +78,23 @@ def atomicOpen(target, option='', protect=None, encoding='utf-8', newline=None):
     if not os.path.isdir(directory):
         missing = "not a directory" if os.path.exists(directory) else "no such directory"
         raise CliError(f"{name}: cannot write it: {directory}: {missing}")
+    return real
+
+
+@contextlib.contextmanager
+def atomicOpen(target, option='', protect=None, encoding='utf-8', newline=None):
+    """A text file to write that becomes ``target`` when the ``with`` block ends cleanly.
+
+    :param option: how the user named the target (``'--html'``), for messages
+    :param protect: a store path: refuse a ``target`` that is the store or its side files
+    Raises :class:`CliError` (one line) for a target that cannot be written; on any
+    exception the temporary file is removed and ``target`` is left as it was.
+    """
+    name = _describe(option, target)
+    real = checkOutput(target, option, protect)
+    directory = os.path.dirname(real)
     tmp = os.path.join(directory,
-                       f".{os.path.basename(real)}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+                       f".{os.path.basename(real)[:100]}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
         # 0o666 less the umask, as open() would make a new file
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
