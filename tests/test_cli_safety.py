@@ -35,8 +35,8 @@ from buildbot_stats.cli.safewrite import TEMP_SUFFIX
 from buildbot_stats.storage.sqlite_reader import StoreError
 from buildbot_stats.storage.sqlite_reader import openStore
 from tests.test_cli import T0
+from tests.test_cli import StoreTestBase
 from tests.test_cli import command
-from tests.test_cli import makeStore
 from tests.test_cli import runCli
 
 
@@ -85,15 +85,12 @@ def damageLastTablePage(path):
         f.write(b'\xa5' * page_size)
 
 
-class SafetyBase(unittest.TestCase):
+class SafetyBase(StoreTestBase):
     timeout = 300
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.dir = os.path.abspath(self.mktemp())
-        os.makedirs(self.dir)
-        self.store = os.path.join(self.dir, 'stats.sqlite')
-        yield makeStore(self.store)
+        yield super().setUp()
         self.before = snapshot(self.store)
 
     def assertStoreUnchanged(self):
@@ -334,11 +331,6 @@ class SmallThings(SafetyBase):
         status, out = self.main('export', self.store, '-f', 'jsonl')
         for line in out.splitlines():
             self.assertRegex(json.loads(line)['time'], r'\.\d{6}\+00:00$')
-
-    def main(self, *argv):
-        out = io.StringIO()
-        status = cli_main.main(list(argv), out=out)
-        return status, out.getvalue()
 
     @defer.inlineCallbacks
     def test_names_with_control_characters_stay_on_their_line(self):

@@ -6,12 +6,9 @@ does not have is one warning at reconfig on a real master."""
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 import textwrap
 
 from twisted.internet import defer
-from twisted.internet import utils
 from twisted.python import log
 from twisted.trial import unittest
 
@@ -21,25 +18,11 @@ from buildbot.test.util.integration import RunMasterBase
 
 from buildbot_stats import stats
 from buildbot_stats.cli.demo_master_cfg import MASTER_CFG as DEMO_MASTER_CFG
+from tests.test_checkconfig import MASTER_CFG_HEAD
+from tests.test_checkconfig import runCheckconfig
 from tests.test_integration_core import masterConfig
 
 PASSWORD = 'hunter2-Qx7v'
-
-MASTER_CFG = """
-from buildbot.plugins import schedulers, steps, util, worker
-from buildbot_stats import stats
-
-c = BuildmasterConfig = {{}}
-c['buildbotNetUsageData'] = None
-c['workers'] = [worker.Worker('w1', 'pass')]
-c['protocols'] = {{'pb': {{'port': 'tcp:0:interface=127.0.0.1'}}}}
-f = util.BuildFactory([steps.ShellCommand(command=['true'])])
-c['builders'] = [util.BuilderConfig(name='alpha', workernames=['w1'], factory=f)]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['alpha'])]
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
-{services}
-"""
-
 
 def influx(name, captures, password=repr(PASSWORD)):
     """An InfluxStorageService on one line, the password beside the captures."""
@@ -53,20 +36,6 @@ def configErrors(output):
         return []
     block = output.split('Configuration Errors:', 1)[1]
     return [line.strip() for line in block.splitlines() if line.startswith('  ')]
-
-
-@defer.inlineCallbacks
-def checkconfig(testcase, text):
-    basedir = testcase.mktemp()
-    os.makedirs(basedir)
-    with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
-        f.write(text)
-    out, err, code = yield utils.getProcessOutputAndValue(
-        sys.executable,
-        ['-c', 'from buildbot.scripts.runner import run; run()', 'checkconfig', basedir],
-        env=dict(os.environ),
-    )
-    return code, (out + err).decode()
 
 
 class CheckConfigMistakes(unittest.TestCase):
@@ -89,7 +58,7 @@ class CheckConfigMistakes(unittest.TestCase):
                 {influx('intpw', '[]', password='12345')},
             ])]
             """)
-        code, output = yield checkconfig(self, MASTER_CFG.format(services=services))
+        code, output = yield runCheckconfig(self, MASTER_CFG_HEAD + services)
         self.assertEqual(code, 1, output)
         self.assertNoTracebackNorSecret(output)
         self.assertEqual(configErrors(output), [
@@ -118,7 +87,7 @@ class CheckConfigMistakes(unittest.TestCase):
                     f"{influx('one', '[]')})]\n"
                     f"c['services'].append(stats.StatsService(name='s2', storage_backends="
                     f"[{PASSWORD!r}, stats.CaptureBuildDuration('alpha')]))\n")
-        code, output = yield checkconfig(self, MASTER_CFG.format(services=services))
+        code, output = yield runCheckconfig(self, MASTER_CFG_HEAD + services)
         self.assertEqual(code, 1, output)
         self.assertNoTracebackNorSecret(output)
         self.assertEqual(configErrors(output), [
@@ -141,7 +110,7 @@ class CheckConfigMistakes(unittest.TestCase):
                     "None, None, None, 'db', [], name='q'), "
                     f"stats.InfluxStorageService('h', 'admin', {PASSWORD!r}, None, 'db', [], "
                     "name='shifted')])]\n")
-        code, output = yield checkconfig(self, MASTER_CFG.format(services=services))
+        code, output = yield runCheckconfig(self, MASTER_CFG_HEAD + services)
         self.assertEqual(code, 1, output)
         self.assertNoTracebackNorSecret(output)
         self.assertEqual(configErrors(output), [
@@ -154,7 +123,7 @@ class CheckConfigMistakes(unittest.TestCase):
     def test_the_demo_master_cfg_is_clean(self):
         # meant to be copied: not even a warning (it once had a title too long to show)
         text = DEMO_MASTER_CFG.replace('@PORT@', '0')
-        code, output = yield checkconfig(self, text)
+        code, output = yield runCheckconfig(self, text)
         self.assertEqual(code, 0, output)
         self.assertIn('Config file is good', output)
         self.assertNotIn('Warning', output)
