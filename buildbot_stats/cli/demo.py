@@ -160,7 +160,7 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
         if builder is None:
             b = await master.data.get(('builders', build['builderid']))
             builder = names[build['builderid']] = b['name']
-        if state.get('stopping'):
+        if state.get('stopping'):  # the stop began while we looked the builder up
             return
         seconds = (build['complete_at'] - build['started_at']).total_seconds()
         results.append((builder, build['number'], seconds, build['results']))
