@@ -163,8 +163,10 @@ class StatsService(service.BuildbotService):
         """One log line for each capture naming a builder this master's configuration does
         not have: a typo records nothing, silently. Not a configuration error: the builder
         may be added later (or by a reconfig)."""
-        config_ = getattr(self.master, 'config', None)
-        known = {b.name for b in getattr(config_, 'builders', None) or []}
+        builders = getattr(getattr(self.master, 'config', None), 'builders', None)
+        if not isinstance(builders, (list, tuple)):
+            return  # no master configuration to compare with (a backend used alone)
+        known = {getattr(b, 'name', None) for b in builders}
         for caps in self._capturesByKey.values():
             for cap in caps:
                 for name in cap.namedBuilders():
