@@ -224,7 +224,7 @@ class UnknownBuilderOnARealMaster(RunMasterBase):
             "builder of that name exists",
         ])
         # a warning, not an error: the builds that exist are recorded
-        self.assertEqual(sorted({p.series_name for p in backend.points}), ['alpha-build-times'])
+        self.assertEqual(sorted({p.series for p in backend.points}), ['alpha-build-times'])
         self.assertEqual(len(backend.points), 2)
         # the password is in no log line of the whole run, nor in a repr
         self.assertEqual([line for line in lines if PASSWORD in line], [])

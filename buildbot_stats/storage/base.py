@@ -9,15 +9,16 @@ from twisted.internet import defer
 from buildbot import config
 from buildbot.util import service
 
+from buildbot_stats.captures.base import Capture
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.counters import DeliveryCounters
 
 
-def describeBuildOf(context):
+def describeBuildOf(tags):
     """`` (builder 'x', build #n)`` from a point's tags, for log lines; '' when unknown."""
-    if not isinstance(context, dict):
+    if not isinstance(tags, dict):
         return ''
-    builder, number = context.get('builder_name'), context.get('build_number')
+    builder, number = tags.get('builder_name'), tags.get('build_number')
     if builder is None and number is None:
         return ''
     return f" (builder {builder!r}, build #{number})"
@@ -69,9 +70,6 @@ class StatsStorageBase(service.BuildbotService):
         """``config.error`` once for each problem of a ``captures`` argument; the Capture
         instances of it (a list). Messages name types, never values: a value in the wrong
         place may be a secret."""
-        # imported here: captures import storage for typing the parents
-        from buildbot_stats.captures.base import Capture
-
         if captures is None:
             return []
         if not isinstance(captures, (list, tuple)):
