@@ -161,6 +161,10 @@ class InfluxStorageService(StatsStorageBase):
                 params['rp'] = retention_policy
             self.write_url = f"{self.base_url}/write?{urllib.parse.urlencode(params)}"
             self.destination = f"{self.base_url} db {db}"
+        # what the Statistics page needs to read back (InfluxQL, /query): 1.x databases only
+        self._reader_settings = None if bucket is not None else {
+            'url': self.base_url, 'db': db, 'user': user, 'password': password,
+            'retention_policy': retention_policy, 'ca_file': ca_file, 'verify_ssl': verify_ssl}
         self._headers = {b'Content-Type': [b'text/plain; charset=utf-8']}
         if token:
             self._headers[b'Authorization'] = [b'Token ' + token.encode('utf-8')]
@@ -186,6 +190,12 @@ class InfluxStorageService(StatsStorageBase):
         self._pool = None
         self._injected_reactor = None
         self._warned_not_running = False
+        self._reader_settings = None
+
+    def readerSettings(self):
+        """The :class:`~buildbot_stats.storage.influxdb_reader.InfluxReader` arguments that
+        read what this backend writes (secrets rendered), None for a 2.x bucket."""
+        return dict(self._reader_settings) if self._reader_settings else None
 
     # -- life cycle ---------------------------------------------------------------------------
 
