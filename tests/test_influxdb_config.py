@@ -50,7 +50,7 @@ class CheckConfig(unittest.TestCase):
                                    extra_tags=extra)
         self.assertConfigError("must not hold credentials",
                                'http://u:p@h', None, None, None, 'db', [])
-        self.assertConfigError("is not a Capture instance",
+        self.assertConfigError("captures[0] is a str, not a Capture instance",
                                'h', None, None, None, 'db', ['nope'])
         self.assertConfigError("spool_fsync must be True or False, got 'yes'",
                                'h', None, None, None, 'db', [], spool_fsync='yes')
