@@ -16,6 +16,7 @@ from buildbot_stats.buildinfo import BuildInfo
 from buildbot_stats.captures.base import YIELD_DATA
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
 from buildbot_stats.tagging import TagPolicy
@@ -61,6 +62,8 @@ class StatsService(service.BuildbotService):
         # the extra tags / cardinality guard, configured by reconfigService
         self.buildinfo = BuildInfo(self)
         self.tag_policy = TagPolicy()
+        # yieldMetricsValue data kept as Buildbot build data, for backfill and catch-up
+        self.build_data_recorder = BuildDataRecorder(self)
 
     # -- configuration --------------------------------------------------------------
 
@@ -253,13 +256,15 @@ class StatsService(service.BuildbotService):
 
         ``capture_errors``, ``foreign_messages``, ``cache_misses`` (data API look-ups the
         caches could not answer), ``demoted_tags`` (tags written as fields past
-        ``max_tag_values``) and ``backends``: ``{backend name: backend.metrics()}``.
+        ``max_tag_values``), ``unrecorded_data`` (yieldMetricsValue calls not kept as
+        build data, see docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}``.
         """
         return {
             'capture_errors': self.capture_errors,
             'foreign_messages': self.foreign_messages,
             'cache_misses': self._cacheMisses(),
             'demoted_tags': len(self.tag_policy.demoted),
+            'unrecorded_data': self.build_data_recorder.unrecorded,
             'backends': {b.name: b.metrics() for b in self.backends},
         }
 
@@ -276,7 +281,8 @@ class StatsService(service.BuildbotService):
 
         The point is stamped with the time of this call. It reaches the backends through
         the MQ message ``('stats-yieldMetricsValue', 'stats-yield-data')`` and the
-        CaptureData captures that match it.
+        CaptureData captures that match it. It is also recorded as the build's data
+        ``stats.<data_name>`` (docs/history.rst), so that a backfill replays it.
         """
         timestamp = self._nextDataTime()
         build_data = yield self._builds.get(buildid)
@@ -290,6 +296,7 @@ class StatsService(service.BuildbotService):
             'timestamp': timestamp,
         }
         self.master.mq.produce(YIELD_DATA, msg)
+        yield self.build_data_recorder.record(buildid, data_name, post_data, timestamp)
 
     def _nextDataTime(self):
         now = self.master.reactor.seconds()
