@@ -16,6 +16,7 @@ from buildbot_stats.buildinfo import BuildInfo
 from buildbot_stats.captures.base import YIELD_DATA
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
@@ -64,12 +65,17 @@ class StatsService(service.BuildbotService):
         self.tag_policy = TagPolicy()
         # yieldMetricsValue data kept as Buildbot build data, for backfill and catch-up
         self.build_data_recorder = BuildDataRecorder(self)
+        # replays at start what the backends missed (docs/history.rst)
+        self.catch_up = True
+        self.catchup = CatchUp(self)
 
     # -- configuration --------------------------------------------------------------
 
     def checkConfig(self, storage_backends=None, extra_tags=None,
-                    max_tag_values=DEFAULT_MAX_TAG_VALUES):
+                    max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True):
         checkTagOptions("StatsService", extra_tags, max_tag_values)
+        if not isinstance(catch_up, bool):
+            config.error(f"StatsService: catch_up must be True or False, got {catch_up!r}")
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
@@ -102,8 +108,9 @@ class StatsService(service.BuildbotService):
 
     @defer.inlineCallbacks
     def reconfigService(self, storage_backends=None, extra_tags=None,
-                        max_tag_values=DEFAULT_MAX_TAG_VALUES):
+                        max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True):
         self.tag_policy.configure(extra_tags, max_tag_values)
+        self.catch_up = catch_up
         if storage_backends is None:
             storage_backends = self.defaultStorageBackends()
         yield self._reconfigBackends(list(storage_backends))
@@ -305,6 +312,20 @@ class StatsService(service.BuildbotService):
         self._lastDataTime = now
         return now
 
+    # -- catch-up -------------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def startService(self):
+        yield super().startService()
+        if self.catch_up and self._hasHistory():
+            # in the background: the master's start is not delayed
+            self.catchup.start()
+
+    def _hasHistory(self):
+        db = getattr(self.master, 'db', None)
+        return (getattr(db, 'pool', None) is not None and hasattr(db, 'state')
+                and getattr(self.master, 'masterid', None) is not None)
+
     # -- stopping -----------------------------------------------------------------------------
 
     def drain(self):
@@ -314,6 +335,7 @@ class StatsService(service.BuildbotService):
 
     @defer.inlineCallbacks
     def stopService(self):
+        yield self.catchup.stopReplay()
         yield self.removeConsumers()
         # the captures still running hand their points to the backends...
         yield self.drain()
@@ -324,4 +346,6 @@ class StatsService(service.BuildbotService):
         for ok, result in results:
             if not ok:
                 log.err(result, "buildbot_stats: a backend failed to flush")
+        if self.catch_up and self._hasHistory():
+            yield self.catchup.checkpointAtStop()
         yield super().stopService()

@@ -67,8 +67,8 @@ def formatSummary(result, seconds, sink, dry_run):
                  f"{result.builds_without_data} had no stats.* build data "
                  f"(yieldMetricsValue values replayed: {result.data_values})")
     if result.capture_errors:
-        lines.append(f"{result.capture_errors} capture errors (the master's twistd.log shows "
-                     "the same errors for live builds)")
+        lines.append(f"{result.capture_errors} capture errors (the first ones below; the "
+                     "master's twistd.log shows the same errors for its live builds)")
     if result.bad_data:
         lines.append(f"{result.bad_data} stats.* build data entries could not be decoded and "
                      "were skipped")
@@ -88,13 +88,41 @@ def formatSummary(result, seconds, sink, dry_run):
     return '\n'.join(lines) + '\n'
 
 
+class LogKeeper:
+    """The twisted log of the run: not printed (Buildbot logs the config's traceback, the
+    database URL...), but the first lines of buildbot_stats errors are kept for the
+    summary."""
+
+    MAX = 5
+
+    def __init__(self):
+        self.errors = []
+
+    def __call__(self, event):
+        from twisted.logger import formatEvent
+
+        if len(self.errors) >= self.MAX:
+            return
+        text = formatEvent(event) or ''
+        failure = event.get('log_failure')
+        if failure is not None:
+            text = f"{text} {failure.getErrorMessage()}"
+        if 'buildbot_stats' in text and ('error' in text or failure is not None):
+            self.errors.append(' '.join(text.split()))
+
+
 def run(args, out):
+    from twisted.logger import globalLogBeginner
+
     from buildbot_stats.cli.demo import runReactor
     from buildbot_stats.history.backfill import BackfillError
     from buildbot_stats.history.backfill import backfill
     from buildbot_stats.history.backfill import openMaster
 
     since, until = parseRange(args.since, args.until)
+    keeper = LogKeeper()
+    globalLogBeginner.beginLoggingTo([keeper], redirectStandardIO=False,
+                                     discardBuffer=True)
 
     async def main(reactor):
         master, svc = await openMaster(args.master_dir, reactor)
@@ -110,4 +138,6 @@ def run(args, out):
     except BackfillError as e:
         raise CliError(str(e)) from None
     out.write(formatSummary(result, seconds, sink, args.dry_run))
+    for line in keeper.errors:
+        out.write(f"  {line}\n")
     return 0

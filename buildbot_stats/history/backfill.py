@@ -122,6 +122,14 @@ def oneLine(e):
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(': ')
 
 
+def oneLineError(message):
+    """A config error on one line: a traceback in it becomes its first and last lines."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ''
+    return f"{lines[0]} {lines[-1]}"
+
+
 def loadMasterConfig(basedir):
     """The master's :class:`MasterConfig`, loaded as ``buildbot checkconfig`` does."""
     if not os.path.isdir(basedir):
@@ -143,7 +151,8 @@ def loadMasterConfig(basedir):
             warnings.simplefilter('ignore', ConfigWarning)
             return FileLoader(basedir, config_file).loadConfig()
     except ConfigErrors as e:
-        raise BackfillError(f"{path} does not load: {'; '.join(e.errors)}") from None
+        raise BackfillError(f"{path} does not load: "
+                            f"{'; '.join(oneLineError(m) for m in e.errors)}") from None
 
 
 def findStatsService(config):
