@@ -3,6 +3,7 @@ master's own database (docs/history.rst)."""
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from buildbot_stats.cli.common import TIME_HELP
@@ -126,6 +127,10 @@ def run(args, out):
 
     async def main(reactor):
         master, svc = await openMaster(args.master_dir, reactor)
+        # what is loaded now (Buildbot, SQLAlchemy, master.cfg) lives until the end: out of
+        # the collector's sight, full collections no longer pause the replay for 100+ ms
+        # (and it runs about a third faster, benchmarks/backfill.py)
+        gc.freeze()
         try:
             return await backfill(master, svc, since=since, until=until,
                                   builders=args.builders, dry_run=args.dry_run,
