@@ -9,9 +9,10 @@ behind Buildbot's ``StateMixin``), so it follows the master's database, not a fi
 
 A checkpoint every ``CHECKPOINT_INTERVAL`` seconds (and one when the service stops) moves
 the mark: it notes the time and the backend's ``added`` counter, and at the next checkpoint,
-if the backend has since finished that many points and dropped none, the noted time minus
-``MARGIN`` becomes the new mark. A backend that cannot write (database down, buffer full)
-keeps its old mark.
+if the backend has since written (or rejected) that many points, the noted time minus
+``MARGIN`` becomes the new mark. A backend that cannot write (database down) keeps its old
+mark; one that dropped a point (buffer full, stop timeout) keeps it until the master
+restarts, whose catch-up replays from it.
 
 When the service starts, :class:`CatchUp` reads the marks and, in the background, replays
 this master's builds that finished since the oldest mark (minus ``MARGIN``) through the
@@ -53,7 +54,8 @@ class CatchUp:
         self.caught_up = False
         self._running = None
         self._loop = None
-        self._pending = {}  # backend name -> (time, added, dropped) at the last checkpoint
+        self._pending = {}  # backend name -> (time, added) at the last checkpoint
+        self._frozen = set()  # backends that dropped points: their marks stay
         self._objectids = {}
         self._checkpointing = None
         self.last_result = None
@@ -134,11 +136,13 @@ class CatchUp:
         log.msg(f"buildbot_stats: catch-up: replaying {total} builds finished between "
                 f"{isoTime(since)} and {isoTime(started)} in the background")
         t0 = time.monotonic()
-        self.replayer = Replayer(svc, reader, self.reactor, slice_seconds=SLICE_SECONDS,
-                                 batch_size=BATCH_SIZE)
-        result = yield self.replayer.run()
-        stopped = self.replayer._stopped
-        self.replayer = None
+        self.replayer = replayer = Replayer(svc, reader, self.reactor,
+                                            slice_seconds=SLICE_SECONDS, batch_size=BATCH_SIZE)
+        try:
+            result = yield replayer.run()
+        finally:
+            self.replayer = None
+        stopped = replayer._stopped
         self.last_result = result
         points = sum(c['added'] for c in result.backends.values())
         if stopped:
@@ -165,12 +169,9 @@ class CatchUp:
             for b in list(self.service.backends):
                 m = b.metrics()
                 prev = self._pending.get(b.name)
-                if prev is not None:
-                    when, added, dropped = prev
-                    done = m.get('written', 0) + m.get('rejected', 0) + m.get('dropped', 0)
-                    if done >= added and m.get('dropped', 0) == dropped:
-                        yield self.setMark(b, when - MARGIN)
-                self._pending[b.name] = (now, m.get('added', 0), m.get('dropped', 0))
+                if prev is not None and self._safe(b, m, prev[1]):
+                    yield self.setMark(b, prev[0] - MARGIN)
+                self._pending[b.name] = (now, m.get('added', 0))
         except Exception as e:
             log.err(e, "buildbot_stats: catch-up checkpoint")
         finally:
@@ -199,13 +200,23 @@ class CatchUp:
         now = self.reactor.seconds()
         for b in list(self.service.backends):
             m = b.metrics()
-            prev = self._pending.get(b.name)
-            dropped = prev[2] if prev is not None else 0
-            if m.get('pending', 0) == 0 and m.get('dropped', 0) == dropped:
+            if self._safe(b, m, m.get('added', 0)):
                 try:
                     yield self.setMark(b, now - MARGIN)
                 except Exception as e:
                     log.err(e, "buildbot_stats: catch-up: recording the mark at stop")
+
+    def _safe(self, backend, m, added):
+        """The first ``added`` points given to ``backend`` are written or rejected, and it
+        never dropped one in this process (the builds of a dropped point are somewhere
+        after the mark: it stays there, and the next start replays from it)."""
+        if m.get('dropped', 0):
+            if backend.name not in self._frozen:
+                self._frozen.add(backend.name)
+                log.msg(f"buildbot_stats: catch-up: backend {backend.name!r} dropped points; "
+                        "its mark stays where it is and the next start replays from it")
+            return False
+        return m.get('written', 0) + m.get('rejected', 0) >= added
 
 
 def isoTime(seconds):
