@@ -146,6 +146,10 @@ class HistoryOnARealMaster(unittest.TestCase):
         m.start()
         waitFor('the catch-up', lambda: 'catch-up: done' in m.newLog(),
                 describe=lambda: m.newLog()[-3000:])
+        # a backfill works beside a running master (here: counting only)
+        status, out, err = self.backfill('--dry-run')
+        self.assertEqual(status, 0, err)
+        self.assertIn("14 builds read", out)
         log = m.newLog()
         self.assertEqual(log.count('buildbot_stats: catch-up: replaying'), 1)
         self.assertEqual(log.count('buildbot_stats: catch-up: done'), 1)

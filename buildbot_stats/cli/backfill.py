@@ -145,4 +145,9 @@ def run(args, out):
     out.write(formatSummary(result, seconds, sink, args.dry_run))
     for line in keeper.errors:
         out.write(f"  {line}\n")
+    lost = sum(c.get('dropped', 0) for c in result.backends.values())
+    if lost:
+        print(f"buildbot-stats backfill: {lost} points were dropped (a backend could not "
+              "write them in time); run it again once the backend is back", file=sys.stderr)
+        return 1
     return 0
