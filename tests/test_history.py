@@ -109,6 +109,15 @@ class HistoryOnARealMaster(unittest.TestCase):
                          ['values'].__repr__())
         self.assertFalse(os.path.exists(self.path('dry.sqlite')))
 
+        # InfluxDB unreachable: what could not be written is counted, status 1
+        env = dict(m.env, STATS_DB='gone', STATS_SQLITE='gone.sqlite',
+                   STATS_INFLUX_URL=f'http://127.0.0.1:{free_port()}')
+        status, out, err = backfillCommand(m.basedir, env=env)
+        self.assertEqual(status, 1, err)
+        self.assertIn(f"backend 'InfluxStorageService': {points} points, 0 written, 0 rejected, "
+                      f"{points} dropped", out)
+        self.assertIn(f"buildbot-stats backfill: {points} points were dropped", err)
+
         # --since/--until select builds by their end
         first_end = m.query("SELECT MIN(complete_at) FROM builds")[0][0]
         status, out, err = self.backfill('--dry-run', '--until', str(first_end))
