@@ -9,7 +9,6 @@ from twisted.internet import defer
 from twisted.python import log
 from twisted.trial import unittest
 
-from buildbot.test import fakedb
 
 from buildbot_stats import stats
 from buildbot_stats.history import catchup

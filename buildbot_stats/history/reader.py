@@ -160,19 +160,23 @@ class BuildReader:
 
     def _thdSteps(self, conn, records, ids):
         st = self.db.model.steps
-        for chunk in _chunks(ids):
-            q = st.select().where(st.c.buildid.in_(chunk)).order_by(st.c.buildid, st.c.number)
-            for row in conn.execute(q):
-                step = data_steps._db2data(self.db.steps._model_from_row(row))
-                records[row.buildid].steps.append(step)
+        self._thdPerBuild(conn, records, ids, st, (st.c.buildid, st.c.number), 'steps',
+                          lambda row: data_steps._db2data(self.db.steps._model_from_row(row)))
 
     def _thdTestResultSets(self, conn, records, ids):
         trs = self.db.model.test_result_sets
+        comp = self.db.test_result_sets
+        self._thdPerBuild(conn, records, ids, trs, (trs.c.id,), 'test_result_sets',
+                          lambda row: data_test_result_sets._db2data(comp._model_from_row(row)))
+
+    @staticmethod
+    def _thdPerBuild(conn, records, ids, table, order, attr, convert):
+        """Rows of ``table`` for the builds ``ids``, as ``convert`` makes them, appended to
+        each record's list ``attr`` in ``order``."""
         for chunk in _chunks(ids):
-            q = trs.select().where(trs.c.buildid.in_(chunk)).order_by(trs.c.id)
+            q = table.select().where(table.c.buildid.in_(chunk)).order_by(*order)
             for row in conn.execute(q):
-                rs = data_test_result_sets._db2data(self.db.test_result_sets._model_from_row(row))
-                records[row.buildid].test_result_sets.append(rs)
+                getattr(records[row.buildid], attr).append(convert(row))
 
     def _thdBuildData(self, conn, records, ids):
         bd = self.db.model.build_data
@@ -240,8 +244,3 @@ def buildsetData(model, sourcestamps):
         "rebuilt_buildid": model.rebuilt_buildid,
         "sourcestamps": sourcestamps,
     }
-
-
-def epoch(value):
-    """Epoch seconds of a datetime (or None)."""
-    return None if value is None else datetime2epoch(value)
