@@ -32,8 +32,8 @@ def captures():
 
 
 def key(p):
-    return (p.series_name, sorted(p.fields.items()), sorted(p.tags.items()),
-            round(p.timestamp * 1e6))
+    return (p.series, sorted(p.fields.items()), sorted(p.tags.items()),
+            round(p.time * 1e6))
 
 
 class ReplayTest(FakeMasterMixin, unittest.TestCase):
@@ -79,7 +79,7 @@ class ReplayTest(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(model.source, 'buildbot_stats')
         # the time of each call, as the live point has it (less the capture's offset)
         offset = self.backend.captures[3]._time_offset
-        times = [p.timestamp - offset for p in self.backend.points]
+        times = [p.time - offset for p in self.backend.points]
         recorded = decodeBuildData(model.value)
         self.assertEqual([d for _, d in recorded], [{'percent': 1.5}, {'percent': 2.5, 'name': 'x'}])
         self.assertEqual([round(t, 6) for t, _ in recorded], [round(t, 6) for t in times])

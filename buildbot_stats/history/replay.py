@@ -7,7 +7,7 @@ dispatch, so every capture, callback, time offset, extra tag and backend is the 
 and the points are identical. What the captures look up about the build (builder and
 worker names, properties, steps, test result sets, build request, buildset) is read with
 the build, in batches (:class:`~buildbot_stats.history.reader.BuildReader`), and handed to
-the service's caches just before the build is dispatched.
+the service's :class:`~buildbot_stats.lookups.Lookups` just before the build is dispatched.
 """
 
 from __future__ import annotations
@@ -81,12 +81,13 @@ class Replayer:
         result = self.result
         errors_before = svc.capture_errors
         before = {b.name: dict(b.metrics()) for b in svc.backends}
+        lookups = svc.lookups
         names = yield self.reader.builderNames()
         for builderid, name in names.items():
-            svc._builderNames.put(builderid, name)
+            lookups.builder_names.put(builderid, name)
         workers = yield self.reader.workerNames()
         for workerid, name in workers.items():
-            svc.buildinfo._workers.put(workerid, name)
+            lookups.workers.put(workerid, name)
         after = 0
         self._sliceStart = time.monotonic()
         while not self._stopped:
@@ -128,21 +129,21 @@ class Replayer:
         svc = self.service
         build = rec.build
         buildid = build['buildid']
-        svc._buildProperties.put(buildid, rec.properties)
-        info = svc.buildinfo
-        info._steps.put(buildid, rec.steps)
-        info._testResultSets.put(buildid, rec.test_result_sets)
+        lookups = svc.lookups
+        lookups.properties.put(buildid, rec.properties)
+        lookups.steps.put(buildid, rec.steps)
+        lookups.test_result_sets.put(buildid, rec.test_result_sets)
         if rec.buildrequest is not None:
-            info._buildrequests.put(rec.buildrequest['buildrequestid'], rec.buildrequest)
+            lookups.build_requests.put(rec.buildrequest['buildrequestid'], rec.buildrequest)
             if rec.buildset is not None:
-                info._buildsets.put(rec.buildset['bsid'], rec.buildset)
+                lookups.buildsets.put(rec.buildset['bsid'], rec.buildset)
         self.result.last_complete_at = build['complete_at']
         self.result.bad_data += len(rec.bad_data)
         if not rec.data:
             self.result.builds_without_data += 1
-        if tuple(BUILD_FINISHED) in svc._capturesByKey:
+        if tuple(BUILD_FINISHED) in svc._captures_by_key:
             svc._dispatch(tuple(BUILD_FINISHED), finishedRoutingKey(build), build)
-        if tuple(YIELD_DATA) in svc._capturesByKey:
+        if tuple(YIELD_DATA) in svc._captures_by_key:
             for data_name, values in sorted(rec.data.items()):
                 for timestamp, post_data in values:
                     self.result.data_values += 1
