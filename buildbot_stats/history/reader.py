@@ -93,7 +93,7 @@ class BuildReader:
     def _where(self, tbl):
         conds = [tbl.c.complete_at.isnot(None)]
         if self.since is not None:
-            conds.append(tbl.c.complete_at >= int(self.since))
+            conds.append(tbl.c.complete_at >= self.since)
         if self.until is not None:
             conds.append(tbl.c.complete_at < self.until)
         if self.builderids is not None:
