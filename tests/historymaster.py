@@ -11,6 +11,7 @@ until it has submitted N (each builds ``alpha`` and ``beta``).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -103,7 +104,7 @@ MASTER_CFG = textwrap.dedent('''\
 
     c = BuildmasterConfig = {}
     c['buildbotNetUsageData'] = None
-    c['db'] = {'db_url': 'sqlite:///state.sqlite'}
+    c['db'] = {'db_url': os.environ.get('STATS_DB_URL', 'sqlite:///state.sqlite')}
     c['protocols'] = {'pb': {'port': 'tcp:0:interface=127.0.0.1'}}
     c['collapseRequests'] = False
     c['workers'] = [worker.LocalWorker('local1'), worker.LocalWorker('local2')]
@@ -174,15 +175,16 @@ def waitFor(what, predicate, deadline=DEADLINE, interval=0.1, describe=None):
 
 
 class SubprocessMaster:
-    def __init__(self, basedir, influx_url, db='live', sqlite='stats.sqlite'):
+    def __init__(self, basedir, influx_url, db='live', sqlite='stats.sqlite',
+                 db_url='sqlite:///state.sqlite'):
         self.basedir = os.path.abspath(basedir)
+        self.db_url = db_url
         self.env = dict(os.environ, STATS_INFLUX_URL=influx_url, STATS_DB=db,
-                        STATS_SQLITE=sqlite, PYTHONUNBUFFERED='1')
+                        STATS_SQLITE=sqlite, STATS_DB_URL=db_url, PYTHONUNBUFFERED='1')
         self.process = None
 
     def create(self):
-        buildbot('create-master', '-q', '-r', '--db', 'sqlite:///state.sqlite', self.basedir,
-                 env=self.env)
+        buildbot('create-master', '-q', '-r', '--db', self.db_url, self.basedir, env=self.env)
         with open(os.path.join(self.basedir, 'master.cfg'), 'w') as f:
             f.write(MASTER_CFG)
         return self
@@ -233,6 +235,17 @@ class SubprocessMaster:
     # -- reading its database (read-only) -------------------------------------------------------
 
     def query(self, sql, *args):
+        if self.db_url.startswith('postgresql'):
+            import psycopg2
+
+            conn = psycopg2.connect(self.db_url.replace('+psycopg2', ''))
+            try:
+                conn.set_session(readonly=True, autocommit=True)
+                with conn.cursor() as cur:
+                    cur.execute(sql.replace('?', '%s'), args)
+                    return [tuple(r) for r in cur.fetchall()]
+            finally:
+                conn.close()
         path = os.path.join(self.basedir, 'state.sqlite')
         conn = sqlite3.connect(f'file:{path}?mode=ro', uri=True, timeout=30)
         try:
@@ -260,5 +273,74 @@ class SubprocessMaster:
         out = {}
         for table in ('builds', 'build_properties', 'steps', 'build_data', 'object_state',
                       'objects', 'test_result_sets', 'buildrequests', 'buildsets'):
-            out[table] = sorted(map(repr, self.query(f"SELECT * FROM {table}")))
+            rows = self.query(f"SELECT * FROM {table}")
+            out[table] = sorted(
+                repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
+                for row in rows)
         return out
+
+
+PG_BIN = os.environ.get('BUILDBOT_STATS_PG_BIN', '/usr/lib/postgresql/15/bin')
+
+
+class PostgreSQLServer:
+    """A throw-away PostgreSQL cluster (Debian's postgresql package) on a free loopback port,
+    trust authentication, one database ``bb``. As root, it runs as the ``postgres`` user
+    (PostgreSQL refuses root)."""
+
+    def __init__(self):
+        import tempfile
+
+        from tests.servers import free_port
+
+        self.dir = tempfile.mkdtemp(prefix='buildbot_stats_pg_')
+        self.port = free_port()
+        # psycopg2 (the test extra): SQLAlchemy 2.1's default postgresql driver is psycopg 3
+        self.url = f'postgresql+psycopg2://postgres@127.0.0.1:{self.port}/bb'
+        self.process = None
+
+    @staticmethod
+    def available():
+        return os.path.exists(os.path.join(PG_BIN, 'initdb'))
+
+    def _as_owner(self, cmd):
+        if os.geteuid() == 0:
+            return ['runuser', '-u', 'postgres', '--'] + cmd
+        return cmd
+
+    def start(self):
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, 'postgres')
+        data = os.path.join(self.dir, 'data')
+        subprocess.run(self._as_owner([os.path.join(PG_BIN, 'initdb'), '-D', data, '-U',
+                                       'postgres', '--auth=trust', '-E', 'UTF8']),
+                       check=True, capture_output=True, timeout=DEADLINE)
+        self.process = subprocess.Popen(
+            self._as_owner([os.path.join(PG_BIN, 'postgres'), '-D', data, '-p', str(self.port),
+                            '-k', self.dir, '-c', 'listen_addresses=127.0.0.1']),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import psycopg2
+
+        def ready():
+            try:
+                conn = psycopg2.connect(f'postgresql://postgres@127.0.0.1:{self.port}/postgres')
+            except psycopg2.OperationalError:
+                return False
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute('CREATE DATABASE bb')
+            conn.close()
+            return True
+
+        waitFor('PostgreSQL to answer', ready)
+        return self
+
+    def cleanup(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)

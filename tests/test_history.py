@@ -10,6 +10,7 @@ import textwrap
 
 from twisted.trial import unittest
 
+from tests.historymaster import PostgreSQLServer
 from tests.historymaster import SubprocessMaster
 from tests.historymaster import backfillCommand
 from tests.historymaster import waitFor
@@ -173,6 +174,38 @@ class HistoryOnARealMaster(unittest.TestCase):
         # once everything was written, the mark moved on (to the stop, less the margin)
         influx_mark = [v for k, v in m.marks().items() if 'Influx' in k][0]
         self.assertGreater(influx_mark, old_mark)
+
+
+class BackfillFromPostgreSQL(unittest.TestCase):
+    """The same on a master whose database is PostgreSQL."""
+
+    def test_backfill_writes_what_the_live_service_wrote(self):
+        needInfluxd(self)
+        if not PostgreSQLServer.available():
+            raise unittest.SkipTest("PostgreSQL not found: install Debian's postgresql package "
+                                    "(scripts/install-servers.sh)")
+        pg = PostgreSQLServer()
+        self.addCleanup(pg.cleanup)
+        pg.start()
+        influx = InfluxDB1Server.start_new()
+        self.addCleanup(influx.cleanup)
+        m = SubprocessMaster(self.mktemp(), influx.url, db_url=pg.url).create()
+        self.addCleanup(m.cleanup)
+        m.start()
+        m.submit(2)
+        waitFor('4 finished builds', lambda: m.finishedBuilds() == 4)
+        m.stop()
+        before = m.dbSnapshot()
+        env = dict(m.env, STATS_DB='check', STATS_SQLITE='check.sqlite')
+        status, out, err = backfillCommand(m.basedir, env=env)
+        self.assertEqual(status, 0, err)
+        self.assertIn("4 builds read", out)
+        live = influxPoints(influx, 'live')
+        self.assertIn('steps', live)
+        self.assertEqual(influxPoints(influx, 'check'), live)
+        self.assertEqual(storeRows(os.path.join(m.basedir, 'check.sqlite')),
+                         storeRows(os.path.join(m.basedir, 'stats.sqlite')))
+        self.assertEqual(m.dbSnapshot(), before)
 
 
 class BadInput(unittest.TestCase):
