@@ -110,11 +110,11 @@ class HistoryOnARealMaster(unittest.TestCase):
                          ['values'].__repr__())
         self.assertFalse(os.path.exists(self.path('dry.sqlite')))
 
-        # InfluxDB unreachable: what could not be written is counted, status 1
+        # InfluxDB unreachable: what could not be written is counted, status 3
         env = dict(m.env, STATS_DB='gone', STATS_SQLITE='gone.sqlite',
                    STATS_INFLUX_URL=f'http://127.0.0.1:{free_port()}')
         status, out, err = backfillCommand(m.basedir, env=env)
-        self.assertEqual(status, 1, err)
+        self.assertEqual(status, 3, err)
         self.assertIn(f"backend 'InfluxStorageService': {points} points, 0 written, 0 rejected, "
                       f"{points} dropped", out)
         self.assertIn(f"buildbot-stats backfill: {points} points were dropped", err)

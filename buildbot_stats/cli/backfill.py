@@ -12,6 +12,10 @@ from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import parseTime
 
 
+#: the backfill ran to its end but a backend dropped points (see docs/cli.rst)
+EXIT_POINTS_DROPPED = 3
+
+
 def addParser(sub):
     p = sub.add_parser(
         'backfill', help="rebuild the statistics of past builds from the master's database",
@@ -149,5 +153,5 @@ def run(args, out):
     if lost:
         print(f"buildbot-stats backfill: {lost} points were dropped (a backend could not "
               "write them in time); run it again once the backend is back", file=sys.stderr)
-        return 1
+        return EXIT_POINTS_DROPPED
     return 0
