@@ -198,3 +198,9 @@ class CatchUpTest(FakeMasterMixin, unittest.TestCase):
         yield self.catchup.checkpointAtStop()
         self.assertEqual((yield self.catchup.getMark(self.backend)),
                          self.reactor.seconds() - catchup.MARGIN)
+
+    @defer.inlineCallbacks
+    def test_a_backend_added_later_is_marked_at_its_first_checkpoint(self):
+        self.catchup.caught_up = True
+        yield self.catchup.checkpoint()
+        self.assertEqual((yield self.catchup.getMark(self.backend)), self.reactor.seconds())

@@ -169,7 +169,12 @@ class CatchUp:
             for b in list(self.service.backends):
                 m = b.metrics()
                 prev = self._pending.get(b.name)
-                if prev is not None and self._safe(b, m, prev[1]):
+                if prev is None:
+                    # a backend added by a reconfig has no mark yet: from now on, it has
+                    mark = yield self.getMark(b)
+                    if mark is None:
+                        yield self.setMark(b, now)
+                elif self._safe(b, m, prev[1]):
                     yield self.setMark(b, prev[0] - MARGIN)
                 self._pending[b.name] = (now, m.get('added', 0))
         except Exception as e:
