@@ -11,7 +11,9 @@ Variants (each in a fresh process, see harness.py):
 * ``influx-catchup``: into InfluxDB at the catch-up's pace (10 ms slices, 100-build
   batches) and without ``gc.freeze()``, as inside a master: the worst reactor lag is the
   figure to read, beside ``worst_gc_ms``, the longest pause of CPython's garbage collector
-  (which any master has, with or without us).
+  (which any master has, with or without us), and ``longest_slice_ms``, the most CPU time of
+  the reactor thread one run of replay work took between two turns of the reactor (a
+  collection inside it included; time the machine gave to other processes excluded).
 
 Usage::
 
@@ -228,6 +230,7 @@ def child(args):
         'capture_errors': result.capture_errors,
         'max_lag_ms': probe.worst * 1000,
         'worst_gc_ms': max(gc_pauses, default=0.0) * 1000,
+        'longest_slice_ms': result.longest_slice * 1000,
         'rss_mb_at_pct': {str(k): v for k, v in sorted(memory.items())},
         'peak_rss_mb': harness.peak_rss_mb(),
     })

@@ -39,6 +39,9 @@ class ReplayResult:
         self.capture_errors = 0
         self.last_complete_at = None
         self.backends = {}
+        # the most CPU time (of the reactor thread, in seconds) one run of replay work took
+        # between two turns of the reactor
+        self.longest_slice = 0.0
 
 
 def finishedRoutingKey(build):
@@ -90,6 +93,7 @@ class Replayer:
             lookups.workers.put(workerid, name)
         after = 0
         self._sliceStart = time.monotonic()
+        self._sliceCpu = time.thread_time()
         while not self._stopped:
             batch = yield self.reader.readBatch(after, self.batch_size)
             if not batch:
@@ -100,8 +104,11 @@ class Replayer:
                 self.replayBuild(rec)
                 result.builds += 1
                 if time.monotonic() - self._sliceStart >= self.slice_seconds:
+                    result.longest_slice = max(result.longest_slice,
+                                               time.thread_time() - self._sliceCpu)
                     yield task.deferLater(self.reactor, 0, lambda: None)
                     self._sliceStart = time.monotonic()
+                    self._sliceCpu = time.thread_time()
             after = batch[-1].build['buildid']
             yield svc.drain()
             if self.wait_for_backends:
@@ -109,6 +116,7 @@ class Replayer:
             if self.progress is not None:
                 self.progress(result.builds)
             self._sliceStart = time.monotonic()
+            self._sliceCpu = time.thread_time()
         yield svc.drain()
         result.capture_errors = svc.capture_errors - errors_before
         for b in svc.backends:
