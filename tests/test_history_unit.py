@@ -10,6 +10,8 @@ from twisted.python import log
 from twisted.trial import unittest
 
 
+from buildbot.test.util.config import ConfigErrorsMixin
+
 from buildbot_stats import stats
 from buildbot_stats.history import catchup
 from buildbot_stats.history.reader import BuildReader
@@ -204,3 +206,10 @@ class CatchUpTest(FakeMasterMixin, unittest.TestCase):
         self.catchup.caught_up = True
         yield self.catchup.checkpoint()
         self.assertEqual((yield self.catchup.getMark(self.backend)), self.reactor.seconds())
+
+
+class ConfigTest(ConfigErrorsMixin, unittest.TestCase):
+    def test_catch_up_is_true_or_false(self):
+        with self.assertRaisesConfigError("catch_up must be True or False, got 'yes'"):
+            stats.StatsService(catch_up='yes')
+        self.assertTrue(stats.StatsService().catch_up)
