@@ -37,7 +37,6 @@ class ReplayResult:
         self.data_values = 0
         self.bad_data = 0
         self.capture_errors = 0
-        self.last_complete_at = None
         self.backends = {}
         # the most CPU time (of the reactor thread, in seconds) one run of replay work took
         # between two turns of the reactor
@@ -145,7 +144,6 @@ class Replayer:
             lookups.build_requests.put(rec.buildrequest['buildrequestid'], rec.buildrequest)
             if rec.buildset is not None:
                 lookups.buildsets.put(rec.buildset['bsid'], rec.buildset)
-        self.result.last_complete_at = build['complete_at']
         self.result.bad_data += len(rec.bad_data)
         if not rec.data:
             self.result.builds_without_data += 1
