@@ -52,7 +52,7 @@ class Replayer:
 
     :param service: a configured :class:`~buildbot_stats.service.StatsService`
     :param reader: a :class:`~buildbot_stats.history.reader.BuildReader`
-    :param reactor: runs the work in slices of ``slice_seconds`` of CPU, giving the
+    :param reactor: runs the work in slices of ``slice_seconds`` (wall time), giving the
         reactor back in between (the catch-up uses 10 ms: the master never lags for it)
     :param progress: called with the number of builds done after each batch
     :param wait_for_backends: flush a backend that holds more than ``MAX_PENDING`` points
