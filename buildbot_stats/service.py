@@ -14,6 +14,7 @@ from buildbot.util.deferwaiter import DeferWaiter
 from buildbot_stats.captures.base import YIELD_DATA
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
+from buildbot_stats.checks import shown
 from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
@@ -61,7 +62,7 @@ class StatsService(service.BuildbotService):
                     max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True):
         checkTagOptions("StatsService", extra_tags, max_tag_values)
         if not isinstance(catch_up, bool):
-            config.error(f"StatsService: catch_up must be True or False, got {catch_up!r}")
+            config.error(f"StatsService: catch_up must be True or False, got {shown(catch_up)}")
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
