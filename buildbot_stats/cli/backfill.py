@@ -147,8 +147,11 @@ def run(args, out):
     except BackfillError as e:
         raise CliError(str(e)) from None
     out.write(formatSummary(result, seconds, sink, args.dry_run))
-    for line in keeper.errors:
-        out.write(f"  {line}\n")
+    if keeper.errors:
+        out.write(f"errors logged during the run (the first {LogKeeper.MAX}; a backend's "
+                  "retries may have recovered, as its counters above say):\n")
+        for line in keeper.errors:
+            out.write(f"  {line}\n")
     lost = sum(c.get('dropped', 0) for c in result.backends.values())
     if lost:
         print(f"buildbot-stats backfill: {lost} points were dropped (a backend could not "
