@@ -16,6 +16,7 @@ from buildbot_stats.buildinfo import BuildInfo
 from buildbot_stats.captures.base import YIELD_DATA
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.messages import normalizeMessage
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
 from buildbot_stats.tagging import TagPolicy
@@ -192,6 +193,8 @@ class StatsService(service.BuildbotService):
             yield consumer.stopConsuming()
 
     def _dispatch(self, key, routingKey, msg):
+        # the same shape under every MQ (the wamp MQ sends datetimes as epoch seconds)
+        msg = normalizeMessage(routingKey, msg)
         if not self._fromThisMaster(msg):
             self.foreign_messages += 1
             return
@@ -225,7 +228,7 @@ class StatsService(service.BuildbotService):
 
     def _buildStarted(self, routingKey, msg):
         if msg.get('buildid') is not None:
-            self._builds.put(msg['buildid'], msg)
+            self._builds.put(msg['buildid'], normalizeMessage(routingKey, msg))
 
     # -- lookups shared by the captures --------------------------------------------------
 
