@@ -302,6 +302,7 @@ class TwoMasters(unittest.TestCase):
         influx_before = self.comparable(self.influxPoints())
 
         # the victim's machine goes down: its master and its worker die at once
+        survivor_log = len(survivor.logText())
         self.site.masters[victim].kill()
         self.site.workers[victim].kill()
 
@@ -312,7 +313,8 @@ class TwoMasters(unittest.TestCase):
             return build if build['complete'] else None
         ended = waitUntil(f'{other} to expire {victim}', retried)
         self.assertEqual(ended['results'], RETRY)
-        self.assertIn('doing housekeeping for master', survivor.logText())
+        self.assertIn(f'doing housekeeping for master {killed["masterid"]} ',
+                      survivor.logText()[survivor_log:])
         # Buildbot 4.3 leaves the request claimed by the dead master (its unclaim deletes
         # only the caller's own claims): nobody runs it until that master starts again
         request = survivor.get(f'buildrequests?buildsetid={bsid}')['buildrequests'][0]
