@@ -134,3 +134,10 @@ def normalizeMessage(routingKey, msg):
     if entity is None:
         return msg
     return normalizeEntity(entity, msg)
+
+
+def normalizing(callback):
+    """``callback(routingKey, msg)`` that gets ``msg`` normalized (for MQ consumers)."""
+    def consume(routingKey, msg):
+        return callback(routingKey, normalizeMessage(routingKey, msg))
+    return consume

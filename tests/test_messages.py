@@ -119,6 +119,9 @@ class SameShapeOnEveryMQ(FakeMasterMixin, unittest.TestCase):
             stats.CaptureQueueTimes(),
             stats.CaptureBuildResults(callback=lambda fields, info: dict(
                 fields, start_type=type(info['build']['started_at']).__name__)),
+            # the request comes from the lookups, fed by its own 'new' message
+            stats.CaptureQueueTimes(callback=lambda fields, info: dict(
+                fields, submitted_type=type(info['buildrequest']['submitted_at']).__name__)),
         ]
 
     @defer.inlineCallbacks
@@ -127,6 +130,9 @@ class SameShapeOnEveryMQ(FakeMasterMixin, unittest.TestCase):
         mem = stats.InMemoryStorageService(self.captures(seen), name='mem')
         svc = yield self.startStats([mem])
         build = yield self.insertBuild(properties={'warnings': (3, 'test')})
+        request = yield self.master.data.get(('buildrequests', build['buildrequestid']))
+        self.master.mq.callConsumer(
+            ('buildrequests', str(build['buildrequestid']), 'new'), shape(request))
         self.master.mq.callConsumer(('builds', str(build['buildid']), 'new'), shape(build))
         self.master.mq.clearProductions()
         yield svc.yieldMetricsValue('cov', {'percent': 87.5}, build['buildid'])
@@ -148,17 +154,19 @@ class SameShapeOnEveryMQ(FakeMasterMixin, unittest.TestCase):
         wamp, seen_wamp = yield self.runBuild(overWamp)
 
         def described(points):
-            return sorted((p.series_name, sorted((k, v, type(v)) for k, v in p.fields.items()),
-                           sorted(p.tags.items()), p.timestamp) for p in points)
+            return sorted((p.series, sorted((k, v, type(v)) for k, v in p.fields.items()),
+                           sorted(p.tags.items()), p.time) for p in points)
 
         self.assertEqual(described(wamp), described(simple))
-        self.assertEqual(len(simple), 10)
+        self.assertEqual(len(simple), 11)
         self.assertEqual(seen_wamp, seen_simple)
         self.assertEqual(seen_wamp, [(datetime.datetime, datetime.datetime,
                                       datetime.timedelta(seconds=COMPLETE_AT - STARTED_AT))])
-        results = [p for p in wamp if p.series_name == 'builds' and 'start_type' in p.fields]
+        results = [p for p in wamp if p.series == 'builds' and 'start_type' in p.fields]
         self.assertEqual([p.fields['start_type'] for p in results], ['datetime'])
-        cov = [p for p in wamp if p.series_name == 'alpha-cov']
+        queue = [p for p in wamp if 'submitted_type' in p.fields]
+        self.assertEqual([p.fields['submitted_type'] for p in queue], ['datetime'])
+        cov = [p for p in wamp if p.series == 'alpha-cov']
         # the yieldMetricsValue time is the reactor's: a float, not rounded by JSON
         self.assertEqual([p.fields for p in cov], [{'percent': 87.5}])
 

@@ -161,8 +161,8 @@ class TwoMasters(unittest.TestCase):
         if not os.path.exists(path):
             return []
         with StoreReader(path) as store:
-            return [{'series': p.series_name, 'tags': p.tags, 'fields': p.fields,
-                     'time': round(p.timestamp * 1e6) * 1000} for p in store.points()]
+            return [{'series': p.series, 'tags': p.tags, 'fields': p.fields,
+                     'time': round(p.time * 1e6) * 1000} for p in store.points()]
 
     def comparable(self, points):
         return Counter((p['series'], tuple(sorted(p['tags'].items())),

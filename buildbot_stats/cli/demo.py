@@ -17,6 +17,7 @@ import time
 from buildbot_stats.cli import report
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.demo_master_cfg import MASTER_CFG
+from buildbot_stats.cli.demo_master_cfg import SERVE_CFG
 
 DEFAULT_BUILDS = 30
 DEFAULT_DIR = 'buildbot-stats-demo'
@@ -38,6 +39,10 @@ def addParser(sub):
                    help=f"number of builds, spread over the builders (default: {DEFAULT_BUILDS})")
     p.add_argument('--timeout', type=positiveInt, default=600, metavar='SECONDS',
                    help="give up when the builds take longer than this (default: 600)")
+    p.add_argument('--serve', action='store_true',
+                   help="after the builds, keep the master up with Buildbot's web UI and its "
+                   "Statistics page on a loopback port until Ctrl-C (needs "
+                   "pip install 'buildbot_stats[www]')")
     p.add_argument('--no-progress', action='store_true',
                    help="one line per build instead of a progress bar (the default when the "
                    "output is not a terminal)")
@@ -218,6 +223,72 @@ def runReactor(main):
     return result
 
 
+def masterCfg(port, www_port=None):
+    """The demo's master.cfg; with ``www_port``, the web UI and the Statistics page too."""
+    text = MASTER_CFG.replace('@PORT@', str(port))
+    if www_port is not None:
+        head, services = text.split("c['services'] = [", 1)
+        text = (head + SERVE_CFG.replace('@WWWPORT@', str(www_port)).lstrip('\n') + '\n'
+                + "c['services'] = [" + services)
+    return text
+
+
+def checkServe():
+    try:
+        import buildbot_wsgi_dashboards  # noqa: F401
+        import flask  # noqa: F401
+
+        import buildbot_www  # noqa: F401
+    except ImportError as e:
+        raise CliError(f"--serve needs the web UI: {e}; pip install 'buildbot_stats[www]'") \
+            from None
+
+
+def writeSummary(out, store):
+    """The terminal summary and the HTML report of ``store``; the report's path."""
+    with report.openStoreOrFail(store) as reader:
+        data = report.collect(reader)
+    out.write(report.terminalSummary(data))
+    html = report.defaultHtmlPath(store)
+    report.writeHtml(data, html, store)
+    return html
+
+
+async def serveUntilInterrupted(reactor, state, store, www_port, out):
+    """Flush the stats, print the summary (read in a thread) and the page's URL, then wait
+    for Ctrl-C (SIGINT) or SIGTERM."""
+    import signal
+
+    from twisted.internet import defer
+    from twisted.internet import threads
+
+    from buildbot_stats.www.sources import findStatsService
+
+    service = findStatsService(state['master'], 'StatsService')
+    await service.drain()  # the captures of the last builds, then their points written
+    for backend in service.backends:
+        await backend.flush(30)
+    html = await threads.deferToThread(writeSummary, out, store)
+    url = f"http://127.0.0.1:{www_port}/#/stats"
+    stopped = defer.Deferred()
+
+    def stop(signum, frame):
+        reactor.callFromThread(lambda: stopped.called or stopped.callback(None))
+
+    # replaces the reactor's handlers: Ctrl-C is the normal end of --serve, not an error
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    out.write(f"\nHTML report: {html}\n"
+              f"Statistics page: {url}\n"
+              "The master is up with its web UI; press Ctrl-C to stop it.\n")
+    out.flush()
+    try:
+        await stopped
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.write("Stopping the master and the worker.\n")
+
+
 def commandName():
     """How to call buildbot-stats again: its path when it is not on PATH (a venv)."""
     script = os.path.join(os.path.dirname(sys.executable), 'buildbot-stats')
@@ -233,9 +304,12 @@ def run(args, out):
     workdir = prepareDir(args.dir)
     basedir = os.path.join(workdir, 'master')
     workerdir = os.path.join(workdir, 'worker')
+    if args.serve:
+        checkServe()
     port = freePort()
+    www_port = freePort() if args.serve else None
     with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
-        f.write(MASTER_CFG.replace('@PORT@', str(port)))
+        f.write(masterCfg(port, www_port))
     logfile = open(os.path.join(basedir, 'twistd.log'), 'a')
     log.startLogging(logfile, setStdout=False)
 
@@ -245,6 +319,7 @@ def run(args, out):
               f"  running {args.builds} builds on {', '.join(BUILDERS)}\n")
     out.flush()
     progress = Progress(args.builds, out, bar)
+    store = os.path.join(basedir, 'stats.sqlite')
     state = {}
     t0 = time.monotonic()
 
@@ -255,8 +330,11 @@ def run(args, out):
         trigger = reactor.addSystemEventTrigger(
             'before', 'shutdown', lambda: defer.ensureDeferred(stopAll(state)))
         try:
-            return await runBuilds(reactor, basedir, workerdir, port, args.builds, progress,
-                                   args.timeout, state)
+            results = await runBuilds(reactor, basedir, workerdir, port, args.builds, progress,
+                                      args.timeout, state)
+            if args.serve:
+                await serveUntilInterrupted(reactor, state, store, www_port, out)
+            return results
         finally:
             await stopAll(state)
             reactor.removeSystemEventTrigger(trigger)
@@ -269,14 +347,12 @@ def run(args, out):
     elapsed = time.monotonic() - t0
     failed = sum(1 for r in results if r[3] != 0)
 
-    store = os.path.join(basedir, 'stats.sqlite')
     out.write(f"\n{len(results)} builds in {elapsed:.1f}s ({failed} failed); master and "
               "worker stopped.\n\n")
-    with report.openStoreOrFail(store) as reader:
-        data = report.collect(reader)
-    out.write(report.terminalSummary(data))
-    html = report.defaultHtmlPath(store)
-    report.writeHtml(data, html, store)
+    if args.serve:
+        html = report.defaultHtmlPath(store)  # written while the master served
+    else:
+        html = writeSummary(out, store)
     cmd = commandName()
     out.write(f"\nStore:       {store}\n"
               f"HTML report: {html}\n"

@@ -121,3 +121,21 @@ c['services'] = [
     ]),
 ]
 '''
+
+# Appended to MASTER_CFG by ``buildbot-stats demo --serve``: Buildbot's web UI with the
+# Statistics page, and the build statistics captures that fill the page's other panels.
+SERVE_CFG = '''
+# --- the web UI and its Statistics page (buildbot-stats demo --serve) --------------------
+# pip install 'buildbot_stats[www]' brings buildbot-www, buildbot-wsgi-dashboards and Flask.
+captures += [
+    stats.CaptureBuildResults(),                         # builds: success rate, failures
+    stats.CaptureQueueTimes(),                           # build_requests: queue time
+    stats.CaptureStepTimes(),                            # steps: the slowest steps
+]
+c['buildbotURL'] = 'http://127.0.0.1:@WWWPORT@/'
+c['www'] = {
+    'port': 'tcp:@WWWPORT@:interface=127.0.0.1',
+    # the one line that adds the Statistics page (menu entry "Statistics")
+    'plugins': {'wsgi_dashboards': [stats.statsDashboard()]},
+}
+'''

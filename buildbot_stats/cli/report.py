@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import html
-import math
 import os
-import statistics
 import time
 
 from buildbot_stats import __version__
@@ -13,8 +11,14 @@ from buildbot_stats.cli import svg
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
+# the numbers live with the readers, shared with the Statistics page (buildbot_stats.www)
+from buildbot_stats.storage.summary import builderStats
+from buildbot_stats.storage.summary import fmtSeconds
+from buildbot_stats.storage.summary import fmtTrend
+from buildbot_stats.storage.summary import trend
 
-TREND_STEADY = 0.10  # a fitted change within +-10 % of the median is "steady"
+__all__ = ['addParser', 'builderStats', 'collect', 'renderHtml', 'run', 'terminalSummary',
+           'trend', 'writeHtml']
 
 
 def addParser(sub):
@@ -49,50 +53,6 @@ def defaultHtmlPath(store_path):
 
 # -- numbers ------------------------------------------------------------------------------
 
-def percentile(values, q):
-    """Nearest-rank percentile (a value that occurred)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-TREND_WINDOW = 500  # the trend is of the latest builds (pairs grow as the square)
-
-
-def trend(durations):
-    """``(ratio, word)``: the change over the latest builds relative to their median.
-
-    The slope is Theil-Sen's (the median of the slopes between every two builds), so one
-    slow first build (a cold cache) or Buildbot's whole-second build times do not make a
-    trend, as they would with first-against-last or a least-squares line.
-    """
-    durations = list(durations)[-TREND_WINDOW:]
-    n = len(durations)
-    if n < 4:
-        return None, "too few builds"
-    median = statistics.median(durations)
-    if median <= 0:
-        return None, "n/a"
-    slope = statistics.median((durations[j] - durations[i]) / (j - i)
-                              for i in range(n) for j in range(i + 1, n))
-    ratio = slope * (n - 1) / median
-    if abs(ratio) < TREND_STEADY:
-        return ratio, "steady"
-    return ratio, "slower" if ratio > 0 else "faster"
-
-
-def builderStats(builds):
-    durations = [d for _, _, d in builds]
-    ratio, word = trend(durations)
-    return {
-        'builds': len(builds),
-        'median': statistics.median(durations),
-        'p90': percentile(durations, 0.9),
-        'last': durations[-1],
-        'trend_ratio': ratio,
-        'trend': word,
-    }
-
-
 def isNumber(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -108,27 +68,13 @@ def collect(store):
         for p in store.points([info.name]):
             for name, value in p.fields.items():
                 if isNumber(value):
-                    fields.setdefault(name, []).append((p.timestamp, float(value)))
+                    fields.setdefault(name, []).append((p.time, float(value)))
         series.append((info, fields))
     return {
         'builders': {b: (builderStats(v), v) for b, v in sorted(builds.items())},
         'series': series,
         'points': store.countPoints(),
     }
-
-
-def fmtSeconds(s):
-    if s >= 3600:
-        return f"{s / 3600:.1f}h"
-    if s >= 60:
-        return f"{s / 60:.1f}m"
-    return f"{s:.2f}s"
-
-
-def fmtTrend(st):
-    if st['trend_ratio'] is None:
-        return st['trend']
-    return f"{st['trend_ratio'] * 100:+.0f}% {st['trend']}"
 
 
 def terminalSummary(data):

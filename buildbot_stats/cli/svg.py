@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import itertools
 import math
 
 PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
@@ -53,8 +54,28 @@ def formatTime(seconds, span):
     return t.strftime("%Y-%m-%d")
 
 
-def lineChart(lines, y_label="", title=""):
-    """An ``<svg>`` element: ``lines`` is ``[(label, [(time, value), ...]), ...]``."""
+def columnExtremes(pts, x):
+    """What a line through many points looks like, with few: per pixel column the first,
+    the lowest, the highest and the last point (``pts`` sorted by time)."""
+    out = []
+    for _, group in itertools.groupby(pts, key=lambda p: int(x(p[0]))):
+        group = list(group)
+        keep = {0, len(group) - 1,
+                min(range(len(group)), key=lambda i: group[i][1]),
+                max(range(len(group)), key=lambda i: group[i][1])}
+        out.extend(group[i] for i in sorted(keep))
+    return out
+
+
+def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS):
+    """An ``<svg>`` element: ``lines`` is ``[(label, [(time, value), ...]), ...]``.
+
+    A point may carry a third item, a dict with ``tip`` (the hover text, instead of
+    ``label: value at time``) and ``href`` (the marker becomes a link, opened in the top
+    window). ``styles`` maps a label to ``'line'`` (the default: a line with markers),
+    ``'points'`` (markers only) or ``'dashed'`` (a dashed line, no markers).
+    """
+    styles = styles or {}
     points = [p for _, pts in lines for p in pts]
     e = html.escape
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -94,17 +115,38 @@ def lineChart(lines, y_label="", title=""):
         out.append(f'<text x="14" y="{TOP + ph / 2}" transform="rotate(-90 14 {TOP + ph / 2})" '
                    f'text-anchor="middle">{e(y_label)}</text>')
     out.append('</g>')
-    for n, (label, pts) in enumerate(lines):
+    # markers only ('points', the builds) are drawn last: on top, so hover and click reach
+    # them and not a line's marker at the same place
+    order = sorted(range(len(lines)), key=lambda n: styles.get(lines[n][0]) == 'points')
+    for n in order:
+        label, pts = lines[n]
         color = PALETTE[n % len(PALETTE)]
-        pts = sorted(pts)
-        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
-        out.append(f'<g class="line" data-label="{e(label)}">')
-        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{path}"/>')
-        if len(pts) <= MAX_MARKERS:
-            for t, v in pts:
-                tip = f"{label}: {formatNumber(v)} at {formatTime(t, 0)} UTC"
-                out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
-                           f'<title>{e(tip)}</title></circle>')
+        style = styles.get(label, 'line')
+        pts = sorted(pts, key=lambda p: (p[0], p[1]))
+        out.append(f'<g class="line" data-label="{e(label)}" data-style="{style}">')
+        if style != 'points':
+            drawn = pts if len(pts) <= 2 * pw else columnExtremes(pts, x)
+            path = " ".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in drawn)
+            dash = ' stroke-dasharray="6 4"' if style == 'dashed' else ''
+            out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8"{dash} '
+                       f'points="{path}"/>')
+        if style == 'points' and len(pts) > max_markers:
+            # too many for one element each: every point as a dot of one path
+            # one dot per pixel: more would draw over each other
+            seen = dict.fromkeys((round(x(p[0])), round(y(p[1]))) for p in pts)
+            dots = "".join(f"M{px} {py}h0" for px, py in seen)
+            out.append(f'<path class="dots" d="{dots}" stroke="{color}" stroke-width="4" '
+                       'stroke-linecap="round" fill="none"/>')
+        if style != 'dashed' and len(pts) <= max_markers:
+            for p in pts:
+                t, v = p[0], p[1]
+                meta = p[2] if len(p) > 2 and p[2] else {}
+                tip = meta.get('tip') or f"{label}: {formatNumber(v)} at {formatTime(t, 0)} UTC"
+                marker = (f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
+                          f'<title>{e(tip)}</title></circle>')
+                if meta.get('href'):
+                    marker = f'<a href="{e(meta["href"])}" target="_top">{marker}</a>'
+                out.append(marker)
         out.append('</g>')
     if len(lines) > 1:
         lx = LEFT + 8
