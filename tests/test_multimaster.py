@@ -19,6 +19,7 @@ from twisted.trial import unittest
 from buildbot.process.results import RETRY
 from buildbot.process.results import SUCCESS
 
+from buildbot_stats.storage.sqlite_reader import StoreError
 from buildbot_stats.storage.sqlite_reader import StoreReader
 from tests import multimaster
 from tests.servers import InfluxDB1Server
@@ -158,9 +159,12 @@ class TwoMasters(unittest.TestCase):
 
     def storePoints(self, master_name):
         path = os.path.join(self.site.masters[master_name].basedir, 'stats.sqlite')
-        if not os.path.exists(path):
+        try:
+            store = StoreReader(path)
+        except StoreError:
+            # not created yet, or created and its schema not written yet
             return []
-        with StoreReader(path) as store:
+        with store:
             return [{'series': p.series, 'tags': p.tags, 'fields': p.fields,
                      'time': round(p.time * 1e6) * 1000} for p in store.points()]
 
@@ -256,6 +260,8 @@ class TwoMasters(unittest.TestCase):
             self.assertEqual(coverage['fields'], {'percent': 87.5, 'lines': 1200})
             # stamped by the step during the build, with the reactor's sub-second time
             self.assertTrue(start * 10**9 <= coverage['time'] <= (end + 1) * 10**9)
+            # ...which JSON carried as a float: not cut to the second as the build times are
+            self.assertNotEqual(coverage['time'] % 10**9, 0)
             [result] = by_series['builds']
             self.assertEqual(result['fields'], {'result_code': SUCCESS, 'success': 1,
                                                 'build_number': build['number'],
