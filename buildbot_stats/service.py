@@ -182,7 +182,9 @@ class StatsService(service.BuildbotService):
 
     def _fromThisMaster(self, msg):
         # With several masters on one MQ every master sees every build; only the one that
-        # ran the build (or took the yieldMetricsValue call) writes its points.
+        # ran the build (or took the yieldMetricsValue call) writes its points. A message
+        # without masterid is everyone's. Edge cases (a master dying mid-build):
+        # docs/multimaster.rst.
         ours = self.master.masterid
         theirs = msg.get('masterid') if isinstance(msg, dict) else None
         return ours is None or theirs is None or theirs == ours

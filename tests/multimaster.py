@@ -54,7 +54,7 @@ STOP_TIMEOUT = 30
 # how long a master's heartbeat may be missing before another master expires it: see
 # tests/multimaster_run.py (Buildbot's default is 10 minutes, its heartbeat every 60 s)
 HEARTBEAT_SECONDS = 1
-EXPIRE_SECONDS = 8
+EXPIRE_SECONDS = 12
 
 _running: set = set()
 
@@ -69,6 +69,13 @@ def missing():
     """Why the multi-master set-up cannot run here (a string), or None."""
     if not os.path.exists(os.path.join(PG_BIN, 'initdb')):
         return f'{PG_BIN}/initdb not found (Debian package postgresql, version 15)'
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam('postgres')
+        except KeyError:
+            return 'no postgres user to run PostgreSQL as (Debian package postgresql)'
     if not os.access(CROSSBAR, os.X_OK):
         return f'{CROSSBAR} not found (run scripts/setup-crossbar.sh)'
     try:
