@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The crossbar router (PyPI) for the multi-master tests, in a virtualenv of its own
 # (.venv-crossbar): crossbar pulls in web3, numpy and friends that have no place beside
-# Buildbot in .venv. Idempotent: once crossbar answers --version, nothing is installed again;
+# Buildbot in .venv. Idempotent: once `crossbar version` answers, nothing is installed again;
 # pip's cache makes a fresh install quicker. Set BUILDBOT_STATS_CROSSBAR_VENV to put it
 # elsewhere.
 # Measured on the 2-core test machine: 3 min for a fresh install without pip's cache (about

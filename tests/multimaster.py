@@ -45,8 +45,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EXAMPLES = os.path.join(ROOT, 'examples', 'multimaster')
 PG_BIN = os.environ.get('BUILDBOT_STATS_PG_BIN', '/usr/lib/postgresql/15/bin')
-CROSSBAR = os.environ.get('BUILDBOT_STATS_CROSSBAR',
-                          os.path.join(ROOT, '.venv-crossbar', 'bin', 'crossbar'))
+# scripts/setup-crossbar.sh installs it (BUILDBOT_STATS_CROSSBAR_VENV, default .venv-crossbar)
+CROSSBAR = os.environ.get('BUILDBOT_STATS_CROSSBAR', os.path.join(
+    os.environ.get('BUILDBOT_STATS_CROSSBAR_VENV', os.path.join(ROOT, '.venv-crossbar')),
+    'bin', 'crossbar'))
 VENV_BIN = os.path.dirname(sys.executable)
 # a master on a loaded 2-core machine takes 5-15 s to start (imports, schema checks)
 START_TIMEOUT = 120
