@@ -118,7 +118,8 @@ def configure(c, master_name, extra_tags=None):
 
     # -- statistics: the same on every master --------------------------------------------
     shared = captures()
-    c['services'] = [
+    # appended: c['services'] = [...] would drop the services already there
+    c.setdefault('services', []).append(
         stats.StatsService(
             storage_backends=[
                 # one InfluxDB database for the site; every point carries its master's name
@@ -131,4 +132,4 @@ def configure(c, master_name, extra_tags=None):
             extra_tags=dict(extra_tags or {}, master=master_name),
             name='StatsService',
         ),
-    ]
+    )
