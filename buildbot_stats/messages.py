@@ -86,12 +86,30 @@ def _convert(typ, value):
     return value
 
 
+_DATED = {}
+
+
+def _datedFields(entity):
+    """The fields of ``entity`` that are or may hold dates (looked at once per type)."""
+    fields = _DATED.get(id(entity))
+    if fields is None:
+        fields = []
+        for name, typ in entity.fields.items():
+            inner = _unwrap(typ)
+            if isinstance(inner, types.List):
+                inner = _unwrap(inner.of)
+            if isinstance(inner, (types.DateTime, types.Entity)):
+                fields.append((name, typ))
+        _DATED[id(entity)] = fields
+    return fields
+
+
 def normalizeEntity(entity, msg):
     """A dict of ``entity`` (a data API Entity type) with its date fields as datetimes."""
     if not isinstance(msg, dict):
         return msg
     out = None
-    for name, typ in entity.fields.items():
+    for name, typ in _datedFields(entity):
         if name not in msg:
             continue
         value = msg[name]
