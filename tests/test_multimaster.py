@@ -107,7 +107,6 @@ class TwoMasters(unittest.TestCase):
         self.builderids = {b['name']: b['builderid'] for b in self.a.get('builders')['builders']}
         self.masterNames = {m['masterid']: os.path.basename(m['name'])
                             for m in self.a.get('masters')['masters']}
-        self.marks = {name: len(m.logText()) for name, m in self.site.masters.items()}
 
     def tearDown(self):
         # no capture error, no traceback, no delivery failure, on either master
