@@ -88,6 +88,7 @@ class OneBoundOnTheFakeClock(FakeMasterMixin, unittest.TestCase):
         a = self.influx('a', 4.0, client)
         a.captures = [Stuck(('builders', None, 'builds', None, 'finished'), None)]
         svc = yield self.startStats([a])
+        self.reactor.advance(0)  # the catch-up at start has run (nothing to replay)
         self.master.mq.callConsumer(('builders', '79', 'builds', '1', 'finished'),
                                     {'masterid': None})
         stopping = svc.disownServiceParent()
