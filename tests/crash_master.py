@@ -72,7 +72,10 @@ def master_config(basedir, backend):
         'builders': [util.BuilderConfig(name=b, workernames=['local1'], factory=factory)
                      for b in BUILDERS],
         'schedulers': [schedulers.Triggerable(name='crash', builderNames=list(BUILDERS))],
-        'services': [stats.StatsService(storage_backends=[backend], name='StatsService')],
+        # no catch-up from Buildbot's database at start: the spool alone must bring every
+        # point back (with it, the restart would also replay the builds: the same points)
+        'services': [stats.StatsService(storage_backends=[backend], name='StatsService',
+                                        catch_up=False)],
         'db_url': 'sqlite:///' + os.path.join(basedir, 'state.sqlite'),
         'buildbotNetUsageData': None,
         'collapseRequests': False,
