@@ -25,6 +25,17 @@ reactor lag (a 10 ms LoopingCall's worst delay), and, for InfluxDB, how many poi
 database holds afterwards.
 
     python benchmarks/burst.py --n 1000
+
+``--mode finish`` measures the stats' own cost per build on the master's cheapest build:
+no scheduler, no worker, no step. Each build is made and finished through
+``master.data.updates`` as a real build does (``addBuild``, ``setBuildProperties`` with one
+property,
+``generateNewBuildEvent``, one ``yieldMetricsValue`` when a stats service runs,
+``finishBuild``), one after the other. Every variant reports ``stats_us_per_build``: its CPU
+(``time.process_time``, so the database thread and the stats' threads count) minus the
+``none`` variant's, per build, in microseconds.
+
+    python benchmarks/burst.py --mode finish --n 300 --variants none,buildbot,ours
 """
 
 from __future__ import annotations
@@ -271,11 +282,37 @@ async def run_burst(reactor, args, basedir):
             # cheap: a counter read every 5 ms
             await task_sleep(reactor, 0.005)
 
+    from buildbot.process.properties import Properties
+    from buildbot.process.results import SUCCESS
+
+    svc = master.service_manager.namedServices.get('StatsService')
+    builderids = [(await master.data.updates.findBuilderId(name)) for name in builderNames]
+    workerid = next(iter(master.workers.workers.values())).workerid
+
+    async def finish(n):
+        """Make and finish n builds through the data API's update methods, as Build does:
+        no scheduler, no worker, no step."""
+        updates = master.data.updates
+        for i in range(n):
+            buildid, number = await updates.addBuild(
+                builderid=builderids[i % len(builderids)], buildrequestid=1,
+                workerid=workerid)
+            # Build sets its properties with setBuildProperties (setBuildProperty announces
+            # any property as 'name' in Buildbot 4.3)
+            props = Properties()
+            props.setProperty(PROPERTY, number, 'burst')
+            await updates.setBuildProperties(buildid, props)
+            await updates.generateNewBuildEvent(buildid)
+            if svc is not None:
+                await svc.yieldMetricsValue(DATA_NAME, {'value': float(number)}, buildid)
+            await updates.finishBuild(buildid, SUCCESS)
+
     # Warm-up: a master that has run a build has imported and cached what builds need (a
     # first build costs 100+ ms of imports on the reactor thread); so does the stats service.
+    run = finish if args.mode == 'finish' else build
     warm = args.warmup * len(builderNames)
     if warm:
-        await build(warm)
+        await run(warm)
         await points_done(warm * POINTS_PER_BUILD, args.timeout)
 
     probe = harness.LagProbe(reactor)
@@ -283,7 +320,7 @@ async def run_burst(reactor, args, basedir):
     cpu0 = time.process_time()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.monotonic()
-    await build(args.n)
+    await run(args.n)
     cpu_built = time.process_time() - cpu0
     wall_built = time.monotonic() - wall0
 
@@ -297,7 +334,7 @@ async def run_burst(reactor, args, basedir):
     consumer.stopConsuming()
 
     result = {
-        'builds': finished['n'] - warm,
+        'builds': args.n if args.mode == 'finish' else finished['n'] - warm,
         'warmup_builds': warm,
         'cpu_s': cpu,
         'cpu_builds_s': cpu_built,
@@ -335,8 +372,8 @@ def parent(args):
     server = None
     if {'buildbot', 'ours'} & set(variants):
         server = harness.start_influxdb()
-    out = {'bench': 'burst', 'n': args.n, 'builders': args.builders, 'workers': args.workers,
-           'database': args.database}
+    out = {'bench': 'burst', 'mode': args.mode, 'n': args.n, 'builders': args.builders,
+           'workers': args.workers, 'database': args.database}
     keys = []
     try:
         for variant in variants:
@@ -348,7 +385,8 @@ def parent(args):
                 k += 1
                 key = f'{variant}_{k}'
             keys.append(key)
-            extra = ['--n', args.n, '--builders', args.builders, '--workers', args.workers,
+            extra = ['--mode', args.mode,
+                     '--n', args.n, '--builders', args.builders, '--workers', args.workers,
                      '--window', args.window, '--warmup', args.warmup,
                      '--timeout', args.timeout, '--database', args.database]
             db = f'burst_{key}'
@@ -369,6 +407,10 @@ def parent(args):
         res = out[key]
         if key != 'none' and base and 'cpu_s' in res:
             res['cpu_overhead_pct'] = harness.r(100.0 * (res['cpu_s'] - base) / base)
+            # the stats' own CPU per build, the database thread included
+            res['stats_us_per_build'] = harness.r(1e6 * (res['cpu_s'] - base) / args.n)
+    if base:
+        out['none']['master_us_per_build'] = harness.r(1e6 * base / args.n)
     out['machine'] = harness.machine()
     harness.emit(out)
 
@@ -390,6 +432,9 @@ def main(argv=None):
                    help="where the master's basedir (its SQLite file) goes (default: $TMPDIR)")
     p.add_argument('--database', choices=('file', 'memory'), default='file',
                    help="the master's database: an SQLite file (default) or in memory")
+    p.add_argument('--mode', choices=('builds', 'finish'), default='builds',
+                   help="'builds' (default): real builds on in-process workers; 'finish': "
+                        "builds made and finished through master.data.updates only")
     harness.run_main(p, child, parent, argv)
 
 

@@ -101,6 +101,10 @@ class OnceLookup:
         """The cached value of ``key`` (no look-up, no change of order), or ``default``."""
         return self._values.get(key, default)
 
+    def pop(self, key):
+        """Forget ``key`` (no look-up)."""
+        self._values.pop(key, None)
+
     def put(self, key, value):
         values = self._values
         values[key] = value
@@ -200,6 +204,13 @@ class Lookups:
         try:
             buildid = int(routingKey[1])
         except (TypeError, ValueError):
+            return
+        if 'name' in msg:
+            # Buildbot's setBuildProperty (one property) announces {'name': (value, source)}
+            # whatever the property's name, so such a message cannot be trusted: this
+            # build's properties come from the data API
+            self.properties.pop(buildid)
+            self._propertiesEvicted(buildid)
             return
         props = self.properties.peek(buildid)
         if props is None:

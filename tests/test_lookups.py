@@ -60,6 +60,20 @@ class LookupsFedByTheMQ(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(svc.lookups.properties.misses, 1)
 
     @defer.inlineCallbacks
+    def test_a_name_property_message_is_not_trusted(self):
+        # Buildbot 4's setBuildProperty announces every property as 'name'
+        mem = stats.InMemoryStorageService([stats.CapturePropertyAllBuilders('p')])
+        svc = yield self.startStats([mem])
+        build = yield self.insertBuild(properties={'p': 'in the db'})
+        self.updateProperties(build['buildid'], {'p': ('mq', 'Build')})
+        self.updateProperties(build['buildid'], {'name': ('changed', 'Step')})
+        self.updateProperties(build['buildid'], {'q': ('later', 'Step')})
+        self.assertNotIn(build['buildid'], svc.lookups.properties)
+        yield self.finishBuild(build)
+        self.assertEqual([p.fields['value'] for p in mem.points], ['in the db'])
+        self.assertEqual(svc.lookups.properties.misses, 1)
+
+    @defer.inlineCallbacks
     def test_workers_requests_and_buildsets_from_their_messages(self):
         mem = stats.InMemoryStorageService([stats.CaptureQueueTimes()])
         svc = yield self.startStats([mem])
