@@ -97,6 +97,15 @@ class OnceLookup:
         lookup.addCallbacks(done, failed)
         return d
 
+    def lookup(self, key):
+        """The value of ``key`` itself when it is cached (the common case: no Deferred to
+        make and fire), else a Deferred of it, as :meth:`get`. Use with :func:`then`."""
+        values = self._values
+        if key in values:
+            values.move_to_end(key)
+            return values[key]
+        return self.get(key)
+
     def peek(self, key, default=None):
         """The cached value of ``key`` (no look-up, no change of order), or ``default``."""
         return self._values.get(key, default)
@@ -122,6 +131,14 @@ class OnceLookup:
 
     def clear(self):
         self._values.clear()
+
+
+def then(result, fn, *args):
+    """``fn(result, *args)`` now when ``result`` is a value, or when it fires when it is a
+    Deferred: the cached path of a capture runs without making a Deferred."""
+    if isinstance(result, defer.Deferred):
+        return result.addCallback(fn, *args)
+    return fn(result, *args)
 
 
 class Lookups:

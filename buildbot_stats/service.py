@@ -6,6 +6,7 @@ import functools
 
 from twisted.internet import defer
 from twisted.python import log
+from twisted.python.failure import Failure
 
 from buildbot import config
 from buildbot.util import service
@@ -173,9 +174,15 @@ class StatsService(service.BuildbotService):
             self.foreign_messages += 1
             return
         for cap in self._captures_by_key.get(key, ()):
-            d = defer.maybeDeferred(cap.consumer, routingKey, msg)
-            d.addErrback(self._captureFailed, cap, msg)
-            self._inflight.add(d)
+            # most captures finish at once (their look-ups are cached): no Deferred then
+            try:
+                result = cap.consumer(routingKey, msg)
+            except Exception:
+                self._captureFailed(Failure(), cap, msg)
+                continue
+            if isinstance(result, defer.Deferred):
+                result.addErrback(self._captureFailed, cap, msg)
+                self._inflight.add(result)
 
     def _fromThisMaster(self, msg):
         # With several masters on one MQ every master sees every build; only the one that
@@ -215,7 +222,6 @@ class StatsService(service.BuildbotService):
 
     # -- data from build steps --------------------------------------------------------------
 
-    @defer.inlineCallbacks
     def yieldMetricsValue(self, data_name, post_data, buildid):
         """Post ``post_data`` (a dict of fields) as ``data_name`` for build ``buildid``.
 
@@ -224,7 +230,17 @@ class StatsService(service.BuildbotService):
         CaptureData captures that match it.
         """
         timestamp = self._data_clock.next(self.master.reactor.seconds())
-        build_data = yield self.lookups.getBuild(buildid)
+        build_data = self.lookups.builds.lookup(buildid)
+        if isinstance(build_data, defer.Deferred):
+            return build_data.addCallback(self._produceData, data_name, post_data, buildid,
+                                          timestamp)
+        try:
+            return defer.succeed(
+                self._produceData(build_data, data_name, post_data, buildid, timestamp))
+        except Exception:
+            return defer.fail()
+
+    def _produceData(self, build_data, data_name, post_data, buildid, timestamp):
         if build_data is None:
             raise ValueError(f"yieldMetricsValue({data_name!r}): no build with id {buildid!r}")
         msg = {
