@@ -158,8 +158,10 @@ class StatsService(service.BuildbotService):
             self.consumers[key] = yield self.master.mq.startConsuming(
                 functools.partial(self._dispatch, key), key
             )
-        # the messages that keep the shared lookups current (once)
-        yield self.lookups.startConsuming(self.master.mq)
+        # the messages that keep current the look-ups the captures use
+        uses = {name for caps in self._captures_by_key.values() for cap in caps
+                for name in getattr(cap, 'uses', ())}
+        yield self.lookups.startConsuming(self.master.mq, uses)
 
     @defer.inlineCallbacks
     def removeConsumers(self):

@@ -51,6 +51,10 @@ class Capture:
     :param callback: the function that turns what the capture gathered into a value
     """
 
+    #: The caches of :class:`~buildbot_stats.lookups.Lookups` this capture reads: the
+    #: service keeps them current from the MQ while a capture uses them
+    uses = ('builder_names',)
+
     def __init__(self, routingKey, callback):
         self.routingKey = tuple(routingKey)
         self._callback = callback

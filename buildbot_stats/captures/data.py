@@ -20,6 +20,9 @@ def identity(x):
 class CaptureDataBase(BuilderMatchMixin, Capture):
     """Base of the data captures. Not used directly."""
 
+    # the builds: for yieldMetricsValue, which sends the build with the data
+    uses = ('builder_names', 'builds')
+
     def __init__(self, data_name, callback=None):
         owner = type(self).__name__
         checkCallback(owner, callback)

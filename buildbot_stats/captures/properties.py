@@ -22,6 +22,8 @@ def default_property_callback(props, property_name):
 class CapturePropertyBase(BuilderMatchMixin, Capture):
     """Base of the property captures. Not used directly."""
 
+    uses = ('builder_names', 'properties')
+
     def __init__(self, property_name, callback=None, regex=False):
         owner = type(self).__name__
         checkCallback(owner, callback)
