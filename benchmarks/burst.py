@@ -290,10 +290,13 @@ async def run_burst(reactor, args, basedir):
     builderids = [(await master.data.updates.findBuilderId(name)) for name in builderNames]
     workerid = next(iter(master.workers.workers.values())).workerid
 
+    stats_on = {'on': svc is not None}
+
     async def finish(n):
         """Make and finish n builds through the data API's update methods, as Build does:
         no scheduler, no worker, no step."""
         updates = master.data.updates
+        posting = svc if stats_on['on'] else None
         for i in range(n):
             buildid, number = await updates.addBuild(
                 builderid=builderids[i % len(builderids)], buildrequestid=1,
@@ -304,8 +307,8 @@ async def run_burst(reactor, args, basedir):
             props.setProperty(PROPERTY, number, 'burst')
             await updates.setBuildProperties(buildid, props)
             await updates.generateNewBuildEvent(buildid)
-            if svc is not None:
-                await svc.yieldMetricsValue(DATA_NAME, {'value': float(number)}, buildid)
+            if posting is not None:
+                await posting.yieldMetricsValue(DATA_NAME, {'value': float(number)}, buildid)
             await updates.finishBuild(buildid, SUCCESS)
 
     # Warm-up: a master that has run a build has imported and cached what builds need (a
@@ -353,9 +356,34 @@ async def run_burst(reactor, args, basedir):
     result['user_s'], result['sys_s'] = ru.ru_utime - ru0.ru_utime, ru.ru_stime - ru0.ru_stime
     if details:
         result['counters'] = details
+    if args.alternate and args.mode == 'finish' and svc is not None:
+        result['alternate'] = await alternate(args, svc, finish, progress, points_done,
+                                              stats_on, warm)
     await master.stopService()
     await master.db.pool.stop()
     harness.emit(result)
+
+
+async def alternate(args, svc, finish, progress, points_done, stats_on, warm):
+    """The same master finishes ``args.n`` builds with its stats service unsubscribed, then
+    subscribed, ``args.alternate`` times: the least CPU of each state, in one process, is
+    the measure least disturbed by other work on the machine (and by process start-up)."""
+    off, on = [], []
+    for _ in range(args.alternate):
+        await svc.removeConsumers()
+        stats_on['on'] = False
+        cpu0 = time.process_time()
+        await finish(args.n)
+        off.append(time.process_time() - cpu0)
+        await svc.registerConsumers()
+        stats_on['on'] = True
+        before = progress()[0]
+        cpu0 = time.process_time()
+        await finish(args.n)
+        await points_done(before + args.n * POINTS_PER_BUILD, args.timeout)
+        on.append(time.process_time() - cpu0)
+    return {'off_cpu_s': off, 'on_cpu_s': on,
+            'stats_us_per_build': 1e6 * (min(on) - min(off)) / args.n}
 
 
 def task_sleep(reactor, seconds):
@@ -386,7 +414,7 @@ def parent(args):
                 k += 1
                 key = f'{variant}_{k}'
             keys.append(key)
-            extra = ['--mode', args.mode,
+            extra = ['--mode', args.mode, '--alternate', args.alternate,
                      '--n', args.n, '--builders', args.builders, '--workers', args.workers,
                      '--window', args.window, '--warmup', args.warmup,
                      '--timeout', args.timeout, '--database', args.database]
@@ -447,6 +475,10 @@ def main(argv=None):
     p.add_argument('--database', choices=('file', 'memory'), default=None,
                    help="the master's database: an SQLite file (default of --mode builds) or "
                         "in memory (default of --mode finish)")
+    p.add_argument('--alternate', type=int, default=0,
+                   help="with --mode finish: after the measured run, the stats variants "
+                        "also finish --n builds with their service unsubscribed and "
+                        "subscribed, this many times each, in the same process")
     p.add_argument('--mode', choices=('builds', 'finish'), default='builds',
                    help="'builds' (default): real builds on in-process workers; 'finish': "
                         "builds made and finished through master.data.updates only")
