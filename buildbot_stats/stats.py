@@ -31,6 +31,7 @@ from buildbot_stats.storage import InMemoryStorageService
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.storage import StatsStorageBase
 from buildbot_stats.storage.influxdb import InfluxStorageService
+from buildbot_stats.www import statsDashboard
 
 __all__ = [
     'Capture',
@@ -57,4 +58,5 @@ __all__ = [
     'CaptureQueueTimes',
     'CaptureStepTimes',
     'CaptureTestResults',
+    'statsDashboard',
 ]
