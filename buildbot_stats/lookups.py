@@ -138,7 +138,8 @@ class OnceLookup:
 def then(result, fn, *args):
     """``fn(result, *args)`` now when ``result`` is a value, or when it fires when it is a
     Deferred: the cached path of a capture runs without making a Deferred."""
-    if isinstance(result, defer.Deferred):
+    # OnceLookup makes plain Deferreds; the type test spares Deferred's ABC isinstance
+    if type(result) is defer.Deferred:
         return result.addCallback(fn, *args)
     return fn(result, *args)
 

@@ -199,7 +199,7 @@ class StatsService(service.BuildbotService):
             except Exception:
                 self._captureFailed(Failure(), cap, msg)
                 continue
-            if isinstance(result, defer.Deferred):
+            if result is not None and isinstance(result, defer.Deferred):
                 result.addErrback(self._captureFailed, cap, msg)
                 self._inflight.add(result)
 
@@ -250,7 +250,7 @@ class StatsService(service.BuildbotService):
         """
         timestamp = self._data_clock.next(self.master.reactor.seconds())
         build_data = self.lookups.builds.lookup(buildid)
-        if isinstance(build_data, defer.Deferred):
+        if type(build_data) is defer.Deferred:
             return build_data.addCallback(self._produceData, data_name, post_data, buildid,
                                           timestamp)
         try:
