@@ -85,6 +85,12 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual(set(result['least_stats_us_per_build']), {'ours'})
         self.assertMachine(result)
 
+    def test_service_cost(self):
+        result = run_benchmark('service_cost', '--n', 200, '--repeat', 2)
+        self.assertEqual((result['bench'], result['n']), ('service_cost', 200))
+        for variant in ('memory', 'influx'):
+            self.assertGreater(result[variant]['us_per_build'], 0)
+
     def test_throughput(self):
         n = 20000
         result = run_benchmark('throughput', '--n', n, '--buildbot-n', 100)
