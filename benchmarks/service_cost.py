@@ -27,7 +27,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tests  # noqa: E402,F401 - the test suite's filters of third-party warnings
+import importlib  # noqa: E402
+
+# the test suite's filters of third-party warnings (buildbot.test makes warnings errors)
+importlib.import_module('tests')
 from buildbot.test.reactor import TestReactorMixin  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.trial import unittest  # noqa: E402
