@@ -268,8 +268,7 @@ class StatsService(service.BuildbotService):
             return build_data.addCallback(self._produceData, data_name, post_data, buildid,
                                           timestamp)
         try:
-            return defer.succeed(
-                self._produceData(build_data, data_name, post_data, buildid, timestamp))
+            return self._produceData(build_data, data_name, post_data, buildid, timestamp)
         except Exception:
             return defer.fail()
 
@@ -284,7 +283,8 @@ class StatsService(service.BuildbotService):
             'timestamp': timestamp,
         }
         self.master.mq.produce(YIELD_DATA, msg)
-        yield self.build_data_recorder.record(buildid, data_name, post_data, timestamp)
+        # a Deferred: the step waits until the data is kept as build data
+        return self.build_data_recorder.record(buildid, data_name, post_data, timestamp)
 
     # -- catch-up -------------------------------------------------------------------------------
 
