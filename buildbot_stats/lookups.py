@@ -25,6 +25,8 @@ from collections import OrderedDict
 from twisted.internet import defer
 from twisted.python import log
 
+from buildbot_stats.messages import normalizing
+
 SOURCE_TAGS = ('branch', 'repository', 'project')
 
 #: The most entries each cache keeps (least recently used ones go first). With these
@@ -196,7 +198,9 @@ class Lookups:
             yield self._stopFeed(name)
         for name in sorted(names - set(self._consumers)):
             key, method = FEEDS[name]
-            self._consumers[name] = yield mq.startConsuming(getattr(self, method), key)
+            # messages in the data API's shape whatever the MQ (see buildbot_stats.messages)
+            self._consumers[name] = yield mq.startConsuming(
+                normalizing(getattr(self, method)), key)
             if name == 'properties':
                 yield self._startTrusting()
 

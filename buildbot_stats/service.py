@@ -12,13 +12,14 @@ from buildbot import config
 from buildbot.util import service
 from buildbot.util.deferwaiter import DeferWaiter
 
-from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
 from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
+from buildbot_stats.messages import normalizeMessage
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
@@ -200,6 +201,8 @@ class StatsService(service.BuildbotService):
         yield self.lookups.stopConsuming()
 
     def _dispatch(self, key, routingKey, msg):
+        # the same shape under every MQ (the wamp MQ sends datetimes as epoch seconds)
+        msg = normalizeMessage(routingKey, msg)
         if not self._fromThisMaster(msg):
             self.foreign_messages += 1
             return
@@ -216,7 +219,9 @@ class StatsService(service.BuildbotService):
 
     def _fromThisMaster(self, msg):
         # With several masters on one MQ every master sees every build; only the one that
-        # ran the build (or took the yieldMetricsValue call) writes its points.
+        # ran the build (or took the yieldMetricsValue call) writes its points. A message
+        # without masterid is everyone's. Edge cases (a master dying mid-build):
+        # docs/multimaster.rst.
         ours = self.master.masterid
         theirs = msg.get('masterid') if isinstance(msg, dict) else None
         return ours is None or theirs is None or theirs == ours

@@ -19,7 +19,6 @@ from buildbot_stats.tagging import TagPolicy
 from buildbot_stats.timestamps import pointTime
 
 BUILD_FINISHED = ("builders", None, "builds", None, "finished")
-YIELD_DATA = ("stats-yieldMetricsValue", "stats-yield-data")
 
 
 class CaptureError(Exception):

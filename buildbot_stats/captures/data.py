@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from buildbot import config
 
-from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import BuilderMatchMixin
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
