@@ -78,6 +78,22 @@ class StoreReader:
         )
         return [SeriesInfo(name, n, lo / 1e6, hi / 1e6) for name, n, lo, hi in rows]
 
+    def stateKey(self):
+        """A value that changes whenever the points change: the file (device, inode), its
+        schema version, its number of points and its highest row id. A write adds rows
+        with higher ids (SQLite gives a new row the highest id + 1, an ``INSERT OR
+        REPLACE`` too: the replaced row's id goes), a deletion lowers the count; so a
+        cached view of the same key shows the same points. Two cheap queries (the count
+        walks the smallest index, the highest id is the last row)."""
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot be read: {e.strerror}") from None
+        # two statements: each has SQLite's fast path (together they scan every row)
+        count = self.countPoints()
+        max_id = self._query("SELECT MAX(id) FROM points").fetchone()[0]
+        return (st.st_dev, st.st_ino, self.version, count, max_id)
+
     def countPoints(self):
         return self._query("SELECT COUNT(*) FROM points").fetchone()[0]
 
@@ -138,8 +154,14 @@ class StoreReader:
         ``duration`` field of the ``<builder>-build-times`` series (the first point of each
         build, in the unit it was captured in: seconds by default). ``builder``: one
         builder's (None: all); ``start <= time < end`` (seconds; None: unbounded)."""
-        where = ["series = builder || '-build-times'"]
-        params = []
+        names = self.builderNames() if builder is None else [builder]
+        if not names:
+            return {}
+        # the series by name: SQLite reads them through the (series, time) index instead of
+        # every point of the store
+        where = [f"series IN ({','.join('?' * len(names))})",
+                 "series = builder || '-build-times'"]
+        params = [f"{name}-build-times" for name in names]
         self._window(where, params, builder, start, end)
         # the JSON is parsed once per row (json_extract), the type is SQLite's of the result
         rows = self._query(
@@ -155,8 +177,15 @@ class StoreReader:
 
     def builderNames(self):
         """Every builder with points in the store, sorted."""
-        rows = self._query("SELECT DISTINCT builder FROM points WHERE builder IS NOT NULL"
-                           " ORDER BY builder")
+        return self._distinct('builder')
+
+    def _distinct(self, column):
+        """The distinct non-null values of an indexed ``column`` (``builder``, ``series``),
+        sorted: one index look-up per value (a skip scan), not a walk over every point."""
+        rows = self._query(
+            f"WITH RECURSIVE v(x) AS (SELECT MIN({column}) FROM points UNION ALL"
+            f" SELECT (SELECT MIN({column}) FROM points WHERE {column} > x) FROM v"
+            " WHERE x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")
         return [r[0] for r in rows]
 
     def _measurement(self, measurement, columns, builder, start, end, extra_where=()):
@@ -237,10 +266,15 @@ class StoreReader:
         series that is neither a ``<builder>-build-times`` series nor one of the build
         statistics measurements: properties (:class:`CaptureProperty`) and data
         (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept."""
-        where = ["(p.builder IS NULL OR p.series != p.builder || '-build-times')",
-                 f"p.series NOT IN ({','.join('?' * len(MEASUREMENTS))})",
+        names = [s for s in self._distinct('series') if s not in MEASUREMENTS]
+        if not names:
+            return {}
+        # the series by name, through the (series, time) index: the measurements' points
+        # (most of a store) are not read
+        where = [f"p.series IN ({','.join('?' * len(names))})",
+                 "(p.builder IS NULL OR p.series != p.builder || '-build-times')",
                  "j.type IN ('integer', 'real')"]
-        params = list(MEASUREMENTS)
+        params = list(names)
         self._window(where, params, builder, start, end, table='p.')
         out = {}
         last_id, numbers = None, None
