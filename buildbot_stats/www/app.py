@@ -22,6 +22,7 @@ import flask
 from buildbot_stats.storage.sqlite_reader import StoreError
 from buildbot_stats.www import access
 from buildbot_stats.www import page
+from buildbot_stats.www.cache import ViewCache
 from buildbot_stats.www.sources import RANGES
 from buildbot_stats.www.sources import Source
 from buildbot_stats.www.sources import findStatsService
@@ -38,6 +39,8 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             default_range='7d', clock=time.time):
     app = flask.Flask(__name__)
     app.buildbot_api = None  # set by buildbot_wsgi_dashboards when the web server starts
+    # the rendered views while the store is unchanged (SQLite stores only)
+    app.view_cache = ViewCache()
 
     def master():
         api = app.buildbot_api
@@ -85,16 +88,17 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
                         basedir=getattr(m, 'basedir', None))
         now = clock()
         start, end = timeWindow(range_name, now)
+        ids = builderIds(m)
         try:
             with source.open() as reader:
-                data = page.collect(reader, builder, start, end)
+                text = page.view(reader, builder, range_name, start, end, ids, '../../../',
+                                 source.captureNames(), source.describe(), now,
+                                 cache=app.view_cache)
         except StoreError as e:
             # a store not written yet, a server down: one sentence, the page stays up
             return flask.Response(
                 page.messagePage("Statistics", f"The statistics cannot be read: {e}"),
                 content_type=HTML, headers=HEADERS)
-        text = page.Page(data, builder, range_name, builderIds(m), '../../../',
-                         source.captureNames(), source.describe(), now).render()
         return flask.Response(text, content_type=HTML, headers=HEADERS)
 
     return app

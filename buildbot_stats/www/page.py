@@ -50,6 +50,30 @@ def collect(reader, builder, start, end):
     }
 
 
+def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
+         source_name, now, cache=None):
+    """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
+    :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
+    state (``reader.stateKey()``; None: not cached)."""
+    key = None
+    if cache is not None:
+        state = reader.stateKey()
+        if state is not None:
+            # the window (start, end) moves with the clock: the range's name is the key,
+            # the cache's max_age bounds how far the window may have moved
+            key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
+                   None if captures is None else tuple(sorted(captures)), source_name)
+            text = cache.get(key, now)
+            if text is not None:
+                return text
+    data = collect(reader, builder, start, end)
+    text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
+                now).render()
+    if key is not None:
+        cache.put(key, now, text)
+    return text
+
+
 def fullTime(seconds):
     """``2026-11-29 20:40:06`` (UTC)."""
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime(
