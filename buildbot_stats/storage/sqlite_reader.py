@@ -79,8 +79,9 @@ class StoreReader:
         return [SeriesInfo(name, n, lo / 1e6, hi / 1e6) for name, n, lo, hi in rows]
 
     def stateKey(self):
-        """A value that changes whenever the points change: the file (device, inode), its
-        schema version, its number of points and its highest row id. A write adds rows
+        """A value that changes whenever the points change: the file (device, inode and
+        change time: a new file may get the inode of a deleted one), its schema version,
+        its number of points and its highest row id. A write adds rows
         with higher ids (SQLite gives a new row the highest id + 1, an ``INSERT OR
         REPLACE`` too: the replaced row's id goes), a deletion lowers the count; so a
         cached view of the same key shows the same points. Two cheap queries (the count
@@ -92,7 +93,7 @@ class StoreReader:
         # two statements: each has SQLite's fast path (together they scan every row)
         count = self.countPoints()
         max_id = self._query("SELECT MAX(id) FROM points").fetchone()[0]
-        return (st.st_dev, st.st_ino, self.version, count, max_id)
+        return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id)
 
     def countPoints(self):
         return self._query("SELECT COUNT(*) FROM points").fetchone()[0]
