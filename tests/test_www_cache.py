@@ -8,8 +8,13 @@ import os
 import sqlite3
 import tempfile
 
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
+from buildbot_stats.storage.sqlite_mirror import StoreMirror
 from buildbot_stats.storage.sqlite_reader import openStore
 from buildbot_stats.storage.sqlite_schema import migrate
 from buildbot_stats.storage.sqlite_values import encodeRow
@@ -161,3 +166,103 @@ class IndexedQueriesTest(StoreCase):
             self.assertEqual(reader.buildDurations(), {})
             self.assertEqual(reader.customSeries(), {})
             self.assertEqual(reader.stateKey()[4:], (0, None))
+
+
+# -- the mirror: the reader's answers from memory, through every kind of write ------------------
+
+BUILDERS = ('alpha', 'beta')
+
+
+def pointRows(draw_ints, t):
+    """The rows of one build of every kind the page reads, from a few integers."""
+    b = BUILDERS[draw_ints[0] % 2]
+    n = draw_ints[1] % 5 + 1
+    ok = draw_ints[2] % 3 != 0
+    base = {'builder_name': b}
+    dur = float(draw_ints[2] % 7) + 0.5
+    rows = [duration(b, n, dur, t),
+            encodeRow(series='builds', fields={'build_number': n, 'duration': dur},
+                      tags=dict(base, result='success' if ok else 'failure'), time=t),
+            encodeRow(series='build_requests', fields={'queue_time': draw_ints[1] % 4,
+                                                       'build_number': n}, tags=base, time=t),
+            encodeRow(series='tests', fields={'passed': 10, 'failed': int(not ok),
+                                              'build_number': n}, tags=base, time=t),
+            encodeRow(series='steps', fields={'duration': dur / 2, 'build_number': n},
+                      tags=dict(base, step_name=('compile', 'test')[draw_ints[1] % 2]),
+                      time=t),
+            encodeRow(series=f'{b}-coverage', fields={'percent': 50 + draw_ints[2] % 50,
+                                                      'label': 'x'},
+                      tags=dict(base, build_number=str(n)), time=t)]
+    if draw_ints[0] % 4 == 3:  # a field of the wrong type: left out by every query
+        rows.append(encodeRow(series='steps', fields={'duration': 'slow'},
+                              tags=dict(base, step_name='odd'), time=t))
+    return rows
+
+
+QUERIES = ('builderNames', 'buildDurations', 'buildResults', 'queueTimes', 'stepDurations',
+           'testCounts', 'stepSummary', 'customSeries')
+
+
+class MirrorTest(StoreCase):
+
+    def assertSameAnswers(self, snapshot):
+        with openStore(self.path) as reader:
+            for builder in (None, 'alpha', 'nobody'):
+                for start, end in ((None, None), (NOW - 500, None), (NOW - 900, NOW - 300)):
+                    for name in QUERIES:
+                        args = () if name == 'builderNames' else (builder, start, end)
+                        self.assertEqual(getattr(snapshot, name)(*args),
+                                         getattr(reader, name)(*args),
+                                         (name, builder, start, end))
+
+    def sync(self, mirror):
+        with openStore(self.path) as reader:
+            return mirror.sync(reader)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.sampled_from(['add', 'late', 'replace', 'delete', 'sync']),
+                              st.lists(st.integers(0, 1000), min_size=3, max_size=3)),
+                    max_size=12))
+    def test_the_mirror_answers_as_the_reader(self, steps):
+        # a fresh store per example (setUp runs once per test)
+        self.conn.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        migrate(self.conn)
+        # schema v2 (issue 10): the same series, time and tags replace a point
+        self.conn.execute("CREATE UNIQUE INDEX points_key ON points (series, time_us, tags)")
+        mirror = StoreMirror()
+        t = NOW - 1000
+        for action, ints in steps:
+            if action == 'add':
+                t += 10 + ints[0] % 50
+                self.write(*pointRows(ints, t), sql=INSERT.replace("INSERT", "INSERT OR IGNORE"))
+            elif action == 'late':  # a spool replayed: older than what the mirror holds
+                self.write(*pointRows(ints, NOW - 1000 + ints[1] % 400),
+                           sql=INSERT.replace("INSERT", "INSERT OR IGNORE"))
+            elif action == 'replace':  # the newest build again, other values
+                self.write(*pointRows(ints, t), sql=INSERT.replace("INSERT", "INSERT OR REPLACE"))
+            elif action == 'delete':
+                self.conn.execute("DELETE FROM points WHERE id IN (SELECT id FROM points"
+                                  " ORDER BY time_us LIMIT ?)", (ints[0] % 5,))
+            else:
+                self.assertSameAnswers(self.sync(mirror))
+        self.assertSameAnswers(self.sync(mirror))
+
+    def test_only_what_was_written_since_is_read(self):
+        mirror = StoreMirror()
+        self.write(*pointRows([0, 1, 2], NOW - 900))
+        self.sync(mirror)
+        self.write(*pointRows([1, 2, 3], NOW - 800))
+        snapshot = self.sync(mirror)
+        self.assertEqual((mirror.full_reads, mirror.updates), (1, 1))
+        self.assertEqual(snapshot.buildDurations(), {'alpha': [(NOW - 900, 2, 2.5)],
+                                                     'beta': [(NOW - 800, 3, 3.5)]})
+        # nothing written: the same snapshot, nothing read
+        self.assertIs(self.sync(mirror), snapshot)
+        self.assertEqual((mirror.full_reads, mirror.updates), (1, 1))
+        # a point deleted: everything is read again
+        self.conn.execute("DELETE FROM points WHERE id = 1")
+        self.assertEqual(self.sync(mirror).buildDurations(), {'beta': [(NOW - 800, 3, 3.5)]})
+        self.assertEqual((mirror.full_reads, mirror.updates), (2, 1))

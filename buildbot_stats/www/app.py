@@ -19,6 +19,7 @@ import time
 
 import flask
 
+from buildbot_stats.storage.sqlite_mirror import StoreMirror
 from buildbot_stats.storage.sqlite_reader import StoreError
 from buildbot_stats.www import access
 from buildbot_stats.www import page
@@ -39,8 +40,10 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             default_range='7d', clock=time.time):
     app = flask.Flask(__name__)
     app.buildbot_api = None  # set by buildbot_wsgi_dashboards when the web server starts
-    # the rendered views while the store is unchanged (SQLite stores only)
+    # SQLite stores only: the rendered views while the store is unchanged, and the rows of
+    # the page's queries, brought up to date with what was written since the last view
     app.view_cache = ViewCache()
+    app.store_mirror = StoreMirror()
 
     def master():
         api = app.buildbot_api
@@ -93,7 +96,7 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             with source.open() as reader:
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
-                                 cache=app.view_cache)
+                                 cache=app.view_cache, mirror=app.store_mirror)
         except StoreError as e:
             # a store not written yet, a server down: one sentence, the page stays up
             return flask.Response(

@@ -51,22 +51,24 @@ def collect(reader, builder, start, end):
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None):
+         source_name, now, cache=None, mirror=None):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
-    state (``reader.stateKey()``; None: not cached)."""
+    state (``reader.stateKey()``; None: not cached). With a
+    :class:`~buildbot_stats.storage.sqlite_mirror.StoreMirror`, the data of an SQLite store
+    comes from the mirror, brought up to date with the points written since its last view."""
     key = None
-    if cache is not None:
-        state = reader.stateKey()
-        if state is not None:
-            # the window (start, end) moves with the clock: the range's name is the key,
-            # the cache's max_age bounds how far the window may have moved
-            key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
-                   None if captures is None else tuple(sorted(captures)), source_name)
-            text = cache.get(key, now)
-            if text is not None:
-                return text
-    data = collect(reader, builder, start, end)
+    state = reader.stateKey() if cache is not None or mirror is not None else None
+    if cache is not None and state is not None:
+        # the window (start, end) moves with the clock: the range's name is the key, the
+        # cache's max_age bounds how far the window may have moved
+        key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
+               None if captures is None else tuple(sorted(captures)), source_name)
+        text = cache.get(key, now)
+        if text is not None:
+            return text
+    source = mirror.sync(reader) if mirror is not None and state is not None else reader
+    data = collect(source, builder, start, end)
     text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
                 now).render()
     if key is not None:
