@@ -217,7 +217,7 @@ class MirrorTest(StoreCase):
 
     def sync(self, mirror):
         with openStore(self.path) as reader:
-            return mirror.sync(reader)
+            return mirror.sync(reader, background=False)
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(st.tuples(st.sampled_from(['add', 'late', 'replace', 'delete', 'sync']),
@@ -266,3 +266,26 @@ class MirrorTest(StoreCase):
         self.conn.execute("DELETE FROM points WHERE id = 1")
         self.assertEqual(self.sync(mirror).buildDurations(), {'beta': [(NOW - 800, 3, 3.5)]})
         self.assertEqual((mirror.full_reads, mirror.updates), (2, 1))
+
+    def test_the_page_reads_the_store_while_the_mirror_loads(self):
+        self.write(*pointRows([0, 1, 2], NOW - 900))
+        mirror, cache = StoreMirror(), ViewCache()
+
+        def view():
+            with openStore(self.path) as reader:
+                return page.view(reader, None, 'all', None, None, {'alpha': 1}, '', None,
+                                 'store', NOW, cache=cache, mirror=mirror)
+
+        first = view()  # answered from the store; the mirror reads it in its own thread
+        self.assertIn('alpha build #2: duration 2.50s', first)
+        self.assertTrue(mirror.idle.wait(60))
+        self.assertEqual((mirror.full_reads, mirror.updates), (1, 0))
+        self.write(*pointRows([1, 2, 3], NOW - 800))
+        second = view()  # from the mirror, with the build written since
+        self.assertEqual((mirror.full_reads, mirror.updates), (1, 1))
+        self.assertIn('alpha build #2: duration 2.50s', second)
+        self.assertIn('beta build #3: duration 3.50s', second)
+        # the same page as without a mirror
+        with openStore(self.path) as reader:
+            self.assertEqual(second, page.view(reader, None, 'all', None, None, {'alpha': 1},
+                                               '', None, 'store', NOW))

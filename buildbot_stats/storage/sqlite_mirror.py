@@ -74,7 +74,13 @@ class Snapshot:
 
 
 class StoreMirror:
-    """One store's rows, kept up to date by :meth:`sync`."""
+    """One store's rows, kept up to date by :meth:`sync`.
+
+    A full read (the first view after the master started, or after points were deleted or
+    replaced) costs as much as the old "all" view; :meth:`sync` runs it in a thread of its
+    own (``background=True``) and answers None meanwhile: the page then reads that view
+    from the store itself, as without a mirror, so no request waits for the whole store.
+    """
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -84,60 +90,106 @@ class StoreMirror:
         self.last_row = None  # (series, time_us) of that row
         self.rows = None
         self.snapshot = None
+        self.loading = False  # a full read runs in the background
+        self.idle = threading.Event()  # set while no full read runs
+        self.idle.set()
         self.full_reads = self.updates = 0  # what sync did (for tests and the benchmark)
 
-    def _fingerprint(self, reader, row_id):
+    @staticmethod
+    def _fingerprint(reader, row_id):
         if row_id is None:
             return None
         return reader._query("SELECT series, time_us FROM points WHERE id = ?",
                              (row_id,)).fetchone()
 
-    def sync(self, reader):
-        """A :class:`Snapshot` of the store of ``reader`` (a :class:`StoreReader`) now."""
-        with self.lock:
-            # one read transaction: the counts, the ids and the rows of one state of the file
-            reader._query("BEGIN")
-            try:
-                return self._sync(reader)
-            finally:
-                reader.conn.rollback()
-
-    def _sync(self, reader):
+    @staticmethod
+    def _state(reader):
         st = os.stat(reader.path)
         identity = (os.path.abspath(reader.path), st.st_dev, st.st_ino, reader.version)
         count = reader.countPoints()
         max_id = reader._query("SELECT MAX(id) FROM points").fetchone()[0]
-        builders = tuple(reader.builderNames())
-        if (self.snapshot is not None and identity == self.identity
-                and (max_id, count) == (self.max_id, self.count)
-                and builders == tuple(self.snapshot._builders)
-                and self._fingerprint(reader, max_id) == self.last_row):
-            return self.snapshot
-        unchanged_before = (
-            self.rows is not None and identity == self.identity
-            and self.max_id is not None and max_id is not None and max_id >= self.max_id
-            and self._fingerprint(reader, self.max_id) == self.last_row)
-        if unchanged_before:
-            written = reader._query("SELECT COUNT(*) FROM points WHERE id > ?",
-                                    (self.max_id,)).fetchone()[0]
-            unchanged_before = self.count + written == count
-        if unchanged_before:
-            rows = {}
-            for kind in KINDS:
-                new = reader.rows(kind, after_id=self.max_id)
-                old = self.rows[kind]
-                if not new:
-                    rows[kind] = old
-                elif not old or new[0][:2] >= old[-1][:2]:
-                    rows[kind] = old + new
-                else:  # a point older than the newest held (a spool replayed late)
-                    rows[kind] = sorted(old + new, key=lambda r: r[:2])
-            self.updates += 1
-        else:
-            rows = {kind: reader.rows(kind) for kind in KINDS}
-            self.full_reads += 1
-        self.identity, self.count, self.max_id = identity, count, max_id
-        self.last_row = self._fingerprint(reader, max_id)
+        return (identity, count, max_id, tuple(reader.builderNames()),
+                StoreMirror._fingerprint(reader, max_id))
+
+    def sync(self, reader, background=True):
+        """A :class:`Snapshot` of the store of ``reader`` (a :class:`StoreReader`) now; None
+        while a full read runs in the background (``background``: start one if needed)."""
+        with self.lock:
+            if self.loading:
+                return None
+            # one read transaction: the counts, the ids and the rows of one state of the file
+            reader._query("BEGIN")
+            try:
+                state = self._state(reader)
+                snapshot = self._update(reader, state)
+                if snapshot is not None:
+                    return snapshot
+                if not background:
+                    self._install(state, {kind: reader.rows(kind) for kind in KINDS})
+                    return self.snapshot
+            finally:
+                reader.conn.rollback()
+            self.loading = True
+            self.idle.clear()
+        threading.Thread(target=self._load, args=(reader.path,), daemon=True,
+                         name='buildbot_stats page mirror').start()
+        return None
+
+    def _load(self, path):
+        from buildbot_stats.storage.sqlite_reader import openStore
+
+        try:
+            with openStore(path) as reader:
+                reader._query("BEGIN")
+                state = self._state(reader)
+                rows = {kind: reader.rows(kind) for kind in KINDS}
+                with self.lock:
+                    self._install(state, rows)
+        except Exception:  # the page reads from the store meanwhile, and says what fails
+            from twisted.python import log
+            log.err(None, f"buildbot_stats: reading {path} for the Statistics page")
+        finally:
+            with self.lock:
+                self.loading = False
+                self.idle.set()
+
+    def _install(self, state, rows):
+        identity, count, max_id, builders, last_row = state
+        self.identity, self.count, self.max_id, self.last_row = identity, count, max_id, last_row
         self.rows = rows
         self.snapshot = Snapshot(rows, builders)
+        self.full_reads += 1
+
+    def _update(self, reader, state):
+        """The snapshot of ``state`` from what is held and the points written since; None
+        when everything must be read again."""
+        identity, count, max_id, builders, last_row = state
+        if self.rows is None or identity != self.identity:
+            return None
+        if (max_id, count, builders, last_row) == (self.max_id, self.count,
+                                                   self.snapshot._builders, self.last_row):
+            return self.snapshot
+        if self.max_id is None:  # it was empty
+            return None
+        if (max_id is None or max_id < self.max_id
+                or self._fingerprint(reader, self.max_id) != self.last_row):
+            return None
+        written = reader._query("SELECT COUNT(*) FROM points WHERE id > ?",
+                                (self.max_id,)).fetchone()[0]
+        if self.count + written != count:
+            return None  # points were deleted or replaced
+        rows = {}
+        for kind in KINDS:
+            new = reader.rows(kind, after_id=self.max_id)
+            old = self.rows[kind]
+            if not new:
+                rows[kind] = old
+            elif not old or new[0][:2] >= old[-1][:2]:
+                rows[kind] = old + new
+            else:  # a point older than the newest held (a spool replayed late)
+                rows[kind] = sorted(old + new, key=lambda r: r[:2])
+        self.count, self.max_id, self.last_row = count, max_id, last_row
+        self.rows = rows
+        self.snapshot = Snapshot(rows, builders)
+        self.updates += 1
         return self.snapshot

@@ -56,7 +56,8 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
     state (``reader.stateKey()``; None: not cached). With a
     :class:`~buildbot_stats.storage.sqlite_mirror.StoreMirror`, the data of an SQLite store
-    comes from the mirror, brought up to date with the points written since its last view."""
+    comes from the mirror, brought up to date with the points written since its last view
+    (from the store itself while the mirror's first read runs in the background)."""
     key = None
     state = reader.stateKey() if cache is not None or mirror is not None else None
     if cache is not None and state is not None:
@@ -67,8 +68,9 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         text = cache.get(key, now)
         if text is not None:
             return text
-    source = mirror.sync(reader) if mirror is not None and state is not None else reader
-    data = collect(source, builder, start, end)
+    snapshot = mirror.sync(reader) if mirror is not None and state is not None else None
+    # no snapshot while the mirror reads the whole store in the background: from the store
+    data = collect(snapshot or reader, builder, start, end)
     text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
                 now).render()
     if key is not None:
