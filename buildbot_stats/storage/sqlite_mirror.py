@@ -34,9 +34,9 @@ class Snapshot:
     """The page's queries (same names and answers as :class:`StoreReader`'s) over the rows
     held at one moment."""
 
-    def __init__(self, rows, builders):
+    def __init__(self, rows, builders, times=None):
         self._rows = rows  # {kind: [(time_us, id, builder, ...), ...] by time and id}
-        self._times = {kind: [r[0] for r in rs] for kind, rs in rows.items()}
+        self._times = times or {kind: [r[0] for r in rs] for kind, rs in rows.items()}
         self._builders = builders
 
     def _select(self, kind, builder, start, end):
@@ -77,9 +77,10 @@ class StoreMirror:
     """One store's rows, kept up to date by :meth:`sync`.
 
     A full read (the first view after the master started, or after points were deleted or
-    replaced) costs as much as the old "all" view; :meth:`sync` runs it in a thread of its
-    own (``background=True``) and answers None meanwhile: the page then reads that view
-    from the store itself, as without a mirror, so no request waits for the whole store.
+    replaced) costs as much as the "all" view read from the store; with ``background=True``
+    :meth:`sync` answers None instead, the page reads that view from the store itself (as
+    without a mirror) and then calls :meth:`startLoading`, which runs the full read in a
+    thread of its own: no request waits for the whole store.
     """
 
     def __init__(self):
@@ -90,7 +91,8 @@ class StoreMirror:
         self.last_row = None  # (series, time_us) of that row
         self.rows = None
         self.snapshot = None
-        self.loading = False  # a full read runs in the background
+        self.loading = False  # a full read is due or runs in the background
+        self.due = None  # the path to read in full, until startLoading
         self.idle = threading.Event()  # set while no full read runs
         self.idle.set()
         self.full_reads = self.updates = 0  # what sync did (for tests and the benchmark)
@@ -113,7 +115,9 @@ class StoreMirror:
 
     def sync(self, reader, background=True):
         """A :class:`Snapshot` of the store of ``reader`` (a :class:`StoreReader`) now; None
-        while a full read runs in the background (``background``: start one if needed)."""
+        while a full read is due or runs in the background (``background``; without it the
+        full read runs here). A due read is started by :meth:`startLoading`, which the page
+        calls once it has answered the view from the store itself."""
         with self.lock:
             if self.loading:
                 return None
@@ -131,9 +135,16 @@ class StoreMirror:
                 reader.conn.rollback()
             self.loading = True
             self.idle.clear()
-        threading.Thread(target=self._load, args=(reader.path,), daemon=True,
-                         name='buildbot_stats page mirror').start()
+            self.due = reader.path
         return None
+
+    def startLoading(self):
+        """Start the full read that :meth:`sync` found due, in a thread of its own."""
+        with self.lock:
+            path, self.due = self.due, None
+        if path is not None:
+            threading.Thread(target=self._load, args=(path,), daemon=True,
+                             name='buildbot_stats page mirror').start()
 
     def _load(self, path):
         from buildbot_stats.storage.sqlite_reader import openStore
@@ -178,18 +189,20 @@ class StoreMirror:
                                 (self.max_id,)).fetchone()[0]
         if self.count + written != count:
             return None  # points were deleted or replaced
-        rows = {}
+        rows, times = {}, {}
         for kind in KINDS:
             new = reader.rows(kind, after_id=self.max_id)
-            old = self.rows[kind]
+            old, old_times = self.rows[kind], self.snapshot._times[kind]
             if not new:
-                rows[kind] = old
+                rows[kind], times[kind] = old, old_times
             elif not old or new[0][:2] >= old[-1][:2]:
                 rows[kind] = old + new
+                times[kind] = old_times + [r[0] for r in new]
             else:  # a point older than the newest held (a spool replayed late)
                 rows[kind] = sorted(old + new, key=lambda r: r[:2])
+                times[kind] = [r[0] for r in rows[kind]]
         self.count, self.max_id, self.last_row = count, max_id, last_row
         self.rows = rows
-        self.snapshot = Snapshot(rows, builders)
+        self.snapshot = Snapshot(rows, builders, times)
         self.updates += 1
         return self.snapshot

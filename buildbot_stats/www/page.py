@@ -69,10 +69,17 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         if text is not None:
             return text
     snapshot = mirror.sync(reader) if mirror is not None and state is not None else None
-    # no snapshot while the mirror reads the whole store in the background: from the store
-    data = collect(snapshot or reader, builder, start, end)
-    text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
-                now).render()
+    try:
+        # no snapshot while the mirror reads the whole store in the background: from the
+        # store itself
+        data = collect(snapshot or reader, builder, start, end)
+        text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
+                    now).render()
+    finally:
+        if mirror is not None:
+            # the mirror's full read, if due, starts once this view is answered: it would
+            # only slow it down
+            mirror.startLoading()
     if key is not None:
         cache.put(key, now, text)
     return text
