@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import sys
 import time
 
 from buildbot_stats.cli import report
 from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.demo_master_cfg import MASTER_CFG
 from buildbot_stats.cli.demo_master_cfg import SERVE_CFG
+from buildbot_stats.cli.safewrite import writeText
 
 DEFAULT_BUILDS = 30
 DEFAULT_DIR = 'buildbot-stats-demo'
@@ -73,12 +76,15 @@ def prepareDir(path):
             os.path.join(path, MARKER)):
         raise CliError(f"--dir {path}: exists and is not a previous demo; choose another "
                        "--dir or empty it")
-    for sub in ('master', 'worker'):
-        shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
-    os.makedirs(os.path.join(path, 'master'))
-    os.makedirs(os.path.join(path, 'worker'))
-    with open(os.path.join(path, MARKER), 'w') as f:
-        f.write("made by buildbot-stats demo; the directory is replaced by the next demo\n")
+    try:
+        for sub in ('master', 'worker'):
+            shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
+        os.makedirs(os.path.join(path, 'master'))
+        os.makedirs(os.path.join(path, 'worker'))
+    except OSError as e:
+        raise CliError(f"--dir {path}: cannot create it: {e.strerror}") from None
+    writeText(os.path.join(path, MARKER),
+              "made by buildbot-stats demo; the directory is replaced by the next demo\n")
     return path
 
 
@@ -144,7 +150,7 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
             for i, b in enumerate(BUILDERS)}
     all_done = defer.Deferred()
     names = {}
-    results = []
+    results = state['results']
 
     def force(builder):
         plan[builder] -= 1
@@ -153,10 +159,14 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
         d.addErrback(lambda f: all_done.called or all_done.errback(f))
 
     async def finished(key, build):
+        if state.get('stopping'):
+            return  # cut off by Ctrl-C or the timeout: not a result (and not kept)
         builder = names.get(build['builderid'])
         if builder is None:
             b = await master.data.get(('builders', build['builderid']))
             builder = names[build['builderid']] = b['name']
+        if state.get('stopping'):  # the stop began while we looked the builder up
+            return
         seconds = (build['complete_at'] - build['started_at']).total_seconds()
         results.append((builder, build['number'], seconds, build['results']))
         progress.build(builder, build['number'], seconds, build['results'] == SUCCESS)
@@ -165,7 +175,9 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
         if len(results) == total and not all_done.called:
             all_done.callback(None)
 
-    consumer = await master.mq.startConsuming(
+    # stopped by stopAll once the master has stopped: the builds cut off on the way are
+    # seen as such
+    state['consumer'] = await master.mq.startConsuming(
         lambda k, m: defer.ensureDeferred(finished(k, m)), ('builds', None, 'finished'))
     # one build at a time per builder; the builders run side by side
     for builder in BUILDERS:
@@ -180,7 +192,6 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
     finally:
         if timer.active():
             timer.cancel()
-        consumer.stopConsuming()
     return results
 
 
@@ -188,6 +199,8 @@ async def stopAll(state):
     """Worker, then master (its StatsService writes the queued points), then the DB pool."""
     from twisted.internet import defer
 
+    # from here, a build that ends was cut off: neither printed nor kept
+    state['stopping'] = True
     worker, master = state.pop('worker', None), state.pop('master', None)
     if worker is not None and worker.running:
         await defer.maybeDeferred(worker.stopService)
@@ -196,6 +209,27 @@ async def stopAll(state):
             await master.stopService()
         if master.db.pool is not None:
             await master.db.pool.stop()
+    consumer = state.pop('consumer', None)
+    if consumer is not None:
+        consumer.stopConsuming()
+
+
+def keepOnly(store, builds):
+    """Remove from the demo's ``store`` the points of every build not in ``builds``
+    (``(builder, number)`` pairs): those cut off by Ctrl-C or the timeout. Their number."""
+    if not os.path.exists(store):
+        return 0
+    keep = {(b, int(n)) for b, n in builds}
+    conn = sqlite3.connect(store, timeout=10)
+    try:
+        found = conn.execute("SELECT DISTINCT builder, build_number FROM points"
+                             " WHERE builder IS NOT NULL").fetchall()
+        cut = [pair for pair in found if pair not in keep]
+        with conn:
+            conn.executemany("DELETE FROM points WHERE builder = ? AND build_number = ?", cut)
+        return len(cut)
+    finally:
+        conn.close()
 
 
 def runReactor(main):
@@ -227,9 +261,10 @@ def masterCfg(port, www_port=None):
     """The demo's master.cfg; with ``www_port``, the web UI and the Statistics page too."""
     text = MASTER_CFG.replace('@PORT@', str(port))
     if www_port is not None:
-        head, services = text.split("c['services'] = [", 1)
+        marker = "# append: a master.cfg that has reporters"
+        head, services = text.split(marker, 1)
         text = (head + SERVE_CFG.replace('@WWWPORT@', str(www_port)).lstrip('\n') + '\n'
-                + "c['services'] = [" + services)
+                + marker + services)
     return text
 
 
@@ -250,7 +285,7 @@ def writeSummary(out, store):
         data = report.collect(reader)
     out.write(report.terminalSummary(data))
     html = report.defaultHtmlPath(store)
-    report.writeHtml(data, html, store)
+    report.writeHtml(data, html, store, option='')
     return html
 
 
@@ -308,8 +343,7 @@ def run(args, out):
         checkServe()
     port = freePort()
     www_port = freePort() if args.serve else None
-    with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
-        f.write(masterCfg(port, www_port))
+    writeText(os.path.join(basedir, 'master.cfg'), masterCfg(port, www_port))
     logfile = open(os.path.join(basedir, 'twistd.log'), 'a')
     log.startLogging(logfile, setStdout=False)
 
@@ -320,7 +354,7 @@ def run(args, out):
     out.flush()
     progress = Progress(args.builds, out, bar)
     store = os.path.join(basedir, 'stats.sqlite')
-    state = {}
+    state = {'results': []}
     t0 = time.monotonic()
 
     async def main(reactor):
@@ -341,14 +375,26 @@ def run(args, out):
 
     try:
         results = runReactor(main)
+    except (KeyboardInterrupt, CliError):
+        # the builds cut off on the way out are not results: keep the store to those shown
+        done = [(b, n) for b, n, _, _ in state['results']]
+        try:
+            cut = keepOnly(store, done)
+            note = f"; {plural(cut, 'build')} cut off on the way out not kept" if cut else ""
+        except sqlite3.Error as e:
+            note = f"; the builds cut off on the way out could not be removed ({e})"
+        out.write(f"\n\nStopped after {plural(len(done), 'build')}; master and worker "
+                  f"stopped. The store keeps the builds above{note}: {store}\n")
+        out.flush()
+        raise
     finally:
         log.msg("buildbot-stats demo: stopped")
         logfile.close()
     elapsed = time.monotonic() - t0
     failed = sum(1 for r in results if r[3] != 0)
 
-    out.write(f"\n{len(results)} builds in {elapsed:.1f}s ({failed} failed); master and "
-              "worker stopped.\n\n")
+    out.write(f"\n{plural(len(results), 'build')} in {elapsed:.1f}s ({failed} failed); "
+              "master and worker stopped.\n\n")
     if args.serve:
         html = report.defaultHtmlPath(store)  # written while the master served
     else:
@@ -359,6 +405,6 @@ def run(args, out):
               f"Try:         {cmd} report {os.path.relpath(store)}\n"
               f"             {cmd} export {os.path.relpath(store)} --format line\n")
     if failed:
-        raise CliError(f"{failed} builds failed; see {basedir}/twistd.log")
+        raise CliError(f"{plural(failed, 'build')} failed; see {basedir}/twistd.log")
     return 0
 

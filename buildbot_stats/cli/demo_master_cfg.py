@@ -19,7 +19,7 @@ from buildbot.process.results import SUCCESS
 from buildbot_stats import stats
 
 c = BuildmasterConfig = {}
-c['title'] = "buildbot_stats demo"
+c['title'] = "Stats demo"  # Buildbot shows at most 18 characters
 c['buildbotNetUsageData'] = None
 c['db'] = {'db_url': 'sqlite:///state.sqlite'}
 # the demo's worker runs in the same process and connects over loopback
@@ -115,11 +115,12 @@ captures = [
     stats.CaptureProperty('docs', 'pages'),              # series docs-pages
     stats.CaptureDataAllBuilders('coverage'),            # series test-coverage
 ]
-c['services'] = [
+# append: a master.cfg that has reporters (mail, GitHub status) in c['services'] keeps them
+c.setdefault('services', []).append(
     stats.StatsService(storage_backends=[
         stats.SQLiteStorageService('stats.sqlite', captures=captures),
     ]),
-]
+)
 '''
 
 # Appended to MASTER_CFG by ``buildbot-stats demo --serve``: Buildbot's web UI with the

@@ -8,9 +8,12 @@ import time
 
 from buildbot_stats import __version__
 from buildbot_stats.cli import svg
-from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
+from buildbot_stats.cli.common import plural
+from buildbot_stats.cli.common import printable
+from buildbot_stats.cli.safewrite import checkOutput
+from buildbot_stats.cli.safewrite import writeText
 # the numbers live with the readers, shared with the Statistics page (buildbot_stats.www)
 from buildbot_stats.storage.summary import builderStats
 from buildbot_stats.storage.summary import fmtSeconds
@@ -30,18 +33,20 @@ def addParser(sub):
     p.add_argument('store', metavar='STORE', help="the SQLite store (e.g. master/stats.sqlite)")
     p.add_argument('--html', metavar='FILE',
                    help="where to write the HTML report (default: STORE's name with "
-                   "'-report.html', next to it)")
+                   "'-report.html', next to it); replaced only once complete, never the store")
     p.add_argument('--no-html', action='store_true', help="only print the summary")
     p.set_defaults(func=run)
     return p
 
 
 def run(args, out):
+    target = None if args.no_html else args.html or defaultHtmlPath(args.store)
+    if target is not None:
+        checkOutput(target, '--html', protect=args.store)  # before anything is read
     with openStoreOrFail(args.store) as store:
         data = collect(store)
     out.write(terminalSummary(data))
-    if not args.no_html:
-        target = args.html or defaultHtmlPath(args.store)
+    if target is not None:
         writeHtml(data, target, args.store)
         out.write(f"\nHTML report: {target}\n")
     return 0
@@ -85,7 +90,7 @@ def terminalSummary(data):
     else:
         rows = [("builder", "builds", "median", "p90", "last", "trend")]
         for builder, (st, _) in data['builders'].items():
-            rows.append((builder, str(st['builds']), fmtSeconds(st['median']),
+            rows.append((printable(builder), str(st['builds']), fmtSeconds(st['median']),
                          fmtSeconds(st['p90']), fmtSeconds(st['last']), fmtTrend(st)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for n, r in enumerate(rows):
@@ -98,10 +103,11 @@ def terminalSummary(data):
         lines.append("")
         lines.append("Other series (last value of each numeric field):")
         for info, fields in others:
-            last = ", ".join(f"{k}={svg.formatNumber(v[-1][1])}" for k, v in sorted(fields.items()))
-            lines.append(f"  {info.name}: {info.points} points; {last}")
+            last = ", ".join(f"{printable(k)}={svg.formatNumber(v[-1][1])}"
+                             for k, v in sorted(fields.items()))
+            lines.append(f"  {printable(info.name)}: {plural(info.points, 'point')}; {last}")
     lines.append("")
-    lines.append(f"{data['points']} points in the store.")
+    lines.append(f"{plural(data['points'], 'point')} in the store.")
     return "\n".join(lines) + "\n"
 
 
@@ -131,7 +137,8 @@ def renderHtml(data, store_path):
         f"<title>Build statistics: {e(os.path.basename(store_path))}</title>",
         f"<style>{CSS}</style></head><body>",
         "<h1>Build statistics</h1>",
-        f'<p class="note">Store {e(os.path.abspath(store_path))}: {data["points"]} points. '
+        f'<p class="note">Store {e(os.path.abspath(store_path))}: '
+        f'{plural(data["points"], "point")}. '
         f"Made by buildbot_stats {e(__version__)}; times in UTC; hover a point for its value."
         "</p>",
     ]
@@ -163,12 +170,6 @@ def renderHtml(data, store_path):
     return "\n".join(parts) + "\n"
 
 
-def writeHtml(data, target, store_path):
-    text = renderHtml(data, store_path)
-    tmp = target + '.tmp'
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except OSError as e:
-        raise CliError(f"cannot write the HTML report {target}: {e.strerror}") from None
+def writeHtml(data, target, store_path, option='--html'):
+    """Write the report to ``target`` atomically; never over the store."""
+    writeText(target, renderHtml(data, store_path), option, protect=store_path)

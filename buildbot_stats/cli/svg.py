@@ -46,11 +46,39 @@ def formatNumber(v):
     return f"{v:.6g}" if v == int(v) else f"{v:.4g}"
 
 
-def formatTime(seconds, span):
-    t = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    if span < 2 * 86400:
-        return t.strftime("%H:%M:%S") if span < 600 else t.strftime("%H:%M")
-    return t.strftime("%Y-%m-%d")
+# time label formats, coarse to fine: an axis takes the first, from the one its span
+# suggests, whose tick labels all differ (".%3": milliseconds, ".%6": microseconds)
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%d %H:%M"]
+CLOCK_FORMATS = ["%H:%M", "%H:%M:%S", "%H:%M:%S.%3", "%H:%M:%S.%6"]
+MIN_SPAN = 1e-3  # seconds: a shorter time axis is widened to this (ticks 250 us apart)
+
+
+def _spanFormat(span):
+    if span >= 2 * 86400:
+        return "%Y-%m-%d"
+    return "%H:%M:%S" if span < 600 else "%H:%M"
+
+
+def formatTime(seconds, span, fmt=None):
+    fmt = fmt or _spanFormat(span)
+    digits = int(fmt[-1]) if fmt.endswith(('.%3', '.%6')) else 0
+    t = datetime.datetime.fromtimestamp(round(seconds, digits) if digits else seconds,
+                                        datetime.timezone.utc)
+    if digits:
+        return t.strftime(fmt[:-3]) + "." + t.strftime("%f")[:digits]
+    return t.strftime(fmt)
+
+
+def timeLabels(ticks, span):
+    """The labels of the time axis ticks, never two the same: a sub-second span shows
+    milliseconds, a span of a few days the hours."""
+    fmt = _spanFormat(span)
+    ladder = DATE_FORMATS if fmt in DATE_FORMATS else CLOCK_FORMATS[CLOCK_FORMATS.index(fmt):]
+    for fmt in ladder:
+        labels = [formatTime(t, span, fmt) for t in ticks]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
 
 
 def columnExtremes(pts, x):
@@ -99,6 +127,9 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
     t0, t1 = min(p[0] for p in points), max(p[0] for p in points)
     if t1 == t0:
         t0, t1 = t0 - 1, t1 + 1
+    elif t1 - t0 < MIN_SPAN:
+        middle = (t0 + t1) / 2
+        t0, t1 = middle - MIN_SPAN / 2, middle + MIN_SPAN / 2
     yticks = niceTicks(min(0.0, min(p[1] for p in points)), max(p[1] for p in points))
     y0, y1 = yticks[0], yticks[-1]
     pw, ph = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -116,11 +147,11 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
         out.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end">'
                    f'{formatNumber(v)}</text>')
     span = t1 - t0
-    for i in range(5):
-        t = t0 + span * i / 4
+    xticks = [t0 + span * i / 4 for i in range(5)]
+    for i, (t, label) in enumerate(zip(xticks, timeLabels(xticks, span))):
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         out.append(f'<text x="{x(t):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="{anchor}">'
-                   f'{formatTime(t, span)}</text>')
+                   f'{e(label)}</text>')
     out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + ph}" y2="{TOP + ph}" '
                'stroke="#888"/>')
     if y_label:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from buildbot_stats.point import Point
 from buildbot_stats.storage.sqlite_schema import StoreError
 from buildbot_stats.storage.sqlite_schema import checkReadable
+from buildbot_stats.storage.sqlite_schema import describeReadError
 from buildbot_stats.storage.sqlite_schema import looksLikeSQLite
 
 __all__ = ['StoreError', 'StoreReader', 'SeriesInfo', 'openStore']
@@ -52,7 +53,7 @@ class StoreReader:
         except StoreError as e:
             raise StoreError(f"{path}: {e}") from None
         except sqlite3.Error as e:
-            raise StoreError(f"{path}: cannot be read: {e}") from None
+            raise StoreError(f"{path}: {describeReadError(e)}") from None
 
     def close(self):
         self.conn.close()
@@ -63,11 +64,25 @@ class StoreReader:
     def __exit__(self, *exc):
         self.close()
 
+    def _error(self, e):
+        # damage after the header shows only when a query reaches the damaged page, which
+        # may be well into the rows: every fetch is guarded, not only the execute
+        return StoreError(f"{self.path}: {describeReadError(e)}")
+
     def _query(self, sql, params=()):
+        """The rows of a query, one by one; a problem met on the way is a StoreError."""
         try:
-            return self.conn.execute(sql, params)
+            cursor = self.conn.execute(sql, params)
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot be read: {e}") from None
+            raise self._error(e) from None
+        while True:
+            try:
+                rows = cursor.fetchmany(500)
+            except sqlite3.Error as e:
+                raise self._error(e) from None
+            if not rows:
+                return
+            yield from rows
 
     def series(self):
         """Every series with its number of points and its time range, by name."""
@@ -95,7 +110,7 @@ class StoreReader:
         return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id)
 
     def countPoints(self):
-        return self._query("SELECT COUNT(*) FROM points").fetchone()[0]
+        return next(self._query("SELECT COUNT(*) FROM points"))[0]
 
     def matchSeries(self, patterns):
         """The series names matching ``patterns`` (names or shell globs such as
