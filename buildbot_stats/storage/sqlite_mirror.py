@@ -99,17 +99,14 @@ class StoreMirror:
 
     @staticmethod
     def _fingerprint(reader, row_id):
-        if row_id is None:
-            return None
-        return reader._query("SELECT series, time_us FROM points WHERE id = ?",
-                             (row_id,)).fetchone()
+        return None if row_id is None else reader.rowKey(row_id)
 
     @staticmethod
     def _state(reader):
         st = os.stat(reader.path)
         identity = (os.path.abspath(reader.path), st.st_dev, st.st_ino, reader.version)
         count = reader.countPoints()
-        max_id = reader._query("SELECT MAX(id) FROM points").fetchone()[0]
+        max_id = reader.maxId()
         return (identity, count, max_id, tuple(reader.builderNames()),
                 StoreMirror._fingerprint(reader, max_id))
 
@@ -122,8 +119,7 @@ class StoreMirror:
             if self.loading:
                 return None
             # one read transaction: the counts, the ids and the rows of one state of the file
-            reader._query("BEGIN")
-            try:
+            with reader.readTransaction():
                 state = self._state(reader)
                 snapshot = self._update(reader, state)
                 if snapshot is not None:
@@ -131,8 +127,6 @@ class StoreMirror:
                 if not background:
                     self._install(state, {kind: reader.rows(kind) for kind in KINDS})
                     return self.snapshot
-            finally:
-                reader.conn.rollback()
             self.loading = True
             self.idle.clear()
             self.due = reader.path
@@ -150,12 +144,11 @@ class StoreMirror:
         from buildbot_stats.storage.sqlite_reader import openStore
 
         try:
-            with openStore(path) as reader:
-                reader._query("BEGIN")
+            with openStore(path) as reader, reader.readTransaction():
                 state = self._state(reader)
                 rows = {kind: reader.rows(kind) for kind in KINDS}
-                with self.lock:
-                    self._install(state, rows)
+            with self.lock:
+                self._install(state, rows)
         except Exception:  # the page reads from the store meanwhile, and says what fails
             from twisted.python import log
             log.err(None, f"buildbot_stats: reading {path} for the Statistics page")
@@ -185,8 +178,7 @@ class StoreMirror:
         if (max_id is None or max_id < self.max_id
                 or self._fingerprint(reader, self.max_id) != self.last_row):
             return None
-        written = reader._query("SELECT COUNT(*) FROM points WHERE id > ?",
-                                (self.max_id,)).fetchone()[0]
+        written = reader.countAfter(self.max_id)
         if self.count + written != count:
             return None  # points were deleted or replaced
         rows, times = {}, {}

@@ -7,6 +7,7 @@ message is one line for a user.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -84,6 +85,35 @@ class StoreReader:
                 return
             yield from rows
 
+    def _one(self, sql, params=()):
+        """The first row of a query (None without one)."""
+        return next(self._query(sql, params), None)
+
+    @contextlib.contextmanager
+    def readTransaction(self):
+        """Every query in the block sees one state of the file (a writer may commit
+        meanwhile: WAL mode keeps this reader's snapshot)."""
+        try:
+            self.conn.execute("BEGIN")
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+        try:
+            yield self
+        finally:
+            self.conn.rollback()
+
+    def maxId(self):
+        """The highest row id (None for an empty store): the newest row written."""
+        return self._one("SELECT MAX(id) FROM points")[0]
+
+    def rowKey(self, row_id):
+        """``(series, time_us)`` of the row ``row_id``, None when there is none."""
+        return self._one("SELECT series, time_us FROM points WHERE id = ?", (row_id,))
+
+    def countAfter(self, row_id):
+        """The number of points with a higher row id than ``row_id``."""
+        return self._one("SELECT COUNT(*) FROM points WHERE id > ?", (row_id,))[0]
+
     def series(self):
         """Every series with its number of points and its time range, by name."""
         rows = self._query(
@@ -106,7 +136,7 @@ class StoreReader:
             raise StoreError(f"{self.path}: cannot be read: {e.strerror}") from None
         # two statements: each has SQLite's fast path (together they scan every row)
         count = self.countPoints()
-        max_id = self._query("SELECT MAX(id) FROM points").fetchone()[0]
+        max_id = self.maxId()
         return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id)
 
     def countPoints(self):
@@ -221,7 +251,7 @@ class StoreReader:
             where.append(f"{table}id > ?")
             params.append(after_id)
         order = " ORDER BY p.time_us, p.id" if kind == 'custom' else " ORDER BY time_us, id"
-        rows = self._query(sql.format(' AND '.join(where)) + order, params).fetchall()
+        rows = list(self._query(sql.format(' AND '.join(where)) + order, params))
         if kind == 'custom':
             rows = customPoints(rows)
         return rows
