@@ -47,6 +47,32 @@ def row(series, fields, tags, time):
     return encodeRow(series=series, tags=tags, fields=fields, time=time)
 
 
+def buildRows(builder, number, t, duration, ok, queue_time, coverage):
+    """The 9 points of one build (duration, result, queue time, tests, 4 steps, coverage)."""
+    base = {'builder_name': builder}
+    rows = [row(f'{builder}-build-times', {'duration': duration},
+                dict(base, build_number=str(number)), t),
+            row('builds', {'result_code': 0 if ok else 2, 'success': int(ok),
+                           'build_number': number, 'duration': duration},
+                dict(base, result='success' if ok else 'failure'), t),
+            row('build_requests', {'queue_time': queue_time, 'build_number': number}, base, t),
+            row('tests', {'passed': 500, 'failed': int(not ok), 'skipped': 3,
+                          'total': 503 + int(not ok), 'build_number': number}, base, t)]
+    rows += [row('steps', {'duration': duration / 4, 'step_number': n, 'build_number': number,
+                           'result_code': 0}, dict(base, step_name=step), t)
+             for n, step in enumerate(STEPS)]
+    rows.append(row(f'{builder}-coverage', {'percent': coverage},
+                    dict(base, build_number=str(number)), t))
+    return rows
+
+
+def insert(conn, rows):
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO points (series, time_us, builder, build_number, tags, fields)"
+                     " VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.execute("COMMIT")
+
+
 def fillStore(path, points, now, seed=1):
     rnd = random.Random(seed)
     builds = points // POINTS_PER_BUILD
@@ -54,32 +80,13 @@ def fillStore(path, points, now, seed=1):
     migrate(conn)
     rows = []
     for i in range(builds):
-        builder = BUILDERS[i % len(BUILDERS)]
-        number = i // len(BUILDERS) + 1
         t = now - DAYS * 86400 + i * (DAYS * 86400 / builds)
         duration = 60 + 30 * rnd.random() + 20 * (i / builds)
-        base = {'builder_name': builder}
-        rows.append(row(f'{builder}-build-times', {'duration': duration},
-                              dict(base, build_number=str(number)), t))
         ok = rnd.random() > 0.1
-        rows.append(row('builds', {'result_code': 0 if ok else 2, 'success': int(ok),
-                                         'build_number': number, 'duration': duration},
-                              dict(base, result='success' if ok else 'failure'), t))
-        rows.append(row('build_requests', {'queue_time': 5 * rnd.random(),
-                                                 'build_number': number}, base, t))
-        rows.append(row('tests', {'passed': 500, 'failed': int(not ok), 'skipped': 3,
-                                        'total': 503 + int(not ok), 'build_number': number},
-                              base, t))
-        for n, step in enumerate(STEPS):
-            rows.append(row('steps', {'duration': duration / 4, 'step_number': n,
-                                            'build_number': number, 'result_code': 0},
-                                  dict(base, step_name=step), t))
-        rows.append(row(f'{builder}-coverage', {'percent': 80 + rnd.random()},
-                              dict(base, build_number=str(number)), t))
-    conn.execute("BEGIN")
-    conn.executemany("INSERT INTO points (series, time_us, builder, build_number, tags, fields)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", rows)
-    conn.execute("COMMIT")
+        queue_time = 5 * rnd.random()
+        rows += buildRows(BUILDERS[i % len(BUILDERS)], i // len(BUILDERS) + 1, t, duration, ok,
+                          queue_time, 80 + rnd.random())
+    insert(conn, rows)
     conn.close()
     return len(rows)
 
@@ -87,25 +94,8 @@ def fillStore(path, points, now, seed=1):
 def addBuild(path, number, t):
     """One more build of every builder at ``t``, as a master writes them (a transaction)."""
     conn = sqlite3.connect(path, isolation_level=None)
-    rows = []
-    for builder in BUILDERS:
-        base = {'builder_name': builder}
-        rows += [row(f'{builder}-build-times', {'duration': 70.0},
-                     dict(base, build_number=str(number)), t),
-                 row('builds', {'result_code': 0, 'success': 1, 'build_number': number,
-                                'duration': 70.0}, dict(base, result='success'), t),
-                 row('build_requests', {'queue_time': 1.0, 'build_number': number}, base, t),
-                 row('tests', {'passed': 500, 'failed': 0, 'skipped': 3, 'total': 503,
-                               'build_number': number}, base, t)]
-        rows += [row('steps', {'duration': 17.5, 'step_number': n, 'build_number': number,
-                               'result_code': 0}, dict(base, step_name=step), t)
-                 for n, step in enumerate(STEPS)]
-        rows.append(row(f'{builder}-coverage', {'percent': 80.0},
-                        dict(base, build_number=str(number)), t))
-    conn.execute("BEGIN")
-    conn.executemany("INSERT INTO points (series, time_us, builder, build_number, tags, fields)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", rows)
-    conn.execute("COMMIT")
+    insert(conn, [r for builder in BUILDERS
+                  for r in buildRows(builder, number, t, 70.0, True, 1.0, 80.0)])
     conn.close()
 
 
