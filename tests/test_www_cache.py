@@ -289,3 +289,26 @@ class MirrorTest(StoreCase):
         with openStore(self.path) as reader:
             self.assertEqual(second, page.view(reader, None, 'all', None, None, {'alpha': 1},
                                                '', None, 'store', NOW))
+
+    def test_a_store_gone_before_the_full_read_leaves_the_mirror_usable(self):
+        self.write(*pointRows([0, 1, 2], NOW - 900))
+        mirror = StoreMirror()
+        with openStore(self.path) as reader:
+            self.assertIsNone(mirror.sync(reader))  # a full read is due
+            self.assertIsNone(mirror.sync(reader))  # and stays due until started
+        os.unlink(self.path)
+        mirror.startLoading()
+        self.assertTrue(mirror.idle.wait(60))
+        self.assertEqual((mirror.loading, mirror.full_reads), (False, 0))
+        # the store back: the next view finds the full read due again, and it runs
+        self.conn.close()
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        migrate(self.conn)
+        self.write(*pointRows([1, 2, 3], NOW - 800))
+        with openStore(self.path) as reader:
+            self.assertIsNone(mirror.sync(reader))
+        mirror.startLoading()
+        self.assertTrue(mirror.idle.wait(60))
+        with openStore(self.path) as reader:
+            self.assertEqual(mirror.sync(reader).buildDurations(),
+                             {'beta': [(NOW - 800, 3, 3.5)]})

@@ -26,8 +26,12 @@ import bisect
 import os
 import threading
 
+from twisted.python import log
+
 from buildbot_stats.storage.sqlite_reader import KINDS
 from buildbot_stats.storage.sqlite_reader import SHAPES
+from buildbot_stats.storage.sqlite_reader import StoreError
+from buildbot_stats.storage.sqlite_reader import openStore
 from buildbot_stats.storage.sqlite_reader import stepSummary
 
 
@@ -156,16 +160,16 @@ class StoreMirror:
                              name='buildbot_stats page mirror').start()
 
     def _load(self, path):
-        from buildbot_stats.storage.sqlite_reader import openStore
-
         try:
             with openStore(path) as reader, reader.readTransaction():
                 state = self._state(reader)
                 rows = self._read(reader)
             with self.lock:
                 self._install(state, rows)
-        except Exception:  # the page reads from the store meanwhile, and says what fails
-            from twisted.python import log
+        except StoreError as e:
+            # the file went or is damaged: the page reads from the store and says it
+            log.msg(f"buildbot_stats: the Statistics page's mirror of {path} not loaded: {e}")
+        except Exception:
             log.err(None, f"buildbot_stats: reading {path} for the Statistics page")
         finally:
             with self.lock:
