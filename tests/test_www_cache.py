@@ -16,6 +16,7 @@ from twisted.trial import unittest
 
 from buildbot_stats.storage.sqlite_mirror import StoreMirror
 from buildbot_stats.storage.sqlite_reader import openStore
+from buildbot_stats.storage.sqlite_schema import SCHEMA_VERSION
 from buildbot_stats.storage.sqlite_schema import migrate
 from buildbot_stats.storage.sqlite_values import encodeRow
 from buildbot_stats.www import page
@@ -32,6 +33,7 @@ def duration(builder, number, seconds, t):
 
 
 class StoreCase(unittest.TestCase):
+    version = SCHEMA_VERSION  # of the store file; the V1 subclasses: a file not migrated yet
 
     def setUp(self):
         fd, self.path = tempfile.mkstemp(suffix='.sqlite')
@@ -40,7 +42,7 @@ class StoreCase(unittest.TestCase):
         self.addCleanup(lambda: os.path.exists(self.path) and os.unlink(self.path))
         self.conn = sqlite3.connect(self.path, isolation_level=None)
         self.addCleanup(self.conn.close)
-        migrate(self.conn)
+        migrate(self.conn, target=self.version)
 
     def write(self, *rows, sql=INSERT):
         self.conn.executemany(sql, rows)
@@ -59,13 +61,12 @@ class StateKeyTest(StoreCase):
         self.write(duration('alpha', 3, 11.0, NOW - 100))
         added = self.stateKey()
         self.assertNotEqual(added, first)
-        # schema v2 (issue 10) replaces a point of the same series, time and tags: the
-        # count stays, the replaced row's id goes and the new one is the highest
-        self.conn.execute("CREATE UNIQUE INDEX points_key ON points (series, time_us, tags)")
+        # schema v2 replaces a point of the same series, time and tags: the count stays,
+        # the replaced row's id goes and the new one is the highest (v1: one more point)
         self.write(duration('alpha', 3, 99.0, NOW - 100),
                    sql=INSERT.replace("INSERT", "INSERT OR REPLACE"))
         replaced = self.stateKey()
-        self.assertEqual(replaced[4], added[4])
+        self.assertEqual(replaced[4], added[4] + (0 if self.version >= 2 else 1))
         self.assertNotEqual(replaced, added)
         self.conn.execute("DELETE FROM points WHERE id = (SELECT MIN(id) FROM points)")
         self.assertNotEqual(self.stateKey(), replaced)
@@ -76,7 +77,7 @@ class StateKeyTest(StoreCase):
         self.conn.close()
         os.unlink(self.path)
         self.conn = sqlite3.connect(self.path, isolation_level=None)
-        migrate(self.conn)
+        migrate(self.conn, target=self.version)
         self.write(duration('alpha', 1, 10.0, NOW - 300))
         # same count and ids, a new file (which may well get the inode of the deleted one)
         self.assertNotEqual(self.stateKey(), before)
@@ -229,9 +230,8 @@ class MirrorTest(StoreCase):
         if os.path.exists(self.path):
             os.unlink(self.path)
         self.conn = sqlite3.connect(self.path, isolation_level=None)
-        migrate(self.conn)
-        # schema v2 (issue 10): the same series, time and tags replace a point
-        self.conn.execute("CREATE UNIQUE INDEX points_key ON points (series, time_us, tags)")
+        # schema v2: the same series, time and tags replace a point; v1: one more row
+        migrate(self.conn, target=self.version)
         mirror = StoreMirror()
         t = NOW - 1000
         for action, ints in steps:
@@ -303,7 +303,7 @@ class MirrorTest(StoreCase):
         # the store back: the next view finds the full read due again, and it runs
         self.conn.close()
         self.conn = sqlite3.connect(self.path, isolation_level=None)
-        migrate(self.conn)
+        migrate(self.conn, target=self.version)
         self.write(*pointRows([1, 2, 3], NOW - 800))
         with openStore(self.path) as reader:
             self.assertIsNone(mirror.sync(reader))
@@ -312,3 +312,11 @@ class MirrorTest(StoreCase):
         with openStore(self.path) as reader:
             self.assertEqual(mirror.sync(reader).buildDurations(),
                              {'beta': [(NOW - 800, 3, 3.5)]})
+
+
+class StateKeyV1Test(StateKeyTest):
+    version = 1
+
+
+class MirrorV1Test(MirrorTest):
+    version = 1
