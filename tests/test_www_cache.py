@@ -320,3 +320,22 @@ class StateKeyV1Test(StateKeyTest):
 
 class MirrorV1Test(MirrorTest):
     version = 1
+
+
+class MirrorLimitTest(StoreCase):
+
+    def test_a_store_over_the_limit_is_not_mirrored(self):
+        self.write(*pointRows([0, 1, 2], NOW - 900))  # 6 points
+        mirror = StoreMirror(max_points=6)
+        with openStore(self.path) as reader:
+            self.assertIsNotNone(mirror.sync(reader, background=False))
+        self.write(*pointRows([1, 2, 3], NOW - 800))
+        with openStore(self.path) as reader:
+            self.assertIsNone(mirror.sync(reader, background=False))
+            self.assertIsNone(mirror.sync(reader))
+            mirror.startLoading()  # nothing is due
+            self.assertEqual((mirror.loading, mirror.rows), (False, None))
+            # the page reads the view from the store
+            text = page.view(reader, None, 'all', None, None, {}, '', None, 'store', NOW,
+                             mirror=mirror)
+        self.assertIn('beta build #3: duration 3.50s', text)

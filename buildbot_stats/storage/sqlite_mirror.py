@@ -16,7 +16,8 @@ with a higher id), or the row of the highest id seen is not the one held (a stor
 re-created at the same path).
 
 Memory: about 250 bytes per point (24 MB for the 100,000 points of the benchmark, by
-tracemalloc).
+tracemalloc); a store of more than ``max_points`` (:data:`MAX_POINTS`, 1,000,000) is not
+mirrored.
 Thread-safe: :meth:`sync` runs under a lock and returns an immutable :class:`Snapshot`.
 """
 
@@ -91,6 +92,10 @@ class Snapshot:
         return SHAPES['custom'](self._select('custom', builder, start, end))
 
 
+#: A store with more points is not mirrored (about 250 MB of memory at this size).
+MAX_POINTS = 1_000_000
+
+
 class StoreMirror:
     """One store's rows, kept up to date by :meth:`sync`.
 
@@ -101,7 +106,8 @@ class StoreMirror:
     thread of its own: no request waits for the whole store.
     """
 
-    def __init__(self):
+    def __init__(self, max_points=MAX_POINTS):
+        self.max_points = max_points
         self.lock = threading.Lock()
         self.identity = None  # (path, device, inode, schema version)
         self.count = 0  # points in the store when last synced
@@ -140,6 +146,10 @@ class StoreMirror:
             # one read transaction: the counts, the ids and the rows of one state of the file
             with reader.readTransaction():
                 state = self._state(reader)
+                if state[1] > self.max_points:
+                    # too large to hold: the page reads every view from the store
+                    self.rows = self.snapshot = None
+                    return None
                 snapshot = self._update(reader, state)
                 if snapshot is not None:
                     return snapshot
