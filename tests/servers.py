@@ -229,29 +229,27 @@ class _ServerProcess:
 
     def pause(self):
         """Freeze the process (SIGSTOP): connections are accepted by the kernel, nothing answers.
-        Returns once the kernel shows the process stopped (a signal is delivered asynchronously)."""
-        os.kill(self.process.pid, signal.SIGSTOP)
-        self._wait_state(stopped=True)
+
+        Returns once every thread is stopped: the signal is delivered asynchronously, and on
+        a loaded machine a thread could otherwise still answer a request sent right after."""
+        pid = self.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                tasks = os.listdir(f'/proc/{pid}/task')
+                states = []
+                for tid in tasks:
+                    with open(f'/proc/{pid}/task/{tid}/stat') as f:
+                        states.append(f.read().rsplit(')', 1)[1].split()[0])
+            except OSError:
+                return  # no /proc (not Linux) or the thread list changed: best effort
+            if all(state in ('T', 't') for state in states):
+                return
+            time.sleep(0.01)
 
     def resume(self):
         os.kill(self.process.pid, signal.SIGCONT)
-        self._wait_state(stopped=False)
-
-    def _wait_state(self, stopped):
-        deadline = time.monotonic() + START_TIMEOUT
-        while (self._state() in ('T', 't')) != stopped:
-            if time.monotonic() > deadline:
-                raise ServerError(f'{self.name} did not {"stop" if stopped else "continue"}'
-                                  f' within {START_TIMEOUT}s')
-            time.sleep(0.005)
-
-    def _state(self):
-        """The process state letter of /proc/<pid>/stat ('T' when stopped by a signal)."""
-        try:
-            with open(f'/proc/{self.process.pid}/stat', encoding='ascii') as f:
-                return f.read().rsplit(')', 1)[1].split()[0]
-        except (OSError, IndexError):
-            return None
 
     def cleanup(self):
         """Stop the server and remove its temporary directory."""

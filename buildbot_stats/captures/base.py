@@ -20,7 +20,6 @@ from buildbot_stats.tagging import TagPolicy
 from buildbot_stats.timestamps import pointTime
 
 BUILD_FINISHED = ("builders", None, "builds", None, "finished")
-YIELD_DATA = ("stats-yieldMetricsValue", "stats-yield-data")
 
 
 class CaptureError(Exception):
@@ -101,6 +100,10 @@ class Capture:
     :param routingKey: the MQ routing key (a tuple, ``None`` as a wildcard) to consume
     :param callback: the function that turns what the capture gathered into a value
     """
+
+    #: The caches of :class:`~buildbot_stats.lookups.Lookups` this capture reads: the
+    #: service keeps them current from the MQ while a capture uses them
+    uses = ('builder_names',)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
