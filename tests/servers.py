@@ -8,8 +8,11 @@ Two fixtures, one per server binary installed on the test machine:
 Both keep their port and data directory for their whole life, so a test can ``stop()`` the
 server (an outage), ``start()`` it again and find the same address and the same data; ``pause()``
 and ``resume()`` freeze the process with SIGSTOP/SIGCONT (the socket stays open, nothing answers:
-the "hung server" case). The query helpers here are blocking (urllib): they are for the test's own
-assertions, never for code under test.
+the "hung server" case). While no server runs, the fixture holds its port with a socket that is
+bound but does not listen: connections are refused, as by a closed port, and nothing else can take
+the port before ``start()`` (another test process, or a client connecting to itself). The query
+helpers here are blocking (urllib): they are for the test's own assertions, never for code under
+test.
 
 Cost of a start on the 2-core test machine (measured with tests/test_servers.py): influxd
 answers ``/ping`` 0.03-0.1 s after exec, VictoriaMetrics answers ``/health`` after 0.07-0.11 s;
@@ -112,6 +115,8 @@ class _ServerProcess:
         self.log_path = os.path.join(self.basedir, f'{self.name}.log')
         self.process = None
         self.start_seconds = None  # wall time of the last start(), for the docs and for curiosity
+        self._reservation = None
+        self._reserve()
 
     _shared = None  # per subclass, see shared()
 
@@ -170,6 +175,7 @@ class _ServerProcess:
         if self.running:
             raise ServerError(f'{self.name} already running on port {self.port}')
         self.prepare()
+        self._release()
         t0 = time.monotonic()
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(
@@ -219,6 +225,28 @@ class _ServerProcess:
                 proc.wait()
         self.process = None
         _running.discard(self)
+        self._reserve()
+
+    def _reserve(self):
+        """Hold the port while no server runs, with a socket that is bound but does not
+        listen: a connection is refused, as by a closed port, and nothing else takes the port
+        meanwhile: not another process of a shared machine, nor a client of the test itself
+        (a connect to a loopback port nobody listens on may pick that very port as its own
+        and connect to itself)."""
+        if self._reservation is not None:
+            return
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((self.host, self.port))
+        except OSError:
+            s.close()  # taken already: start() will say so
+            return
+        self._reservation = s
+
+    def _release(self):
+        if self._reservation is not None:
+            self._reservation.close()
+            self._reservation = None
 
     def kill(self):
         self.stop(kill=True)
@@ -254,6 +282,7 @@ class _ServerProcess:
     def cleanup(self):
         """Stop the server and remove its temporary directory."""
         self.kill()
+        self._release()
         if self._own_basedir:
             shutil.rmtree(self.basedir, ignore_errors=True)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -55,14 +54,10 @@ class SigkillRightAfterTheLastBuild(unittest.TestCase):
         InfluxDB1Server.require()
         self.basedir = tempfile.mkdtemp(prefix='buildbot_stats_crash_')
         self.addCleanup(shutil.rmtree, self.basedir, ignore_errors=True)
-        # chosen, not started: its port is closed while the master runs its builds. The port
-        # is held by a socket that is bound but not listening (a connection is refused), so
-        # that no other process on this machine takes it before InfluxDB starts there.
+        # chosen, not started: its port refuses connections while the master runs its builds
+        # (the fixture holds it meanwhile, so that nothing else takes it)
         self.influx = InfluxDB1Server()
         self.addCleanup(self.influx.cleanup)
-        self.reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.reserved.bind((self.influx.host, self.influx.port))
-        self.addCleanup(self.reserved.close)
 
     def master(self, builds, **kwargs):
         proc = subprocess.Popen(
@@ -103,7 +98,6 @@ class SigkillRightAfterTheLastBuild(unittest.TestCase):
             lines, torn = spoolmod.decodeJournal(f.read())
         self.assertEqual((len(lines), torn), (n * crash_master.POINTS_PER_BUILD, 0))
 
-        self.reserved.close()
         self.influx.start()
         self.influx.create_database(crash_master.DB)
         again = self.master(0, stdout=subprocess.PIPE)
