@@ -31,6 +31,7 @@ from buildbot_stats.storage import InMemoryStorageService
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.storage import StatsStorageBase
 from buildbot_stats.storage.influxdb import InfluxStorageService
+from buildbot_stats.storage.prometheus import PrometheusStorageService
 
 __all__ = [
     'Capture',
@@ -47,6 +48,7 @@ __all__ = [
     'CapturePropertyAllBuilders',
     'InMemoryStorageService',
     'InfluxStorageService',
+    'PrometheusStorageService',
     'SQLiteStorageService',
     'StatsService',
     'StatsStepMixin',
