@@ -1,0 +1,374 @@
+"""PrometheusStorageService without a server: configuration, names, what each point becomes,
+the present and health families, the exposition formats."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import os
+import sys
+import textwrap
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from twisted.internet import defer
+from twisted.internet import utils
+from twisted.python import log
+from twisted.trial import unittest
+
+from buildbot.config.errors import capture_config_errors
+
+from buildbot_stats import stats
+from buildbot_stats.storage.prometheus import OTHER
+from buildbot_stats.storage.prometheus import exposition
+from buildbot_stats.storage.prometheus import healthFamilies
+from buildbot_stats.storage.prometheus import metricName
+from buildbot_stats.storage.prometheus import presentFamilies
+from buildbot_stats.tagging import TagPolicy
+
+UTC = datetime.timezone.utc
+
+
+def samples(registry_or_families):
+    """``{(sample name, ((label, value), ...)): value}`` of the text exposition."""
+    registry = registry_or_families
+    if isinstance(registry_or_families, list):
+        class Registry:
+            def collect(self):
+                return registry_or_families
+        registry = Registry()
+    body, _ = exposition(registry, None, None)
+    out = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            if s.name.endswith('_created'):
+                continue
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+class FakeParent:
+    """What the backend reads of its StatsService: the tag policy and metrics()."""
+
+    def __init__(self, max_tag_values=1000):
+        self.tag_policy = TagPolicy(max_tag_values=max_tag_values)
+
+
+class CheckConfig(unittest.TestCase):
+    def configErrors(self, *args, **kwargs):
+        with capture_config_errors() as errors:
+            stats.PrometheusStorageService(*args, **kwargs)
+        return errors.errors
+
+    def assertConfigError(self, fragment, *args, **kwargs):
+        errors = self.configErrors(*args, **kwargs)
+        self.assertTrue(any(fragment in e for e in errors), errors)
+
+    def test_defaults_are_good(self):
+        self.assertEqual(self.configErrors(), [])
+        backend = stats.PrometheusStorageService()
+        self.assertEqual([type(c).__name__ for c in backend.captures],
+                         ['CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes',
+                          'CaptureTestResults'])
+        self.assertEqual(self.configErrors(port=None, buckets=[0.1, 1, float('inf')],
+                                           labels=['worker', 'branch']), [])
+
+    def test_bad_values_are_named(self):
+        self.assertConfigError("port must be a TCP port number (0-65535) or None, got 70000",
+                               port=70000)
+        self.assertConfigError("port must be a TCP port number (0-65535) or None, got '9101'",
+                               port='9101')
+        self.assertConfigError("interface must be an address string", interface=None)
+        self.assertConfigError("buckets must be a non-empty list of increasing positive "
+                               "numbers of seconds, got []", buckets=[])
+        self.assertConfigError("got [1, 5, 3] (bad bound 3)", buckets=[1, 5, 3])
+        self.assertConfigError("(bad bound -1)", buckets=[-1, 5])
+        self.assertConfigError("(bad bound nan)", buckets=[1, float('nan')])
+        self.assertConfigError("got '1,5'", buckets='1,5')
+        self.assertConfigError("step_buckets must be a non-empty list", step_buckets=[0])
+        self.assertConfigError("labels: unknown label 'buildnumber'; known: worker, branch, "
+                               "repository, project", labels=['buildnumber'])
+        self.assertConfigError("labels must be a list of tag names, got 'worker'",
+                               labels='worker')
+        self.assertConfigError("is not a Capture instance", captures=['nope'])
+
+    def test_one_unit_per_duration_gauge(self):
+        self.assertConfigError(
+            "CaptureBuildDuration(builder_name='a', report_in='minutes') and "
+            "CaptureBuildDurationAllBuilders(builder_name=None, report_in='seconds') write "
+            "the same series in different units",
+            captures=[stats.CaptureBuildDuration('a', report_in='minutes'),
+                      stats.CaptureBuildDurationAllBuilders()])
+        self.assertEqual(self.configErrors(captures=[
+            stats.CaptureBuildDuration('a', report_in='minutes'),
+            stats.CaptureBuildDuration('b', report_in='hours')]), [])
+
+
+class Names(unittest.TestCase):
+    def test_metric_names(self):
+        self.assertEqual(metricName('buildbot_data', 'code-coverage', 'percent'),
+                         'buildbot_data_code_coverage_percent')
+        self.assertEqual(metricName('buildbot_data', 'binarySize', 'MB (stripped)'),
+                         'buildbot_data_binary_size_mb_stripped')
+        self.assertEqual(metricName('9lives'), '_9lives')
+        self.assertEqual(metricName('', '--'), 'unnamed')
+        self.assertEqual(metricName('buildbot_data', 'ünï', 'x'), 'buildbot_data_n_x')
+
+
+class Points(unittest.TestCase):
+    def backend(self, **kwargs):
+        backend = stats.PrometheusStorageService(port=None, **kwargs)
+        backend.reconfigService(port=None, **kwargs)
+        return backend
+
+    def test_build_statistics_become_counters_and_histograms(self):
+        backend = self.backend(buckets=[10, 60], step_buckets=[1])
+        tags = {'builder_name': 'linux', 'result': 'success', 'worker': 'w1',
+                'branch': 'main'}
+        backend.postStatsValue({'result_code': 0, 'build_number': 7, 'duration': 42.0},
+                               'builds', tags)
+        backend.postStatsValue({'result_code': 2, 'build_number': 8, 'duration': 5.0},
+                               'builds', dict(tags, result='failure'))
+        backend.postStatsValue({'queue_time': 3.0, 'turnaround_time': 70.0,
+                                'build_number': 7}, 'build_requests', tags)
+        backend.postStatsValue({'duration': 0.5, 'step_number': 1, 'build_number': 7},
+                               'steps', dict(tags, step_name='compile'))
+        # a step that never started has no duration: counted written, nothing observed
+        backend.postStatsValue({'step_number': 2, 'build_number': 7}, 'steps',
+                               dict(tags, step_name='upload'))
+        backend.postStatsValue({'passed': 3, 'failed': 1, 'skipped': 2, 'total': 6,
+                                'build_number': 7}, 'tests', tags)
+        got = samples(backend.registry)
+        b = ('builder', 'linux')
+
+        def get(name, *labels):
+            return got[(name, tuple(sorted((b,) + labels)))]
+
+        self.assertEqual(get('buildbot_builds_total', ('result', 'success')), 1)
+        self.assertEqual(get('buildbot_builds_total', ('result', 'failure')), 1)
+        self.assertEqual(get('buildbot_build_duration_seconds_bucket', ('result', 'success'),
+                             ('le', '10.0')), 0)
+        self.assertEqual(get('buildbot_build_duration_seconds_bucket', ('result', 'success'),
+                             ('le', '60.0')), 1)
+        self.assertEqual(get('buildbot_build_duration_seconds_sum', ('result', 'failure')), 5)
+        self.assertEqual(get('buildbot_build_queue_seconds_sum'), 3)
+        self.assertEqual(get('buildbot_build_turnaround_seconds_bucket', ('le', '60.0')), 0)
+        self.assertEqual(get('buildbot_build_turnaround_seconds_bucket', ('le', '+Inf')), 1)
+        self.assertEqual(get('buildbot_step_duration_seconds_bucket', ('step', 'compile'),
+                             ('le', '1.0')), 1)
+        self.assertNotIn(('buildbot_step_duration_seconds_count',
+                          (b, ('step', 'upload'))), got)
+        self.assertEqual({o: get('buildbot_tests_total', ('outcome', o))
+                          for o in ('passed', 'failed', 'skipped')},
+                         {'passed': 3, 'failed': 1, 'skipped': 2})
+        # labels are names: no build number, no worker unless asked for
+        self.assertFalse([k for k in got if any(n in ('build_number', 'worker')
+                                                for n, _ in k[1])])
+        self.assertEqual(backend.metrics()['written'], 6)
+        self.assertEqual(backend.metrics()['rejected'], 0)
+
+    def test_extra_labels_and_the_cardinality_guard(self):
+        backend = self.backend(labels=['worker'])
+        parent = FakeParent(max_tag_values=2)
+        backend.parent = parent
+        for worker in ['w1', 'w2', 'w3', 'w4']:
+            # what a capture does: the service's policy, then the backend
+            tags, fields = parent.tag_policy.apply(
+                'builds', {'builder_name': 'linux', 'result': 'success', 'worker': worker},
+                {'duration': 1.0})
+            backend.postStatsValue(fields, 'builds', tags)
+        got = samples(backend.registry)
+        counts = {dict(k[1])['worker']: v for k, v in got.items()
+                  if k[0] == 'buildbot_builds_total'}
+        self.assertEqual(counts, {'w1': 1, 'w2': 1, OTHER: 2})
+
+    def test_seed_captures_become_last_value_gauges(self):
+        backend = self.backend(captures=[stats.CaptureBuildDuration('a', report_in='minutes'),
+                                         stats.CaptureBuildStartTime('a'),
+                                         stats.CaptureDataAllBuilders('coverage'),
+                                         stats.CapturePropertyAllBuilders('.*', regex=True)])
+        backend.parent = FakeParent()
+        ctx = {'builder_name': 'a', 'build_number': '3'}
+        start = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        backend.postStatsValue({'duration': 1.5}, 'a-build-times', ctx)
+        backend.postStatsValue({'start-time': start.isoformat()}, 'a-build-times', ctx)
+        backend.postStatsValue({'percent': 87.5, 'lines': 1200, 'tool': 'gcov'},
+                               'a-coverage', ctx)
+        backend.postStatsValue({'name': 'warnings', 'value': '12'}, 'a-warnings', ctx)
+        backend.postStatsValue({'name': 'got_revision', 'value': 'abc123'}, 'a-got_revision',
+                               ctx)
+        backend.postStatsValue({'name': 'warnings', 'value': 4}, 'a-warnings',
+                               dict(ctx, build_number='4'))
+        got = samples(backend.registry)
+        a = (('builder', 'a'),)
+        self.assertEqual(got[('buildbot_last_build_duration_seconds', a)], 90.0)
+        self.assertEqual(got[('buildbot_last_build_start_timestamp_seconds', a)],
+                         start.timestamp())
+        self.assertEqual(got[('buildbot_data_coverage_percent', a)], 87.5)
+        self.assertEqual(got[('buildbot_data_coverage_lines', a)], 1200)
+        self.assertEqual(got[('buildbot_build_property',
+                              (('builder', 'a'), ('property', 'warnings')))], 4)
+        self.assertFalse([k for k in got if 'got_revision' in str(k) or 'tool' in str(k)])
+        # the non-numeric property: rejected; the partly numeric data: written
+        self.assertEqual(backend.metrics()['rejected'], 1)
+        self.assertEqual(backend.metrics()['written'], 5)
+
+    def test_bad_points_logged_once_and_counted(self):
+        backend = self.backend()
+        lines = []
+        log.addObserver(lines.append)
+        self.addCleanup(log.removeObserver, lines.append)
+        for _ in range(3):
+            backend.postStatsValue({'name': 'p', 'value': 'x'}, 'a-p',
+                                   {'builder_name': 'a', 'build_number': '1'})
+        backend.postStatsValue({'v': 1}, 'orphan-series', {})
+        backend.postStatsValue({'build_number': 1}, 'build_requests', {'builder_name': 'a'})
+        backend.postStatsValue({'x': 1}, 'a-data', {'builder_name': 'a'})
+        text = [log.textFromEventDict(e) for e in lines]
+        text = [t for t in text if 'not exposed' in t]
+        self.assertEqual(len(text), 3, text)
+        self.assertIn("point of 'a-p' (builder 'a', build #1) not exposed: property 'p' = "
+                      "'x' is not a number", text[0])
+        self.assertIn("point of 'orphan-series' not exposed: series 'orphan-series' is not "
+                      "one of builder None", text[1])
+        self.assertIn("point of 'build_requests' not exposed: no field these metrics use", text[2])
+        self.assertEqual(backend.metrics()['rejected'], 5)
+        self.assertEqual(backend.metrics()['written'], 1)
+
+    def test_points_older_than_the_start_are_history(self):
+        backend = self.backend()
+        backend._startedAt = 1000.0
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'success'}, timestamp=900.0)
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'success'}, timestamp=999.0)
+        got = samples(backend.registry)
+        self.assertEqual(got[('buildbot_builds_total',
+                              (('builder', 'a'), ('result', 'success')))], 1)
+        self.assertEqual(backend.metrics()['history_ignored'], 1)
+        self.assertEqual(backend.metrics()['rejected'], 1)
+
+    def test_new_buckets_at_reconfig_start_from_zero(self):
+        backend = self.backend(buckets=[1, 2])
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'success'})
+        backend.reconfigService(port=None, buckets=[1, 2])
+        self.assertEqual(samples(backend.registry)[
+            ('buildbot_builds_total', (('builder', 'a'), ('result', 'success')))], 1)
+        backend.reconfigService(port=None, buckets=[1, 3])
+        self.assertNotIn(('buildbot_builds_total', (('builder', 'a'), ('result', 'success'))),
+                         samples(backend.registry))
+
+
+class Families(unittest.TestCase):
+    def test_present(self):
+        now = 10_000.0
+        builders = [{'builderid': 1, 'name': 'a', 'masterids': [1]},
+                    {'builderid': 2, 'name': 'b', 'masterids': [1]},
+                    {'builderid': 3, 'name': 'elsewhere', 'masterids': [2]}]
+        running = [{'builderid': 1, 'masterid': 1, 'workerid': 5},
+                   {'builderid': 1, 'masterid': 1, 'workerid': 6},
+                   {'builderid': 2, 'masterid': 1, 'workerid': 5},
+                   {'builderid': 3, 'masterid': 2, 'workerid': 7}]
+        pending = [{'builderid': 2, 'submitted_at': datetime.datetime.fromtimestamp(
+                        now - 30, UTC)},
+                   {'builderid': 2, 'submitted_at': datetime.datetime.fromtimestamp(
+                       now - 300, UTC)},
+                   {'builderid': 3, 'submitted_at': datetime.datetime.fromtimestamp(
+                       now - 5, UTC)}]
+        workers = [{'connected_to': [{'masterid': 1}]}, {'connected_to': [{'masterid': 2}]},
+                   {'connected_to': []}, {'connected_to': [{'masterid': 1}]}]
+        got = samples(presentFamilies(builders, running, pending, workers, 1, now))
+        self.assertEqual(got, {
+            ('buildbot_builds_running', (('builder', 'a'),)): 2,
+            ('buildbot_builds_running', (('builder', 'b'),)): 1,
+            ('buildbot_build_requests_pending', (('builder', 'a'),)): 0,
+            ('buildbot_build_requests_pending', (('builder', 'b'),)): 2,
+            ('buildbot_build_requests_oldest_age_seconds', (('builder', 'a'),)): 0,
+            ('buildbot_build_requests_oldest_age_seconds', (('builder', 'b'),)): 300,
+            ('buildbot_workers_connected', ()): 2,
+            ('buildbot_workers_busy', ()): 2,
+        })
+
+    def test_health(self):
+        metrics = {
+            'capture_errors': 2, 'foreign_messages': 0, 'cache_misses': 5, 'demoted_tags': 1,
+            'backends': {
+                'influx': {'added': 10, 'written': 6, 'rejected': 1, 'dropped': 1,
+                           'retries': 3, 'pending': 2, 'spool_bytes': 4096},
+                'prom': {'added': 4, 'written': 4, 'rejected': 0, 'dropped': 0,
+                         'retries': 0, 'pending': 0},
+            },
+        }
+        got = samples(healthFamilies(metrics))
+        self.assertEqual(got[('buildbot_stats_points_written_total',
+                              (('backend', 'influx'),))], 6)
+        self.assertEqual(got[('buildbot_stats_points_dropped_total',
+                              (('backend', 'influx'),))], 1)
+        self.assertEqual(got[('buildbot_stats_write_retries_total',
+                              (('backend', 'influx'),))], 3)
+        self.assertEqual(got[('buildbot_stats_points_pending', (('backend', 'influx'),))], 2)
+        self.assertEqual(got[('buildbot_stats_points_added_total', (('backend', 'prom'),))], 4)
+        self.assertEqual(got[('buildbot_stats_backend_spool_bytes',
+                              (('backend', 'influx'),))], 4096)
+        self.assertEqual(got[('buildbot_stats_capture_errors_total', ())], 2)
+        self.assertEqual(got[('buildbot_stats_demoted_tags', ())], 1)
+
+
+class Exposition(unittest.TestCase):
+    def test_formats(self):
+        backend = stats.PrometheusStorageService(port=None)
+        backend.reconfigService(port=None)
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'success'})
+        body, headers = exposition(backend.registry, '*/*', None)
+        self.assertEqual(headers, {'Content-Type': 'text/plain; version=0.0.4; charset=utf-8'})
+        self.assertIn(b'buildbot_builds_total{builder="a",result="success"} 1.0\n', body)
+        body, headers = exposition(
+            backend.registry,
+            'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5',
+            'gzip, deflate')
+        self.assertTrue(headers['Content-Type'].startswith('application/openmetrics-text'))
+        self.assertEqual(headers['Content-Encoding'], 'gzip')
+        text = gzip.decompress(body).decode()
+        self.assertTrue(text.endswith('# EOF\n'))
+        self.assertIn('buildbot_builds_total{builder="a",result="success"} 1.0\n', text)
+
+
+MASTER_CFG = """
+from buildbot.plugins import schedulers, steps, util, worker
+from buildbot_stats import stats
+
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker('w1', 'pass')]
+c['protocols'] = {{'pb': {{'port': 'tcp:0:interface=127.0.0.1'}}}}
+f = util.BuildFactory([steps.ShellCommand(command=['true'])])
+c['builders'] = [util.BuilderConfig(name='alpha', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['alpha'])]
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['services'] = [
+    stats.StatsService(storage_backends=[stats.PrometheusStorageService({args})]),
+]
+"""
+
+
+class BuildbotCheckconfig(unittest.TestCase):
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_bad_buckets_and_unknown_label_fail_checkconfig(self):
+        basedir = self.mktemp()
+        os.makedirs(basedir)
+        with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
+            f.write(textwrap.dedent(MASTER_CFG.format(
+                args="buckets=[60, 10], labels=['builder_id']")))
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable,
+            ['-c', 'from buildbot.scripts.runner import run; run()', 'checkconfig', basedir],
+            env=dict(os.environ))
+        output = (out + err).decode()
+        self.assertEqual(code, 1, output)
+        self.assertIn("PrometheusStorageService: buckets must be a non-empty list of "
+                      "increasing positive numbers of seconds, got [60, 10] (bad bound 10)",
+                      output)
+        self.assertIn("PrometheusStorageService: labels: unknown label 'builder_id'", output)
