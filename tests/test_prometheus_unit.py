@@ -231,7 +231,8 @@ class Points(unittest.TestCase):
                       "'x' is not a number", text[0])
         self.assertIn("point of 'orphan-series' not exposed: series 'orphan-series' is not "
                       "one of builder None", text[1])
-        self.assertIn("point of 'build_requests' not exposed: no field these metrics use", text[2])
+        self.assertIn("point of 'build_requests' (builder 'a', build #1) not exposed: no field "
+                      "these metrics use in ['build_number']", text[2])
         self.assertEqual(backend.metrics()['rejected'], 5)
         self.assertEqual(backend.metrics()['written'], 1)
 

@@ -602,7 +602,10 @@ class PrometheusStorageService(StatsStorageBase):
         except ValueError as e:  # a metric name clash, a bad label
             used, problems = False, [str(e)]
         if problems:
-            self._logOnce(series_name, tags, problems)
+            # the build statistics carry the build number as a field
+            where = dict(tags)
+            where.setdefault('build_number', post_data.get('build_number'))
+            self._logOnce(series_name, where, problems)
         # a point is written when any of its values is exposed
         if used:
             self.counters.written += 1
