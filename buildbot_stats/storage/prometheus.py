@@ -20,7 +20,9 @@ docs/storage-prometheus.rst.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gc
 import gzip
 import inspect
 import math
@@ -416,12 +418,34 @@ def healthFamilies(metrics):
     return families
 
 
+@contextlib.contextmanager
+def cyclicGCPaused():
+    """Python's cyclic garbage collector off for the block (when it was on).
+
+    A scrape of a large registry allocates a sample object and a label dict per sample and
+    keeps a family's samples alive until the family is written: hundreds of thousands of
+    objects that survive young collections and so trigger full ones, each a pause of every
+    thread (the reactor's too) as long as the master's whole heap takes to scan (100+ ms
+    with 500 builders x 20 steps in the benchmark). They are freed by reference counting,
+    not by the collector; the collection that was due runs after the scrape, once.
+    """
+    was_enabled = gc.isenabled()
+    if was_enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def exposition(registry, accept, accept_encoding):
     """The body and headers of a scrape: prometheus_client's text format, or OpenMetrics
-    when the Accept header asks for it; gzip when the client accepts it. Pure, runs in a
-    thread."""
+    when the Accept header asks for it; gzip when the client accepts it. Runs in a thread
+    (one scrape at a time)."""
     encoder, content_type = choose_encoder(accept or '')
-    body = encoder(registry)
+    with cyclicGCPaused():
+        body = encoder(registry)
     headers = {'Content-Type': content_type}
     if 'gzip' in (accept_encoding or ''):
         body = gzip.compress(body, compresslevel=5)

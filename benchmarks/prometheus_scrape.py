@@ -1,0 +1,190 @@
+"""Prometheus scrape: the cost of ``/metrics`` with 500 builders x 20 steps worth of series.
+
+The backend is filled with the points of ``--builds-per-builder`` builds of each of
+``--builders`` builders (two results each), ``--steps`` steps per build and test counts, so
+that every series a busy master has exists: a counter and a duration histogram per builder
+and result, queue and turnaround histograms per builder, a step histogram per builder and
+step, test counters per builder and outcome. The present is computed at each scrape from
+``--builders`` builders, a running build on every tenth and a pending request on every
+fifth (the data API reads themselves run in Buildbot's database thread: not measured here).
+
+Then ``--scrapes`` scrapes go through the backend's own HTTP server from a client thread
+(urllib), one after the other, while a producer keeps handing the backend points (100 every
+10 ms) and a probe measures the reactor's lag every 10 ms.
+
+Variants, each in a fresh process:
+
+* ``ours``: :meth:`PrometheusStorageService.scrape`: the snapshot on the reactor, the
+  exposition in a thread;
+* ``inline``: the same registry serialized on the reactor thread, as
+  ``prometheus_client.twisted.MetricsResource`` does (the reference: what not to do).
+
+It prints one JSON line: per variant the series and samples exposed, the body size, scrape
+wall time (median and worst), the reactor's worst lag during the scrapes and the CPU
+seconds of the process.
+
+    python benchmarks/prometheus_scrape.py --builders 500 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import traceback
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import harness  # noqa: E402
+
+VARIANTS = ('ours', 'inline')
+RESULTS = ('success', 'failure')
+
+
+def fill(backend, builders, steps, builds):
+    tags0 = {'worker': 'w1', 'branch': 'main', 'repository': 'r', 'project': 'p'}
+    for b in range(builders):
+        builder = f'builder-{b:04d}'
+        for n in range(builds):
+            result = RESULTS[n % 2]
+            tags = dict(tags0, builder_name=builder, result=result)
+            duration = 30.0 + (b * 7 + n * 13) % 3000
+            backend.postStatsValue({'duration': duration, 'build_number': n, 'result_code': 0},
+                                   'builds', tags)
+            backend.postStatsValue({'queue_time': (n * 5) % 600, 'turnaround_time': duration,
+                                    'build_number': n}, 'build_requests', tags)
+            for s in range(steps):
+                backend.postStatsValue({'duration': (s * 11 + n) % 900, 'build_number': n},
+                                       'steps', dict(tags, step_name=f'step-{s:02d}'))
+            backend.postStatsValue({'passed': 100, 'failed': n % 3, 'skipped': 4,
+                                    'build_number': n}, 'tests', tags)
+
+
+def presentData(builders, now):
+    import datetime
+
+    names = [{'builderid': b, 'name': f'builder-{b:04d}', 'masterids': [1]}
+             for b in range(builders)]
+    running = [{'builderid': b, 'masterid': 1, 'workerid': b} for b in range(0, builders, 10)]
+    pending = [{'builderid': b, 'submitted_at': datetime.datetime.fromtimestamp(
+        now - b, datetime.timezone.utc)} for b in range(0, builders, 5)]
+    workers = [{'connected_to': [{'masterid': 1}]} for _ in range(builders // 10)]
+    return names, running, pending, workers
+
+
+def child(args):
+    from twisted.internet import defer
+    from twisted.internet import reactor
+    from twisted.internet import task
+    from twisted.internet import threads
+
+    from buildbot_stats import stats
+    from buildbot_stats.storage import prometheus
+    from buildbot_stats.storage.prometheus_http import metricsSite
+
+    result = {}
+
+    backend = stats.PrometheusStorageService(port=None, name='prom')
+    backend.reconfigService(port=None)
+    t0 = time.monotonic()
+    fill(backend, args.builders, args.steps, args.builds_per_builder)
+    result['fill_s'] = time.monotonic() - t0
+    result['points'] = backend.counters.written
+
+    def snapshot():
+        data = presentData(args.builders, reactor.seconds())
+        backend._present.families = prometheus.presentFamilies(*data, 1, reactor.seconds())
+        backend._health.families = prometheus.healthFamilies(
+            {'backends': {backend.name: backend.metrics()}})
+        return defer.succeed(None)
+
+    backend.snapshot = snapshot
+    if args.child == 'inline':
+        def inlineScrape(accept=None, accept_encoding=None):
+            snapshot()
+            return defer.succeed(prometheus.exposition(backend.registry, accept,
+                                                       accept_encoding))
+        backend.scrape = inlineScrape
+
+    port = reactor.listenTCP(0, metricsSite(lambda: backend), interface='127.0.0.1')
+    url = f'http://127.0.0.1:{port.getHost().port}/metrics'
+
+    def get():
+        t = time.monotonic()
+        with urllib.request.urlopen(url, timeout=600) as resp:
+            body = resp.read()
+        return time.monotonic() - t, body
+
+    produced = [0]
+
+    def produce():
+        for i in range(100):
+            n = produced[0] = produced[0] + 1
+            backend.postStatsValue({'duration': float(n % 900), 'build_number': n}, 'steps',
+                                   {'builder_name': f'builder-{n % args.builders:04d}',
+                                    'step_name': f'step-{n % args.steps:02d}',
+                                    'result': 'success'})
+
+    @defer.inlineCallbacks
+    def run():
+        try:
+            # one warm-up scrape: first-use imports and allocations
+            _, body = yield threads.deferToThread(get)
+            lines = body.decode().splitlines()
+            result['body_bytes'] = len(body)
+            result['samples'] = sum(1 for ln in lines if ln and not ln.startswith('#'))
+            result['families'] = sum(1 for ln in lines if ln.startswith('# TYPE'))
+            producer = task.LoopingCall(produce)
+            producer.start(0.01)
+            probe = harness.LagProbe(reactor)
+            probe.start()
+            cpu0 = time.process_time()
+            times = []
+            for _ in range(args.scrapes):
+                seconds, _ = yield threads.deferToThread(get)
+                times.append(seconds)
+            result['cpu_s'] = time.process_time() - cpu0
+            result['max_lag_ms'] = probe.stop() * 1000
+            result['late_ticks'] = probe.late
+            producer.stop()
+            result['scrape_median_s'] = statistics.median(times)
+            result['scrape_max_s'] = max(times)
+            result['points_during_scrapes'] = produced[0]
+            result['peak_rss_mb'] = harness.peak_rss_mb()
+        except Exception:
+            result['error'] = traceback.format_exc()
+        finally:
+            yield port.stopListening()
+            reactor.stop()
+
+    reactor.callWhenRunning(run)
+    reactor.run()
+    harness.emit(result)
+
+
+def parent(args):
+    variants = [v for v in args.variants.split(',') if v]
+    result = {'bench': 'prometheus_scrape', 'builders': args.builders, 'steps': args.steps,
+              'scrapes': args.scrapes, 'machine': harness.machine()}
+    passed = ['--builders', args.builders, '--steps', args.steps, '--scrapes', args.scrapes,
+              '--builds-per-builder', args.builds_per_builder]
+    for variant in variants:
+        result[variant] = harness.run_child(os.path.abspath(__file__), variant, passed)
+    harness.emit(result)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--builders', type=int, default=500)
+    parser.add_argument('--steps', type=int, default=20)
+    parser.add_argument('--builds-per-builder', type=int, default=4)
+    parser.add_argument('--scrapes', type=int, default=10)
+    parser.add_argument('--variants', default=','.join(VARIANTS))
+    harness.run_main(parser, child, parent, argv)
+
+
+if __name__ == '__main__':
+    main()
