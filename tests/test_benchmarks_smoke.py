@@ -108,6 +108,7 @@ class BenchmarksSmokeTest(unittest.TestCase):
                                '--builds-per-builder', 2, '--scrapes', 2)
         self.assertEqual((result['bench'], result['builders'], result['steps']),
                          ('prometheus_scrape', 10, 3))
+        self.assertVariantOk(result, 'none', 'max_lag_ms', 'points_during_scrapes')
         for variant in ('ours', 'inline'):
             res = self.assertVariantOk(result, variant, 'scrape_median_s', 'scrape_max_s',
                                        'max_lag_ms', 'body_bytes', 'cpu_s')

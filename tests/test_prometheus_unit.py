@@ -373,3 +373,67 @@ class BuildbotCheckconfig(unittest.TestCase):
                       "increasing positive numbers of seconds, got [60, 10] (bad bound 10)",
                       output)
         self.assertIn("PrometheusStorageService: labels: unknown label 'builder_id'", output)
+
+
+class FakeData:
+    def __init__(self, answers, fail=None):
+        self.answers = answers
+        self.fail = fail
+
+    def get(self, path, filters=None):
+        if path == self.fail:
+            return defer.fail(RuntimeError('database is locked'))
+        return defer.succeed(self.answers[path])
+
+
+class FakeMaster:
+    masterid = 1
+
+    def __init__(self, data):
+        from twisted.internet import task
+        self.data = data
+        self.reactor = task.Clock()
+        self.reactor.advance(10_000)
+
+
+class Snapshot(unittest.TestCase):
+    ANSWERS = {
+        ('builders',): [{'builderid': 1, 'name': 'a', 'masterids': [1]}],
+        ('builds',): [{'builderid': 1, 'masterid': 1, 'workerid': 3}],
+        ('buildrequests',): [{'builderid': 1, 'submitted_at': datetime.datetime.fromtimestamp(
+            9_990, UTC)}],
+        ('workers',): [{'connected_to': [{'masterid': 1}]}],
+    }
+
+    def backend(self, data):
+        backend = stats.PrometheusStorageService(port=None, name='prom')
+        backend.parent = FakeParent()
+        backend.parent.master = FakeMaster(data)
+        backend.reconfigService(port=None)
+        return backend
+
+    @defer.inlineCallbacks
+    def test_snapshot_reads_the_present_and_the_health(self):
+        backend = self.backend(FakeData(self.ANSWERS))
+        yield backend.snapshot()
+        got = samples(backend.registry)
+        self.assertEqual(got[('buildbot_builds_running', (('builder', 'a'),))], 1)
+        self.assertEqual(got[('buildbot_build_requests_oldest_age_seconds',
+                              (('builder', 'a'),))], 10)
+        self.assertEqual(got[('buildbot_workers_busy', ())], 1)
+        self.assertEqual(got[('buildbot_stats_points_added_total', (('backend', 'prom'),))], 0)
+
+    @defer.inlineCallbacks
+    def test_a_failing_read_leaves_the_present_out_logged_once(self):
+        backend = self.backend(FakeData(self.ANSWERS, fail=('workers',)))
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'success'})
+        yield backend.snapshot()
+        yield backend.snapshot()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        got = samples(backend.registry)
+        self.assertFalse([k for k in got if k[0].startswith('buildbot_builds_running')])
+        self.assertEqual(got[('buildbot_builds_total',
+                              (('builder', 'a'), ('result', 'success')))], 1)
+        self.assertEqual(got[('buildbot_stats_backend_snapshot_errors',
+                              (('backend', 'prom'),))], 2)

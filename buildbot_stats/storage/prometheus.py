@@ -526,6 +526,7 @@ class PrometheusStorageService(StatsStorageBase):
         self._logged = set()
         self.history_ignored = 0
         self.scrapes = 0
+        self.snapshot_errors = 0
 
     def _capturesGiven(self, args, kwargs):
         try:
@@ -663,6 +664,7 @@ class PrometheusStorageService(StatsStorageBase):
         counters = super().metrics()
         counters['history_ignored'] = self.history_ignored
         counters['scrapes'] = self.scrapes
+        counters['snapshot_errors'] = self.snapshot_errors
         return counters
 
     # -- a scrape ------------------------------------------------------------------------
@@ -673,16 +675,27 @@ class PrometheusStorageService(StatsStorageBase):
         master = self.master
         if master is not None and getattr(master, 'data', None) is not None:
             incomplete = resultspec.Filter('complete', 'eq', [False])
-            builders, running, pending, workers = yield defer.gatherResults([
-                master.data.get(('builders',)),
-                master.data.get(('builds',), filters=[incomplete]),
-                master.data.get(('buildrequests',), filters=[
-                    incomplete, resultspec.Filter('claimed', 'eq', [False])]),
-                master.data.get(('workers',)),
-            ], consumeErrors=True)
-            self._present.families = presentFamilies(
-                builders or [], running or [], pending or [], workers or [],
-                master.masterid, master.reactor.seconds())
+            try:
+                builders, running, pending, workers = yield defer.gatherResults([
+                    master.data.get(('builders',)),
+                    master.data.get(('builds',), filters=[incomplete]),
+                    master.data.get(('buildrequests',), filters=[
+                        incomplete, resultspec.Filter('claimed', 'eq', [False])]),
+                    master.data.get(('workers',)),
+                ], consumeErrors=True)
+            except Exception as e:
+                # the counters and histograms are still worth a scrape: the gauges of the
+                # present are left out of this one
+                self._present.families = []
+                self.snapshot_errors += 1
+                if self.snapshot_errors == 1:
+                    log.err(getattr(e, 'subFailure', e), f"buildbot_stats: {self.name}: reading the builds, requests "
+                               "and workers for /metrics failed (logged once, counted in "
+                               "snapshot_errors)")
+            else:
+                self._present.families = presentFamilies(
+                    builders or [], running or [], pending or [], workers or [],
+                    master.masterid, master.reactor.seconds())
         service = self.parent if hasattr(self.parent, 'metrics') else None
         if service is not None:
             self._health.families = healthFamilies(service.metrics())
