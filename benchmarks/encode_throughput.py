@@ -16,7 +16,8 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
 
 
 def shapes(i):
-    tags = {'builder_name': f'builder-{i % 20}', 'build_number': str(i)}
+    tags = {'builder_name': f'builder-{i % 20}', 'build_number': str(i),
+            'master': 'master-1'}
     return [
         (f'builder-{i % 20}-build-times',
          {'start-time': '2024-05-01T10:00:00.123456+00:00',
@@ -28,7 +29,7 @@ def shapes(i):
 
 
 def main():
-    encoder = LineEncoder(extra_tags={'master': 'master-1'})
+    encoder = LineEncoder()
     points = [shapes(i) for i in range(1000)]
     base = 1_714_557_600_000_000_000
     results = {}

@@ -9,17 +9,20 @@ from dataclasses import field
 
 @dataclass(frozen=True)
 class Point:
-    """One measurement: a series name, its fields, its tags and its own time.
+    """One measurement: its series, tags, fields and its own time.
 
-    ``timestamp`` is seconds since the Unix epoch (UTC) as a float, the same unit as
+    This is the package's vocabulary for a point; the seed's ``postStatsValue(post_data,
+    series_name, context)`` names stay at the backends' public edge.
+
+    ``time`` is seconds since the Unix epoch (UTC) as a float, the same unit as
     ``reactor.seconds()``. Backends that need integers (InfluxDB) round it to whole
     microseconds, the precision captures use to keep points of one build apart.
     """
 
-    series_name: str
-    fields: dict
+    series: str
     tags: dict = field(default_factory=dict)
-    timestamp: float | None = None
+    fields: dict = field(default_factory=dict)
+    time: float | None = None
 
 
 def to_epoch_seconds(value) -> float | None:

@@ -11,26 +11,17 @@ from buildbot import config
 from buildbot.util import service
 from buildbot.util.deferwaiter import DeferWaiter
 
-from buildbot_stats.buildcache import OnceLookup
-from buildbot_stats.buildinfo import BuildInfo
 from buildbot_stats.captures.base import YIELD_DATA
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.lookups import Lookups
 from buildbot_stats.storage.base import StatsStorageBase
+from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
 from buildbot_stats.tagging import TagPolicy
 from buildbot_stats.tagging import checkTagOptions
-
-# Points of one build share a time: each capture's points are moved this much further
-# (capture number x this), so that no two captures write the same (series, tags, time).
-CAPTURE_TIME_STEP = 1e-6
-# Two yieldMetricsValue calls at the same reactor time get times at least this far apart.
-DATA_TIME_STEP = 1e-3
-
-BUILDER_CHANGES = (("builders", None, "started"), ("builders", None, "stopped"))
-# A new build's data, as the data API gives it: kept so that yieldMetricsValue, called
-# while the build runs, needs no database query (the burst benchmark's largest stats cost).
-BUILD_NEW = ("builds", None, "new")
+from buildbot_stats.timestamps import DataClock
+from buildbot_stats.timestamps import captureOffset
 
 
 class StatsService(service.BuildbotService):
@@ -47,20 +38,15 @@ class StatsService(service.BuildbotService):
         super().__init__(*args, **kwargs)
         self.backends = []
         self.consumers = {}
-        self._capturesByKey = {}
-        self._cacheConsumers = []
+        self._captures_by_key = {}
         self._inflight = DeferWaiter()
-        self._lastDataTime = None
-        self._builderNames = OnceLookup(self._lookupBuilderName, max_size=10000)
-        self._buildProperties = OnceLookup(self._lookupBuildProperties, max_size=256)
-        # running builds outnumber this only on huge masters; a miss asks the data API
-        self._builds = OnceLookup(self._lookupBuild, max_size=1000)
+        self._data_clock = DataClock()
+        # every cached look-up the captures share, kept current from the MQ
+        self.lookups = Lookups(self)
+        # the extra tags and the cardinality guard, configured by reconfigService
+        self.tag_policy = TagPolicy()
         self.capture_errors = 0
         self.foreign_messages = 0
-        # -- build statistics captures (results, queue, steps, tests): shared lookups and
-        # the extra tags / cardinality guard, configured by reconfigService
-        self.buildinfo = BuildInfo(self)
-        self.tag_policy = TagPolicy()
 
     # -- configuration --------------------------------------------------------------
 
@@ -108,10 +94,9 @@ class StatsService(service.BuildbotService):
         yield self.registerConsumers()
 
     def defaultStorageBackends(self):
-        """The backends used when ``storage_backends`` is not given."""
-        from buildbot_stats.defaults import defaultStorageBackends
-
-        return defaultStorageBackends()
+        """The backends used when ``storage_backends`` is not given: the embedded store,
+        ``stats.sqlite`` in the master's basedir, with the default captures."""
+        return [SQLiteStorageService()]
 
     @defer.inlineCallbacks
     def _reconfigBackends(self, new_backends):
@@ -151,12 +136,9 @@ class StatsService(service.BuildbotService):
                 owners[id(cap)].append(backend)
         by_key = {}
         for number, cap in enumerate(captures):
-            cap.parent_svcs = owners[id(cap)]
-            cap.master = self.master
-            cap.stats_service = self
-            cap._time_offset = number * CAPTURE_TIME_STEP
+            cap.attach(self, owners[id(cap)], captureOffset(number))
             by_key.setdefault(tuple(cap.routingKey), []).append(cap)
-        self._capturesByKey = by_key
+        self._captures_by_key = by_key
 
     # -- MQ subscriptions --------------------------------------------------------------
 
@@ -167,7 +149,7 @@ class StatsService(service.BuildbotService):
         One consumer per routing key dispatches to the captures current at the time of the
         message, so a reconfig never leaves two consumers for a capture nor drops one.
         """
-        wanted = set(self._capturesByKey)
+        wanted = set(self._captures_by_key)
         for key in list(self.consumers):
             if key not in wanted:
                 yield self.consumers.pop(key).stopConsuming()
@@ -175,27 +157,22 @@ class StatsService(service.BuildbotService):
             self.consumers[key] = yield self.master.mq.startConsuming(
                 functools.partial(self._dispatch, key), key
             )
-        if not self._cacheConsumers:
-            # the messages that keep the shared caches fresh (builder names, new builds)
-            feeds = [(self._builderChanged, key) for key in BUILDER_CHANGES]
-            feeds.append((self._buildStarted, BUILD_NEW))
-            for callback, key in feeds:
-                c = yield self.master.mq.startConsuming(callback, key)
-                self._cacheConsumers.append(c)
+        # the messages that keep the shared lookups current (once)
+        yield self.lookups.startConsuming(self.master.mq)
 
     @defer.inlineCallbacks
     def removeConsumers(self):
-        consumers = list(self.consumers.values()) + self._cacheConsumers
+        consumers = list(self.consumers.values())
         self.consumers = {}
-        self._cacheConsumers = []
         for consumer in consumers:
             yield consumer.stopConsuming()
+        yield self.lookups.stopConsuming()
 
     def _dispatch(self, key, routingKey, msg):
         if not self._fromThisMaster(msg):
             self.foreign_messages += 1
             return
-        for cap in self._capturesByKey.get(key, ()):
+        for cap in self._captures_by_key.get(key, ()):
             d = defer.maybeDeferred(cap.consumer, routingKey, msg)
             d.addErrback(self._captureFailed, cap, msg)
             self._inflight.add(d)
@@ -219,54 +196,22 @@ class StatsService(service.BuildbotService):
                 f"(buildid {build.get('buildid')}, builderid {build.get('builderid')})",
             )
 
-    def _builderChanged(self, routingKey, msg):
-        if msg.get('builderid') is not None and msg.get('name'):
-            self._builderNames.put(msg['builderid'], msg['name'])
-
-    def _buildStarted(self, routingKey, msg):
-        if msg.get('buildid') is not None:
-            self._builds.put(msg['buildid'], msg)
-
-    # -- lookups shared by the captures --------------------------------------------------
-
-    def getBuilderName(self, builderid):
-        return self._builderNames.get(builderid)
-
-    @defer.inlineCallbacks
-    def _lookupBuilderName(self, builderid):
-        builder = yield self.master.data.get(("builders", builderid))
-        return builder['name'] if builder else None
-
-    def _lookupBuild(self, buildid):
-        return self.master.data.get(('builds', buildid))
-
-    def getBuildProperties(self, buildid):
-        return self._buildProperties.get(buildid)
-
-    def _lookupBuildProperties(self, buildid):
-        return self.master.data.get(("builds", buildid, "properties"))
-
     # -- counters -----------------------------------------------------------------------
 
     def metrics(self):
         """Every counter of the service in one dict: the one place to read them.
 
         ``capture_errors``, ``foreign_messages``, ``cache_misses`` (data API look-ups the
-        caches could not answer), ``demoted_tags`` (tags written as fields past
+        :class:`~buildbot_stats.lookups.Lookups` could not answer), ``demoted_tags`` (tags written as fields past
         ``max_tag_values``) and ``backends``: ``{backend name: backend.metrics()}``.
         """
         return {
             'capture_errors': self.capture_errors,
             'foreign_messages': self.foreign_messages,
-            'cache_misses': self._cacheMisses(),
+            'cache_misses': sum(self.lookups.misses.values()),
             'demoted_tags': len(self.tag_policy.demoted),
             'backends': {b.name: b.metrics() for b in self.backends},
         }
-
-    def _cacheMisses(self):
-        lookups = [self._builderNames, self._buildProperties, self._builds]
-        lookups += [v for v in vars(self.buildinfo).values() if isinstance(v, OnceLookup)]
-        return sum(lookup.misses for lookup in lookups)
 
     # -- data from build steps --------------------------------------------------------------
 
@@ -278,8 +223,8 @@ class StatsService(service.BuildbotService):
         the MQ message ``('stats-yieldMetricsValue', 'stats-yield-data')`` and the
         CaptureData captures that match it.
         """
-        timestamp = self._nextDataTime()
-        build_data = yield self._builds.get(buildid)
+        timestamp = self._data_clock.next(self.master.reactor.seconds())
+        build_data = yield self.lookups.getBuild(buildid)
         if build_data is None:
             raise ValueError(f"yieldMetricsValue({data_name!r}): no build with id {buildid!r}")
         msg = {
@@ -290,13 +235,6 @@ class StatsService(service.BuildbotService):
             'timestamp': timestamp,
         }
         self.master.mq.produce(YIELD_DATA, msg)
-
-    def _nextDataTime(self):
-        now = self.master.reactor.seconds()
-        if self._lastDataTime is not None and now < self._lastDataTime + DATA_TIME_STEP:
-            now = self._lastDataTime + DATA_TIME_STEP
-        self._lastDataTime = now
-        return now
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -317,4 +255,5 @@ class StatsService(service.BuildbotService):
         for ok, result in results:
             if not ok:
                 log.err(result, "buildbot_stats: a backend failed to flush")
+        log.msg(f"buildbot_stats: {self.name} stopped: {self.metrics()}")
         yield super().stopService()

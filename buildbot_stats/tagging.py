@@ -76,11 +76,17 @@ class TagPolicy:
         self.max_tag_values = max_tag_values
 
     def addExtraTags(self, tags):
-        """``tags`` with the extra tags added (the given tags win)."""
+        """``tags`` with the extra tags added. A given tag wins over an extra tag of the same
+        name, unless its value is ``None`` or empty (unknown: the extra tag fills it)."""
         if not self.extra_tags:
             return tags
         merged = dict(self.extra_tags)
-        merged.update(tags or {})
+        if tags:
+            for key, value in tags.items():
+                if value is None or value == '':
+                    if key in merged:
+                        continue
+                merged[key] = value
         return merged
 
     def apply(self, measurement, tags, fields):

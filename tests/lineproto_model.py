@@ -294,7 +294,7 @@ def stored_field(value):
         raise Drop('unconvertible')
 
 
-def expected(series_name, fields, tags, timestamp_ns, extra_tags=None):
+def expected(series_name, fields, tags, timestamp_ns):
     """Rejected(reason), or (measurement, tags, fields, timestamp, sorted dropped)."""
     try:
         text = text_of(series_name)
@@ -334,8 +334,6 @@ def expected(series_name, fields, tags, timestamp_ns, extra_tags=None):
                 out_tags[key] = value
             except Drop as e:
                 dropped.append((f'tag {k!r}', e.args[0]))
-    for k, v in (extra_tags or {}).items():
-        out_tags.setdefault(stored_key(k), stored_tag_value(v))
     return measurement, out_tags, out_fields, timestamp_ns, sorted(dropped)
 
 

@@ -18,7 +18,7 @@ from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.util.config import ConfigErrorsMixin
 
 from buildbot_stats import stats
-from buildbot_stats.buildinfo import sourceTags
+from buildbot_stats.lookups import sourceTags
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.buildstats import resultName
 
@@ -88,12 +88,12 @@ class TestBuildResults(BuildStatsTestBase):
         yield self.insert(baseRows(results=FAILURE))
         yield self.finish(self.wire(stats.CaptureBuildResults()))
         p = self.onlyPoint()
-        self.assertEqual(p.series_name, 'builds')
+        self.assertEqual(p.series, 'builds')
         self.assertEqual(p.tags, dict(self.TAGS, result='failure'))
         self.assertEqual(p.fields, {'result_code': FAILURE, 'success': 0, 'build_number': 7,
                                     'duration': 90.0})
         # the build's end, moved by build number 7 -> 7 ms
-        self.assertEqual(round(p.timestamp * 1e6), (END + 0.007) * 1e6)
+        self.assertEqual(round(p.time * 1e6), (END + 0.007) * 1e6)
 
     @defer.inlineCallbacks
     def test_every_result_name_and_success(self):
@@ -176,7 +176,7 @@ class TestQueueTimes(BuildStatsTestBase):
         yield self.insert(baseRows(results=SUCCESS))
         yield self.finish(self.wire(stats.CaptureQueueTimes()))
         p = self.onlyPoint()
-        self.assertEqual(p.series_name, 'build_requests')
+        self.assertEqual(p.series, 'build_requests')
         self.assertEqual(p.tags, dict(self.TAGS, result='success'))
         self.assertEqual(p.fields, {'build_number': 7, 'queue_time': 30.0,
                                     'turnaround_time': 130.0})
@@ -235,8 +235,8 @@ class TestStepTimes(BuildStatsTestBase):
     def test_one_point_per_finished_step(self):
         yield self.insert(baseRows() + self.stepRows())
         yield self.finish(self.wire(stats.CaptureStepTimes()))
-        got = [(p.series_name, p.tags['step_name'], p.tags['result'], p.fields,
-                round(p.timestamp * 1e3)) for p in self.backend.points]
+        got = [(p.series, p.tags['step_name'], p.tags['result'], p.fields,
+                round(p.time * 1e3)) for p in self.backend.points]
         self.assertEqual(got, [
             ('steps', 'worker_preparation', 'success',
              {'step_number': 0, 'build_number': 7, 'result_code': 0, 'duration': 1.0},
@@ -327,7 +327,7 @@ class TestTestResults(BuildStatsTestBase):
         yield self.insert(baseRows() + self.setRows())
         yield self.finish(self.wire(stats.CaptureTestResults()))
         p = self.onlyPoint()
-        self.assertEqual(p.series_name, 'tests')
+        self.assertEqual(p.series, 'tests')
         self.assertEqual(p.tags, dict(self.TAGS, result='failure'))
         self.assertEqual(p.fields, {'passed': 15, 'failed': 2, 'skipped': 3, 'total': 20,
                                     'result_sets': 3, 'build_number': 7})

@@ -17,7 +17,7 @@ US = 1e-6
 
 
 def simple(points):
-    return [(p.series_name, p.fields, p.tags, round(p.timestamp * 1e6)) for p in points]
+    return [(p.series, p.fields, p.tags, round(p.time * 1e6)) for p in points]
 
 
 def tags(builder='alpha', number=0):
@@ -63,7 +63,7 @@ class BuildTimeCaptures(FakeMasterMixin, unittest.TestCase):
         yield self.finishBuild((yield self.insertBuild(builderid=79)))
         yield self.finishBuild((yield self.insertBuild(builderid=80)))
         self.assertEqual(
-            [(p.series_name, p.fields) for p in mem.points],
+            [(p.series, p.fields) for p in mem.points],
             [
                 ('alpha-build-times', {'start-time': '2023-11-14T22:13:20+00:00'}),
                 ('alpha-build-times', {'end-time': 2023}),

@@ -43,6 +43,11 @@ class CheckConfig(unittest.TestCase):
                                'h', None, None, None, 'db', [], batchsize=10)
         self.assertConfigError("extra_tags", 'h', None, None, None, 'db', [],
                                extra_tags='master=1')
+        # an extra tag that cannot be written would be left out of every point
+        for extra in [{'t': ''}, {'time': 'x'}, {'': 'x'}, {'t': 'ends\\'}, {'t': None},
+                      {1: 'a', '1': 'b'}]:
+            self.assertConfigError("extra_tags: extra tag", 'h', None, None, None, 'db', [],
+                                   extra_tags=extra)
         self.assertConfigError("must not hold credentials",
                                'http://u:p@h', None, None, None, 'db', [])
         self.assertConfigError("is not a Capture instance",

@@ -177,12 +177,12 @@ class BuildStatsRealMasterTest(RunMasterBase):
         def key(series, tags, fields, ts):
             return (series, sorted(tags.items()), sorted(fields.items()), ts)
 
-        got = sorted(key(p.series_name, p.tags, p.fields, micros(p.timestamp))
+        got = sorted(key(p.series, p.tags, p.fields, micros(p.time))
                      for p in backend.points)
         self.assertEqual(got, sorted(key(*e) for e in expected))
         # every step of the cancelled build: the interrupted one is cancelled too
         slow_steps = [p for p in backend.points
-                      if p.series_name == 'steps' and p.tags['builder_name'] == 'slow']
+                      if p.series == 'steps' and p.tags['builder_name'] == 'slow']
         self.assertEqual([p.tags['result'] for p in slow_steps], ['success', 'cancelled'])
         svc = self.master.service_manager.namedServices['StatsService']
         self.assertEqual(svc.capture_errors, 0)

@@ -111,25 +111,29 @@ class RealMasterTest(RunMasterBase):
         def key(series, fields, tags, ts):
             return (series, sorted(fields.items()), sorted(tags.items()), round(ts * 1e6))
 
-        build_points = [p for p in backend.points if not p.series_name.endswith('-coverage')]
+        build_points = [p for p in backend.points if not p.series.endswith('-coverage')]
         self.assertEqual(
-            sorted(key(p.series_name, p.fields, p.tags, p.timestamp) for p in build_points),
+            sorted(key(p.series, p.fields, p.tags, p.time) for p in build_points),
             sorted(key(*e) for e in expected),
         )
 
-        coverage = [p for p in backend.points if p.series_name == 'alpha-coverage']
+        coverage = [p for p in backend.points if p.series == 'alpha-coverage']
         self.assertEqual([p.fields for p in coverage],
                          [{'percent': 87.5, 'lines': 1200}] * 2)
         for p in coverage:
             self.assertEqual(p.tags, a_tags)
             # stamped when the step posted it: during the build
-            self.assertGreaterEqual(p.timestamp, epoch(a_start) - 1)
-            self.assertLessEqual(p.timestamp, epoch(a_end) + 1)
+            self.assertGreaterEqual(p.time, epoch(a_start) - 1)
+            self.assertLessEqual(p.time, epoch(a_end) + 1)
         # the two data captures are capture numbers 9 and 10: same call, 1 us apart
-        self.assertEqual(round((coverage[1].timestamp - coverage[0].timestamp) * 1e6), 1)
+        self.assertEqual(round((coverage[1].time - coverage[0].time) * 1e6), 1)
         self.assertEqual(len(backend.points), len(expected) + 2)
         svc = self.master.service_manager.namedServices['StatsService']
         self.assertEqual(svc.capture_errors, 0)
+        # builds started after the service: their data and properties came from the MQ
+        # (the builders were announced before the service started: asked once each)
+        self.assertEqual((svc.lookups.misses['builds'], svc.lookups.misses['properties'],
+                          svc.lookups.misses['builder_names']), (0, 0, 2))
 
     @defer.inlineCallbacks
     def test_reconfig_on_a_real_master(self):

@@ -10,6 +10,7 @@ from twisted.trial import unittest
 
 from buildbot_stats.delivery.lineprotocol import LineEncoder
 from buildbot_stats.delivery.lineprotocol import PointRejected
+from buildbot_stats.tagging import TagPolicy
 from tests import lineproto_model as model
 from tests.lineproto_model import Rejected
 from tests.servers import InfluxDB1Server
@@ -100,12 +101,14 @@ class SampleRoundTripTest(RoundTripMixin, unittest.TestCase):
         self.assertEqual(len(examples), 200)
         db = 'sample'
         self.server.create_database(db)
-        encoder = LineEncoder(extra_tags={'master': 'test master'})
+        encoder = LineEncoder()
+        extra = TagPolicy({'master': 'test master'})
         lines, checks = [], []
         rejected = 0
         for i, (series, fields, tags, ts) in enumerate(examples):
             series = f'{series}~{i}'  # one measurement per example: no type clash, no overwrite
-            exp = model.expected(series, fields, tags, ts, {'master': 'test master'})
+            tags = extra.addExtraTags(tags)
+            exp = model.expected(series, fields, tags, ts)
             try:
                 line, _ = encoder.encode(series, fields, tags, ts)
             except PointRejected as e:

@@ -112,8 +112,8 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         for _ in range(3):
             yield self.finishBuild((yield self.insertBuild(properties={'p': 1})))
         self.assertEqual(len(mem.points), 12)
-        self.assertEqual(svc._builderNames.misses, 1)
-        self.assertEqual(svc._buildProperties.misses, 3)
+        self.assertEqual(svc.lookups.builder_names.misses, 1)
+        self.assertEqual(svc.lookups.properties.misses, 3)
 
     @defer.inlineCallbacks
     def test_builder_started_message_refreshes_the_cache(self):
@@ -121,9 +121,9 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         svc = yield self.startStats([mem])
         self.master.mq.callConsumer(('builders', '81', 'started'),
                                     {'builderid': 81, 'masterid': 1, 'name': 'gamma'})
-        name = yield svc.getBuilderName(81)
+        name = yield svc.lookups.getBuilderName(81)
         self.assertEqual(name, 'gamma')
-        self.assertEqual(svc._builderNames.misses, 0)
+        self.assertEqual(svc.lookups.builder_names.misses, 0)
 
     @defer.inlineCallbacks
     def test_yieldMetricsValue_uses_the_build_new_message_not_the_database(self):
@@ -133,15 +133,15 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         started = yield self.master.data.get(('builds', build['buildid']))
         self.master.mq.callConsumer(('builds', str(build['buildid']), 'new'), started)
         yield self.yieldData('cov', {'percent': 50.0}, build)
-        self.assertEqual(svc._builds.misses, 0)
-        self.assertEqual([(p.series_name, p.fields, p.tags) for p in mem.points], [
+        self.assertEqual(svc.lookups.builds.misses, 0)
+        self.assertEqual([(p.series, p.fields, p.tags) for p in mem.points], [
             ('alpha-cov', {'percent': 50.0},
              {'builder_name': 'alpha', 'build_number': str(build['number'])})])
         # a build whose 'new' message was not seen is asked of the data API, once
         other = yield self.insertBuild()
         yield self.yieldData('cov', {'percent': 60.0}, other)
         yield self.yieldData('cov', {'percent': 70.0}, other)
-        self.assertEqual(svc._builds.misses, 1)
+        self.assertEqual(svc.lookups.builds.misses, 1)
         self.assertEqual(len(mem.points), 3)
 
     @defer.inlineCallbacks

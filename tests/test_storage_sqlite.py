@@ -189,7 +189,7 @@ class RealFileTest(unittest.TestCase):
         with openStore(self.path) as store:
             points = list(store.points())
             self.assertEqual(
-                [(p.series_name, p.fields, p.tags['build_number'], p.timestamp) for p in points],
+                [(p.series, p.fields, p.tags['build_number'], p.time) for p in points],
                 [('alpha-build-times', {'duration': 1.5}, '7', 100.000001),
                  ('alpha-warnings', {'name': 'warnings', 'value': 3}, '7', 100.000002),
                  ('alpha-build-times', {'duration': 2.5}, '8', 200.0)])

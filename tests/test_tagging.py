@@ -139,7 +139,7 @@ class TestServiceOptions(TestReactorMixin, ConfigErrorsMixin, unittest.TestCase)
 
         self.assertEqual(svc.capture_errors, 0)
         self.assertEqual(
-            sorted((p.series_name, p.tags.get('master')) for p in backend.points),
+            sorted((p.series, p.tags.get('master')) for p in backend.points),
             [('alpha-build-times', 'm1'), ('build_requests', 'm1'), ('builds', 'm1'),
              ('steps', 'm1')])
         spec = backend.pointsOf('alpha-build-times')[0]
@@ -148,9 +148,9 @@ class TestServiceOptions(TestReactorMixin, ConfigErrorsMixin, unittest.TestCase)
         self.assertEqual(backend.pointsOf('build_requests')[0].fields['turnaround_time'],
                          float(END - BS_SUBMITTED))
         # four captures of one build, one look-up of each thing
-        info = svc.buildinfo
-        self.assertEqual((info._workers.misses, info._buildrequests.misses,
-                          info._buildsets.misses, info._buildTags.misses), (1, 1, 1, 1))
+        lookups = svc.lookups
+        self.assertEqual((lookups.workers.misses, lookups.build_requests.misses,
+                          lookups.buildsets.misses, lookups.build_tags.misses), (1, 1, 1, 1))
         self.assertEqual(svc.tag_policy.max_tag_values, 2)
 
         # a reconfig with a new limit and other extra tags applies them

@@ -13,7 +13,9 @@ from twisted.python import log
 
 from buildbot import config
 
-from buildbot_stats.point import to_epoch_seconds
+from buildbot_stats.lookups import Lookups
+from buildbot_stats.tagging import TagPolicy
+from buildbot_stats.timestamps import pointTime
 
 BUILD_FINISHED = ("builders", None, "builds", None, "finished")
 YIELD_DATA = ("stats-yieldMetricsValue", "stats-yield-data")
@@ -52,15 +54,26 @@ class Capture:
     def __init__(self, routingKey, callback):
         self.routingKey = tuple(routingKey)
         self._callback = callback
-        # Set by StatsService when it (re)configures: the backends that own this capture,
-        # the master, and the service itself (shared caches, error accounting).
+        # Set by :meth:`attach`: the backends that own this capture (Buildbot's name), the
+        # master, and the service (shared lookups, tag policy, error accounting).
         self.parent_svcs = []
         self.master = None
         self.stats_service = None
-        # Added to every timestamp of this capture by the StatsService, in seconds (a few
-        # microseconds): points of one build that share a series and a time would
-        # otherwise overwrite each other in InfluxDB.
+        # Added to every time of this capture, in seconds (a few microseconds): see
+        # buildbot_stats.timestamps
         self._time_offset = 0.0
+        # used when the capture runs without a StatsService (a custom set-up, a test)
+        self._own_lookups = None
+        self._own_tag_policy = None
+
+    def attach(self, service, backends, time_offset=0.0):
+        """Wire this capture to ``service`` (a StatsService, or None to run alone on
+        :attr:`master`): its points go to ``backends``, moved ``time_offset`` seconds."""
+        self.stats_service = service
+        if service is not None:
+            self.master = service.master
+        self.parent_svcs = list(backends)
+        self._time_offset = time_offset
 
     # -- what subclasses implement -------------------------------------------------------
 
@@ -89,38 +102,67 @@ class Capture:
     def __repr__(self):
         return f"<{self.describe()}>"
 
-    def getBuilderName(self, builderid):
-        """The builder's name, from the service's cache when there is one."""
+    # -- what the service shares ---------------------------------------------------------
+
+    @property
+    def lookups(self):
+        """The service's :class:`~buildbot_stats.lookups.Lookups`, or this capture's own
+        (data API only) when it runs without a service."""
         if self.stats_service is not None:
-            return self.stats_service.getBuilderName(builderid)
-        d = self.master.data.get(("builders", builderid))
-        d.addCallback(lambda b: b['name'] if b else None)
-        return d
+            return self.stats_service.lookups
+        if self._own_lookups is None:
+            self._own_lookups = Lookups(self)
+        return self._own_lookups
+
+    @property
+    def tag_policy(self):
+        """The service's :class:`~buildbot_stats.tagging.TagPolicy` (extra tags, cardinality
+        guard), or a default one when the capture runs without a service."""
+        if self.stats_service is not None:
+            return self.stats_service.tag_policy
+        if self._own_tag_policy is None:
+            self._own_tag_policy = TagPolicy()
+        return self._own_tag_policy
+
+    def getBuilderName(self, builderid):
+        return self.lookups.getBuilderName(builderid)
 
     def getBuildProperties(self, buildid):
-        if self.stats_service is not None:
-            return self.stats_service.getBuildProperties(buildid)
-        return self.master.data.get(("builds", buildid, "properties"))
+        return self.lookups.getBuildProperties(buildid)
 
     def pointTime(self, value):
-        """A datetime (or epoch seconds) as this capture's point timestamp."""
-        seconds = to_epoch_seconds(value)
-        if seconds is None:
-            return None
-        return seconds + self._time_offset
+        """A datetime (or epoch seconds) as the time of a point of this capture."""
+        return pointTime(value, self._time_offset)
 
-    def _store(self, post_data, series_name, context, timestamp=None):
-        """Hand one point to every backend that owns this capture.
+    # -- writing -----------------------------------------------------------------------
+
+    def writePoint(self, series, tags, fields, time=None):
+        """Hand one point to every backend that owns this capture, with the extra tags.
 
         A backend's ``postStatsValue`` returns at once; one that raises is logged and the
         others still get the point.
         """
-        # the StatsService's extra_tags (master name, environment...) on every point
-        policy = getattr(self.stats_service, 'tag_policy', None)
-        if policy is not None:
-            context = policy.addExtraTags(context)
-        for svc in list(self.parent_svcs):
+        tags = self.tag_policy.addExtraTags(tags)
+        for backend in self.parent_svcs:
             try:
-                svc.postStatsValue(post_data, series_name, context, timestamp=timestamp)
+                backend.postStatsValue(fields, series, tags, timestamp=time)
             except Exception as e:
-                log.err(e, f"buildbot_stats: backend {svc.name!r} refused a point of {self!r}")
+                log.err(e, f"buildbot_stats: backend {backend.name!r} refused a point of "
+                           f"{self!r}")
+
+    def _store(self, post_data, series_name, context, timestamp=None):
+        """Buildbot's name and arguments of :meth:`writePoint`, for captures written for
+        ``buildbot.statistics``."""
+        self.writePoint(series_name, context, post_data, timestamp)
+
+
+class BuilderMatchMixin:
+    """``builder_name=None`` matches every builder; a string matches that builder."""
+
+    _builder_name = None
+
+    def builderMatches(self, builder_name):
+        return self._builder_name is None or self._builder_name == builder_name
+
+    def describe(self):
+        return f"{type(self).__name__}(builder_name={self._builder_name!r})"

@@ -9,21 +9,13 @@ from twisted.internet import defer
 from buildbot import config
 
 from buildbot_stats.captures.base import BUILD_FINISHED
+from buildbot_stats.captures.base import BuilderMatchMixin
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
 
 REPORT_IN_DIVISORS = {'seconds': 1, 'minutes': 60, 'hours': 3600}
-
-
-class BuilderMatchMixin:
-    """``builder_name=None`` matches every builder; a string matches that builder."""
-
-    _builder_name = None
-
-    def _builder_name_matches(self, builder_name):
-        return self._builder_name is None or self._builder_name == builder_name
 
 
 class CaptureBuildTimes(BuilderMatchMixin, Capture):
@@ -43,13 +35,10 @@ class CaptureBuildTimes(BuilderMatchMixin, Capture):
         checkCallback(type(self).__name__, callback)
         super().__init__(BUILD_FINISHED, callback or self.default_callback)
 
-    def describe(self):
-        return f"{type(self).__name__}(builder_name={self._builder_name!r})"
-
     @defer.inlineCallbacks
     def consumer(self, routingKey, msg):
         builder_name = yield self.getBuilderName(msg['builderid'])
-        if not self._builder_name_matches(builder_name):
+        if not self.builderMatches(builder_name):
             return
         try:
             value = self._callback(*self.retValParams(msg))
@@ -58,10 +47,8 @@ class CaptureBuildTimes(BuilderMatchMixin, Capture):
                 f"{self.describe()}: callback raised {type(e).__name__}: {e} "
                 f"for build #{msg.get('number')} of builder {builder_name!r}"
             ) from e
-        context = self.defaultContext(msg, builder_name)
-        post_data = {self._time_type: value}
-        series_name = f"{builder_name}-build-times"
-        self._store(post_data, series_name, context, self.pointTime(self.timestampOf(msg)))
+        self.writePoint(f"{builder_name}-build-times", self.defaultContext(msg, builder_name),
+                        {self._time_type: value}, self.pointTime(self.timestampOf(msg)))
 
     def retValParams(self, msg):
         raise NotImplementedError

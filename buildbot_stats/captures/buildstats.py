@@ -13,22 +13,14 @@ from twisted.internet import defer
 
 from buildbot.process.results import Results
 
-from buildbot_stats.buildinfo import BuildInfo
 from buildbot_stats.captures.base import BUILD_FINISHED
+from buildbot_stats.captures.base import BuilderMatchMixin
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
-from buildbot_stats.captures.builds import BuilderMatchMixin
 from buildbot_stats.point import to_epoch_seconds
-from buildbot_stats.tagging import TagPolicy
-
-# Buildbot stores times in whole seconds, so two builds of one builder that finish in the
-# same second would share a timestamp, and (build number being a field) overwrite each other
-# in InfluxDB. Each point is moved by (build number mod 1000) milliseconds to keep them apart;
-# the per-capture offset (microseconds) comes on top.
-BUILD_TIME_SPREAD = 1e-3
-BUILD_TIME_SLOTS = 1000
+from buildbot_stats.timestamps import buildPointTime
 
 
 def resultName(code):
@@ -62,42 +54,16 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
             checkBuilderName(owner, builder_name)
         checkCallback(owner, callback)
         self._builder_name = builder_name
-        self._ownInfo = None
-        self._ownPolicy = None
         super().__init__(BUILD_FINISHED, callback or keepFields)
-
-    def describe(self):
-        return f"{type(self).__name__}(builder_name={self._builder_name!r})"
-
-    # -- what the service shares -----------------------------------------------------------
-
-    @property
-    def buildInfo(self):
-        info = getattr(self.stats_service, 'buildinfo', None)
-        if info is None:
-            # used without a StatsService (a custom setup, a test): own lookups
-            if self._ownInfo is None:
-                self._ownInfo = BuildInfo(self)
-            info = self._ownInfo
-        return info
-
-    @property
-    def tagPolicy(self):
-        policy = getattr(self.stats_service, 'tag_policy', None)
-        if policy is None:
-            if self._ownPolicy is None:
-                self._ownPolicy = TagPolicy()
-            policy = self._ownPolicy
-        return policy
 
     # -- the flow --------------------------------------------------------------------------
 
     @defer.inlineCallbacks
     def consumer(self, routingKey, msg):
         builder_name = yield self.getBuilderName(msg['builderid'])
-        if not self._builder_name_matches(builder_name):
+        if not self.builderMatches(builder_name):
             return
-        tags = yield self.buildInfo.getBuildTags(msg)
+        tags = yield self.lookups.getBuildTags(msg)
         tags = dict(tags)
         tags['builder_name'] = builder_name
         yield self.capture(msg, builder_name, tags)
@@ -106,11 +72,10 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
         raise NotImplementedError
 
     def buildTime(self, build, value):
-        """The timestamp of a point of ``build`` that happened at ``value`` (a datetime)."""
-        spread = (build.get('number') or 0) % BUILD_TIME_SLOTS * BUILD_TIME_SPREAD
-        return self.pointTime(to_epoch_seconds(value) + spread)
+        """The time of a point of ``build`` that happened at ``value`` (a datetime)."""
+        return buildPointTime(build, value, self._time_offset)
 
-    def post(self, build, builder_name, tags, fields, info, timestamp):
+    def post(self, build, builder_name, tags, fields, info, time):
         """Run the callback on ``fields`` and write the point; CaptureError if it fails."""
         where = f"build #{build.get('number')} of builder {builder_name!r}"
         try:
@@ -129,8 +94,8 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
                 f"{self.describe()}: the callback must return a non-empty dict of fields or "
                 f"None, got {fields!r} for {where}"
             )
-        tags, fields = self.tagPolicy.apply(self.measurement, tags, fields)
-        self._store(fields, self.measurement, tags, timestamp)
+        tags, fields = self.tag_policy.apply(self.measurement, tags, fields)
+        self.writePoint(self.measurement, tags, fields, time)
 
     def durationBetween(self, start, end):
         """Seconds from ``start`` to ``end`` (float, never negative), or None."""

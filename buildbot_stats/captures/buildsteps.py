@@ -72,7 +72,7 @@ class CaptureStepTimes(BuildStatsCapture):
 
     @defer.inlineCallbacks
     def capture(self, build, builder_name, tags):
-        steps = yield self.buildInfo.getBuildSteps(build['buildid'])
+        steps = yield self.lookups.getBuildSteps(build['buildid'])
         errors = []
         for step in sorted(steps or [], key=lambda s: s['number']):
             if not step.get('complete') or step.get('complete_at') is None:

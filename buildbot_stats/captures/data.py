@@ -7,11 +7,11 @@ from twisted.internet import defer
 from buildbot import config
 
 from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.captures.base import BuilderMatchMixin
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
-from buildbot_stats.captures.builds import BuilderMatchMixin
 
 
 def identity(x):
@@ -41,24 +41,24 @@ class CaptureDataBase(BuilderMatchMixin, Capture):
             return
         build_data = msg['build_data']
         builder_name = yield self.getBuilderName(build_data['builderid'])
-        if not self._builder_name_matches(builder_name):
+        if not self.builderMatches(builder_name):
             return
         try:
-            post_data = self._callback(msg['post_data'])
+            fields = self._callback(msg['post_data'])
         except Exception as e:
             raise CaptureError(
                 f"{self.describe()}: callback raised {type(e).__name__}: {e} "
                 f"for build #{build_data.get('number')} of builder {builder_name!r}"
             ) from e
-        if not isinstance(post_data, dict):
+        if not isinstance(fields, dict):
             raise CaptureError(
                 f"{self.describe()}: the data must be a dict of field names to values, got "
-                f"{type(post_data).__name__} for build #{build_data.get('number')} of "
+                f"{type(fields).__name__} for build #{build_data.get('number')} of "
                 f"builder {builder_name!r}"
             )
-        series_name = f"{builder_name}-{self._data_name}"
-        context = self.defaultContext(build_data, builder_name)
-        self._store(post_data, series_name, context, self.pointTime(msg.get('timestamp')))
+        self.writePoint(f"{builder_name}-{self._data_name}",
+                        self.defaultContext(build_data, builder_name), fields,
+                        self.pointTime(msg.get('timestamp')))
 
 
 class CaptureData(CaptureDataBase):

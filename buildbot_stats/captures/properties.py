@@ -7,12 +7,12 @@ from twisted.internet import defer
 from buildbot import config
 
 from buildbot_stats.captures.base import BUILD_FINISHED
+from buildbot_stats.captures.base import BuilderMatchMixin
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
 from buildbot_stats.captures.base import compilePattern
-from buildbot_stats.captures.builds import BuilderMatchMixin
 
 
 def default_property_callback(props, property_name):
@@ -44,7 +44,7 @@ class CapturePropertyBase(BuilderMatchMixin, Capture):
     @defer.inlineCallbacks
     def consumer(self, routingKey, msg):
         builder_name = yield self.getBuilderName(msg['builderid'])
-        if not self._builder_name_matches(builder_name):
+        if not self.builderMatches(builder_name):
             return
         properties = yield self.getBuildProperties(msg['buildid'])
         if self._regex:
@@ -52,8 +52,8 @@ class CapturePropertyBase(BuilderMatchMixin, Capture):
         else:
             names = [self._property_name]
 
-        timestamp = self.pointTime(msg['complete_at'])
-        context = self.defaultContext(msg, builder_name)
+        time = self.pointTime(msg['complete_at'])
+        tags = self.defaultContext(msg, builder_name)
         errors = []
         # one property that fails never hides the others
         for pn in names:
@@ -65,8 +65,8 @@ class CapturePropertyBase(BuilderMatchMixin, Capture):
             except Exception as e:
                 errors.append(f"callback raised {type(e).__name__}: {e} for property {pn!r}")
                 continue
-            self._store({"name": pn, "value": value}, f"{builder_name}-{pn}", dict(context),
-                        timestamp)
+            self.writePoint(f"{builder_name}-{pn}", dict(tags), {"name": pn, "value": value},
+                            time)
         if errors:
             raise CaptureError(
                 f"{self.describe()}: {'; '.join(errors)} in build #{msg.get('number')} of "

@@ -30,11 +30,11 @@ class CaptureQueueTimes(BuildStatsCapture):
     @defer.inlineCallbacks
     def capture(self, build, builder_name, tags):
         where = f"build #{build.get('number')} of builder {builder_name!r}"
-        request = yield self.buildInfo.getBuildRequest(build.get('buildrequestid'))
+        request = yield self.lookups.getBuildRequest(build.get('buildrequestid'))
         if not request:
             raise CaptureError(f"{self.describe()}: no build request "
                                f"{build.get('buildrequestid')!r} for {where}")
-        buildset = yield self.buildInfo.getBuildset(request['buildsetid'])
+        buildset = yield self.lookups.getBuildset(request['buildsetid'])
         if not buildset:
             raise CaptureError(f"{self.describe()}: no buildset {request['buildsetid']!r} "
                                f"for {where}")

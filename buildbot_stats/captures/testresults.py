@@ -31,7 +31,7 @@ class CaptureTestResults(BuildStatsCapture):
 
     @defer.inlineCallbacks
     def capture(self, build, builder_name, tags):
-        sets = yield self.buildInfo.getTestResultSets(build['buildid'])
+        sets = yield self.lookups.getTestResultSets(build['buildid'])
         passed = failed = skipped = counted = 0
         for rs in sets or []:
             if not rs.get('complete') or rs.get('category') in NOT_TESTS:

@@ -61,15 +61,15 @@ def writeCsv(points, f, counts):
         builder, number = tags.pop('builder_name', ''), tags.pop('build_number', '')
         extra = json.dumps(tags, sort_keys=True) if tags else ''
         for name, value in p.fields.items():
-            w.writerow([isoTime(p.timestamp), f"{p.timestamp:.6f}", p.series_name, builder,
+            w.writerow([isoTime(p.time), f"{p.time:.6f}", p.series, builder,
                         number, extra, name, csvValue(value)])
         counts['points'] += 1
 
 
 def writeJsonl(points, f, counts):
     for p in points:
-        f.write(json.dumps({'series': p.series_name, 'time': isoTime(p.timestamp),
-                            'timestamp': p.timestamp, 'tags': p.tags, 'fields': p.fields},
+        f.write(json.dumps({'series': p.series, 'time': isoTime(p.time),
+                            'timestamp': p.time, 'tags': p.tags, 'fields': p.fields},
                            ensure_ascii=False) + '\n')
         counts['points'] += 1
 
@@ -78,8 +78,8 @@ def writeLine(points, f, counts):
     encoder = LineEncoder()
     for p in points:
         try:
-            line, dropped = encoder.encode(p.series_name, p.fields, p.tags,
-                                           to_epoch_ns(p.timestamp))
+            line, dropped = encoder.encode(p.series, p.fields, p.tags,
+                                           to_epoch_ns(p.time))
         except PointRejected as e:
             counts[f"point rejected ({e.reason})"] += 1
             continue

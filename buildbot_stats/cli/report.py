@@ -108,7 +108,7 @@ def collect(store):
         for p in store.points([info.name]):
             for name, value in p.fields.items():
                 if isNumber(value):
-                    fields.setdefault(name, []).append((p.timestamp, float(value)))
+                    fields.setdefault(name, []).append((p.time, float(value)))
         series.append((info, fields))
     return {
         'builders': {b: (builderStats(v), v) for b, v in sorted(builds.items())},

@@ -245,30 +245,16 @@ def _describe(kind, key) -> str:
 class LineEncoder:
     """Encodes points as InfluxDB line protocol (timestamps in nanoseconds).
 
-    ``extra_tags`` are added to every point (a point's own tag of the same key wins); they are
-    validated once, here: one that cannot be written raises :class:`PointRejected`
-    (``reason == 'bad-tags'``), since it would otherwise be dropped from every point.
+    Tags added to every point (``extra_tags``) are not the encoder's business: they are
+    merged into a point's tags by :class:`~buildbot_stats.tagging.TagPolicy` before it is
+    encoded.
     """
 
-    def __init__(self, extra_tags=None):
+    def __init__(self):
         self._measurements = {}  # str series name -> escaped measurement
         self._tag_keys = {}      # str -> escaped, or (reason,) when it cannot be written
         self._tag_values = {}
         self._field_keys = {}
-        self._extra = {}         # escaped key -> escaped value
-        if extra_tags is not None:
-            if not hasattr(extra_tags, 'items'):
-                raise PointRejected(BAD_TAGS, f'extra_tags must be a mapping, not {extra_tags!r}')
-            for k, v in extra_tags.items():
-                try:
-                    ek = _key(k, _KEY_TABLE, ())
-                    ev = _tag_value(v)
-                except _Drop as e:
-                    raise PointRejected(
-                        BAD_TAGS, f'extra tag {k!r}={v!r} cannot be written: {e.args[0]}') from None
-                if ek in self._extra:
-                    raise PointRejected(BAD_TAGS, f'extra tag {k!r} given twice')
-                self._extra[ek] = ev
 
     # -- cached name escaping: the few names of a master repeat in every point --
 
@@ -336,19 +322,19 @@ class LineEncoder:
             parts.append(f'{ek}={text}')
         return parts
 
-    def encode(self, series_name, fields, tags, timestamp_ns):
+    def encode(self, series, fields, tags, timestamp_ns):
         """Returns ``(line, dropped)``: the line without a trailing newline and the list of
         ``(what, reason)`` for each field or tag left out. Raises :class:`PointRejected`.
 
         ``timestamp_ns`` is an int (nanoseconds since the epoch) or None (the server's time).
         """
-        measurement = self._measurements.get(series_name) if type(series_name) is str else None
+        measurement = self._measurements.get(series) if type(series) is str else None
         if measurement is None:
-            measurement = self._measurement(series_name)
-            if type(series_name) is str:
+            measurement = self._measurement(series)
+            if type(series) is str:
                 if len(self._measurements) >= _CACHE_LIMIT:
                     self._measurements.clear()
-                self._measurements[series_name] = measurement
+                self._measurements[series] = measurement
 
         if timestamp_ns is None:
             stamp = ''
@@ -358,7 +344,7 @@ class LineEncoder:
             stamp = f' {int(timestamp_ns)}'
         else:
             raise PointRejected(BAD_TIMESTAMP,
-                                f'{series_name!r}: timestamp {timestamp_ns!r} is not an integer'
+                                f'{series!r}: timestamp {timestamp_ns!r} is not an integer'
                                 f' number of nanoseconds within +-{TIME_MAX_NS}')
 
         dropped = []
@@ -367,7 +353,7 @@ class LineEncoder:
         try:
             items = fields.items()
         except AttributeError:
-            raise PointRejected(BAD_FIELDS, f'{series_name!r}: fields must be a mapping, not'
+            raise PointRejected(BAD_FIELDS, f'{series!r}: fields must be a mapping, not'
                                             f' {type(fields).__name__}') from None
         # Fast path: every key already known to be exact (a str in the cache) and every value a
         # finite float, an int64, a str or a bool. Anything else restarts on the careful path.
@@ -399,7 +385,7 @@ class LineEncoder:
             parts = self._careful_fields(items, dropped)
         if not parts:
             detail = '; '.join(f'{w}: {r}' for w, r in dropped) or 'no fields given'
-            raise PointRejected(NO_FIELDS, f'{series_name!r}: no field can be written ({detail})',
+            raise PointRejected(NO_FIELDS, f'{series!r}: no field can be written ({detail})',
                                 dropped)
 
         # -- tags: sorted by (escaped) key; InfluxDB rejects a line with a key twice
@@ -407,7 +393,7 @@ class LineEncoder:
             try:
                 tag_items = tags.items()
             except AttributeError:
-                raise PointRejected(BAD_TAGS, f'{series_name!r}: tags must be a mapping, not'
+                raise PointRejected(BAD_TAGS, f'{series!r}: tags must be a mapping, not'
                                               f' {type(tags).__name__}') from None
             tag_keys = self._tag_keys
             tag_values = self._tag_values
@@ -427,16 +413,10 @@ class LineEncoder:
                     dropped.append((_describe('tag', k), DUPLICATE_KEY))
                     continue
                 out[ek] = ev
-            if self._extra:
-                for ek, ev in self._extra.items():
-                    out.setdefault(ek, ev)
             if out:
                 head = measurement + ''.join([f',{k}={out[k]}' for k in sorted(out)])
             else:
                 head = measurement
-        elif self._extra:
-            extra = self._extra
-            head = measurement + ''.join([f',{k}={extra[k]}' for k in sorted(extra)])
         else:
             head = measurement
 

@@ -54,7 +54,7 @@ class WriteOptions:
         """Human-readable problems with the values (empty when all are fine)."""
         out = []
 
-        def positive_number(name, allow_zero=False):
+        def positiveNumber(name, allow_zero=False):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 out.append(f"{name} must be a number of seconds, got {v!r}")
@@ -67,8 +67,8 @@ class WriteOptions:
                 out.append(f"{name} must be a positive integer, got {v!r}")
         for name in ('flush_interval', 'timeout', 'retry_interval', 'max_retry_delay',
                      'slow_retry_interval', 'report_interval'):
-            positive_number(name)
-        positive_number('stop_timeout', allow_zero=True)
+            positiveNumber(name)
+        positiveNumber('stop_timeout', allow_zero=True)
         if not out and self.buffer_limit < self.batch_size:
             out.append(f"buffer_limit ({self.buffer_limit}) must be at least batch_size "
                        f"({self.batch_size})")

@@ -79,10 +79,10 @@ class Spool:
         self.reactor = reactor
         self.bytes = 0
         self.corrupt = 0
-        self._nextSeq = 0
+        self._next_seq = 0
         self._ops = []
         self._busy = False
-        self._idleWaiters = []
+        self._idle_waiters = []
 
     # -- start ------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ class Spool:
 
     def _loaded(self, result):
         found, corrupt, nextSeq = result
-        self._nextSeq = max(self._nextSeq, nextSeq)
+        self._next_seq = max(self._next_seq, nextSeq)
         for name, why in corrupt:
             self.corrupt += 1
             log.msg(f"buildbot_stats: spool {self.directory}: skipped damaged file {name} "
@@ -142,8 +142,8 @@ class Spool:
 
     def add(self, chunk):
         """Mirror a sealed chunk on disk (soon, in the thread pool)."""
-        seq = self._nextSeq
-        self._nextSeq += 1
+        seq = self._next_seq
+        self._next_seq += 1
         # header + body
         nbytes = len(chunk.body) + 40
         seg = Segment(seq, os.path.join(self.directory, f'{seq:016d}{SUFFIX}'), nbytes)
@@ -166,7 +166,7 @@ class Spool:
         if not self._busy and not self._ops:
             return defer.succeed(None)
         d = defer.Deferred()
-        self._idleWaiters.append(d)
+        self._idle_waiters.append(d)
         return d
 
     def _kick(self):
@@ -183,7 +183,7 @@ class Spool:
         if self._ops:
             self._kick()
             return
-        waiters, self._idleWaiters = self._idleWaiters, []
+        waiters, self._idle_waiters = self._idle_waiters, []
         for d in waiters:
             d.callback(None)
 

@@ -31,36 +31,37 @@ class BatchWriter:
     :param options: a :class:`~buildbot_stats.delivery.retry.WriteOptions`
     :param counters: the backend's :class:`~buildbot_stats.counters.DeliveryCounters`
     :param reactor: timers come from it (a ``task.Clock`` in unit tests)
-    :param describe: the destination for log messages (no credentials in it)
+    :param label: what log messages call this writer: the backend and its destination
+        (no credentials in it)
     :param spool: a :class:`~buildbot_stats.delivery.spool.Spool`, or None
     :param create_database: called on a 404 "database not found"; returns a Deferred
         firing True if it created the database
     """
 
-    def __init__(self, sender, options, counters, reactor, describe, spool=None,
+    def __init__(self, sender, options, counters, reactor, label, spool=None,
                  create_database=None, backoff=None):
         self.sender = sender
         self.options = options
         self.counters = counters
         self.reactor = reactor
-        self.describe = describe
+        self.label = label
         self.spool = spool
         self.create_database = create_database
         self.backoff = backoff or Backoff(options)
         self.buffer = ChunkBuffer(options.batch_size, options.buffer_limit, self._droppedForRoom)
         self._inflight = None          # the chunk being sent
-        self._inflightRequest = None   # its Deferred (cancelled at stop)
-        self._retryCall = None         # the pending retry timer
+        self._inflight_request = None   # its Deferred (cancelled at stop)
+        self._retry_call = None         # the pending retry timer
         self._failures = 0             # failed attempts in a row
         self._trouble = None           # what went wrong last, while it is wrong
-        self._lastLogged = None
+        self._last_logged = None
         self._finished = 0             # lines ended (written + rejected + dropped)
-        self._flushWaiters = []
-        self._lastCreate = None
+        self._flush_waiters = []
+        self._last_create = None
         self._stopped = False
         self._running = False
-        self._flushLoop = None
-        self._reportLoop = None
+        self._flush_loop = None
+        self._report_loop = None
         self._reported = None
 
     # -- life cycle ---------------------------------------------------------------------
@@ -72,12 +73,12 @@ class BatchWriter:
                 self._restore(segment, lines)
         self._stopped = False
         self._running = True
-        self._flushLoop = task.LoopingCall(self._tick)
-        self._flushLoop.clock = self.reactor
-        self._flushLoop.start(self.options.flush_interval, now=False)
-        self._reportLoop = task.LoopingCall(self._report)
-        self._reportLoop.clock = self.reactor
-        self._reportLoop.start(self.options.report_interval, now=False)
+        self._flush_loop = task.LoopingCall(self._tick)
+        self._flush_loop.clock = self.reactor
+        self._flush_loop.start(self.options.flush_interval, now=False)
+        self._report_loop = task.LoopingCall(self._report)
+        self._report_loop.clock = self.reactor
+        self._report_loop.start(self.options.report_interval, now=False)
         self._kick()
 
     def _restore(self, segment, lines):
@@ -91,7 +92,7 @@ class BatchWriter:
             self.buffer.sealed.append(c)
             self.buffer.count += len(c)
         self.buffer.makeRoom()
-        log.msg(f"buildbot_stats: {self.describe}: {len(lines)} points from the spool "
+        log.msg(f"buildbot_stats: {self.label}: {len(lines)} points from the spool "
                 f"({segment.path}) will be sent first")
 
     @defer.inlineCallbacks
@@ -101,17 +102,17 @@ class BatchWriter:
         write the spool files)."""
         if not self._running:
             return
-        for loop in (self._flushLoop, self._reportLoop):
+        for loop in (self._flush_loop, self._report_loop):
             if loop is not None and loop.running:
                 loop.stop()
         yield self.flush(self.options.stop_timeout)
         self._running = False
         self._stopped = True
-        if self._retryCall is not None and self._retryCall.active():
-            self._retryCall.cancel()
-        if self._inflightRequest is not None:
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        if self._inflight_request is not None:
             # InfluxDB hangs: give up on this request, its chunk goes back to the buffer
-            self._inflightRequest.cancel()
+            self._inflight_request.cancel()
         left = self.buffer.takeAll()
         count = sum(len(c) for c in left)
         if self.spool is not None:
@@ -120,13 +121,13 @@ class BatchWriter:
                     self.spool.add(chunk)
             yield self.spool.drain()
             if count:
-                log.msg(f"buildbot_stats: {self.describe}: stopping with {count} points not "
+                log.msg(f"buildbot_stats: {self.label}: stopping with {count} points not "
                         f"yet written; they are kept in the spool {self.spool.directory} and "
                         "sent at the next start")
         elif count:
             self.counters.dropped += count
             self._finished += count
-            log.msg(f"buildbot_stats: error: {self.describe}: stopping with {count} points "
+            log.msg(f"buildbot_stats: error: {self.label}: stopping with {count} points "
                     f"not written ({self._trouble or 'no time left'}); they are lost "
                     "(set spool_dir to keep them across restarts)")
         self._report(final=True)
@@ -139,10 +140,10 @@ class BatchWriter:
         self.backoff.options = options
         self.buffer.batch_size = options.batch_size
         self.buffer.limit = options.buffer_limit
-        if self._flushLoop is not None:
-            self._flushLoop.interval = options.flush_interval
-        if self._reportLoop is not None:
-            self._reportLoop.interval = options.report_interval
+        if self._flush_loop is not None:
+            self._flush_loop.interval = options.flush_interval
+        if self._report_loop is not None:
+            self._report_loop.interval = options.report_interval
         self._kick()
 
     # -- adding ---------------------------------------------------------------------------
@@ -187,28 +188,28 @@ class BatchWriter:
         entry = [target, d, None]
         if timeout is not None:
             entry[2] = self.reactor.callLater(timeout, self._flushTimedOut, entry)
-        self._flushWaiters.append(entry)
+        self._flush_waiters.append(entry)
         return d
 
     def _tick_now(self):
         chunk = self.buffer.seal()
         if chunk is not None:
             self._sealed(chunk)
-        if self._retryCall is not None and self._retryCall.active():
-            self._retryCall.cancel()
-            self._retryCall = None
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+            self._retry_call = None
         self._kick()
 
     def _flushTimedOut(self, entry):
-        if entry in self._flushWaiters:
-            self._flushWaiters.remove(entry)
+        if entry in self._flush_waiters:
+            self._flush_waiters.remove(entry)
             entry[1].callback(False)
 
     def _fireFlushWaiters(self):
-        done = [e for e in self._flushWaiters
+        done = [e for e in self._flush_waiters
                 if self._finished >= e[0] or (self._stopped and self.pendingLines == 0)]
         for e in done:
-            self._flushWaiters.remove(e)
+            self._flush_waiters.remove(e)
             if e[2] is not None and e[2].active():
                 e[2].cancel()
             e[1].callback(self._finished >= e[0])
@@ -218,19 +219,19 @@ class BatchWriter:
     def _kick(self):
         if self._stopped or self._inflight is not None:
             return
-        if self._retryCall is not None and self._retryCall.active():
+        if self._retry_call is not None and self._retry_call.active():
             return
         chunk = self.buffer.takeFirst()
         if chunk is None:
             return
         self._inflight = chunk
-        d = self._inflightRequest = self.sender.write(chunk.body)
+        d = self._inflight_request = self.sender.write(chunk.body)
         d.addCallback(self._outcome, chunk)
-        d.addErrback(log.err, f"buildbot_stats: {self.describe}: unexpected writer error")
+        d.addErrback(log.err, f"buildbot_stats: {self.label}: unexpected writer error")
 
     def _outcome(self, outcome, chunk):
         self._inflight = None
-        self._inflightRequest = None
+        self._inflight_request = None
         kind = outcome.kind
         if kind == outcomes.ACCEPTED:
             self._recovered()
@@ -239,14 +240,14 @@ class BatchWriter:
             self._recovered()
             n = min(outcome.rejected, len(chunk))
             self._end(chunk, written=len(chunk) - n, rejected=n)
-            log.msg(f"buildbot_stats: {self.describe}: {n} of {len(chunk)} points rejected "
+            log.msg(f"buildbot_stats: {self.label}: {n} of {len(chunk)} points rejected "
                     f"by the server: {outcome.message}")
         elif kind in (outcomes.BAD_REQUEST, outcomes.TOO_LARGE):
             self._recovered()
             if len(chunk) == 1:
                 what = "too large" if kind == outcomes.TOO_LARGE else "refused"
                 self._end(chunk, rejected=1)
-                log.msg(f"buildbot_stats: {self.describe}: point {what} by the server, not "
+                log.msg(f"buildbot_stats: {self.label}: point {what} by the server, not "
                         f"retried: {outcome.message}; line: {_excerpt(chunk.lines[0])}")
             else:
                 # find the bad line(s) by halves; resending the good ones is harmless since
@@ -273,7 +274,7 @@ class BatchWriter:
         mr = self.options.max_retries
         if mr is not None and chunk.failures > mr and outcome.kind == outcomes.RETRY:
             self._end(chunk, dropped=len(chunk))
-            log.msg(f"buildbot_stats: error: {self.describe}: {len(chunk)} points dropped "
+            log.msg(f"buildbot_stats: error: {self.label}: {len(chunk)} points dropped "
                     f"after {chunk.failures} failed attempts (max_retries={mr}): "
                     f"{outcome.message}")
             return
@@ -287,29 +288,29 @@ class BatchWriter:
         if creating:
             d = self.create_database()
             d.addCallback(self._created)
-            d.addErrback(_ignoreCancel, self.describe)
-            self._retryCall = _Waiting(d)
+            d.addErrback(_ignoreCancel, self.label)
+            self._retry_call = _Waiting(d)
             return
-        self._retryCall = self.reactor.callLater(delay, self._retryNow)
+        self._retry_call = self.reactor.callLater(delay, self._retryNow)
 
     def _mayCreate(self):
         now = self.reactor.seconds()
-        if self._lastCreate is not None and now - self._lastCreate < \
+        if self._last_create is not None and now - self._last_create < \
                 self.options.slow_retry_interval:
             return False
-        self._lastCreate = now
+        self._last_create = now
         return True
 
     def _created(self, ok):
-        self._retryCall = None
+        self._retry_call = None
         if ok:
             self._kick()
         else:
-            self._retryCall = self.reactor.callLater(self.options.slow_retry_interval,
+            self._retry_call = self.reactor.callLater(self.options.slow_retry_interval,
                                                      self._retryNow)
 
     def _retryNow(self):
-        self._retryCall = None
+        self._retry_call = None
         self._kick()
 
     def _end(self, chunk, written=0, rejected=0, dropped=0):
@@ -325,7 +326,7 @@ class BatchWriter:
         self._end(chunk, dropped=len(chunk))
         if first:
             # later drops are in the periodic report: one line per chunk would flood the log
-            log.msg(f"buildbot_stats: error: {self.describe}: {why}, dropping the oldest "
+            log.msg(f"buildbot_stats: error: {self.label}: {why}, dropping the oldest "
                     f"{len(chunk)} points ({self._trouble or 'the server is too slow'})")
 
     # -- telling the operator --------------------------------------------------------------
@@ -333,24 +334,24 @@ class BatchWriter:
     def _noteTrouble(self, outcome, delay):
         self._trouble = outcome.message
         # one line per kind of trouble, not one per attempt; the report repeats the counters
-        if outcome.message != self._lastLogged:
-            self._lastLogged = outcome.message
+        if outcome.message != self._last_logged:
+            self._last_logged = outcome.message
             hint = ''
             if outcome.kind == outcomes.AUTH:
                 hint = ' (check the credentials and their permissions)'
             elif outcome.kind == outcomes.NOT_FOUND:
                 hint = (' (create the database/bucket, or set create_database=True)'
                         if outcome.database_not_found else ' (check the URL)')
-            log.msg(f"buildbot_stats: error: {self.describe}: write failed: "
+            log.msg(f"buildbot_stats: error: {self.label}: write failed: "
                     f"{outcome.message}{hint}; {self.pendingLines} points kept, next attempt "
                     f"in {delay:.1f} s")
 
     def _recovered(self):
         if self._trouble is not None:
-            log.msg(f"buildbot_stats: {self.describe}: writing again after {self._failures} "
+            log.msg(f"buildbot_stats: {self.label}: writing again after {self._failures} "
                     f"failed attempts; {self.counters!r}")
         self._trouble = None
-        self._lastLogged = None
+        self._last_logged = None
         self._failures = 0
 
     def _report(self, final=False):
@@ -358,7 +359,7 @@ class BatchWriter:
         prev = self._reported or {}
         changed = any(snapshot[k] != prev.get(k, 0) for k in ('dropped', 'rejected'))
         if self._trouble is not None or changed or (final and snapshot['pending']):
-            log.msg(f"buildbot_stats: {self.describe}: {self.counters!r}"
+            log.msg(f"buildbot_stats: {self.label}: {self.counters!r}"
                     + (f"; last error: {self._trouble}" if self._trouble else ''))
         self._reported = snapshot
 
@@ -376,9 +377,9 @@ class _Waiting:
         self.d.cancel()
 
 
-def _ignoreCancel(failure, describe):
+def _ignoreCancel(failure, label):
     if not failure.check(defer.CancelledError):
-        log.err(failure, f"buildbot_stats: {describe}: creating the database failed")
+        log.err(failure, f"buildbot_stats: {label}: creating the database failed")
 
 
 def _excerpt(line, limit=200):

@@ -9,14 +9,15 @@ from twisted.internet import defer
 from buildbot import config
 from buildbot.util import service
 
+from buildbot_stats.captures.base import Capture
 from buildbot_stats.counters import DeliveryCounters
 
 
-def describeBuildOf(context):
+def describeBuildOf(tags):
     """`` (builder 'x', build #n)`` from a point's tags, for log lines; '' when unknown."""
-    if not isinstance(context, dict):
+    if not isinstance(tags, dict):
         return ''
-    builder, number = context.get('builder_name'), context.get('build_number')
+    builder, number = tags.get('builder_name'), tags.get('build_number')
     if builder is None and number is None:
         return ''
     return f" (builder {builder!r}, build #{number})"
@@ -60,9 +61,6 @@ class StatsStorageBase(service.BuildbotService):
     @staticmethod
     def checkCaptures(captures, backend_name):
         """Shared validation of a backend's ``captures`` argument (for checkConfig)."""
-        # imported here: captures import storage for typing the parents
-        from buildbot_stats.captures.base import Capture
-
         if captures is None:
             return
         if not isinstance(captures, (list, tuple)):

@@ -12,8 +12,12 @@ import base64
 import os
 import urllib.parse
 
+import treq.client
 from twisted.internet import defer
+from twisted.internet import ssl
 from twisted.python import log
+from twisted.web.client import Agent
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -29,6 +33,7 @@ from buildbot_stats.delivery.writer import BatchWriter
 from buildbot_stats.point import to_epoch_ns
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
+from buildbot_stats.tagging import TagPolicy
 
 DEFAULT_PORT = 8086
 DEFAULT_SPOOL_MAX_BYTES = 100 * 1024 * 1024
@@ -98,10 +103,15 @@ class InfluxStorageService(StatsStorageBase):
                 or spool_max_bytes < 1:
             config.error(f"{me}: spool_max_bytes must be a positive integer, got "
                          f"{spool_max_bytes!r}")
-        try:
-            LineEncoder(extra_tags=extra_tags)
-        except (ValueError, TypeError) as e:
-            config.error(f"{me}: extra_tags {extra_tags!r}: {e}")
+        if extra_tags is not None:
+            # validated once, here: an unwritable one would be left out of every point
+            try:
+                _, dropped = LineEncoder().encode('extra_tags', {'v': 1}, extra_tags, None)
+            except PointRejected as e:
+                config.error(f"{me}: extra_tags {extra_tags!r}: {e}")
+            else:
+                for what, why in dropped:
+                    config.error(f"{me}: extra_tags: extra {what} cannot be written ({why})")
         unknown = sorted(set(write_options) - set(WriteOptions.names()))
         if unknown:
             config.error(f"{me}: unknown option(s) {', '.join(unknown)}")
@@ -118,9 +128,11 @@ class InfluxStorageService(StatsStorageBase):
                         reactor=None, **write_options):
         # positional secrets are not rendered by BuildbotService (it renders kwargs only)
         user, password, token = yield self.renderSecrets(user, password, token)
-        self._injectedReactor = reactor
+        self._injected_reactor = reactor
         self.options = WriteOptions(**write_options)
-        self.encoder = LineEncoder(extra_tags=extra_tags)
+        self.encoder = LineEncoder()
+        # this backend's own extra tags (the StatsService's are added by the captures)
+        self.tag_policy = TagPolicy(extra_tags, max_tag_values=None)
         self.db = db
         self.bucket = bucket
         self.base_url = _baseUrl(url, port, ssl)
@@ -153,32 +165,32 @@ class InfluxStorageService(StatsStorageBase):
             ca_file, verify_ssl)
         if self._writer is not None:
             self._writer.retarget(self._makeSender(), self.options)
-            if (spool_dir, spool_max_bytes) != self._writerSpool:
-                log.msg(f"buildbot_stats: {self.describe}: the new spool settings apply at "
+            if (spool_dir, spool_max_bytes) != self._writer_spool:
+                log.msg(f"buildbot_stats: {self.describe()}: the new spool settings apply at "
                         "the next start")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._writer = None
-        self._writerSpool = None
+        self._writer_spool = None
         self._pool = None
-        self._injectedReactor = None
-        self._warnedNotRunning = False
+        self._injected_reactor = None
+        self._warned_not_running = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
     @property
     def reactor(self):
-        if self._injectedReactor is not None:
-            return self._injectedReactor
+        if self._injected_reactor is not None:
+            return self._injected_reactor
         if self.master is not None:
             return self.master.reactor
         # standalone use (scripts, the CLI) without an injected reactor
         from twisted.internet import reactor
         return reactor
 
-    @property
     def describe(self):
+        """This backend and its destination, for log messages (never a credential)."""
         return f"InfluxStorageService {self.name!r} ({self.destination})"
 
     @defer.inlineCallbacks
@@ -192,10 +204,10 @@ class InfluxStorageService(StatsStorageBase):
                 # like every relative path in master.cfg: beside the master
                 spool_dir = os.path.join(basedir, spool_dir)
             spool = Spool(spool_dir, self.spool_max_bytes, self.reactor)
-        self._writerSpool = (self.spool_dir, self.spool_max_bytes)
+        self._writer_spool = (self.spool_dir, self.spool_max_bytes)
         creator = self._createDatabase if self.create_database else None
         writer = BatchWriter(self._makeSender(), self.options, self.counters, self.reactor,
-                             self.describe, spool=spool, create_database=creator)
+                             self.describe(), spool=spool, create_database=creator)
         self._writer = writer
         yield writer.start()
 
@@ -225,27 +237,27 @@ class InfluxStorageService(StatsStorageBase):
         if writer is None:
             self.counters.added += 1
             self.counters.dropped += 1
-            if not self._warnedNotRunning:
-                self._warnedNotRunning = True
+            if not self._warned_not_running:
+                self._warned_not_running = True
                 log.msg(f"buildbot_stats: error: {self!r} got a point while not running "
                         "(start it first); point dropped")
             return
         try:
             ts = self.reactor.seconds() if timestamp is None else timestamp
-            line, dropped = self.encoder.encode(series_name, post_data, context or {},
-                                                to_epoch_ns(ts))
+            tags = self.tag_policy.addExtraTags(context or {})
+            line, dropped = self.encoder.encode(series_name, post_data, tags, to_epoch_ns(ts))
         except Exception as e:  # PointRejected, or a bad timestamp: count it, never raise
             self.counters.added += 1
             self.counters.rejected += 1
             reason = e if isinstance(e, PointRejected) else f"{type(e).__name__}: {e}"
-            log.msg(f"buildbot_stats: error: {self.describe}: point of series "
+            log.msg(f"buildbot_stats: error: {self.describe()}: point of series "
                     f"{series_name!r} rejected{describeBuildOf(context)}: {reason}")
             if not isinstance(e, (PointRejected, TypeError, ValueError, OverflowError)):
                 log.err(None, "buildbot_stats: unexpected encoder error")
             return
         if dropped:
             what = ', '.join(f"{w} ({why})" for w, why in dropped)
-            log.msg(f"buildbot_stats: {self.describe}: series {series_name!r}"
+            log.msg(f"buildbot_stats: {self.describe()}: series {series_name!r}"
                     f"{describeBuildOf(context)}: left out {what}")
         writer.add(line.encode('utf-8'))
 
@@ -256,10 +268,6 @@ class InfluxStorageService(StatsStorageBase):
                                self.reactor)
 
     def _makeClient(self, ca_file, verify_ssl):
-        import treq.client
-        from twisted.web.client import Agent
-        from twisted.web.client import HTTPConnectionPool
-
         self._pool = HTTPConnectionPool(self.reactor, persistent=True)
         self._pool.maxPersistentPerHost = 2
         agent = Agent(self.reactor, contextFactory=_TLSPolicy(ca_file, verify_ssl),
@@ -277,7 +285,7 @@ class InfluxStorageService(StatsStorageBase):
 
         def done(outcome):
             ok = outcome.kind == 'accepted'
-            log.msg(f"buildbot_stats: {self.describe}: create_database: {q}: "
+            log.msg(f"buildbot_stats: {self.describe()}: create_database: {q}: "
                     + ("done" if ok else f"failed: {outcome.message}"))
             return ok
 
@@ -329,8 +337,6 @@ class _TLSPolicy:
         self._trust = None
 
     def creatorForNetloc(self, hostname, port):
-        from twisted.internet import ssl
-
         if not self.verify:
             return ssl.CertificateOptions(verify=False)
         if self.ca_file is not None and self._trust is None:

@@ -34,14 +34,15 @@ class InMemoryStorageService(StatsStorageBase):
     def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
         if timestamp is None and self.master is not None:
             timestamp = self.master.reactor.seconds()
-        self.points.append(Point(series_name, dict(post_data), dict(context or {}), timestamp))
+        self.points.append(Point(series=series_name, tags=dict(context or {}),
+                                 fields=dict(post_data), time=timestamp))
         self.counters.added += 1
         self.counters.written += 1
         self._wakeWaiters()
 
-    def pointsOf(self, series_name):
+    def pointsOf(self, series):
         """The recorded points of one series, in the order they came."""
-        return [p for p in self.points if p.series_name == series_name]
+        return [p for p in self.points if p.series == series]
 
     def waitForPoints(self, count):
         """A Deferred that fires (with the points) once ``count`` points were recorded."""

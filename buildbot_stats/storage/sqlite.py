@@ -21,6 +21,7 @@ from twisted.python import threadpool
 from buildbot import config
 
 from buildbot_stats import __version__
+from buildbot_stats.captures.defaults import defaultCaptures
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.sqlite_schema import migrate
@@ -97,7 +98,7 @@ class SQLiteStorageService(StatsStorageBase):
     :param path: the file (default ``'stats.sqlite'``); a relative path is relative to the
         master's basedir (to the current directory when used without a master)
     :param captures: the captures to store; ``None`` means the default set
-        (:func:`buildbot_stats.defaults.defaultCaptures`)
+        (:func:`buildbot_stats.captures.defaults.defaultCaptures`)
     :param name: the backend name (default ``'SQLiteStorageService'``)
     :param batch_size: most points per transaction; a queue this long is written at once
         (default 1000)
@@ -126,18 +127,16 @@ class SQLiteStorageService(StatsStorageBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self._capturesArgument(args, kwargs) is None:
-            from buildbot_stats.defaults import defaultCaptures
-
             self.captures = defaultCaptures()
         self.path = None
         self._queue = collections.deque()
         self._pool = None
-        self._shutdownTrigger = None
+        self._shutdown_trigger = None
         self._writer = None
         self._writing = None  # the Deferred of the batch being written
         self._timer = None
-        self._flushWaiters = []  # (points done when it fires, Deferred)
-        self._loggedKinds = set()
+        self._flush_waiters = []  # (points done when it fires, Deferred)
+        self._logged_kinds = set()
         self._failing = False
         self._stopping = False
         self.rejections = collections.Counter()
@@ -187,12 +186,12 @@ class SQLiteStorageService(StatsStorageBase):
         self._pool.start()
         # standalone use: a script that stops its reactor without stopping us must not
         # hang at exit on the writer thread
-        self._shutdownTrigger = self.reactor.addSystemEventTrigger(
+        self._shutdown_trigger = self.reactor.addSystemEventTrigger(
             'during', 'shutdown', self._stopPool)
         self._kick()
 
     def _stopPool(self):
-        self._shutdownTrigger = None
+        self._shutdown_trigger = None
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.stop()
@@ -216,8 +215,8 @@ class SQLiteStorageService(StatsStorageBase):
                 yield self._inThread(self._writer.close)
             except Exception as e:
                 log.err(e, f"buildbot_stats: {self.name}: closing {self.path}")
-            if self._shutdownTrigger is not None:
-                self.reactor.removeSystemEventTrigger(self._shutdownTrigger)
+            if self._shutdown_trigger is not None:
+                self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
             self._stopPool()
         self._cancelTimer()
         self._stopping = False
@@ -234,7 +233,7 @@ class SQLiteStorageService(StatsStorageBase):
             timestamp = self.reactor.seconds()
         self.counters.added += 1
         try:
-            row = encodeRow(series_name, post_data, context, timestamp)
+            row = encodeRow(series_name, context, post_data, timestamp)
         except Rejected as e:
             self._reject(e, series_name, context)
             return
@@ -248,17 +247,17 @@ class SQLiteStorageService(StatsStorageBase):
                         "points dropped so far")
         self._kick()
 
-    def _reject(self, e, series_name, context):
+    def _reject(self, e, series, tags):
         self.counters.rejected += 1
         self.rejections[e.reason.split(':')[0]] += 1
-        kind = (series_name if isinstance(series_name, str) else None,) + e.kind()
-        if kind in self._loggedKinds:
+        kind = (series if isinstance(series, str) else None,) + e.kind()
+        if kind in self._logged_kinds:
             return
-        self._loggedKinds.add(kind)
+        self._logged_kinds.add(kind)
         where = f" field {e.field!r}" if e.field else ""
         log.msg(
-            f"buildbot_stats: {self.name}: rejected a point of series {series_name!r}{where}"
-            f"{describeBuildOf(context)}: {e.reason}; further points rejected for this reason "
+            f"buildbot_stats: {self.name}: rejected a point of series {series!r}{where}"
+            f"{describeBuildOf(tags)}: {e.reason}; further points rejected for this reason "
             "are only counted"
         )
 
@@ -271,7 +270,7 @@ class SQLiteStorageService(StatsStorageBase):
         """
         if self._pool is None or self._stopping or self._writing is not None or not self._queue:
             return
-        due = now or self._flushWaiters or len(self._queue) >= self.batch_size
+        due = now or self._flush_waiters or len(self._queue) >= self.batch_size
         if due and not (self._failing and self._timer is not None):
             self._startWrite()
         elif self._timer is None:
@@ -336,22 +335,22 @@ class SQLiteStorageService(StatsStorageBase):
         if timeout is None:
             timeout = getattr(self, 'stop_timeout', 30.0)
         entry[2] = self.reactor.callLater(timeout, self._flushTimedOut, entry)
-        self._flushWaiters.append(entry)
+        self._flush_waiters.append(entry)
         self._fireFlushWaiters()
         self._kick(now=True)
         return d
 
     def _flushTimedOut(self, entry):
         entry[2] = None
-        if entry in self._flushWaiters:
-            self._flushWaiters.remove(entry)
+        if entry in self._flush_waiters:
+            self._flush_waiters.remove(entry)
             entry[1].callback(None)
 
     def _fireFlushWaiters(self, force=False):
         done = self._done()
-        ready = [e for e in self._flushWaiters if force or done >= e[0]]
+        ready = [e for e in self._flush_waiters if force or done >= e[0]]
         # the list is updated before any callback runs: a callback may flush again
-        self._flushWaiters = [e for e in self._flushWaiters if e not in ready]
+        self._flush_waiters = [e for e in self._flush_waiters if e not in ready]
         for _, d, timer in ready:
             if timer is not None and timer.active():
                 timer.cancel()

@@ -115,8 +115,9 @@ class StoreReader:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_us, id"
-        for name, time_us, tags, fields in self._query(sql, params):
-            yield Point(name, json.loads(fields), json.loads(tags), time_us / 1e6)
+        for series, time_us, tags, fields in self._query(sql, params):
+            yield Point(series=series, tags=json.loads(tags), fields=json.loads(fields),
+                        time=time_us / 1e6)
 
     def buildDurations(self):
         """``{builder: [(end time, build number, duration), ...]}`` by time, from the

@@ -77,36 +77,36 @@ def convertValue(value, where, depth=0):
     raise Rejected(f"a value of type {type(value).__name__} cannot be stored", where)
 
 
-def encodeFields(post_data):
-    if not isinstance(post_data, dict):
-        raise Rejected(f"post_data must be a dict of fields, got {type(post_data).__name__}")
-    if not post_data:
+def encodeFields(fields):
+    if not isinstance(fields, dict):
+        raise Rejected(f"the fields (post_data) must be a dict, got {type(fields).__name__}")
+    if not fields:
         raise Rejected("a point needs at least one field")
-    fields = {}
-    for name, value in post_data.items():
+    out = {}
+    for name, value in fields.items():
         if not isinstance(name, str) or not name:
             raise Rejected(f"field name {name!r} is not a non-empty string")
-        fields[name] = convertValue(value, name)
-    return fields
+        out[name] = convertValue(value, name)
+    return out
 
 
-def encodeTags(context):
+def encodeTags(tags):
     """Tags are strings: numbers and bools are written with str(), None tags left out."""
-    if context is None:
+    if tags is None:
         return {}
-    if not isinstance(context, dict):
-        raise Rejected(f"context (tags) must be a dict, got {type(context).__name__}")
-    tags = {}
-    for name, value in context.items():
+    if not isinstance(tags, dict):
+        raise Rejected(f"the tags (context) must be a dict, got {type(tags).__name__}")
+    out = {}
+    for name, value in tags.items():
         if not isinstance(name, str) or not name:
             raise Rejected(f"tag name {name!r} is not a non-empty string")
         if value is None:
             continue
         if isinstance(value, (str, bool, int, float)):
-            tags[name] = str(value)
+            out[name] = str(value)
         else:
             raise Rejected(f"tag {name!r}: a value of type {type(value).__name__} is not a tag")
-    return tags
+    return out
 
 
 def buildNumber(tags):
@@ -116,19 +116,17 @@ def buildNumber(tags):
         return None
 
 
-def encodeRow(series_name, post_data, context, timestamp):
+def encodeRow(series, tags, fields, time):
     """The row ``(series, time_us, builder, build_number, tags, fields)`` of a point."""
-    if not isinstance(series_name, str) or not series_name:
-        raise Rejected(f"series name {series_name!r} is not a non-empty string")
-    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(
-        timestamp
-    ):
-        raise Rejected(f"timestamp {timestamp!r} is not a finite number of seconds")
-    fields = encodeFields(post_data)
-    tags = encodeTags(context)
+    if not isinstance(series, str) or not series:
+        raise Rejected(f"series name {series!r} is not a non-empty string")
+    if isinstance(time, bool) or not isinstance(time, (int, float)) or not math.isfinite(time):
+        raise Rejected(f"timestamp {time!r} is not a finite number of seconds")
+    fields = encodeFields(fields)
+    tags = encodeTags(tags)
     return (
-        series_name,
-        round(timestamp * 1_000_000),
+        series,
+        round(time * 1_000_000),
         tags.get('builder_name'),
         buildNumber(tags),
         json.dumps(tags, sort_keys=True, separators=(',', ':')),
