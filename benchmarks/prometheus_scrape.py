@@ -107,7 +107,10 @@ def child(args):
 
     def snapshot():
         data = presentData(args.builders, reactor.seconds())
-        backend._present.families = prometheus.presentFamilies(*data, 1, reactor.seconds())
+        builders, running, pending, workers = data
+        backend._present.families = prometheus.presentFamilies(
+            *prometheus.buildersOfMaster(builders, 1), running, pending, workers, 1,
+            reactor.seconds())
         backend._health.families = prometheus.healthFamilies(
             {'backends': {backend.name: backend.metrics()}})
         return defer.succeed(None)

@@ -20,6 +20,7 @@ from buildbot.config.errors import capture_config_errors
 
 from buildbot_stats import stats
 from buildbot_stats.storage.prometheus import OTHER
+from buildbot_stats.storage.prometheus import buildersOfMaster
 from buildbot_stats.storage.prometheus import exposition
 from buildbot_stats.storage.prometheus import healthFamilies
 from buildbot_stats.storage.prometheus import metricName
@@ -279,7 +280,8 @@ class Families(unittest.TestCase):
                        now - 5, UTC)}]
         workers = [{'connected_to': [{'masterid': 1}]}, {'connected_to': [{'masterid': 2}]},
                    {'connected_to': []}, {'connected_to': [{'masterid': 1}]}]
-        got = samples(presentFamilies(builders, running, pending, workers, 1, now))
+        got = samples(presentFamilies(*buildersOfMaster(builders, 1), running, pending,
+                                      workers, 1, now))
         self.assertEqual(got, {
             ('buildbot_builds_running', (('builder', 'a'),)): 2,
             ('buildbot_builds_running', (('builder', 'b'),)): 1,

@@ -306,27 +306,36 @@ class SnapshotCollector:
         return list(self.families)
 
 
-def presentFamilies(builders, running, pending, workers, masterid, now):
-    """The gauges of the present from data API answers (lists of dicts)."""
+def buildersOfMaster(builders, masterid):
+    """``(names of this master's builders, {builderid: name})`` from the data API's
+    ``builders`` (a builder another master runs is left out)."""
     names = {}
     for b in builders:
         if masterid is None or not b.get('masterids') or masterid in b['masterids']:
             names[b['builderid']] = b['name']
-    running_by = dict.fromkeys(names.values(), 0)
+    return sorted(names.values()), names
+
+
+def presentFamilies(builder_names, name_of, running, pending, workers, masterid, now):
+    """The gauges of the present: ``builder_names`` are this master's builders (a series
+    each, 0 when idle), ``name_of`` maps the builder ids of ``running`` and ``pending`` (data
+    API dicts of builds and build requests) to names; ``workers`` are the data API's."""
+    ours = set(builder_names)
+    running_by = dict.fromkeys(ours, 0)
     busy = set()
     for build in running:
         if masterid is not None and build.get('masterid') not in (None, masterid):
             continue
-        name = names.get(build['builderid'])
-        if name is not None:
+        name = name_of.get(build['builderid'])
+        if name in ours:
             running_by[name] += 1
         if build.get('workerid') is not None:
             busy.add(build['workerid'])
-    pending_by = dict.fromkeys(names.values(), 0)
-    oldest = dict.fromkeys(names.values(), 0.0)
+    pending_by = dict.fromkeys(ours, 0)
+    oldest = dict.fromkeys(ours, 0.0)
     for req in pending:
-        name = names.get(req['builderid'])
-        if name is None:
+        name = name_of.get(req['builderid'])
+        if name not in ours:
             continue
         pending_by[name] += 1
         submitted = to_epoch_seconds(req.get('submitted_at'))
@@ -674,33 +683,52 @@ class PrometheusStorageService(StatsStorageBase):
         """Read the present and the service's counters, on the reactor."""
         master = self.master
         if master is not None and getattr(master, 'data', None) is not None:
-            incomplete = resultspec.Filter('complete', 'eq', [False])
             try:
-                builders, running, pending, workers = yield defer.gatherResults([
-                    master.data.get(('builders',)),
-                    master.data.get(('builds',), filters=[incomplete]),
-                    master.data.get(('buildrequests',), filters=[
-                        incomplete, resultspec.Filter('claimed', 'eq', [False])]),
-                    master.data.get(('workers',)),
-                ], consumeErrors=True)
+                present = yield self._readPresent(master)
             except Exception as e:
                 # the counters and histograms are still worth a scrape: the gauges of the
                 # present are left out of this one
                 self._present.families = []
                 self.snapshot_errors += 1
                 if self.snapshot_errors == 1:
-                    log.err(getattr(e, 'subFailure', e), f"buildbot_stats: {self.name}: reading the builds, requests "
-                               "and workers for /metrics failed (logged once, counted in "
-                               "snapshot_errors)")
+                    log.err(getattr(e, 'subFailure', e), f"buildbot_stats: {self.name}: reading "
+                            "the builds, requests and workers for /metrics failed (logged "
+                            "once, counted in snapshot_errors)")
             else:
-                self._present.families = presentFamilies(
-                    builders or [], running or [], pending or [], workers or [],
-                    master.masterid, master.reactor.seconds())
+                self._present.families = presentFamilies(*present, master.masterid,
+                                                         master.reactor.seconds())
         service = self.parent if hasattr(self.parent, 'metrics') else None
         if service is not None:
             self._health.families = healthFamilies(service.metrics())
         else:
             self._health.families = healthFamilies({'backends': {self.name: self.metrics()}})
+
+    @defer.inlineCallbacks
+    def _readPresent(self, master):
+        """The arguments of :func:`presentFamilies` before the master id and the time: the
+        running builds, pending requests and workers from the data API; the builder names
+        from the StatsService's MQ-fed lookups and the botmaster when there are (no query),
+        else from the data API."""
+        incomplete = resultspec.Filter('complete', 'eq', [False])
+        running, pending, workers = yield defer.gatherResults([
+            master.data.get(('builds',), filters=[incomplete]),
+            master.data.get(('buildrequests',), filters=[
+                incomplete, resultspec.Filter('claimed', 'eq', [False])]),
+            master.data.get(('workers',)),
+        ], consumeErrors=True)
+        running, pending, workers = running or [], pending or [], workers or []
+        lookups = getattr(self.parent, 'lookups', None)
+        botmaster = getattr(master, 'botmaster', None)
+        if lookups is not None and botmaster is not None:
+            builder_names = list(botmaster.builderNames)
+            ids = {b['builderid'] for b in running} | {r['builderid'] for r in pending}
+            names = yield defer.gatherResults(
+                [lookups.getBuilderName(i) for i in sorted(ids)], consumeErrors=True)
+            name_of = dict(zip(sorted(ids), names))
+        else:
+            builders = yield master.data.get(('builders',))
+            builder_names, name_of = buildersOfMaster(builders or [], master.masterid)
+        return builder_names, name_of, running, pending, workers
 
     @defer.inlineCallbacks
     def scrape(self, accept=None, accept_encoding=None):
