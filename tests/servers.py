@@ -123,8 +123,8 @@ class _ServerProcess:
         return server
 
     @classmethod
-    def start_new(cls, basedir=None):
-        server = cls(basedir)
+    def start_new(cls, basedir=None, **kwargs):
+        server = cls(basedir, **kwargs)
         try:
             server.start()
         except BaseException:
@@ -457,16 +457,6 @@ class PrometheusServer(_ServerProcess):
         self.targets = list(targets)
         self.metrics_path = metrics_path
         self.config_path = os.path.join(self.basedir, 'prometheus.yml')
-
-    @classmethod
-    def start_new(cls, basedir=None, targets=(), metrics_path='/metrics'):
-        server = cls(basedir, targets, metrics_path)
-        try:
-            server.start()
-        except BaseException:
-            server.cleanup()
-            raise
-        return server
 
     def prepare(self):
         config = {

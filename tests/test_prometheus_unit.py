@@ -26,6 +26,7 @@ from buildbot_stats.storage.prometheus import healthFamilies
 from buildbot_stats.storage.prometheus import metricName
 from buildbot_stats.storage.prometheus import presentFamilies
 from buildbot_stats.tagging import TagPolicy
+from tests.test_checkconfig import MASTER_CFG as CHECKCONFIG_CFG
 
 UTC = datetime.timezone.utc
 
@@ -338,21 +339,9 @@ class Exposition(unittest.TestCase):
         self.assertIn('buildbot_builds_total{builder="a",result="success"} 1.0\n', text)
 
 
-MASTER_CFG = """
-from buildbot.plugins import schedulers, steps, util, worker
-from buildbot_stats import stats
-
-c = BuildmasterConfig = {{}}
-c['workers'] = [worker.Worker('w1', 'pass')]
-c['protocols'] = {{'pb': {{'port': 'tcp:0:interface=127.0.0.1'}}}}
-f = util.BuildFactory([steps.ShellCommand(command=['true'])])
-c['builders'] = [util.BuilderConfig(name='alpha', workernames=['w1'], factory=f)]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['alpha'])]
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
-c['services'] = [
-    stats.StatsService(storage_backends=[stats.PrometheusStorageService({args})]),
-]
-"""
+# the checkconfig tests' master.cfg with this backend instead of the in-memory one
+MASTER_CFG = CHECKCONFIG_CFG.replace("stats.InMemoryStorageService([{captures}])",
+                                     "stats.PrometheusStorageService({args})")
 
 
 class BuildbotCheckconfig(unittest.TestCase):

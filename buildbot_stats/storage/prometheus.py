@@ -36,6 +36,7 @@ from twisted.python import log
 from buildbot import config
 from buildbot.data import resultspec
 
+from buildbot_stats.captures.builds import REPORT_IN_DIVISORS
 from buildbot_stats.point import to_epoch_seconds
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
@@ -66,7 +67,6 @@ OTHER = '_other_'
 HISTORY_MARGIN = 5.0
 
 BUILD_MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
-REPORT_IN_DIVISORS = {'seconds': 1, 'minutes': 60, 'hours': 3600}
 
 
 def metricName(*parts):
