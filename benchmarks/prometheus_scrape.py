@@ -93,7 +93,7 @@ def child(args):
     from twisted.internet import utils
 
     from buildbot_stats import stats
-    from buildbot_stats.storage import prometheus
+    from buildbot_stats.storage import prometheus_snapshot as prometheus
     from buildbot_stats.storage.prometheus_http import metricsSite
 
     result = {}

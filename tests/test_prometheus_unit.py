@@ -19,12 +19,12 @@ from twisted.trial import unittest
 from buildbot.config.errors import capture_config_errors
 
 from buildbot_stats import stats
-from buildbot_stats.storage.prometheus import OTHER
-from buildbot_stats.storage.prometheus import buildersOfMaster
-from buildbot_stats.storage.prometheus import exposition
-from buildbot_stats.storage.prometheus import healthFamilies
-from buildbot_stats.storage.prometheus import metricName
-from buildbot_stats.storage.prometheus import presentFamilies
+from buildbot_stats.storage.prometheus_metrics import OTHER
+from buildbot_stats.storage.prometheus_metrics import metricName
+from buildbot_stats.storage.prometheus_snapshot import buildersOfMaster
+from buildbot_stats.storage.prometheus_snapshot import exposition
+from buildbot_stats.storage.prometheus_snapshot import healthFamilies
+from buildbot_stats.storage.prometheus_snapshot import presentFamilies
 from buildbot_stats.tagging import TagPolicy
 from tests.test_checkconfig import MASTER_CFG as CHECKCONFIG_CFG
 
