@@ -428,3 +428,38 @@ class Snapshot(unittest.TestCase):
                               (('builder', 'a'), ('result', 'success')))], 1)
         self.assertEqual(got[('buildbot_stats_backend_snapshot_errors',
                               (('backend', 'prom'),))], 2)
+
+
+class Resource(unittest.TestCase):
+    """The /metrics resource without a server (twisted.web's DummyRequest)."""
+
+    def render(self, resource, postpath=()):
+        from twisted.web.test.requesthelper import DummyRequest
+
+        request = DummyRequest(list(postpath))
+        body = resource.render(request)
+        return request, body
+
+    def test_no_backend_is_a_404_saying_why(self):
+        from buildbot_stats.storage.prometheus_http import MetricsResource
+
+        request, body = self.render(MetricsResource(lambda: None))
+        self.assertEqual((request.responseCode, body),
+                         (404, b'no PrometheusStorageService is configured\n'))
+
+        def several():
+            raise LookupError('several PrometheusStorageService backends are configured')
+
+        request, body = self.render(MetricsResource(several))
+        self.assertEqual((request.responseCode, body),
+                         (404, b'several PrometheusStorageService backends are configured\n'))
+
+    def test_the_files_buildbot_ui_asks_a_plugin_for_are_empty(self):
+        from buildbot_stats.storage.prometheus_http import MetricsResource
+
+        request, body = self.render(MetricsResource(lambda: None), [b'scripts.js'])
+        self.assertEqual(body, b'')
+        self.assertEqual(request.responseHeaders.getRawHeaders(b'content-type'),
+                         [b'application/javascript'])
+        request, body = self.render(MetricsResource(lambda: None), [b'other'])
+        self.assertEqual(request.responseCode, 404)
