@@ -1,9 +1,11 @@
 """Real database servers for tests: a free loopback port, a temporary data directory, killed at the end.
 
-Two fixtures, one per server binary installed on the test machine:
+The fixtures, one per server binary installed on the test machine:
 
 - :class:`InfluxDB1Server` runs Debian's ``/usr/bin/influxd`` (InfluxDB 1.6);
-- :class:`VictoriaMetricsServer` runs ``/usr/bin/victoria-metrics``.
+- :class:`VictoriaMetricsServer` runs ``/usr/bin/victoria-metrics``;
+- :class:`PrometheusServer` runs Debian's ``/usr/bin/prometheus``, scraping the targets it is
+  given every second.
 
 Both keep their port and data directory for their whole life, so a test can ``stop()`` the
 server (an outage), ``start()`` it again and find the same address and the same data; ``pause()``
