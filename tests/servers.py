@@ -7,7 +7,7 @@ The fixtures, one per server binary installed on the test machine:
 - :class:`PrometheusServer` runs Debian's ``/usr/bin/prometheus``, scraping the targets it is
   given every second.
 
-Both keep their port and data directory for their whole life, so a test can ``stop()`` the
+Each keeps its port and data directory for their whole life, so a test can ``stop()`` the
 server (an outage), ``start()`` it again and find the same address and the same data; ``pause()``
 and ``resume()`` freeze the process with SIGSTOP/SIGCONT (the socket stays open, nothing answers:
 the "hung server" case). The query helpers here are blocking (urllib): they are for the test's own
