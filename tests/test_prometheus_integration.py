@@ -31,6 +31,7 @@ from tests.servers import PROMETHEUS
 from tests.servers import PrometheusServer
 from tests.servers import free_port
 from tests.test_integration_buildstats import RunTests
+from tests.test_prometheus_unit import docQueries
 
 BUCKETS = [0.5, 1, 2, 3, 5, 10, 60]
 DEADLINE = 60.0  # seconds a PromQL answer may take to match (scrapes are every second)
@@ -277,6 +278,13 @@ class PrometheusRealMasterTest(RunMasterBase):
                                 {('prom',): 0, ('mem',): 0})
         yield self.promqlEquals('buildbot_stats_capture_errors_total', [], {(): 0})
         self.assertEqual(self.prometheus.targets_health()[0][1], 'up')
+        # every query of the docs is one Prometheus takes (an error raises)
+        for query in docQueries():
+            yield threads.deferToThread(self.prometheus.query, query)
+        answer = yield threads.deferToThread(self.prometheus.values, docQueries()[0],
+                                             'builder', 'result')
+        self.assertEqual(answer, {('good', 'success'): 2, ('bad', 'failure'): 1,
+                                  ('held', 'success'): 2})
 
         # -- both exposition formats, by the Accept header
         url = f'http://127.0.0.1:{port}/metrics'

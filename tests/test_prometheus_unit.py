@@ -463,3 +463,75 @@ class Resource(unittest.TestCase):
                          [b'application/javascript'])
         request, body = self.render(MetricsResource(lambda: None), [b'other'])
         self.assertEqual(request.responseCode, 404)
+
+
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
+                   'storage-prometheus.rst')
+
+
+def docBlock(section):
+    """The first code block of a section of docs/storage-prometheus.rst, dedented."""
+    with open(DOC, encoding='utf-8') as f:
+        lines = f.read().split('\n')
+    start = lines.index(section) + 2
+    first = next(i for i in range(start, len(lines)) if lines[i].startswith('.. code-block::'))
+    block = []
+    for line in lines[first + 1:]:
+        if line and not line.startswith('    '):
+            break
+        block.append(line[4:])
+    return '\n'.join(block).strip('\n') + '\n'
+
+
+def docQueries():
+    """The PromQL expressions of the docs' Queries section (a line at the margin starts
+    one, indented lines continue it, comments are left out)."""
+    queries = []
+    for line in docBlock('Queries').split('\n'):
+        if not line.strip() or line.startswith('#'):
+            continue
+        if line.startswith(' ') and queries:
+            queries[-1] += ' ' + line.strip()
+        else:
+            queries.append(line)
+    return queries
+
+
+PROMTOOL = '/usr/bin/promtool'
+
+
+class DocumentedConfig(unittest.TestCase):
+    """The docs' prometheus.yml and alert rules pass Prometheus' own checker."""
+
+    timeout = 60
+
+    def setUp(self):
+        if not os.access(PROMTOOL, os.X_OK):
+            raise unittest.SkipTest(f"{PROMTOOL} not found: install Debian's 'prometheus' "
+                                    "package (scripts/install-servers.sh does)")
+
+    @defer.inlineCallbacks
+    def promtool(self, what, text):
+        path = self.mktemp() + '.yml'
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(text)
+        out, err, code = yield utils.getProcessOutputAndValue(PROMTOOL, ['check', what, path])
+        return code, (out + err).decode()
+
+    @defer.inlineCallbacks
+    def test_alert_rules(self):
+        code, output = yield self.promtool('rules', docBlock('Alert rules'))
+        self.assertEqual(code, 0, output)
+        self.assertIn('SUCCESS: 6 rules found', output)
+
+    @defer.inlineCallbacks
+    def test_scrape_config(self):
+        text = docBlock('Scraping it')
+        self.assertIn('job_name: buildbot', text)
+        code, output = yield self.promtool('config', text)
+        self.assertEqual(code, 0, output)
+
+    def test_queries_are_found(self):
+        queries = docQueries()
+        self.assertEqual(len(queries), 8, queries)
+        self.assertEqual(queries[0], 'sum by (builder, result) (buildbot_builds_total)')
