@@ -25,6 +25,7 @@ from buildbot_stats.storage.prometheus_snapshot import buildersOfMaster
 from buildbot_stats.storage.prometheus_snapshot import exposition
 from buildbot_stats.storage.prometheus_snapshot import healthFamilies
 from buildbot_stats.storage.prometheus_snapshot import presentFamilies
+from buildbot_stats.storage.prometheus_snapshot import slicedExposition
 from buildbot_stats.tagging import TagPolicy
 from tests.test_checkconfig import MASTER_CFG as CHECKCONFIG_CFG
 
@@ -535,3 +536,69 @@ class DocumentedConfig(unittest.TestCase):
         queries = docQueries()
         self.assertEqual(len(queries), 8, queries)
         self.assertEqual(queries[0], 'sum by (builder, result) (buildbot_builds_total)')
+
+
+class SlicedExposition(unittest.TestCase):
+    """A scrape written a slice at a time says what the whole exposition says."""
+
+    def backend(self):
+        backend = stats.PrometheusStorageService(port=None, labels=['worker'])
+        backend.reconfigService(port=None, labels=['worker'])
+        for b in range(40):
+            for s in range(7):
+                backend.postStatsValue({'duration': float(b * s % 400)}, 'steps',
+                                       {'builder_name': f'b{b}', 'step_name': f's{s}',
+                                        'worker': 'w'})
+            backend.postStatsValue({'duration': float(b)}, 'builds',
+                                   {'builder_name': f'b{b}', 'result': 'success',
+                                    'worker': 'w'})
+        backend.postStatsValue({'percent': 87.5}, 'b1-coverage', {'builder_name': 'b1'})
+        return backend
+
+    def pieces(self, backend, accept):
+        headers, pieces = slicedExposition(backend.sources(), accept)
+        return headers, list(pieces)
+
+    def test_text_format(self):
+        backend = self.backend()
+        headers, pieces = self.pieces(backend, None)
+        # 280 step histograms of 16 samples: 256 samples a slice is 16 children
+        self.assertGreater(len(pieces), 280 // 16)
+        self.assertEqual(headers, {'Content-Type': 'text/plain; version=0.0.4; charset=utf-8'})
+        body = b''.join(pieces).decode()
+        self.assertEqual(body.count('# TYPE buildbot_step_duration_seconds histogram\n'), 1)
+        whole, _ = exposition(backend.registry, None, None)
+        self.assertEqual(sorted(body.splitlines()), sorted(whole.decode().splitlines()))
+
+    def test_openmetrics_parses_strictly(self):
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+
+        backend = self.backend()
+        accept = 'application/openmetrics-text; version=1.0.0'
+        headers, pieces = self.pieces(backend, accept)
+        self.assertTrue(headers['Content-Type'].startswith('application/openmetrics-text'))
+        body = b''.join(pieces).decode()
+        self.assertTrue(body.endswith('# EOF\n'))
+        self.assertEqual(body.count('# EOF'), 1)
+        # the OpenMetrics parser refuses a family split in two or a second TYPE line
+        families = {f.name: f for f in om(body)}
+        steps = families['buildbot_step_duration_seconds']
+        self.assertEqual(len([s for s in steps.samples if s.name.endswith('_count')]), 280)
+        self.assertEqual(families['buildbot_builds'].samples[0].value, 1)
+
+    @defer.inlineCallbacks
+    def test_scrape_on_the_reactor_with_gzip(self):
+        from twisted.internet import reactor
+
+        backend = self.backend()
+        backend.parent = FakeParent()
+        backend.parent.master = type('M', (), {'reactor': reactor, 'masterid': None,
+                                               'data': None})()
+        body, headers = yield backend.scrape(None, 'gzip')
+        self.assertEqual(headers['Content-Encoding'], 'gzip')
+        whole, _ = exposition(backend.registry, None, None)
+        lines = set(gzip.decompress(body).decode().splitlines())
+        # the same samples (the health counters moved on: one scrape more)
+        self.assertEqual({ln for ln in lines if 'step_duration' in ln},
+                         {ln for ln in whole.decode().splitlines() if 'step_duration' in ln})
+        self.assertEqual(backend.metrics()['scrapes'], 1)

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
+import zlib
 
 from twisted.internet import defer
 from twisted.internet import error
-from twisted.internet import threads
+from twisted.internet import task
 from twisted.python import log
 
 from buildbot import config
@@ -44,7 +46,7 @@ try:
     from buildbot_stats.storage.prometheus_metrics import LastValueGauges
     from buildbot_stats.storage.prometheus_snapshot import SnapshotCollector
     from buildbot_stats.storage.prometheus_snapshot import buildersOfMaster
-    from buildbot_stats.storage.prometheus_snapshot import exposition
+    from buildbot_stats.storage.prometheus_snapshot import slicedExposition
     from buildbot_stats.storage.prometheus_snapshot import healthFamilies
     from buildbot_stats.storage.prometheus_snapshot import presentFamilies
 except ImportError:  # pragma: no cover - reported by checkConfig
@@ -63,6 +65,17 @@ KNOWN_LABELS = ('worker', 'branch', 'repository', 'project')
 HISTORY_MARGIN = 5.0
 
 BUILD_MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
+#: Seconds of exposition work a scrape does per reactor turn, at most about (one slice
+#: more): the reactor serves everything else in between.
+STEP_BUDGET = 0.002
+
+
+class _Budget:
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+
+    def __call__(self):
+        return time.monotonic() >= self.end
 
 
 def checkBuckets(owner, name, buckets):
@@ -167,6 +180,7 @@ class PrometheusStorageService(StatsStorageBase):
         self._listening = None
         self._startedAt = None
         self._scrapeLock = defer.DeferredLock()
+        self._coop = None
         self._logged = set()
         self.history_ignored = 0
         self.scrapes = 0
@@ -247,6 +261,10 @@ class PrometheusStorageService(StatsStorageBase):
     @defer.inlineCallbacks
     def stopService(self):
         yield self._stopListening()
+        if self._coop is not None:
+            # a scrape still writing ends (its client gets a cut answer)
+            self._coop.stop()
+            self._coop = None
         yield super().stopService()
 
     # -- points --------------------------------------------------------------------------
@@ -365,22 +383,60 @@ class PrometheusStorageService(StatsStorageBase):
             builder_names, name_of = buildersOfMaster(builders or [], master.masterid)
         return builder_names, name_of, running, pending, workers
 
+    def sources(self):
+        """What a scrape writes, in this order: the build statistics, the last-value
+        gauges, the present, the health."""
+        return (list(self.buildMetrics.families) + list(self.gauges.gauges.values())
+                + [self._present, self._health])
+
+    def _cooperator(self):
+        if self._coop is None:
+            reactor = self.master.reactor
+            self._coop = task.Cooperator(
+                terminationPredicateFactory=lambda: _Budget(STEP_BUDGET),
+                scheduler=lambda work: reactor.callLater(0, work))
+        return self._coop
+
     @defer.inlineCallbacks
-    def scrape(self, accept=None, accept_encoding=None):
-        """``(body, headers)`` of one scrape: the snapshot on the reactor, the exposition
-        in a thread (one scrape at a time)."""
+    def scrape(self, accept=None, accept_encoding=None, start=None, write=None):
+        """One scrape, on the reactor, one at a time: the snapshot, then the exposition a
+        slice of a few milliseconds at a time (:func:`slicedExposition`), gzip-compressed
+        when ``accept_encoding`` allows.
+
+        ``start(headers)`` is called once before the first ``write(piece)`` (each piece
+        bytes); the Deferred fires with the headers when the last piece was written. With
+        no ``write``, it fires with ``(body, headers)``. A ``write`` that raises stops the
+        scrape (the client went away).
+        """
         yield self._scrapeLock.acquire()
         try:
             if self.registry is None:
                 self._newRegistry(DEFAULT_BUCKETS, DEFAULT_BUCKETS, ())
             yield self.snapshot()
             self.scrapes += 1
-            reactor = self.master.reactor if self.master is not None else None
-            if reactor is None:
-                from twisted.internet import reactor
-            result = yield threads.deferToThreadPool(
-                reactor, reactor.getThreadPool(), exposition, self.registry, accept,
-                accept_encoding)
+            headers, pieces = slicedExposition(self.sources(), accept)
+            compressor = None
+            if 'gzip' in (accept_encoding or ''):
+                compressor = zlib.compressobj(5, zlib.DEFLATED, 31)
+                headers['Content-Encoding'] = 'gzip'
+            collected = []
+            out = collected.append if write is None else write
+            if start is not None:
+                start(headers)
+
+            def steps():
+                for piece in pieces:
+                    if compressor is not None:
+                        piece = compressor.compress(piece)
+                    if piece:
+                        out(piece)
+                    yield None
+                if compressor is not None:
+                    out(compressor.flush())
+
+            yield self._cooperator().cooperate(steps()).whenDone()
         finally:
             self._scrapeLock.release()
-        return result
+        if write is None:
+            return b''.join(collected), headers
+        return headers

@@ -11,8 +11,12 @@ from twisted.web import server
 UI_FILES = {b'scripts.js': b'application/javascript', b'styles.css': b'text/css'}
 
 
+class ClientGone(Exception):
+    """The scraper closed the connection before the answer ended."""
+
+
 class MetricsResource(resource.Resource):
-    """Answers a scrape with ``backend.scrape(...)``; never blocks the reactor.
+    """Answers a scrape with ``backend.scrape(...)``, written a slice at a time.
 
     :param findBackend: a callable returning the :class:`PrometheusStorageService` (or
         None when there is none, answered 404)
@@ -42,31 +46,40 @@ class MetricsResource(resource.Resource):
             request.setResponseCode(404)
             request.setHeader(b'Content-Type', b'text/plain; charset=utf-8')
             return f"{why}\n".encode()
-        d = backend.scrape(request.getHeader('accept'), request.getHeader('accept-encoding'))
-        finished = []
-        request.notifyFinish().addBoth(finished.append)
+        gone = []
+        started = []
+        request.notifyFinish().addBoth(gone.append)
 
-        def answer(result):
-            if finished:  # the scraper went away
-                return
-            body, headers = result
+        def start(headers):
+            started.append(True)
             for key, value in headers.items():
                 request.setHeader(key.encode(), value.encode())
-            # a length, so that the body is not chunked (less work on both ends)
-            request.setHeader(b'Content-Length', str(len(body)).encode())
-            request.write(body)
-            request.finish()
+
+        def write(piece):
+            if gone:
+                raise ClientGone()
+            request.write(piece)
+
+        def done(_):
+            if not gone:
+                request.finish()
 
         def failed(failure):
+            if gone or failure.check(ClientGone):
+                return
             log.err(failure, f"buildbot_stats: {backend.name}: a scrape failed")
-            if finished:
+            if started:
+                # the answer has begun: cut it, Prometheus counts the scrape as failed
+                request.channel.loseConnection()
                 return
             request.setResponseCode(500)
             request.setHeader(b'Content-Type', b'text/plain; charset=utf-8')
             request.write(f"scrape failed: {failure.getErrorMessage()}\n".encode())
             request.finish()
 
-        d.addCallbacks(answer, failed)
+        d = backend.scrape(request.getHeader('accept'), request.getHeader('accept-encoding'),
+                           start, write)
+        d.addCallbacks(done, failed)
         return server.NOT_DONE_YET
 
 

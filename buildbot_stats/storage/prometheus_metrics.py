@@ -4,13 +4,16 @@ naming and value rules they share (docs/storage-prometheus.rst lists every metri
 
 from __future__ import annotations
 
+import bisect
 import datetime
+import itertools
 import math
 import re
 
-from prometheus_client import Counter
 from prometheus_client import Gauge
-from prometheus_client import Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from buildbot_stats.point import to_epoch_seconds
 
@@ -62,30 +65,93 @@ def timeValue(value):
     return numeric(value)
 
 
+class CounterFamily:
+    """A labelled counter kept as a dict, changed on the reactor only (no locks); its
+    metric family is built from any subset of its children, so that a scrape can write a
+    large family a slice at a time between other reactor work.
+
+    :param name: the name without ``_total`` (prometheus_client adds it)
+    """
+
+    def __init__(self, name, doc, labelnames):
+        self.name, self.doc, self.labelnames = name, doc, tuple(labelnames)
+        self.children = {}  # label values -> value
+
+    def inc(self, labelvalues, amount=1.0):
+        self.children[labelvalues] = self.children.get(labelvalues, 0.0) + amount
+
+    def family(self, items):
+        family = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labelvalues, value in items:
+            family.add_metric(labelvalues, value)
+        return family
+
+    def collect(self):
+        return [self.family(list(self.children.items()))]
+
+
+class HistogramFamily:
+    """A labelled histogram kept as lists of bucket counts (see :class:`CounterFamily`).
+
+    :param buckets: upper bounds, increasing; ``+Inf`` is added
+    """
+
+    def __init__(self, name, doc, labelnames, buckets):
+        self.name, self.doc, self.labelnames = name, doc, tuple(labelnames)
+        self.bounds = [float(b) for b in buckets if b != math.inf] + [math.inf]
+        self.les = [floatToGoString(b) for b in self.bounds]
+        # label values -> [count per bucket (not cumulative)..., sum]
+        self.children = {}
+
+    def observe(self, labelvalues, value):
+        child = self.children.get(labelvalues)
+        if child is None:
+            child = self.children[labelvalues] = [0] * len(self.bounds) + [0.0]
+        # the first bucket whose bound is >= value (le: "less than or equal")
+        child[bisect.bisect_left(self.bounds, value)] += 1
+        child[-1] += value
+
+    def family(self, items):
+        family = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
+        les = self.les
+        for labelvalues, child in items:
+            cumulative = list(itertools.accumulate(child[:-1]))
+            family.add_metric(labelvalues, list(zip(les, cumulative)), child[-1])
+        return family
+
+    def collect(self):
+        return [self.family(list(self.children.items()))]
+
+
 class BuildMetrics:
-    """The counters and histograms of the build statistics measurements."""
+    """The counters and histograms of the build statistics measurements, registered in
+    ``registry`` (and listed in :attr:`families`, in exposition order)."""
 
     def __init__(self, registry, buckets, step_buckets, labels):
         self.labels = tuple(labels)
         extra = self.labels
-        self.builds = Counter('buildbot_builds', 'Builds finished since the master started',
-                              ('builder', 'result') + extra, registry=registry)
-        self.build_duration = Histogram(
+        self.builds = CounterFamily('buildbot_builds', 'Builds finished since the master started',
+                                    ('builder', 'result') + extra)
+        self.build_duration = HistogramFamily(
             'buildbot_build_duration_seconds', 'Duration of finished builds',
-            ('builder', 'result') + extra, buckets=buckets, registry=registry)
-        self.queue = Histogram(
+            ('builder', 'result') + extra, buckets)
+        self.queue = HistogramFamily(
             'buildbot_build_queue_seconds',
             'Time from a build request\'s submission to its build\'s start',
-            ('builder',) + extra, buckets=buckets, registry=registry)
-        self.turnaround = Histogram(
+            ('builder',) + extra, buckets)
+        self.turnaround = HistogramFamily(
             'buildbot_build_turnaround_seconds',
             'Time from a buildset\'s submission to the end of its build',
-            ('builder',) + extra, buckets=buckets, registry=registry)
-        self.step_duration = Histogram(
+            ('builder',) + extra, buckets)
+        self.step_duration = HistogramFamily(
             'buildbot_step_duration_seconds', 'Duration of finished steps',
-            ('builder', 'step') + extra, buckets=step_buckets, registry=registry)
-        self.tests = Counter('buildbot_tests', 'Tests run by finished builds, by outcome',
-                             ('builder', 'outcome') + extra, registry=registry)
+            ('builder', 'step') + extra, step_buckets)
+        self.tests = CounterFamily('buildbot_tests', 'Tests run by finished builds, by outcome',
+                                   ('builder', 'outcome') + extra)
+        self.families = [self.builds, self.build_duration, self.queue, self.turnaround,
+                         self.step_duration, self.tests]
+        for family in self.families:
+            registry.register(family)
 
     def record(self, series, tags, fields):
         """Apply one point of a build statistics measurement; False if it held nothing
@@ -100,10 +166,10 @@ class BuildMetrics:
         extra = [label(k) for k in self.labels]
         builder = label('builder_name')
         if series == 'builds':
-            self.builds.labels(builder, label('result'), *extra).inc()
+            self.builds.inc((builder, label('result'), *extra))
             duration = numeric(fields.get('duration'))
             if duration is not None:
-                self.build_duration.labels(builder, label('result'), *extra).observe(duration)
+                self.build_duration.observe((builder, label('result'), *extra), duration)
             return True
         if series == 'build_requests':
             used = False
@@ -111,7 +177,7 @@ class BuildMetrics:
                                   ('turnaround_time', self.turnaround)):
                 value = numeric(fields.get(field))
                 if value is not None:
-                    metric.labels(builder, *extra).observe(value)
+                    metric.observe((builder, *extra), value)
                     used = True
             return used
         if series == 'steps':
@@ -119,14 +185,14 @@ class BuildMetrics:
             if duration is None:
                 # a step that never started has no duration: nothing to observe
                 return True
-            self.step_duration.labels(builder, label('step_name'), *extra).observe(duration)
+            self.step_duration.observe((builder, label('step_name'), *extra), duration)
             return True
         if series == 'tests':
             used = False
             for outcome in ('passed', 'failed', 'skipped'):
                 value = numeric(fields.get(outcome))
                 if value is not None and value >= 0:
-                    self.tests.labels(builder, outcome, *extra).inc(value)
+                    self.tests.inc((builder, outcome, *extra), value)
                     used = True
             return used
         return False

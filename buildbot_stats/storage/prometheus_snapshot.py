@@ -180,3 +180,60 @@ def exposition(registry, accept, accept_encoding):
         body = gzip.compress(body, compresslevel=5)
         headers['Content-Encoding'] = 'gzip'
     return body, headers
+
+
+#: About this many samples are written per reactor step (a few milliseconds of work).
+SLICE_SAMPLES = 256
+
+
+class _Collected:
+    def __init__(self, metrics):
+        self.metrics = metrics
+
+    def collect(self):
+        return self.metrics
+
+
+def _withoutHeader(body):
+    """``body`` without its leading comment lines (``# HELP``, ``# TYPE``, ``# UNIT``)."""
+    while body.startswith(b'#'):
+        body = body[body.index(b'\n') + 1:]
+    return body
+
+
+def slicedExposition(sources, accept):
+    """``(headers, pieces)``: the exposition of ``sources`` as an iterator of bytes, each
+    piece a few milliseconds of work, to be run on the reactor a piece at a time.
+
+    A source with ``children`` and ``family(items)`` (:class:`CounterFamily`,
+    :class:`HistogramFamily`) is written :data:`SLICE_SAMPLES` samples at a time: each
+    slice is prometheus_client's exposition of a family holding some of the children, the
+    comment lines of every slice but the first left out, so that the family's samples follow
+    its one ``# HELP`` and ``# TYPE``. Any other source (a collector) is written whole. The
+    OpenMetrics ``# EOF`` ends the last piece only.
+    """
+    encoder, content_type = choose_encoder(accept or '')
+    openmetrics = content_type.startswith('application/openmetrics-text')
+    eof = b'# EOF\n'
+
+    def pieces():
+        for source in sources:
+            if hasattr(source, 'children'):
+                items = list(source.children.items())
+                per_child = len(getattr(source, 'bounds', ())) + 2 if hasattr(
+                    source, 'bounds') else 1
+                step = max(1, SLICE_SAMPLES // per_child)
+                for start in range(0, max(len(items), 1), step):
+                    body = encoder(_Collected([source.family(items[start:start + step])]))
+                    if openmetrics and body.endswith(eof):
+                        body = body[:-len(eof)]
+                    yield _withoutHeader(body) if start else body
+            else:
+                body = encoder(source)
+                if openmetrics and body.endswith(eof):
+                    body = body[:-len(eof)]
+                yield body
+        if openmetrics:
+            yield eof
+
+    return {'Content-Type': content_type}, pieces()
