@@ -16,8 +16,10 @@ handing the backend points (100 every 10 ms) and a probe measures the reactor's 
 
 Variants, each in a fresh process:
 
-* ``ours``: :meth:`PrometheusStorageService.scrape`: the snapshot on the reactor, the
-  exposition in a thread;
+* ``ours``: :meth:`PrometheusStorageService.scrape`: the snapshot, then the exposition a
+  slice of about 256 samples at a time on the reactor, streamed to the client;
+* ``thread``: the snapshot on the reactor, the whole exposition in a thread
+  (``deferToThread``), then written at once;
 * ``inline``: the same registry serialized on the reactor thread, as
   ``prometheus_client.twisted.MetricsResource`` does (the reference: what not to do);
 * ``none``: no scrape, the producer and the probe alone for ``--scrapes`` seconds (the lag
@@ -45,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import harness  # noqa: E402
 
-VARIANTS = ('none', 'ours', 'inline')
+VARIANTS = ('none', 'ours', 'thread', 'inline')
 
 CLIENT = ('import sys, time, urllib.request\n'
           't = time.monotonic()\n'
@@ -116,12 +118,46 @@ def child(args):
         return defer.succeed(None)
 
     backend.snapshot = snapshot
-    if args.child == 'inline':
-        def inlineScrape(accept=None, accept_encoding=None):
-            snapshot()
-            return defer.succeed(prometheus.exposition(backend.registry, accept,
-                                                       accept_encoding))
-        backend.scrape = inlineScrape
+    # what the backend reads of a master: its reactor
+    backend.parent = type('Parent', (), {'master': type('Master', (), {'reactor': reactor})})
+
+    def wholeScrape(serialize):
+        @defer.inlineCallbacks
+        def scrape(accept=None, accept_encoding=None, start=None, write=None):
+            yield snapshot()
+            body, headers = yield serialize(prometheus.exposition, backend.registry, accept,
+                                            accept_encoding)
+            start(headers)
+            write(body)
+            return headers
+        return scrape
+
+    pieceTimes = []  # (CPU, wall) seconds of each piece the reactor wrote
+
+    if args.child == 'ours':
+        from buildbot_stats.storage import prometheus as service_module
+
+        sliced = service_module.slicedExposition
+
+        def timedExposition(sources, accept):
+            headers, pieces = sliced(sources, accept)
+
+            def timed():
+                while True:
+                    cpu, wall = time.thread_time(), time.perf_counter()
+                    try:
+                        piece = next(pieces)
+                    except StopIteration:
+                        return
+                    pieceTimes.append((time.thread_time() - cpu, time.perf_counter() - wall))
+                    yield piece
+            return headers, timed()
+
+        service_module.slicedExposition = timedExposition
+    elif args.child == 'inline':
+        backend.scrape = wholeScrape(lambda f, *a: defer.succeed(f(*a)))
+    elif args.child == 'thread':
+        backend.scrape = wholeScrape(threads.deferToThread)
 
     port = reactor.listenTCP(0, metricsSite(lambda: backend), interface='127.0.0.1')
     url = f'http://127.0.0.1:{port.getHost().port}/metrics'
@@ -182,6 +218,14 @@ def child(args):
                 result['scrape_max_s'] = max(times)
             result['points_during_scrapes'] = produced[0]
             result['peak_rss_mb'] = harness.peak_rss_mb()
+            if pieceTimes:
+                # the reactor's own work per piece: CPU time is what the machine's other
+                # jobs cannot inflate
+                result['pieces'] = len(pieceTimes)
+                result['piece_cpu_max_ms'] = max(c for c, _ in pieceTimes) * 1000
+                result['piece_cpu_median_ms'] = statistics.median(
+                    c for c, _ in pieceTimes) * 1000
+                result['piece_wall_max_ms'] = max(w for _, w in pieceTimes) * 1000
         except Exception:
             result['error'] = traceback.format_exc()
         finally:

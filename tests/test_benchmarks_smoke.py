@@ -109,7 +109,7 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual((result['bench'], result['builders'], result['steps']),
                          ('prometheus_scrape', 10, 3))
         self.assertVariantOk(result, 'none', 'max_lag_ms', 'points_during_scrapes')
-        for variant in ('ours', 'inline'):
+        for variant in ('ours', 'thread', 'inline'):
             res = self.assertVariantOk(result, variant, 'scrape_median_s', 'scrape_max_s',
                                        'max_lag_ms', 'body_bytes', 'cpu_s')
             # 2 builds of 10 builders: builds, build_requests, 3 steps, tests

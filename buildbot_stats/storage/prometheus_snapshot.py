@@ -3,8 +3,6 @@ families swapped in on the reactor, and the exposition of a registry (run in a t
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import gzip
 
 from prometheus_client.core import CounterMetricFamily
@@ -147,34 +145,13 @@ def healthFamilies(metrics):
     return families
 
 
-@contextlib.contextmanager
-def cyclicGCPaused():
-    """Python's cyclic garbage collector off for the block (when it was on).
-
-    A scrape of a large registry allocates a sample object and a label dict per sample and
-    keeps a family's samples alive until the family is written: hundreds of thousands of
-    objects that survive young collections and so trigger full ones, each a pause of every
-    thread (the reactor's too) as long as the master's whole heap takes to scan (100+ ms
-    with 500 builders x 20 steps in the benchmark). They are freed by reference counting,
-    not by the collector; the collection that was due runs after the scrape, once.
-    """
-    was_enabled = gc.isenabled()
-    if was_enabled:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def exposition(registry, accept, accept_encoding):
-    """The body and headers of a scrape: prometheus_client's text format, or OpenMetrics
-    when the Accept header asks for it; gzip when the client accepts it. Runs in a thread
-    (one scrape at a time)."""
+    """The body and headers of an exposition of a whole registry at once: prometheus_client's
+    text format, or OpenMetrics when the Accept header asks for it; gzip when the client
+    accepts it. For tests and small registries: a scrape writes a slice at a time
+    (:func:`slicedExposition`)."""
     encoder, content_type = choose_encoder(accept or '')
-    with cyclicGCPaused():
-        body = encoder(registry)
+    body = encoder(registry)
     headers = {'Content-Type': content_type}
     if 'gzip' in (accept_encoding or ''):
         body = gzip.compress(body, compresslevel=5)
@@ -209,8 +186,8 @@ def slicedExposition(sources, accept):
     :class:`HistogramFamily`) is written :data:`SLICE_SAMPLES` samples at a time: each
     slice is prometheus_client's exposition of a family holding some of the children, the
     comment lines of every slice but the first left out, so that the family's samples follow
-    its one ``# HELP`` and ``# TYPE``. Any other source (a collector) is written whole. The
-    OpenMetrics ``# EOF`` ends the last piece only.
+    its one ``# HELP`` and ``# TYPE``. Any other source (a collector) is written a family a
+    piece. The OpenMetrics ``# EOF`` ends the last piece only.
     """
     encoder, content_type = choose_encoder(accept or '')
     openmetrics = content_type.startswith('application/openmetrics-text')
@@ -229,10 +206,12 @@ def slicedExposition(sources, accept):
                         body = body[:-len(eof)]
                     yield _withoutHeader(body) if start else body
             else:
-                body = encoder(source)
-                if openmetrics and body.endswith(eof):
-                    body = body[:-len(eof)]
-                yield body
+                # a family a piece (the present has three of one sample per builder)
+                for family in source.collect():
+                    body = encoder(_Collected([family]))
+                    if openmetrics and body.endswith(eof):
+                        body = body[:-len(eof)]
+                    yield body
         if openmetrics:
             yield eof
 
