@@ -48,6 +48,7 @@ try:
     from buildbot_stats.storage.prometheus_metrics import LastValueGauges
     from buildbot_stats.storage.prometheus_snapshot import SnapshotCollector
     from buildbot_stats.storage.prometheus_snapshot import buildersOfMaster
+    from buildbot_stats.storage.prometheus_snapshot import cyclicGCPaused
     from buildbot_stats.storage.prometheus_snapshot import slicedExposition
     from buildbot_stats.storage.prometheus_snapshot import healthFamilies
     from buildbot_stats.storage.prometheus_snapshot import presentFamilies
@@ -427,7 +428,11 @@ class PrometheusStorageService(StatsStorageBase):
                 start(headers)
 
             def steps():
-                for piece in pieces:
+                while True:
+                    with cyclicGCPaused():
+                        piece = next(pieces, None)
+                    if piece is None:
+                        break
                     if compressor is not None:
                         piece = compressor.compress(piece)
                     if piece:
