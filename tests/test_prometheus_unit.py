@@ -602,3 +602,58 @@ class SlicedExposition(unittest.TestCase):
         self.assertEqual({ln for ln in lines if 'step_duration' in ln},
                          {ln for ln in whole.decode().splitlines() if 'step_duration' in ln})
         self.assertEqual(backend.metrics()['scrapes'], 1)
+
+
+class StreamedScrape(unittest.TestCase):
+    """The resource streams a scrape a piece at a time (on a fake clock here)."""
+
+    def setUp(self):
+        from twisted.internet import task
+
+        self.clock = task.Clock()
+        self.backend = SlicedExposition.backend(self)
+        self.backend.parent = FakeParent()
+        self.backend.parent.master = type('M', (), {'reactor': self.clock, 'masterid': None,
+                                                    'data': None})()
+
+    def render(self, request=None):
+        from twisted.web import server
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from buildbot_stats.storage.prometheus_http import MetricsResource
+
+        request = request or DummyRequest([])
+        self.assertEqual(MetricsResource(lambda: self.backend).render(request),
+                         server.NOT_DONE_YET)
+        # the Cooperator's turns (a fake clock runs them all in one advance)
+        self.clock.advance(0)
+        return request
+
+    def test_streamed_in_pieces(self):
+        request = self.render()
+        self.assertEqual(request.finished, 1)
+        # 280 step histograms of 16 samples, 16 a piece, and the rest
+        self.assertGreater(len(request.written), 280 // 16)
+        body = b''.join(request.written).decode()
+        whole, _ = exposition(self.backend.registry, None, None)
+        self.assertEqual({ln for ln in body.splitlines() if 'step_duration' in ln},
+                         {ln for ln in whole.decode().splitlines() if 'step_duration' in ln})
+
+    def test_a_scraper_that_goes_away_stops_the_scrape(self):
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+        from twisted.web.test.requesthelper import DummyRequest
+
+        class LeavesAfterTwoPieces(DummyRequest):
+            def write(self, data):
+                super().write(data)
+                if len(self.written) == 2:
+                    self.processingFailed(Failure(ConnectionDone()))
+
+        request = self.render(LeavesAfterTwoPieces([]))
+        self.assertEqual(len(request.written), 2)
+        self.assertEqual(request.finished, 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        # the next scrape is not held by the one that ended
+        request = self.render()
+        self.assertEqual(request.finished, 1)
