@@ -9,8 +9,9 @@ step, test counters per builder and outcome. The present is computed at each scr
 fifth (the data API reads themselves run in Buildbot's database thread: not measured here).
 
 Then ``--scrapes`` scrapes go through the backend's own HTTP server, one after the other,
-each by a client in a process of its own (as Prometheus is: a client in the master's process
-would add its own allocations and garbage collections to the figures), while a producer keeps
+by a client in a process of its own, started before the backend is filled (Prometheus is
+remote: a client in the benchmark's process would add its garbage collections to the
+figures, one forked per scrape the cost of forking a large process), while a producer keeps
 handing the backend points (100 every 10 ms) and a probe measures the reactor's lag every
 10 ms.
 
@@ -35,8 +36,8 @@ seconds of the process.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -49,10 +50,14 @@ from benchmarks import harness  # noqa: E402
 
 VARIANTS = ('none', 'ours', 'thread', 'inline')
 
+# The scraper: one process, started while the benchmark's process is small (a fork of the
+# filled process would cost the reactor tens of milliseconds per scrape, which a remote
+# Prometheus does not); it reads a URL per line and answers "seconds bytes".
 CLIENT = ('import sys, time, urllib.request\n'
-          't = time.monotonic()\n'
-          'body = urllib.request.urlopen(sys.argv[1], timeout=600).read()\n'
-          'print(time.monotonic() - t, len(body))\n')
+          'for url in sys.stdin:\n'
+          '    t = time.monotonic()\n'
+          '    body = urllib.request.urlopen(url.strip(), timeout=600).read()\n'
+          '    print(time.monotonic() - t, len(body), flush=True)\n')
 RESULTS = ('success', 'failure')
 
 
@@ -91,14 +96,30 @@ def child(args):
     from twisted.internet import defer
     from twisted.internet import reactor
     from twisted.internet import task
+    from twisted.internet import protocol
     from twisted.internet import threads
-    from twisted.internet import utils
 
     from buildbot_stats import stats
     from buildbot_stats.storage import prometheus_snapshot as prometheus
     from buildbot_stats.storage.prometheus_http import metricsSite
 
     result = {}
+
+    class Scraper(protocol.ProcessProtocol):
+        def __init__(self):
+            self.waiting = []
+            self.buffer = b''
+
+        def outReceived(self, data):
+            self.buffer += data
+            while b'\n' in self.buffer:
+                line, self.buffer = self.buffer.split(b'\n', 1)
+                seconds, size = line.split()
+                self.waiting.pop(0).callback((float(seconds), int(size)))
+
+    scraper = Scraper()
+    reactor.spawnProcess(scraper, sys.executable, [sys.executable, '-u', '-c', CLIENT],
+                         env=os.environ)
 
     backend = stats.PrometheusStorageService(port=None, name='prom')
     backend.reconfigService(port=None)
@@ -166,18 +187,11 @@ def child(args):
         with urllib.request.urlopen(url, timeout=600) as resp:
             return resp.read()
 
-    @defer.inlineCallbacks
     def scrapeFromAnotherProcess():
-        # curl starts in a millisecond; a Python client would take the CPU for 50 ms
-        curl = shutil.which('curl')
-        if curl:
-            out = yield utils.getProcessOutput(
-                curl, ['-s', '-o', '/dev/null', '-w', '%{time_total} %{size_download}', url])
-        else:
-            out = yield utils.getProcessOutput(sys.executable, ['-c', CLIENT, url],
-                                               env=os.environ)
-        seconds, size = out.split()
-        return float(seconds), int(float(size))
+        d = defer.Deferred()
+        scraper.waiting.append(d)
+        scraper.transport.write(url.encode() + b'\n')
+        return d
 
     produced = [0]
 
@@ -198,6 +212,16 @@ def child(args):
             result['body_bytes'] = len(body)
             result['samples'] = sum(1 for ln in lines if ln and not ln.startswith('#'))
             result['families'] = sum(1 for ln in lines if ln.startswith('# TYPE'))
+            gcStart, gcPauses = [], []
+
+            def gcWatch(phase, info):
+                # garbage collections during the scrapes: a full one stops every thread
+                if phase == 'start':
+                    gcStart[:] = [time.perf_counter()]
+                elif gcStart:
+                    gcPauses.append((info['generation'], time.perf_counter() - gcStart[0]))
+
+            gc.callbacks.append(gcWatch)
             producer = task.LoopingCall(produce)
             producer.start(0.01)
             probe = harness.LagProbe(reactor)
@@ -210,6 +234,9 @@ def child(args):
                 seconds, size = yield scrapeFromAnotherProcess()
                 times.append(seconds)
             result['cpu_s'] = time.process_time() - cpu0
+            gc.callbacks.remove(gcWatch)
+            result['gc_full'] = sum(1 for g, _ in gcPauses if g == 2)
+            result['gc_max_ms'] = max((p for _, p in gcPauses), default=0) * 1000
             result['max_lag_ms'] = probe.stop() * 1000
             result['late_ticks'] = probe.late
             producer.stop()
@@ -229,6 +256,7 @@ def child(args):
         except Exception:
             result['error'] = traceback.format_exc()
         finally:
+            scraper.transport.closeStdin()
             yield port.stopListening()
             reactor.stop()
 
