@@ -219,12 +219,14 @@ def slicedExposition(sources, accept):
     def pieces():
         for source in sources:
             if hasattr(source, 'children'):
-                items = list(source.children.items())
-                per_child = len(getattr(source, 'bounds', ())) + 2 if hasattr(
-                    source, 'bounds') else 1
+                children = source.children
+                # the keys only: one list, no new object per child to outlive the slices
+                keys = list(children)
+                per_child = len(source.bounds) + 2 if hasattr(source, 'bounds') else 1
                 step = max(1, SLICE_SAMPLES // per_child)
-                for start in range(0, max(len(items), 1), step):
-                    body = encoder(_Collected([source.family(items[start:start + step])]))
+                for start in range(0, max(len(keys), 1), step):
+                    items = [(k, children[k]) for k in keys[start:start + step]]
+                    body = encoder(_Collected([source.family(items)]))
                     if openmetrics and body.endswith(eof):
                         body = body[:-len(eof)]
                     yield _withoutHeader(body) if start else body
