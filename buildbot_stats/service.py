@@ -12,8 +12,8 @@ from buildbot.util import service
 from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.captures.base import YIELD_DATA
-from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.checks import aTypeName
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.sqlite import SQLiteStorageService
@@ -56,17 +56,22 @@ class StatsService(service.BuildbotService):
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
-            config.error(
-                f"StatsService: storage_backends must be a list of storage backends, got "
-                f"{storage_backends!r}"
-            )
+            if isinstance(storage_backends, StatsStorageBase):
+                kind = type(storage_backends).__name__
+                config.error(f"StatsService: storage_backends must be a list of storage "
+                             f"backends, got a single {kind}: write "
+                             f"storage_backends=[stats.{kind}(...)]")
+            else:
+                config.error(f"StatsService: storage_backends must be a list of storage "
+                             f"backends, got {aTypeName(storage_backends)}")
             return
         names = set()
-        for backend in storage_backends:
+        for number, backend in enumerate(storage_backends):
             if not isinstance(backend, StatsStorageBase):
+                # its type, not its value: a value in the wrong place may be a secret
                 config.error(
-                    f"StatsService: storage backend {backend!r} is not an instance of "
-                    "StatsStorageBase (use stats.InfluxStorageService, "
+                    f"StatsService: storage_backends[{number}] is {aTypeName(backend)}, not "
+                    "a storage backend (use stats.InfluxStorageService, "
                     "stats.SQLiteStorageService or a subclass of stats.StatsStorageBase)"
                 )
                 continue
@@ -76,12 +81,7 @@ class StatsService(service.BuildbotService):
                     "give each a distinct name=..."
                 )
             names.add(backend.name)
-            for cap in backend.captures:
-                if not isinstance(cap, Capture):
-                    config.error(
-                        f"StatsService: {cap!r} in the captures of {backend.name!r} is not "
-                        "a Capture instance"
-                    )
+            # its captures were checked by the backend itself (StatsStorageBase)
 
     @defer.inlineCallbacks
     def reconfigService(self, storage_backends=None, extra_tags=None,
@@ -91,6 +91,7 @@ class StatsService(service.BuildbotService):
             storage_backends = self.defaultStorageBackends()
         yield self._reconfigBackends(list(storage_backends))
         self._wireCaptures()
+        self._warnUnknownBuilders()
         yield self.registerConsumers()
 
     def defaultStorageBackends(self):
@@ -139,6 +140,22 @@ class StatsService(service.BuildbotService):
             cap.attach(self, owners[id(cap)], captureOffset(number))
             by_key.setdefault(tuple(cap.routingKey), []).append(cap)
         self._captures_by_key = by_key
+
+    def _warnUnknownBuilders(self):
+        """One log line for each capture naming a builder this master's configuration does
+        not have: a typo records nothing, silently. Not a configuration error: the builder
+        may be added later (or by a reconfig)."""
+        builders = getattr(getattr(self.master, 'config', None), 'builders', None)
+        if not isinstance(builders, (list, tuple)):
+            return  # no master configuration to compare with (a backend used alone)
+        known = {getattr(b, 'name', None) for b in builders}
+        for caps in self._captures_by_key.values():
+            for cap in caps:
+                for name in cap.namedBuilders():
+                    if name not in known:
+                        log.msg(f"buildbot_stats: warning: {cap.describe()} names the builder "
+                                f"{name!r}, which this master does not have; it records "
+                                "nothing until a builder of that name exists")
 
     # -- MQ subscriptions --------------------------------------------------------------
 

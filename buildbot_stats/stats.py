@@ -32,6 +32,7 @@ from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.storage import StatsStorageBase
 from buildbot_stats.storage.influxdb import InfluxStorageService
 from buildbot_stats.storage.prometheus import PrometheusStorageService
+from buildbot_stats.www import statsDashboard
 
 __all__ = [
     'Capture',
@@ -59,4 +60,5 @@ __all__ = [
     'CaptureQueueTimes',
     'CaptureStepTimes',
     'CaptureTestResults',
+    'statsDashboard',
 ]

@@ -13,6 +13,8 @@ from twisted.python import log
 
 from buildbot import config
 
+from buildbot_stats.checks import shown
+
 #: Default of ``StatsService(max_tag_values=...)``: distinct values one tag of one
 #: measurement may take before it is written as a field instead.
 DEFAULT_MAX_TAG_VALUES = 1000
@@ -29,7 +31,7 @@ def checkTagOptions(owner, extra_tags, max_tag_values):
     if extra_tags is not None:
         if not isinstance(extra_tags, dict):
             config.error(f"{owner}: extra_tags must be a dict of tag names to strings, got "
-                         f"{extra_tags!r}")
+                         f"{shown(extra_tags)}")
         else:
             for key, value in extra_tags.items():
                 if not isinstance(key, str) or not key:
@@ -41,13 +43,13 @@ def checkTagOptions(owner, extra_tags, max_tag_values):
                                  f"{', '.join(sorted(RESERVED_TAGS))})")
                 if not isinstance(value, str) or not value:
                     config.error(f"{owner}: extra_tags: the value of {key!r} must be a "
-                                 f"non-empty string, got {value!r}")
+                                 f"non-empty string, got {shown(value)}")
     if max_tag_values is not None and (
         isinstance(max_tag_values, bool) or not isinstance(max_tag_values, int)
         or max_tag_values < 1
     ):
         config.error(f"{owner}: max_tag_values must be a positive integer or None (no limit), "
-                     f"got {max_tag_values!r}")
+                     f"got {shown(max_tag_values)}")
 
 
 class TagPolicy:

@@ -118,3 +118,13 @@ class BenchmarksSmokeTest(unittest.TestCase):
             self.assertGreater(res['samples'], 10 * 3 * 16)
             self.assertGreater(res['points_during_scrapes'], 0)
         self.assertMachine(result)
+
+    def test_www_page(self):
+        result = run_benchmark('www_page', '--points', 900, '--repeat', 1)
+        self.assertEqual((result['bench'], result['points']), ('www_page', 900))
+        self.assertEqual(len(result['views']), 8)
+        for name, view in result['views'].items():
+            self.assertGreater(view['median_ms'], 0, name)
+        # the 100 builds' charts, with a hover marker each (about 1 kB per build)
+        self.assertGreater(result['views']['all builders all']['html_bytes'], 100_000)
+        self.assertMachine(result)

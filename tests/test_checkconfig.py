@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import os
 import sys
-import textwrap
 
 from twisted.internet import defer
 from twisted.internet import utils
 from twisted.trial import unittest
 
-MASTER_CFG = """
+# a master with one builder 'alpha'; the tests append their c['services']
+MASTER_CFG_HEAD = """
 from buildbot.plugins import schedulers, steps, util, worker
 from buildbot_stats import stats
 
-c = BuildmasterConfig = {{}}
+c = BuildmasterConfig = {}
+c['buildbotNetUsageData'] = None
 c['workers'] = [worker.Worker('w1', 'pass')]
-c['protocols'] = {{'pb': {{'port': 'tcp:0:interface=127.0.0.1'}}}}
+c['protocols'] = {'pb': {'port': 'tcp:0:interface=127.0.0.1'}}
 f = util.BuildFactory([steps.ShellCommand(command=['true'])])
 c['builders'] = [util.BuilderConfig(name='alpha', workernames=['w1'], factory=f)]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['alpha'])]
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['db'] = {'db_url': 'sqlite:///state.sqlite'}
+"""
+
+SERVICES = """
 c['services'] = [
     stats.StatsService(storage_backends=[
         stats.InMemoryStorageService([{captures}]),
@@ -29,21 +33,26 @@ c['services'] = [
 """
 
 
+@defer.inlineCallbacks
+def runCheckconfig(testcase, text):
+    """``buildbot checkconfig`` of a master.cfg holding ``text``: (exit status, output)."""
+    basedir = testcase.mktemp()
+    os.makedirs(basedir)
+    with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
+        f.write(text)
+    out, err, code = yield utils.getProcessOutputAndValue(
+        sys.executable,
+        ['-c', 'from buildbot.scripts.runner import run; run()', 'checkconfig', basedir],
+        env=dict(os.environ),
+    )
+    return code, (out + err).decode()
+
+
 class CheckConfig(unittest.TestCase):
     timeout = 120
 
-    @defer.inlineCallbacks
     def checkconfig(self, captures):
-        basedir = self.mktemp()
-        os.makedirs(basedir)
-        with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
-            f.write(textwrap.dedent(MASTER_CFG.format(captures=captures)))
-        out, err, code = yield utils.getProcessOutputAndValue(
-            sys.executable,
-            ['-c', 'from buildbot.scripts.runner import run; run()', 'checkconfig', basedir],
-            env=dict(os.environ),
-        )
-        return code, (out + err).decode()
+        return runCheckconfig(self, MASTER_CFG_HEAD + SERVICES.format(captures=captures))
 
     @defer.inlineCallbacks
     def test_good_config_passes(self):

@@ -341,3 +341,48 @@ def processesUnder(path):
         if cwd == path or cwd.startswith(path + os.sep):
             found.append(int(pid))
     return found
+
+
+class DemoServeTest(unittest.TestCase):
+    """``demo --serve``: the master stays up with the Statistics page until Ctrl-C."""
+
+    timeout = 300
+
+    def test_serve_keeps_the_page_up_until_ctrl_c(self):
+        import signal
+        import subprocess
+        import sys
+        import urllib.request
+
+        try:
+            import buildbot_wsgi_dashboards  # noqa: F401
+        except ImportError:
+            raise unittest.SkipTest("needs pip install -e '.[www]'") from None
+        workdir = os.path.abspath(self.mktemp())
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'buildbot_stats.cli.main', 'demo', '--dir', workdir,
+             '--builds', '3', '--serve'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=os.path.dirname(workdir))
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        lines = []
+        for line in proc.stdout:  # ends when the process does: no wall-clock wait
+            lines.append(line)
+            if line.startswith('Statistics page: '):
+                break
+        url = lines[-1].split(': ', 1)[1].strip()
+        self.assertRegex(url, r'^http://127\.0\.0\.1:\d+/#/stats$')
+        view = url.replace('#/stats', 'plugins/wsgi_dashboards/stats/view?range=all')
+        with urllib.request.urlopen(view, timeout=60) as r:
+            body = r.read().decode('utf-8')
+        # one marker per build, 3 builders; the demo's captures fill the panels
+        self.assertEqual(len(re.findall(r'<g class="line" data-label="[a-z]+ builds" '
+                                        r'data-style="points"><a ', body)), 3)
+        self.assertIn('data-name="test-coverage"', body)
+        self.assertNotIn('data-panel="queue"', body)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("3 builds in", out)
+        self.assertIn("master and worker stopped.", out)
+        self.assertEqual(processesUnder(workdir), [])
+        shutil.rmtree(workdir)

@@ -50,7 +50,7 @@ class CheckConfig(unittest.TestCase):
                                    extra_tags=extra)
         self.assertConfigError("must not hold credentials",
                                'http://u:p@h', None, None, None, 'db', [])
-        self.assertConfigError("is not a Capture instance",
+        self.assertConfigError("captures[0] is a str, not a Capture instance",
                                'h', None, None, None, 'db', ['nope'])
 
     def test_password_value_never_in_errors(self):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime
 import gzip
 import os
-import sys
-import textwrap
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +25,8 @@ from buildbot_stats.storage.prometheus_snapshot import healthFamilies
 from buildbot_stats.storage.prometheus_snapshot import presentFamilies
 from buildbot_stats.storage.prometheus_snapshot import slicedExposition
 from buildbot_stats.tagging import TagPolicy
-from tests.test_checkconfig import MASTER_CFG as CHECKCONFIG_CFG
+from tests.test_checkconfig import MASTER_CFG_HEAD
+from tests.test_checkconfig import runCheckconfig
 
 UTC = datetime.timezone.utc
 
@@ -83,17 +82,23 @@ class CheckConfig(unittest.TestCase):
                                port='9101')
         self.assertConfigError("interface must be an address string", interface=None)
         self.assertConfigError("buckets must be a non-empty list of increasing positive "
-                               "numbers of seconds, got []", buckets=[])
-        self.assertConfigError("got [1, 5, 3] (bad bound 3)", buckets=[1, 5, 3])
-        self.assertConfigError("(bad bound -1)", buckets=[-1, 5])
-        self.assertConfigError("(bad bound nan)", buckets=[1, float('nan')])
+                               "numbers of seconds, got an empty list", buckets=[])
+        self.assertConfigError("seconds; the bound 3 is not (after 5)", buckets=[1, 5, 3])
+        self.assertConfigError("the bound -1 is not (after 0)", buckets=[-1, 5])
+        self.assertConfigError("the bound nan is not (after 1)", buckets=[1, float('nan')])
+        self.assertConfigError("the bound '5' is not", buckets=[1, '5'])
         self.assertConfigError("got '1,5'", buckets='1,5')
         self.assertConfigError("step_buckets must be a non-empty list", step_buckets=[0])
         self.assertConfigError("labels: unknown label 'buildnumber'; known: worker, branch, "
                                "repository, project", labels=['buildnumber'])
         self.assertConfigError("labels must be a list of tag names, got 'worker'",
                                labels='worker')
-        self.assertConfigError("is not a Capture instance", captures=['nope'])
+        self.assertConfigError("labels: a label is named twice", labels=['worker', 'worker'])
+        self.assertConfigError("unknown label a list", labels=[['worker']])
+        self.assertConfigError("captures[0] is a str, not a Capture instance", captures=['nope'])
+        # a value in the wrong place may be a secret: containers are named by their type
+        errors = self.configErrors(buckets={'password': 's3cret'})
+        self.assertFalse([e for e in errors if 's3cret' in e], errors)
 
     def test_one_unit_per_duration_gauge(self):
         self.assertConfigError(
@@ -340,29 +345,18 @@ class Exposition(unittest.TestCase):
         self.assertIn('buildbot_builds_total{builder="a",result="success"} 1.0\n', text)
 
 
-# the checkconfig tests' master.cfg with this backend instead of the in-memory one
-MASTER_CFG = CHECKCONFIG_CFG.replace("stats.InMemoryStorageService([{captures}])",
-                                     "stats.PrometheusStorageService({args})")
-
-
 class BuildbotCheckconfig(unittest.TestCase):
     timeout = 120
 
     @defer.inlineCallbacks
     def test_bad_buckets_and_unknown_label_fail_checkconfig(self):
-        basedir = self.mktemp()
-        os.makedirs(basedir)
-        with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
-            f.write(textwrap.dedent(MASTER_CFG.format(
-                args="buckets=[60, 10], labels=['builder_id']")))
-        out, err, code = yield utils.getProcessOutputAndValue(
-            sys.executable,
-            ['-c', 'from buildbot.scripts.runner import run; run()', 'checkconfig', basedir],
-            env=dict(os.environ))
-        output = (out + err).decode()
+        code, output = yield runCheckconfig(self, MASTER_CFG_HEAD + """
+c['services'] = [stats.StatsService(storage_backends=[
+    stats.PrometheusStorageService(buckets=[60, 10], labels=['builder_id'])])]
+""")
         self.assertEqual(code, 1, output)
         self.assertIn("PrometheusStorageService: buckets must be a non-empty list of "
-                      "increasing positive numbers of seconds, got [60, 10] (bad bound 10)",
+                      "increasing positive numbers of seconds; the bound 10 is not (after 60)",
                       output)
         self.assertIn("PrometheusStorageService: labels: unknown label 'builder_id'", output)
 

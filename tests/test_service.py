@@ -20,12 +20,15 @@ def consumersOf(master, key):
 
 class ServiceConfigErrors(ConfigErrorsMixin, unittest.TestCase):
     def test_backend_not_a_storage_backend(self):
-        with self.assertRaisesConfigError("storage backend 'influx' is not an instance of "
-                                          "StatsStorageBase"):
+        # the type, not the value: a value in the wrong place may be a secret
+        with self.assertRaisesConfigError("storage_backends[0] is a str, not a storage "
+                                          "backend"):
             stats.StatsService(storage_backends=['influx'])
 
     def test_backends_not_a_list(self):
-        with self.assertRaisesConfigError("storage_backends must be a list"):
+        with self.assertRaisesConfigError(
+                "storage_backends must be a list of storage backends, got a single "
+                "InMemoryStorageService: write storage_backends=[stats.InMemoryStorageService"):
             stats.StatsService(storage_backends=stats.InMemoryStorageService([]))
 
     def test_two_backends_with_one_name(self):
@@ -36,7 +39,7 @@ class ServiceConfigErrors(ConfigErrorsMixin, unittest.TestCase):
             stats.StatsService(storage_backends=[a, b])
 
     def test_capture_not_a_capture(self):
-        with self.assertRaisesConfigError("'duration' in captures is not a Capture instance"):
+        with self.assertRaisesConfigError("captures[0] is a str, not a Capture instance"):
             stats.InMemoryStorageService(['duration'])
 
     def test_good_config_has_no_error(self):

@@ -13,6 +13,7 @@ from twisted.python import log
 
 from buildbot import config
 
+from buildbot_stats.checks import shown
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.tagging import TagPolicy
 from buildbot_stats.timestamps import pointTime
@@ -28,12 +29,13 @@ class CaptureError(Exception):
 
 def checkCallback(owner, callback):
     if callback is not None and not callable(callback):
-        config.error(f"{owner}: callback must be callable, got {callback!r}")
+        config.error(f"{owner}: callback must be callable, got {shown(callback)}")
 
 
 def checkBuilderName(owner, builder_name):
     if not isinstance(builder_name, str) or not builder_name:
-        config.error(f"{owner}: builder_name must be a non-empty string, got {builder_name!r}")
+        config.error(
+            f"{owner}: builder_name must be a non-empty string, got {shown(builder_name)}")
 
 
 def compilePattern(owner, what, pattern):
@@ -99,6 +101,11 @@ class Capture:
         """A short, human name of this capture for log messages."""
         return type(self).__name__
 
+    def namedBuilders(self):
+        """The builder names this capture is limited to; empty when it takes every builder.
+        (StatsService warns about a name the master has no builder for.)"""
+        return []
+
     def __repr__(self):
         return f"<{self.describe()}>"
 
@@ -163,6 +170,9 @@ class BuilderMatchMixin:
 
     def builderMatches(self, builder_name):
         return self._builder_name is None or self._builder_name == builder_name
+
+    def namedBuilders(self):
+        return [self._builder_name] if isinstance(self._builder_name, str) else []
 
     def describe(self):
         return f"{type(self).__name__}(builder_name={self._builder_name!r})"

@@ -14,6 +14,7 @@ from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
+from buildbot_stats.checks import aTypeName
 
 REPORT_IN_DIVISORS = {'seconds': 1, 'minutes': 60, 'hours': 3600}
 
@@ -122,10 +123,11 @@ class CaptureBuildDuration(CaptureBuildTimes):
         self._init_duration(builder_name, report_in, callback)
 
     def _init_duration(self, builder_name, report_in, callback):
-        if report_in not in REPORT_IN_DIVISORS:
+        if not isinstance(report_in, str) or report_in not in REPORT_IN_DIVISORS:
+            got = repr(report_in) if isinstance(report_in, str) else aTypeName(report_in)
             config.error(
                 f"{type(self).__name__}: report_in must be one of 'seconds', 'minutes' or "
-                f"'hours', got {report_in!r}"
+                f"'hours', got {got}"
             )
         self._report_in = report_in
         CaptureBuildTimes.__init__(self, builder_name, callback)

@@ -11,6 +11,7 @@ from buildbot import config
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.buildstats import BuildStatsCapture
 from buildbot_stats.captures.buildstats import resultName
+from buildbot_stats.checks import shown
 
 
 def checkStepNames(owner, step_names):
@@ -19,13 +20,13 @@ def checkStepNames(owner, step_names):
         return None
     if isinstance(step_names, (str, re.Pattern)) or not isinstance(step_names, (list, tuple)):
         config.error(f"{owner}: step_names must be a list of step names and compiled regular "
-                     f"expressions (re.compile(...)), got {step_names!r}")
+                     f"expressions (re.compile(...)), got {shown(step_names)}")
         return None
     for name in step_names:
         if isinstance(name, re.Pattern):
             continue
         if not isinstance(name, str) or not name:
-            config.error(f"{owner}: step_names: {name!r} is neither a step name (a non-empty "
+            config.error(f"{owner}: step_names: {shown(name)} is neither a step name (a non-empty "
                          "string) nor a compiled regular expression")
     return list(step_names)
 

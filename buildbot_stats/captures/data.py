@@ -12,6 +12,7 @@ from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
+from buildbot_stats.checks import shown
 
 
 def identity(x):
@@ -25,7 +26,7 @@ class CaptureDataBase(BuilderMatchMixin, Capture):
         owner = type(self).__name__
         checkCallback(owner, callback)
         if not isinstance(data_name, str) or not data_name:
-            config.error(f"{owner}: data_name must be a non-empty string, got {data_name!r}")
+            config.error(f"{owner}: data_name must be a non-empty string, got {shown(data_name)}")
         self._data_name = data_name
         super().__init__(YIELD_DATA, callback or identity)
 

@@ -13,6 +13,7 @@ from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
 from buildbot_stats.captures.base import compilePattern
+from buildbot_stats.checks import shown
 
 
 def default_property_callback(props, property_name):
@@ -28,7 +29,7 @@ class CapturePropertyBase(BuilderMatchMixin, Capture):
         checkCallback(owner, callback)
         if not isinstance(property_name, str) or not property_name:
             config.error(
-                f"{owner}: property_name must be a non-empty string, got {property_name!r}"
+                f"{owner}: property_name must be a non-empty string, got {shown(property_name)}"
             )
         self._property_name = property_name
         self._regex = regex

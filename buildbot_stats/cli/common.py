@@ -1,4 +1,4 @@
-"""What the subcommands share: one-line errors, time parsing, opening a store."""
+"""What the subcommands share: one-line errors, time parsing, opening a store, wording."""
 
 from __future__ import annotations
 
@@ -52,8 +52,29 @@ def parseTimeRange(start, end, now=None):
     return lo, hi
 
 
-def isoTime(seconds):
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+def isoTime(seconds, timespec='auto'):
+    """ISO 8601 in UTC; ``timespec='microseconds'`` gives every time the same form."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
+        timespec=timespec)
+
+
+def plural(n, word, words=None):
+    """``'1 point'``, ``'2 points'``."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def printable(text):
+    """``text`` with control characters (newlines, escape sequences) shown as Python
+    escapes, so that a name from a store cannot break or restyle a terminal line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def oneLine(message):
+    """A message as one printable line (a name in it may hold a newline)."""
+    return printable(message)
 
 
 def openStoreOrFail(path):

@@ -19,7 +19,7 @@ from buildbot.process.results import SUCCESS
 from buildbot_stats import stats
 
 c = BuildmasterConfig = {}
-c['title'] = "buildbot_stats demo"
+c['title'] = "Stats demo"  # Buildbot shows at most 18 characters
 c['buildbotNetUsageData'] = None
 c['db'] = {'db_url': 'sqlite:///state.sqlite'}
 # the demo's worker runs in the same process and connects over loopback
@@ -115,9 +115,28 @@ captures = [
     stats.CaptureProperty('docs', 'pages'),              # series docs-pages
     stats.CaptureDataAllBuilders('coverage'),            # series test-coverage
 ]
-c['services'] = [
+# append: a master.cfg that has reporters (mail, GitHub status) in c['services'] keeps them
+c.setdefault('services', []).append(
     stats.StatsService(storage_backends=[
         stats.SQLiteStorageService('stats.sqlite', captures=captures),
     ]),
+)
+'''
+
+# Appended to MASTER_CFG by ``buildbot-stats demo --serve``: Buildbot's web UI with the
+# Statistics page, and the build statistics captures that fill the page's other panels.
+SERVE_CFG = '''
+# --- the web UI and its Statistics page (buildbot-stats demo --serve) --------------------
+# pip install 'buildbot_stats[www]' brings buildbot-www, buildbot-wsgi-dashboards and Flask.
+captures += [
+    stats.CaptureBuildResults(),                         # builds: success rate, failures
+    stats.CaptureQueueTimes(),                           # build_requests: queue time
+    stats.CaptureStepTimes(),                            # steps: the slowest steps
 ]
+c['buildbotURL'] = 'http://127.0.0.1:@WWWPORT@/'
+c['www'] = {
+    'port': 'tcp:@WWWPORT@:interface=127.0.0.1',
+    # the one line that adds the Statistics page (menu entry "Statistics")
+    'plugins': {'wsgi_dashboards': [stats.statsDashboard()]},
+}
 '''

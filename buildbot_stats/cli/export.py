@@ -9,14 +9,15 @@ import json
 import sys
 
 from buildbot_stats.cli.common import TIME_HELP
-from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import parseTimeRange
+from buildbot_stats.cli.common import plural
+from buildbot_stats.cli.safewrite import atomicOpen
+from buildbot_stats.cli.safewrite import checkOutput
 from buildbot_stats.delivery.lineprotocol import LineEncoder
 from buildbot_stats.delivery.lineprotocol import PointRejected
 from buildbot_stats.point import to_epoch_ns
-from buildbot_stats.storage.sqlite_reader import StoreError
 
 FORMATS = ('csv', 'jsonl', 'line')
 CSV_COLUMNS = ['time', 'timestamp', 'series', 'builder_name', 'build_number', 'tags', 'field',
@@ -38,7 +39,9 @@ def addParser(sub):
                    "default: every series")
     p.add_argument('--start', metavar='TIME', help=f"first time included; {TIME_HELP}")
     p.add_argument('--end', metavar='TIME', help="first time excluded (same forms)")
-    p.add_argument('--output', '-o', metavar='FILE', help="default: standard output")
+    p.add_argument('--output', '-o', metavar='FILE',
+                   help="default: standard output; the file is replaced only once the "
+                   "export is complete, and never when it is the store")
     p.set_defaults(func=run)
     return p
 
@@ -53,6 +56,11 @@ def csvValue(value):
     return str(value)
 
 
+def exportTime(seconds):
+    """One form for every row: ISO 8601, UTC, always with microseconds."""
+    return isoTime(seconds, timespec='microseconds')
+
+
 def writeCsv(points, f, counts):
     w = csv.writer(f, lineterminator='\n')
     w.writerow(CSV_COLUMNS)
@@ -61,14 +69,14 @@ def writeCsv(points, f, counts):
         builder, number = tags.pop('builder_name', ''), tags.pop('build_number', '')
         extra = json.dumps(tags, sort_keys=True) if tags else ''
         for name, value in p.fields.items():
-            w.writerow([isoTime(p.time), f"{p.time:.6f}", p.series, builder,
+            w.writerow([exportTime(p.time), f"{p.time:.6f}", p.series, builder,
                         number, extra, name, csvValue(value)])
         counts['points'] += 1
 
 
 def writeJsonl(points, f, counts):
     for p in points:
-        f.write(json.dumps({'series': p.series, 'time': isoTime(p.time),
+        f.write(json.dumps({'series': p.series, 'time': exportTime(p.time),
                             'timestamp': p.time, 'tags': p.tags, 'fields': p.fields},
                            ensure_ascii=False) + '\n')
         counts['points'] += 1
@@ -92,33 +100,33 @@ def writeLine(points, f, counts):
 WRITERS = {'csv': writeCsv, 'jsonl': writeJsonl, 'line': writeLine}
 
 
+def toStdout(path):
+    return path is None or path == '-'
+
+
 @contextlib.contextmanager
-def outputFile(path, out):
-    if path is None or path == '-':
+def outputFile(path, out, store):
+    """Standard output, or ``path`` written atomically (never the store)."""
+    if toStdout(path):
         yield out
         return
-    try:
-        f = open(path, 'w', encoding='utf-8', newline='')
-    except OSError as e:
-        raise CliError(f"cannot write {path}: {e.strerror}") from None
-    with f:
+    with atomicOpen(path, '--output', protect=store, newline='') as f:
         yield f
 
 
 def run(args, out):
     start, end = parseTimeRange(args.start, args.end)
+    if not toStdout(args.output):
+        checkOutput(args.output, '--output', protect=args.store)  # before anything is read
     with openStoreOrFail(args.store) as store:
-        try:
-            names = store.matchSeries(args.series)
-        except StoreError as e:
-            raise CliError(str(e)) from None
+        names = store.matchSeries(args.series)
         counts = collections.Counter()
-        with outputFile(args.output, out) as f:
+        with outputFile(args.output, out, args.store) as f:
             WRITERS[args.format](store.points(names, start, end), f, counts)
     notes = [f"{n} {what}" for what, n in sorted(counts.items()) if what != 'points']
-    if args.output or notes:
-        msg = f"exported {counts['points']} points of {len(names)} series"
-        if args.output:
+    if not toStdout(args.output) or notes:
+        msg = f"exported {plural(counts['points'], 'point')} of {len(names)} series"
+        if not toStdout(args.output):
             msg += f" to {args.output}"
         if notes:
             msg += "; " + "; ".join(notes)

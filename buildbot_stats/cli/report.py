@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import html
-import math
 import os
-import statistics
 import time
 
 from buildbot_stats import __version__
 from buildbot_stats.cli import svg
-from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
+from buildbot_stats.cli.common import plural
+from buildbot_stats.cli.common import printable
+from buildbot_stats.cli.safewrite import checkOutput
+from buildbot_stats.cli.safewrite import writeText
+# the numbers live with the readers, shared with the Statistics page (buildbot_stats.www)
+from buildbot_stats.storage.summary import builderStats
+from buildbot_stats.storage.summary import fmtSeconds
+from buildbot_stats.storage.summary import fmtTrend
+from buildbot_stats.storage.summary import trend
 
-TREND_STEADY = 0.10  # a fitted change within +-10 % of the median is "steady"
+__all__ = ['addParser', 'builderStats', 'collect', 'renderHtml', 'run', 'terminalSummary',
+           'trend', 'writeHtml']
 
 
 def addParser(sub):
@@ -26,18 +33,20 @@ def addParser(sub):
     p.add_argument('store', metavar='STORE', help="the SQLite store (e.g. master/stats.sqlite)")
     p.add_argument('--html', metavar='FILE',
                    help="where to write the HTML report (default: STORE's name with "
-                   "'-report.html', next to it)")
+                   "'-report.html', next to it); replaced only once complete, never the store")
     p.add_argument('--no-html', action='store_true', help="only print the summary")
     p.set_defaults(func=run)
     return p
 
 
 def run(args, out):
+    target = None if args.no_html else args.html or defaultHtmlPath(args.store)
+    if target is not None:
+        checkOutput(target, '--html', protect=args.store)  # before anything is read
     with openStoreOrFail(args.store) as store:
         data = collect(store)
     out.write(terminalSummary(data))
-    if not args.no_html:
-        target = args.html or defaultHtmlPath(args.store)
+    if target is not None:
         writeHtml(data, target, args.store)
         out.write(f"\nHTML report: {target}\n")
     return 0
@@ -48,50 +57,6 @@ def defaultHtmlPath(store_path):
 
 
 # -- numbers ------------------------------------------------------------------------------
-
-def percentile(values, q):
-    """Nearest-rank percentile (a value that occurred)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-TREND_WINDOW = 500  # the trend is of the latest builds (pairs grow as the square)
-
-
-def trend(durations):
-    """``(ratio, word)``: the change over the latest builds relative to their median.
-
-    The slope is Theil-Sen's (the median of the slopes between every two builds), so one
-    slow first build (a cold cache) or Buildbot's whole-second build times do not make a
-    trend, as they would with first-against-last or a least-squares line.
-    """
-    durations = list(durations)[-TREND_WINDOW:]
-    n = len(durations)
-    if n < 4:
-        return None, "too few builds"
-    median = statistics.median(durations)
-    if median <= 0:
-        return None, "n/a"
-    slope = statistics.median((durations[j] - durations[i]) / (j - i)
-                              for i in range(n) for j in range(i + 1, n))
-    ratio = slope * (n - 1) / median
-    if abs(ratio) < TREND_STEADY:
-        return ratio, "steady"
-    return ratio, "slower" if ratio > 0 else "faster"
-
-
-def builderStats(builds):
-    durations = [d for _, _, d in builds]
-    ratio, word = trend(durations)
-    return {
-        'builds': len(builds),
-        'median': statistics.median(durations),
-        'p90': percentile(durations, 0.9),
-        'last': durations[-1],
-        'trend_ratio': ratio,
-        'trend': word,
-    }
-
 
 def isNumber(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -117,20 +82,6 @@ def collect(store):
     }
 
 
-def fmtSeconds(s):
-    if s >= 3600:
-        return f"{s / 3600:.1f}h"
-    if s >= 60:
-        return f"{s / 60:.1f}m"
-    return f"{s:.2f}s"
-
-
-def fmtTrend(st):
-    if st['trend_ratio'] is None:
-        return st['trend']
-    return f"{st['trend_ratio'] * 100:+.0f}% {st['trend']}"
-
-
 def terminalSummary(data):
     lines = []
     if not data['builders']:
@@ -139,7 +90,7 @@ def terminalSummary(data):
     else:
         rows = [("builder", "builds", "median", "p90", "last", "trend")]
         for builder, (st, _) in data['builders'].items():
-            rows.append((builder, str(st['builds']), fmtSeconds(st['median']),
+            rows.append((printable(builder), str(st['builds']), fmtSeconds(st['median']),
                          fmtSeconds(st['p90']), fmtSeconds(st['last']), fmtTrend(st)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for n, r in enumerate(rows):
@@ -152,10 +103,11 @@ def terminalSummary(data):
         lines.append("")
         lines.append("Other series (last value of each numeric field):")
         for info, fields in others:
-            last = ", ".join(f"{k}={svg.formatNumber(v[-1][1])}" for k, v in sorted(fields.items()))
-            lines.append(f"  {info.name}: {info.points} points; {last}")
+            last = ", ".join(f"{printable(k)}={svg.formatNumber(v[-1][1])}"
+                             for k, v in sorted(fields.items()))
+            lines.append(f"  {printable(info.name)}: {plural(info.points, 'point')}; {last}")
     lines.append("")
-    lines.append(f"{data['points']} points in the store.")
+    lines.append(f"{plural(data['points'], 'point')} in the store.")
     return "\n".join(lines) + "\n"
 
 
@@ -185,7 +137,8 @@ def renderHtml(data, store_path):
         f"<title>Build statistics: {e(os.path.basename(store_path))}</title>",
         f"<style>{CSS}</style></head><body>",
         "<h1>Build statistics</h1>",
-        f'<p class="note">Store {e(os.path.abspath(store_path))}: {data["points"]} points. '
+        f'<p class="note">Store {e(os.path.abspath(store_path))}: '
+        f'{plural(data["points"], "point")}. '
         f"Made by buildbot_stats {e(__version__)}; times in UTC; hover a point for its value."
         "</p>",
     ]
@@ -217,12 +170,6 @@ def renderHtml(data, store_path):
     return "\n".join(parts) + "\n"
 
 
-def writeHtml(data, target, store_path):
-    text = renderHtml(data, store_path)
-    tmp = target + '.tmp'
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except OSError as e:
-        raise CliError(f"cannot write the HTML report {target}: {e.strerror}") from None
+def writeHtml(data, target, store_path, option='--html'):
+    """Write the report to ``target`` atomically; never over the store."""
+    writeText(target, renderHtml(data, store_path), option, protect=store_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import itertools
 import math
 
 PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
@@ -46,15 +47,63 @@ def formatNumber(v):
     return f"{v:.6g}" if v == int(v) else f"{v:.4g}"
 
 
-def formatTime(seconds, span):
-    t = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    if span < 2 * 86400:
-        return t.strftime("%H:%M:%S") if span < 600 else t.strftime("%H:%M")
-    return t.strftime("%Y-%m-%d")
+# time label formats, coarse to fine: an axis takes the first, from the one its span
+# suggests, whose tick labels all differ (".%3": milliseconds, ".%6": microseconds)
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%d %H:%M"]
+CLOCK_FORMATS = ["%H:%M", "%H:%M:%S", "%H:%M:%S.%3", "%H:%M:%S.%6"]
+MIN_SPAN = 1e-3  # seconds: a shorter time axis is widened to this (ticks 250 us apart)
 
 
-def lineChart(lines, y_label="", title=""):
-    """An ``<svg>`` element: ``lines`` is ``[(label, [(time, value), ...]), ...]``."""
+def _spanFormat(span):
+    if span >= 2 * 86400:
+        return "%Y-%m-%d"
+    return "%H:%M:%S" if span < 600 else "%H:%M"
+
+
+def formatTime(seconds, span, fmt=None):
+    fmt = fmt or _spanFormat(span)
+    digits = int(fmt[-1]) if fmt.endswith(('.%3', '.%6')) else 0
+    t = datetime.datetime.fromtimestamp(round(seconds, digits) if digits else seconds,
+                                        datetime.timezone.utc)
+    if digits:
+        return t.strftime(fmt[:-3]) + "." + t.strftime("%f")[:digits]
+    return t.strftime(fmt)
+
+
+def timeLabels(ticks, span):
+    """The labels of the time axis ticks, never two the same: a sub-second span shows
+    milliseconds, a span of a few days the hours."""
+    fmt = _spanFormat(span)
+    ladder = DATE_FORMATS if fmt in DATE_FORMATS else CLOCK_FORMATS[CLOCK_FORMATS.index(fmt):]
+    for fmt in ladder:
+        labels = [formatTime(t, span, fmt) for t in ticks]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
+
+
+def columnExtremes(pts, x):
+    """What a line through many points looks like, with few: per pixel column the first,
+    the lowest, the highest and the last point (``pts`` sorted by time)."""
+    out = []
+    for _, group in itertools.groupby(pts, key=lambda p: int(x(p[0]))):
+        group = list(group)
+        keep = {0, len(group) - 1,
+                min(range(len(group)), key=lambda i: group[i][1]),
+                max(range(len(group)), key=lambda i: group[i][1])}
+        out.extend(group[i] for i in sorted(keep))
+    return out
+
+
+def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS):
+    """An ``<svg>`` element: ``lines`` is ``[(label, [(time, value), ...]), ...]``.
+
+    A point may carry a third item, a dict with ``tip`` (the hover text, instead of
+    ``label: value at time``) and ``href`` (the marker becomes a link, opened in the top
+    window). ``styles`` maps a label to ``'line'`` (the default: a line with markers),
+    ``'points'`` (markers only) or ``'dashed'`` (a dashed line, no markers).
+    """
+    styles = styles or {}
     points = [p for _, pts in lines for p in pts]
     e = html.escape
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -66,6 +115,9 @@ def lineChart(lines, y_label="", title=""):
     t0, t1 = min(p[0] for p in points), max(p[0] for p in points)
     if t1 == t0:
         t0, t1 = t0 - 1, t1 + 1
+    elif t1 - t0 < MIN_SPAN:
+        middle = (t0 + t1) / 2
+        t0, t1 = middle - MIN_SPAN / 2, middle + MIN_SPAN / 2
     yticks = niceTicks(min(0.0, min(p[1] for p in points)), max(p[1] for p in points))
     y0, y1 = yticks[0], yticks[-1]
     pw, ph = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -83,28 +135,49 @@ def lineChart(lines, y_label="", title=""):
         out.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end">'
                    f'{formatNumber(v)}</text>')
     span = t1 - t0
-    for i in range(5):
-        t = t0 + span * i / 4
+    xticks = [t0 + span * i / 4 for i in range(5)]
+    for i, (t, label) in enumerate(zip(xticks, timeLabels(xticks, span))):
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         out.append(f'<text x="{x(t):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="{anchor}">'
-                   f'{formatTime(t, span)}</text>')
+                   f'{e(label)}</text>')
     out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + ph}" y2="{TOP + ph}" '
                'stroke="#888"/>')
     if y_label:
         out.append(f'<text x="14" y="{TOP + ph / 2}" transform="rotate(-90 14 {TOP + ph / 2})" '
                    f'text-anchor="middle">{e(y_label)}</text>')
     out.append('</g>')
-    for n, (label, pts) in enumerate(lines):
+    # markers only ('points', the builds) are drawn last: on top, so hover and click reach
+    # them and not a line's marker at the same place
+    order = sorted(range(len(lines)), key=lambda n: styles.get(lines[n][0]) == 'points')
+    for n in order:
+        label, pts = lines[n]
         color = PALETTE[n % len(PALETTE)]
-        pts = sorted(pts)
-        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
-        out.append(f'<g class="line" data-label="{e(label)}">')
-        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{path}"/>')
-        if len(pts) <= MAX_MARKERS:
-            for t, v in pts:
-                tip = f"{label}: {formatNumber(v)} at {formatTime(t, 0)} UTC"
-                out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
-                           f'<title>{e(tip)}</title></circle>')
+        style = styles.get(label, 'line')
+        pts = sorted(pts, key=lambda p: (p[0], p[1]))
+        out.append(f'<g class="line" data-label="{e(label)}" data-style="{style}">')
+        if style != 'points':
+            drawn = pts if len(pts) <= 2 * pw else columnExtremes(pts, x)
+            path = " ".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in drawn)
+            dash = ' stroke-dasharray="6 4"' if style == 'dashed' else ''
+            out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8"{dash} '
+                       f'points="{path}"/>')
+        if style == 'points' and len(pts) > max_markers:
+            # too many for one element each: every point as a dot of one path
+            # one dot per pixel: more would draw over each other
+            seen = dict.fromkeys((round(x(p[0])), round(y(p[1]))) for p in pts)
+            dots = "".join(f"M{px} {py}h0" for px, py in seen)
+            out.append(f'<path class="dots" d="{dots}" stroke="{color}" stroke-width="4" '
+                       'stroke-linecap="round" fill="none"/>')
+        if style != 'dashed' and len(pts) <= max_markers:
+            for p in pts:
+                t, v = p[0], p[1]
+                meta = p[2] if len(p) > 2 and p[2] else {}
+                tip = meta.get('tip') or f"{label}: {formatNumber(v)} at {formatTime(t, 0)} UTC"
+                marker = (f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{color}">'
+                          f'<title>{e(tip)}</title></circle>')
+                if meta.get('href'):
+                    marker = f'<a href="{e(meta["href"])}" target="_top">{marker}</a>'
+                out.append(marker)
         out.append('</g>')
     if len(lines) > 1:
         lx = LEFT + 8

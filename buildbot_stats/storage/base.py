@@ -10,6 +10,7 @@ from buildbot import config
 from buildbot.util import service
 
 from buildbot_stats.captures.base import Capture
+from buildbot_stats.checks import aTypeName
 from buildbot_stats.counters import DeliveryCounters
 
 
@@ -44,7 +45,8 @@ class StatsStorageBase(service.BuildbotService):
         super().__init__(*args, **kwargs)
         # ``captures`` is read by StatsService before the backend is configured, to know
         # which consumers to run; it is the only argument taken here rather than in
-        # reconfigService.
+        # reconfigService. It is checked here too, once for every backend (custom ones
+        # included), and only Capture instances are kept.
         self.captures = self._declaredCaptures(args, kwargs)
         self.counters = DeliveryCounters()
 
@@ -55,25 +57,41 @@ class StatsStorageBase(service.BuildbotService):
         except TypeError:
             return []
         bound.apply_defaults()
-        captures = bound.arguments.get('captures')
-        return list(captures) if captures else []
+        return self.checkCaptures(bound.arguments.get('captures'), self.describeForConfig())
+
+    def describeForConfig(self):
+        """How configuration messages name this backend: its class, and its name when it
+        has one of its own."""
+        kind = type(self).__name__
+        return kind if self.name == kind else f"{kind} {self.name!r}"
 
     @staticmethod
     def checkCaptures(captures, backend_name):
-        """Shared validation of a backend's ``captures`` argument (for checkConfig)."""
+        """``config.error`` once for each problem of a ``captures`` argument; the Capture
+        instances of it (a list). Messages name types, never values: a value in the wrong
+        place may be a secret."""
         if captures is None:
-            return
+            return []
         if not isinstance(captures, (list, tuple)):
-            config.error(
-                f"{backend_name}: captures must be a list of Capture instances, got {captures!r}"
-            )
-            return
-        for cap in captures:
-            if not isinstance(cap, Capture):
-                config.error(
-                    f"{backend_name}: {cap!r} in captures is not a Capture instance "
-                    "(use the stats.Capture* classes)"
-                )
+            if isinstance(captures, Capture):
+                kind = type(captures).__name__
+                config.error(f"{backend_name}: captures must be a list of Capture instances, "
+                             f"got a single {kind}: write captures=[stats.{kind}(...)]")
+            else:
+                config.error(f"{backend_name}: captures must be a list or tuple of Capture "
+                             f"instances, got {aTypeName(captures)}")
+            return []
+        kept = []
+        for number, cap in enumerate(captures):
+            if isinstance(cap, Capture):
+                kept.append(cap)
+            elif isinstance(cap, type) and issubclass(cap, Capture):
+                config.error(f"{backend_name}: captures[{number}] is the class {cap.__name__}, "
+                             f"not an instance: write stats.{cap.__name__}(...)")
+            else:
+                config.error(f"{backend_name}: captures[{number}] is {aTypeName(cap)}, not a "
+                             "Capture instance (use the stats.Capture* classes)")
+        return kept
 
     def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
         """Store one point; return at once.

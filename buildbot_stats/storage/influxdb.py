@@ -24,6 +24,8 @@ from zope.interface import implementer
 from buildbot import config
 from buildbot.interfaces import IRenderable
 
+from buildbot_stats.checks import aTypeName
+from buildbot_stats.checks import shown
 from buildbot_stats.delivery.lineprotocol import LineEncoder
 from buildbot_stats.delivery.lineprotocol import PointRejected
 from buildbot_stats.delivery.retry import WriteOptions
@@ -60,10 +62,9 @@ class InfluxStorageService(StatsStorageBase):
                     retention_policy=None, ssl=False, ca_file=None, verify_ssl=True,
                     spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES, extra_tags=None,
                     create_database=False, http_client=None, reactor=None, **write_options):
-        me = f"InfluxStorageService {self.name!r}"
-        self.checkCaptures(captures, me)
+        me = self.describeForConfig()
         if not isinstance(url, str) or not url.strip():
-            config.error(f"{me}: url must be a host name or an http(s) URL, got {url!r}")
+            config.error(f"{me}: url must be a host name or an http(s) URL, got {shown(url)}")
         else:
             try:
                 _baseUrl(url, port, ssl)
@@ -71,17 +72,19 @@ class InfluxStorageService(StatsStorageBase):
                 config.error(f"{me}: {e}")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)
                                  or not 0 < port < 65536):
-            config.error(f"{me}: port must be an integer in 1-65535, got {port!r}")
+            # a string here may be a shifted user or password: its type only
+            got = aTypeName(port) if isinstance(port, str) else shown(port)
+            config.error(f"{me}: port must be an integer in 1-65535, got {got}")
         for what, value in (('user', user), ('password', password), ('token', token)):
             if value is not None and not isinstance(value, str) \
                     and not IRenderable.providedBy(value):
                 # the value itself is not shown: it may be a secret
                 config.error(f"{me}: {what} must be a string or a secret (util.Secret, "
-                             f"util.Interpolate), got a {type(value).__name__}")
+                             f"util.Interpolate), got {aTypeName(value)}")
         for what, value in (('db', db), ('org', org), ('bucket', bucket),
                             ('retention_policy', retention_policy)):
             if value is not None and (not isinstance(value, str) or not value):
-                config.error(f"{me}: {what} must be a non-empty string, got {value!r}")
+                config.error(f"{me}: {what} must be a non-empty string, got {shown(value)}")
         if bucket is None:
             if db is None:
                 config.error(f"{me}: db is required (or bucket, for the InfluxDB 2.x/3.x "
@@ -89,21 +92,28 @@ class InfluxStorageService(StatsStorageBase):
             if org is not None:
                 config.error(f"{me}: org is only used with bucket (the /api/v2/write API)")
         if ca_file is not None and not isinstance(ca_file, str):
-            config.error(f"{me}: ca_file must be a path to a PEM file, got {ca_file!r}")
+            config.error(f"{me}: ca_file must be a path to a PEM file, got {shown(ca_file)}")
         for what, value in (('ssl', ssl), ('verify_ssl', verify_ssl),
                             ('create_database', create_database)):
             if not isinstance(value, bool):
-                config.error(f"{me}: {what} must be True or False, got {value!r}")
+                config.error(f"{me}: {what} must be True or False, got {shown(value)}")
         if create_database and bucket is not None:
             config.error(f"{me}: create_database works with db (InfluxDB 1.x), not with a "
                          "bucket")
         if spool_dir is not None and (not isinstance(spool_dir, str) or not spool_dir):
-            config.error(f"{me}: spool_dir must be a directory path, got {spool_dir!r}")
+            config.error(f"{me}: spool_dir must be a directory path, got {shown(spool_dir)}")
         if isinstance(spool_max_bytes, bool) or not isinstance(spool_max_bytes, int) \
                 or spool_max_bytes < 1:
             config.error(f"{me}: spool_max_bytes must be a positive integer, got "
-                         f"{spool_max_bytes!r}")
-        if extra_tags is not None:
+                         f"{shown(spool_max_bytes)}")
+        scalar = (str, int, float, bool, type(None))
+        if extra_tags is not None and not (
+                isinstance(extra_tags, dict)
+                and all(isinstance(x, scalar) for item in extra_tags.items() for x in item)):
+            # an object's repr may hold anything: its type only
+            config.error(f"{me}: extra_tags must be a dict of tag names to strings, got "
+                         f"{shown(extra_tags)}")
+        elif extra_tags is not None:
             # validated once, here: an unwritable one would be left out of every point
             try:
                 _, dropped = LineEncoder().encode('extra_tags', {'v': 1}, extra_tags, None)
@@ -151,6 +161,10 @@ class InfluxStorageService(StatsStorageBase):
                 params['rp'] = retention_policy
             self.write_url = f"{self.base_url}/write?{urllib.parse.urlencode(params)}"
             self.destination = f"{self.base_url} db {db}"
+        # what the Statistics page needs to read back (InfluxQL, /query): 1.x databases only
+        self._reader_settings = None if bucket is not None else {
+            'url': self.base_url, 'db': db, 'user': user, 'password': password,
+            'retention_policy': retention_policy, 'ca_file': ca_file, 'verify_ssl': verify_ssl}
         self._headers = {b'Content-Type': [b'text/plain; charset=utf-8']}
         if token:
             self._headers[b'Authorization'] = [b'Token ' + token.encode('utf-8')]
@@ -176,6 +190,12 @@ class InfluxStorageService(StatsStorageBase):
         self._pool = None
         self._injected_reactor = None
         self._warned_not_running = False
+        self._reader_settings = None
+
+    def readerSettings(self):
+        """The :class:`~buildbot_stats.storage.influxdb_reader.InfluxReader` arguments that
+        read what this backend writes (secrets rendered), None for a 2.x bucket."""
+        return dict(self._reader_settings) if self._reader_settings else None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -302,18 +322,21 @@ def _baseUrl(url, port, ssl):
         if parts.username or parts.password:
             raise ValueError("url must not hold credentials; use user/password or token")
         if parts.query or parts.fragment:
-            raise ValueError(f"url must not have a query or fragment: {url!r}")
+            # not shown: a query may hold a token
+            raise ValueError("url must not have a query or fragment (?... or #...)")
         host = parts.hostname
         try:
             url_port = parts.port
         except ValueError as e:
-            raise ValueError(f"bad port in url {url!r}") from e
+            raise ValueError("bad port in url (the part after the host's ':')") from e
         if url_port is not None and port is not None and url_port != port:
             raise ValueError(f"url {url!r} says port {url_port} but port is {port!r}")
         scheme, path = parts.scheme, parts.path.rstrip('/')
         port = url_port if url_port is not None else port
     else:
-        if '/' in url or '@' in url:
+        if '@' in url:  # user:password@host: not shown
+            raise ValueError("url must not hold credentials; use user/password or token")
+        if '/' in url:
             raise ValueError(f"url must be a host name or an http(s) URL, got {url!r}")
         scheme, host, path = ('https' if ssl else 'http'), url, ''
         if host.startswith('['):

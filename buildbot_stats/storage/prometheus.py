@@ -37,6 +37,7 @@ from buildbot import config
 from buildbot.data import resultspec
 
 from buildbot_stats.captures.builds import REPORT_IN_DIVISORS
+from buildbot_stats.checks import shown
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 
@@ -88,13 +89,15 @@ def checkBuckets(owner, name, buckets):
             f"seconds")
     if isinstance(buckets, (str, bytes)) or not isinstance(buckets, (list, tuple)) \
             or not buckets:
-        config.error(f"{what}, got {buckets!r}")
+        got = 'an empty list' if isinstance(buckets, (list, tuple)) else shown(buckets)
+        config.error(f"{what}, got {got}")
         return None
     previous = 0
     for bound in buckets:
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) \
                 or math.isnan(bound) or bound <= previous:
-            config.error(f"{what}, got {buckets!r} (bad bound {bound!r})")
+            config.error(f"{what}; the bound {shown(bound)} is not (after "
+                         f"{shown(previous)})")
             return None
         previous = bound
     return tuple(buckets)
@@ -102,15 +105,16 @@ def checkBuckets(owner, name, buckets):
 
 def checkLabels(owner, labels):
     if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
-        config.error(f"{owner}: labels must be a list of tag names, got {labels!r}")
+        config.error(f"{owner}: labels must be a list of tag names, got {shown(labels)}")
         return
     for label in labels:
         if label not in KNOWN_LABELS:
-            config.error(f"{owner}: labels: unknown label {label!r}; known: "
+            config.error(f"{owner}: labels: unknown label {shown(label)}; known: "
                          f"{', '.join(KNOWN_LABELS)} (builder, result and step are always "
                          "there)")
-    if len(set(labels)) != len(labels):
-        config.error(f"{owner}: labels: {labels!r} names a label twice")
+    known = [label for label in labels if label in KNOWN_LABELS]
+    if len(set(known)) != len(known):
+        config.error(f"{owner}: labels: a label is named twice")
 
 
 class PrometheusStorageService(StatsStorageBase):
@@ -133,18 +137,18 @@ class PrometheusStorageService(StatsStorageBase):
 
     def checkConfig(self, port=DEFAULT_PORT, interface=DEFAULT_INTERFACE, captures=None,
                     buckets=DEFAULT_BUCKETS, step_buckets=None, labels=()):
-        owner = self.name or type(self).__name__
+        owner = self.describeForConfig()
         if CollectorRegistry is None:
             config.error(f"{owner}: the prometheus_client package is not installed "
                          "(pip install 'buildbot_stats[prometheus]')")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)
                                  or not 0 <= port <= 65535):
             config.error(f"{owner}: port must be a TCP port number (0-65535) or None, "
-                         f"got {port!r}")
+                         f"got {shown(port)}")
         if not isinstance(interface, str):
             config.error(f"{owner}: interface must be an address string ('' for every "
-                         f"interface), got {interface!r}")
-        self.checkCaptures(captures, owner)
+                         f"interface), got {shown(interface)}")
+        # captures: checked by StatsStorageBase
         checkBuckets(owner, 'buckets', buckets)
         if step_buckets is not None:
             checkBuckets(owner, 'step_buckets', step_buckets)

@@ -22,6 +22,7 @@ from buildbot import config
 
 from buildbot_stats import __version__
 from buildbot_stats.captures.defaults import defaultCaptures
+from buildbot_stats.checks import shown
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.sqlite_schema import migrate
@@ -38,7 +39,7 @@ def _positive(owner, name, value, integer=False):
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
         what = "a positive integer" if integer else "a positive number of seconds"
-        config.error(f"{owner}: {name} must be {what}, got {value!r}")
+        config.error(f"{owner}: {name} must be {what}, got {shown(value)}")
 
 
 class _Writer:
@@ -116,8 +117,7 @@ class SQLiteStorageService(StatsStorageBase):
                     busy_timeout=5.0):
         owner = self.name or type(self).__name__
         if not isinstance(path, str) or not path:
-            config.error(f"{owner}: path must be a non-empty string, got {path!r}")
-        self.checkCaptures(captures, owner)
+            config.error(f"{owner}: path must be a non-empty string, got {shown(path)}")
         _positive(owner, 'batch_size', batch_size, integer=True)
         _positive(owner, 'max_pending', max_pending, integer=True)
         _positive(owner, 'flush_interval', flush_interval)

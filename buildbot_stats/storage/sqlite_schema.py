@@ -124,13 +124,28 @@ def looksLikeSQLite(path):
         return False
 
 
+def isLocked(error):
+    """True for SQLite's "database is locked" (another connection holds a lock)."""
+    name = getattr(error, 'sqlite_errorname', '')
+    return name.startswith(('SQLITE_BUSY', 'SQLITE_LOCKED')) or 'locked' in str(error)
+
+
+def describeReadError(error):
+    """Why a store could not be read, for a user: a lock held by another program is not a
+    damaged file."""
+    if isLocked(error):
+        return ("is locked by another program (one holding an exclusive lock, such as "
+                "PRAGMA locking_mode=EXCLUSIVE); try again once it has let go")
+    return f"is not a readable SQLite database ({error})"
+
+
 def checkReadable(conn):
     """Raise :class:`StoreError` unless ``conn`` is a store this version can read."""
     try:
         version = fileVersion(conn)
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"is not a readable SQLite database ({e})") from e
+        raise StoreError(describeReadError(e)) from e
     if version == 0 or app_id != APPLICATION_ID:
         raise StoreError("is an SQLite database but not a buildbot_stats store")
     if version > SCHEMA_VERSION:

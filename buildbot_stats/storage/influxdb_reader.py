@@ -1,0 +1,264 @@
+"""Reading InfluxDB 1.x through its query API (InfluxQL): the same queries as
+:class:`~buildbot_stats.storage.sqlite_reader.StoreReader`, for the Statistics page.
+
+Blocking (``urllib``) on purpose: the page runs it in the web server's WSGI thread pool,
+never on the reactor thread. Every problem is a :class:`StoreError` with a one-line
+message naming the server, never the credentials.
+
+InfluxDB 2.x and 3.x answer InfluxQL on the same ``/query`` endpoint (the "1.x
+compatibility API") for a bucket mapped to a database (DBRP) with a token: give ``token``
+and the mapped ``db``. That path is untested here (no 2.x/3.x server on the test machine).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from buildbot_stats.storage.sqlite_reader import MEASUREMENTS
+from buildbot_stats.storage.sqlite_reader import isNumber
+from buildbot_stats.storage.sqlite_schema import StoreError
+
+__all__ = ['InfluxReader', 'checkSettings', 'quoteIdent', 'quoteString']
+
+SETTINGS = ('url', 'db', 'user', 'password', 'token', 'retention_policy', 'ca_file',
+            'verify_ssl', 'timeout')
+
+
+def checkSettings(settings):
+    """The problems (one line each) of a ``dict`` of :class:`InfluxReader` arguments."""
+    if not isinstance(settings, dict):
+        return [f"must be a dict of {', '.join(SETTINGS)}, got {settings!r}"]
+    problems = [f"unknown key {k!r}" for k in sorted(settings) if k not in SETTINGS]
+    url = settings.get('url')
+    if not isinstance(url, str) or not url.startswith(('http://', 'https://')):
+        problems.append(f"url must be an http:// or https:// URL, got {url!r}")
+    if not isinstance(settings.get('db'), str) or not settings.get('db'):
+        problems.append(f"db must be a database name, got {settings.get('db')!r}")
+    return problems
+
+
+def quoteIdent(name):
+    """An InfluxQL identifier: ``"name"`` with ``"`` and ``\\`` escaped."""
+    return '"' + name.replace('\\', '\\\\').replace('"', '\\"') + '"'
+
+
+def quoteString(value):
+    """An InfluxQL string literal: ``'value'`` with ``'`` and ``\\`` escaped."""
+    return "'" + value.replace('\\', '\\\\').replace("'", "\\'") + "'"
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class InfluxReader:
+    """The read API of an InfluxDB 1.x database written by :class:`InfluxStorageService`.
+
+    :param url: the server's base URL (``'http://localhost:8086'``)
+    :param db: the database
+    :param user: user name for basic authentication (default None)
+    :param password: its password (default None)
+    :param token: a token (``Authorization: Token ...``) instead of user and password
+        (default None)
+    :param retention_policy: read from this retention policy (default None: the
+        database's default)
+    :param ca_file: a PEM file of the CA to trust for HTTPS (default None: the system's)
+    :param verify_ssl: verify the server's certificate (default True)
+    :param timeout: seconds one query may take (default 10.0)
+    """
+
+    def __init__(self, url, db, user=None, password=None, token=None,
+                 retention_policy=None, ca_file=None, verify_ssl=True, timeout=10.0):
+        self.url = url.rstrip('/')
+        self.db = db
+        self.rp = retention_policy
+        self.timeout = timeout
+        self.path = f"{self.url} db {db}"  # how messages name the store
+        self._headers = {}
+        if token:
+            self._headers['Authorization'] = 'Token ' + token
+        elif user or password:
+            basic = base64.b64encode(f"{user or ''}:{password or ''}".encode('utf-8'))
+            self._headers['Authorization'] = 'Basic ' + basic.decode('ascii')
+        self._context = None
+        if self.url.startswith('https://'):
+            self._context = ssl.create_default_context(cafile=ca_file)
+            if not verify_ssl:
+                self._context.check_hostname = False
+                self._context.verify_mode = ssl.CERT_NONE
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- the wire -----------------------------------------------------------------------------
+
+    def query(self, q):
+        """Run InfluxQL; the list of ``series`` dicts of the (one) statement's result."""
+        params = urllib.parse.urlencode({'db': self.db, 'q': q, 'epoch': 'ms'})
+        request = urllib.request.Request(f"{self.url}/query?{params}", headers=self._headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout,
+                                        context=self._context) as response:
+                answer = json.loads(response.read().decode('utf-8'))
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read().decode('utf-8'))['error']
+            except Exception:
+                detail = e.reason
+            raise StoreError(f"{self.path}: HTTP {e.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, 'reason', e)
+            raise StoreError(f"{self.path}: cannot be read: {reason}") from None
+        except ValueError as e:
+            raise StoreError(f"{self.path}: not an InfluxDB answer: {e}") from None
+        results = answer.get('results') or [{}]
+        if 'error' in results[0]:
+            raise StoreError(f"{self.path}: {results[0]['error']}")
+        return results[0].get('series') or []
+
+    def _rows(self, q):
+        for s in self.query(q):
+            columns = s['columns']
+            for values in s['values']:
+                yield dict(zip(columns, values))
+
+    def _from(self, measurement):
+        if self.rp:
+            return f"{quoteIdent(self.rp)}.{quoteIdent(measurement)}"
+        return quoteIdent(measurement)
+
+    @staticmethod
+    def _where(builder, start, end, conditions=()):
+        where = list(conditions)
+        if builder is not None:
+            where.append(f'"builder_name" = {quoteString(builder)}')
+        if start is not None:
+            where.append(f"time >= {int(start * 1e9)}")
+        if end is not None:
+            where.append(f"time < {int(end * 1e9)}")
+        return (" WHERE " + " AND ".join(where)) if where else ""
+
+    # -- what the store holds -------------------------------------------------------------------
+
+    def measurements(self):
+        return [v[0] for s in self.query("SHOW MEASUREMENTS") for v in s['values']]
+
+    def builderNames(self):
+        """Every builder with points, sorted."""
+        names = {v[1] for s in self.query('SHOW TAG VALUES WITH KEY = "builder_name"')
+                 for v in s['values']}
+        return sorted(names)
+
+    # -- the queries of the report and the web page (same names as the SQLite reader) --------
+
+    def buildDurations(self, builder=None, start=None, end=None):
+        """``{builder: [(end time, build number, duration), ...]}`` by time, from the
+        ``duration`` field of the ``<builder>-build-times`` measurements (the first point
+        of each build)."""
+        names = [m for m in self.measurements() if m.endswith('-build-times')]
+        if builder is not None:
+            names = [m for m in names if m == f"{builder}-build-times"]
+        out = {}
+        for m in names:
+            b = m[:-len('-build-times')]
+            seen = set()
+            where = self._where(None, start, end, ['"duration" >= 0'])
+            q = f'SELECT "duration", "build_number" FROM {self._from(m)}{where}'
+            for row in self._rows(q):
+                number = _int(row.get('build_number'))
+                if number in seen or not isNumber(row.get('duration')):
+                    continue
+                seen.add(number)
+                out.setdefault(b, []).append((row['time'] / 1e3, number, float(row['duration'])))
+        return out
+
+    def _measurement(self, measurement, columns, builder, start, end, conditions=()):
+        cols = ", ".join(quoteIdent(c) for c in ('builder_name', 'build_number', *columns))
+        q = (f"SELECT {cols} FROM {self._from(measurement)}"
+             f"{self._where(builder, start, end, conditions)}")
+        for row in self._rows(q):
+            yield (row.get('builder_name'), row['time'] / 1e3, _int(row.get('build_number')),
+                   *(row.get(c) for c in columns))
+
+    def buildResults(self, builder=None, start=None, end=None):
+        """``{builder: [(time, build number, result), ...]}`` from ``builds``."""
+        out = {}
+        for b, t, number, result in self._measurement('builds', ['result'], builder, start,
+                                                      end, ['"result_code" >= 0']):
+            out.setdefault(b, []).append((t, number, result))
+        return out
+
+    def queueTimes(self, builder=None, start=None, end=None):
+        """``{builder: [(time, build number, queue time), ...]}`` from ``build_requests``."""
+        out = {}
+        for b, t, number, value in self._measurement('build_requests', ['queue_time'],
+                                                     builder, start, end,
+                                                     ['"queue_time" >= 0']):
+            out.setdefault(b, []).append((t, number, float(value)))
+        return out
+
+    def stepDurations(self, builder=None, start=None, end=None):
+        """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``."""
+        out = {}
+        for b, t, number, step, value in self._measurement(
+                'steps', ['step_name', 'duration'], builder, start, end, ['"duration" >= 0']):
+            out.setdefault((b, step), []).append((t, number, float(value)))
+        return out
+
+    def stepSummary(self, builder=None, start=None, end=None):
+        """``{(builder, step name): {'runs', 'median', 'p90', 'max'}}``, computed by
+        InfluxDB (``percentile`` is nearest-rank, as in the SQLite reader)."""
+        where = self._where(builder, start, end, ['"duration" >= 0'])
+        q = ('SELECT count("duration") AS "runs", median("duration") AS "median", '
+             'percentile("duration", 90) AS "p90", max("duration") AS "max" '
+             f'FROM {self._from("steps")}{where} GROUP BY "builder_name", "step_name"')
+        out = {}
+        for s in self.query(q):
+            tags = s.get('tags') or {}
+            row = dict(zip(s['columns'], s['values'][0]))
+            out[(tags.get('builder_name'), tags.get('step_name'))] = {
+                'runs': row['runs'], 'median': float(row['median']),
+                'p90': float(row['p90']), 'max': float(row['max'])}
+        return out
+
+    def testCounts(self, builder=None, start=None, end=None):
+        """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``."""
+        out = {}
+        for b, t, number, passed, failed, skipped in self._measurement(
+                'tests', ['passed', 'failed', 'skipped'], builder, start, end,
+                ['"total" >= 0']):
+            out.setdefault(b, []).append((t, number, passed or 0, failed or 0, skipped or 0))
+        return out
+
+    def customSeries(self, builder=None, start=None, end=None):
+        """``{series: [(time, builder, build number, {field: number}), ...]}`` of the
+        property and data series (every measurement but ``*-build-times`` and the build
+        statistics measurements); numeric fields only."""
+        out = {}
+        for m in self.measurements():
+            if m.endswith('-build-times') or m in MEASUREMENTS:
+                continue
+            if builder is not None and not m.startswith(builder + '-'):
+                continue
+            q = f"SELECT * FROM {self._from(m)}{self._where(builder, start, end)}"
+            for row in self._rows(q):
+                # tags are strings: the numbers are the fields
+                numbers = {k: float(v) for k, v in row.items() if k != 'time' and isNumber(v)}
+                if numbers:
+                    out.setdefault(m, []).append((row['time'] / 1e3, row.get('builder_name'),
+                                                  _int(row.get('build_number')), numbers))
+        return out

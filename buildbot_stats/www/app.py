@@ -1,0 +1,100 @@
+"""The Flask application behind the Statistics page.
+
+Routes (under ``/plugins/wsgi_dashboards/<name>/``):
+
+- ``index.html``: what Buildbot's UI fetches and inserts into its own page. Buildbot
+  inserts it as HTML, where a script would not run; it holds an ``<iframe>`` of ``view``,
+  so the filters (links, a GET form) work inside Buildbot's page.
+- ``view?builder=<name>&range=24h|7d|30d|all``: the page itself (a whole HTML document).
+
+Both run in the web server's WSGI thread pool, never on the reactor thread: the reads
+block there, the calls into the master (authz, builder ids) hop to the reactor with
+``blockingCallFromThread``.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import flask
+
+from buildbot_stats.storage.sqlite_reader import StoreError
+from buildbot_stats.www import access
+from buildbot_stats.www import page
+from buildbot_stats.www.sources import RANGES
+from buildbot_stats.www.sources import Source
+from buildbot_stats.www.sources import findStatsService
+from buildbot_stats.www.sources import timeWindow
+
+HTML = 'text/html; charset=utf-8'
+# the page only links to Buildbot's UI; no script, no frame of it elsewhere
+HEADERS = {'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; "
+           "img-src 'self'; form-action 'self'; frame-ancestors 'self'",
+           'X-Content-Type-Options': 'nosniff', 'Cache-Control': 'no-store'}
+
+
+def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService',
+            default_range='7d', clock=time.time):
+    app = flask.Flask(__name__)
+    app.buildbot_api = None  # set by buildbot_wsgi_dashboards when the web server starts
+
+    def master():
+        api = app.buildbot_api
+        return getattr(api, 'master', None)
+
+    def refused():
+        return flask.Response(
+            page.messagePage("Statistics", "You may not see the builds: log in to Buildbot "
+                             "with an account allowed to see them."),
+            status=403, content_type=HTML, headers=HEADERS)
+
+    def builderIds(m):
+        from twisted.internet.threads import blockingCallFromThread
+
+        builders = blockingCallFromThread(m.reactor, m.data.get, ('builders',))
+        return {b['name']: b['builderid'] for b in builders or []}
+
+    @app.route('/index.html')
+    def index():
+        m = master()
+        if not access.isAllowed(m, flask.request.headers.get('Cookie')):
+            # Buildbot's UI shows a spinner forever on an error status: say it in words
+            return flask.Response(
+                '<p class="bb-stats-refused">You may not see the statistics: log in to '
+                'Buildbot with an account allowed to see the builds.</p>',
+                content_type=HTML, headers=HEADERS)
+        src = f"plugins/wsgi_dashboards/{html.escape(name)}/view"
+        return flask.Response(
+            f'<iframe class="bb-stats" title="Build statistics" src="{src}" '
+            'style="width:100%;height:calc(100vh - 110px);min-height:600px;border:0">'
+            '</iframe>', content_type=HTML, headers=HEADERS)
+
+    @app.route('/view')
+    def view():
+        m = master()
+        if not access.isAllowed(m, flask.request.headers.get('Cookie')):
+            return refused()
+        args = flask.request.args
+        range_name = args.get('range') or default_range
+        if range_name not in RANGES:
+            range_name = default_range
+        builder = args.get('builder') or None
+        service = findStatsService(m, stats_service)
+        source = Source(store=store, influxdb=influxdb, service=service,
+                        basedir=getattr(m, 'basedir', None))
+        now = clock()
+        start, end = timeWindow(range_name, now)
+        try:
+            with source.open() as reader:
+                data = page.collect(reader, builder, start, end)
+        except StoreError as e:
+            # a store not written yet, a server down: one sentence, the page stays up
+            return flask.Response(
+                page.messagePage("Statistics", f"The statistics cannot be read: {e}"),
+                content_type=HTML, headers=HEADERS)
+        text = page.Page(data, builder, range_name, builderIds(m), '../../../',
+                         source.captureNames(), source.describe(), now).render()
+        return flask.Response(text, content_type=HTML, headers=HEADERS)
+
+    return app

@@ -1,0 +1,320 @@
+"""The Statistics page: the data of every panel read once, then rendered as HTML with
+inline SVG charts (:mod:`buildbot_stats.cli.svg`). No script, no CDN: the filters are
+links and a GET form, the hover is SVG ``<title>``, a point is a link to its build.
+
+Every text from the store (builder, step, series names...) goes through
+``html.escape`` (or ``urlencode`` in a URL) before it reaches the HTML.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import statistics
+import urllib.parse
+
+from buildbot_stats.cli import svg
+from buildbot_stats.storage import summary
+from buildbot_stats.storage.summary import fmtSeconds
+from buildbot_stats.storage.summary import fmtTrend
+from buildbot_stats.www.sources import RANGES
+
+e = html.escape
+
+SLOWEST_STEPS = 15  # rows of the slowest steps table
+
+#: Per panel: the capture classes that feed it and the line to add to master.cfg.
+PANELS = {
+    'durations': (('CaptureBuildDuration',),
+                  "stats.CaptureBuildDurationAllBuilders()"),
+    'results': (('CaptureBuildResults',), "stats.CaptureBuildResults()"),
+    'queue': (('CaptureQueueTimes',), "stats.CaptureQueueTimes()"),
+    'steps': (('CaptureStepTimes',), "stats.CaptureStepTimes()"),
+    'tests': (('CaptureTestResults',), "stats.CaptureTestResults()"),
+    'custom': (('CaptureDataBase', 'CapturePropertyBase'),
+               "stats.CaptureDataAllBuilders('<name>') for yieldMetricsValue data, or "
+               "stats.CapturePropertyAllBuilders('<property>')"),
+}
+
+
+def collect(reader, builder, start, end):
+    """Everything the page shows, read once from ``reader`` (one query per panel)."""
+    return {
+        'builders': reader.builderNames(),
+        'durations': reader.buildDurations(builder, start, end),
+        'results': reader.buildResults(builder, start, end),
+        'queue': reader.queueTimes(builder, start, end),
+        'steps': reader.stepSummary(builder, start, end),
+        'tests': reader.testCounts(builder, start, end),
+        'custom': reader.customSeries(builder, start, end),
+    }
+
+
+def fullTime(seconds):
+    """``2026-11-29 20:40:06`` (UTC)."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
+class Page:
+    """Renders one view. ``builder_ids``: ``{builder name: builderid}`` for the links to
+    the builds (``#/builders/<id>/builds/<n>``); ``ui_root``: the URL of Buildbot's UI
+    relative to this page; ``captures``: the configured capture class names (None:
+    unknown)."""
+
+    def __init__(self, data, builder, range_name, builder_ids, ui_root, captures,
+                 source_name, now):
+        self.data, self.builder, self.range = data, builder, range_name
+        self.builder_ids, self.ui_root = builder_ids, ui_root
+        self.captures, self.source_name, self.now = captures, source_name, now
+
+    # -- small pieces ---------------------------------------------------------------------
+
+    def url(self, builder=..., range_name=None):
+        builder = self.builder if builder is ... else builder
+        params = {'range': range_name or self.range}
+        if builder:
+            params['builder'] = builder
+        return 'view?' + urllib.parse.urlencode(params)
+
+    def buildHref(self, builder, number):
+        builderid = self.builder_ids.get(builder)
+        if builderid is None or number is None:
+            return None
+        return f"{self.ui_root}#/builders/{int(builderid)}/builds/{int(number)}"
+
+    def point(self, builder, t, number, value, what, fmt=svg.formatNumber):
+        tip = f"{builder} build #{number}: {what} {fmt(value)} at {fullTime(t)} UTC"
+        return (t, value, {'tip': tip, 'href': self.buildHref(builder, number)})
+
+    def points(self, rows, what, fmt=svg.formatNumber):
+        """``rows``: ``[(builder, time, number, value), ...]``. Chart points with hover and
+        link; beyond :data:`svg.MAX_MARKERS` the chart draws no markers, so plain points
+        (the page stays fast on a large store)."""
+        if len(rows) > svg.MAX_MARKERS:
+            return [(t, v) for _, t, _, v in rows]
+        return [self.point(b, t, n, v, what, fmt) for b, t, n, v in rows]
+
+    def missing(self, panel, what):
+        """The text of a panel without data: what to add to master.cfg, or no data."""
+        classes, line = PANELS[panel]
+        configured = (None if self.captures is None
+                      else any(c in self.captures for c in classes))
+        add = (f'Add <code>{e(line)}</code> to the <code>captures</code> of a storage '
+               f'backend in <code>master.cfg</code>.')
+        if configured is False:
+            text = f"{e(what)} are not captured. {add}"
+        elif configured:
+            text = f"No {e(what.lower())} in this range."
+        else:
+            text = f"No {e(what.lower())} in this range. If they are not captured: {add}"
+        return f'<p class="missing" data-panel="{panel}">{text}</p>'
+
+    @staticmethod
+    def figure(kind, name, caption, chart):
+        return (f'<figure class="chart" data-kind="{kind}" data-name="{e(name)}">'
+                f'<figcaption>{e(caption)}</figcaption>{chart}</figure>')
+
+    @staticmethod
+    def table(headers, rows, kind):
+        out = [f'<table class="{kind}"><tr>']
+        out.extend(f"<th>{e(h)}</th>" for h in headers)
+        out.append("</tr>")
+        for row in rows:
+            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+        out.append("</table>")
+        return "".join(out)
+
+    def periodLines(self, points, what):
+        """The median and p90 per period of ``[(time, value)]`` as two chart lines."""
+        if not points:
+            return []
+        ts = [t for t, _ in points]
+        span = max(self.now - min(ts), max(ts) - min(ts))
+        period = summary.periodLength(span)
+        rows = summary.perPeriod(points, period)
+        word = {3600: "hour", 86400: "day"}.get(period, "week")
+        median = [(t, m, {'tip': f"{what} median of the {word}: {fmtSeconds(m)} ({n} builds)"})
+                  for t, m, _, n in rows]
+        p90 = [(t, p, {'tip': f"{what} p90 of the {word}: {fmtSeconds(p)} ({n} builds)"})
+               for t, _, p, n in rows]
+        return [(f"median per {word}", median), (f"p90 per {word}", p90)]
+
+    # -- panels ---------------------------------------------------------------------------
+
+    def builderTable(self):
+        durations, results = self.data['durations'], self.data['results']
+        names = sorted(set(durations) | set(results))
+        if not names:
+            return self.missing('durations', "Build durations")
+        rows = []
+        for b in names:
+            link = f'<a href="{e(self.url(builder=b))}">{e(b)}</a>'
+            if b in durations:
+                st = summary.builderStats(durations[b])
+                cells = [str(st['builds']), fmtSeconds(st['median']), fmtSeconds(st['p90']),
+                         fmtSeconds(st['last']), e(fmtTrend(st))]
+            else:
+                cells = [''] * 5
+            rows.append([link, *cells])
+        return self.table(("builder", "builds", "median", "p90", "last", "trend"), rows,
+                          "builders")
+
+    def durationCharts(self):
+        durations = self.data['durations']
+        if not durations:
+            return self.missing('durations', "Build durations")
+        out = []
+        for b, builds in sorted(durations.items()):
+            pts = self.points([(b, t, n, d) for t, n, d in builds], "duration", fmtSeconds)
+            lines = [(f"{b} builds", pts),
+                     *self.periodLines([(t, d) for t, _, d in builds], b)]
+            styles = {lines[0][0]: 'points', lines[1][0]: 'line', lines[2][0]: 'dashed'}
+            out.append(self.figure('duration', b, f"{b}: build duration",
+                                   svg.lineChart(lines, y_label="seconds",
+                                                 title=f"{b}: build duration",
+                                                 styles=styles)))
+        return "".join(out)
+
+    def resultsPanel(self):
+        results = self.data['results']
+        if not results:
+            return self.missing('results', "Build results")
+        rows = []
+        for b, rs in sorted(results.items()):
+            c = summary.resultCounts(rs)
+            rate = "" if c['rate'] is None else (
+                f'<span class="bar"><span style="width:{c["rate"] * 100:.0f}%"></span></span> '
+                f'{c["rate"] * 100:.0f}%')
+            failures = [r for r in rs if r[2] not in summary.PASSED_RESULTS
+                        and r[2] not in summary.NOT_COUNTED_RESULTS]
+            last = ""
+            if failures:
+                t, n, result = failures[-1]
+                href = self.buildHref(b, n)
+                label = f"#{n} {e(str(result))} {e(fullTime(t))}"
+                last = f'<a href="{e(href)}" target="_top">{label}</a>' if href else label
+            rows.append([e(b), str(c['builds']), str(c['passed']), str(c['failed']),
+                         str(c['other']), rate, last])
+        return self.table(("builder", "builds", "passed", "failed", "other", "success rate",
+                           "last failure"), rows, "results")
+
+    def queuePanel(self):
+        queue = self.data['queue']
+        if not queue:
+            return self.missing('queue', "Queue times")
+        rows = []
+        for b, qs in sorted(queue.items()):
+            values = [v for _, _, v in qs]
+            rows.append([e(b), str(len(values)), fmtSeconds(statistics.median(values)),
+                         fmtSeconds(summary.percentile(values, 0.9)),
+                         fmtSeconds(max(values))])
+        table = self.table(("builder", "builds", "median", "p90", "max"), rows, "queue")
+        every = [(t, v) for qs in queue.values() for t, _, v in qs]
+        lines = self.periodLines(every, "queue time")
+        chart = self.figure('queue', 'queue', "Queue time per period",
+                            svg.lineChart(lines, y_label="seconds", title="Queue time",
+                                          styles={lines[1][0]: 'dashed'}))
+        return table + chart
+
+    def stepsPanel(self):
+        steps = self.data['steps']
+        if not steps:
+            return self.missing('steps', "Step times")
+        ranked = sorted(steps.items(), key=lambda kv: (-kv[1]['median'], kv[0][0] or '',
+                                                       kv[0][1] or ''))
+        rows = [[e(b or ''), e(step or ''), str(st['runs']), fmtSeconds(st['median']),
+                 fmtSeconds(st['p90']), fmtSeconds(st['max'])]
+                for (b, step), st in ranked[:SLOWEST_STEPS]]
+        return self.table(("builder", "step", "runs", "median", "p90", "max"), rows, "steps")
+
+    def testsPanel(self):
+        tests = self.data['tests']
+        if not tests:
+            return self.missing('tests', "Test results")
+        rows, passed, failed = [], [], []
+        for b, runs in sorted(tests.items()):
+            t, n, p, f, s = runs[-1]
+            with_failures = sum(1 for r in runs if r[3])
+            rows.append([e(b), str(len(runs)), str(p), str(f), str(s), str(with_failures)])
+            passed.extend((b, t, n, p) for t, n, p, _, _ in runs)
+            failed.extend((b, t, n, f) for t, n, _, f, _ in runs)
+        passed, failed = self.points(passed, "passed"), self.points(failed, "failed")
+        table = self.table(("builder", "builds", "passed (last)", "failed (last)",
+                            "skipped (last)", "builds with failures"), rows, "tests")
+        chart = self.figure('tests', 'tests', "Tests passed and failed per build",
+                            svg.lineChart([("passed", passed), ("failed", failed)],
+                                          y_label="tests", title="Tests"))
+        return table + chart
+
+    def customPanel(self):
+        custom = self.data['custom']
+        if not custom:
+            return self.missing('custom', "Custom series")
+        out = []
+        for series, pts in sorted(custom.items()):
+            fields = {}
+            for t, b, n, numbers in pts:
+                for name, v in numbers.items():
+                    fields.setdefault(name, []).append((b, t, n, v))
+            lines = [(name, self.points(rows, name)) for name, rows in sorted(fields.items())]
+            out.append(self.figure('series', series, series,
+                                   svg.lineChart(lines, title=series)))
+        return "".join(out)
+
+    # -- the whole page -----------------------------------------------------------------------
+
+    def filters(self):
+        ranges = " ".join(
+            f'<a class="range{" current" if r == self.range else ""}" '
+            f'href="{e(self.url(range_name=r))}">{e(r)}</a>' for r in RANGES)
+        options = ['<option value="">all builders</option>']
+        for b in self.data['builders']:
+            sel = ' selected' if b == self.builder else ''
+            options.append(f'<option value="{e(b)}"{sel}>{e(b)}</option>')
+        return (f'<form class="filters" method="get" action="view">'
+                f'<label>Builder <select name="builder">{"".join(options)}</select></label>'
+                f'<input type="hidden" name="range" value="{e(self.range)}">'
+                f' <button type="submit">Show</button>'
+                f' <span class="ranges">Range: {ranges}</span></form>')
+
+    def render(self):
+        scope = f"builder {self.builder}" if self.builder else "all builders"
+        sections = [
+            ("builders", "Builders", self.builderTable()),
+            ("durations", "Build duration over time", self.durationCharts()),
+            ("results", "Success rate and failures", self.resultsPanel()),
+            ("queue", "Queue time", self.queuePanel()),
+            ("steps", "Slowest steps", self.stepsPanel()),
+            ("tests", "Tests", self.testsPanel()),
+            ("custom", "Custom series", self.customPanel()),
+        ]
+        body = "".join(f'<section id="{sid}"><h2>{e(title)}</h2>{content}</section>'
+                       for sid, title, content in sections)
+        return (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<title>Statistics: {e(scope)}</title><style>{CSS}</style></head><body>'
+            f'<h1>Build statistics: {e(scope)}, {e(self.range)}</h1>{self.filters()}'
+            f'{body}<p class="note">From the {e(self.source_name)}. Times in UTC; hover a '
+            'point for its build, click it to open the build.</p></body></html>')
+
+
+def messagePage(title, text):
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}'
+            f'</title><style>{CSS}</style></head><body><h1>{e(title)}</h1>'
+            f'<p class="message">{e(text)}</p></body></html>')
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 1em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .5em 0; }
+td, th { padding: 3px 10px; text-align: right; }
+th { border-bottom: 1px solid #888; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
+.filters a.range { margin: 0 .3em; } .filters a.current { font-weight: 700; }
+.bar { display: inline-block; width: 80px; height: 10px; background: #f3c4c4; }
+.bar span { display: block; height: 10px; background: #2ca02c; }
+.missing, .note { color: #666; } code { background: #f4f4f4; padding: 0 3px; }
+svg a circle { cursor: pointer; }
+"""

@@ -1,0 +1,108 @@
+"""Where the Statistics page reads: the ranges it offers and the reader of the store.
+
+Nothing here runs on the reactor thread: the page calls it from the WSGI thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: The ranges the page offers: name -> seconds back from now (None: everything).
+RANGES = {'24h': 86400, '7d': 7 * 86400, '30d': 30 * 86400, 'all': None}
+
+
+def timeWindow(range_name, now):
+    """``(start, end)`` in seconds of a range name; ``end`` is None (up to now and later
+    points of a clock that runs ahead)."""
+    seconds = RANGES[range_name]
+    return (None if seconds is None else now - seconds), None
+
+
+def findStatsService(master, name):
+    """The StatsService named ``name`` of ``master`` (None when there is none)."""
+    from buildbot_stats.service import StatsService
+
+    if master is None:
+        return None
+    # master.cfg's c['services'] are children of the master's service manager
+    manager = getattr(master, 'service_manager', None)
+    services = dict(getattr(manager, 'namedServices', {}))
+    svc = services.get(name)
+    if isinstance(svc, StatsService):
+        return svc
+    for svc in services.values():
+        if isinstance(svc, StatsService):
+            return svc
+    return None
+
+
+class Source:
+    """What the page reads, decided per request (a reconfig may change the backends).
+
+    :param store: an SQLite path (relative to ``basedir``) or None
+    :param influxdb: :class:`InfluxReader` keyword arguments or None
+    :param service: the StatsService (or None): its backends when neither is given, and
+        the captures they run (to tell a panel whose capture is not configured)
+    """
+
+    def __init__(self, store=None, influxdb=None, service=None, basedir=None):
+        self.store, self.influxdb, self.service = store, influxdb, service
+        self.basedir = basedir
+
+    def captureNames(self):
+        """The class names of every capture of the service's backends, None without a
+        service (then the page cannot tell "not configured" from "no data")."""
+        if self.service is None:
+            return None
+        names = set()
+        for backend in self.service.backends:
+            for cap in getattr(backend, 'captures', None) or []:
+                for klass in type(cap).__mro__:
+                    names.add(klass.__name__)
+        return names
+
+    def describe(self):
+        if self.store is not None:
+            return f"SQLite store {self.store}"
+        if self.influxdb is not None:
+            return f"InfluxDB {self.influxdb['url']} db {self.influxdb['db']}"
+        backend = self._serviceBackend()
+        if backend is None:
+            return "no store"
+        return f"{type(backend).__name__} {backend.name!r}"
+
+    def _serviceBackend(self):
+        from buildbot_stats.storage.influxdb import InfluxStorageService
+        from buildbot_stats.storage.sqlite import SQLiteStorageService
+
+        if self.service is None:
+            return None
+        backends = list(self.service.backends)
+        for b in backends:
+            if isinstance(b, SQLiteStorageService) and b.path:
+                return b
+        for b in backends:
+            if isinstance(b, InfluxStorageService) and b.readerSettings() is not None:
+                return b
+        return None
+
+    def open(self):
+        """A reader (a context manager); raises StoreError when there is nothing to read."""
+        from buildbot_stats.storage.influxdb_reader import InfluxReader
+        from buildbot_stats.storage.sqlite_reader import StoreError
+        from buildbot_stats.storage.sqlite_reader import openStore
+
+        if self.store is not None:
+            path = self.store
+            if self.basedir and not os.path.isabs(path):
+                path = os.path.join(self.basedir, path)
+            return openStore(path)
+        if self.influxdb is not None:
+            return InfluxReader(**self.influxdb)
+        backend = self._serviceBackend()
+        if backend is None:
+            raise StoreError("the StatsService has no SQLite or InfluxDB 1.x backend to read "
+                             "(give statsDashboard(store=...) or influxdb=...)")
+        if hasattr(backend, 'readerSettings'):
+            return InfluxReader(**backend.readerSettings())
+        return openStore(backend.path)

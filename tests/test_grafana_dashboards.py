@@ -1,0 +1,125 @@
+"""The Grafana dashboards of dashboards/grafana, and the Statistics page reading InfluxDB:
+a real InfluxDB 1.x (tests/servers.py) filled by a real master's builds, every panel's and
+every template variable's query run with Grafana's macros expanded as Grafana's InfluxDB
+data source expands them; each must run and return data."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import time
+
+from twisted.internet import defer
+from twisted.trial.unittest import SkipTest
+
+from buildbot_stats import stats
+from buildbot_stats.storage.influxdb_reader import InfluxReader
+from tests.servers import INFLUXD
+from tests.servers import InfluxDB1Server
+from tests.test_www_page import VIEW
+from tests.test_www_page import figures
+from tests.www_master import PageMasterMixin
+from tests.www_master import RunMasterBase
+from tests.www_master import captures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DASHBOARDS = sorted(glob.glob(os.path.join(ROOT, 'dashboards', 'grafana', '*.json')))
+
+
+def regexValues(values):
+    """A multi-value variable in a regex, as Grafana's InfluxDB data source writes it."""
+    escaped = [re.sub(r'([\\^$*+?.()|{}\[\]/-])', r'\\\1', v) for v in values]
+    return escaped[0] if len(escaped) == 1 else '(' + '|'.join(escaped) + ')'
+
+
+def expand(query, variables):
+    """Grafana's macros: ``$timeFilter``, ``$__interval`` and the template variables."""
+    query = query.replace('$timeFilter', 'time >= now() - 1h')
+    query = query.replace('$__interval', '10s')
+    for name in sorted(variables, key=len, reverse=True):
+        query = query.replace('$' + name, regexValues(variables[name]))
+    assert '$' not in query.replace('$/', '').replace('$builder', ''), query
+    return query
+
+
+def variableValues(reader, var, variables):
+    """What Grafana lists for a query variable (the ``value`` column of SHOW TAG VALUES,
+    else the first), through its regex."""
+    rows = reader.query(expand(var['query'], variables))
+    values = []
+    for s in rows:
+        column = s['columns'].index('value') if 'value' in s['columns'] else 0
+        values.extend(v[column] for v in s['values'])
+    if var.get('regex'):
+        pattern = re.compile(var['regex'].strip('/'))
+        values = [v for v in values if pattern.search(v)]
+    return sorted(set(values))
+
+
+class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
+    timeout = 120
+
+    def setUp(self):
+        if not os.path.exists(INFLUXD):
+            raise SkipTest(f"needs {INFLUXD} (Debian package influxdb)")
+        self.influx = InfluxDB1Server.shared()
+        self.db = f"g{int(time.time() * 1000) % 10**9}"
+        self.influx.create_database(self.db)
+
+    @defer.inlineCallbacks
+    def test_every_panel_query_returns_data_and_the_page_reads_influxdb(self):
+        self.assertEqual(len(DASHBOARDS), 2)
+        spec = [stats.CaptureBuildStartTimeAllBuilders(), stats.CaptureBuildEndTimeAllBuilders(),
+                stats.CapturePropertyAllBuilders('warnings')]
+        backend = stats.InfluxStorageService(self.influx.url, None, None, None, self.db,
+                                             captures() + spec, flush_interval=0.05,
+                                             name='influx')
+        yield self.startMaster(backends=[backend])
+        yield self.runBuilds([('alpha', False), ('alpha', True), ('beta', False)])
+
+        reader = InfluxReader(self.influx.url, self.db)
+        checked = 0
+        for path in DASHBOARDS:
+            with open(path, encoding='utf-8') as f:
+                board = json.load(f)
+            variables = {}
+            for var in board['templating']['list']:
+                if var['type'] != 'query':
+                    continue
+                values = variableValues(reader, var, variables)
+                self.assertTrue(values, f"{os.path.basename(path)}: variable {var['name']}")
+                variables[var['name']] = values
+            self.assertEqual(variables['builder'], ['alpha', 'beta'])
+            for panel in board['panels']:
+                for t in panel.get('targets', []):
+                    # a repeated panel runs once per value of its variable
+                    repeat = panel.get('repeat')
+                    for value in (variables[repeat] if repeat else [None]):
+                        chosen = dict(variables, **({repeat: [value]} if repeat else {}))
+                        q = expand(t['query'], chosen)
+                        series = reader.query(q)  # StoreError on a query InfluxDB refuses
+                        self.assertTrue(any(s['values'] for s in series),
+                                        f"{os.path.basename(path)}: {panel['title']}: {q}")
+                        checked += 1
+        self.assertGreaterEqual(checked, 15)
+        # a builder name is a quoted string in InfluxQL, whatever it holds
+        tricky = "alpha' OR \"builder_name\" =~ /.*/ OR 'x"
+        self.assertEqual(reader.buildResults(builder=tricky), {})
+        self.assertEqual(sorted(reader.buildResults(builder='alpha')), ['alpha'])
+
+        # the same database through the page (the StatsService's InfluxDB backend)
+        status, body, _ = yield self.get(VIEW + '?range=all')
+        self.assertEqual(status, 200, body)
+        self.assertEqual(figures(body, 'duration'), {'alpha': 2, 'beta': 1}, body[-3000:])
+        self.assertIn('InfluxStorageService', body)
+        self.assertNotIn('class="missing"', body)
+        self.assertIn('data-name="alpha-coverage"', body)
+        self.assertIn('<td>alpha</td><td>2</td><td>1</td><td>1</td><td>0</td>', body)
+        # the builder filter on InfluxDB: beta's build only, no alpha series
+        status, body, _ = yield self.get(VIEW + '?range=all&builder=beta')
+        self.assertEqual(figures(body, 'duration'), {'beta': 1})
+        self.assertNotIn('alpha-coverage', body)
+        self.assertIn('data-panel="tests"', body)  # beta runs no tests
+        yield self.tested_master.shutdown()

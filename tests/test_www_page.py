@@ -1,0 +1,214 @@
+"""The Statistics page over HTTP: a real master with buildbot-www and the page, a real
+worker, real builds; the page's numbers are the report's, names are escaped, the build
+links are right, and authz is enforced."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from buildbot_stats.cli import report
+from buildbot_stats.storage.sqlite_reader import openStore
+from buildbot_stats.storage.summary import builderStats
+from buildbot_stats.storage.summary import fmtSeconds
+from tests.www_master import ADMIN
+from tests.www_master import PageMasterMixin
+from tests.www_master import RunMasterBase
+
+VIEW = 'plugins/wsgi_dashboards/stats/view'
+
+
+def figures(body, kind):
+    """``{name: number of point markers}`` of the charts of ``kind``."""
+    out = {}
+    for name, chart in re.findall(
+            r'<figure class="chart" data-kind="%s" data-name="([^"]*)">(.*?)</figure>' % kind,
+            body, re.S):
+        points = re.findall(r'<g class="line" [^>]*data-style="points">(.*?)</g>', chart, re.S)
+        out[name] = sum(len(re.findall(r'<circle', g)) for g in points)
+    return out
+
+
+class PageTest(PageMasterMixin, RunMasterBase):
+
+    @defer.inlineCallbacks
+    def test_page_shows_the_builds_as_the_report_does(self):
+        yield self.startMaster()
+        builds = yield self.runBuilds([('alpha', False), ('alpha', True), ('beta', False),
+                                       ('alpha', False)])
+        status, index, _ = yield self.get('plugins/wsgi_dashboards/stats/index.html')
+        self.assertEqual(status, 200)
+        self.assertIn(f'src="{VIEW}"', index)
+
+        status, body, headers = yield self.get(VIEW + '?range=all')
+        self.assertEqual(status, 200, body)
+        self.assertNotIn('<script', body)
+        # one marker per build, per builder
+        self.assertEqual(figures(body, 'duration'), {'alpha': 3, 'beta': 1})
+        # the table is the report's
+        with openStore(self.storePath()) as store:
+            durations = store.buildDurations()
+            data = report.collect(store)
+        for builder, builds_of in durations.items():
+            st = builderStats(builds_of)
+            row = (f'<td><a href="view?range=all&amp;builder={builder}">{builder}</a></td>'
+                   f'<td>{st["builds"]}</td><td>{fmtSeconds(st["median"])}</td>'
+                   f'<td>{fmtSeconds(st["p90"])}</td><td>{fmtSeconds(st["last"])}</td>')
+            self.assertIn(row, body)
+            summary_line = [line for line in report.terminalSummary(data).splitlines()
+                            if line.startswith(builder + ' ')][0]
+            self.assertEqual(summary_line.split()[1:5],
+                             [str(st['builds']), fmtSeconds(st['median']),
+                              fmtSeconds(st['p90']), fmtSeconds(st['last'])])
+        # success rate: alpha 2 of 3
+        self.assertRegex(body, r'<td>alpha</td><td>3</td><td>2</td><td>1</td><td>0</td>'
+                         r'<td>.*?67%</td>')
+        # hover and link of a point: value, build number, Buildbot's URL of the build
+        ids = {b['name']: b['builderid'] for b in
+               (yield self.master.data.get(('builders',)))}
+        second = builds[1]
+        self.assertIn(f'<a href="../../../#/builders/{ids["alpha"]}/builds/{second["number"]}"'
+                      ' target="_top"><circle', body)
+        self.assertRegex(body, r'<title>alpha build #%d: duration [0-9.]+s at '
+                         r'\d\d\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC</title>' % second['number'])
+        # tests, queue, steps, custom series: drawn, not "not captured"
+        self.assertNotIn('class="missing"', body)
+        self.assertIn('<td>alpha</td><td>3</td><td>3</td><td>1</td><td>2</td><td>3</td>', body)
+        self.assertIn('data-name="alpha-coverage"', body)
+        # a series named <script> is text
+        self.assertIn('data-name="alpha-&lt;script&gt;"', body)
+        self.assertIn('<figcaption>alpha-&lt;script&gt;</figcaption>', body)
+
+        # the builder filter
+        status, body, _ = yield self.get(VIEW + '?range=all&builder=beta')
+        self.assertEqual(figures(body, 'duration'), {'beta': 1})
+        self.assertIn('<option value="beta" selected>beta</option>', body)
+        # the range: a build of 10 days ago is in 'all' and '30d', not in '7d'
+        with sqlite3.connect(self.storePath()) as conn:
+            conn.execute("INSERT INTO points (series, time_us, builder, build_number, tags,"
+                         " fields) VALUES (?, ?, ?, ?, ?, ?)",
+                         report_old_row(builds[0]))
+        for range_name, expected in (('all', 2), ('30d', 2), ('7d', 1), ('24h', 1)):
+            status, body, _ = yield self.get(VIEW + f'?range={range_name}&builder=beta')
+            self.assertEqual(figures(body, 'duration'), {'beta': expected}, range_name)
+        yield self.tested_master.shutdown()
+
+    @defer.inlineCallbacks
+    def test_panels_without_their_capture_say_what_to_add(self):
+        from buildbot_stats import stats
+        yield self.startMaster(backends=[stats.SQLiteStorageService(
+            path='stats.sqlite', flush_interval=0.1, name='sqlite')])  # default captures
+        yield self.runBuilds([('beta', False)])
+        status, body, _ = yield self.get(VIEW)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(figures(body, 'duration'), {'beta': 1})
+        missing = dict(re.findall(r'<p class="missing" data-panel="(\w+)">(.*?)</p>', body))
+        self.assertEqual(sorted(missing), ['custom', 'queue', 'results', 'steps', 'tests'])
+        self.assertIn('<code>stats.CaptureQueueTimes()</code> to the <code>captures</code>',
+                      missing['queue'])
+        self.assertTrue(missing['tests'].startswith('Test results are not captured.'))
+        yield self.tested_master.shutdown()
+
+    @defer.inlineCallbacks
+    def test_a_store_that_cannot_be_read_is_one_sentence(self):
+        from buildbot_stats import stats
+        yield self.startMaster(dashboard=stats.statsDashboard(store='nowhere.sqlite'))
+        status, body, _ = yield self.get(VIEW)
+        self.assertEqual(status, 200, body)
+        self.assertIn('<p class="message">The statistics cannot be read: ', body)
+        self.assertIn('nowhere.sqlite: no such file</p>', body)
+        yield self.tested_master.shutdown()
+
+    @defer.inlineCallbacks
+    def test_authz_refuses_anonymous(self):
+        yield self.startMaster(restricted=True)
+        yield self.runBuilds([('beta', False)])
+        status, _, _ = yield self.get('api/v2/builds')
+        self.assertEqual(status, 403)
+        status, body, _ = yield self.get(VIEW + '?range=all')
+        self.assertEqual(status, 403)
+        self.assertNotIn('beta', body)
+        self.assertNotIn('<svg', body)
+        status, body, _ = yield self.get('plugins/wsgi_dashboards/stats/index.html')
+        self.assertNotIn('<iframe', body)
+        # a forged session cookie is anonymous
+        status, _, _ = yield self.get(VIEW, cookie='TWISTED_SESSION=eyJhbGciOiJIUzI1NiJ9.e30.x')
+        self.assertEqual(status, 403)
+        # logged in: the page
+        status, _, headers = yield self.get('auth/login', auth=ADMIN)
+        # the login answers the anonymous session, then the user's: the last one counts
+        cookie = headers.get_all('Set-Cookie')[-1].split(';')[0]
+        status, body, _ = yield self.get(VIEW + '?range=all', cookie=cookie)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(figures(body, 'duration'), {'beta': 1})
+        yield self.tested_master.shutdown()
+
+
+def report_old_row(build):
+    import time
+    from tests.www_master import oldBuildRow
+    return oldBuildRow('beta', 9000, 42.0, time.time() - 10 * 86400)
+
+
+class PageEscapingTest(unittest.TestCase):
+    """Names from the store reach the HTML as text (unit test of the renderer)."""
+
+    def test_every_name_is_escaped(self):
+        from buildbot_stats.www.page import Page
+
+        name, t = '<script>alert(1)</script>', 1_700_000_000.0
+        data = {
+            'builders': [name],
+            'durations': {name: [(t, 1, 2.0), (t + 60, 2, 3.0)]},
+            'results': {name: [(t, 1, 'failure'), (t + 60, 2, 'success')]},
+            'queue': {name: [(t, 1, 1.0)]},
+            'steps': {(name, '<b>step'): {'runs': 1, 'median': 1.0, 'p90': 1.0, 'max': 1.0}},
+            'tests': {name: [(t, 1, 3, 1, 0)]},
+            'custom': {name + '-<img src=x>': [(t, name, 1, {'<i>field': 1.0})]},
+        }
+        text = Page(data, name, '7d', {name: 3}, '../../../', set(), '<store>', t).render()
+        for raw in ('<script', '<img', '<b>', '<i>'):
+            self.assertNotIn(raw, text)
+        self.assertIn('&lt;script&gt;alert(1)&lt;/script&gt; build #1: duration 2.00s', text)
+        self.assertIn('<option value="&lt;script&gt;alert(1)&lt;/script&gt;" selected>', text)
+        self.assertIn('href="view?range=7d&amp;builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"',
+                      text)
+        self.assertIn('href="../../../#/builders/3/builds/1"', text)
+
+
+class DashboardConfigTest(unittest.TestCase):
+    """statsDashboard(...) checks its arguments as buildbot checkconfig reports them."""
+
+    def assertConfigError(self, needle, **kwargs):
+        from buildbot.config.errors import ConfigErrors
+        from buildbot.config.errors import capture_config_errors
+
+        from buildbot_stats import stats
+
+        with self.assertRaises(ConfigErrors) as cm:
+            with capture_config_errors(raise_on_error=True):
+                stats.statsDashboard(**kwargs)
+        self.assertTrue(any(needle in e for e in cm.exception.errors), cm.exception.errors)
+
+    def test_bad_arguments_are_named(self):
+        self.assertConfigError("default_range must be one of 24h, 7d, 30d, all, got '1y'",
+                               default_range='1y')
+        self.assertConfigError("name must be a path segment, got 'a/b'", name='a/b')
+        self.assertConfigError("give store or influxdb, not both", store='s.sqlite',
+                               influxdb={'url': 'http://localhost:8086', 'db': 'b'})
+        self.assertConfigError("influxdb: url must be an http:// or https:// URL, got "
+                               "'localhost'", influxdb={'url': 'localhost', 'db': 'b'})
+        self.assertConfigError("influxdb: unknown key 'database'",
+                               influxdb={'url': 'http://h:8086', 'db': 'b', 'database': 'x'})
+
+    def test_the_entry(self):
+        from buildbot_stats import stats
+
+        entry = stats.statsDashboard(caption='Stats', order=3)
+        self.assertEqual({k: v for k, v in entry.items() if k != 'app'},
+                         {'name': 'stats', 'caption': 'Stats', 'order': 3,
+                          'icon': 'FaChartLine'})
+        self.assertTrue(callable(entry['app']))
