@@ -171,7 +171,9 @@ class PrometheusStorageService(StatsStorageBase):
     def _durationCaptures(captures):
         from buildbot_stats.captures.builds import CaptureBuildDuration
 
-        return [c for c in captures or () if isinstance(c, CaptureBuildDuration)]
+        if not isinstance(captures, (list, tuple)):
+            return []
+        return [c for c in captures if isinstance(c, CaptureBuildDuration)]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
