@@ -1,5 +1,6 @@
 """A scrape: the gauges of the present and the service's health as immutable metric
-families swapped in on the reactor, and the exposition of a registry (run in a thread)."""
+families swapped in on the reactor, and the exposition, a slice at a time
+(:func:`slicedExposition`) or of a whole registry at once (:func:`exposition`)."""
 
 from __future__ import annotations
 
