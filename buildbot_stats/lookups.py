@@ -168,8 +168,12 @@ class Lookups:
         nothing)."""
         if self._consumers:
             return
+        # messages in the data API's shape whatever the MQ (imported here: messages needs
+        # the captures, which need this module)
+        from buildbot_stats.messages import normalizing
+
         for key, method in FEEDS:
-            consumer = yield mq.startConsuming(getattr(self, method), key)
+            consumer = yield mq.startConsuming(normalizing(getattr(self, method)), key)
             self._consumers.append(consumer)
         # builds created from now on have a higher id than the newest one now: their
         # property updates are all seen

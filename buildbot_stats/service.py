@@ -14,7 +14,11 @@ from buildbot.util.deferwaiter import DeferWaiter
 from buildbot_stats.captures.base import YIELD_DATA
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
+from buildbot_stats.checks import shown
+from buildbot_stats.history.catchup import CatchUp
+from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
+from buildbot_stats.messages import normalizeMessage
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
@@ -47,12 +51,19 @@ class StatsService(service.BuildbotService):
         self.tag_policy = TagPolicy()
         self.capture_errors = 0
         self.foreign_messages = 0
+        # yieldMetricsValue data kept as Buildbot build data, for backfill and catch-up
+        self.build_data_recorder = BuildDataRecorder(self)
+        # replays at start what the backends missed (docs/history.rst)
+        self.catch_up = True
+        self.catchup = CatchUp(self)
 
     # -- configuration --------------------------------------------------------------
 
     def checkConfig(self, storage_backends=None, extra_tags=None,
-                    max_tag_values=DEFAULT_MAX_TAG_VALUES):
+                    max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True):
         checkTagOptions("StatsService", extra_tags, max_tag_values)
+        if not isinstance(catch_up, bool):
+            config.error(f"StatsService: catch_up must be True or False, got {shown(catch_up)}")
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
@@ -85,8 +96,9 @@ class StatsService(service.BuildbotService):
 
     @defer.inlineCallbacks
     def reconfigService(self, storage_backends=None, extra_tags=None,
-                        max_tag_values=DEFAULT_MAX_TAG_VALUES):
+                        max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True):
         self.tag_policy.configure(extra_tags, max_tag_values)
+        self.catch_up = catch_up
         if storage_backends is None:
             storage_backends = self.defaultStorageBackends()
         yield self._reconfigBackends(list(storage_backends))
@@ -186,6 +198,8 @@ class StatsService(service.BuildbotService):
         yield self.lookups.stopConsuming()
 
     def _dispatch(self, key, routingKey, msg):
+        # the same shape under every MQ (the wamp MQ sends datetimes as epoch seconds)
+        msg = normalizeMessage(routingKey, msg)
         if not self._fromThisMaster(msg):
             self.foreign_messages += 1
             return
@@ -196,7 +210,9 @@ class StatsService(service.BuildbotService):
 
     def _fromThisMaster(self, msg):
         # With several masters on one MQ every master sees every build; only the one that
-        # ran the build (or took the yieldMetricsValue call) writes its points.
+        # ran the build (or took the yieldMetricsValue call) writes its points. A message
+        # without masterid is everyone's. Edge cases (a master dying mid-build):
+        # docs/multimaster.rst.
         ours = self.master.masterid
         theirs = msg.get('masterid') if isinstance(msg, dict) else None
         return ours is None or theirs is None or theirs == ours
@@ -220,13 +236,15 @@ class StatsService(service.BuildbotService):
 
         ``capture_errors``, ``foreign_messages``, ``cache_misses`` (data API look-ups the
         :class:`~buildbot_stats.lookups.Lookups` could not answer), ``demoted_tags`` (tags written as fields past
-        ``max_tag_values``) and ``backends``: ``{backend name: backend.metrics()}``.
+        ``max_tag_values``), ``unrecorded_data`` (yieldMetricsValue calls not kept as
+        build data, see docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}``.
         """
         return {
             'capture_errors': self.capture_errors,
             'foreign_messages': self.foreign_messages,
             'cache_misses': sum(self.lookups.misses.values()),
             'demoted_tags': len(self.tag_policy.demoted),
+            'unrecorded_data': self.build_data_recorder.unrecorded,
             'backends': {b.name: b.metrics() for b in self.backends},
         }
 
@@ -238,7 +256,8 @@ class StatsService(service.BuildbotService):
 
         The point is stamped with the time of this call. It reaches the backends through
         the MQ message ``('stats-yieldMetricsValue', 'stats-yield-data')`` and the
-        CaptureData captures that match it.
+        CaptureData captures that match it. It is also recorded as the build's data
+        ``stats.<data_name>`` (docs/history.rst), so that a backfill replays it.
         """
         timestamp = self._data_clock.next(self.master.reactor.seconds())
         build_data = yield self.lookups.getBuild(buildid)
@@ -252,6 +271,21 @@ class StatsService(service.BuildbotService):
             'timestamp': timestamp,
         }
         self.master.mq.produce(YIELD_DATA, msg)
+        yield self.build_data_recorder.record(buildid, data_name, post_data, timestamp)
+
+    # -- catch-up -------------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def startService(self):
+        yield super().startService()
+        if self.catch_up and self._hasHistory():
+            # in the background: the master's start is not delayed
+            self.catchup.start()
+
+    def _hasHistory(self):
+        db = getattr(self.master, 'db', None)
+        return (getattr(db, 'pool', None) is not None and hasattr(db, 'state')
+                and getattr(self.master, 'masterid', None) is not None)
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -262,6 +296,7 @@ class StatsService(service.BuildbotService):
 
     @defer.inlineCallbacks
     def stopService(self):
+        yield self.catchup.stopReplay()
         yield self.removeConsumers()
         # the captures still running hand their points to the backends...
         yield self.drain()
@@ -272,5 +307,7 @@ class StatsService(service.BuildbotService):
         for ok, result in results:
             if not ok:
                 log.err(result, "buildbot_stats: a backend failed to flush")
+        if self.catch_up and self._hasHistory():
+            yield self.catchup.checkpointAtStop()
         log.msg(f"buildbot_stats: {self.name} stopped: {self.metrics()}")
         yield super().stopService()

@@ -119,6 +119,23 @@ class BenchmarksSmokeTest(unittest.TestCase):
             self.assertGreater(res['points_during_scrapes'], 0)
         self.assertMachine(result)
 
+    def test_backfill(self):
+        n = 60
+        result = run_benchmark('backfill', '--n', n)
+        self.assertEqual((result['bench'], result['n']), ('backfill', n))
+        for variant in ('influx', 'sqlite', 'influx-catchup'):
+            res = self.assertVariantOk(result, variant, 'builds_per_s', 'rss_mb_at_pct',
+                                       'max_lag_ms', 'worst_gc_ms')
+            self.assertEqual(res['builds'], n)
+            self.assertEqual(res['capture_errors'], 0)
+            # 4 seed points, builds, build_requests, 4 steps and tests per build; + 1 for the
+            # half with coverage build data
+            self.assertEqual((res['points'], res['written'], res['dropped']),
+                             (n * 11 + n // 2,) * 2 + (0,))
+        self.assertEqual(result['influx']['in_influxdb'], n)
+        self.assertEqual(result['influx-catchup']['in_influxdb'], n)
+        self.assertMachine(result)
+
     def test_www_page(self):
         result = run_benchmark('www_page', '--points', 900, '--repeat', 1)
         self.assertEqual((result['bench'], result['points']), ('www_page', 900))

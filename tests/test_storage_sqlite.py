@@ -41,6 +41,9 @@ def rows(path, sql="SELECT series, time_us, builder, build_number, tags, fields 
     finally:
         conn.close()
 
+# a hypothetical next schema version, for the migration machinery tests
+NEXT = sqlite_schema.SCHEMA_VERSION + 1
+
 
 class LogCatcher:
     def __init__(self, case):
@@ -204,12 +207,13 @@ class RealFileTest(unittest.TestCase):
         svc.postStatsValue({'v': 1}, 's', {}, timestamp=1.0)
         yield svc.stopService()
         conn = sqlite3.connect(self.path)
-        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 1)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0],
+                         sqlite_schema.SCHEMA_VERSION)
         self.assertEqual(conn.execute("PRAGMA application_id").fetchone()[0],
                          sqlite_schema.APPLICATION_ID)
         self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], 'wal')
         meta = dict(conn.execute("SELECT key, value FROM meta"))
-        self.assertEqual(meta['schema_version'], '1')
+        self.assertEqual(meta['schema_version'], str(sqlite_schema.SCHEMA_VERSION))
         self.assertEqual(meta['application'], 'buildbot_stats')
         # the documented long view
         self.assertEqual(
@@ -396,6 +400,21 @@ class RealFileTest(unittest.TestCase):
         self.assertEqual(len(logs.matching("state.sqlite")), 1)
         self.assertEqual(rows(self.path, "SELECT name FROM sqlite_master"), [('builds',)])
 
+    @defer.inlineCallbacks
+    def test_the_same_point_twice_is_one_row(self):
+        # what a backfill or a catch-up does: the points of a build written again
+        tags = {'builder_name': 'alpha', 'build_number': '7'}
+        for duration in (1.5, 1.5, 2.0):
+            svc = yield self.started()
+            svc.postStatsValue({'duration': duration}, 'alpha-build-times', tags,
+                               timestamp=100.000001)
+            svc.postStatsValue({'v': 1}, 'other', tags, timestamp=100.000001)
+            yield svc.stopService()
+            self.assertEqual(svc.counters.written, 2)
+        # the last write wins, as in InfluxDB
+        self.assertEqual(rows(self.path, "SELECT series, fields FROM points ORDER BY series"),
+                         [('alpha-build-times', '{"duration":2.0}'), ('other', '{"v":1}')])
+
 
 class MigrationTest(unittest.TestCase):
     def setUp(self):
@@ -414,18 +433,18 @@ class MigrationTest(unittest.TestCase):
         calls = []
 
         def v2(c):
-            calls.append(2)
+            calls.append(NEXT)
             c.execute("ALTER TABLE points ADD COLUMN note TEXT")
 
-        chain = {**sqlite_schema.MIGRATIONS, 2: v2}
-        self.assertEqual(sqlite_schema.migrate(conn, target=2, migrations=chain), 1)
-        self.assertEqual(sqlite_schema.migrate(conn, target=2, migrations=chain), 2)
-        self.assertEqual(calls, [2])
-        self.assertEqual(sqlite_schema.fileVersion(conn), 2)
+        chain = {**sqlite_schema.MIGRATIONS, NEXT: v2}
+        self.assertEqual(sqlite_schema.migrate(conn, target=NEXT, migrations=chain), NEXT - 1)
+        self.assertEqual(sqlite_schema.migrate(conn, target=NEXT, migrations=chain), NEXT)
+        self.assertEqual(calls, [NEXT])
+        self.assertEqual(sqlite_schema.fileVersion(conn), NEXT)
         self.assertEqual(conn.execute("SELECT series, note FROM points").fetchall(),
                          [('s', None)])
         meta = dict(conn.execute("SELECT key, value FROM meta"))
-        self.assertEqual(meta['schema_version'], '2')
+        self.assertEqual(meta['schema_version'], str(NEXT))
 
     def test_a_failed_step_leaves_the_old_version(self):
         conn = self.connect()
@@ -435,10 +454,10 @@ class MigrationTest(unittest.TestCase):
             c.execute("ALTER TABLE points ADD COLUMN note TEXT")
             raise RuntimeError("boom")
 
-        chain = {**sqlite_schema.MIGRATIONS, 2: broken}
+        chain = {**sqlite_schema.MIGRATIONS, NEXT: broken}
         with self.assertRaises(RuntimeError):
-            sqlite_schema.migrate(conn, target=2, migrations=chain)
-        self.assertEqual(sqlite_schema.fileVersion(conn), 1)
+            sqlite_schema.migrate(conn, target=NEXT, migrations=chain)
+        self.assertEqual(sqlite_schema.fileVersion(conn), NEXT - 1)
         cols = [r[1] for r in conn.execute("PRAGMA table_info(points)")]
         self.assertNotIn('note', cols)
 
@@ -449,6 +468,26 @@ class MigrationTest(unittest.TestCase):
         with self.assertRaises(StoreError) as e:
             openStore(self.path)
         self.assertIn("schema version 7", str(e.exception))
+
+    def test_v1_file_becomes_v2_keeping_the_last_of_each_point(self):
+        conn = self.connect()
+        sqlite_schema.migrate(conn, target=1)
+        conn.executemany(
+            "INSERT INTO points (series, time_us, builder, build_number, tags, fields)"
+            " VALUES (?, ?, 'a', 1, ?, ?)",
+            [('s', 1, '{"b":"1"}', '{"v":1}'), ('s', 1, '{"b":"1"}', '{"v":2}'),
+             ('s', 1, '{"b":"2"}', '{"v":3}'), ('s', 2, '{"b":"1"}', '{"v":4}')])
+        self.assertEqual(sqlite_schema.migrate(conn), 1)
+        self.assertEqual(sqlite_schema.fileVersion(conn), 2)
+        self.assertEqual(conn.execute("SELECT series, time_us, tags, fields FROM points"
+                                      " ORDER BY id").fetchall(),
+                         [('s', 1, '{"b":"1"}', '{"v":2}'), ('s', 1, '{"b":"2"}', '{"v":3}'),
+                          ('s', 2, '{"b":"1"}', '{"v":4}')])
+        with self.assertRaises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO points (series, time_us, tags, fields)"
+                         " VALUES ('s', 2, '{\"b\":\"1\"}', '{}')")
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        self.assertEqual(meta['schema_version'], '2')
 
 
 class DefaultStoreOnARealMasterTest(RunMasterBase):

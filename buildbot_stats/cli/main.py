@@ -37,6 +37,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def makeParser():
+    from buildbot_stats.cli import backfill
     from buildbot_stats.cli import demo
     from buildbot_stats.cli import export
     from buildbot_stats.cli import report
@@ -44,13 +45,14 @@ def makeParser():
     parser = Parser(
         prog=PROG,
         description="Build statistics from a Buildbot master's embedded store: run a demo, "
-        "summarize and chart a store, export it.")
+        "summarize and chart a store, export it, backfill past builds.")
     parser.add_argument('--version', action='version', version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     sub.required = True
     demo.addParser(sub)
     report.addParser(sub)
     export.addParser(sub)
+    backfill.addParser(sub)
     return parser
 
 

@@ -29,8 +29,10 @@ from buildbot_stats.storage.sqlite_schema import migrate
 from buildbot_stats.storage.sqlite_values import Rejected
 from buildbot_stats.storage.sqlite_values import encodeRow
 
+# A point with the series, tags and time of one already stored replaces it (schema v2's
+# unique index): writing the same points twice (backfill, catch-up) adds no row.
 INSERT = (
-    "INSERT INTO points (series, time_us, builder, build_number, tags, fields)"
+    "INSERT OR REPLACE INTO points (series, time_us, builder, build_number, tags, fields)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
 

@@ -11,6 +11,11 @@ Version 1::
     meta(key TEXT PRIMARY KEY, value TEXT)      -- schema_version, application, created_by
     VIEW field_values(point_id, series, time_us, builder, build_number, tags, field, value, type)
 
+Version 2: one point per (series, tags, time), as in InfluxDB, so that writing a point again
+(a backfill, a catch-up after a crash) replaces it instead of adding a row::
+
+    UNIQUE INDEX points_key ON points (series, time_us, tags)   -- replaces points_series_time
+
 ``PRAGMA user_version`` holds the schema version, ``PRAGMA application_id`` marks the file
 as ours so that a path pointed at another database (Buildbot's state.sqlite) is refused.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # 'BBST' as a big-endian 32-bit integer: `PRAGMA application_id` of every store.
 APPLICATION_ID = 0x42425354
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -53,8 +58,18 @@ def _v1(conn):
     )
 
 
+def _v2(conn):
+    # a v1 file may hold the same point twice (written again after a crash): keep the last
+    conn.execute(
+        "DELETE FROM points WHERE id NOT IN"
+        " (SELECT MAX(id) FROM points GROUP BY series, time_us, tags)"
+    )
+    conn.execute("DROP INDEX IF EXISTS points_series_time")
+    conn.execute("CREATE UNIQUE INDEX points_key ON points (series, time_us, tags)")
+
+
 # MIGRATIONS[n] turns a file at version n - 1 into version n, inside one transaction.
-MIGRATIONS = {1: _v1}
+MIGRATIONS = {1: _v1, 2: _v2}
 
 
 def fileVersion(conn):

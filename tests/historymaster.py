@@ -1,0 +1,346 @@
+"""A real Buildbot master in a subprocess (``buildbot start --nodaemon``) with a local worker,
+for the backfill and catch-up tests: it can be killed with SIGKILL and started again on the
+same directory and database.
+
+Its master.cfg reads what varies from environment variables: the InfluxDB URL and database
+(``STATS_INFLUX_URL``, ``STATS_DB``) and the SQLite store (``STATS_SQLITE``). Builds are asked
+for through a file: writing ``N`` to ``<basedir>/submit`` makes the master submit buildsets
+until it has submitted N (each builds ``alpha`` and ``beta``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+RUNNER = ['-c', 'from buildbot.scripts.runner import run; run()']
+DEADLINE = 120.0  # seconds; generous for a loaded 2-core machine
+
+MASTER_CFG = textwrap.dedent('''\
+    import os
+
+    from twisted.internet import defer
+    from twisted.internet import task
+
+    from buildbot.plugins import schedulers, steps, util, worker
+    from buildbot.process.buildstep import BuildStep
+    from buildbot.process.results import SUCCESS
+    from buildbot.util import service
+
+    from buildbot_stats import stats
+    from buildbot_stats.history import catchup
+
+    # checkpoints often, so that the test sees the marks move
+    catchup.CHECKPOINT_INTERVAL = 0.5
+
+
+    class ReportCoverage(stats.StatsStepMixin, BuildStep):
+        name = 'coverage'
+
+        @defer.inlineCallbacks
+        def run(self):
+            n = self.build.number
+            yield self.yieldMetricsValue('coverage', {'percent': 50.5 + n, 'lines': 1000 + n})
+            yield self.yieldMetricsValue('coverage', {'percent': 60.5 + n, 'lines': 2000 + n})
+            return SUCCESS
+
+
+    class UnitTests(BuildStep):
+        name = 'unit'
+
+        @defer.inlineCallbacks
+        def run(self):
+            setid = yield self.addTestResultSet('unit', 'pass_fail', 'boolean')
+            for i in range(3):
+                self.addTestResult(setid, '1' if i else '0', test_name=f't{i}')
+            return SUCCESS
+
+
+    class Submitter(service.BuildbotService):
+        """Submits buildsets until it has submitted the number in <basedir>/submit."""
+
+        name = 'submitter'
+
+        def startService(self):
+            self.loop = task.LoopingCall(self.poll)
+            self.loop.clock = self.master.reactor
+            self.loop.start(0.2)
+            return super().startService()
+
+        def stopService(self):
+            self.loop.stop()
+            return super().stopService()
+
+        @defer.inlineCallbacks
+        def poll(self):
+            path = os.path.join(self.master.basedir, 'submit')
+            done_path = path + '.done'
+            try:
+                with open(path) as f:
+                    wanted = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                return
+            try:
+                with open(done_path) as f:
+                    done = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                done = 0
+            sched = self.master.scheduler_manager.namedServices.get('trigger')
+            if sched is None:  # not configured yet
+                return
+            while done < wanted:
+                yield sched.addBuildsetForSourceStampsWithDefaults(
+                    'test', builderNames=['alpha', 'beta'])
+                done += 1
+                with open(done_path, 'w') as f:
+                    f.write(str(done))
+
+
+    c = BuildmasterConfig = {}
+    c['buildbotNetUsageData'] = None
+    c['db'] = {'db_url': os.environ.get('STATS_DB_URL', 'sqlite:///state.sqlite')}
+    c['protocols'] = {'pb': {'port': 'tcp:0:interface=127.0.0.1'}}
+    c['collapseRequests'] = False
+    c['workers'] = [worker.LocalWorker('local1'), worker.LocalWorker('local2')]
+    c['schedulers'] = [schedulers.Triggerable(
+        name='trigger', builderNames=['alpha', 'beta'],
+        codebases={'': {'repository': 'https://example.org/demo.git', 'branch': 'main'}})]
+    alpha = util.BuildFactory()
+    alpha.addStep(steps.SetProperty(property='warnings', value=util.Interpolate('%(prop:buildnumber)s')))
+    alpha.addStep(ReportCoverage())
+    alpha.addStep(UnitTests())
+    beta = util.BuildFactory()
+    beta.addStep(steps.SetProperty(property='warnings', value=7))
+    c['builders'] = [
+        util.BuilderConfig(name='alpha', workernames=['local1'], factory=alpha),
+        util.BuilderConfig(name='beta', workernames=['local2'], factory=beta),
+    ]
+    captures = [
+        stats.CaptureBuildStartTimeAllBuilders(),
+        stats.CaptureBuildEndTimeAllBuilders(),
+        stats.CaptureBuildDuration('alpha', report_in='minutes'),
+        stats.CaptureBuildDurationAllBuilders(),
+        stats.CapturePropertyAllBuilders('warnings'),
+        stats.CaptureDataAllBuilders('coverage'),
+        stats.CaptureBuildResults(),
+        stats.CaptureQueueTimes(),
+        stats.CaptureStepTimes(),
+        stats.CaptureTestResults(),
+    ]
+    c['services'] = [
+        Submitter(),
+        stats.StatsService(storage_backends=[
+            stats.InfluxStorageService(
+                os.environ['STATS_INFLUX_URL'], None, None, None,
+                os.environ.get('STATS_DB', 'live'), captures, create_database=True,
+                flush_interval=0.1, stop_timeout=5.0),
+            stats.SQLiteStorageService(os.environ.get('STATS_SQLITE', 'stats.sqlite'),
+                                       captures, flush_interval=0.1),
+        ], extra_tags={'site': 'test'}),
+    ]
+''')
+
+
+def buildbot(*args, env=None, cwd=None, check=True):
+    return subprocess.run([sys.executable] + RUNNER + list(args), env=env, cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          check=check, timeout=DEADLINE)
+
+
+def backfillCommand(*args, env=None):
+    """``buildbot-stats backfill ARGS`` in a subprocess: (exit status, stdout, stderr)."""
+    p = subprocess.run(
+        [sys.executable, '-c', 'import sys; from buildbot_stats.cli.main import main; '
+         'sys.exit(main())', 'backfill'] + list(args),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=DEADLINE)
+    return p.returncode, p.stdout, p.stderr
+
+
+def waitFor(what, predicate, deadline=DEADLINE, interval=0.1, describe=None):
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            extra = f": {describe()}" if describe else ""
+            raise AssertionError(f"timed out waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+class SubprocessMaster:
+    def __init__(self, basedir, influx_url, db='live', sqlite='stats.sqlite',
+                 db_url='sqlite:///state.sqlite'):
+        self.basedir = os.path.abspath(basedir)
+        self.db_url = db_url
+        self.env = dict(os.environ, STATS_INFLUX_URL=influx_url, STATS_DB=db,
+                        STATS_SQLITE=sqlite, STATS_DB_URL=db_url, PYTHONUNBUFFERED='1')
+        self.process = None
+
+    def create(self):
+        buildbot('create-master', '-q', '-r', '--db', self.db_url, self.basedir, env=self.env)
+        with open(os.path.join(self.basedir, 'master.cfg'), 'w') as f:
+            f.write(MASTER_CFG)
+        return self
+
+    @property
+    def log_path(self):
+        return os.path.join(self.basedir, 'twistd.log')
+
+    def log(self):
+        try:
+            with open(self.log_path, encoding='utf-8', errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def start(self):
+        self._logOffset = len(self.log())
+        self.process = subprocess.Popen(
+            [sys.executable] + RUNNER + ['start', '--nodaemon', self.basedir], env=self.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        def started():
+            if self.process.poll() is not None:
+                raise AssertionError(f"the master exited: {self.newLog()[-3000:]}")
+            return 'BuildMaster is running' in self.newLog()
+        waitFor('the master to start', started, describe=lambda: self.newLog()[-3000:])
+
+    def newLog(self):
+        return self.log()[self._logOffset:]
+
+    def submit(self, n):
+        with open(os.path.join(self.basedir, 'submit'), 'w') as f:
+            f.write(str(n))
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(DEADLINE)
+        self.process = None
+
+    def stop(self):
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(DEADLINE)
+        self.process = None
+
+    def cleanup(self):
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+
+    # -- reading its database (read-only) -------------------------------------------------------
+
+    def query(self, sql, *args):
+        if self.db_url.startswith('postgresql'):
+            import psycopg2
+
+            conn = psycopg2.connect(self.db_url.replace('+psycopg2', ''))
+            try:
+                conn.set_session(readonly=True, autocommit=True)
+                with conn.cursor() as cur:
+                    cur.execute(sql.replace('?', '%s'), args)
+                    return [tuple(r) for r in cur.fetchall()]
+            finally:
+                conn.close()
+        path = os.path.join(self.basedir, 'state.sqlite')
+        conn = sqlite3.connect(f'file:{path}?mode=ro', uri=True, timeout=30)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    def finishedBuilds(self):
+        return self.query("SELECT COUNT(*) FROM builds WHERE complete_at IS NOT NULL")[0][0]
+
+    def lastCompleteAt(self):
+        return self.query("SELECT MAX(complete_at) FROM builds")[0][0]
+
+    def marks(self):
+        """{state name: value} of the catch-up marks in Buildbot's state table."""
+        import json
+
+        rows = self.query(
+            "SELECT o.name, s.name, s.value_json FROM object_state s JOIN objects o"
+            " ON o.id = s.objectid WHERE o.class_name = 'buildbot_stats.catchup'")
+        return {f"{obj}:{name}": json.loads(value) for obj, name, value in rows}
+
+    def dbSnapshot(self):
+        """Every row of the tables a backfill reads (to prove it wrote nothing)."""
+        out = {}
+        for table in ('builds', 'build_properties', 'steps', 'build_data', 'object_state',
+                      'objects', 'test_result_sets', 'buildrequests', 'buildsets'):
+            rows = self.query(f"SELECT * FROM {table}")
+            out[table] = sorted(
+                repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
+                for row in rows)
+        return out
+
+
+PG_BIN = os.environ.get('BUILDBOT_STATS_PG_BIN', '/usr/lib/postgresql/15/bin')
+
+
+class PostgreSQLServer:
+    """A throw-away PostgreSQL cluster (Debian's postgresql package) on a free loopback port,
+    trust authentication, one database ``bb``. As root, it runs as the ``postgres`` user
+    (PostgreSQL refuses root)."""
+
+    def __init__(self):
+        import tempfile
+
+        from tests.servers import free_port
+
+        self.dir = tempfile.mkdtemp(prefix='buildbot_stats_pg_')
+        self.port = free_port()
+        # psycopg2 (the test extra): SQLAlchemy 2.1's default postgresql driver is psycopg 3
+        self.url = f'postgresql+psycopg2://postgres@127.0.0.1:{self.port}/bb'
+        self.process = None
+
+    @staticmethod
+    def available():
+        return os.path.exists(os.path.join(PG_BIN, 'initdb'))
+
+    def _as_owner(self, cmd):
+        if os.geteuid() == 0:
+            return ['runuser', '-u', 'postgres', '--'] + cmd
+        return cmd
+
+    def start(self):
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, 'postgres')
+        data = os.path.join(self.dir, 'data')
+        subprocess.run(self._as_owner([os.path.join(PG_BIN, 'initdb'), '-D', data, '-U',
+                                       'postgres', '--auth=trust', '-E', 'UTF8']),
+                       check=True, capture_output=True, timeout=DEADLINE)
+        self.process = subprocess.Popen(
+            self._as_owner([os.path.join(PG_BIN, 'postgres'), '-D', data, '-p', str(self.port),
+                            '-k', self.dir, '-c', 'listen_addresses=127.0.0.1']),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import psycopg2
+
+        def ready():
+            try:
+                conn = psycopg2.connect(f'postgresql://postgres@127.0.0.1:{self.port}/postgres')
+            except psycopg2.OperationalError:
+                return False
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute('CREATE DATABASE bb')
+            conn.close()
+            return True
+
+        waitFor('PostgreSQL to answer', ready)
+        return self
+
+    def cleanup(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
