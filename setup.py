@@ -45,7 +45,7 @@ setup(
         # their smoke test) run that module side by side with ours. Not used by the package.
         # selenium drives Debian's chromium; autobahn and psycopg2 run Buildbot's multi-master
         # set-up (wamp MQ, PostgreSQL).
-        'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary']
+        'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary', 'sphinx']
         + WWW + PROMETHEUS,
     },
     entry_points={

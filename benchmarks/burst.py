@@ -25,6 +25,18 @@ reactor lag (a 10 ms LoopingCall's worst delay), and, for InfluxDB, how many poi
 database holds afterwards.
 
     python benchmarks/burst.py --n 1000
+
+``--mode finish`` measures the stats' own cost per build on the master's cheapest build:
+no scheduler, no worker, no step. Each build is made and finished through
+``master.data.updates`` as a real build does (``addBuild``, ``setBuildProperties`` with one
+property,
+``generateNewBuildEvent``, one ``yieldMetricsValue`` when a stats service runs,
+``finishBuild``), one after the other. Every variant reports ``stats_us_per_build``: its CPU
+(``time.process_time``, so the database thread and the stats' threads count) minus the
+``none`` variant's, per build, in microseconds. The master's database is in memory by
+default in this mode.
+
+    python benchmarks/burst.py --mode finish --n 300 --variants none,buildbot,ours
 """
 
 from __future__ import annotations
@@ -268,22 +280,53 @@ async def run_burst(reactor, args, basedir):
             done, details = progress()
             if done >= expected or time.monotonic() > deadline:
                 return details
-            # cheap: a counter read every 5 ms
-            await task_sleep(reactor, 0.005)
+            # a counter read every 20 ms: waiting for a store's last batch (up to its 1 s
+            # flush interval) must not cost the variants that wait more CPU than they spend
+            await task_sleep(reactor, 0.02)
+
+    from buildbot.process.properties import Properties
+    from buildbot.process.results import SUCCESS
+
+    svc = master.service_manager.namedServices.get('StatsService')
+    builderids = [(await master.data.updates.findBuilderId(name)) for name in builderNames]
+    workerid = next(iter(master.workers.workers.values())).workerid
+
+    stats_on = {'on': svc is not None}
+
+    async def finish(n):
+        """Make and finish n builds through the data API's update methods, as Build does:
+        no scheduler, no worker, no step."""
+        updates = master.data.updates
+        posting = svc if stats_on['on'] else None
+        for i in range(n):
+            buildid, number = await updates.addBuild(
+                builderid=builderids[i % len(builderids)], buildrequestid=1,
+                workerid=workerid)
+            # Build sets its properties with setBuildProperties (setBuildProperty announces
+            # any property as 'name' in Buildbot 4.3)
+            props = Properties()
+            props.setProperty(PROPERTY, number, 'burst')
+            await updates.setBuildProperties(buildid, props)
+            await updates.generateNewBuildEvent(buildid)
+            if posting is not None:
+                await posting.yieldMetricsValue(DATA_NAME, {'value': float(number)}, buildid)
+            await updates.finishBuild(buildid, SUCCESS)
 
     # Warm-up: a master that has run a build has imported and cached what builds need (a
     # first build costs 100+ ms of imports on the reactor thread); so does the stats service.
+    run = finish if args.mode == 'finish' else build
     warm = args.warmup * len(builderNames)
     if warm:
-        await build(warm)
+        await run(warm)
         await points_done(warm * POINTS_PER_BUILD, args.timeout)
 
     probe = harness.LagProbe(reactor)
     probe.start()
     cpu0 = time.process_time()
+    reactor_cpu0 = time.thread_time()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.monotonic()
-    await build(args.n)
+    await run(args.n)
     cpu_built = time.process_time() - cpu0
     wall_built = time.monotonic() - wall0
 
@@ -293,13 +336,16 @@ async def run_burst(reactor, args, basedir):
     if progress is not None:
         wall_points = time.monotonic() - wall0
     cpu = time.process_time() - cpu0
+    reactor_cpu = time.thread_time() - reactor_cpu0
     lag = probe.stop()
     consumer.stopConsuming()
 
     result = {
-        'builds': finished['n'] - warm,
+        'builds': args.n if args.mode == 'finish' else finished['n'] - warm,
         'warmup_builds': warm,
         'cpu_s': cpu,
+        # the reactor thread's share (the rest: Buildbot's database threads, the stores')
+        'reactor_cpu_s': reactor_cpu,
         'cpu_builds_s': cpu_built,
         'wall_builds_s': wall_built,
         'wall_s': wall_points,
@@ -315,9 +361,34 @@ async def run_burst(reactor, args, basedir):
     result['user_s'], result['sys_s'] = ru.ru_utime - ru0.ru_utime, ru.ru_stime - ru0.ru_stime
     if details:
         result['counters'] = details
+    if args.alternate and args.mode == 'finish' and svc is not None:
+        result['alternate'] = await alternate(args, svc, finish, progress, points_done,
+                                              stats_on, warm)
     await master.stopService()
     await master.db.pool.stop()
     harness.emit(result)
+
+
+async def alternate(args, svc, finish, progress, points_done, stats_on, warm):
+    """The same master finishes ``args.n`` builds with its stats service unsubscribed, then
+    subscribed, ``args.alternate`` times: the least CPU of each state, in one process, is
+    the measure least disturbed by other work on the machine (and by process start-up)."""
+    off, on = [], []
+    for _ in range(args.alternate):
+        await svc.removeConsumers()
+        stats_on['on'] = False
+        cpu0 = time.process_time()
+        await finish(args.n)
+        off.append(time.process_time() - cpu0)
+        await svc.registerConsumers()
+        stats_on['on'] = True
+        before = progress()[0]
+        cpu0 = time.process_time()
+        await finish(args.n)
+        await points_done(before + args.n * POINTS_PER_BUILD, args.timeout)
+        on.append(time.process_time() - cpu0)
+    return {'off_cpu_s': off, 'on_cpu_s': on,
+            'stats_us_per_build': 1e6 * (min(on) - min(off)) / args.n}
 
 
 def task_sleep(reactor, seconds):
@@ -335,8 +406,8 @@ def parent(args):
     server = None
     if {'buildbot', 'ours'} & set(variants):
         server = harness.start_influxdb()
-    out = {'bench': 'burst', 'n': args.n, 'builders': args.builders, 'workers': args.workers,
-           'database': args.database}
+    out = {'bench': 'burst', 'mode': args.mode, 'n': args.n, 'builders': args.builders,
+           'workers': args.workers, 'database': args.database}
     keys = []
     try:
         for variant in variants:
@@ -348,7 +419,8 @@ def parent(args):
                 k += 1
                 key = f'{variant}_{k}'
             keys.append(key)
-            extra = ['--n', args.n, '--builders', args.builders, '--workers', args.workers,
+            extra = ['--mode', args.mode, '--alternate', args.alternate,
+                     '--n', args.n, '--builders', args.builders, '--workers', args.workers,
                      '--window', args.window, '--warmup', args.warmup,
                      '--timeout', args.timeout, '--database', args.database]
             db = f'burst_{key}'
@@ -369,6 +441,23 @@ def parent(args):
         res = out[key]
         if key != 'none' and base and 'cpu_s' in res:
             res['cpu_overhead_pct'] = harness.r(100.0 * (res['cpu_s'] - base) / base)
+            # the stats' own CPU per build, the database thread included
+            res['stats_us_per_build'] = harness.r(1e6 * (res['cpu_s'] - base) / args.n)
+    if base:
+        out['none']['master_us_per_build'] = harness.r(1e6 * base / args.n)
+    # With a variant named several times, the least CPU of each is the figure least
+    # disturbed by other work on the machine
+    least = {}
+    for key in keys:
+        cpu = out[key].get('cpu_s')
+        variant = key.rsplit('_', 1)[0] if key not in VARIANTS else key
+        if cpu is not None:
+            least[variant] = min(cpu, least.get(variant, cpu))
+    if len(keys) > len(least) and 'none' in least:
+        out['least_cpu_s'] = least
+        out['least_stats_us_per_build'] = {
+            v: harness.r(1e6 * (cpu - least['none']) / args.n)
+            for v, cpu in least.items() if v != 'none'}
     out['machine'] = harness.machine()
     harness.emit(out)
 
@@ -388,9 +477,25 @@ def main(argv=None):
                    help='seconds to wait for the last point after the last build')
     p.add_argument('--tmpdir', default=None,
                    help="where the master's basedir (its SQLite file) goes (default: $TMPDIR)")
-    p.add_argument('--database', choices=('file', 'memory'), default='file',
-                   help="the master's database: an SQLite file (default) or in memory")
-    harness.run_main(p, child, parent, argv)
+    p.add_argument('--database', choices=('file', 'memory'), default=None,
+                   help="the master's database: an SQLite file (default of --mode builds) or "
+                        "in memory (default of --mode finish)")
+    p.add_argument('--alternate', type=int, default=0,
+                   help="with --mode finish: after the measured run, the stats variants "
+                        "also finish --n builds with their service unsubscribed and "
+                        "subscribed, this many times each, in the same process")
+    p.add_argument('--mode', choices=('builds', 'finish'), default='builds',
+                   help="'builds' (default): real builds on in-process workers; 'finish': "
+                        "builds made and finished through master.data.updates only")
+    harness.run_main(p, child, parent, argv, defaults=_modeDefaults)
+
+
+def _modeDefaults(args):
+    if args.database is None:
+        # finish: the master's cheapest build, so the stats' own cost shows (a file database
+        # costs ~2.5 ms of CPU per query, and its noise would hide it)
+        args.database = 'memory' if args.mode == 'finish' else 'file'
+
 
 
 if __name__ == '__main__':

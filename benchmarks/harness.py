@@ -229,12 +229,15 @@ def count_points(port, db, measurement, field):
     return 0
 
 
-def run_main(parser, child, parent, argv=None):
-    """Add the arguments a parent passes to its children, parse, and run the right half."""
+def run_main(parser, child, parent, argv=None, defaults=None):
+    """Add the arguments a parent passes to its children, parse, and run the right half.
+    ``defaults(args)`` may fill in defaults that depend on other arguments."""
     parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('--influx-port', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--db', default='', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if defaults is not None:
+        defaults(args)
     if args.child:
         child(args)
     else:

@@ -45,11 +45,11 @@ VARIANTS = ('none', 'buildbot', 'ours')
 LINE_OVERHEAD_BYTES = 64
 
 
-def memory_bound_mb(buffer_limit, batch_size, line_bytes):
+def memory_bound_mb(buffer_limit, batch_size, line_bytes, max_in_flight=1):
     """The documented bound on what the buffer adds to the master's memory during an
-    outage: ``buffer_limit`` lines plus the batch in flight and the batch being filled, each
+    outage: ``buffer_limit`` lines plus the batches in flight and the batch being filled, each
     line its length plus ``LINE_OVERHEAD_BYTES``, plus one request body (a batch joined)."""
-    lines = buffer_limit + 2 * batch_size
+    lines = buffer_limit + (max_in_flight + 1) * batch_size
     return (lines * (line_bytes + LINE_OVERHEAD_BYTES) + batch_size * line_bytes) / 2**20
 
 
@@ -146,7 +146,8 @@ async def body_ours(reactor, args):
     drain = time.monotonic() - up
     lag = probe.stop()
     line_bytes = len(harness_line(backend))
-    bound = memory_bound_mb(options.buffer_limit, options.batch_size, line_bytes)
+    bound = memory_bound_mb(options.buffer_limit, options.batch_size, line_bytes,
+                            options.max_in_flight)
     result = dict(posted)
     result.update({
         'points': args.n,

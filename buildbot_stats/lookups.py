@@ -25,6 +25,8 @@ from collections import OrderedDict
 from twisted.internet import defer
 from twisted.python import log
 
+from buildbot_stats.messages import normalizing
+
 SOURCE_TAGS = ('branch', 'repository', 'project')
 
 #: The most entries each cache keeps (least recently used ones go first). With these
@@ -42,17 +44,19 @@ SIZES = {
     'build_tags': 1000,
 }
 
-# the MQ messages that keep the lookups current, and the method each one goes to
-FEEDS = (
-    (('builders', None, 'started'), '_builderChanged'),
-    (('builders', None, 'stopped'), '_builderChanged'),
-    (('builders', None, 'update'), '_builderChanged'),
-    (('builds', None, 'new'), '_buildNew'),
-    (('builds', None, 'properties', 'update'), '_propertiesUpdated'),
-    (('workers', None, None), '_workerChanged'),
-    (('buildrequests', None, 'new'), '_buildRequestNew'),
-    (('buildsets', None, 'new'), '_buildsetNew'),
-)
+# The MQ messages that keep a cache current, and the method each goes to. A feed is consumed
+# only while a capture uses its cache (Capture.uses): every consumer costs a match on every
+# message the master produces.
+FEEDS = {
+    # started, stopped, update
+    'builder_names': (('builders', None, None), '_builderChanged'),
+    'builds': (('builds', None, 'new'), '_buildNew'),
+    'properties': (('builds', None, 'properties', 'update'), '_propertiesUpdated'),
+    # connected, disconnected, missing, state_updated
+    'workers': (('workers', None, None), '_workerChanged'),
+    'build_requests': (('buildrequests', None, 'new'), '_buildRequestNew'),
+    'buildsets': (('buildsets', None, 'new'), '_buildsetNew'),
+}
 
 
 class OnceLookup:
@@ -97,9 +101,22 @@ class OnceLookup:
         lookup.addCallbacks(done, failed)
         return d
 
+    def lookup(self, key):
+        """The value of ``key`` itself when it is cached (the common case: no Deferred to
+        make and fire), else a Deferred of it, as :meth:`get`. Use with :func:`then`."""
+        values = self._values
+        if key in values:
+            values.move_to_end(key)
+            return values[key]
+        return self.get(key)
+
     def peek(self, key, default=None):
         """The cached value of ``key`` (no look-up, no change of order), or ``default``."""
         return self._values.get(key, default)
+
+    def pop(self, key):
+        """Forget ``key`` (no look-up)."""
+        self._values.pop(key, None)
 
     def put(self, key, value):
         values = self._values
@@ -118,6 +135,15 @@ class OnceLookup:
 
     def clear(self):
         self._values.clear()
+
+
+def then(result, fn, *args):
+    """``fn(result, *args)`` now when ``result`` is a value, or when it fires when it is a
+    Deferred: the cached path of a capture runs without making a Deferred."""
+    # OnceLookup makes plain Deferreds; the type test spares Deferred's ABC isinstance
+    if type(result) is defer.Deferred:
+        return result.addCallback(fn, *args)
+    return fn(result, *args)
 
 
 class Lookups:
@@ -142,7 +168,7 @@ class Lookups:
                                            SIZES['test_result_sets'])
         # keyed by (workerid, buildrequestid): that is all the tags of a build depend on
         self.build_tags = OnceLookup(self._askBuildTags, SIZES['build_tags'])
-        self._consumers = []
+        self._consumers = {}  # cache name -> its feed's MQ consumer
         # The property updates of a build are complete only when the lookups listened
         # before its first one: true of builds with an id above this (None: of none yet).
         self._trusted_above = None
@@ -163,18 +189,37 @@ class Lookups:
     # -- the MQ feeds ------------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def startConsuming(self, mq):
-        """Listen to the messages that keep the caches current (once; a second call does
-        nothing)."""
-        if self._consumers:
-            return
-        # messages in the data API's shape whatever the MQ (imported here: messages needs
-        # the captures, which need this module)
-        from buildbot_stats.messages import normalizing
+    def startConsuming(self, mq, names=tuple(FEEDS)):
+        """Listen to the feeds of the caches ``names`` (see :data:`FEEDS`), and only those:
+        a feed no longer named stops (its cache keeps what it holds, asking the data API
+        for the rest)."""
+        names = set(names) & set(FEEDS)
+        for name in sorted(set(self._consumers) - names):
+            yield self._stopFeed(name)
+        for name in sorted(names - set(self._consumers)):
+            key, method = FEEDS[name]
+            # messages in the data API's shape whatever the MQ (see buildbot_stats.messages)
+            self._consumers[name] = yield mq.startConsuming(
+                normalizing(getattr(self, method)), key)
+            if name == 'properties':
+                yield self._startTrusting()
 
-        for key, method in FEEDS:
-            consumer = yield mq.startConsuming(normalizing(getattr(self, method)), key)
-            self._consumers.append(consumer)
+    @defer.inlineCallbacks
+    def stopConsuming(self):
+        for name in sorted(self._consumers):
+            yield self._stopFeed(name)
+
+    @defer.inlineCallbacks
+    def _stopFeed(self, name):
+        consumer = self._consumers.pop(name)
+        if name == 'properties':
+            # updates will be missed from now on: what is cached may go stale
+            self._trusted_above = None
+            self.properties.clear()
+        yield consumer.stopConsuming()
+
+    @defer.inlineCallbacks
+    def _startTrusting(self):
         # builds created from now on have a higher id than the newest one now: their
         # property updates are all seen
         try:
@@ -183,14 +228,8 @@ class Lookups:
             log.msg(f"buildbot_stats: could not read the newest build id ({e}); build "
                     "properties are asked of the data API")
             return
-        self._trusted_above = newest[0]['buildid'] if newest else 0
-
-    @defer.inlineCallbacks
-    def stopConsuming(self):
-        consumers, self._consumers = self._consumers, []
-        self._trusted_above = None
-        for consumer in consumers:
-            yield consumer.stopConsuming()
+        if 'properties' in self._consumers:
+            self._trusted_above = newest[0]['buildid'] if newest else 0
 
     def _builderChanged(self, routingKey, msg):
         if msg.get('builderid') is not None and msg.get('name'):
@@ -204,6 +243,13 @@ class Lookups:
         try:
             buildid = int(routingKey[1])
         except (TypeError, ValueError):
+            return
+        if 'name' in msg:
+            # Buildbot's setBuildProperty (one property) announces {'name': (value, source)}
+            # whatever the property's name, so such a message cannot be trusted: this
+            # build's properties come from the data API
+            self.properties.pop(buildid)
+            self._propertiesEvicted(buildid)
             return
         props = self.properties.peek(buildid)
         if props is None:

@@ -25,9 +25,10 @@ from buildbot.data import base
 from buildbot.data import connector
 from buildbot.data import types
 
-from buildbot_stats.captures.base import YIELD_DATA
-
 UTC = datetime.timezone.utc
+
+#: The routing key of the StatsService's own ``yieldMetricsValue`` message.
+YIELD_DATA = ("stats-yieldMetricsValue", "stats-yield-data")
 
 
 def _entityTypes():

@@ -6,12 +6,13 @@ import functools
 
 from twisted.internet import defer
 from twisted.python import log
+from twisted.python.failure import Failure
 
 from buildbot import config
 from buildbot.util import service
 from buildbot.util.deferwaiter import DeferWaiter
 
-from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
@@ -186,8 +187,10 @@ class StatsService(service.BuildbotService):
             self.consumers[key] = yield self.master.mq.startConsuming(
                 functools.partial(self._dispatch, key), key
             )
-        # the messages that keep the shared lookups current (once)
-        yield self.lookups.startConsuming(self.master.mq)
+        # the messages that keep current the look-ups the captures use
+        uses = {name for caps in self._captures_by_key.values() for cap in caps
+                for name in getattr(cap, 'uses', ())}
+        yield self.lookups.startConsuming(self.master.mq, uses)
 
     @defer.inlineCallbacks
     def removeConsumers(self):
@@ -204,9 +207,15 @@ class StatsService(service.BuildbotService):
             self.foreign_messages += 1
             return
         for cap in self._captures_by_key.get(key, ()):
-            d = defer.maybeDeferred(cap.consumer, routingKey, msg)
-            d.addErrback(self._captureFailed, cap, msg)
-            self._inflight.add(d)
+            # most captures finish at once (their look-ups are cached): no Deferred then
+            try:
+                result = cap.consumer(routingKey, msg)
+            except Exception:
+                self._captureFailed(Failure(), cap, msg)
+                continue
+            if result is not None and isinstance(result, defer.Deferred):
+                result.addErrback(self._captureFailed, cap, msg)
+                self._inflight.add(result)
 
     def _fromThisMaster(self, msg):
         # With several masters on one MQ every master sees every build; only the one that
@@ -250,7 +259,6 @@ class StatsService(service.BuildbotService):
 
     # -- data from build steps --------------------------------------------------------------
 
-    @defer.inlineCallbacks
     def yieldMetricsValue(self, data_name, post_data, buildid):
         """Post ``post_data`` (a dict of fields) as ``data_name`` for build ``buildid``.
 
@@ -260,7 +268,16 @@ class StatsService(service.BuildbotService):
         ``stats.<data_name>`` (docs/history.rst), so that a backfill replays it.
         """
         timestamp = self._data_clock.next(self.master.reactor.seconds())
-        build_data = yield self.lookups.getBuild(buildid)
+        build_data = self.lookups.builds.lookup(buildid)
+        if type(build_data) is defer.Deferred:
+            return build_data.addCallback(self._produceData, data_name, post_data, buildid,
+                                          timestamp)
+        try:
+            return self._produceData(build_data, data_name, post_data, buildid, timestamp)
+        except Exception:
+            return defer.fail()
+
+    def _produceData(self, build_data, data_name, post_data, buildid, timestamp):
         if build_data is None:
             raise ValueError(f"yieldMetricsValue({data_name!r}): no build with id {buildid!r}")
         msg = {
@@ -271,7 +288,8 @@ class StatsService(service.BuildbotService):
             'timestamp': timestamp,
         }
         self.master.mq.produce(YIELD_DATA, msg)
-        yield self.build_data_recorder.record(buildid, data_name, post_data, timestamp)
+        # a Deferred: the step waits until the data is kept as build data
+        return self.build_data_recorder.record(buildid, data_name, post_data, timestamp)
 
     # -- catch-up -------------------------------------------------------------------------------
 

@@ -213,8 +213,25 @@ class _ServerProcess:
         self.start()
 
     def pause(self):
-        """Freeze the process (SIGSTOP): connections are accepted by the kernel, nothing answers."""
-        os.kill(self.process.pid, signal.SIGSTOP)
+        """Freeze the process (SIGSTOP): connections are accepted by the kernel, nothing answers.
+
+        Returns once every thread is stopped: the signal is delivered asynchronously, and on
+        a loaded machine a thread could otherwise still answer a request sent right after."""
+        pid = self.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                tasks = os.listdir(f'/proc/{pid}/task')
+                states = []
+                for tid in tasks:
+                    with open(f'/proc/{pid}/task/{tid}/stat') as f:
+                        states.append(f.read().rsplit(')', 1)[1].split()[0])
+            except OSError:
+                return  # no /proc (not Linux) or the thread list changed: best effort
+            if all(state in ('T', 't') for state in states):
+                return
+            time.sleep(0.01)
 
     def resume(self):
         os.kill(self.process.pid, signal.SIGCONT)

@@ -71,6 +71,26 @@ class BenchmarksSmokeTest(unittest.TestCase):
                              (total, total, 0, 0))
         self.assertMachine(result)
 
+    def test_burst_finish_mode(self):
+        n = 6
+        result = run_benchmark('burst', '--mode', 'finish', '--n', n, '--builders', 2,
+                               '--workers', 1, '--variants', 'none,ours,none')
+        self.assertEqual((result['mode'], result['database']), ('finish', 'memory'))
+        none = self.assertVariantOk(result, 'none', 'cpu_s', 'master_us_per_build')
+        self.assertEqual(none['builds'], n)
+        ours = self.assertVariantOk(result, 'ours', 'stats_us_per_build', 'counters')
+        # made and finished through master.data.updates: 5 points a build, all in InfluxDB
+        self.assertEqual((ours['points_expected'], ours['points_done']), (5 * n, 5 * n))
+        self.assertEqual(ours['influx_fields'], ours['influx_fields_expected'])
+        self.assertEqual(set(result['least_stats_us_per_build']), {'ours'})
+        self.assertMachine(result)
+
+    def test_service_cost(self):
+        result = run_benchmark('service_cost', '--n', 200, '--repeat', 2)
+        self.assertEqual((result['bench'], result['n']), ('service_cost', 200))
+        for variant in ('memory', 'influx'):
+            self.assertGreater(result[variant]['us_per_build'], 0)
+
     def test_throughput(self):
         n = 20000
         result = run_benchmark('throughput', '--n', n, '--buildbot-n', 100)
@@ -141,7 +161,10 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual((result['bench'], result['points']), ('www_page', 900))
         self.assertEqual(len(result['views']), 8)
         for name, view in result['views'].items():
-            self.assertGreater(view['median_ms'], 0, name)
+            # the first view, the mirror's load, the view after a build, the view again
+            for key in ('cold_median_ms', 'mirror_load_median_ms', 'after_write_median_ms',
+                        'cached_median_ms'):
+                self.assertGreater(view[key], 0, (name, key))
         # the 100 builds' charts, with a hover marker each (about 1 kB per build)
         self.assertGreater(result['views']['all builders all']['html_bytes'], 100_000)
         self.assertMachine(result)

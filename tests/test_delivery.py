@@ -216,7 +216,7 @@ class WriterTest(unittest.TestCase):
         self.assertEqual((self.counters.dropped, self.counters.pending), (2, 0))
 
     def test_buffer_full_while_down_drops_oldest(self):
-        w = self.makeWriter(batch_size=10, buffer_limit=30)
+        w = self.makeWriter(batch_size=10, buffer_limit=30, max_in_flight=1)
         self.add(w, 100)   # the first batch hangs in flight, the rest piles up
         self.assertEqual(len(self.sender.pending), 1)
         self.assertEqual(self.counters.dropped, 60)
@@ -227,6 +227,46 @@ class WriterTest(unittest.TestCase):
         self.assertEqual(self.counters.written, 40)
         # the newest were kept
         self.assertIn(b'm v=99i 99', self.sender.bodies[-1])
+
+    def test_two_in_flight_each_batch_accounted_once(self):
+        w = self.makeWriter(batch_size=10, buffer_limit=30)  # max_in_flight=2, the default
+        self.add(w, 100)   # two batches hang in flight, the rest piles up
+        self.assertEqual(len(self.sender.pending), 2)
+        self.assertEqual(self.counters.dropped, 50)
+        self.assertEqual(self.counters.pending, 50)  # 20 in flight + 30 buffered
+        # the second answers first, then the first fails: it is kept, tried again
+        first, second = self.sender.pending
+        self.sender.pending = []
+        second.callback(OK)
+        self.assertEqual(len(self.sender.pending), 1)  # the next batch took its place
+        first.callback(S.Outcome(S.RETRY, 500, 'HTTP 500'))
+        self.assertEqual((self.counters.written, self.counters.retries), (10, 1))
+        # while the retry waits, nothing new is sent; then both slots work again
+        self.assertEqual(len(self.sender.pending), 1)
+        self.sender.script = [OK] * 10
+        self.sender.pending.pop().callback(OK)
+        self.clock.advance(1.0)
+        self.assertEqual(self.counters.asDict(), {
+            'added': 100, 'written': 50, 'rejected': 0, 'dropped': 50, 'retries': 1,
+            'pending': 0})
+        # the two batches in flight and the newest 30 (the failed one among them)
+        sent = {line for body in self.sender.bodies for line in body.split(b'\n')}
+        self.assertEqual(sent, {b'm v=%di %d' % (i, i) for i in [*range(20), *range(70, 100)]})
+
+    def test_two_failing_in_flight_share_one_retry_timer(self):
+        fail = S.Outcome(S.RETRY, 503, 'HTTP 503')
+        w = self.makeWriter(batch_size=2, retry_interval=1.0)
+        self.add(w, 4)
+        self.assertEqual(len(self.sender.pending), 2)
+        for d in list(self.sender.pending):
+            self.sender.pending.remove(d)
+            d.callback(fail)
+        self.assertEqual((self.counters.retries, self.counters.pending), (2, 4))
+        self.assertEqual(len(self.clock.getDelayedCalls()) - 2, 1)  # + flush and report
+        self.sender.script = [OK, OK]
+        self.clock.advance(1.0)
+        self.assertEqual((self.counters.written, self.counters.pending), (4, 0))
+        self.assertEqual(w.pendingLines, 0)
 
     @defer.inlineCallbacks
     def test_stop_is_bounded_when_server_hangs_and_counts_what_is_left(self):

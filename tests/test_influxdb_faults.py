@@ -106,7 +106,8 @@ class Faults(unittest.TestCase):
             return (413, b'{"error":"Request Entity Too Large"}') if body.count(b'\n') >= 2 \
                 else (204, b'')
         self.server.script = [('fn', tooLarge)] * 20
-        yield self.start(batch_size=8)
+        # one request at a time: the halves are sent in order
+        yield self.start(batch_size=8, max_in_flight=1)
         self.post(8)
         yield self.backend.flush(timeout=5)
         self.assertCounters(written=8, pending=0, rejected=0)

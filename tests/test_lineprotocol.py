@@ -96,6 +96,17 @@ class TableTest(unittest.TestCase):
         line, _ = e.encode('m', {'v': 1}, tags, 1)
         self.assertEqual(line, 'm,B=3,a=y,b=2,m=x,z=1,é=4 v=1i 1')
 
+    def test_a_remembered_tag_set_gives_the_line_a_fresh_encoder_gives(self):
+        e = LineEncoder()
+        cases = [{'t': '1'}, {'t': 1}, {'t': True}, {'t': 1.0}, {'t': '1'}, {'t': True},
+                 {'a': '', 'b': 'x'}, {'a': '', 'b': 'x'}, {'b': 'x', 'a': 'y'},
+                 {'a': 'y', 'b': 'x'}, {'t': ['unhashable']}, {'t': ['unhashable']}]
+        for tags in cases:
+            self.assertEqual(e.encode('m', {'v': 1}, tags, 1),
+                             LineEncoder().encode('m', {'v': 1}, tags, 1), repr(tags))
+        self.assertEqual(e.encode('m', {'v': 1}, {'a': '', 'b': 'x'}, 1),
+                         ('m,b=x v=1i 1', [("tag 'a'", 'empty-tag-value')]))
+
     def test_extra_tags(self):
         # extra tags are TagPolicy's: merged into the point's tags, then encoded
         e = LineEncoder()

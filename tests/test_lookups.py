@@ -60,6 +60,20 @@ class LookupsFedByTheMQ(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(svc.lookups.properties.misses, 1)
 
     @defer.inlineCallbacks
+    def test_a_name_property_message_is_not_trusted(self):
+        # Buildbot 4's setBuildProperty announces every property as 'name'
+        mem = stats.InMemoryStorageService([stats.CapturePropertyAllBuilders('p')])
+        svc = yield self.startStats([mem])
+        build = yield self.insertBuild(properties={'p': 'in the db'})
+        self.updateProperties(build['buildid'], {'p': ('mq', 'Build')})
+        self.updateProperties(build['buildid'], {'name': ('changed', 'Step')})
+        self.updateProperties(build['buildid'], {'q': ('later', 'Step')})
+        self.assertNotIn(build['buildid'], svc.lookups.properties)
+        yield self.finishBuild(build)
+        self.assertEqual([p.fields['value'] for p in mem.points], ['in the db'])
+        self.assertEqual(svc.lookups.properties.misses, 1)
+
+    @defer.inlineCallbacks
     def test_workers_requests_and_buildsets_from_their_messages(self):
         mem = stats.InMemoryStorageService([stats.CaptureQueueTimes()])
         svc = yield self.startStats([mem])
@@ -80,13 +94,27 @@ class LookupsFedByTheMQ(FakeMasterMixin, unittest.TestCase):
                          (0, 0, 0))
         self.assertEqual(svc.metrics()['cache_misses'], sum(misses.values()))
 
+    def feedsConsumed(self):
+        feeds = {key: name for name, (key, _) in lookups_module.FEEDS.items()}
+        return sorted(feeds[tuple(q.filter)] for q in self.master.mq.qrefs
+                      if tuple(q.filter) in feeds)
+
     @defer.inlineCallbacks
-    def test_stopping_the_service_stops_the_feeds(self):
-        svc = yield self.startStats([stats.InMemoryStorageService([])])
-        feeds = [key for key, _ in lookups_module.FEEDS]
-        self.assertEqual(
-            sorted((tuple(q.filter) for q in self.master.mq.qrefs if tuple(q.filter) in feeds),
-                   key=repr),
-            sorted(feeds, key=repr))
+    def test_only_the_feeds_the_captures_use_and_stop_stops_them(self):
+        mem = stats.InMemoryStorageService([stats.CaptureBuildDurationAllBuilders()],
+                                           name='mem')
+        svc = yield self.startStats([mem])
+        self.assertEqual(self.feedsConsumed(), ['builder_names'])
+        yield svc.reconfigServiceWithSibling(stats.StatsService(storage_backends=[
+            stats.InMemoryStorageService([stats.CapturePropertyAllBuilders('p'),
+                                          stats.CaptureQueueTimes()], name='mem')]))
+        self.assertEqual(self.feedsConsumed(), [
+            'build_requests', 'builder_names', 'buildsets', 'properties', 'workers'])
+        self.assertIsNotNone(svc.lookups._trusted_above)
+        yield svc.reconfigServiceWithSibling(stats.StatsService(storage_backends=[
+            stats.InMemoryStorageService([stats.CaptureData('d', 'alpha')], name='mem')]))
+        self.assertEqual(self.feedsConsumed(), ['builder_names', 'builds'])
+        # properties are no longer followed: nothing cached about them is trusted
+        self.assertIsNone(svc.lookups._trusted_above)
         yield svc.disownServiceParent()
-        self.assertEqual([q for q in self.master.mq.qrefs if tuple(q.filter) in feeds], [])
+        self.assertEqual(self.feedsConsumed(), [])

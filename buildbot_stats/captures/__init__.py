@@ -1,7 +1,7 @@
 """Every capture class; see the modules for what each one captures."""
 
 from buildbot_stats.captures.base import BUILD_FINISHED
-from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.builds import CaptureBuildDuration

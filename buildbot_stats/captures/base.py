@@ -19,7 +19,6 @@ from buildbot_stats.tagging import TagPolicy
 from buildbot_stats.timestamps import pointTime
 
 BUILD_FINISHED = ("builders", None, "builds", None, "finished")
-YIELD_DATA = ("stats-yieldMetricsValue", "stats-yield-data")
 
 
 class CaptureError(Exception):
@@ -52,6 +51,10 @@ class Capture:
     :param routingKey: the MQ routing key (a tuple, ``None`` as a wildcard) to consume
     :param callback: the function that turns what the capture gathered into a value
     """
+
+    #: The caches of :class:`~buildbot_stats.lookups.Lookups` this capture reads: the
+    #: service keeps them current from the MQ while a capture uses them
+    uses = ('builder_names',)
 
     def __init__(self, routingKey, callback):
         self.routingKey = tuple(routingKey)

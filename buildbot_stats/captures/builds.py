@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 
-from twisted.internet import defer
-
 from buildbot import config
 
 from buildbot_stats.captures.base import BUILD_FINISHED
@@ -15,6 +13,7 @@ from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
 from buildbot_stats.checks import aTypeName
+from buildbot_stats.lookups import then
 
 REPORT_IN_DIVISORS = {'seconds': 1, 'minutes': 60, 'hours': 3600}
 
@@ -36,9 +35,10 @@ class CaptureBuildTimes(BuilderMatchMixin, Capture):
         checkCallback(type(self).__name__, callback)
         super().__init__(BUILD_FINISHED, callback or self.default_callback)
 
-    @defer.inlineCallbacks
     def consumer(self, routingKey, msg):
-        builder_name = yield self.getBuilderName(msg['builderid'])
+        return then(self.lookups.builder_names.lookup(msg['builderid']), self._consumeOf, msg)
+
+    def _consumeOf(self, builder_name, msg):
         if not self.builderMatches(builder_name):
             return
         try:

@@ -47,6 +47,7 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
     """
 
     measurement: str = None
+    uses = ('builder_names', 'workers', 'build_requests', 'buildsets')
 
     def __init__(self, builder_name=None, callback=None):
         owner = type(self).__name__

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from twisted.internet import defer
-
 from buildbot import config
 
-from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import BuilderMatchMixin
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
 from buildbot_stats.checks import shown
+from buildbot_stats.lookups import then
 
 
 def identity(x):
@@ -21,6 +20,9 @@ def identity(x):
 
 class CaptureDataBase(BuilderMatchMixin, Capture):
     """Base of the data captures. Not used directly."""
+
+    # the builds: for yieldMetricsValue, which sends the build with the data
+    uses = ('builder_names', 'builds')
 
     def __init__(self, data_name, callback=None):
         owner = type(self).__name__
@@ -36,12 +38,14 @@ class CaptureDataBase(BuilderMatchMixin, Capture):
             f"builder_name={self._builder_name!r})"
         )
 
-    @defer.inlineCallbacks
     def consumer(self, routingKey, msg):
         if msg['data_name'] != self._data_name:
-            return
+            return None
+        return then(self.lookups.builder_names.lookup(msg['build_data']['builderid']),
+                    self._consumeOf, msg)
+
+    def _consumeOf(self, builder_name, msg):
         build_data = msg['build_data']
-        builder_name = yield self.getBuilderName(build_data['builderid'])
         if not self.builderMatches(builder_name):
             return
         try:

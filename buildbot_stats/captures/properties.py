@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from twisted.internet import defer
-
 from buildbot import config
 
 from buildbot_stats.captures.base import BUILD_FINISHED
@@ -14,6 +12,7 @@ from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.captures.base import checkCallback
 from buildbot_stats.captures.base import compilePattern
 from buildbot_stats.checks import shown
+from buildbot_stats.lookups import then
 
 
 def default_property_callback(props, property_name):
@@ -23,6 +22,8 @@ def default_property_callback(props, property_name):
 
 class CapturePropertyBase(BuilderMatchMixin, Capture):
     """Base of the property captures. Not used directly."""
+
+    uses = ('builder_names', 'properties')
 
     def __init__(self, property_name, callback=None, regex=False):
         owner = type(self).__name__
@@ -42,12 +43,16 @@ class CapturePropertyBase(BuilderMatchMixin, Capture):
             f"property_name={self._property_name!r})"
         )
 
-    @defer.inlineCallbacks
     def consumer(self, routingKey, msg):
-        builder_name = yield self.getBuilderName(msg['builderid'])
+        return then(self.lookups.builder_names.lookup(msg['builderid']), self._consumeOf, msg)
+
+    def _consumeOf(self, builder_name, msg):
         if not self.builderMatches(builder_name):
-            return
-        properties = yield self.getBuildProperties(msg['buildid'])
+            return None
+        return then(self.lookups.properties.lookup(msg['buildid']), self._capture, msg,
+                    builder_name)
+
+    def _capture(self, properties, msg, builder_name):
         if self._regex:
             names = sorted(pn for pn in properties if self._pattern.match(pn))
         else:

@@ -255,6 +255,10 @@ class LineEncoder:
         self._tag_keys = {}      # str -> escaped, or (reason,) when it cannot be written
         self._tag_values = {}
         self._field_keys = {}
+        # (measurement, tuple(tags.items())) -> the line's head (measurement and sorted
+        # tags), for tag sets of str keys and values that encoded with nothing dropped:
+        # the few tag sets of a master repeat in every point
+        self._heads = {}
 
     # -- cached name escaping: the few names of a master repeat in every point --
 
@@ -395,6 +399,15 @@ class LineEncoder:
             except AttributeError:
                 raise PointRejected(BAD_TAGS, f'{series!r}: tags must be a mapping, not'
                                               f' {type(tags).__name__}') from None
+            # Only str tag sets are remembered (1, 1.0 and True are equal keys), so a str
+            # tag set can only find the head of an equal str tag set
+            head_key = (measurement, tuple(tag_items))
+            try:
+                head = self._heads.get(head_key)
+            except TypeError:  # an unhashable value: it is dropped below
+                head = head_key = None
+            if head is not None:
+                return f'{head} {",".join(parts)}{stamp}', dropped
             tag_keys = self._tag_keys
             tag_values = self._tag_values
             out = {}
@@ -417,6 +430,11 @@ class LineEncoder:
                 head = measurement + ''.join([f',{k}={out[k]}' for k in sorted(out)])
             else:
                 head = measurement
+            if head_key is not None and not dropped and all(
+                    type(k) is str and type(v) is str for k, v in head_key[1]):
+                if len(self._heads) >= _CACHE_LIMIT:
+                    self._heads.clear()
+                self._heads[head_key] = head
         else:
             head = measurement
 

@@ -31,6 +31,10 @@ class WriteOptions:
       before it spools (or counts as dropped) what is left
     * ``report_interval`` (60.0): while something is wrong, the counters are logged this
       often
+    * ``max_in_flight`` (2): write requests sent before the first is answered; the server
+      works on one batch while the next travels. With more than one, batches may land out
+      of order (every point carries its own time, so InfluxDB stores the same); 1 keeps
+      the order in which points were posted
     """
 
     batch_size: int = 5000
@@ -45,6 +49,7 @@ class WriteOptions:
     slow_retry_interval: float = 60.0
     stop_timeout: float = 10.0
     report_interval: float = 60.0
+    max_in_flight: int = 2
 
     @classmethod
     def names(cls):
@@ -61,7 +66,7 @@ class WriteOptions:
             elif v < 0 or (v == 0 and not allow_zero):
                 out.append(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
 
-        for name in ('batch_size', 'buffer_limit'):
+        for name in ('batch_size', 'buffer_limit', 'max_in_flight'):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 out.append(f"{name} must be a positive integer, got {v!r}")

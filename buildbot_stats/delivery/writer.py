@@ -9,8 +9,9 @@ Every line ends in exactly one of three ways (the model is Telegraf's outputs):
   stopped without a spool (``counters.dropped``)
 
 Until then it is kept (``counters.pending``): a failed batch goes back to the front and is
-tried again after a backoff. One request is in flight at a time, so points arrive in the
-order they were posted.
+tried again after a backoff. Up to ``max_in_flight`` requests are in flight at a time (each
+holding its own batch, so the accounting stays exact); with one, points arrive in the order
+they were posted.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class BatchWriter:
         self.create_database = create_database
         self.backoff = backoff or Backoff(options)
         self.buffer = ChunkBuffer(options.batch_size, options.buffer_limit, self._droppedForRoom)
-        self._inflight = None          # the chunk being sent
-        self._inflight_request = None   # its Deferred (cancelled at stop)
+        self._inflight = {}            # the chunks being sent -> their requests (cancelled
+                                       # at stop)
         self._retry_call = None         # the pending retry timer
         self._failures = 0             # failed attempts in a row
         self._trouble = None           # what went wrong last, while it is wrong
@@ -110,9 +111,10 @@ class BatchWriter:
         self._stopped = True
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
-        if self._inflight_request is not None:
-            # InfluxDB hangs: give up on this request, its chunk goes back to the buffer
-            self._inflight_request.cancel()
+        for request in list(self._inflight.values()):
+            # InfluxDB hangs: give up on the requests, their chunks go back to the buffer
+            if request is not None:
+                request.cancel()
         left = self.buffer.takeAll()
         count = sum(len(c) for c in left)
         if self.spool is not None:
@@ -175,7 +177,7 @@ class BatchWriter:
 
     @property
     def pendingLines(self):
-        return len(self.buffer) + (len(self._inflight) if self._inflight is not None else 0)
+        return len(self.buffer) + sum(len(c) for c in self._inflight)
 
     def flush(self, timeout=None):
         """A Deferred firing True once every line pending now has ended, False if
@@ -217,21 +219,22 @@ class BatchWriter:
     # -- sending --------------------------------------------------------------------------
 
     def _kick(self):
-        if self._stopped or self._inflight is not None:
-            return
-        if self._retry_call is not None and self._retry_call.active():
-            return
-        chunk = self.buffer.takeFirst()
-        if chunk is None:
-            return
-        self._inflight = chunk
-        d = self._inflight_request = self.sender.write(chunk.body)
-        d.addCallback(self._outcome, chunk)
-        d.addErrback(log.err, f"buildbot_stats: {self.label}: unexpected writer error")
+        while not self._stopped and len(self._inflight) < self.options.max_in_flight:
+            if self._retry_call is not None and self._retry_call.active():
+                return
+            chunk = self.buffer.takeFirst()
+            if chunk is None:
+                return
+            # a placeholder first: the answer may come before write() returns
+            self._inflight[chunk] = None
+            d = self.sender.write(chunk.body)
+            if chunk in self._inflight:
+                self._inflight[chunk] = d
+            d.addCallback(self._outcome, chunk)
+            d.addErrback(log.err, f"buildbot_stats: {self.label}: unexpected writer error")
 
     def _outcome(self, outcome, chunk):
-        self._inflight = None
-        self._inflight_request = None
+        self._inflight.pop(chunk, None)
         kind = outcome.kind
         if kind == outcomes.ACCEPTED:
             self._recovered()
@@ -283,8 +286,11 @@ class BatchWriter:
             return
         if delay is None:
             delay = self.backoff.delay(self._failures, outcome.retry_after)
-        self._noteTrouble(outcome, delay)
         self.counters.retries += 1
+        if self._retry_call is not None and self._retry_call.active():
+            # another batch in flight failed first: its retry timer sends this one too
+            return
+        self._noteTrouble(outcome, delay)
         if creating:
             d = self.create_database()
             d.addCallback(self._created)

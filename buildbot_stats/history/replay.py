@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.internet import task
 
 from buildbot_stats.captures.base import BUILD_FINISHED
-from buildbot_stats.captures.base import YIELD_DATA
+from buildbot_stats.messages import YIELD_DATA
 
 #: builds read per batch
 BATCH_SIZE = 500

@@ -289,7 +289,8 @@ class InfluxStorageService(StatsStorageBase):
 
     def _makeClient(self, ca_file, verify_ssl):
         self._pool = HTTPConnectionPool(self.reactor, persistent=True)
-        self._pool.maxPersistentPerHost = 2
+        # one connection per request in flight, kept for the next batch
+        self._pool.maxPersistentPerHost = max(2, self.options.max_in_flight)
         agent = Agent(self.reactor, contextFactory=_TLSPolicy(ca_file, verify_ssl),
                       connectTimeout=self.options.timeout, pool=self._pool)
         return treq.client.HTTPClient(agent)
