@@ -10,6 +10,7 @@ PLUGINS = [
     'CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes', 'CaptureTestResults',
     'InfluxStorageService',
     'SQLiteStorageService',
+    'PrometheusStorageService',
 ]
 
 WWW = ['buildbot-www>=4.0', 'buildbot-wsgi-dashboards>=4.0', 'flask']
@@ -49,6 +50,8 @@ setup(
     },
     entry_points={
         'buildbot.util': [f'{n} = buildbot_stats.stats:{n}' for n in PLUGINS],
+        # /metrics under Buildbot's web server: c['www']['plugins']['metrics'] = {}
+        'buildbot.www': ['metrics = buildbot_stats.storage.prometheus_http:ep'],
         'console_scripts': ['buildbot-stats = buildbot_stats.cli.main:main'],
     },
     classifiers=[

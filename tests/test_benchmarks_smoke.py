@@ -137,6 +137,22 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual(result['spool']['fsyncs_in_thread_pool']['count'], 0)
         self.assertMachine(result)
 
+    def test_prometheus_scrape(self):
+        result = run_benchmark('prometheus_scrape', '--builders', 10, '--steps', 3,
+                               '--builds-per-builder', 2, '--scrapes', 2)
+        self.assertEqual((result['bench'], result['builders'], result['steps']),
+                         ('prometheus_scrape', 10, 3))
+        self.assertVariantOk(result, 'none', 'max_lag_ms', 'points_during_scrapes')
+        for variant in ('ours', 'thread', 'inline'):
+            res = self.assertVariantOk(result, variant, 'scrape_median_s', 'scrape_max_s',
+                                       'max_lag_ms', 'body_bytes', 'cpu_s')
+            # 2 builds of 10 builders: builds, build_requests, 3 steps, tests
+            self.assertEqual(res['points'], 10 * 2 * 6)
+            # 10 x 3 step histograms of 16 lines each, at least
+            self.assertGreater(res['samples'], 10 * 3 * 16)
+            self.assertGreater(res['points_during_scrapes'], 0)
+        self.assertMachine(result)
+
     def test_backfill(self):
         n = 60
         result = run_benchmark('backfill', '--n', n)
