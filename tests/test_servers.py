@@ -6,6 +6,7 @@ from twisted.trial import unittest
 
 from tests.servers import HTTPError
 from tests.servers import InfluxDB1Server
+from tests.servers import PrometheusServer
 from tests.servers import ServerError
 from tests.servers import VictoriaMetricsServer
 from tests.servers import quote_ident
@@ -138,6 +139,10 @@ class InfluxDB1RestartTest(unittest.TestCase):
         with self.assertRaises(unittest.SkipTest) as cm:
             VictoriaMetricsServer.require()
         self.assertIn("Debian package 'victoria-metrics'", str(cm.exception))
+        self.patch(PrometheusServer, 'binary', '/nonexistent/prometheus')
+        with self.assertRaises(unittest.SkipTest) as cm:
+            PrometheusServer.require()
+        self.assertIn("Debian package 'prometheus'", str(cm.exception))
 
     def test_failed_start_reports_log(self):
         s = self.server
