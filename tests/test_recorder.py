@@ -46,7 +46,11 @@ class RecorderTest(FakeMasterMixin, unittest.TestCase):
             d.callback(None)
 
     def new(self, build):
-        self.master.mq.callConsumer(('builds', str(build['buildid']), 'new'), build)
+        # as Buildbot announces it, under each of its routing keys the service consumes
+        mq = self.master.mq
+        mq.callConsumer(('workers', str(build['workerid']), 'builds', str(build['buildid']),
+                         'new'), build)
+        mq.callConsumer(('builds', str(build['buildid']), 'new'), build)
 
     def finished(self, build):
         self.master.mq.callConsumer(('builds', str(build['buildid']), 'finished'), build)

@@ -14,10 +14,9 @@ logged once per data name and counted in ``StatsService.metrics()['unrecorded_da
 Each write replaces the whole document, so the recorder must know what is stored before it
 appends. It knows without reading when:
 
-* it saw the build's ``('builds', <buildid>, 'new')`` message, with an id above every build
-  it ever recorded for: no one recorded anything for that build yet. Until the build's
-  ``('builds', <buildid>, 'finished')`` message, its values stay in memory whatever their
-  number (bounded by the builds running at once);
+* it saw the build's ``new`` message, with an id above every build it ever recorded for: no
+  one recorded anything for that build yet. Until the build's ``finished`` message, its
+  values stay in memory whatever their number (bounded by the builds running at once);
 * it wrote the values itself and still holds them (a bounded memo of finished or unknown
   builds; one evicted is read back once at its next call).
 
@@ -41,9 +40,13 @@ from buildbot_stats.messages import normalizing
 
 SOURCE = 'buildbot_stats'
 
-#: The MQ messages that tell the recorder which builds are new and which ones ended.
+#: The MQ messages that tell the recorder which builds are new and which ones ended. Buildbot
+#: announces each build event under three routing keys (builders/.../builds/<number>,
+#: builds/<buildid>, workers/.../builds/<buildid>); these are ones neither the look-ups'
+#: feeds (buildbot_stats.lookups.FEEDS) nor the captures consume, so each routing key keeps
+#: one consumer.
 FEEDS = {
-    'new': ('builds', None, 'new'),
+    'new': ('workers', None, 'builds', None, 'new'),
     'finished': ('builds', None, 'finished'),
 }
 
