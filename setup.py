@@ -10,6 +10,7 @@ PLUGINS = [
     'CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes', 'CaptureTestResults',
     'InfluxStorageService',
     'SQLiteStorageService',
+    'PrometheusStorageService',
 ]
 
 WWW = ['buildbot-www>=4.0', 'buildbot-wsgi-dashboards>=4.0', 'flask']
@@ -44,11 +45,13 @@ setup(
         # their smoke test) run that module side by side with ours. Not used by the package.
         # selenium drives Debian's chromium; autobahn and psycopg2 run Buildbot's multi-master
         # set-up (wamp MQ, PostgreSQL).
-        'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary']
+        'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary', 'sphinx']
         + WWW + PROMETHEUS,
     },
     entry_points={
         'buildbot.util': [f'{n} = buildbot_stats.stats:{n}' for n in PLUGINS],
+        # /metrics under Buildbot's web server: c['www']['plugins']['metrics'] = {}
+        'buildbot.www': ['metrics = buildbot_stats.storage.prometheus_http:ep'],
         'console_scripts': ['buildbot-stats = buildbot_stats.cli.main:main'],
     },
     classifiers=[

@@ -31,6 +31,7 @@ from buildbot_stats.storage import InMemoryStorageService
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.storage import StatsStorageBase
 from buildbot_stats.storage.influxdb import InfluxStorageService
+from buildbot_stats.storage.prometheus import PrometheusStorageService
 from buildbot_stats.www import statsDashboard
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     'CapturePropertyAllBuilders',
     'InMemoryStorageService',
     'InfluxStorageService',
+    'PrometheusStorageService',
     'SQLiteStorageService',
     'StatsService',
     'StatsStepMixin',

@@ -1,11 +1,13 @@
 """Real database servers for tests: a free loopback port, a temporary data directory, killed at the end.
 
-Two fixtures, one per server binary installed on the test machine:
+The fixtures, one per server binary installed on the test machine:
 
 - :class:`InfluxDB1Server` runs Debian's ``/usr/bin/influxd`` (InfluxDB 1.6);
-- :class:`VictoriaMetricsServer` runs ``/usr/bin/victoria-metrics``.
+- :class:`VictoriaMetricsServer` runs ``/usr/bin/victoria-metrics``;
+- :class:`PrometheusServer` runs Debian's ``/usr/bin/prometheus``, scraping the targets it is
+  given every second.
 
-Both keep their port and data directory for their whole life, so a test can ``stop()`` the
+Each keeps its port and data directory for their whole life, so a test can ``stop()`` the
 server (an outage), ``start()`` it again and find the same address and the same data; ``pause()``
 and ``resume()`` freeze the process with SIGSTOP/SIGCONT (the socket stays open, nothing answers:
 the "hung server" case). The query helpers here are blocking (urllib): they are for the test's own
@@ -123,8 +125,8 @@ class _ServerProcess:
         return server
 
     @classmethod
-    def start_new(cls, basedir=None):
-        server = cls(basedir)
+    def start_new(cls, basedir=None, **kwargs):
+        server = cls(basedir, **kwargs)
         try:
             server.start()
         except BaseException:
@@ -456,3 +458,64 @@ class VictoriaMetricsServer(_ServerProcess):
                 out.append((s['metric'], ts, v))
         out.sort(key=lambda x: (sorted(x[0].items()), x[1]))
         return out
+
+
+PROMETHEUS = os.environ.get('BUILDBOT_STATS_PROMETHEUS', '/usr/bin/prometheus')
+
+
+class PrometheusServer(_ServerProcess):
+    """Debian's ``prometheus`` scraping ``targets`` (``host:port`` strings) every second,
+    its TSDB in a temporary dir. Query with :meth:`query` (PromQL over the HTTP API)."""
+
+    name = 'prometheus'
+    ready_path = '/-/ready'
+    ready_status = 200
+
+    def __init__(self, basedir=None, targets=(), metrics_path='/metrics'):
+        super().__init__(basedir)
+        self.targets = list(targets)
+        self.metrics_path = metrics_path
+        self.config_path = os.path.join(self.basedir, 'prometheus.yml')
+
+    def prepare(self):
+        config = {
+            'global': {'scrape_interval': '1s', 'scrape_timeout': '1s',
+                       'evaluation_interval': '1s'},
+            'scrape_configs': [{
+                'job_name': 'buildbot',
+                'metrics_path': self.metrics_path,
+                'static_configs': [{'targets': self.targets}],
+            }],
+        }
+        # JSON is YAML
+        with open(self.config_path, 'w', encoding='utf-8') as f:
+            json.dump(config, f)
+
+    def command(self):
+        return [PROMETHEUS,
+                f'--config.file={self.config_path}',
+                f'--storage.tsdb.path={os.path.join(self.basedir, "data")}',
+                f'--web.listen-address={self.host}:{self.port}',
+                '--log.level=warn']
+
+    def query(self, promql):
+        """The ``result`` of an instant PromQL query at the server's now: a list of
+        ``{'metric': {labels}, 'value': [time, 'value']}``. Blocking."""
+        url = f'{self.url}/api/v1/query?' + urllib.parse.urlencode({'query': promql})
+        status, body = _http('GET', url)
+        if status != 200:
+            raise HTTPError(status, body, url)
+        answer = json.loads(body)
+        if answer.get('status') != 'success':
+            raise ServerError(f'query {promql!r} failed: {answer}')
+        return answer['data']['result']
+
+    def values(self, promql, *labels):
+        """``{(label values...): float}`` of an instant query (a scalar-less vector)."""
+        return {tuple(r['metric'].get(k, '') for k in labels): float(r['value'][1])
+                for r in self.query(promql)}
+
+    def targets_health(self):
+        status, body = _http('GET', f'{self.url}/api/v1/targets')
+        return [(t['scrapeUrl'], t['health'], t.get('lastError'))
+                for t in json.loads(body)['data']['activeTargets']]

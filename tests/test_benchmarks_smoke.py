@@ -125,6 +125,22 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual(ours['influx_points'], n)
         self.assertMachine(result)
 
+    def test_prometheus_scrape(self):
+        result = run_benchmark('prometheus_scrape', '--builders', 10, '--steps', 3,
+                               '--builds-per-builder', 2, '--scrapes', 2)
+        self.assertEqual((result['bench'], result['builders'], result['steps']),
+                         ('prometheus_scrape', 10, 3))
+        self.assertVariantOk(result, 'none', 'max_lag_ms', 'points_during_scrapes')
+        for variant in ('ours', 'thread', 'inline'):
+            res = self.assertVariantOk(result, variant, 'scrape_median_s', 'scrape_max_s',
+                                       'max_lag_ms', 'body_bytes', 'cpu_s')
+            # 2 builds of 10 builders: builds, build_requests, 3 steps, tests
+            self.assertEqual(res['points'], 10 * 2 * 6)
+            # 10 x 3 step histograms of 16 lines each, at least
+            self.assertGreater(res['samples'], 10 * 3 * 16)
+            self.assertGreater(res['points_during_scrapes'], 0)
+        self.assertMachine(result)
+
     def test_backfill(self):
         n = 60
         result = run_benchmark('backfill', '--n', n)
@@ -147,7 +163,10 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual((result['bench'], result['points']), ('www_page', 900))
         self.assertEqual(len(result['views']), 8)
         for name, view in result['views'].items():
-            self.assertGreater(view['median_ms'], 0, name)
+            # the first view, the mirror's load, the view after a build, the view again
+            for key in ('cold_median_ms', 'mirror_load_median_ms', 'after_write_median_ms',
+                        'cached_median_ms'):
+                self.assertGreater(view[key], 0, (name, key))
         # the 100 builds' charts, with a hover marker each (about 1 kB per build)
         self.assertGreater(result['views']['all builders all']['html_bytes'], 100_000)
         self.assertMachine(result)

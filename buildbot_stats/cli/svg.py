@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import html
-import itertools
 import math
 
 PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
@@ -84,14 +83,27 @@ def timeLabels(ticks, span):
 
 def columnExtremes(pts, x):
     """What a line through many points looks like, with few: per pixel column the first,
-    the lowest, the highest and the last point (``pts`` sorted by time)."""
+    the lowest, the highest and the last point (``pts`` sorted by time; the first of equal
+    lowest or highest values)."""
+    # one pass with plain comparisons: the page draws lines of 10,000 points and more
+    cols = [int(x(p[0])) for p in pts]
+    n = len(pts)
     out = []
-    for _, group in itertools.groupby(pts, key=lambda p: int(x(p[0]))):
-        group = list(group)
-        keep = {0, len(group) - 1,
-                min(range(len(group)), key=lambda i: group[i][1]),
-                max(range(len(group)), key=lambda i: group[i][1])}
-        out.extend(group[i] for i in sorted(keep))
+    i = 0
+    while i < n:
+        col = cols[i]
+        lo = hi = i
+        vlo = vhi = pts[i][1]
+        j = i + 1
+        while j < n and cols[j] == col:
+            v = pts[j][1]
+            if v < vlo:
+                vlo, lo = v, j
+            elif v > vhi:
+                vhi, hi = v, j
+            j += 1
+        out.extend(pts[k] for k in sorted({i, j - 1, lo, hi}))
+        i = j
     return out
 
 

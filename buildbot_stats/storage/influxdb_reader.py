@@ -154,6 +154,11 @@ class InfluxReader:
 
     # -- what the store holds -------------------------------------------------------------------
 
+    def stateKey(self):
+        """None: the server does the work, the page does not cache its views
+        (:class:`buildbot_stats.www.cache.ViewCache`)."""
+        return None
+
     def measurements(self):
         return [v[0] for s in self.query("SHOW MEASUREMENTS") for v in s['values']]
 

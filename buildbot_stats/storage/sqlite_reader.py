@@ -7,8 +7,8 @@ message is one line for a user.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-import itertools
 import json
 import os
 import sqlite3
@@ -85,6 +85,35 @@ class StoreReader:
                 return
             yield from rows
 
+    def _one(self, sql, params=()):
+        """The first row of a query (None without one)."""
+        return next(self._query(sql, params), None)
+
+    @contextlib.contextmanager
+    def readTransaction(self):
+        """Every query in the block sees one state of the file (a writer may commit
+        meanwhile: WAL mode keeps this reader's snapshot)."""
+        try:
+            self.conn.execute("BEGIN")
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+        try:
+            yield self
+        finally:
+            self.conn.rollback()
+
+    def maxId(self):
+        """The highest row id (None for an empty store): the newest row written."""
+        return self._one("SELECT MAX(id) FROM points")[0]
+
+    def rowKey(self, row_id):
+        """``(series, time_us)`` of the row ``row_id``, None when there is none."""
+        return self._one("SELECT series, time_us FROM points WHERE id = ?", (row_id,))
+
+    def countAfter(self, row_id):
+        """The number of points with a higher row id than ``row_id``."""
+        return self._one("SELECT COUNT(*) FROM points WHERE id > ?", (row_id,))[0]
+
     def series(self):
         """Every series with its number of points and its time range, by name."""
         rows = self._query(
@@ -92,6 +121,23 @@ class StoreReader:
             " GROUP BY series ORDER BY series"
         )
         return [SeriesInfo(name, n, lo / 1e6, hi / 1e6) for name, n, lo, hi in rows]
+
+    def stateKey(self):
+        """A value that changes whenever the points change: the file (device, inode and
+        change time: a new file may get the inode of a deleted one), its schema version,
+        its number of points and its highest row id. A write adds rows
+        with higher ids (SQLite gives a new row the highest id + 1, an ``INSERT OR
+        REPLACE`` too: the replaced row's id goes), a deletion lowers the count; so a
+        cached view of the same key shows the same points. Two cheap queries (the count
+        walks the smallest index, the highest id is the last row)."""
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot be read: {e.strerror}") from None
+        # two statements: each has SQLite's fast path (together they scan every row)
+        count = self.countPoints()
+        max_id = self.maxId()
+        return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id)
 
     def countPoints(self):
         return next(self._query("SELECT COUNT(*) FROM points"))[0]
@@ -148,127 +194,199 @@ class StoreReader:
             where.append(f"{table}time_us < ?")
             params.append(round(end * 1e6))
 
+    def builderNames(self):
+        """Every builder with points in the store, sorted."""
+        return self._distinct('builder')
+
+    def _distinct(self, column):
+        """The distinct non-null values of an indexed ``column`` (``builder``, ``series``),
+        sorted: one index look-up per value (a skip scan), not a walk over every point."""
+        rows = self._query(
+            f"WITH RECURSIVE v(x) AS (SELECT MIN({column}) FROM points UNION ALL"
+            f" SELECT (SELECT MIN({column}) FROM points WHERE {column} > x) FROM v"
+            " WHERE x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")
+        return [r[0] for r in rows]
+
+    def rows(self, kind, builder=None, start=None, end=None, after_id=None):
+        """The rows behind one of the page's queries (``kind``: one of :data:`KINDS`), each
+        ``(time_us, id, builder, ...)`` (see :data:`KINDS`), by time then id; only the fields
+        each needs are extracted (``json_extract``, in SQLite), a field of the wrong type
+        is left out as the query's docstring says. ``after_id``: only the points with a
+        higher row id (what was written since; :mod:`.sqlite_mirror`)."""
+        where, params = [], []
+        if kind == 'durations':
+            names = self.builderNames() if builder is None else [builder]
+            if not names:
+                return []
+            # the series by name: SQLite reads them through the (series, time) index
+            # instead of every point of the store
+            where += [f"series IN ({','.join('?' * len(names))})",
+                      "series = builder || '-build-times'"]
+            params += [f"{name}-build-times" for name in names]
+            sql = ("SELECT * FROM (SELECT time_us, id, builder, build_number,"
+                   " json_extract(fields, '$.duration') AS v FROM points WHERE {})"
+                   " WHERE typeof(v) IN ('integer', 'real')")
+        elif kind == 'custom':
+            names = [s for s in self._distinct('series') if s not in MEASUREMENTS]
+            if not names:
+                return []
+            where += [f"p.series IN ({','.join('?' * len(names))})",
+                      "(p.builder IS NULL OR p.series != p.builder || '-build-times')",
+                      "j.type IN ('integer', 'real')"]
+            params += names
+            # one row per numeric field (json_each), so no JSON is parsed in Python
+            sql = ("SELECT p.time_us, p.id, p.builder, p.series, p.build_number, j.key,"
+                   " j.value FROM points AS p, json_each(p.fields) AS j WHERE {}")
+        else:
+            measurement, columns, numeric = MEASUREMENT_QUERIES[kind]
+            where.append("series = ?")
+            params.append(measurement)
+            sql = (f"SELECT time_us, id, builder, json_extract(fields, '$.build_number'),"
+                   f" {', '.join(columns)} FROM points WHERE {{}}")
+            if numeric:
+                where.append(f"json_type(fields, '$.{numeric}') IN ('integer', 'real')")
+        table = 'p.' if kind == 'custom' else ''
+        self._window(where, params, builder, start, end, table=table)
+        if after_id is not None:
+            where.append(f"{table}id > ?")
+            params.append(after_id)
+        order = " ORDER BY p.time_us, p.id" if kind == 'custom' else " ORDER BY time_us, id"
+        rows = list(self._query(sql.format(' AND '.join(where)) + order, params))
+        if kind == 'custom':
+            rows = customPoints(rows)
+        return rows
+
     def buildDurations(self, builder=None, start=None, end=None):
         """``{builder: [(end time, build number, duration), ...]}`` by time, from the
         ``duration`` field of the ``<builder>-build-times`` series (the first point of each
         build, in the unit it was captured in: seconds by default). ``builder``: one
         builder's (None: all); ``start <= time < end`` (seconds; None: unbounded)."""
-        where = ["series = builder || '-build-times'"]
-        params = []
-        self._window(where, params, builder, start, end)
-        # the JSON is parsed once per row (json_extract), the type is SQLite's of the result
-        rows = self._query(
-            "SELECT builder, build_number, MIN(time_us), d FROM"
-            " (SELECT builder, build_number, time_us, json_extract(fields, '$.duration') AS d"
-            f" FROM points WHERE {' AND '.join(where)}) WHERE typeof(d) IN ('integer', 'real')"
-            " GROUP BY builder, build_number ORDER BY builder, MIN(time_us)", params
-        )
-        out = {}
-        for builder_name, number, time_us, duration in rows:
-            out.setdefault(builder_name, []).append((time_us / 1e6, number, float(duration)))
-        return out
-
-    def builderNames(self):
-        """Every builder with points in the store, sorted."""
-        rows = self._query("SELECT DISTINCT builder FROM points WHERE builder IS NOT NULL"
-                           " ORDER BY builder")
-        return [r[0] for r in rows]
-
-    def _measurement(self, measurement, columns, builder, start, end, extra_where=()):
-        where = ["series = ?", *extra_where]
-        params = [measurement]
-        self._window(where, params, builder, start, end)
-        cols = ", ".join(columns)
-        return self._query(
-            f"SELECT builder, time_us, json_extract(fields, '$.build_number'), {cols}"
-            f" FROM points WHERE {' AND '.join(where)} ORDER BY time_us, id", params)
+        return SHAPES['durations'](self.rows('durations', builder, start, end))
 
     def buildResults(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, result), ...]}`` from the ``builds``
         measurement (:class:`CaptureBuildResults`); ``result`` is Buildbot's name
         (``'success'``, ``'failure'``...)."""
-        out = {}
-        for b, t, number, result in self._measurement(
-                'builds', ["json_extract(tags, '$.result')"], builder, start, end):
-            out.setdefault(b, []).append((t / 1e6, number, result))
-        return out
+        return SHAPES['results'](self.rows('results', builder, start, end))
 
     def queueTimes(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, queue time), ...]}`` from ``build_requests``
         (:class:`CaptureQueueTimes`)."""
-        out = {}
-        for b, t, number, value in self._measurement(
-                'build_requests', ["json_extract(fields, '$.queue_time')"], builder, start,
-                end, ["json_type(fields, '$.queue_time') IN ('integer', 'real')"]):
-            out.setdefault(b, []).append((t / 1e6, number, float(value)))
-        return out
+        return SHAPES['queue'](self.rows('queue', builder, start, end))
 
     def stepDurations(self, builder=None, start=None, end=None):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``
         (:class:`CaptureStepTimes`)."""
-        out = {}
-        for b, t, number, step, value in self._measurement(
-                'steps', ["json_extract(tags, '$.step_name')",
-                          "json_extract(fields, '$.duration')"], builder, start, end,
-                ["json_type(fields, '$.duration') IN ('integer', 'real')"]):
-            out.setdefault((b, step), []).append((t / 1e6, number, float(value)))
-        return out
+        return SHAPES['steps'](self.rows('steps', builder, start, end))
 
     def testCounts(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``
         (:class:`CaptureTestResults`)."""
-        out = {}
-        for b, t, number, passed, failed, skipped in self._measurement(
-                'tests', ["json_extract(fields, '$.passed')", "json_extract(fields, '$.failed')",
-                          "json_extract(fields, '$.skipped')"], builder, start, end):
-            out.setdefault(b, []).append((t / 1e6, number, passed or 0, failed or 0,
-                                          skipped or 0))
-        return out
+        return SHAPES['tests'](self.rows('tests', builder, start, end))
 
     def stepSummary(self, builder=None, start=None, end=None):
         """``{(builder, step name): {'runs', 'median', 'p90', 'max'}}`` of the step
-        durations in ``steps``, computed by SQLite (the page's slowest steps). ``median`` is
-        the middle value (the mean of the two middle ones for an even count), ``p90`` the
-        nearest-rank 90th percentile."""
-        where = ["series = 'steps'", "json_type(fields, '$.duration') IN ('integer', 'real')"]
-        params = []
-        self._window(where, params, builder, start, end)
-        out = {}
-        # sorted by SQLite; the median and the percentile are then picked by index
-        for (b, step), group in itertools.groupby(self._query(
-                "SELECT builder, json_extract(tags, '$.step_name') AS step,"
-                " json_extract(fields, '$.duration') AS d FROM points"
-                f" WHERE {' AND '.join(where)} ORDER BY builder, step, d", params),
-                key=lambda row: (row[0], row[1])):
-            values = [row[2] for row in group]
-            n = len(values)
-            out[(b, step)] = {'runs': n, 'median': float(statistics.median(values)),
-                              'p90': float(values[(9 * n + 9) // 10 - 1]),
-                              'max': float(values[-1])}
-        return out
+        durations in ``steps`` (the page's slowest steps). ``median`` is the middle value
+        (the mean of the two middle ones for an even count), ``p90`` the nearest-rank 90th
+        percentile."""
+        return stepSummary(self.rows('steps', builder, start, end))
 
     def customSeries(self, builder=None, start=None, end=None):
         """``{series: [(time, builder, build number, {field: number}), ...]}`` of every
         series that is neither a ``<builder>-build-times`` series nor one of the build
         statistics measurements: properties (:class:`CaptureProperty`) and data
         (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept."""
-        where = ["(p.builder IS NULL OR p.series != p.builder || '-build-times')",
-                 f"p.series NOT IN ({','.join('?' * len(MEASUREMENTS))})",
-                 "j.type IN ('integer', 'real')"]
-        params = list(MEASUREMENTS)
-        self._window(where, params, builder, start, end, table='p.')
-        out = {}
-        last_id, numbers = None, None
-        # one row per numeric field (json_each), so no JSON is parsed in Python
-        for pid, series, b, t, number, key, value in self._query(
-                "SELECT p.id, p.series, p.builder, p.time_us, p.build_number, j.key, j.value"
-                " FROM points AS p, json_each(p.fields) AS j"
-                f" WHERE {' AND '.join(where)} ORDER BY p.series, p.time_us, p.id", params):
-            if pid != last_id:
-                last_id, numbers = pid, {}
-                out.setdefault(series, []).append((t / 1e6, b, number, numbers))
-            numbers[key] = float(value)
-        return out
+        return SHAPES['custom'](self.rows('custom', builder, start, end))
+
+
+# -- from rows to answers: shared by the reader and the page's mirror (.sqlite_mirror) ---------
+
+def customPoints(rows):
+    """One ``(time_us, id, builder, series, build number, {field: number})`` per point of
+    the rows of ``json_each`` (one per field, by point)."""
+    out, last_id = [], None
+    for t, pid, b, series, number, key, value in rows:
+        if pid != last_id:
+            last_id, numbers = pid, {}
+            out.append((t, pid, b, series, number, numbers))
+        numbers[key] = float(value)
+    return out
+
+
+def _durations(rows):
+    out, seen = {}, set()
+    for t, _, b, number, value in rows:
+        # the first point of each build (rows are by time)
+        if (b, number) not in seen:
+            seen.add((b, number))
+            out.setdefault(b, []).append((t / 1e6, number, float(value)))
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] is not None, kv[0] or '')))
+
+
+def _byBuilder(rows):
+    out = {}
+    for t, _, b, number, value in rows:
+        out.setdefault(b, []).append((t / 1e6, number, value))
+    return out
+
+
+def _queue(rows):
+    out = {}
+    for t, _, b, number, value in rows:
+        out.setdefault(b, []).append((t / 1e6, number, float(value)))
+    return out
+
+
+def _steps(rows):
+    out = {}
+    for t, _, b, number, step, value in rows:
+        out.setdefault((b, step), []).append((t / 1e6, number, float(value)))
+    return out
+
+
+def _tests(rows):
+    out = {}
+    for t, _, b, number, passed, failed, skipped in rows:
+        out.setdefault(b, []).append((t / 1e6, number, passed or 0, failed or 0, skipped or 0))
+    return out
+
+
+def _custom(points):
+    out = {}
+    for t, _, b, series, number, numbers in points:
+        out.setdefault(series, []).append((t / 1e6, b, number, numbers))
+    return dict(sorted(out.items()))
+
+
+def stepSummary(rows):
+    """``{(builder, step): {'runs', 'median', 'p90', 'max'}}`` of ``rows('steps')``."""
+    groups = {}
+    for _, _, b, _, step, value in rows:
+        groups.setdefault((b, step), []).append(value)
+    out = {}
+    for key, values in groups.items():
+        values.sort()
+        n = len(values)
+        out[key] = {'runs': n, 'median': float(statistics.median(values)),
+                    'p90': float(values[(9 * n + 9) // 10 - 1]), 'max': float(values[-1])}
+    return out
+
+
+#: ``kind``: the function from :meth:`StoreReader.rows` to the answer of its query.
+SHAPES = {'durations': _durations, 'results': _byBuilder, 'queue': _queue, 'steps': _steps,
+          'tests': _tests, 'custom': _custom}
+#: The kinds of :meth:`StoreReader.rows`.
+KINDS = tuple(SHAPES)
+#: ``kind``: (measurement, the extracted columns after the build number, the field that
+#: must be a number or None).
+MEASUREMENT_QUERIES = {
+    'results': ('builds', ["json_extract(tags, '$.result')"], None),
+    'queue': ('build_requests', ["json_extract(fields, '$.queue_time')"], 'queue_time'),
+    'steps': ('steps', ["json_extract(tags, '$.step_name')",
+                        "json_extract(fields, '$.duration')"], 'duration'),
+    'tests': ('tests', ["json_extract(fields, '$.passed')", "json_extract(fields, '$.failed')",
+                        "json_extract(fields, '$.skipped')"], None),
+}
 
 
 #: The measurements of the build statistics captures (results, queue times, steps, tests).

@@ -19,9 +19,11 @@ import time
 
 import flask
 
+from buildbot_stats.storage.sqlite_mirror import StoreMirror
 from buildbot_stats.storage.sqlite_reader import StoreError
 from buildbot_stats.www import access
 from buildbot_stats.www import page
+from buildbot_stats.www.cache import ViewCache
 from buildbot_stats.www.sources import RANGES
 from buildbot_stats.www.sources import Source
 from buildbot_stats.www.sources import findStatsService
@@ -38,6 +40,10 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             default_range='7d', clock=time.time):
     app = flask.Flask(__name__)
     app.buildbot_api = None  # set by buildbot_wsgi_dashboards when the web server starts
+    # SQLite stores only: the rendered views while the store is unchanged, and the rows of
+    # the page's queries, brought up to date with what was written since the last view
+    app.view_cache = ViewCache()
+    app.store_mirror = StoreMirror()
 
     def master():
         api = app.buildbot_api
@@ -85,16 +91,17 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
                         basedir=getattr(m, 'basedir', None))
         now = clock()
         start, end = timeWindow(range_name, now)
+        ids = builderIds(m)
         try:
             with source.open() as reader:
-                data = page.collect(reader, builder, start, end)
+                text = page.view(reader, builder, range_name, start, end, ids, '../../../',
+                                 source.captureNames(), source.describe(), now,
+                                 cache=app.view_cache, mirror=app.store_mirror)
         except StoreError as e:
             # a store not written yet, a server down: one sentence, the page stays up
             return flask.Response(
                 page.messagePage("Statistics", f"The statistics cannot be read: {e}"),
                 content_type=HTML, headers=HEADERS)
-        text = page.Page(data, builder, range_name, builderIds(m), '../../../',
-                         source.captureNames(), source.describe(), now).render()
         return flask.Response(text, content_type=HTML, headers=HEADERS)
 
     return app

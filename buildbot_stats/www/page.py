@@ -50,6 +50,41 @@ def collect(reader, builder, start, end):
     }
 
 
+def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
+         source_name, now, cache=None, mirror=None):
+    """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
+    :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
+    state (``reader.stateKey()``; None: not cached). With a
+    :class:`~buildbot_stats.storage.sqlite_mirror.StoreMirror`, the data of an SQLite store
+    comes from the mirror, brought up to date with the points written since its last view
+    (from the store itself while the mirror's first read runs in the background)."""
+    key = None
+    state = reader.stateKey() if cache is not None or mirror is not None else None
+    if cache is not None and state is not None:
+        # the window (start, end) moves with the clock: the range's name is the key, the
+        # cache's max_age bounds how far the window may have moved
+        key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
+               None if captures is None else tuple(sorted(captures)), source_name)
+        text = cache.get(key, now)
+        if text is not None:
+            return text
+    snapshot = mirror.sync(reader) if mirror is not None and state is not None else None
+    try:
+        # no snapshot while the mirror reads the whole store in the background: from the
+        # store itself
+        data = collect(snapshot or reader, builder, start, end)
+        text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
+                    now).render()
+    finally:
+        if mirror is not None:
+            # the mirror's full read, if due, starts once this view is answered: it would
+            # only slow it down
+            mirror.startLoading()
+    if key is not None:
+        cache.put(key, now, text)
+    return text
+
+
 def fullTime(seconds):
     """``2026-11-29 20:40:06`` (UTC)."""
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime(
