@@ -17,6 +17,7 @@ from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
 from buildbot_stats.history.catchup import CatchUp
+from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.messages import normalizeMessage
@@ -333,7 +334,7 @@ class StatsService(service.BuildbotService):
         # the captures still running hand their points to the backends...
         yield self.drain()
         # ...and the yieldMetricsValue calls still being recorded are written
-        yield self.build_data_recorder.wait()
+        yield self.build_data_recorder.wait(RECORD_STOP_TIMEOUT)
         # ...which write them before stopping
         results = yield defer.DeferredList(
             [defer.maybeDeferred(b.flush) for b in self.backends], consumeErrors=True

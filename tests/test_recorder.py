@@ -5,11 +5,13 @@ in-memory database); the real-master tests of the same data are in test_history.
 from __future__ import annotations
 
 from twisted.internet import defer
+from twisted.python import log
 from twisted.trial import unittest
 
 from buildbot.test.util.config import ConfigErrorsMixin
 
 from buildbot_stats import stats
+from buildbot_stats.history import recorder as recorder_module
 from buildbot_stats.history.reader import decodeBuildData
 from buildbot_stats.history.reader import encodeBuildData
 from tests.fakes import FakeMasterMixin
@@ -21,7 +23,11 @@ class RecorderTest(FakeMasterMixin, unittest.TestCase):
         yield self.setUpFakeMaster()
         self.backend = stats.InMemoryStorageService(
             [stats.CaptureDataAllBuilders('coverage')], name='mem')
-        yield self.startStats([self.backend])
+        # no catch-up: its checkpoints are not what these tests are about
+        self.svc = stats.StatsService(storage_backends=[self.backend], catch_up=False)
+        yield self.svc.setServiceParent(self.master)
+        yield self.master.startService()
+        self.addCleanup(self.master.stopService)
         self.recorder = self.svc.build_data_recorder
         self.writes = []  # buildid, name, values of each setBuildData call
         self.holding = False  # while True, every write waits for release()
@@ -194,6 +200,32 @@ class RecorderTest(FakeMasterMixin, unittest.TestCase):
         self.assertTrue(all(d.called for d in calls))
         self.assertEqual((yield self.stored(build)), [0, 1, 2])
         self.assertEqual(len(self.writes), 2)
+
+    @defer.inlineCallbacks
+    def test_stop_waits_for_a_hung_database_within_its_bound(self):
+        build = yield self.insertBuild()
+        self.new(build)
+        self.holding = True
+        call = self.call(build, 0)
+        logged = []
+        log.addObserver(logged.append)
+        self.addCleanup(log.removeObserver, logged.append)
+        stopped = self.svc.disownServiceParent()
+        self.reactor.advance(recorder_module.STOP_TIMEOUT - 1)
+        self.assertFalse(stopped.called)
+        # the bound, and whatever else the stop waits for on the clock
+        for _ in range(5):
+            self.reactor.advance(60)
+        yield stopped
+        self.assertFalse(call.called)
+        lines = [' '.join(map(str, e.get('message', ()))) for e in logged]
+        self.assertTrue(any('still being recorded as build data after 120 s (about 1)' in line
+                            for line in lines), lines)
+        # the database answers at last: the call is written
+        self.holding = False
+        self.release()
+        yield call
+        self.assertEqual((yield self.stored(build)), [0])
 
     @defer.inlineCallbacks
     def test_a_reconfig_keeps_what_the_recorder_knows(self):

@@ -40,6 +40,10 @@ from buildbot_stats.messages import normalizing
 
 SOURCE = 'buildbot_stats'
 
+#: Seconds ``StatsService.stopService`` waits for the writes in flight and pending: the master
+#: must stop even when its database hangs.
+STOP_TIMEOUT = 120.0
+
 #: The MQ messages that tell the recorder which builds are new and which ones ended. Buildbot
 #: announces each build event under three routing keys (builders/.../builds/<number>,
 #: builds/<buildid>, workers/.../builds/<buildid>); these are ones neither the look-ups'
@@ -181,9 +185,32 @@ class BuildDataRecorder:
             self._writing.add(self._write(master, updates, key, series))
         return d
 
-    def wait(self):
-        """A Deferred that fires when every call recorded so far is written (or failed)."""
-        return self._writing.wait()
+    def wait(self, timeout=None):
+        """A Deferred that fires when every call recorded so far is written (or failed),
+        or, with ``timeout``, after that many seconds (logged with the calls not written)."""
+        waiting = self._writing.wait()
+        if timeout is None:
+            return waiting
+        done = defer.Deferred()
+
+        def finished(result):
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        def late():
+            pending = sum(len(series.queue) + (1 if series.busy else 0)
+                          for series in self._active.values())
+            log.msg(f"buildbot_stats: stopping with yieldMetricsValue calls still being "
+                    f"recorded as build data after {timeout:g} s (about {pending}); they may "
+                    "be lost if the master stops first")
+            done.callback(None)
+
+        # not a cancel: the writes go on, the stop just stops waiting for them
+        timer = self._owner.master.reactor.callLater(timeout, late)
+        waiting.addBoth(finished)
+        return done
 
     @defer.inlineCallbacks
     def _write(self, master, updates, key, series):
