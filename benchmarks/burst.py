@@ -54,7 +54,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import harness  # noqa: E402
 
-VARIANTS = ('none', 'buildbot', 'ours', 'sqlite', 'memory')
+# 'ours_norecord': 'ours' with StatsService(record_data=False) (no build data record)
+VARIANTS = ('none', 'buildbot', 'ours', 'sqlite', 'memory', 'ours_norecord')
 DEFAULT_VARIANTS = ('none', 'buildbot', 'ours', 'sqlite')
 POINTS_PER_BUILD = 5
 # field values per build: 3 build times (one field each), property (name, value), data (value)
@@ -107,7 +108,7 @@ def stats_config(variant, port, db, basedir):
         stats.CapturePropertyAllBuilders(PROPERTY),
         stats.CaptureDataAllBuilders(DATA_NAME),
     ]
-    if variant == 'ours':
+    if variant in ('ours', 'ours_norecord'):
         backend = stats.InfluxStorageService(
             url=f'http://127.0.0.1:{port}', db=db, captures=captures, name='influx')
     elif variant == 'sqlite':
@@ -117,7 +118,8 @@ def stats_config(variant, port, db, basedir):
         backend = stats.InMemoryStorageService(captures, name='memory')
     else:
         raise SystemExit(f"unknown variant {variant!r}")
-    svc = stats.StatsService(storage_backends=[backend], name='StatsService')
+    svc = stats.StatsService(storage_backends=[backend], name='StatsService',
+                             record_data=(variant != 'ours_norecord'))
 
     def progress():
         c = backend.counters
@@ -381,7 +383,7 @@ def parent(args):
     harness.exit_on_sigterm()
     variants = args.variants.split(',')
     server = None
-    if {'buildbot', 'ours'} & set(variants):
+    if {'buildbot', 'ours', 'ours_norecord'} & set(variants):
         server = harness.start_influxdb()
     out = {'bench': 'burst', 'mode': args.mode, 'n': args.n, 'builders': args.builders,
            'workers': args.workers, 'database': args.database}
@@ -405,7 +407,8 @@ def parent(args):
                 server.create_database(db)
                 extra += ['--influx-port', server.port, '--db', db]
             res = harness.run_child(__file__, variant, extra)
-            if server is not None and variant in ('buildbot', 'ours') and 'error' not in res:
+            if (server is not None and variant in ('buildbot', 'ours', 'ours_norecord')
+                    and 'error' not in res):
                 res['influx_fields'] = harness.count_field_values(server.port, db)
                 res['influx_fields_expected'] = (
                     args.n + res['warmup_builds']) * FIELDS_PER_BUILD

@@ -17,6 +17,7 @@ from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
 from buildbot_stats.history.catchup import CatchUp
+from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.messages import normalizeMessage
@@ -54,6 +55,7 @@ class StatsService(service.BuildbotService):
         self.foreign_messages = 0
         # yieldMetricsValue data kept as Buildbot build data, for backfill and catch-up
         self.build_data_recorder = BuildDataRecorder(self)
+        self.record_data = True
         # replays at start what the backends missed (docs/history.rst)
         self.catch_up = True
         self.catchup = CatchUp(self)
@@ -61,10 +63,13 @@ class StatsService(service.BuildbotService):
     # -- configuration --------------------------------------------------------------
 
     def checkConfig(self, storage_backends=None, extra_tags=None,
-                    max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True):
+                    max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True):
         checkTagOptions("StatsService", extra_tags, max_tag_values)
         if not isinstance(catch_up, bool):
             config.error(f"StatsService: catch_up must be True or False, got {shown(catch_up)}")
+        if not isinstance(record_data, bool):
+            config.error("StatsService: record_data must be True or False, got "
+                         f"{shown(record_data)}")
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
@@ -97,9 +102,10 @@ class StatsService(service.BuildbotService):
 
     @defer.inlineCallbacks
     def reconfigService(self, storage_backends=None, extra_tags=None,
-                        max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True):
+                        max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True):
         self.tag_policy.configure(extra_tags, max_tag_values)
         self.catch_up = catch_up
+        self.record_data = record_data
         if storage_backends is None:
             storage_backends = self.defaultStorageBackends()
         yield self._reconfigBackends(list(storage_backends))
@@ -191,6 +197,11 @@ class StatsService(service.BuildbotService):
         uses = {name for caps in self._captures_by_key.values() for cap in caps
                 for name in getattr(cap, 'uses', ())}
         yield self.lookups.startConsuming(self.master.mq, uses)
+        # which builds are new (nothing recorded yet) and which ended, for the recorder
+        if self.record_data:
+            yield self.build_data_recorder.startConsuming(self.master.mq)
+        else:
+            yield self.build_data_recorder.stopConsuming()
 
     @defer.inlineCallbacks
     def removeConsumers(self):
@@ -199,6 +210,7 @@ class StatsService(service.BuildbotService):
         for consumer in consumers:
             yield consumer.stopConsuming()
         yield self.lookups.stopConsuming()
+        yield self.build_data_recorder.stopConsuming()
 
     def _dispatch(self, key, routingKey, msg):
         # the same shape under every MQ (the wamp MQ sends datetimes as epoch seconds)
@@ -264,8 +276,9 @@ class StatsService(service.BuildbotService):
 
         The point is stamped with the time of this call. It reaches the backends through
         the MQ message ``('stats-yieldMetricsValue', 'stats-yield-data')`` and the
-        CaptureData captures that match it. It is also recorded as the build's data
-        ``stats.<data_name>`` (docs/history.rst), so that a backfill replays it.
+        CaptureData captures that match it. Unless ``record_data=False``, it is also
+        recorded as the build's data ``stats.<data_name>`` (docs/history.rst), so that a
+        backfill replays it; the Deferred fires once that write is done.
         """
         timestamp = self._data_clock.next(self.master.reactor.seconds())
         build_data = self.lookups.builds.lookup(buildid)
@@ -288,6 +301,8 @@ class StatsService(service.BuildbotService):
             'timestamp': timestamp,
         }
         self.master.mq.produce(YIELD_DATA, msg)
+        if not self.record_data:
+            return defer.succeed(None)
         # a Deferred: the step waits until the data is kept as build data
         return self.build_data_recorder.record(buildid, data_name, post_data, timestamp)
 
@@ -323,7 +338,9 @@ class StatsService(service.BuildbotService):
         progress and consuming, let the captures still running hand over their points, then
         stop every backend at once, each flushing once with what is left of the bound (its
         own ``stop_timeout`` at most), then keeping (spool) or counting what is still
-        pending. The catch-up's mark is recorded last, from the backends' final counters."""
+        pending. The yieldMetricsValue calls still being recorded as build data (Buildbot's
+        database, not a backend) are written meanwhile, within their own bound. The
+        catch-up's mark is recorded last, from the backends' final counters."""
         reactor = self.master.reactor
         deadline = reactor.seconds() + self.stopBound()
         backends = list(self.backends)
@@ -341,8 +358,11 @@ class StatsService(service.BuildbotService):
             if not drained:
                 log.msg("buildbot_stats: error: captures still running at the stop bound "
                         f"({self.stopBound()} s); their points are not stored")
-            # the backends are child services: stopped in parallel, each until the deadline
+            # the backends are child services: stopped in parallel, each until the deadline;
+            # alongside, the build data still being recorded goes to Buildbot's database
+            recorded = self.build_data_recorder.wait(RECORD_STOP_TIMEOUT)
             yield super().stopService()
+            yield recorded
         finally:
             for b in backends:
                 b.stop_deadline = None

@@ -48,6 +48,12 @@ MASTER_CFG = textwrap.dedent('''\
             n = self.build.number
             yield self.yieldMetricsValue('coverage', {'percent': 50.5 + n, 'lines': 1000 + n})
             yield self.yieldMetricsValue('coverage', {'percent': 60.5 + n, 'lines': 2000 + n})
+            # what recording them cost, for the test to read in twistd.log
+            from twisted.python import log
+            from buildbot_stats.steps import findStatsService
+            recorder = findStatsService(self.master).build_data_recorder
+            log.msg(f"history test: build data reads {recorder.reads}, "
+                    f"writes {recorder.writes}")
             return SUCCESS
 
 

@@ -90,6 +90,8 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual((result['bench'], result['n']), ('service_cost', 200))
         for variant in ('memory', 'influx'):
             self.assertGreater(result[variant]['us_per_build'], 0)
+            # every build seen new: one write per yieldMetricsValue call, no read
+            self.assertEqual(result[variant]['recorder'], {'reads': 0, 'writes': 400})
 
     def test_throughput(self):
         n = 20000

@@ -4,6 +4,7 @@ a real InfluxDB (tests/servers.py) and the SQLite store; the command's bad-input
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import textwrap
@@ -75,6 +76,11 @@ class HistoryOnARealMaster(unittest.TestCase):
         m.submit(3)
         waitFor('6 finished builds', lambda: m.finishedBuilds() == 6)
         m.stop()
+        # the service saw each build new: its build data was written (2 calls in each of
+        # the 3 alpha builds) and never read first
+        counts = re.findall(r"history test: build data reads (\d+), writes (\d+)", m.log())
+        self.assertEqual(sorted(int(w) for _, w in counts), [2, 4, 6])
+        self.assertEqual({int(r) for r, _ in counts}, {0})
 
         out = self.assertBackfillEqualsLive()
         points = sum(len(p) for p in influxPoints(self.influx, 'live').values())

@@ -145,6 +145,18 @@ class CatchUpTest(FakeMasterMixin, unittest.TestCase):
         self.assertIsNone(self.catchup._loop)
 
     @defer.inlineCallbacks
+    def test_a_replay_ending_during_the_stop_starts_no_checkpoints(self):
+        # the service stops while the catch-up is still running: when the replay ends, the
+        # checkpoints must not start again (they would run after the master is gone)
+        self.catchup.start()
+        stopping = self.catchup.stopReplay()
+        self.reactor.advance(0)
+        yield stopping
+        self.assertTrue(self.svc.running)
+        self.assertIsNone(self.catchup._loop)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
     def test_first_start_marks_the_start_and_replays_nothing(self):
         yield self.insertBuild()
         yield self.catchup._run()

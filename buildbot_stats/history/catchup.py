@@ -58,6 +58,9 @@ class CatchUp:
         self._frozen = set()  # backends that dropped points: their marks stay
         self._objectids = {}
         self._checkpointing = None
+        # set by stopReplay: a replay that ends during the service's stop must not start
+        # the checkpoints again (they would run after the service lost its master)
+        self._stopped = False
         self.last_result = None
 
     @property
@@ -95,13 +98,14 @@ class CatchUp:
         """Begin in the background; returns at once (the master's start is not delayed)."""
         if self._running is not None:
             return
+        self._stopped = False
         self._running = d = task.deferLater(self.reactor, 0, self._run)
         d.addErrback(log.err, "buildbot_stats: catch-up failed; the next start retries it")
         d.addBoth(self._ran)
 
     def _ran(self, _):
         self._running = None
-        if self.service.running and self._loop is None:
+        if self.service.running and not self._stopped and self._loop is None:
             self._loop = task.LoopingCall(self.checkpoint)
             self._loop.clock = self.reactor
             d = self._loop.start(CHECKPOINT_INTERVAL, now=True)
@@ -186,6 +190,7 @@ class CatchUp:
     @defer.inlineCallbacks
     def stopReplay(self):
         """Stop a catch-up in progress and the checkpoints (the service is stopping)."""
+        self._stopped = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
