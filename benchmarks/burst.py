@@ -192,27 +192,9 @@ def child(args):
         shutil.rmtree(basedir, ignore_errors=True)
 
 
-def dict_loader(config_dict):
-    """A config loader for a dict (buildbot.test's DictLoader, whose module import would
-    set the unit tests' warning filters and monkeypatches)."""
-    from zope.interface import implementer
-
-    from buildbot.config.master import MasterConfig
-    from buildbot.interfaces import IConfigLoader
-
-    @implementer(IConfigLoader)
-    class DictLoader:
-        def loadConfig(self):
-            return MasterConfig.loadFromDict(config_dict, '<burst>')
-
-    return DictLoader()
-
-
 async def run_burst(reactor, args, basedir):
     from twisted.internet import defer
     from twisted.python import log
-
-    from buildbot.master import BuildMaster
 
     variant = args.child
     # a master logs to twistd.log; so does this one (Buildbot's backend logs per point)
@@ -222,12 +204,7 @@ async def run_burst(reactor, args, basedir):
     services, progress = stats_config(variant, args.influx_port, args.db, basedir)
     cfg = master_config(variant, args.builders, args.workers, services, basedir,
                         args.database)
-    master = BuildMaster(basedir, reactor=reactor, config_loader=dict_loader(cfg))
-    master.config.db.db_url = cfg['db_url']
-    await master.db.setup(check_version=False)
-    await master.db.model.upgrade()
-    master.db.setup = lambda: None
-    await master.startService()
+    master = await harness.start_master(reactor, basedir, cfg)
 
     # every worker attached before the clock starts
     for _ in range(1000):

@@ -173,6 +173,39 @@ def run_child(script, variant, args, timeout=3600):
     return json.loads(lines[-1])
 
 
+# -- a real master --------------------------------------------------------------------------
+
+
+def dict_loader(config_dict):
+    """A config loader for a dict (buildbot.test's DictLoader, whose module import would
+    set the unit tests' warning filters and monkeypatches)."""
+    from zope.interface import implementer
+
+    from buildbot.config.master import MasterConfig
+    from buildbot.interfaces import IConfigLoader
+
+    @implementer(IConfigLoader)
+    class DictLoader:
+        def loadConfig(self):
+            return MasterConfig.loadFromDict(config_dict, '<dict>')
+
+    return DictLoader()
+
+
+async def start_master(reactor, basedir, cfg):
+    """A real ``BuildMaster`` in ``basedir`` configured by the dict ``cfg`` (its ``db_url``
+    created or upgraded first), started; returns it."""
+    from buildbot.master import BuildMaster
+
+    master = BuildMaster(basedir, reactor=reactor, config_loader=dict_loader(cfg))
+    master.config.db.db_url = cfg['db_url']
+    await master.db.setup(check_version=False)
+    await master.db.model.upgrade()
+    master.db.setup = lambda: None
+    await master.startService()
+    return master
+
+
 # -- InfluxDB ------------------------------------------------------------------------------
 
 

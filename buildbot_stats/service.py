@@ -327,22 +327,61 @@ class StatsService(service.BuildbotService):
         to the backends (not when the backends have written them: see ``flush``)."""
         return self._inflight.wait()
 
+    def stopBound(self):
+        """The most seconds :meth:`stopService` waits for points to be written: the largest
+        ``stop_timeout`` among the backends (the spool files are written on top)."""
+        return max((b.stopTimeout() for b in self.backends), default=0.0)
+
     @defer.inlineCallbacks
     def stopService(self):
-        yield self.catchup.stopReplay()
-        yield self.removeConsumers()
-        # the captures still running hand their points to the backends...
-        yield self.drain()
-        # ...and the yieldMetricsValue calls still being recorded are written
-        yield self.build_data_recorder.wait(RECORD_STOP_TIMEOUT)
-        # ...which write them before stopping
-        results = yield defer.DeferredList(
-            [defer.maybeDeferred(b.flush) for b in self.backends], consumeErrors=True
-        )
-        for ok, result in results:
-            if not ok:
-                log.err(result, "buildbot_stats: a backend failed to flush")
+        """One stop sequence, within one bound (:meth:`stopBound`): stop a catch-up in
+        progress and consuming, let the captures still running hand over their points, then
+        stop every backend at once, each flushing once with what is left of the bound (its
+        own ``stop_timeout`` at most), then keeping (spool) or counting what is still
+        pending. The yieldMetricsValue calls still being recorded as build data (Buildbot's
+        database, not a backend) are written meanwhile, within their own bound. The
+        catch-up's mark is recorded last, from the backends' final counters."""
+        reactor = self.master.reactor
+        deadline = reactor.seconds() + self.stopBound()
+        backends = list(self.backends)
+        for b in backends:
+            b.stop_deadline = deadline
+        try:
+            # a replay may be waiting for a backend's flush: never past the bound either
+            stopped = yield _within(reactor, defer.maybeDeferred(self.catchup.stopReplay),
+                                    deadline - reactor.seconds())
+            if not stopped:
+                log.msg("buildbot_stats: error: the catch-up was still running at the stop "
+                        f"bound ({self.stopBound()} s); the next start replays from its mark")
+            yield self.removeConsumers()
+            drained = yield _within(reactor, self.drain(), deadline - reactor.seconds())
+            if not drained:
+                log.msg("buildbot_stats: error: captures still running at the stop bound "
+                        f"({self.stopBound()} s); their points are not stored")
+            # the backends are child services: stopped in parallel, each until the deadline;
+            # alongside, the build data still being recorded goes to Buildbot's database
+            recorded = self.build_data_recorder.wait(RECORD_STOP_TIMEOUT)
+            yield super().stopService()
+            yield recorded
+        finally:
+            for b in backends:
+                b.stop_deadline = None
         if self.catch_up and self._hasHistory():
             yield self.catchup.checkpointAtStop()
         log.msg(f"buildbot_stats: {self.name} stopped: {self.metrics()}")
-        yield super().stopService()
+
+
+def _within(reactor, d, seconds):
+    """A Deferred firing True when ``d`` fires, False if ``seconds`` pass first (``d``
+    itself is left alone)."""
+    out = defer.Deferred()
+
+    def fire(result):
+        if timer.active():
+            timer.cancel()
+        if not out.called:
+            out.callback(True)
+
+    timer = reactor.callLater(max(0.0, seconds), lambda: out.called or out.callback(False))
+    d.addBoth(fire)
+    return out

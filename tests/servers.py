@@ -10,8 +10,11 @@ The fixtures, one per server binary installed on the test machine:
 Each keeps its port and data directory for their whole life, so a test can ``stop()`` the
 server (an outage), ``start()`` it again and find the same address and the same data; ``pause()``
 and ``resume()`` freeze the process with SIGSTOP/SIGCONT (the socket stays open, nothing answers:
-the "hung server" case). The query helpers here are blocking (urllib): they are for the test's own
-assertions, never for code under test.
+the "hung server" case). While no server runs, the fixture holds its port with a socket that is
+bound but does not listen: connections are refused, as by a closed port, and nothing else can take
+the port before ``start()`` (another test process, or a client connecting to itself). The query
+helpers here are blocking (urllib): they are for the test's own assertions, never for code under
+test.
 
 Cost of a start on the 2-core test machine (measured with tests/test_servers.py): influxd
 answers ``/ping`` 0.03-0.1 s after exec, VictoriaMetrics answers ``/health`` after 0.07-0.11 s;
@@ -93,9 +96,15 @@ def _http(method, url, body=None, headers=None, timeout=HTTP_TIMEOUT):
 
 
 class _ServerProcess:
-    """One server binary on a fixed loopback port with its own temporary directory."""
+    """One server binary on a fixed loopback port with its own temporary directory.
+
+    Without the binary, :meth:`start` raises ``unittest.SkipTest`` naming the Debian package
+    that installs it (``scripts/install-servers.sh`` installs them all, so CI never skips).
+    """
 
     name = 'server'
+    binary = None   # the path of the server binary
+    package = None  # the Debian package that installs it
     ready_path = '/'
     ready_status = 200
 
@@ -108,6 +117,8 @@ class _ServerProcess:
         self.log_path = os.path.join(self.basedir, f'{self.name}.log')
         self.process = None
         self.start_seconds = None  # wall time of the last start(), for the docs and for curiosity
+        self._reservation = None
+        self._reserve()
 
     _shared = None  # per subclass, see shared()
 
@@ -151,10 +162,24 @@ class _ServerProcess:
         except OSError:
             return '(no log)'
 
+    @classmethod
+    def require(cls):
+        """Raise ``unittest.SkipTest`` (naming the Debian package) without the binary."""
+        if cls.binary is None:
+            return  # a fixture that names no binary checks nothing here
+        if not (os.path.isfile(cls.binary) and os.access(cls.binary, os.X_OK)):
+            import unittest
+
+            raise unittest.SkipTest(
+                f'{cls.binary} is missing: install the Debian package {cls.package!r} '
+                '(scripts/install-servers.sh does)')
+
     def start(self):
+        self.require()
         if self.running:
             raise ServerError(f'{self.name} already running on port {self.port}')
         self.prepare()
+        self._release()
         t0 = time.monotonic()
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(
@@ -204,6 +229,28 @@ class _ServerProcess:
                 proc.wait()
         self.process = None
         _running.discard(self)
+        self._reserve()
+
+    def _reserve(self):
+        """Hold the port while no server runs, with a socket that is bound but does not
+        listen: a connection is refused, as by a closed port, and nothing else takes the port
+        meanwhile: not another process of a shared machine, nor a client of the test itself
+        (a connect to a loopback port nobody listens on may pick that very port as its own
+        and connect to itself)."""
+        if self._reservation is not None:
+            return
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((self.host, self.port))
+        except OSError:
+            s.close()  # taken already: start() will say so
+            return
+        self._reservation = s
+
+    def _release(self):
+        if self._reservation is not None:
+            self._reservation.close()
+            self._reservation = None
 
     def kill(self):
         self.stop(kill=True)
@@ -239,6 +286,7 @@ class _ServerProcess:
     def cleanup(self):
         """Stop the server and remove its temporary directory."""
         self.kill()
+        self._release()
         if self._own_basedir:
             shutil.rmtree(self.basedir, ignore_errors=True)
 
@@ -262,6 +310,8 @@ class InfluxDB1Server(_ServerProcess):
     """``influxd`` 1.x with every directory in a temporary dir and both its ports on loopback."""
 
     name = 'influxd'
+    binary = INFLUXD
+    package = 'influxdb'
     ready_path = '/ping'
     ready_status = 204
 
@@ -404,6 +454,8 @@ class VictoriaMetricsServer(_ServerProcess):
     """
 
     name = 'victoria-metrics'
+    binary = VICTORIA_METRICS
+    package = 'victoria-metrics'
     ready_path = '/health'
     ready_status = 200
 
@@ -468,6 +520,8 @@ class PrometheusServer(_ServerProcess):
     its TSDB in a temporary dir. Query with :meth:`query` (PromQL over the HTTP API)."""
 
     name = 'prometheus'
+    binary = PROMETHEUS
+    package = 'prometheus'
     ready_path = '/-/ready'
     ready_status = 200
 

@@ -125,6 +125,20 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual(ours['influx_points'], n)
         self.assertMachine(result)
 
+    def test_spool(self):
+        n = 400
+        result = run_benchmark('spool', '--n', n, '--per-turn', 20)
+        self.assertEqual((result['bench'], result['n']), ('spool', n))
+        for variant in ('memory', 'spool', 'fsync'):
+            res = self.assertVariantOk(result, variant, 'post_us_per_point', 'max_lag_ms')
+            self.assertEqual((res['points'], res['pending']), (n, n))
+        for variant in ('spool', 'fsync'):
+            # one journal write per reactor iteration, never one per point
+            self.assertEqual(result[variant]['writes_per_turn'], 1.0)
+        self.assertGreater(result['fsync']['fsyncs_in_thread_pool']['count'], 0)
+        self.assertEqual(result['spool']['fsyncs_in_thread_pool']['count'], 0)
+        self.assertMachine(result)
+
     def test_prometheus_scrape(self):
         result = run_benchmark('prometheus_scrape', '--builders', 10, '--steps', 3,
                                '--builds-per-builder', 2, '--scrapes', 2)

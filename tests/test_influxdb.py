@@ -5,18 +5,11 @@ from __future__ import annotations
 import time
 
 from twisted.internet import defer
-from twisted.internet import reactor
 from twisted.trial import unittest
 
 from buildbot_stats import stats
 from buildbot_stats.point import to_epoch_ns
 from tests.servers import InfluxDB1Server
-
-
-def sleep(seconds):
-    d = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
 
 
 class RealInfluxDB1(unittest.TestCase):
@@ -65,23 +58,18 @@ class RealInfluxDB1(unittest.TestCase):
         backend = yield self.startBackend(batch_size=1000)
         n = 20_000
         t0 = 1_600_000_000.0
-        start = time.perf_counter()
         for i in range(n):
             backend.postStatsValue({'value': i}, 'bulk', {'builder_name': f'b{i % 7}'},
                                    t0 + i * 1e-3)
-        posted = time.perf_counter() - start
         ok = yield backend.flush(timeout=60)
-        elapsed = time.perf_counter() - start
         self.assertTrue(ok)
         self.assertEqual(backend.counters.written, n)
         self.assertEqual(backend.counters.pending, 0)
         answer = self.influx.query('SELECT count(value), sum(value) FROM bulk', db=self.db)
         _, count, total = answer['results'][0]['series'][0]['values'][0]
         self.assertEqual((count, total), (n, n * (n - 1) // 2))
-        # a figure for the report; postStatsValue itself must stay cheap
-        print(f"\n{n} points: posted in {posted:.3f} s, written in {elapsed:.3f} s "
-              f"({n / elapsed:.0f} points/s)")
-        self.assertLess(posted / n, 200e-6)
+        # what postStatsValue costs per point is measured by benchmarks/spool.py and
+        # benchmarks/throughput.py, not asserted here
 
     @defer.inlineCallbacks
     def test_sent_twice_lands_once(self):

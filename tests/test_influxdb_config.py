@@ -52,6 +52,8 @@ class CheckConfig(unittest.TestCase):
                                'http://u:p@h', None, None, None, 'db', [])
         self.assertConfigError("captures[0] is a str, not a Capture instance",
                                'h', None, None, None, 'db', ['nope'])
+        self.assertConfigError("spool_fsync must be True or False, got 'yes'",
+                               'h', None, None, None, 'db', [], spool_fsync='yes')
 
     def test_password_value_never_in_errors(self):
         errors = self.configErrors('h', None, 'u', 12345678, 'db', [])

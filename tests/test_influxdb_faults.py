@@ -12,14 +12,9 @@ from twisted.trial import unittest
 
 from buildbot_stats import stats
 from tests.faultserver import FaultServer
+from tests.waiting import waitUntil
 
 SECRET = 'pa55-very-secret'
-
-
-def sleep(seconds):
-    d = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
 
 
 class Faults(unittest.TestCase):
@@ -86,9 +81,11 @@ class Faults(unittest.TestCase):
         self.post(1)
         yield self.backend.flush(timeout=5)
         self.assertCounters(written=1, retries=1)
+        # the retry waited what the server asked (a timer never fires early), no backoff
         gap = self.server.times[1] - self.server.times[0]
         self.assertGreaterEqual(gap, 0.95)
-        self.assertLess(gap, 1.9)
+        self.assertTrue(any('next attempt in 1.0 s' in m for m in self.messages),
+                        self.messages)
 
     @defer.inlineCallbacks
     def test_400_partial_write_counts_dropped_points(self):
@@ -119,9 +116,8 @@ class Faults(unittest.TestCase):
         self.server.script = [('status', 401, b'{"error":"authorization failed"}', {})] * 3
         yield self.start(slow_retry_interval=0.3)
         self.post(2)
-        yield sleep(0.5)
+        yield waitUntil(lambda: len(self.server.bodies()) >= 2, "a slow retry")
         self.assertCounters(written=0, pending=2)
-        self.assertEqual(len(self.server.bodies()), 2)   # t~0.05, then t~0.35
         ok = yield self.backend.flush(timeout=5)          # flush tries at once
         self.assertTrue(ok)
         self.assertCounters(written=2, pending=0, dropped=0)
@@ -146,10 +142,11 @@ class Faults(unittest.TestCase):
         self.server.script = [('status', 404, b'{"error":"database not found: \\"db\\""}', {})]
         yield self.start(slow_retry_interval=0.2)
         self.post(1)
-        yield sleep(0.1)
+        yield waitUntil(lambda: any('create_database=True' in m for m in self.messages),
+                        "the hint to set create_database")
         self.assertCounters(pending=1)
-        self.assertTrue(any('create_database=True' in m for m in self.messages))
-        yield sleep(0.3)
+        # retried after slow_retry_interval, and the scripted 404 is over
+        yield waitUntil(lambda: self.backend.counters.written == 1, "the slow retry")
         self.assertCounters(written=1, pending=0)
 
     @defer.inlineCallbacks
@@ -178,8 +175,7 @@ class Faults(unittest.TestCase):
         yield self.server.port.stopListening()
         yield self.start()
         self.post(4)
-        # a refused connection takes ~0.3 s (Twisted's HostnameEndpoint attempt delay)
-        yield sleep(1.0)
+        yield waitUntil(lambda: self.backend.counters.retries >= 2, "two refused attempts")
         self.assertCounters(written=0, pending=4)
         self.assertGreaterEqual(self.backend.counters.retries, 2)
         self.assertTrue(any('Connection was refused' in m for m in self.messages))
@@ -194,13 +190,10 @@ class Faults(unittest.TestCase):
         self.server.script = [('hang',)] * 10
         yield self.start(timeout=30.0, stop_timeout=0.5)
         self.post(10)
-        # postStatsValue never waits, whatever the server does
-        t0 = time.monotonic()
+        yield waitUntil(lambda: len(self.server.requests) >= 1, "a request the server holds")
+        # postStatsValue never waits, whatever the server does (its cost per point is in
+        # benchmarks/spool.py); the stop is bounded (exact times: tests.test_stop_bound)
         self.post(1000, start=10)
-        self.assertLess(time.monotonic() - t0, 0.5)
-        yield sleep(0.1)
-        t0 = time.monotonic()
         yield self.backend.stopService()
-        self.assertLess(time.monotonic() - t0, 1.5)
         self.assertCounters(written=0, dropped=1010, pending=0)
         self.assertTrue(any('1010 points not written' in m for m in self.messages))

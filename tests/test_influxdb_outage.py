@@ -8,8 +8,6 @@ import shutil
 import tempfile
 
 from twisted.internet import defer
-from twisted.internet import reactor
-from twisted.internet import task
 
 from buildbot.process.results import SUCCESS
 from buildbot.test.util.integration import RunMasterBase
@@ -18,6 +16,7 @@ from buildbot_stats import stats
 from buildbot_stats.point import to_epoch_ns
 from tests.servers import InfluxDB1Server
 from tests.test_integration_core import masterConfig
+from tests.waiting import waitUntil
 
 
 def captures():
@@ -89,7 +88,7 @@ class OutageWithRealBuilds(RunMasterBase):
         a, b = yield self.runBuilds()
         svc = self.master.service_manager.namedServices['StatsService']
         yield svc._inflight.wait()  # the captures have posted their points
-        yield task.deferLater(reactor, 1.0, lambda: None)  # the outage goes on a while
+        yield waitUntil(lambda: backend.counters.retries >= 2, "the outage to go on a while")
         self.assertEqual(backend.counters.written, 0)
         self.assertEqual(backend.counters.pending, 8)  # alpha 5, beta 3
         self.assertGreater(backend.counters.retries, 0)

@@ -19,10 +19,7 @@ from buildbot_stats import stats
 from buildbot_stats.delivery import spool as spoolmod
 from buildbot_stats.delivery.buffer import Chunk
 from tests.servers import InfluxDB1Server
-
-
-def sleep(seconds):
-    return task.deferLater(reactor, seconds, lambda: None)
+from tests.waiting import waitUntil
 
 
 class SpoolFiles(unittest.TestCase):
@@ -64,6 +61,109 @@ class SpoolFiles(unittest.TestCase):
         self.assertEqual(sorted(n for n in os.listdir(d) if n.endswith('.lp')), [])
 
 
+class Journal(unittest.TestCase):
+    """The open chunk's file: one write per reactor iteration, records that show a cut."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+        self.clock = task.Clock()
+        self.spool = spoolmod.Spool(self.dir, 10**9, self.clock)
+        self.addCleanup(self.closeJournal)
+
+    def closeJournal(self):
+        if self.spool._journal is not None:
+            os.close(self.spool._journal.fd)
+
+    def content(self):
+        names = sorted(os.listdir(self.dir))
+        self.assertEqual(len(names), 1, names)
+        with open(os.path.join(self.dir, names[0]), 'rb') as f:
+            return f.read()
+
+    def test_the_lines_of_one_iteration_are_one_write(self):
+        for i in range(3):
+            self.spool.append(b'm v=%di %d' % (i, i))
+        self.assertEqual(os.listdir(self.dir), [])  # not yet: the iteration goes on
+        self.clock.advance(0)                        # the next iteration, before any I/O
+        self.assertEqual(self.spool.writes, 1)
+        self.assertEqual(spoolmod.decodeJournal(self.content()),
+                         ([b'm v=0i 0', b'm v=1i 1', b'm v=2i 2'], 0))
+        self.spool.append(b'm v=3i 3')
+        self.spool.append(b'm v=4i 4')
+        self.clock.advance(0)
+        self.assertEqual(self.spool.writes, 2)
+        lines, torn = spoolmod.decodeJournal(self.content())
+        self.assertEqual((len(lines), lines[-1], torn), (5, b'm v=4i 4', 0))
+        self.assertEqual(self.spool.bytes, len(self.content()))
+
+    def test_a_large_pile_is_written_at_once(self):
+        line = b'x' * 1000
+        for _ in range(spoolmod.WRITE_THRESHOLD // 1001 + 1):
+            self.spool.append(line)
+        self.assertEqual(self.spool.writes, 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_write_cut_short_keeps_the_complete_records(self):
+        self.spool.append(b'a v=1i 1')
+        self.clock.advance(0)
+        self.spool.append(b'b v=2i 2')
+        self.spool.append(b'c v=3i 3')
+        self.clock.advance(0)
+        data = self.content()
+        for cut in range(1, 20):
+            lines, torn = spoolmod.decodeJournal(data[:-cut])
+            self.assertEqual((lines, torn > 0), ([b'a v=1i 1'], True), cut)
+        damaged = data[:-3] + b'X' + data[-2:]
+        self.assertEqual(spoolmod.decodeJournal(damaged)[0], [b'a v=1i 1'])
+
+    @defer.inlineCallbacks
+    def test_load_keeps_the_lines_before_a_cut_and_counts_it(self):
+        self.spool.append(b'a v=1i 1')
+        self.clock.advance(0)
+        self.spool.append(b'b v=2i 2')
+        self.clock.advance(0)
+        path = self.spool._journal.path
+        with open(path, 'r+b') as f:
+            f.truncate(os.path.getsize(path) - 4)  # SIGKILL in the middle of a write
+        open(os.path.join(self.dir, '0000000000000007.lp'), 'wb').close()  # killed at open
+        again = spoolmod.Spool(self.dir, 10**9, reactor)
+        loaded = yield again.load()
+        self.assertEqual([lines for _, lines in loaded], [[b'a v=1i 1']])
+        self.assertEqual((again.torn, again.corrupt), (1, 0))
+        self.assertEqual(len(os.listdir(self.dir)), 1)  # the empty file is gone
+
+
+class JournalFsync(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_fsync_runs_in_the_pool_and_seal_closes_the_file(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        spool = spoolmod.Spool(d, 10**9, reactor, fsync=True)
+        synced = []
+        real = spoolmod.os.fsync
+
+        def fsync(fd):
+            synced.append(fd)
+            real(fd)
+
+        self.patch(spoolmod.os, 'fsync', fsync)
+        for i in range(3):
+            spool.append(b'm v=%di %d' % (i, i))
+        chunk = Chunk([b'm v=%di %d' % (i, i) for i in range(3)])
+        seg = spool.seal(chunk)
+        yield spool.drain()
+        self.assertIs(chunk.segment, seg)
+        self.assertIsNone(seg.fd)  # closed, after its fsync
+        self.assertEqual(len(synced), 2)  # the directory (a new file), then the file
+        with open(seg.path, 'rb') as f:
+            self.assertEqual(spoolmod.decodeFile(f.read()), chunk.lines)
+        spool.release(seg)
+        yield spool.drain()
+        self.assertEqual(os.listdir(d), [])
+
+
 class SpoolWithRealInfluxDB(unittest.TestCase):
 
     def setUp(self):
@@ -91,14 +191,14 @@ class SpoolWithRealInfluxDB(unittest.TestCase):
         yield b1.startService()
         b1.postStatsValue({'v': -1}, 'spooled', {}, 999.0)
         yield b1.flush(timeout=5)
-        yield sleep(0.1)
+        yield b1._writer.spool.drain()  # its file deleted once written
         self.assertEqual(self.spoolFiles(), [])
 
         self.influx.stop()
         n = 120
         for i in range(n):
             b1.postStatsValue({'v': i}, 'spooled', {'builder_name': 'b'}, 1000.0 + i)
-        yield sleep(0.3)
+        yield waitUntil(lambda: b1.counters.retries >= 1, "a failed attempt")
         yield b1.stopService()
         self.assertEqual(b1.counters.pending, n)
         self.assertEqual(b1.counters.dropped, 0)
@@ -108,6 +208,10 @@ class SpoolWithRealInfluxDB(unittest.TestCase):
         b2 = self.backend()
         yield b2.startService()
         self.assertEqual(b2.counters.added, n)
+        m = b2.metrics()
+        self.assertEqual((m['spool_torn'], m['spool_corrupt'], m['spool_write_errors']),
+                         (0, 0, 0))
+        self.assertGreater(m['spool_bytes'], 0)
         ok = yield b2.flush(timeout=10)
         self.assertTrue(ok)
         yield b2.stopService()

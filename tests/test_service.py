@@ -195,7 +195,7 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         self.assertEqual((len(calls), len(a.points), len(b.points)), (1, 1, 1))
 
     @defer.inlineCallbacks
-    def test_stop_waits_for_running_captures_then_flushes_backends(self):
+    def test_stop_waits_for_running_captures_then_stops_backends(self):
         gate = defer.Deferred()
 
         class SlowCapture(stats.Capture):
@@ -208,9 +208,11 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         flushed = []
 
         class Recording(stats.InMemoryStorageService):
-            def flush(self, timeout=None):
-                flushed.append(len(self.points))
-                return defer.succeed(None)
+            def stopService(self):
+                # stopped once, with the points handed over and the service's deadline
+                flushed.append((len(self.points), self.stop_deadline is not None,
+                                self.stopBudget()))
+                return super().stopService()
 
         mem = Recording([SlowCapture(BUILD_FINISHED, None)])
         svc = yield self.startStats([mem])
@@ -221,7 +223,8 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(flushed, [])
         gate.callback(None)
         yield stopping
-        self.assertEqual(flushed, [1])
+        self.assertEqual(flushed, [(1, True, 10.0)])
+        self.assertEqual(mem.stop_deadline, None)
         self.assertEqual(len(mem.points), 1)
         self.assertEqual(consumersOf(self.master, BUILD_FINISHED), [])
 

@@ -9,10 +9,8 @@ import json
 import os
 import sqlite3
 import threading
-import time
 
 from twisted.internet import defer
-from twisted.internet import reactor
 from twisted.python import log
 from twisted.trial import unittest
 
@@ -29,6 +27,7 @@ from buildbot_stats import stats
 from buildbot_stats.storage import sqlite_schema
 from buildbot_stats.storage.sqlite_reader import StoreError
 from buildbot_stats.storage.sqlite_reader import openStore
+from tests.waiting import waitUntil
 
 TAGS = {'builder_name': 'alpha', 'build_number': '7'}
 
@@ -225,25 +224,19 @@ class RealFileTest(unittest.TestCase):
     def test_burst_costs_the_reactor_little_and_is_written_in_batches(self):
         n = 50_000
         svc = yield self.started(batch_size=1000)
-        t0 = time.perf_counter()
         for i in range(n):
             svc.postStatsValue({'duration': i * 0.5, 'ok': True}, f'b{i % 5}-build-times',
                                {'builder_name': f'b{i % 5}', 'build_number': str(i)},
                                timestamp=1e9 + i * 1e-3)
-        posting = time.perf_counter() - t0
-        yield svc.flush()
-        total = time.perf_counter() - t0
+        ok = yield svc.flush()
+        self.assertIs(ok, True)
         yield svc.stopService()
-        log.msg(f"burst: {n} points posted in {posting:.3f}s "
-                f"({posting / n * 1e6:.1f} us/point on the reactor), written in {total:.3f}s "
-                f"({n / total:.0f} points/s) in {svc.batches} transactions")
         self.assertEqual(svc.counters.asDict(),
                          {'added': n, 'written': n, 'rejected': 0, 'dropped': 0, 'retries': 0,
                           'pending': 0})
-        # one transaction per batch, not per point
+        # one transaction per batch, not per point (the cost per point on the reactor is
+        # measured by benchmarks/burst.py, not asserted here)
         self.assertLessEqual(svc.batches, n // 1000 + 5)
-        # generous bound for a loaded 2-core CI machine: encoding only, no I/O
-        self.assertLess(posting / n, 200e-6)
         self.assertEqual(rows(self.path, "SELECT COUNT(*), COUNT(DISTINCT build_number)"
                                          " FROM points"), [(n, n)])
 
@@ -326,9 +319,8 @@ class RealFileTest(unittest.TestCase):
             for chunk in range(20):
                 for i in range(500):
                     svc.postStatsValue({'v': i}, 's', {}, timestamp=2.0 + chunk + i * 1e-4)
-                yield deferLater(0.02)
-            yield svc.flush()
-            yield deferLater(0.1)
+                yield svc.flush()  # a transaction per chunk, while the reader reads
+            yield waitUntil(lambda: seen and seen[-1] == 10_001, "the reader to see all")
         finally:
             stop.set()
             yield deferToThreadJoin(reader)
@@ -351,8 +343,7 @@ class RealFileTest(unittest.TestCase):
         other.execute("BEGIN EXCLUSIVE")
         for i in range(1, 4):
             svc.postStatsValue({'v': i}, 's', {}, timestamp=1.0 + i)
-        yield deferLater(0.6)
-        self.assertGreaterEqual(svc.counters.retries, 2)
+        yield waitUntil(lambda: svc.counters.retries >= 2, "two attempts on the locked file")
         self.assertEqual(svc.counters.pending, 3)
         other.execute("ROLLBACK")
         other.close()
@@ -377,14 +368,30 @@ class RealFileTest(unittest.TestCase):
         svc = yield self.started(flush_interval=0.05, stop_timeout=0.3, max_pending=5)
         for i in range(8):
             svc.postStatsValue({'v': i}, 's', {}, timestamp=1.0 + i)
-        t0 = time.monotonic()
-        yield svc.stopService()
-        self.assertLess(time.monotonic() - t0, 5)
+        yield svc.stopService()  # bounded by stop_timeout (exact: tests.test_stop_bound)
         self.assertEqual(svc.counters.written, 0)
         self.assertEqual(svc.counters.dropped, 8)  # 3 for room, 5 at stop
         self.assertEqual(svc.counters.pending, 0)
         self.assertEqual(len(logs.matching('schema version 99')), 1)
         self.assertEqual(len(logs.matching('could not be written')), 1)
+
+    @defer.inlineCallbacks
+    def test_stop_does_not_wait_busy_timeout_for_a_lock(self):
+        svc = yield self.started(flush_interval=3600.0, busy_timeout=90.0, stop_timeout=0.2)
+        svc.postStatsValue({'v': 0}, 's', {}, timestamp=1.0)
+        yield svc.flush(timeout=30)  # the file exists; now another program locks it
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN EXCLUSIVE")
+        svc.postStatsValue({'v': 1}, 's', {}, timestamp=2.0)
+        svc.flush(timeout=30)  # a write starts and waits for the lock (up to 90 s)
+        yield waitUntil(lambda: svc._writing is not None, "a write waiting for the lock")
+        # the stop gives up on the lock: no wait of busy_timeout (this test's timeout is less)
+        yield svc.stopService()
+        self.assertEqual((svc.counters.written, svc.counters.dropped), (1, 1))
+        other.execute("ROLLBACK")
+
+    test_stop_does_not_wait_busy_timeout_for_a_lock.timeout = 45
 
     @defer.inlineCallbacks
     def test_a_foreign_database_is_refused(self):
@@ -529,12 +536,6 @@ class DefaultStoreOnARealMasterTest(RunMasterBase):
         start = [p for p in points if 'start-time' in p.fields][0]
         self.assertEqual(json.dumps(start.fields['start-time'])[1:5],
                          str(builds[0]['started_at'].year))
-
-
-def deferLater(seconds):
-    from twisted.internet import task
-
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 def deferToThreadJoin(thread):

@@ -7,6 +7,7 @@ value to every backend that owns it.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from twisted.python import log
@@ -45,8 +46,56 @@ def compilePattern(owner, what, pattern):
         return None
 
 
+def _takingBuilderInfo(builderMatches):
+    """Our ``builderMatches(name)``, called the way Buildbot calls
+    ``_builder_name_matches(builder_info)``: with the builder's dict."""
+    @functools.wraps(builderMatches)
+    def wrapper(self, builder_info):
+        name = builder_info.get('name') if isinstance(builder_info, dict) else builder_info
+        return builderMatches(self, name)
+    return wrapper
+
+
+def _takingBuilderName(builder_name_matches):
+    """Buildbot's ``_builder_name_matches(builder_info)``, called the way we call
+    ``builderMatches(name)``: it gets ``{'name': name}``."""
+    @functools.wraps(builder_name_matches)
+    def wrapper(self, builder_name):
+        info = builder_name if isinstance(builder_name, dict) else {'name': builder_name}
+        return builder_name_matches(self, info)
+    return wrapper
+
+
+# The hooks a subclass may override, each with its two spellings: ours (the seed's) and
+# Buildbot's own ``buildbot.statistics``, so that custom captures written for it keep working;
+# and how one is called as the other when their arguments differ.
+HOOK_SPELLINGS = (
+    ('consumer', 'consume', None, None),
+    ('retValParams', '_retValParams', None, None),
+    ('defaultContext', '_defaultContext', None, None),
+    ('builderMatches', '_builder_name_matches', _takingBuilderInfo, _takingBuilderName),
+)
+
+
+def _aliasHookSpellings(cls):
+    """In ``cls``, a hook defined under one spelling only is given the other spelling too:
+    whichever one the class overrides is the one that runs, however it is called, and
+    ``super()`` reaches the parent's hook under either name."""
+    mine = vars(cls)
+    for ours, theirs, asTheirs, asOurs in HOOK_SPELLINGS:
+        if ours in mine and theirs not in mine:
+            setattr(cls, theirs, asTheirs(mine[ours]) if asTheirs else mine[ours])
+        elif theirs in mine and ours not in mine:
+            setattr(cls, ours, asOurs(mine[theirs]) if asOurs else mine[theirs])
+
+
 class Capture:
     """Base class of all captures; subclasses implement :meth:`consumer`.
+
+    Every hook a subclass may override has two spellings, the seed's and Buildbot's:
+    ``consumer``/``consume``, ``retValParams``/``_retValParams``,
+    ``defaultContext``/``_defaultContext`` and ``builderMatches(name)``/
+    ``_builder_name_matches(builder_info)``. Whichever one a subclass defines runs.
 
     :param routingKey: the MQ routing key (a tuple, ``None`` as a wildcard) to consume
     :param callback: the function that turns what the capture gathered into a value
@@ -55,6 +104,10 @@ class Capture:
     #: The caches of :class:`~buildbot_stats.lookups.Lookups` this capture reads: the
     #: service keeps them current from the MQ while a capture uses them
     uses = ('builder_names',)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _aliasHookSpellings(cls)
 
     def __init__(self, routingKey, callback):
         self.routingKey = tuple(routingKey)
@@ -83,11 +136,11 @@ class Capture:
     # -- what subclasses implement -------------------------------------------------------
 
     def consumer(self, routingKey, msg):
-        raise NotImplementedError(f"{type(self).__name__} must implement consumer()")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement consumer() (or consume(), Buildbot's name)")
 
-    # Buildbot's own module calls it ``consume``; custom code written for it keeps working.
-    def consume(self, routingKey, msg):
-        return self.consumer(routingKey, msg)
+    # Buildbot's own module calls it ``consume``
+    consume = consumer
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -97,7 +150,7 @@ class Capture:
             builder_name = msg.get('builder_name')
         return {"builder_name": builder_name, "build_number": str(msg['number'])}
 
-    # Buildbot's name for the same thing
+    # Buildbot's name for the same thing (a subclass may override either)
     _defaultContext = defaultContext
 
     def describe(self):
@@ -173,6 +226,9 @@ class BuilderMatchMixin:
 
     def builderMatches(self, builder_name):
         return self._builder_name is None or self._builder_name == builder_name
+
+    # Buildbot's name and argument (the builder's dict): a subclass may override either
+    _builder_name_matches = _takingBuilderInfo(builderMatches)
 
     def namedBuilders(self):
         return [self._builder_name] if isinstance(self._builder_name, str) else []

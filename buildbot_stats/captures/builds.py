@@ -54,9 +54,8 @@ class CaptureBuildTimes(BuilderMatchMixin, Capture):
     def retValParams(self, msg):
         raise NotImplementedError
 
-    # Buildbot's name
-    def _retValParams(self, msg):
-        return self.retValParams(msg)
+    # Buildbot's name (a subclass may override either)
+    _retValParams = retValParams
 
     def timestampOf(self, msg):
         return msg['complete_at']

@@ -97,16 +97,16 @@ class BatchWriter:
                 f"({segment.path}) will be sent first")
 
     @defer.inlineCallbacks
-    def stop(self):
-        """Write what is pending within ``stop_timeout``; then keep the rest in the spool, or
-        count it as dropped. Always returns within about ``stop_timeout`` (plus the time to
-        write the spool files)."""
+    def stop(self, timeout=None):
+        """Write what is pending within ``timeout`` seconds (default ``stop_timeout``); then
+        keep the rest in the spool, or count it as dropped. Always returns within about
+        ``timeout`` (plus the time to write the spool files)."""
         if not self._running:
             return
         for loop in (self._flush_loop, self._report_loop):
             if loop is not None and loop.running:
                 loop.stop()
-        yield self.flush(self.options.stop_timeout)
+        yield self.flush(self.options.stop_timeout if timeout is None else timeout)
         self._running = False
         self._stopped = True
         if self._retry_call is not None and self._retry_call.active():
@@ -115,11 +115,16 @@ class BatchWriter:
             # InfluxDB hangs: give up on the requests, their chunks go back to the buffer
             if request is not None:
                 request.cancel()
+        if self.spool is not None:
+            chunk = self.buffer.seal()
+            if chunk is not None:
+                self._sealed(chunk)
         left = self.buffer.takeAll()
         count = sum(len(c) for c in left)
         if self.spool is not None:
             for chunk in left:
                 if chunk.segment is None:
+                    # its journal could not be written: one more try, as a whole file
                     self.spool.add(chunk)
             yield self.spool.drain()
             if count:
@@ -151,8 +156,11 @@ class BatchWriter:
     # -- adding ---------------------------------------------------------------------------
 
     def add(self, line):
-        """One encoded line (bytes, no newline). Cheap: no I/O, no timer per line."""
+        """One encoded line (bytes, no newline). Cheap: no timer per line; with a spool,
+        the line joins the journal written once per reactor iteration."""
         self.counters.added += 1
+        if self.spool is not None:
+            self.spool.append(line)
         sealed = self.buffer.add(line)
         if sealed is not None:
             self._sealed(sealed)
@@ -161,7 +169,8 @@ class BatchWriter:
     def _sealed(self, chunk):
         if self.spool is None:
             return
-        self.spool.add(chunk)
+        # the journal of the open chunk becomes this chunk's file
+        self.spool.seal(chunk)
         # the spool's cap: the oldest chunks go, from memory and from disk alike
         while self.spool.bytes > self.spool.max_bytes and self.buffer.sealed:
             oldest = self.buffer.takeFirst()

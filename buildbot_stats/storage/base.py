@@ -14,6 +14,10 @@ from buildbot_stats.checks import aTypeName
 from buildbot_stats.counters import DeliveryCounters
 
 
+#: the stop bound of a backend without a ``stop_timeout`` option (seconds)
+DEFAULT_STOP_TIMEOUT = 10.0
+
+
 def describeBuildOf(tags):
     """`` (builder 'x', build #n)`` from a point's tags, for log lines; '' when unknown."""
     if not isinstance(tags, dict):
@@ -104,12 +108,43 @@ class StatsStorageBase(service.BuildbotService):
         raise NotImplementedError
 
     def flush(self, timeout=None):
-        """Write what is pending; the Deferred fires when done or ``timeout`` seconds passed.
+        """Write what is pending: a Deferred firing True once every point handed over so
+        far was written (or ended rejected or dropped, as counted), False if ``timeout``
+        seconds passed first. It never fails.
 
-        ``timeout=None`` means the backend's own bound (``stop_timeout`` for the InfluxDB
-        backend): StatsService flushes every backend when the master stops, and the master
-        must stop even when a database hangs."""
-        return defer.succeed(None)
+        ``timeout=None`` means the backend's own bound (:meth:`stopTimeout`), so that a
+        database that hangs never holds the caller for ever."""
+        return defer.succeed(True)
+
+    # -- stopping within one bound (docs/service.rst, "Stopping") ------------------------
+
+    #: the reactor time by which :meth:`stopService` must have ended; set by the
+    #: :class:`StatsService` for the length of its stop, ``None`` otherwise
+    stop_deadline = None
+
+    def stopTimeout(self):
+        """The most seconds this backend's ``stopService`` waits for pending points: its
+        ``stop_timeout`` option. A backend without one (it holds nothing) answers
+        :data:`DEFAULT_STOP_TIMEOUT`, which then only bounds how long the
+        :class:`StatsService` waits for the captures still running."""
+        return DEFAULT_STOP_TIMEOUT
+
+    def stopBudget(self):
+        """The seconds ``stopService`` may still wait for pending points: the backend's
+        own :meth:`stopTimeout`, and never past :attr:`stop_deadline` when the service
+        that owns it is stopping."""
+        budget = self.stopTimeout()
+        if self.stop_deadline is not None:
+            budget = min(budget, max(0.0, self.stop_deadline - self._clock().seconds()))
+        return budget
+
+    def _clock(self):
+        reactor = getattr(self, 'reactor', None)
+        if reactor is None and self.master is not None:
+            reactor = self.master.reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        return reactor
 
     def metrics(self):
         """This backend's counters as one flat dict of numbers.

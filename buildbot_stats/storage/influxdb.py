@@ -60,8 +60,9 @@ class InfluxStorageService(StatsStorageBase):
     def checkConfig(self, url=None, port=None, user=None, password=None, db=None,
                     captures=None, *, org=None, bucket=None, token=None,
                     retention_policy=None, ssl=False, ca_file=None, verify_ssl=True,
-                    spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES, extra_tags=None,
-                    create_database=False, http_client=None, reactor=None, **write_options):
+                    spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES, spool_fsync=False,
+                    extra_tags=None, create_database=False, http_client=None, reactor=None,
+                    **write_options):
         me = self.describeForConfig()
         if not isinstance(url, str) or not url.strip():
             config.error(f"{me}: url must be a host name or an http(s) URL, got {shown(url)}")
@@ -94,7 +95,8 @@ class InfluxStorageService(StatsStorageBase):
         if ca_file is not None and not isinstance(ca_file, str):
             config.error(f"{me}: ca_file must be a path to a PEM file, got {shown(ca_file)}")
         for what, value in (('ssl', ssl), ('verify_ssl', verify_ssl),
-                            ('create_database', create_database)):
+                            ('create_database', create_database),
+                            ('spool_fsync', spool_fsync)):
             if not isinstance(value, bool):
                 config.error(f"{me}: {what} must be True or False, got {shown(value)}")
         if create_database and bucket is not None:
@@ -134,8 +136,8 @@ class InfluxStorageService(StatsStorageBase):
                         captures=None, *, org=None, bucket=None, token=None,
                         retention_policy=None, ssl=False, ca_file=None, verify_ssl=True,
                         spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES,
-                        extra_tags=None, create_database=False, http_client=None,
-                        reactor=None, **write_options):
+                        spool_fsync=False, extra_tags=None, create_database=False,
+                        http_client=None, reactor=None, **write_options):
         # positional secrets are not rendered by BuildbotService (it renders kwargs only)
         user, password, token = yield self.renderSecrets(user, password, token)
         self._injected_reactor = reactor
@@ -148,6 +150,7 @@ class InfluxStorageService(StatsStorageBase):
         self.base_url = _baseUrl(url, port, ssl)
         self.spool_dir = spool_dir
         self.spool_max_bytes = spool_max_bytes
+        self.spool_fsync = spool_fsync
         self.create_database = create_database
         if bucket is not None:
             params = {'bucket': bucket, 'precision': 'ns'}
@@ -179,7 +182,7 @@ class InfluxStorageService(StatsStorageBase):
             ca_file, verify_ssl)
         if self._writer is not None:
             self._writer.retarget(self._makeSender(), self.options)
-            if (spool_dir, spool_max_bytes) != self._writer_spool:
+            if (spool_dir, spool_max_bytes, spool_fsync) != self._writer_spool:
                 log.msg(f"buildbot_stats: {self.describe()}: the new spool settings apply at "
                         "the next start")
 
@@ -223,8 +226,9 @@ class InfluxStorageService(StatsStorageBase):
             if not os.path.isabs(spool_dir) and basedir:
                 # like every relative path in master.cfg: beside the master
                 spool_dir = os.path.join(basedir, spool_dir)
-            spool = Spool(spool_dir, self.spool_max_bytes, self.reactor)
-        self._writer_spool = (self.spool_dir, self.spool_max_bytes)
+            spool = Spool(spool_dir, self.spool_max_bytes, self.reactor,
+                          fsync=self.spool_fsync)
+        self._writer_spool = (self.spool_dir, self.spool_max_bytes, self.spool_fsync)
         creator = self._createDatabase if self.create_database else None
         writer = BatchWriter(self._makeSender(), self.options, self.counters, self.reactor,
                              self.describe(), spool=spool, create_database=creator)
@@ -235,17 +239,33 @@ class InfluxStorageService(StatsStorageBase):
     def stopService(self):
         writer, self._writer = self._writer, None
         if writer is not None:
-            yield writer.stop()
+            # one flush, with what is left of the StatsService's bound (docs/service.rst)
+            yield writer.stop(self.stopBudget())
         if self._pool is not None:
             yield self._pool.closeCachedConnections()
         yield super().stopService()
 
+    def stopTimeout(self):
+        return self.options.stop_timeout
+
+    def metrics(self):
+        """The delivery counters, plus with a spool: ``spool_bytes`` (live files),
+        ``spool_writes`` (journal writes, one per reactor iteration that accepted points),
+        ``spool_write_errors``, ``spool_torn`` (files whose last write a crash cut short,
+        found at start) and ``spool_corrupt`` (files renamed ``*.corrupt`` at start)."""
+        out = super().metrics()
+        spool = self._writer.spool if self._writer is not None else None
+        if spool is not None:
+            out.update(spool_bytes=spool.bytes, spool_writes=spool.writes,
+                       spool_write_errors=spool.write_errors, spool_torn=spool.torn,
+                       spool_corrupt=spool.corrupt)
+        return out
+
     def flush(self, timeout=None):
         """Send what is pending now; fires True when all of it ended, False on timeout.
 
-        ``timeout=None`` means ``stop_timeout``: StatsService flushes every backend when the
-        master stops, and a flush that waits for a server that is down would hold the
-        master for ever."""
+        ``timeout=None`` means ``stop_timeout``: a flush that waits for a server that is
+        down would otherwise hold its caller for ever."""
         if self._writer is None:
             return defer.succeed(True)
         return self._writer.flush(self.options.stop_timeout if timeout is None else timeout)

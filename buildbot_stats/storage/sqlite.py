@@ -12,6 +12,8 @@ from __future__ import annotations
 import collections
 import os
 import sqlite3
+import threading
+import time
 
 from twisted.internet import defer
 from twisted.internet import threads
@@ -44,6 +46,16 @@ def _positive(owner, name, value, integer=False):
         config.error(f"{owner}: {name} must be {what}, got {shown(value)}")
 
 
+# A write waits for another program's lock in slices this long, so that a stop can give up
+# at once (``_Writer.abort``) instead of after the whole ``busy_timeout``.
+BUSY_SLICE = 0.05
+
+
+def _isBusy(e):
+    return getattr(e, 'sqlite_errorcode', None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) \
+        or 'locked' in str(e)
+
+
 class _Writer:
     """What runs in the writer thread: one connection, opened on first use."""
 
@@ -51,6 +63,8 @@ class _Writer:
         self.busy_timeout = busy_timeout
         self.path = None
         self.conn = None
+        # set by the reactor thread when stopping: a write waiting for a lock gives up
+        self.abort = threading.Event()
 
     def open(self, path):
         if self.conn is not None and self.path == path:
@@ -60,8 +74,8 @@ class _Writer:
         if directory:
             os.makedirs(directory, exist_ok=True)
         # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
-        conn = sqlite3.connect(path, timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(path, timeout=min(self.busy_timeout, BUSY_SLICE),
+                               isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             # with WAL, NORMAL survives a crash of the master; a power cut may lose the
@@ -75,6 +89,17 @@ class _Writer:
         return conn
 
     def write(self, path, rows):
+        """Write ``rows`` in one transaction, waiting up to ``busy_timeout`` for a lock held
+        by another program (less if :attr:`abort` is set meanwhile)."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return self._writeOnce(path, rows)
+            except sqlite3.OperationalError as e:
+                if not _isBusy(e) or self.abort.is_set() or time.monotonic() >= deadline:
+                    raise
+
+    def _writeOnce(self, path, rows):
         conn = self.open(path)
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -109,7 +134,7 @@ class SQLiteStorageService(StatsStorageBase):
     :param max_pending: points the queue holds while the file cannot be written; beyond,
         the oldest are dropped and counted (default 100000)
     :param stop_timeout: seconds ``stopService`` waits for the queue to be written
-        (default 30.0)
+        (default 30.0); under a :class:`StatsService`, see its one stop bound
     :param busy_timeout: seconds one write waits for a lock held by another program
         (default 5.0)
     """
@@ -198,13 +223,18 @@ class SQLiteStorageService(StatsStorageBase):
         if pool is not None:
             pool.stop()
 
+    def stopTimeout(self):
+        return self.stop_timeout
+
     @defer.inlineCallbacks
     def stopService(self):
         if self._pool is not None:
-            yield self.flush(timeout=self.stop_timeout)
-            # no new write from now on; one in progress ends within busy_timeout
+            budget = self.stopBudget()
+            yield self.flush(timeout=budget)
+            # no new write from now on; one waiting for a lock gives up within BUSY_SLICE
             self._stopping = True
             self._cancelTimer()
+            self._writer.abort.set()
             if self._writing is not None:
                 yield self._writing
             if self._queue:
@@ -212,7 +242,7 @@ class SQLiteStorageService(StatsStorageBase):
                 self._queue.clear()
                 self.counters.dropped += lost
                 log.msg(f"buildbot_stats: {self.name}: error: {lost} points could not be written "
-                        f"to {self.path} within stop_timeout={self.stop_timeout}s and are lost")
+                        f"to {self.path} within the stop bound ({budget:g} s) and are lost")
             try:
                 yield self._inThread(self._writer.close)
             except Exception as e:
@@ -329,9 +359,9 @@ class SQLiteStorageService(StatsStorageBase):
         return c.written + c.rejected + c.dropped
 
     def flush(self, timeout=None):
-        """Fires when every point posted so far is written, or after ``timeout`` seconds
-        (``None``: ``stop_timeout``, so that a file that cannot be written never hangs the
-        master's shutdown)."""
+        """A Deferred firing True once every point posted so far ended (written, rejected
+        or dropped), False after ``timeout`` seconds (``None``: ``stop_timeout``, so that a
+        file that cannot be written never hangs the master's shutdown)."""
         d = defer.Deferred()
         entry = [self.counters.added, d, None]
         if timeout is None:
@@ -346,14 +376,14 @@ class SQLiteStorageService(StatsStorageBase):
         entry[2] = None
         if entry in self._flush_waiters:
             self._flush_waiters.remove(entry)
-            entry[1].callback(None)
+            entry[1].callback(self._done() >= entry[0])
 
     def _fireFlushWaiters(self, force=False):
         done = self._done()
         ready = [e for e in self._flush_waiters if force or done >= e[0]]
         # the list is updated before any callback runs: a callback may flush again
         self._flush_waiters = [e for e in self._flush_waiters if e not in ready]
-        for _, d, timer in ready:
+        for target, d, timer in ready:
             if timer is not None and timer.active():
                 timer.cancel()
-            d.callback(None)
+            d.callback(done >= target)
