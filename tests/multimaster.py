@@ -3,10 +3,8 @@
 Everything here is a real process on loopback with a temporary directory, in the style of
 :mod:`tests.servers`:
 
-- :class:`PostgresCluster`: Debian's PostgreSQL 15 (``/usr/lib/postgresql/15/bin``) as a
-  throwaway cluster (``initdb`` + ``postgres`` in the foreground on a free port, its unix
-  socket in the temporary directory). PostgreSQL refuses to run as root: as root, the
-  binaries run as the ``postgres`` user on a directory it owns.
+- :class:`tests.servers.PostgreSQLServer`: the masters' database (a throwaway PostgreSQL 15
+  cluster).
 - :class:`CrossbarRouter`: the ``crossbar`` router from PyPI, installed in a virtualenv of
   its own by ``scripts/setup-crossbar.sh`` (``.venv-crossbar``), with a minimal config: one
   realm open to anonymous, one plain ``websocket`` transport (crossbar 26 answers ``/ws`` on a
@@ -36,15 +34,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 import urllib.request
 
+from tests.servers import PostgreSQLServer
 from tests.servers import ServerError
 from tests.servers import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EXAMPLES = os.path.join(ROOT, 'examples', 'multimaster')
-PG_BIN = os.environ.get('BUILDBOT_STATS_PG_BIN', '/usr/lib/postgresql/15/bin')
 # scripts/setup-crossbar.sh installs it (BUILDBOT_STATS_CROSSBAR_VENV, default .venv-crossbar)
 CROSSBAR = os.environ.get('BUILDBOT_STATS_CROSSBAR', os.path.join(
     os.environ.get('BUILDBOT_STATS_CROSSBAR_VENV', os.path.join(ROOT, '.venv-crossbar')),
@@ -69,15 +68,10 @@ def _kill_leftovers():
 
 def missing():
     """Why the multi-master set-up cannot run here (a string), or None."""
-    if not os.path.exists(os.path.join(PG_BIN, 'initdb')):
-        return f'{PG_BIN}/initdb not found (Debian package postgresql, version 15)'
-    if os.geteuid() == 0:
-        import pwd
-
-        try:
-            pwd.getpwnam('postgres')
-        except KeyError:
-            return 'no postgres user to run PostgreSQL as (Debian package postgresql)'
+    try:
+        PostgreSQLServer.require()
+    except unittest.SkipTest as e:
+        return str(e)
     if not os.access(CROSSBAR, os.X_OK):
         return f'{CROSSBAR} not found (run scripts/setup-crossbar.sh)'
     try:
@@ -174,80 +168,6 @@ class _Process:
 
     def log_tail(self, lines=60):
         return _tail(self.log_path, lines)
-
-
-class PostgresCluster(_Process):
-    """A throwaway PostgreSQL cluster with one database, ``buildbot``, owned by ``postgres``
-    (trust authentication on loopback)."""
-
-    name = 'postgres'
-    user = 'postgres'
-    database = 'buildbot'
-
-    def __init__(self):
-        basedir = tempfile.mkdtemp(prefix='buildbot_stats_pg_')
-        super().__init__(basedir)
-        self.port = free_port()
-        self.datadir = os.path.join(basedir, 'data')
-        self.runas = None
-        if os.geteuid() == 0:
-            # initdb and postgres refuse root: the postgres user owns the whole directory
-            self.runas = 'postgres'
-            shutil.chown(basedir, user='postgres', group='postgres')
-            os.chmod(basedir, 0o755)
-        self.url = (f'postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/'
-                    f'{self.database}')
-
-    def _run(self, command):
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
-                                text=True, cwd=self.basedir, user=self.runas)
-        if result.returncode != 0:
-            raise ServerError(f'{command[0]} failed ({result.returncode}): '
-                              f'{result.stdout}{result.stderr}')
-
-    def start(self):
-        if not os.path.exists(self.datadir):
-            self._run([os.path.join(PG_BIN, 'initdb'), '-D', self.datadir, '-U', self.user,
-                       '--auth=trust', '--encoding=UTF8', '--no-sync', '--no-instructions'])
-        if self.runas:
-            # the log file must be writable by postgres too
-            open(self.log_path, 'ab').close()
-            shutil.chown(self.log_path, user=self.runas)
-        self._spawn([os.path.join(PG_BIN, 'postgres'), '-D', self.datadir,
-                     '-p', str(self.port), '-k', self.basedir,
-                     '-c', 'listen_addresses=127.0.0.1',
-                     # a throwaway cluster: speed over durability
-                     '-c', 'fsync=off', '-c', 'synchronous_commit=off',
-                     '-c', 'full_page_writes=off'], user=self.runas)
-        _waitFor('postgres', self._accepts, START_TIMEOUT, self.process, self.log_path)
-        self._run([os.path.join(PG_BIN, 'createdb'), '-h', self.basedir, '-p', str(self.port),
-                   '-U', self.user, self.database])
-
-    def _accepts(self):
-        result = subprocess.run([os.path.join(PG_BIN, 'pg_isready'), '-q', '-h', '127.0.0.1',
-                                 '-p', str(self.port)], stdin=subprocess.DEVNULL)
-        return result.returncode == 0
-
-    def stop(self, signum=signal.SIGINT, timeout=STOP_TIMEOUT):
-        # SIGINT is PostgreSQL's fast shutdown (SIGTERM waits for every client to leave)
-        super().stop(signum, timeout)
-
-    def query(self, sql, params=()):
-        """Rows of one SQL statement (blocking, for the test's assertions)."""
-        import psycopg2
-
-        conn = psycopg2.connect(host='127.0.0.1', port=self.port, user=self.user,
-                                dbname=self.database)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.basedir, ignore_errors=True)
 
 
 class CrossbarRouter(_Process):
@@ -478,8 +398,7 @@ class MultiMaster:
 
     def start(self):
         try:
-            self.postgres = PostgresCluster()
-            self.postgres.start()
+            self.postgres = PostgreSQLServer.start_new()
             self.router = CrossbarRouter()
             self.router.start()
             for name in self.NAMES:

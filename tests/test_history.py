@@ -11,12 +11,12 @@ import textwrap
 
 from twisted.trial import unittest
 
-from tests.historymaster import PostgreSQLServer
 from tests.historymaster import SubprocessMaster
 from tests.historymaster import backfillCommand
 from tests.historymaster import waitFor
 from tests.servers import INFLUXD
 from tests.servers import InfluxDB1Server
+from tests.servers import PostgreSQLServer
 from tests.servers import free_port
 
 
@@ -187,12 +187,8 @@ class BackfillFromPostgreSQL(unittest.TestCase):
 
     def test_backfill_writes_what_the_live_service_wrote(self):
         needInfluxd(self)
-        if not PostgreSQLServer.available():
-            raise unittest.SkipTest("PostgreSQL not found: install Debian's postgresql package "
-                                    "(scripts/install-servers.sh)")
-        pg = PostgreSQLServer()
+        pg = PostgreSQLServer.start_new()
         self.addCleanup(pg.cleanup)
-        pg.start()
         influx = InfluxDB1Server.start_new()
         self.addCleanup(influx.cleanup)
         m = SubprocessMaster(self.mktemp(), influx.url, db_url=pg.url).create()
