@@ -11,13 +11,13 @@ until it has submitted N (each builds ``alpha`` and ``beta``).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
+
+from tests.waiting import pollUntil
 
 RUNNER = ['-c', 'from buildbot.scripts.runner import run; run()']
 DEADLINE = 120.0  # seconds; generous for a loaded 2-core machine
@@ -168,18 +168,6 @@ def backfillCommand(*args, env=None):
     return p.returncode, p.stdout, p.stderr
 
 
-def waitFor(what, predicate, deadline=DEADLINE, interval=0.1, describe=None):
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            extra = f": {describe()}" if describe else ""
-            raise AssertionError(f"timed out waiting for {what}{extra}")
-        time.sleep(interval)
-
-
 class SubprocessMaster:
     def __init__(self, basedir, influx_url, db='live', sqlite='stats.sqlite',
                  db_url='sqlite:///state.sqlite'):
@@ -215,7 +203,7 @@ class SubprocessMaster:
             if self.process.poll() is not None:
                 raise AssertionError(f"the master exited: {self.newLog()[-3000:]}")
             return 'BuildMaster is running' in self.newLog()
-        waitFor('the master to start', started, describe=lambda: self.newLog()[-3000:])
+        pollUntil(started, 'the master to start', describe=lambda: self.newLog()[-3000:])
 
     def newLog(self):
         return self.log()[self._logOffset:]

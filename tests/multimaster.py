@@ -33,13 +33,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.request
 
 from tests.servers import PostgreSQLServer
 from tests.servers import ServerError
 from tests.servers import free_port
+from tests.waiting import pollUntil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -88,22 +88,6 @@ def _tail(path, lines=60):
             return ''.join(f.readlines()[-lines:])
     except OSError:
         return '(no log)'
-
-
-def _waitFor(what, predicate, timeout, process=None, log_path=None, interval=0.1):
-    """Poll ``predicate()`` until it is true; ServerError naming ``what`` (with the log tail)
-    if the process exits first or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if process is not None and process.poll() is not None:
-            raise ServerError(f'{what}: exited with code {process.returncode};'
-                              f' log tail:\n{_tail(log_path)}')
-        if time.monotonic() > deadline:
-            raise ServerError(f'{what}: not ready within {timeout} s; log tail:\n'
-                              f'{_tail(log_path)}')
-        time.sleep(interval)
 
 
 def _portOpen(port):
@@ -169,6 +153,17 @@ class _Process:
     def log_tail(self, lines=60):
         return _tail(self.log_path, lines)
 
+    def waitFor(self, what, predicate, timeout=START_TIMEOUT):
+        """Poll ``predicate()`` until it is true; fail naming ``what`` (with the log tail) if
+        the process exits first or the deadline passes."""
+        def ready():
+            if self.process.poll() is not None:
+                raise ServerError(f'{what}: exited with code {self.process.returncode};'
+                                  f' log tail:\n{self.log_tail()}')
+            return predicate()
+
+        pollUntil(ready, what, timeout, describe=self.log_tail)
+
 
 class CrossbarRouter(_Process):
     """crossbar with one realm and one websocket transport on a free loopback port."""
@@ -209,8 +204,7 @@ class CrossbarRouter(_Process):
         with open(os.path.join(self.cbdir, 'config.json'), 'w', encoding='utf-8') as f:
             json.dump(self.config(), f, indent=2)
         self._spawn([CROSSBAR, 'start', '--cbdir', self.cbdir, '--loglevel', 'info'])
-        _waitFor('crossbar', lambda: _portOpen(self.port), START_TIMEOUT, self.process,
-                 self.log_path)
+        self.waitFor('crossbar', lambda: _portOpen(self.port))
 
     def cleanup(self):
         self.stop()
@@ -305,8 +299,7 @@ class MasterProcess(_Process):
                 raise ServerError(f'{self.master_name} failed to start:\n{log[-4000:]}')
             return text in log
 
-        _waitFor(f'{self.master_name} ({text!r})', seen, timeout, self.process,
-                 self.log_path)
+        self.waitFor(f'{self.master_name} ({text!r})', seen, timeout)
 
     def reconfig(self):
         """SIGHUP, and wait until the master says the new config is in effect."""
