@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 
+from tests.servers import read_log
 from tests.waiting import pollUntil
 
 RUNNER = ['-c', 'from buildbot.scripts.runner import run; run()']
@@ -188,11 +189,7 @@ class SubprocessMaster:
         return os.path.join(self.basedir, 'twistd.log')
 
     def log(self):
-        try:
-            with open(self.log_path, encoding='utf-8', errors='replace') as f:
-                return f.read()
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def start(self):
         self._logOffset = len(self.log())

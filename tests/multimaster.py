@@ -39,6 +39,7 @@ import urllib.request
 from tests.servers import PostgreSQLServer
 from tests.servers import ServerError
 from tests.servers import free_port
+from tests.servers import read_log
 from tests.waiting import pollUntil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -80,14 +81,6 @@ def missing():
     except ImportError as e:
         return f'{e.name} is not installed (pip install -e .[test])'
     return None
-
-
-def _tail(path, lines=60):
-    try:
-        with open(path, encoding='utf-8', errors='replace') as f:
-            return ''.join(f.readlines()[-lines:])
-    except OSError:
-        return '(no log)'
 
 
 def _portOpen(port):
@@ -151,7 +144,7 @@ class _Process:
         self.stop(signal.SIGKILL)
 
     def log_tail(self, lines=60):
-        return _tail(self.log_path, lines)
+        return read_log(self.log_path, lines, '(no log)')
 
     def waitFor(self, what, predicate, timeout=START_TIMEOUT):
         """Poll ``predicate()`` until it is true; fail naming ``what`` (with the log tail) if
@@ -266,11 +259,7 @@ class MasterProcess(_Process):
         return os.path.join(self.basedir, 'master.cfg')
 
     def logText(self):
-        try:
-            with open(self.log_path, encoding='utf-8', errors='replace') as f:
-                return f.read()
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def upgrade(self):
         """``buildbot upgrade-master``: creates the schema in the shared database."""

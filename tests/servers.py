@@ -76,6 +76,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def read_log(path, lines=None, missing='') -> str:
+    """A log file's text (its last ``lines`` lines with ``lines``), or ``missing`` when it
+    cannot be read (not written yet). For a server's log and a master's twistd.log."""
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            return f.read() if lines is None else ''.join(f.readlines()[-lines:])
+    except OSError:
+        return missing
+
+
 class ServerError(RuntimeError):
     """The server did not start, or a helper request failed; the message says why."""
 
@@ -160,11 +170,7 @@ class _ServerProcess:
         return self.process is not None and self.process.poll() is None
 
     def log_tail(self, lines=40) -> str:
-        try:
-            with open(self.log_path, encoding='utf-8', errors='replace') as f:
-                return ''.join(f.readlines()[-lines:])
-        except OSError:
-            return '(no log)'
+        return read_log(self.log_path, lines, '(no log)')
 
     @classmethod
     def require(cls):
