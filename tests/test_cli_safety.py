@@ -30,7 +30,7 @@ from twisted.trial import unittest
 
 from buildbot_stats import stats
 from buildbot_stats.cli import main as cli_main
-from buildbot_stats.cli import svg
+from buildbot_stats import charts
 from buildbot_stats.cli.safewrite import TEMP_SUFFIX
 from buildbot_stats.storage.sqlite_reader import StoreError
 from buildbot_stats.storage.sqlite_reader import openStore
@@ -353,15 +353,15 @@ class SmallThings(SafetyBase):
 
     def test_sub_second_and_multi_day_axes_have_distinct_labels(self):
         for span in (0.2, 0.004, 1e-6, 3.0, 90.0, 3 * 86400):
-            chart = svg.lineChart([('x', [(T0, 1.0), (T0 + span, 2.0)])])
+            chart = charts.lineChart([('x', [(T0, 1.0), (T0 + span, 2.0)])])
             labels = re.findall(r'<text x="[\d.]+" y="236" text-anchor="\w+">([^<]+)</text>',
                                 chart)
             self.assertEqual(len(labels), 5, chart)
             self.assertEqual(len(set(labels)), 5, (span, labels))
-        self.assertEqual(svg.timeLabels([T0 + 0.05 * i for i in range(5)], 0.2),
+        self.assertEqual(charts.timeLabels([T0 + 0.05 * i for i in range(5)], 0.2),
                          ['22:13:20.000', '22:13:20.050', '22:13:20.100', '22:13:20.150',
                           '22:13:20.200'])
-        self.assertEqual(svg.timeLabels([T0 + 600 * i for i in range(5)], 2400),
+        self.assertEqual(charts.timeLabels([T0 + 600 * i for i in range(5)], 2400),
                          ['22:13', '22:23', '22:33', '22:43', '22:53'])
 
 

@@ -7,7 +7,7 @@ import os
 import time
 
 from buildbot_stats import __version__
-from buildbot_stats.cli import svg
+from buildbot_stats import charts
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import plural
@@ -103,7 +103,7 @@ def terminalSummary(data):
         lines.append("")
         lines.append("Other series (last value of each numeric field):")
         for info, fields in others:
-            last = ", ".join(f"{printable(k)}={svg.formatNumber(v[-1][1])}"
+            last = ", ".join(f"{printable(k)}={charts.formatNumber(v[-1][1])}"
                              for k, v in sorted(fields.items()))
             lines.append(f"  {printable(info.name)}: {plural(info.points, 'point')}; {last}")
     lines.append("")
@@ -127,7 +127,7 @@ def chartFigure(kind, name, caption, lines, y_label):
     e = html.escape
     return (f'<figure class="chart" data-kind="{kind}" data-name="{e(name)}">'
             f'<figcaption>{e(caption)}</figcaption>'
-            f'{svg.lineChart(lines, y_label=y_label, title=caption)}</figure>')
+            f'{charts.lineChart(lines, y_label=y_label, title=caption)}</figure>')
 
 
 def renderHtml(data, store_path):
@@ -154,10 +154,10 @@ def renderHtml(data, store_path):
             lines = [(builder, [(t, d) for t, _, d in builds])]
             parts.append(chartFigure('duration', builder, f"{builder}: build duration",
                                      lines, "seconds"))
-    charts = [(info, fields) for info, fields in data['series'] if fields]
-    if charts:
+    charted = [(info, fields) for info, fields in data['series'] if fields]
+    if charted:
         parts.append("<h2>Properties and data over time</h2>")
-        for info, fields in charts:
+        for info, fields in charted:
             # a property series has fields name (text) and value: label it by the name
             lines = sorted(fields.items())
             parts.append(chartFigure('series', info.name, info.name, lines, ""))

@@ -1,5 +1,5 @@
 """The Statistics page: the data of every panel read once, then rendered as HTML with
-inline SVG charts (:mod:`buildbot_stats.cli.svg`). No script, no CDN: the filters are
+inline SVG charts (:mod:`buildbot_stats.charts`). No script, no CDN: the filters are
 links and a GET form, the hover is SVG ``<title>``, a point is a link to its build.
 
 Every text from the store (builder, step, series names...) goes through
@@ -13,7 +13,7 @@ import html
 import statistics
 import urllib.parse
 
-from buildbot_stats.cli import svg
+from buildbot_stats import charts
 from buildbot_stats.storage import summary
 from buildbot_stats.storage.summary import fmtSeconds
 from buildbot_stats.storage.summary import fmtTrend
@@ -118,15 +118,15 @@ class Page:
             return None
         return f"{self.ui_root}#/builders/{int(builderid)}/builds/{int(number)}"
 
-    def point(self, builder, t, number, value, what, fmt=svg.formatNumber):
+    def point(self, builder, t, number, value, what, fmt=charts.formatNumber):
         tip = f"{builder} build #{number}: {what} {fmt(value)} at {fullTime(t)} UTC"
         return (t, value, {'tip': tip, 'href': self.buildHref(builder, number)})
 
-    def points(self, rows, what, fmt=svg.formatNumber):
+    def points(self, rows, what, fmt=charts.formatNumber):
         """``rows``: ``[(builder, time, number, value), ...]``. Chart points with hover and
-        link; beyond :data:`svg.MAX_MARKERS` the chart draws no markers, so plain points
+        link; beyond :data:`charts.MAX_MARKERS` the chart draws no markers, so plain points
         (the page stays fast on a large store)."""
-        if len(rows) > svg.MAX_MARKERS:
+        if len(rows) > charts.MAX_MARKERS:
             return [(t, v) for _, t, _, v in rows]
         return [self.point(b, t, n, v, what, fmt) for b, t, n, v in rows]
 
@@ -206,7 +206,7 @@ class Page:
                      *self.periodLines([(t, d) for t, _, d in builds], b)]
             styles = {lines[0][0]: 'points', lines[1][0]: 'line', lines[2][0]: 'dashed'}
             out.append(self.figure('duration', b, f"{b}: build duration",
-                                   svg.lineChart(lines, y_label="seconds",
+                                   charts.lineChart(lines, y_label="seconds",
                                                  title=f"{b}: build duration",
                                                  styles=styles)))
         return "".join(out)
@@ -248,7 +248,7 @@ class Page:
         every = [(t, v) for qs in queue.values() for t, _, v in qs]
         lines = self.periodLines(every, "queue time")
         chart = self.figure('queue', 'queue', "Queue time per period",
-                            svg.lineChart(lines, y_label="seconds", title="Queue time",
+                            charts.lineChart(lines, y_label="seconds", title="Queue time",
                                           styles={lines[1][0]: 'dashed'}))
         return table + chart
 
@@ -278,7 +278,7 @@ class Page:
         table = self.table(("builder", "builds", "passed (last)", "failed (last)",
                             "skipped (last)", "builds with failures"), rows, "tests")
         chart = self.figure('tests', 'tests', "Tests passed and failed per build",
-                            svg.lineChart([("passed", passed), ("failed", failed)],
+                            charts.lineChart([("passed", passed), ("failed", failed)],
                                           y_label="tests", title="Tests"))
         return table + chart
 
@@ -294,7 +294,7 @@ class Page:
                     fields.setdefault(name, []).append((b, t, n, v))
             lines = [(name, self.points(rows, name)) for name, rows in sorted(fields.items())]
             out.append(self.figure('series', series, series,
-                                   svg.lineChart(lines, title=series)))
+                                   charts.lineChart(lines, title=series)))
         return "".join(out)
 
     # -- the whole page -----------------------------------------------------------------------
