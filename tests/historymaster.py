@@ -11,13 +11,14 @@ until it has submitted N (each builds ``alpha`` and ``beta``).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
+
+from tests.servers import read_log
+from tests.waiting import pollUntil
 
 RUNNER = ['-c', 'from buildbot.scripts.runner import run; run()']
 DEADLINE = 120.0  # seconds; generous for a loaded 2-core machine
@@ -168,18 +169,6 @@ def backfillCommand(*args, env=None):
     return p.returncode, p.stdout, p.stderr
 
 
-def waitFor(what, predicate, deadline=DEADLINE, interval=0.1, describe=None):
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            extra = f": {describe()}" if describe else ""
-            raise AssertionError(f"timed out waiting for {what}{extra}")
-        time.sleep(interval)
-
-
 class SubprocessMaster:
     def __init__(self, basedir, influx_url, db='live', sqlite='stats.sqlite',
                  db_url='sqlite:///state.sqlite'):
@@ -200,11 +189,7 @@ class SubprocessMaster:
         return os.path.join(self.basedir, 'twistd.log')
 
     def log(self):
-        try:
-            with open(self.log_path, encoding='utf-8', errors='replace') as f:
-                return f.read()
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def start(self):
         self._logOffset = len(self.log())
@@ -215,7 +200,7 @@ class SubprocessMaster:
             if self.process.poll() is not None:
                 raise AssertionError(f"the master exited: {self.newLog()[-3000:]}")
             return 'BuildMaster is running' in self.newLog()
-        waitFor('the master to start', started, describe=lambda: self.newLog()[-3000:])
+        pollUntil(started, 'the master to start', describe=lambda: self.newLog()[-3000:])
 
     def newLog(self):
         return self.log()[self._logOffset:]
@@ -284,69 +269,3 @@ class SubprocessMaster:
                 repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
                 for row in rows)
         return out
-
-
-PG_BIN = os.environ.get('BUILDBOT_STATS_PG_BIN', '/usr/lib/postgresql/15/bin')
-
-
-class PostgreSQLServer:
-    """A throw-away PostgreSQL cluster (Debian's postgresql package) on a free loopback port,
-    trust authentication, one database ``bb``. As root, it runs as the ``postgres`` user
-    (PostgreSQL refuses root)."""
-
-    def __init__(self):
-        import tempfile
-
-        from tests.servers import free_port
-
-        self.dir = tempfile.mkdtemp(prefix='buildbot_stats_pg_')
-        self.port = free_port()
-        # psycopg2 (the test extra): SQLAlchemy 2.1's default postgresql driver is psycopg 3
-        self.url = f'postgresql+psycopg2://postgres@127.0.0.1:{self.port}/bb'
-        self.process = None
-
-    @staticmethod
-    def available():
-        return os.path.exists(os.path.join(PG_BIN, 'initdb'))
-
-    def _as_owner(self, cmd):
-        if os.geteuid() == 0:
-            return ['runuser', '-u', 'postgres', '--'] + cmd
-        return cmd
-
-    def start(self):
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, 'postgres')
-        data = os.path.join(self.dir, 'data')
-        subprocess.run(self._as_owner([os.path.join(PG_BIN, 'initdb'), '-D', data, '-U',
-                                       'postgres', '--auth=trust', '-E', 'UTF8']),
-                       check=True, capture_output=True, timeout=DEADLINE)
-        self.process = subprocess.Popen(
-            self._as_owner([os.path.join(PG_BIN, 'postgres'), '-D', data, '-p', str(self.port),
-                            '-k', self.dir, '-c', 'listen_addresses=127.0.0.1']),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import psycopg2
-
-        def ready():
-            try:
-                conn = psycopg2.connect(f'postgresql://postgres@127.0.0.1:{self.port}/postgres')
-            except psycopg2.OperationalError:
-                return False
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute('CREATE DATABASE bb')
-            conn.close()
-            return True
-
-        waitFor('PostgreSQL to answer', ready)
-        return self
-
-    def cleanup(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(30)
-        shutil.rmtree(self.dir, ignore_errors=True)

@@ -3,10 +3,8 @@
 Everything here is a real process on loopback with a temporary directory, in the style of
 :mod:`tests.servers`:
 
-- :class:`PostgresCluster`: Debian's PostgreSQL 15 (``/usr/lib/postgresql/15/bin``) as a
-  throwaway cluster (``initdb`` + ``postgres`` in the foreground on a free port, its unix
-  socket in the temporary directory). PostgreSQL refuses to run as root: as root, the
-  binaries run as the ``postgres`` user on a directory it owns.
+- :class:`tests.servers.PostgreSQLServer`: the masters' database (a throwaway PostgreSQL 15
+  cluster).
 - :class:`CrossbarRouter`: the ``crossbar`` router from PyPI, installed in a virtualenv of
   its own by ``scripts/setup-crossbar.sh`` (``.venv-crossbar``), with a minimal config: one
   realm open to anonymous, one plain ``websocket`` transport (crossbar 26 answers ``/ws`` on a
@@ -35,16 +33,18 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+import unittest
 import urllib.request
 
+from tests.servers import PostgreSQLServer
 from tests.servers import ServerError
 from tests.servers import free_port
+from tests.servers import read_log
+from tests.waiting import pollUntil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EXAMPLES = os.path.join(ROOT, 'examples', 'multimaster')
-PG_BIN = os.environ.get('BUILDBOT_STATS_PG_BIN', '/usr/lib/postgresql/15/bin')
 # scripts/setup-crossbar.sh installs it (BUILDBOT_STATS_CROSSBAR_VENV, default .venv-crossbar)
 CROSSBAR = os.environ.get('BUILDBOT_STATS_CROSSBAR', os.path.join(
     os.environ.get('BUILDBOT_STATS_CROSSBAR_VENV', os.path.join(ROOT, '.venv-crossbar')),
@@ -69,15 +69,10 @@ def _kill_leftovers():
 
 def missing():
     """Why the multi-master set-up cannot run here (a string), or None."""
-    if not os.path.exists(os.path.join(PG_BIN, 'initdb')):
-        return f'{PG_BIN}/initdb not found (Debian package postgresql, version 15)'
-    if os.geteuid() == 0:
-        import pwd
-
-        try:
-            pwd.getpwnam('postgres')
-        except KeyError:
-            return 'no postgres user to run PostgreSQL as (Debian package postgresql)'
+    try:
+        PostgreSQLServer.require()
+    except unittest.SkipTest as e:
+        return str(e)
     if not os.access(CROSSBAR, os.X_OK):
         return f'{CROSSBAR} not found (run scripts/setup-crossbar.sh)'
     try:
@@ -86,30 +81,6 @@ def missing():
     except ImportError as e:
         return f'{e.name} is not installed (pip install -e .[test])'
     return None
-
-
-def _tail(path, lines=60):
-    try:
-        with open(path, encoding='utf-8', errors='replace') as f:
-            return ''.join(f.readlines()[-lines:])
-    except OSError:
-        return '(no log)'
-
-
-def _waitFor(what, predicate, timeout, process=None, log_path=None, interval=0.1):
-    """Poll ``predicate()`` until it is true; ServerError naming ``what`` (with the log tail)
-    if the process exits first or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if process is not None and process.poll() is not None:
-            raise ServerError(f'{what}: exited with code {process.returncode};'
-                              f' log tail:\n{_tail(log_path)}')
-        if time.monotonic() > deadline:
-            raise ServerError(f'{what}: not ready within {timeout} s; log tail:\n'
-                              f'{_tail(log_path)}')
-        time.sleep(interval)
 
 
 def _portOpen(port):
@@ -173,81 +144,18 @@ class _Process:
         self.stop(signal.SIGKILL)
 
     def log_tail(self, lines=60):
-        return _tail(self.log_path, lines)
+        return read_log(self.log_path, lines, '(no log)')
 
+    def waitFor(self, what, predicate, timeout=START_TIMEOUT):
+        """Poll ``predicate()`` until it is true; fail naming ``what`` (with the log tail) if
+        the process exits first or the deadline passes."""
+        def ready():
+            if self.process.poll() is not None:
+                raise ServerError(f'{what}: exited with code {self.process.returncode};'
+                                  f' log tail:\n{self.log_tail()}')
+            return predicate()
 
-class PostgresCluster(_Process):
-    """A throwaway PostgreSQL cluster with one database, ``buildbot``, owned by ``postgres``
-    (trust authentication on loopback)."""
-
-    name = 'postgres'
-    user = 'postgres'
-    database = 'buildbot'
-
-    def __init__(self):
-        basedir = tempfile.mkdtemp(prefix='buildbot_stats_pg_')
-        super().__init__(basedir)
-        self.port = free_port()
-        self.datadir = os.path.join(basedir, 'data')
-        self.runas = None
-        if os.geteuid() == 0:
-            # initdb and postgres refuse root: the postgres user owns the whole directory
-            self.runas = 'postgres'
-            shutil.chown(basedir, user='postgres', group='postgres')
-            os.chmod(basedir, 0o755)
-        self.url = (f'postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/'
-                    f'{self.database}')
-
-    def _run(self, command):
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
-                                text=True, cwd=self.basedir, user=self.runas)
-        if result.returncode != 0:
-            raise ServerError(f'{command[0]} failed ({result.returncode}): '
-                              f'{result.stdout}{result.stderr}')
-
-    def start(self):
-        if not os.path.exists(self.datadir):
-            self._run([os.path.join(PG_BIN, 'initdb'), '-D', self.datadir, '-U', self.user,
-                       '--auth=trust', '--encoding=UTF8', '--no-sync', '--no-instructions'])
-        if self.runas:
-            # the log file must be writable by postgres too
-            open(self.log_path, 'ab').close()
-            shutil.chown(self.log_path, user=self.runas)
-        self._spawn([os.path.join(PG_BIN, 'postgres'), '-D', self.datadir,
-                     '-p', str(self.port), '-k', self.basedir,
-                     '-c', 'listen_addresses=127.0.0.1',
-                     # a throwaway cluster: speed over durability
-                     '-c', 'fsync=off', '-c', 'synchronous_commit=off',
-                     '-c', 'full_page_writes=off'], user=self.runas)
-        _waitFor('postgres', self._accepts, START_TIMEOUT, self.process, self.log_path)
-        self._run([os.path.join(PG_BIN, 'createdb'), '-h', self.basedir, '-p', str(self.port),
-                   '-U', self.user, self.database])
-
-    def _accepts(self):
-        result = subprocess.run([os.path.join(PG_BIN, 'pg_isready'), '-q', '-h', '127.0.0.1',
-                                 '-p', str(self.port)], stdin=subprocess.DEVNULL)
-        return result.returncode == 0
-
-    def stop(self, signum=signal.SIGINT, timeout=STOP_TIMEOUT):
-        # SIGINT is PostgreSQL's fast shutdown (SIGTERM waits for every client to leave)
-        super().stop(signum, timeout)
-
-    def query(self, sql, params=()):
-        """Rows of one SQL statement (blocking, for the test's assertions)."""
-        import psycopg2
-
-        conn = psycopg2.connect(host='127.0.0.1', port=self.port, user=self.user,
-                                dbname=self.database)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.basedir, ignore_errors=True)
+        pollUntil(ready, what, timeout, describe=self.log_tail)
 
 
 class CrossbarRouter(_Process):
@@ -289,8 +197,7 @@ class CrossbarRouter(_Process):
         with open(os.path.join(self.cbdir, 'config.json'), 'w', encoding='utf-8') as f:
             json.dump(self.config(), f, indent=2)
         self._spawn([CROSSBAR, 'start', '--cbdir', self.cbdir, '--loglevel', 'info'])
-        _waitFor('crossbar', lambda: _portOpen(self.port), START_TIMEOUT, self.process,
-                 self.log_path)
+        self.waitFor('crossbar', lambda: _portOpen(self.port))
 
     def cleanup(self):
         self.stop()
@@ -352,11 +259,7 @@ class MasterProcess(_Process):
         return os.path.join(self.basedir, 'master.cfg')
 
     def logText(self):
-        try:
-            with open(self.log_path, encoding='utf-8', errors='replace') as f:
-                return f.read()
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def upgrade(self):
         """``buildbot upgrade-master``: creates the schema in the shared database."""
@@ -385,8 +288,7 @@ class MasterProcess(_Process):
                 raise ServerError(f'{self.master_name} failed to start:\n{log[-4000:]}')
             return text in log
 
-        _waitFor(f'{self.master_name} ({text!r})', seen, timeout, self.process,
-                 self.log_path)
+        self.waitFor(f'{self.master_name} ({text!r})', seen, timeout)
 
     def reconfig(self):
         """SIGHUP, and wait until the master says the new config is in effect."""
@@ -478,8 +380,7 @@ class MultiMaster:
 
     def start(self):
         try:
-            self.postgres = PostgresCluster()
-            self.postgres.start()
+            self.postgres = PostgreSQLServer.start_new()
             self.router = CrossbarRouter()
             self.router.start()
             for name in self.NAMES:

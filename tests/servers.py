@@ -5,7 +5,9 @@ The fixtures, one per server binary installed on the test machine:
 - :class:`InfluxDB1Server` runs Debian's ``/usr/bin/influxd`` (InfluxDB 1.6);
 - :class:`VictoriaMetricsServer` runs ``/usr/bin/victoria-metrics``;
 - :class:`PrometheusServer` runs Debian's ``/usr/bin/prometheus``, scraping the targets it is
-  given every second.
+  given every second;
+- :class:`PostgreSQLServer` runs Debian's PostgreSQL 15 (``/usr/lib/postgresql/15/bin``) as a
+  throwaway cluster with one database, for a master's database (``url``).
 
 Each keeps its port and data directory for their whole life, so a test can ``stop()`` the
 server (an outage), ``start()`` it again and find the same address and the same data; ``pause()``
@@ -74,6 +76,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def read_log(path, lines=None, missing='') -> str:
+    """A log file's text (its last ``lines`` lines with ``lines``), or ``missing`` when it
+    cannot be read (not written yet). For a server's log and a master's twistd.log."""
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            return f.read() if lines is None else ''.join(f.readlines()[-lines:])
+    except OSError:
+        return missing
+
+
 class ServerError(RuntimeError):
     """The server did not start, or a helper request failed; the message says why."""
 
@@ -107,6 +119,8 @@ class _ServerProcess:
     package = None  # the Debian package that installs it
     ready_path = '/'
     ready_status = 200
+    stop_signal = signal.SIGTERM  # the graceful stop
+    run_as = None  # the user the server runs as (None: this process's user)
 
     def __init__(self, basedir=None):
         self._own_basedir = basedir is None
@@ -156,11 +170,7 @@ class _ServerProcess:
         return self.process is not None and self.process.poll() is None
 
     def log_tail(self, lines=40) -> str:
-        try:
-            with open(self.log_path, encoding='utf-8', errors='replace') as f:
-                return ''.join(f.readlines()[-lines:])
-        except OSError:
-            return '(no log)'
+        return read_log(self.log_path, lines, '(no log)')
 
     @classmethod
     def require(cls):
@@ -184,7 +194,7 @@ class _ServerProcess:
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.basedir, start_new_session=True)
+                cwd=self.basedir, start_new_session=True, user=self.run_as)
         _running.add(self)
         deadline = t0 + START_TIMEOUT
         last_error = None
@@ -195,13 +205,9 @@ class _ServerProcess:
                 _running.discard(self)
                 raise ServerError(f'{self.name} exited with code {rc} during start;'
                                   f' log tail:\n{self.log_tail()}')
-            try:
-                status, _ = _http('GET', self.url + self.ready_path, timeout=2)
-                if status == self.ready_status:
-                    break
-                last_error = f'HTTP {status}'
-            except OSError as e:
-                last_error = e
+            last_error = self.not_ready()
+            if last_error is None:
+                break
             if time.monotonic() > deadline:
                 self.kill()
                 raise ServerError(f'{self.name} did not answer {self.ready_path} on port {self.port}'
@@ -209,6 +215,14 @@ class _ServerProcess:
                                   f' log tail:\n{self.log_tail()}')
             time.sleep(0.02)
         self.start_seconds = time.monotonic() - t0
+
+    def not_ready(self):
+        """None once the server answers, else why not (for the error at the start deadline)."""
+        try:
+            status, _ = _http('GET', self.url + self.ready_path, timeout=2)
+        except OSError as e:
+            return e
+        return None if status == self.ready_status else f'HTTP {status}'
 
     def stop(self, kill=False):
         """Stop the server: SIGTERM and wait (SIGKILL after STOP_TIMEOUT), or SIGKILL at once
@@ -219,7 +233,7 @@ class _ServerProcess:
         if proc.poll() is None:
             try:
                 os.kill(proc.pid, signal.SIGCONT)  # a paused process cannot handle SIGTERM
-                os.kill(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+                os.kill(proc.pid, signal.SIGKILL if kill else self.stop_signal)
             except ProcessLookupError:
                 pass
             try:
@@ -573,3 +587,99 @@ class PrometheusServer(_ServerProcess):
         status, body = _http('GET', f'{self.url}/api/v1/targets')
         return [(t['scrapeUrl'], t['health'], t.get('lastError'))
                 for t in json.loads(body)['data']['activeTargets']]
+
+
+PG_BIN = os.environ.get('BUILDBOT_STATS_PG_BIN', '/usr/lib/postgresql/15/bin')
+
+
+class PostgreSQLServer(_ServerProcess):
+    """A throwaway PostgreSQL 15 cluster (Debian's ``postgresql``): ``initdb`` on the first
+    start, ``postgres`` in the foreground on loopback (its unix socket in the temporary dir),
+    trust authentication, one database ``database`` owned by ``postgres``. PostgreSQL refuses
+    to run as root: as root, it runs as the ``postgres`` user, who owns the temporary dir.
+    ``url`` is the SQLAlchemy URL a Buildbot master takes (psycopg2, from the test extra)."""
+
+    name = 'postgres'
+    binary = os.path.join(PG_BIN, 'initdb')
+    package = 'postgresql'
+    ready_path = 'pg_isready'
+    stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown (SIGTERM waits for every client)
+    user = 'postgres'
+
+    def __init__(self, basedir=None, database='buildbot'):
+        super().__init__(basedir)
+        self.database = database
+        self.datadir = os.path.join(self.basedir, 'data')
+        self.url = (f'postgresql+psycopg2://{self.user}@{self.host}:{self.port}/'
+                    f'{self.database}')
+        self._created = False
+        if os.geteuid() == 0:
+            self.run_as = 'postgres'
+            shutil.chown(self.basedir, user='postgres', group='postgres')
+            os.chmod(self.basedir, 0o755)
+
+    @classmethod
+    def require(cls):
+        super().require()
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                pwd.getpwnam('postgres')
+            except KeyError:
+                import unittest
+
+                raise unittest.SkipTest('no postgres user to run PostgreSQL as: install the '
+                                        f'Debian package {cls.package!r}') from None
+
+    def _run(self, name, *args):
+        command = [os.path.join(PG_BIN, name)] + list(args)
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, cwd=self.basedir, user=self.run_as,
+                                timeout=START_TIMEOUT)
+        if result.returncode != 0:
+            raise ServerError(f'{name} failed ({result.returncode}): '
+                              f'{result.stdout}{result.stderr}')
+
+    def prepare(self):
+        if not os.path.exists(self.datadir):
+            self._run('initdb', '-D', self.datadir, '-U', self.user, '--auth=trust',
+                      '--encoding=UTF8', '--no-sync', '--no-instructions')
+
+    def command(self):
+        return [os.path.join(PG_BIN, 'postgres'), '-D', self.datadir, '-p', str(self.port),
+                '-k', self.basedir, '-c', f'listen_addresses={self.host}',
+                # a throwaway cluster: speed over durability
+                '-c', 'fsync=off', '-c', 'synchronous_commit=off',
+                '-c', 'full_page_writes=off']
+
+    def not_ready(self):
+        result = subprocess.run([os.path.join(PG_BIN, 'pg_isready'), '-q', '-h', self.host,
+                                 '-p', str(self.port)], stdin=subprocess.DEVNULL)
+        return None if result.returncode == 0 else f'pg_isready exit status {result.returncode}'
+
+    def start(self):
+        super().start()
+        if not self._created:
+            self._run('createdb', '-h', self.basedir, '-p', str(self.port), '-U', self.user,
+                      self.database)
+            self._created = True
+
+    def cleanup(self):
+        # a fast shutdown first: a killed postmaster leaves its backends to notice alone
+        self.stop()
+        super().cleanup()
+
+    def query(self, sql, params=()):
+        """Rows of one SQL statement, committed (blocking, for the test's assertions)."""
+        import psycopg2
+
+        conn = psycopg2.connect(host=self.host, port=self.port, user=self.user,
+                                dbname=self.database)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description is not None else []
+        finally:
+            conn.close()

@@ -11,13 +11,13 @@ import textwrap
 
 from twisted.trial import unittest
 
-from tests.historymaster import PostgreSQLServer
 from tests.historymaster import SubprocessMaster
 from tests.historymaster import backfillCommand
-from tests.historymaster import waitFor
 from tests.servers import INFLUXD
 from tests.servers import InfluxDB1Server
+from tests.servers import PostgreSQLServer
 from tests.servers import free_port
+from tests.waiting import pollUntil
 
 
 def influxPoints(influx, db):
@@ -74,7 +74,7 @@ class HistoryOnARealMaster(unittest.TestCase):
         m = self.master
         m.start()
         m.submit(3)
-        waitFor('6 finished builds', lambda: m.finishedBuilds() == 6)
+        pollUntil(lambda: m.finishedBuilds() == 6, '6 finished builds')
         m.stop()
         # the service saw each build new: its build data was written (2 calls in each of
         # the 3 alpha builds) and never read first
@@ -138,19 +138,20 @@ class HistoryOnARealMaster(unittest.TestCase):
         m.start()
         self.assertIn("catch-up: first start of these backends", m.newLog())
         m.submit(2)
-        waitFor('4 finished builds', lambda: m.finishedBuilds() == 4)
-        waitFor('the points of 4 builds in InfluxDB',
-                lambda: len(self.influx.read_points('live', 'builds')) == 4)
+        pollUntil(lambda: m.finishedBuilds() == 4, '4 finished builds')
+        pollUntil(lambda: len(self.influx.read_points('live', 'builds')) == 4,
+                  'the points of 4 builds in InfluxDB')
         marks = m.marks()
         self.assertEqual(len(marks), 2)
 
         # InfluxDB goes away; builds go on; the master is killed with their points unsent
         self.influx.stop()
         m.submit(7)
-        waitFor('14 finished builds', lambda: m.finishedBuilds() == 14)
+        pollUntil(lambda: m.finishedBuilds() == 14, '14 finished builds')
         # every request completed too (else the restarted master would build it again)
-        waitFor('every build request complete', lambda: m.query(
-            "SELECT COUNT(*) FROM buildrequests WHERE complete = 0") == [(0,)])
+        pollUntil(lambda: m.query(
+            "SELECT COUNT(*) FROM buildrequests WHERE complete = 0") == [(0,)],
+            'every build request complete')
         self.assertEqual(m.query("SELECT COUNT(*) FROM builds WHERE complete_at IS NULL"),
                          [(0,)])
         m.kill()
@@ -163,8 +164,8 @@ class HistoryOnARealMaster(unittest.TestCase):
 
         # restarted: the catch-up replays the gap in the background
         m.start()
-        waitFor('the catch-up', lambda: 'catch-up: done' in m.newLog(),
-                describe=lambda: m.newLog()[-3000:])
+        pollUntil(lambda: 'catch-up: done' in m.newLog(), 'the catch-up',
+                  describe=lambda: m.newLog()[-3000:])
         # a backfill works beside a running master (here: counting only)
         status, out, err = self.backfill('--dry-run')
         self.assertEqual(status, 0, err)
@@ -187,19 +188,15 @@ class BackfillFromPostgreSQL(unittest.TestCase):
 
     def test_backfill_writes_what_the_live_service_wrote(self):
         needInfluxd(self)
-        if not PostgreSQLServer.available():
-            raise unittest.SkipTest("PostgreSQL not found: install Debian's postgresql package "
-                                    "(scripts/install-servers.sh)")
-        pg = PostgreSQLServer()
+        pg = PostgreSQLServer.start_new()
         self.addCleanup(pg.cleanup)
-        pg.start()
         influx = InfluxDB1Server.start_new()
         self.addCleanup(influx.cleanup)
         m = SubprocessMaster(self.mktemp(), influx.url, db_url=pg.url).create()
         self.addCleanup(m.cleanup)
         m.start()
         m.submit(2)
-        waitFor('4 finished builds', lambda: m.finishedBuilds() == 4)
+        pollUntil(lambda: m.finishedBuilds() == 4, '4 finished builds')
         m.stop()
         before = m.dbSnapshot()
         env = dict(m.env, STATS_DB='check', STATS_SQLITE='check.sqlite')

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import time
 from collections import Counter
 
 from twisted.trial import unittest
@@ -23,9 +22,9 @@ from buildbot_stats.storage.sqlite_reader import StoreError
 from buildbot_stats.storage.sqlite_reader import StoreReader
 from tests import multimaster
 from tests.servers import InfluxDB1Server
+from tests.waiting import pollUntil
 
 DB = 'buildbot'
-DEADLINE = 120
 UTC = datetime.timezone.utc
 # points of one 'app' build: build-times (start, end, duration), warnings, coverage, builds,
 # build_requests, tests, and one steps point per step
@@ -62,18 +61,6 @@ c['builders'].append(_util.BuilderConfig(name='gated', workernames=['worker-a', 
 c['schedulers'].append(_schedulers.ForceScheduler(
     name='force-gated', builderNames=['gated'], properties=[_util.StringParameter('gate')]))
 '''
-
-
-def waitUntil(what, predicate, timeout=DEADLINE, interval=0.2):
-    """Poll until ``predicate()`` returns something true, and return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-        time.sleep(interval)
 
 
 def iso(epoch):
@@ -137,7 +124,7 @@ class TwoMasters(unittest.TestCase):
         def done():
             builds = self.buildsOf(bsid, master)
             return builds[-1] if builds and builds[-1]['complete'] else None
-        return waitUntil(f'the build of buildset {bsid}', done)
+        return pollUntil(done, f'the build of buildset {bsid}')
 
     def influxPoints(self):
         """Every point of every measurement (tags, fields, ns time)."""
@@ -176,14 +163,12 @@ class TwoMasters(unittest.TestCase):
     def waitWritten(self, builds, per_build):
         """Until InfluxDB and the store of the master that ran each build hold its points."""
         want = len(builds) * per_build
-        waitUntil(f'{want} points in InfluxDB',
-                  lambda: len(self.influxOf(builds)) >= want)
+        pollUntil(lambda: len(self.influxOf(builds)) >= want, f'{want} points in InfluxDB')
         for build in builds:
             runner = self.masterNames[build['masterid']]
             key = (self.builderName(build), build['number'])
-            waitUntil(f'{per_build} points of {key} in the store of {runner}',
-                      lambda: sum(buildKey(p) == key for p in self.storePoints(runner))
-                      >= per_build)
+            pollUntil(lambda: sum(buildKey(p) == key for p in self.storePoints(runner))
+                      >= per_build, f'{per_build} points of {key} in the store of {runner}')
 
     def assertWrittenOnceByItsMaster(self, builds, per_build):
         influx = self.influxPoints()
@@ -298,7 +283,7 @@ class TwoMasters(unittest.TestCase):
                 if any(s['name'] == 'wait-for-gate' and s['started_at'] for s in steps):
                     return build
             return None
-        killed = waitUntil('the gated build to run its step', waiting)
+        killed = pollUntil(waiting, 'the gated build to run its step')
         victim = self.masterNames[killed['masterid']]
         other = 'master-b' if victim == 'master-a' else 'master-a'
         survivor = self.site.masters[other]
@@ -316,7 +301,7 @@ class TwoMasters(unittest.TestCase):
         def retried():
             build = survivor.get(f'builds/{killed["buildid"]}')['builds'][0]
             return build if build['complete'] else None
-        ended = waitUntil(f'{other} to expire {victim}', retried)
+        ended = pollUntil(retried, f'{other} to expire {victim}')
         self.assertEqual(ended['results'], RETRY)
         self.assertIn(f'doing housekeeping for master {killed["masterid"]} ',
                       survivor.logText()[survivor_log:])
@@ -328,12 +313,14 @@ class TwoMasters(unittest.TestCase):
         # the victim's master comes back (not yet its worker): its start-up housekeeping
         # unclaims the request; new work on the survivor picks it up with its own
         self.site.masters[victim].start()
-        waitUntil('the request to be unclaimed', lambda: not survivor.get(
-            f'buildrequests?buildsetid={bsid}')['buildrequests'][0]['claimed'])
+        pollUntil(lambda: not survivor.get(
+            f'buildrequests?buildsetid={bsid}')['buildrequests'][0]['claimed'],
+            'the request to be unclaimed')
         open(self.gate, 'w').close()
         trigger = self.force('gated', master=survivor, gate=self.gate)
-        retry = waitUntil('the retried build', lambda: [
-            b for b in self.buildsOf(bsid, survivor)[1:] if b['complete']])[0]
+        retry = pollUntil(lambda: [
+            b for b in self.buildsOf(bsid, survivor)[1:] if b['complete']],
+            'the retried build')[0]
         fresh = self.finishedBuild(trigger, survivor)
         self.assertEqual(self.masterNames[retry['masterid']], other)
         self.assertEqual(retry['results'], SUCCESS)

@@ -6,6 +6,7 @@ from twisted.trial import unittest
 
 from tests.servers import HTTPError
 from tests.servers import InfluxDB1Server
+from tests.servers import PostgreSQLServer
 from tests.servers import PrometheusServer
 from tests.servers import ServerError
 from tests.servers import VictoriaMetricsServer
@@ -174,3 +175,32 @@ class VictoriaMetricsServerTest(unittest.TestCase):
         self.assertEqual(s.port, port)
         self.assertEqual(s.samples(), expected)
         self.assertEqual(s.samples('{__name__="m_i"}'), expected[1:])
+
+
+class PostgreSQLServerTest(unittest.TestCase):
+    def setUp(self):
+        self.server = PostgreSQLServer.start_new(database='fixture')
+        self.addCleanup(self.server.cleanup)
+
+    def test_query_restart_keeps_port_and_data_cleanup(self):
+        s = self.server
+        port, url = s.port, s.url
+        self.assertEqual(url, f'postgresql+psycopg2://postgres@127.0.0.1:{port}/fixture')
+        s.query('CREATE TABLE t (n integer)')
+        s.query('INSERT INTO t VALUES (42) RETURNING n')
+        s.stop()
+        self.assertFalse(s.running)
+        s.start()
+        self.assertEqual((s.port, s.url), (port, url))
+        self.assertEqual(s.query('SELECT n FROM t'), [(42,)])
+        pid = s.process.pid
+        s.cleanup()
+        self.assertFalse(os.path.exists(s.basedir))
+        with self.assertRaises(ProcessLookupError):
+            os.kill(pid, 0)
+
+    def test_missing_binary_skips_naming_the_package(self):
+        self.patch(PostgreSQLServer, 'binary', '/nonexistent/initdb')
+        with self.assertRaises(unittest.SkipTest) as cm:
+            PostgreSQLServer.require()
+        self.assertIn("Debian package 'postgresql'", str(cm.exception))
