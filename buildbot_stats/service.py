@@ -16,6 +16,7 @@ from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
+from buildbot_stats.deadline import within
 from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
 from buildbot_stats.history.recorder import BuildDataRecorder
@@ -348,13 +349,13 @@ class StatsService(service.BuildbotService):
             b.stop_deadline = deadline
         try:
             # a replay may be waiting for a backend's flush: never past the bound either
-            stopped = yield _within(reactor, defer.maybeDeferred(self.catchup.stopReplay),
+            stopped = yield within(reactor, defer.maybeDeferred(self.catchup.stopReplay),
                                     deadline - reactor.seconds())
             if not stopped:
                 log.msg("buildbot_stats: error: the catch-up was still running at the stop "
                         f"bound ({self.stopBound()} s); the next start replays from its mark")
             yield self.removeConsumers()
-            drained = yield _within(reactor, self.drain(), deadline - reactor.seconds())
+            drained = yield within(reactor, self.drain(), deadline - reactor.seconds())
             if not drained:
                 log.msg("buildbot_stats: error: captures still running at the stop bound "
                         f"({self.stopBound()} s); their points are not stored")
@@ -370,18 +371,3 @@ class StatsService(service.BuildbotService):
             yield self.catchup.checkpointAtStop()
         log.msg(f"buildbot_stats: {self.name} stopped: {self.metrics()}")
 
-
-def _within(reactor, d, seconds):
-    """A Deferred firing True when ``d`` fires, False if ``seconds`` pass first (``d``
-    itself is left alone)."""
-    out = defer.Deferred()
-
-    def fire(result):
-        if timer.active():
-            timer.cancel()
-        if not out.called:
-            out.callback(True)
-
-    timer = reactor.callLater(max(0.0, seconds), lambda: out.called or out.callback(False))
-    d.addBoth(fire)
-    return out

@@ -36,6 +36,7 @@ from buildbot.util.deferwaiter import DeferWaiter
 from buildbot_stats.history.reader import BUILD_DATA_PREFIX
 from buildbot_stats.history.reader import decodeBuildData
 from buildbot_stats.history.reader import encodeBuildData
+from buildbot_stats.deadline import within
 from buildbot_stats.messages import normalizing
 
 SOURCE = 'buildbot_stats'
@@ -191,26 +192,18 @@ class BuildDataRecorder:
         waiting = self._writing.wait()
         if timeout is None:
             return waiting
-        done = defer.Deferred()
+        # not a cancel: the writes go on, the stop just stops waiting for them
+        d = within(self._owner.master.reactor, waiting, timeout)
+        d.addCallback(self._waited, timeout)
+        return d
 
-        def finished(result):
-            if timer.active():
-                timer.cancel()
-            if not done.called:
-                done.callback(None)
-
-        def late():
+    def _waited(self, finished, timeout):
+        if not finished:
             pending = sum(len(series.queue) + (1 if series.busy else 0)
                           for series in self._active.values())
             log.msg(f"buildbot_stats: stopping with yieldMetricsValue calls still being "
                     f"recorded as build data after {timeout:g} s (about {pending}); they may "
                     "be lost if the master stops first")
-            done.callback(None)
-
-        # not a cancel: the writes go on, the stop just stops waiting for them
-        timer = self._owner.master.reactor.callLater(timeout, late)
-        waiting.addBoth(finished)
-        return done
 
     @defer.inlineCallbacks
     def _write(self, master, updates, key, series):
