@@ -99,9 +99,9 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rss_mb():
-    """The process's current resident memory (VmRSS), in MiB."""
-    with open('/proc/self/status', encoding='ascii') as f:
+def rss_mb(pid='self'):
+    """A process's current resident memory (VmRSS), in MiB: this one's by default."""
+    with open(f'/proc/{pid}/status', encoding='ascii') as f:
         for line in f:
             if line.startswith('VmRSS:'):
                 return int(line.split()[1]) / 1024

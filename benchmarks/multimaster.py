@@ -45,14 +45,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def rss_mb(pid):
-    with open(f'/proc/{pid}/status', encoding='ascii') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024
-    return None
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--n', type=int, default=40, help='builds per round (default 40)')
@@ -126,8 +118,8 @@ def main(argv=None):
                 'builds_per_min': args.n / wall_builds * 60,
                 'a_cpu_per_build_ms': cpu[a] / args.n * 1000,
                 'b_cpu_per_build_ms': cpu[b] / args.n * 1000,
-                'a_rss_mb': rss_mb(a.process.pid),
-                'b_rss_mb': rss_mb(b.process.pid),
+                'a_rss_mb': harness.rss_mb(a.process.pid),
+                'b_rss_mb': harness.rss_mb(b.process.pid),
             }
             if variant == 'stats':
                 result['points_written'] = (count_points() - before_points) * PER_BUILD
