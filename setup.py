@@ -51,7 +51,7 @@ setup(
     entry_points={
         'buildbot.util': [f'{n} = buildbot_stats.stats:{n}' for n in PLUGINS],
         # /metrics under Buildbot's web server: c['www']['plugins']['metrics'] = {}
-        'buildbot.www': ['metrics = buildbot_stats.storage.prometheus_http:ep'],
+        'buildbot.www': ['metrics = buildbot_stats.storage.prometheus.plugin:ep'],
         'console_scripts': ['buildbot-stats = buildbot_stats.cli.main:main'],
     },
     classifiers=[

@@ -100,8 +100,8 @@ def child(args):
     from twisted.internet import threads
 
     from buildbot_stats import stats
-    from buildbot_stats.storage import prometheus_snapshot as prometheus
-    from buildbot_stats.storage.prometheus_http import metricsSite
+    from buildbot_stats.storage.prometheus import snapshot as prometheus
+    from buildbot_stats.storage.prometheus.http import metricsSite
 
     result = {}
 
@@ -156,7 +156,7 @@ def child(args):
     pieceTimes = []  # (CPU, wall) seconds of each piece the reactor wrote
 
     if args.child == 'ours':
-        from buildbot_stats.storage import prometheus as service_module
+        from buildbot_stats.storage.prometheus import backend as service_module
 
         sliced = service_module.slicedExposition
 

@@ -32,9 +32,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import harness  # noqa: E402
-from buildbot_stats.storage.sqlite_reader import openStore  # noqa: E402
-from buildbot_stats.storage.sqlite_schema import migrate  # noqa: E402
-from buildbot_stats.storage.sqlite_values import encodeRow  # noqa: E402
+from buildbot_stats.reading.sqlite import openStore  # noqa: E402
+from buildbot_stats.storage.sqlite.schema import migrate  # noqa: E402
+from buildbot_stats.storage.sqlite.values import encodeRow  # noqa: E402
 from buildbot_stats.www import page  # noqa: E402
 
 BUILDERS = ('compile', 'test', 'docs', 'package')
@@ -105,9 +105,9 @@ def timeView(path, builder, range_name, now, repeat, numbers):
     in a thread of its own, ``mirror_load``, until it is done); ``cached``, the same view
     again (store unchanged); ``after_write``, the view after one more build of every builder
     was written (the mirror reads those points only, the page is computed and rendered)."""
-    from buildbot_stats.storage.sqlite_mirror import StoreMirror
+    from buildbot_stats.reading.mirror import StoreMirror
     from buildbot_stats.www.cache import ViewCache
-    from buildbot_stats.www.sources import timeWindow
+    from buildbot_stats.www.ranges import timeWindow
 
     ids = {b: n + 1 for n, b in enumerate(BUILDERS)}
 

@@ -21,6 +21,7 @@ from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
+from buildbot_stats.registry import registerServiceClass
 from buildbot_stats.messages import normalizeMessage
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.sqlite import SQLiteStorageService
@@ -31,6 +32,7 @@ from buildbot_stats.timestamps import DataClock
 from buildbot_stats.timestamps import captureOffset
 
 
+@registerServiceClass
 class StatsService(service.BuildbotService):
     """Routes Buildbot's events through the captures to the storage backends.
 

@@ -32,8 +32,8 @@ from buildbot_stats import stats
 from buildbot_stats.cli import main as cli_main
 from buildbot_stats import charts
 from buildbot_stats.cli.safewrite import TEMP_SUFFIX
-from buildbot_stats.storage.sqlite_reader import StoreError
-from buildbot_stats.storage.sqlite_reader import openStore
+from buildbot_stats.reading.sqlite import StoreError
+from buildbot_stats.reading.sqlite import openStore
 from tests.test_cli import T0
 from tests.test_cli import StoreTestBase
 from tests.test_cli import command

@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SkipTest
 
 from buildbot_stats import stats
-from buildbot_stats.storage.influxdb_reader import InfluxReader
+from buildbot_stats.reading.influxdb import InfluxReader
 from tests.servers import INFLUXD
 from tests.servers import InfluxDB1Server
 from tests.test_www_page import VIEW

@@ -15,7 +15,7 @@ from buildbot.test.reactor import TestReactorMixin
 from buildbot.secrets.manager import SecretManager
 
 from buildbot_stats import stats
-from buildbot_stats.storage.influxdb import _baseUrl
+from buildbot_stats.storage.influxdb.backend import _baseUrl
 from tests.faultserver import FaultServer
 
 

@@ -18,8 +18,8 @@ from twisted.trial import unittest
 from buildbot.process.results import RETRY
 from buildbot.process.results import SUCCESS
 
-from buildbot_stats.storage.sqlite_reader import StoreError
-from buildbot_stats.storage.sqlite_reader import StoreReader
+from buildbot_stats.reading.sqlite import StoreError
+from buildbot_stats.reading.sqlite import StoreReader
 from tests import multimaster
 from tests.servers import InfluxDB1Server
 from tests.waiting import pollUntil

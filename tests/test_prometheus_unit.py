@@ -17,13 +17,13 @@ from twisted.trial import unittest
 from buildbot.config.errors import capture_config_errors
 
 from buildbot_stats import stats
-from buildbot_stats.storage.prometheus_metrics import OTHER
-from buildbot_stats.storage.prometheus_metrics import metricName
-from buildbot_stats.storage.prometheus_snapshot import buildersOfMaster
-from buildbot_stats.storage.prometheus_snapshot import exposition
-from buildbot_stats.storage.prometheus_snapshot import healthFamilies
-from buildbot_stats.storage.prometheus_snapshot import presentFamilies
-from buildbot_stats.storage.prometheus_snapshot import slicedExposition
+from buildbot_stats.storage.prometheus.metrics import OTHER
+from buildbot_stats.storage.prometheus.metrics import metricName
+from buildbot_stats.storage.prometheus.snapshot import buildersOfMaster
+from buildbot_stats.storage.prometheus.snapshot import exposition
+from buildbot_stats.storage.prometheus.snapshot import healthFamilies
+from buildbot_stats.storage.prometheus.snapshot import presentFamilies
+from buildbot_stats.storage.prometheus.snapshot import slicedExposition
 from buildbot_stats.tagging import TagPolicy
 from tests.test_checkconfig import MASTER_CFG_HEAD
 from tests.test_checkconfig import runCheckconfig
@@ -436,7 +436,7 @@ class Resource(unittest.TestCase):
         return request, body
 
     def test_no_backend_is_a_404_saying_why(self):
-        from buildbot_stats.storage.prometheus_http import MetricsResource
+        from buildbot_stats.storage.prometheus.http import MetricsResource
 
         request, body = self.render(MetricsResource(lambda: None))
         self.assertEqual((request.responseCode, body),
@@ -450,7 +450,7 @@ class Resource(unittest.TestCase):
                          (404, b'several PrometheusStorageService backends are configured\n'))
 
     def test_the_files_buildbot_ui_asks_a_plugin_for_are_empty(self):
-        from buildbot_stats.storage.prometheus_http import MetricsResource
+        from buildbot_stats.storage.prometheus.http import MetricsResource
 
         request, body = self.render(MetricsResource(lambda: None), [b'scripts.js'])
         self.assertEqual(body, b'')
@@ -614,7 +614,7 @@ class StreamedScrape(unittest.TestCase):
         from twisted.web import server
         from twisted.web.test.requesthelper import DummyRequest
 
-        from buildbot_stats.storage.prometheus_http import MetricsResource
+        from buildbot_stats.storage.prometheus.http import MetricsResource
 
         request = request or DummyRequest([])
         self.assertEqual(MetricsResource(lambda: self.backend).render(request),

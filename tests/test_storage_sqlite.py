@@ -24,9 +24,9 @@ from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.util.integration import RunMasterBase
 
 from buildbot_stats import stats
-from buildbot_stats.storage import sqlite_schema
-from buildbot_stats.storage.sqlite_reader import StoreError
-from buildbot_stats.storage.sqlite_reader import openStore
+from buildbot_stats.storage.sqlite import schema as sqlite_schema
+from buildbot_stats.reading.sqlite import StoreError
+from buildbot_stats.reading.sqlite import openStore
 from tests.waiting import waitUntil
 
 TAGS = {'builder_name': 'alpha', 'build_number': '7'}

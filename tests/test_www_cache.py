@@ -14,11 +14,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from buildbot_stats.storage.sqlite_mirror import StoreMirror
-from buildbot_stats.storage.sqlite_reader import openStore
-from buildbot_stats.storage.sqlite_schema import SCHEMA_VERSION
-from buildbot_stats.storage.sqlite_schema import migrate
-from buildbot_stats.storage.sqlite_values import encodeRow
+from buildbot_stats.reading.mirror import StoreMirror
+from buildbot_stats.reading.sqlite import openStore
+from buildbot_stats.storage.sqlite.schema import SCHEMA_VERSION
+from buildbot_stats.storage.sqlite.schema import migrate
+from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.www import page
 from buildbot_stats.www.cache import ViewCache
 

@@ -11,9 +11,9 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from buildbot_stats.cli import report
-from buildbot_stats.storage.sqlite_reader import openStore
-from buildbot_stats.storage.summary import builderStats
-from buildbot_stats.storage.summary import fmtSeconds
+from buildbot_stats.reading.sqlite import openStore
+from buildbot_stats.reading.summary import builderStats
+from buildbot_stats.reading.summary import fmtSeconds
 from tests.www_master import ADMIN
 from tests.www_master import PageMasterMixin
 from tests.www_master import RunMasterBase

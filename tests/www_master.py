@@ -20,7 +20,7 @@ from buildbot.test.util.integration import RunMasterBase
 
 from buildbot_stats import stats
 from tests import test_integration_buildstats as buildstats
-from buildbot_stats.storage.sqlite_values import encodeRow
+from buildbot_stats.storage.sqlite.values import encodeRow
 
 STORE = 'stats.sqlite'
 ADMIN = ('admin', 'secret-pw')

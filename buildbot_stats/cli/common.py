@@ -7,8 +7,8 @@ import math
 import re
 import time
 
-from buildbot_stats.storage.sqlite_reader import StoreError
-from buildbot_stats.storage.sqlite_reader import openStore
+from buildbot_stats.reading.sqlite import StoreError
+from buildbot_stats.reading.sqlite import openStore
 
 
 class CliError(Exception):

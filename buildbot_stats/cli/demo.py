@@ -297,7 +297,7 @@ async def serveUntilInterrupted(reactor, state, store, www_port, out):
     from twisted.internet import defer
     from twisted.internet import threads
 
-    from buildbot_stats.www.sources import findStatsService
+    from buildbot_stats.registry import findStatsService
 
     service = findStatsService(state['master'], 'StatsService')
     await service.drain()  # the captures of the last builds, then their points written

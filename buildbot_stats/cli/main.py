@@ -20,7 +20,7 @@ import traceback
 from buildbot_stats import __version__
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import oneLine
-from buildbot_stats.storage.sqlite_schema import StoreError
+from buildbot_stats.storage.sqlite.schema import StoreError
 
 PROG = 'buildbot-stats'
 EXIT_OK = 0

@@ -15,10 +15,10 @@ from buildbot_stats.cli.common import printable
 from buildbot_stats.cli.safewrite import checkOutput
 from buildbot_stats.cli.safewrite import writeText
 # the numbers live with the readers, shared with the Statistics page (buildbot_stats.www)
-from buildbot_stats.storage.summary import builderStats
-from buildbot_stats.storage.summary import fmtSeconds
-from buildbot_stats.storage.summary import fmtTrend
-from buildbot_stats.storage.summary import trend
+from buildbot_stats.reading.summary import builderStats
+from buildbot_stats.reading.summary import fmtSeconds
+from buildbot_stats.reading.summary import fmtTrend
+from buildbot_stats.reading.summary import trend
 
 __all__ = ['addParser', 'builderStats', 'collect', 'renderHtml', 'run', 'terminalSummary',
            'trend', 'writeHtml']

@@ -20,7 +20,7 @@ import secrets
 import stat
 
 from buildbot_stats.cli.common import CliError
-from buildbot_stats.storage.sqlite_schema import looksLikeSQLite
+from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
 # SQLite's files beside a database (write-ahead log, its index, the rollback journal)
 STORE_SIDE_FILES = ('', '-wal', '-shm', '-journal')

@@ -30,7 +30,7 @@ from buildbot.warnings import ConfigWarning
 
 from buildbot_stats.history.reader import BuildReader
 from buildbot_stats.history.replay import Replayer
-from buildbot_stats.service import StatsService
+from buildbot_stats.registry import statsServices
 
 
 class BackfillError(Exception):
@@ -156,7 +156,7 @@ def loadMasterConfig(basedir):
 
 
 def findStatsService(config):
-    found = [s for s in config.services.values() if isinstance(s, StatsService)]
+    found = [svc for _, svc in statsServices(config)]
     if not found:
         raise BackfillError("master.cfg has no StatsService in c['services']: nothing to "
                             "backfill into")

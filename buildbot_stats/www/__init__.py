@@ -10,7 +10,7 @@ imported when :func:`statsDashboard` is called, never by ``import buildbot_stats
 
 from __future__ import annotations
 
-from buildbot_stats.www.sources import RANGES
+from buildbot_stats.www.ranges import RANGES
 
 __all__ = ['RANGES', 'statsDashboard']
 
@@ -29,7 +29,7 @@ def statsDashboard(name='stats', caption='Statistics', order=5, icon='FaChartLin
         (default: None, the StatsService's own store or InfluxDB, see ``stats_service``)
     :param influxdb: ``dict(url=..., db=..., user=..., password=..., ...)`` of an
         InfluxDB 1.x to read (default None); the keys are those of
-        :class:`~buildbot_stats.storage.influxdb_reader.InfluxReader`
+        :class:`~buildbot_stats.reading.influxdb.InfluxReader`
     :param stats_service: the name of the StatsService whose backends the page reads when
         neither ``store`` nor ``influxdb`` is given: its first SQLite backend, else its first
         InfluxDB 1.x backend, with that backend's credentials (default ``'StatsService'``)
@@ -48,7 +48,7 @@ def statsDashboard(name='stats', caption='Statistics', order=5, icon='FaChartLin
     if store is not None and (not isinstance(store, str) or not store):
         config.error(f"statsDashboard: store must be a path, got {store!r}")
     if influxdb is not None:
-        from buildbot_stats.storage.influxdb_reader import checkSettings
+        from buildbot_stats.reading.influxdb import checkSettings
         for problem in checkSettings(influxdb):
             config.error(f"statsDashboard: influxdb: {problem}")
     try:

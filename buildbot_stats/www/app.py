@@ -19,15 +19,15 @@ import time
 
 import flask
 
-from buildbot_stats.storage.sqlite_mirror import StoreMirror
-from buildbot_stats.storage.sqlite_reader import StoreError
+from buildbot_stats.reading.mirror import StoreMirror
+from buildbot_stats.reading.source import Source
+from buildbot_stats.registry import preferredStatsService
+from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.www import access
 from buildbot_stats.www import page
 from buildbot_stats.www.cache import ViewCache
-from buildbot_stats.www.sources import RANGES
-from buildbot_stats.www.sources import Source
-from buildbot_stats.www.sources import findStatsService
-from buildbot_stats.www.sources import timeWindow
+from buildbot_stats.www.ranges import RANGES
+from buildbot_stats.www.ranges import timeWindow
 
 HTML = 'text/html; charset=utf-8'
 # the page only links to Buildbot's UI; no script, no frame of it elsewhere
@@ -86,7 +86,7 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
         if range_name not in RANGES:
             range_name = default_range
         builder = args.get('builder') or None
-        service = findStatsService(m, stats_service)
+        service = preferredStatsService(m, stats_service)
         source = Source(store=store, influxdb=influxdb, service=service,
                         basedir=getattr(m, 'basedir', None))
         now = clock()

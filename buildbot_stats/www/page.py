@@ -1,6 +1,7 @@
-"""The Statistics page: the data of every panel read once, then rendered as HTML with
-inline SVG charts (:mod:`buildbot_stats.charts`). No script, no CDN: the filters are
-links and a GET form, the hover is SVG ``<title>``, a point is a link to its build.
+"""The Statistics page: the data of every panel read once, then the page around the panels
+(:mod:`buildbot_stats.www.panels`), as HTML with inline SVG charts
+(:mod:`buildbot_stats.charts`). No script, no CDN: the filters are links and a GET form,
+the hover is SVG ``<title>``, a point is a link to its build.
 
 Every text from the store (builder, step, series names...) goes through
 ``html.escape`` (or ``urlencode`` in a URL) before it reaches the HTML.
@@ -8,46 +9,26 @@ Every text from the store (builder, step, series names...) goes through
 
 from __future__ import annotations
 
-import datetime
-import html
-import statistics
 import urllib.parse
 
 from buildbot_stats import charts
-from buildbot_stats.storage import summary
-from buildbot_stats.storage.summary import fmtSeconds
-from buildbot_stats.storage.summary import fmtTrend
-from buildbot_stats.www.sources import RANGES
-
-e = html.escape
-
-SLOWEST_STEPS = 15  # rows of the slowest steps table
-
-#: Per panel: the capture classes that feed it and the line to add to master.cfg.
-PANELS = {
-    'durations': (('CaptureBuildDuration',),
-                  "stats.CaptureBuildDurationAllBuilders()"),
-    'results': (('CaptureBuildResults',), "stats.CaptureBuildResults()"),
-    'queue': (('CaptureQueueTimes',), "stats.CaptureQueueTimes()"),
-    'steps': (('CaptureStepTimes',), "stats.CaptureStepTimes()"),
-    'tests': (('CaptureTestResults',), "stats.CaptureTestResults()"),
-    'custom': (('CaptureDataBase', 'CapturePropertyBase'),
-               "stats.CaptureDataAllBuilders('<name>') for yieldMetricsValue data, or "
-               "stats.CapturePropertyAllBuilders('<property>')"),
-}
+from buildbot_stats.reading import summary
+from buildbot_stats.reading.summary import fmtSeconds
+from buildbot_stats.www.html import e
+from buildbot_stats.www.html import fullTime
+from buildbot_stats.www.panels import PANELS
+from buildbot_stats.www.ranges import RANGES
 
 
 def collect(reader, builder, start, end):
-    """Everything the page shows, read once from ``reader`` (one query per panel)."""
-    return {
-        'builders': reader.builderNames(),
-        'durations': reader.buildDurations(builder, start, end),
-        'results': reader.buildResults(builder, start, end),
-        'queue': reader.queueTimes(builder, start, end),
-        'steps': reader.stepSummary(builder, start, end),
-        'tests': reader.testCounts(builder, start, end),
-        'custom': reader.customSeries(builder, start, end),
-    }
+    """Everything the page shows, read once from ``reader``: the builder names, and each
+    query a panel ``reads`` (one call per data key, shared by the panels that need it)."""
+    data = {'builders': reader.builderNames()}
+    for panel in PANELS:
+        for key, method in panel.reads.items():
+            if key not in data:
+                data[key] = getattr(reader, method)(builder, start, end)
+    return data
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
@@ -55,7 +36,7 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
     state (``reader.stateKey()``; None: not cached). With a
-    :class:`~buildbot_stats.storage.sqlite_mirror.StoreMirror`, the data of an SQLite store
+    :class:`~buildbot_stats.reading.mirror.StoreMirror`, the data of an SQLite store
     comes from the mirror, brought up to date with the points written since its last view
     (from the store itself while the mirror's first read runs in the background)."""
     key = None
@@ -83,12 +64,6 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
     if key is not None:
         cache.put(key, now, text)
     return text
-
-
-def fullTime(seconds):
-    """``2026-11-29 20:40:06`` (UTC)."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M:%S")
 
 
 class Page:
@@ -132,18 +107,17 @@ class Page:
 
     def missing(self, panel, what):
         """The text of a panel without data: what to add to master.cfg, or no data."""
-        classes, line = PANELS[panel]
         configured = (None if self.captures is None
-                      else any(c in self.captures for c in classes))
-        add = (f'Add <code>{e(line)}</code> to the <code>captures</code> of a storage '
-               f'backend in <code>master.cfg</code>.')
+                      else any(c in self.captures for c in panel.captured_by))
+        add = (f'Add <code>{e(panel.add_line)}</code> to the <code>captures</code> of a '
+               'storage backend in <code>master.cfg</code>.')
         if configured is False:
             text = f"{e(what)} are not captured. {add}"
         elif configured:
             text = f"No {e(what.lower())} in this range."
         else:
             text = f"No {e(what.lower())} in this range. If they are not captured: {add}"
-        return f'<p class="missing" data-panel="{panel}">{text}</p>'
+        return f'<p class="missing" data-panel="{panel.id}">{text}</p>'
 
     @staticmethod
     def figure(kind, name, caption, chart):
@@ -175,128 +149,6 @@ class Page:
                for t, _, p, n in rows]
         return [(f"median per {word}", median), (f"p90 per {word}", p90)]
 
-    # -- panels ---------------------------------------------------------------------------
-
-    def builderTable(self):
-        durations, results = self.data['durations'], self.data['results']
-        names = sorted(set(durations) | set(results))
-        if not names:
-            return self.missing('durations', "Build durations")
-        rows = []
-        for b in names:
-            link = f'<a href="{e(self.url(builder=b))}">{e(b)}</a>'
-            if b in durations:
-                st = summary.builderStats(durations[b])
-                cells = [str(st['builds']), fmtSeconds(st['median']), fmtSeconds(st['p90']),
-                         fmtSeconds(st['last']), e(fmtTrend(st))]
-            else:
-                cells = [''] * 5
-            rows.append([link, *cells])
-        return self.table(("builder", "builds", "median", "p90", "last", "trend"), rows,
-                          "builders")
-
-    def durationCharts(self):
-        durations = self.data['durations']
-        if not durations:
-            return self.missing('durations', "Build durations")
-        out = []
-        for b, builds in sorted(durations.items()):
-            pts = self.points([(b, t, n, d) for t, n, d in builds], "duration", fmtSeconds)
-            lines = [(f"{b} builds", pts),
-                     *self.periodLines([(t, d) for t, _, d in builds], b)]
-            styles = {lines[0][0]: 'points', lines[1][0]: 'line', lines[2][0]: 'dashed'}
-            out.append(self.figure('duration', b, f"{b}: build duration",
-                                   charts.lineChart(lines, y_label="seconds",
-                                                 title=f"{b}: build duration",
-                                                 styles=styles)))
-        return "".join(out)
-
-    def resultsPanel(self):
-        results = self.data['results']
-        if not results:
-            return self.missing('results', "Build results")
-        rows = []
-        for b, rs in sorted(results.items()):
-            c = summary.resultCounts(rs)
-            rate = "" if c['rate'] is None else (
-                f'<span class="bar"><span style="width:{c["rate"] * 100:.0f}%"></span></span> '
-                f'{c["rate"] * 100:.0f}%')
-            failures = [r for r in rs if r[2] not in summary.PASSED_RESULTS
-                        and r[2] not in summary.NOT_COUNTED_RESULTS]
-            last = ""
-            if failures:
-                t, n, result = failures[-1]
-                href = self.buildHref(b, n)
-                label = f"#{n} {e(str(result))} {e(fullTime(t))}"
-                last = f'<a href="{e(href)}" target="_top">{label}</a>' if href else label
-            rows.append([e(b), str(c['builds']), str(c['passed']), str(c['failed']),
-                         str(c['other']), rate, last])
-        return self.table(("builder", "builds", "passed", "failed", "other", "success rate",
-                           "last failure"), rows, "results")
-
-    def queuePanel(self):
-        queue = self.data['queue']
-        if not queue:
-            return self.missing('queue', "Queue times")
-        rows = []
-        for b, qs in sorted(queue.items()):
-            values = [v for _, _, v in qs]
-            rows.append([e(b), str(len(values)), fmtSeconds(statistics.median(values)),
-                         fmtSeconds(summary.percentile(values, 0.9)),
-                         fmtSeconds(max(values))])
-        table = self.table(("builder", "builds", "median", "p90", "max"), rows, "queue")
-        every = [(t, v) for qs in queue.values() for t, _, v in qs]
-        lines = self.periodLines(every, "queue time")
-        chart = self.figure('queue', 'queue', "Queue time per period",
-                            charts.lineChart(lines, y_label="seconds", title="Queue time",
-                                          styles={lines[1][0]: 'dashed'}))
-        return table + chart
-
-    def stepsPanel(self):
-        steps = self.data['steps']
-        if not steps:
-            return self.missing('steps', "Step times")
-        ranked = sorted(steps.items(), key=lambda kv: (-kv[1]['median'], kv[0][0] or '',
-                                                       kv[0][1] or ''))
-        rows = [[e(b or ''), e(step or ''), str(st['runs']), fmtSeconds(st['median']),
-                 fmtSeconds(st['p90']), fmtSeconds(st['max'])]
-                for (b, step), st in ranked[:SLOWEST_STEPS]]
-        return self.table(("builder", "step", "runs", "median", "p90", "max"), rows, "steps")
-
-    def testsPanel(self):
-        tests = self.data['tests']
-        if not tests:
-            return self.missing('tests', "Test results")
-        rows, passed, failed = [], [], []
-        for b, runs in sorted(tests.items()):
-            t, n, p, f, s = runs[-1]
-            with_failures = sum(1 for r in runs if r[3])
-            rows.append([e(b), str(len(runs)), str(p), str(f), str(s), str(with_failures)])
-            passed.extend((b, t, n, p) for t, n, p, _, _ in runs)
-            failed.extend((b, t, n, f) for t, n, _, f, _ in runs)
-        passed, failed = self.points(passed, "passed"), self.points(failed, "failed")
-        table = self.table(("builder", "builds", "passed (last)", "failed (last)",
-                            "skipped (last)", "builds with failures"), rows, "tests")
-        chart = self.figure('tests', 'tests', "Tests passed and failed per build",
-                            charts.lineChart([("passed", passed), ("failed", failed)],
-                                          y_label="tests", title="Tests"))
-        return table + chart
-
-    def customPanel(self):
-        custom = self.data['custom']
-        if not custom:
-            return self.missing('custom', "Custom series")
-        out = []
-        for series, pts in sorted(custom.items()):
-            fields = {}
-            for t, b, n, numbers in pts:
-                for name, v in numbers.items():
-                    fields.setdefault(name, []).append((b, t, n, v))
-            lines = [(name, self.points(rows, name)) for name, rows in sorted(fields.items())]
-            out.append(self.figure('series', series, series,
-                                   charts.lineChart(lines, title=series)))
-        return "".join(out)
-
     # -- the whole page -----------------------------------------------------------------------
 
     def filters(self):
@@ -315,17 +167,8 @@ class Page:
 
     def render(self):
         scope = f"builder {self.builder}" if self.builder else "all builders"
-        sections = [
-            ("builders", "Builders", self.builderTable()),
-            ("durations", "Build duration over time", self.durationCharts()),
-            ("results", "Success rate and failures", self.resultsPanel()),
-            ("queue", "Queue time", self.queuePanel()),
-            ("steps", "Slowest steps", self.stepsPanel()),
-            ("tests", "Tests", self.testsPanel()),
-            ("custom", "Custom series", self.customPanel()),
-        ]
-        body = "".join(f'<section id="{sid}"><h2>{e(title)}</h2>{content}</section>'
-                       for sid, title, content in sections)
+        body = "".join(f'<section id="{panel.id}"><h2>{e(panel.title)}</h2>'
+                       f'{panel.render(self, self.data)}</section>' for panel in PANELS)
         return (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<title>Statistics: {e(scope)}</title><style>{CSS}</style></head><body>'

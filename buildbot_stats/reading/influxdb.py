@@ -1,5 +1,5 @@
 """Reading InfluxDB 1.x through its query API (InfluxQL): the same queries as
-:class:`~buildbot_stats.storage.sqlite_reader.StoreReader`, for the Statistics page.
+:class:`~buildbot_stats.reading.sqlite.StoreReader`, for the Statistics page.
 
 Blocking (``urllib``) on purpose: the page runs it in the web server's WSGI thread pool,
 never on the reactor thread. Every problem is a :class:`StoreError` with a one-line
@@ -19,9 +19,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from buildbot_stats.storage.sqlite_reader import MEASUREMENTS
-from buildbot_stats.storage.sqlite_reader import isNumber
-from buildbot_stats.storage.sqlite_schema import StoreError
+from buildbot_stats.reading.sqlite import MEASUREMENTS
+from buildbot_stats.reading.sqlite import isNumber
+from buildbot_stats.storage.sqlite.schema import StoreError
 
 __all__ = ['InfluxReader', 'checkSettings', 'quoteIdent', 'quoteString']
 

@@ -1,7 +1,7 @@
 """The layout of the embedded store (an SQLite file), its version and its migrations.
 
 Shared by the writer (:mod:`buildbot_stats.storage.sqlite`) and the readers
-(:mod:`buildbot_stats.storage.sqlite_reader`). The layout is documented in
+(:mod:`buildbot_stats.reading.sqlite`). The layout is documented in
 docs/storage-sqlite.rst; change it only by adding a migration below.
 
 Version 1::

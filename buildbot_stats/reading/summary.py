@@ -1,7 +1,7 @@
 """The numbers the report and the web page derive from a reader's answers.
 
-Pure functions over the lists the readers return (:mod:`.sqlite_reader`,
-:mod:`.influxdb_reader`), so ``buildbot-stats report`` and the Statistics page print the same
+Pure functions over the lists the readers return (:mod:`buildbot_stats.reading.sqlite`,
+:mod:`buildbot_stats.reading.influxdb`), so ``buildbot-stats report`` and the Statistics page print the same
 median, 90th percentile and trend for the same builds.
 """
 

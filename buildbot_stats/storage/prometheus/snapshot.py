@@ -13,8 +13,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from buildbot_stats.point import to_epoch_seconds
-from buildbot_stats.storage.prometheus_metrics import metricName
-from buildbot_stats.storage.prometheus_metrics import numeric
+from buildbot_stats.storage.prometheus.metrics import metricName
+from buildbot_stats.storage.prometheus.metrics import numeric
 
 
 class SnapshotCollector:

@@ -6,7 +6,7 @@ every point of its range and extracting its JSON fields. Builds add points; they
 change old ones. :class:`StoreMirror` keeps the rows of :meth:`StoreReader.rows` of every
 kind for the whole store; :meth:`StoreMirror.sync` asks the reader for the rows of the
 points with a higher row id than it has seen, and answers the page's queries from memory
-with the same functions as the reader (:data:`~.sqlite_reader.SHAPES`), so the answers are
+with the same functions as the reader (:data:`~buildbot_stats.reading.sqlite.SHAPES`), so the answers are
 the reader's.
 
 When is everything read again: another file, another schema version, or points gone
@@ -29,11 +29,11 @@ import threading
 
 from twisted.python import log
 
-from buildbot_stats.storage.sqlite_reader import KINDS
-from buildbot_stats.storage.sqlite_reader import SHAPES
-from buildbot_stats.storage.sqlite_reader import StoreError
-from buildbot_stats.storage.sqlite_reader import openStore
-from buildbot_stats.storage.sqlite_reader import stepSummary
+from buildbot_stats.reading.sqlite import KINDS
+from buildbot_stats.reading.sqlite import SHAPES
+from buildbot_stats.reading.sqlite import StoreError
+from buildbot_stats.reading.sqlite import openStore
+from buildbot_stats.reading.sqlite import stepSummary
 
 
 def _compact(rows, names):

@@ -16,9 +16,9 @@ about 256 samples at a time, about 2 ms of work per reactor turn, streamed to th
 the reactor serves everything else in between. (Serializing the whole registry in a thread
 was measured first: the thread holds Python's interpreter lock against the reactor, which
 was late by 40 to 280 ms during each scrape of a large registry; see docs/benchmarks.rst.)
-What points become: :mod:`buildbot_stats.storage.prometheus_metrics`; a scrape:
-:mod:`buildbot_stats.storage.prometheus_snapshot`; HTTP:
-:mod:`buildbot_stats.storage.prometheus_http`; user docs: docs/storage-prometheus.rst.
+What points become: :mod:`buildbot_stats.storage.prometheus.metrics`; a scrape:
+:mod:`buildbot_stats.storage.prometheus.snapshot`; HTTP:
+:mod:`buildbot_stats.storage.prometheus.http`; user docs: docs/storage-prometheus.rst.
 """
 
 from __future__ import annotations
@@ -40,19 +40,20 @@ from buildbot_stats.captures.builds import REPORT_IN_DIVISORS
 from buildbot_stats.checks import shown
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
+from buildbot_stats.storage.prometheus.http import metricsSite
 
 try:
     from prometheus_client import CollectorRegistry
 
-    from buildbot_stats.storage.prometheus_metrics import OTHER
-    from buildbot_stats.storage.prometheus_metrics import BuildMetrics
-    from buildbot_stats.storage.prometheus_metrics import LastValueGauges
-    from buildbot_stats.storage.prometheus_snapshot import SnapshotCollector
-    from buildbot_stats.storage.prometheus_snapshot import buildersOfMaster
-    from buildbot_stats.storage.prometheus_snapshot import cyclicGCPaused
-    from buildbot_stats.storage.prometheus_snapshot import slicedExposition
-    from buildbot_stats.storage.prometheus_snapshot import healthFamilies
-    from buildbot_stats.storage.prometheus_snapshot import presentFamilies
+    from buildbot_stats.storage.prometheus.metrics import OTHER
+    from buildbot_stats.storage.prometheus.metrics import BuildMetrics
+    from buildbot_stats.storage.prometheus.metrics import LastValueGauges
+    from buildbot_stats.storage.prometheus.snapshot import SnapshotCollector
+    from buildbot_stats.storage.prometheus.snapshot import buildersOfMaster
+    from buildbot_stats.storage.prometheus.snapshot import cyclicGCPaused
+    from buildbot_stats.storage.prometheus.snapshot import slicedExposition
+    from buildbot_stats.storage.prometheus.snapshot import healthFamilies
+    from buildbot_stats.storage.prometheus.snapshot import presentFamilies
 except ImportError:  # pragma: no cover - reported by checkConfig
     CollectorRegistry = None
 
@@ -240,8 +241,6 @@ class PrometheusStorageService(StatsStorageBase):
     def _listen(self):
         if self.port is None or self.master is None:
             return
-        from buildbot_stats.storage.prometheus_http import metricsSite
-
         try:
             self._listening = self.master.reactor.listenTCP(
                 self.port, metricsSite(lambda: self), interface=self.interface)

@@ -17,10 +17,10 @@ import urllib.parse
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
-from buildbot_stats.storage.sqlite_schema import StoreError
-from buildbot_stats.storage.sqlite_schema import checkReadable
-from buildbot_stats.storage.sqlite_schema import describeReadError
-from buildbot_stats.storage.sqlite_schema import looksLikeSQLite
+from buildbot_stats.storage.sqlite.schema import StoreError
+from buildbot_stats.storage.sqlite.schema import checkReadable
+from buildbot_stats.storage.sqlite.schema import describeReadError
+from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
 __all__ = ['StoreError', 'StoreReader', 'SeriesInfo', 'openStore']
 
@@ -177,7 +177,7 @@ class StoreReader:
             yield Point(series=series, tags=json.loads(tags), fields=json.loads(fields),
                         time=time_us / 1e6)
 
-    # -- the queries of the report and the web page (same names in influxdb_reader) ----------
+    # -- the queries of the report and the web page (same names in reading.influxdb) -----------
 
     @staticmethod
     def _window(where, params, builder, start, end, table=''):
@@ -212,7 +212,7 @@ class StoreReader:
         ``(time_us, id, builder, ...)`` (see :data:`KINDS`), by time then id; only the fields
         each needs are extracted (``json_extract``, in SQLite), a field of the wrong type
         is left out as the query's docstring says. ``after_id``: only the points with a
-        higher row id (what was written since; :mod:`.sqlite_mirror`)."""
+        higher row id (what was written since; :mod:`buildbot_stats.reading.mirror`)."""
         where, params = [], []
         if kind == 'durations':
             names = self.builderNames() if builder is None else [builder]
@@ -299,7 +299,7 @@ class StoreReader:
         return SHAPES['custom'](self.rows('custom', builder, start, end))
 
 
-# -- from rows to answers: shared by the reader and the page's mirror (.sqlite_mirror) ---------
+# -- from rows to answers: shared by the reader and the page's mirror (reading.mirror) ----------
 
 def customPoints(rows):
     """One ``(time_us, id, builder, series, build number, {field: number})`` per point of

@@ -1,5 +1,5 @@
-"""/metrics over HTTP: a twisted.web resource, the backend's own site, and the www plugin
-that serves it under Buildbot's web server at ``/plugins/metrics``."""
+"""/metrics over HTTP: the twisted.web resource that answers a scrape, and the backend's own
+site (the same resource under Buildbot's web server: :mod:`.plugin`)."""
 
 from __future__ import annotations
 
@@ -99,57 +99,3 @@ def metricsSite(findBackend):
     site.noisy = False
     site.log = lambda request: None
     return site
-
-
-def findPrometheusBackend(master, name=None):
-    """The running PrometheusStorageService of ``master`` (the one named ``name``)."""
-    from buildbot_stats.service import StatsService
-    from buildbot_stats.storage.prometheus import PrometheusStorageService
-
-    found = []
-    for parent in (getattr(master, 'service_manager', None), master):
-        for svc in getattr(parent, 'namedServices', {}).values():
-            if not isinstance(svc, StatsService):
-                continue
-            for backend in svc.backends:
-                if isinstance(backend, PrometheusStorageService) and backend not in found \
-                        and (name is None or backend.name == name):
-                    found.append(backend)
-    if len(found) > 1:
-        raise LookupError("several PrometheusStorageService backends are configured: name "
-                          "one in c['www']['plugins']['metrics'] = {'backend': name}")
-    return found[0] if found else None
-
-
-class MetricsPlugin:
-    """The ``buildbot.www`` plugin ``metrics``: ``c['www']['plugins']['metrics'] = {}``
-    serves the backend's metrics at ``/plugins/metrics`` of Buildbot's web server
-    (``{'backend': name}`` picks one of several backends)."""
-
-    description = 'buildbot_stats: Prometheus /metrics'
-    ui = False
-
-    def __init__(self):
-        self.master = None
-        self.config = {}
-        self.resource = MetricsResource(self._backend)
-
-    @property
-    def version(self):
-        from buildbot_stats import __version__
-
-        return __version__
-
-    def setMaster(self, master):
-        self.master = master
-
-    def setConfiguration(self, config):
-        self.config = config if isinstance(config, dict) else {}
-
-    def _backend(self):
-        if self.master is None:
-            return None
-        return findPrometheusBackend(self.master, self.config.get('backend'))
-
-
-ep = MetricsPlugin()

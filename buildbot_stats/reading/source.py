@@ -1,39 +1,19 @@
-"""Where the Statistics page reads: the ranges it offers and the reader of the store.
+"""Which reader a page or a command opens: a store path or an InfluxDB given outright, or
+the backends of a master's StatsService (a reconfig may change them: decided per request).
 
-Nothing here runs on the reactor thread: the page calls it from the WSGI thread pool.
+Blocking like the readers: called from the web server's WSGI thread pool or a command,
+never on the reactor thread.
 """
 
 from __future__ import annotations
 
 import os
 
-#: The ranges the page offers: name -> seconds back from now (None: everything).
-RANGES = {'24h': 86400, '7d': 7 * 86400, '30d': 30 * 86400, 'all': None}
-
-
-def timeWindow(range_name, now):
-    """``(start, end)`` in seconds of a range name; ``end`` is None (up to now and later
-    points of a clock that runs ahead)."""
-    seconds = RANGES[range_name]
-    return (None if seconds is None else now - seconds), None
-
-
-def findStatsService(master, name):
-    """The StatsService named ``name`` of ``master`` (None when there is none)."""
-    from buildbot_stats.service import StatsService
-
-    if master is None:
-        return None
-    # master.cfg's c['services'] are children of the master's service manager
-    manager = getattr(master, 'service_manager', None)
-    services = dict(getattr(manager, 'namedServices', {}))
-    svc = services.get(name)
-    if isinstance(svc, StatsService):
-        return svc
-    for svc in services.values():
-        if isinstance(svc, StatsService):
-            return svc
-    return None
+from buildbot_stats.reading.influxdb import InfluxReader
+from buildbot_stats.reading.sqlite import openStore
+from buildbot_stats.storage.influxdb import InfluxStorageService
+from buildbot_stats.storage.sqlite import SQLiteStorageService
+from buildbot_stats.storage.sqlite.schema import StoreError
 
 
 class Source:
@@ -72,9 +52,6 @@ class Source:
         return f"{type(backend).__name__} {backend.name!r}"
 
     def _serviceBackend(self):
-        from buildbot_stats.storage.influxdb import InfluxStorageService
-        from buildbot_stats.storage.sqlite import SQLiteStorageService
-
         if self.service is None:
             return None
         backends = list(self.service.backends)
@@ -88,10 +65,6 @@ class Source:
 
     def open(self):
         """A reader (a context manager); raises StoreError when there is nothing to read."""
-        from buildbot_stats.storage.influxdb_reader import InfluxReader
-        from buildbot_stats.storage.sqlite_reader import StoreError
-        from buildbot_stats.storage.sqlite_reader import openStore
-
         if self.store is not None:
             path = self.store
             if self.basedir and not os.path.isabs(path):

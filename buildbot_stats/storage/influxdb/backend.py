@@ -196,7 +196,7 @@ class InfluxStorageService(StatsStorageBase):
         self._reader_settings = None
 
     def readerSettings(self):
-        """The :class:`~buildbot_stats.storage.influxdb_reader.InfluxReader` arguments that
+        """The :class:`~buildbot_stats.reading.influxdb.InfluxReader` arguments that
         read what this backend writes (secrets rendered), None for a 2.x bucket."""
         return dict(self._reader_settings) if self._reader_settings else None
 

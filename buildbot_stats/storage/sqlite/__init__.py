@@ -1,0 +1,13 @@
+"""The embedded store: an SQLite file beside the master (the default backend).
+
+* :mod:`~.backend`: ``SQLiteStorageService``, the queue on the reactor thread and its batches
+* :mod:`~.writer`: what runs in the writer thread: the connection and its transactions
+* :mod:`~.schema`: the file's layout, its version and its migrations
+* :mod:`~.values`: which field values a point may hold, and how they are encoded
+
+The store is read by :mod:`buildbot_stats.reading.sqlite`.
+"""
+
+from buildbot_stats.storage.sqlite.backend import SQLiteStorageService
+
+__all__ = ['SQLiteStorageService']
