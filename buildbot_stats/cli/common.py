@@ -7,6 +7,7 @@ import math
 import re
 import time
 
+from buildbot_stats.checks import parseDuration
 from buildbot_stats.reading.sqlite import StoreError
 from buildbot_stats.reading.sqlite import openStore
 
@@ -15,7 +16,6 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-AGE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
 TIME_HELP = ("ISO 8601 (2024-05-01 or 2024-05-01T12:00, UTC unless an offset is given), "
              "seconds since the epoch, or an age such as 30m, 12h, 7d, 2w")
 
@@ -24,9 +24,8 @@ def parseTime(text, option, now=None):
     """Seconds since the epoch for one of the forms of TIME_HELP."""
     text = text.strip()
     now = time.time() if now is None else now
-    m = re.fullmatch(r'(\d+(?:\.\d+)?)([smhdw])', text)
-    if m:
-        return now - float(m.group(1)) * AGE_UNITS[m.group(2)]
+    if re.fullmatch(r'(\d+(?:\.\d+)?)([smhdw])', text):
+        return now - parseDuration(text)
     try:
         seconds = float(text)
         if math.isfinite(seconds):
