@@ -11,6 +11,7 @@ import itertools
 import math
 import operator
 import statistics
+from dataclasses import dataclass
 
 TREND_STEADY = 0.10  # a fitted change within +-10 % of the median is "steady"
 TREND_WINDOW = 200  # the trend is of the latest builds (pairs grow as the square: the page
@@ -20,6 +21,40 @@ TREND_WINDOW = 200  # the trend is of the latest builds (pairs grow as the squar
 PASSED_RESULTS = frozenset({'success', 'warnings'})
 #: Results left out of the success rate: the build did not run to a verdict.
 NOT_COUNTED_RESULTS = frozenset({'skipped', 'retry', 'cancelled'})
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What a reader says of the numbers of one group (a builder, a step...) over a range or
+    a period: every reader answers its aggregate queries with these.
+
+    ``median`` and ``p90`` are exact (``exact``: the middle value, or the mean of the two
+    middle ones, and the nearest-rank 90th percentile) when computed from the values, else
+    estimates (from rollups' sketches, or from InfluxDB); None without values (a count
+    only)."""
+
+    count: int
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+    nonzero: int | None = None
+    median: float | None = None
+    p90: float | None = None
+    exact: bool = True
+
+    @property
+    def mean(self):
+        return None if self.sum is None or not self.count else self.sum / self.count
+
+
+def statsOf(values):
+    """The exact :class:`Stats` of a list of numbers."""
+    if not values:
+        return Stats(0)
+    ordered = sorted(values)
+    return Stats(len(ordered), sum(ordered), ordered[0], ordered[-1],
+                 len(ordered) - ordered.count(0), statistics.median(ordered),
+                 percentile(ordered, 0.9))
 
 
 def percentile(values, q):

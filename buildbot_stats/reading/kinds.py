@@ -1,0 +1,80 @@
+"""What each of the page's questions reads, the same for every reader: the series, the
+fields, and the group an answer is given per.
+
+======== ============================== =========================== ==========================
+kind     series (measurement)           fields                      group (the answer's key)
+======== ============================== =========================== ==========================
+durations ``<builder>-build-times``     ``duration``                builder
+results  ``builds``                     the points (a count)        (builder, result)
+queue    ``build_requests``             ``queue_time``              builder
+steps    ``steps``                      ``duration``                (builder, step name)
+tests    ``tests``                      passed, failed, skipped     (builder, field)
+custom   every other series             every numeric field         (series, field)
+======== ============================== =========================== ==========================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from buildbot_stats.storage.sqlite.rollups import NOT_ROLLED
+
+BUILD_TIMES = '-build-times'
+#: The measurements of the build statistics captures (results, queue times, steps, tests).
+MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
+#: Fields that identify rather than measure: never a custom series' value (nor rolled up).
+IDENTIFIERS = NOT_ROLLED
+#: The pseudo field of a count of points.
+POINTS = ''
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    #: the measurement; None: per builder (durations) or every other series (custom)
+    measurement: str | None
+    #: the fields; () for every numeric field but the identifiers
+    fields: tuple
+
+    def group(self, series, tags, field):
+        """The key of the answer a value of ``field`` of a point of ``series`` with ``tags``
+        belongs to."""
+        name = self.name
+        if name == 'durations':
+            return series[:-len(BUILD_TIMES)]
+        builder = tags.get('builder_name')
+        if name == 'queue':
+            return builder
+        if name == 'results':
+            return (builder, tags.get('result'))
+        if name == 'steps':
+            return (builder, tags.get('step_name'))
+        if name == 'tests':
+            return (builder, field)
+        return (series, field)
+
+    def numbers(self, fields):
+        """``[(field, value)]`` of a point's fields that this kind reads."""
+        if self.fields == (POINTS,):
+            return [(POINTS, None)]
+        if self.fields:
+            return [(f, fields[f]) for f in self.fields if isNumber(fields.get(f))]
+        return [(f, v) for f, v in fields.items() if isNumber(v) and f not in IDENTIFIERS]
+
+
+KINDS = {
+    'durations': Kind('durations', None, ('duration',)),
+    'results': Kind('results', 'builds', (POINTS,)),
+    'queue': Kind('queue', 'build_requests', ('queue_time',)),
+    'steps': Kind('steps', 'steps', ('duration',)),
+    'tests': Kind('tests', 'tests', ('passed', 'failed', 'skipped')),
+    'custom': Kind('custom', None, ()),
+}
+
+
+def isNumber(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def isCustom(series):
+    return not series.endswith(BUILD_TIMES) and series not in MEASUREMENTS
