@@ -36,22 +36,21 @@ class Kind:
     #: the fields; () for every numeric field but the identifiers
     fields: tuple
 
-    def group(self, series, tags, field):
+    def group(self, series, tags, field, by_builder=True):
         """The key of the answer a value of ``field`` of a point of ``series`` with ``tags``
-        belongs to."""
+        belongs to; ``by_builder=False``: the same without the builder (durations and
+        queue: None, results: the result, steps: the step, tests: the field)."""
         name = self.name
+        if name == 'custom':
+            return (series, field)
         if name == 'durations':
-            return series[:-len(BUILD_TIMES)]
+            return series[:-len(BUILD_TIMES)] if by_builder else None
         builder = tags.get('builder_name')
         if name == 'queue':
-            return builder
-        if name == 'results':
-            return (builder, tags.get('result'))
-        if name == 'steps':
-            return (builder, tags.get('step_name'))
-        if name == 'tests':
-            return (builder, field)
-        return (series, field)
+            return builder if by_builder else None
+        other = {'results': 'result', 'steps': 'step_name'}.get(name)
+        other = field if name == 'tests' else tags.get(other)
+        return (builder, other) if by_builder else other
 
     def numbers(self, fields):
         """``[(field, value)]`` of a point's fields that this kind reads."""

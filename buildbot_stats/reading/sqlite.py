@@ -261,9 +261,7 @@ class StoreReader:
     def _tagsetsOf(self, builder):
         return [i for i, t in self.names()[1].items() if t.get('builder_name') == builder]
 
-    def count(self, kind_name, builder=None, start=None, end=None):
-        """``{group: count}`` of a kind's values in the range (:meth:`summarize`'s counts)."""
-        return {g: s.count for g, s in self.summarize(kind_name, builder, start, end).items()}
+
 
     def _kindSeries(self, kind, builder):
         """``{series id: name}`` a kind reads (for one builder, or None: all)."""
@@ -390,10 +388,19 @@ class StoreReader:
                                                    numbers))
         return dict(sorted(out.items()))
 
-    def stepSummary(self, builder=None, start=None, end=None):
-        """``{(builder, step name): Stats}`` of the step durations (the page's slowest
-        steps): :meth:`summarize` of ``'steps'``."""
-        return self.summarize('steps', builder, start, end)
+    def firstTime(self):
+        """The time (seconds) of the oldest point or rollup, None for an empty store."""
+        firsts = []
+        for sid in self.names()[0]:
+            t = self._one("SELECT MIN(time_us) FROM points WHERE series = ?", (sid,))[0]
+            if t is not None:
+                firsts.append(t / US)
+            for level in (HOUR, DAY):
+                t = self._one("SELECT MIN(start) FROM rollups WHERE series = ? AND level = ?",
+                              (sid, level))[0]
+                if t is not None:
+                    firsts.append(float(t))
+        return min(firsts, default=None)
 
     # -- the latest builds ------------------------------------------------------------------
 
@@ -484,11 +491,13 @@ class StoreReader:
 
     # -- aggregates ------------------------------------------------------------------------------
 
-    def summarize(self, kind_name, builder=None, start=None, end=None, period=None):
-        """Per group of the kind (:mod:`~buildbot_stats.reading.kinds`), the :class:`Stats`
-        of ``start <= time < end`` (seconds; None: unbounded); with ``period`` (seconds, a
-        multiple of an hour), ``[(period start, Stats), ...]`` by time instead, periods
-        starting on multiples of ``period`` since the epoch.
+    def summarize(self, kind_name, builder=None, start=None, end=None, period=None,
+                  by_builder=True):
+        """Per group of the kind (:mod:`~buildbot_stats.reading.kinds`; ``by_builder=False``:
+        all builders together), the :class:`Stats` of ``start <= time < end`` (seconds;
+        None: unbounded); with ``period`` (seconds, a multiple of an hour), ``[(period
+        start, Stats), ...]`` by time instead, periods starting on multiples of ``period``
+        since the epoch.
 
         From the rollups where they cover the range, else from raw points: exact when the
         range's values are few, estimated from the rollups' sketches beyond (within 0.5 % on
@@ -509,7 +518,7 @@ class StoreReader:
                 agg = acc[key] = Aggregate(sketched=sketched)
             return agg
 
-        self._addRollups(kind, series, builder, p, bucket)
+        self._addRollups(kind, series, builder, p, bucket, by_builder)
         values = {}
         for lo, hi in p.raw:
             for name, t, tags, fields in self._raw(series, builder, lo, hi):
@@ -518,7 +527,7 @@ class StoreReader:
                     continue
                 when = t / US
                 for field, v in kind.numbers(fields):
-                    key = (kind.group(name, tags, field),
+                    key = (kind.group(name, tags, field, by_builder),
                            None if period is None else int(when // period * period))
                     values.setdefault(key, []).append(v)
         for (group, when), vs in values.items():
@@ -539,7 +548,7 @@ class StoreReader:
                 rows.sort(key=lambda r: r[0])
         return out
 
-    def _addRollups(self, kind, series, builder, p, bucket):
+    def _addRollups(self, kind, series, builder, p, bucket, by_builder):
         _, tagsets, _ = self.names()
         fields = kind.fields or None
         for level, ranges in ((HOUR, p.hours), (DAY, p.days)):
@@ -564,7 +573,7 @@ class StoreReader:
                     if kind.name == 'durations' and tags.get(
                             'builder_name', name[:-len(BUILD_TIMES)]) != name[:-len(BUILD_TIMES)]:
                         continue
-                    bucket(kind.group(name, tags, field), t).addRow(*row)
+                    bucket(kind.group(name, tags, field, by_builder), t).addRow(*row)
 
 
 def _stats(agg):
