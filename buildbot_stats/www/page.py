@@ -64,10 +64,19 @@ class Page:
     unknown)."""
 
     def __init__(self, data, builder, range_name, builder_ids, ui_root, captures,
-                 source_name, now):
+                 source_name, now, links=True):
         self.data, self.builder, self.range = data, builder, range_name
         self.builder_ids, self.ui_root = builder_ids, ui_root
         self.captures, self.source_name, self.now = captures, source_name, now
+        # False: a file of its own (buildbot-stats report), no link anywhere
+        self.links = links
+
+    def link(self, text, href, top=False):
+        """``text`` (HTML) as a link to ``href``, or alone without links or href."""
+        if not self.links or not href:
+            return text
+        target = ' target="_top"' if top else ''
+        return f'<a href="{e(href)}"{target}>{text}</a>'
 
     # -- small pieces ---------------------------------------------------------------------
 
@@ -80,7 +89,7 @@ class Page:
 
     def buildHref(self, builder, number):
         builderid = self.builder_ids.get(builder)
-        if builderid is None or number is None:
+        if builderid is None or number is None or not self.links:
             return None
         return f"{self.ui_root}#/builders/{int(builderid)}/builds/{int(number)}"
 

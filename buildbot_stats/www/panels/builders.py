@@ -49,7 +49,7 @@ class BuildersPanel(Panel):
                 '' if row['last'] is None else fmtSeconds(row['last']), fmtTrend(*row['trend'])]
 
     def render(self, page, model):
-        rows = [[f'<a href="{e(page.url(builder=r["builder"]))}">{e(r["builder"] or "")}</a>',
+        rows = [[page.link(e(r["builder"] or ""), page.url(builder=r["builder"])),
                  *map(e, self.cells(r))] for r in model]
         return page.table(HEADERS, rows, "builders") + page.estimated(
             any(not r['exact'] for r in model))

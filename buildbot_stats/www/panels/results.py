@@ -48,7 +48,7 @@ class ResultsPanel(Panel):
                 t, n, result = r['last_failure']
                 href = page.buildHref(r['builder'], n)
                 label = (f"#{n} " if n is not None else "") + f"{e(str(result))} {e(fullTime(t))}"
-                last = f'<a href="{e(href)}" target="_top">{label}</a>' if href else label
+                last = page.link(label, href, top=True)
             rows.append([e(r['builder'] or ''), str(r['builds']), str(r['passed']),
                          str(r['failed']), str(r['other']), rate, last])
         return page.table(HEADERS, rows, "results")
