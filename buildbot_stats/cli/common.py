@@ -76,6 +76,28 @@ def oneLine(message):
     return printable(message)
 
 
+def openStoreForWriting(path, busy_timeout=10.0):
+    """A :class:`~buildbot_stats.storage.sqlite.writer.StoreWriter` with ``path`` open (an
+    older store is upgraded, as the master does): for the commands that change a store.
+    Never creates a file; a foreign database is refused."""
+    import os
+
+    from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
+    from buildbot_stats.storage.sqlite.writer import StoreWriter
+
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such file")
+    if os.path.isdir(path) or not looksLikeSQLite(path):
+        raise CliError(f"{path}: not an SQLite file")
+    writer = StoreWriter(busy_timeout)
+    try:
+        writer._retrying(writer.open, path)
+    except StoreError as e:
+        writer.close()
+        raise CliError(f"{path}: {e}") from None
+    return writer
+
+
 def openStoreOrFail(path):
     try:
         return openStore(path)

@@ -38,14 +38,18 @@ class Parser(argparse.ArgumentParser):
 
 def makeParser():
     from buildbot_stats.cli import backfill
+    from buildbot_stats.cli import compact
     from buildbot_stats.cli import demo
     from buildbot_stats.cli import export
+    from buildbot_stats.cli import prune
     from buildbot_stats.cli import report
+    from buildbot_stats.cli import rollups
 
     parser = Parser(
         prog=PROG,
         description="Build statistics from a Buildbot master's embedded store: run a demo, "
-        "summarize and chart a store, export it, backfill past builds.")
+        "summarize and chart a store, export it, backfill past builds, prune and compact a "
+        "store, rebuild its rollups.")
     parser.add_argument('--version', action='version', version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     sub.required = True
@@ -53,6 +57,9 @@ def makeParser():
     report.addParser(sub)
     export.addParser(sub)
     backfill.addParser(sub)
+    prune.addParser(sub)
+    compact.addParser(sub)
+    rollups.addParser(sub)
     return parser
 
 

@@ -19,8 +19,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from buildbot_stats.reading.sqlite import MEASUREMENTS
-from buildbot_stats.reading.sqlite import isNumber
+from buildbot_stats.reading.kinds import BUILD_TIMES
+from buildbot_stats.reading.kinds import IDENTIFIERS
+from buildbot_stats.reading.kinds import KINDS
+from buildbot_stats.reading.kinds import MEASUREMENTS
+from buildbot_stats.reading.kinds import POINTS
+from buildbot_stats.reading.kinds import isCustom
+from buildbot_stats.reading.kinds import isNumber
+from buildbot_stats.reading.summary import NOT_COUNTED_RESULTS
+from buildbot_stats.reading.summary import PASSED_RESULTS
+from buildbot_stats.reading.summary import Stats
 from buildbot_stats.storage.sqlite.schema import StoreError
 
 __all__ = ['InfluxReader', 'checkSettings', 'quoteIdent', 'quoteString']
@@ -57,6 +65,28 @@ def _int(value):
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def pointBuild(measurement, row):
+    """``(builder, build number)`` of a point (a row of a query's answer, tags and fields
+    alike): the ``builder_name`` tag (a ``<builder>-build-times`` measurement's own builder
+    without one) and the ``build_number`` tag or field. The one place that knows where they
+    are."""
+    builder = row.get('builder_name')
+    if builder is None and measurement.endswith(BUILD_TIMES):
+        builder = measurement[:-len(BUILD_TIMES)]
+    return builder, _int(row.get('build_number'))
+
+
+#: What InfluxDB computes per field: the columns of :class:`Stats` (median: the middle
+#: value, or the mean of the two middle ones; percentile: nearest rank).
+AGGREGATES = (('count', 'count({})'), ('sum', 'sum({})'), ('min', 'min({})'),
+              ('max', 'max({})'), ('median', 'median({})'), ('p90', 'percentile({}, 90)'))
+DURATION_SET = '"duration" >= 0'
+TOTAL_SET = '"total" >= 0'
+#: The tags an answer is grouped by, per kind (with by_builder=False, the builder's left out).
+GROUP_TAGS = {'durations': (), 'results': ('result',), 'queue': (), 'steps': ('step_name',),
+              'tests': (), 'custom': ()}
 
 
 class InfluxReader:
@@ -184,7 +214,7 @@ class InfluxReader:
             where = self._where(None, start, end, ['"duration" >= 0'])
             q = f'SELECT "duration", "build_number" FROM {self._from(m)}{where}'
             for row in self._rows(q):
-                number = _int(row.get('build_number'))
+                _, number = pointBuild(m, row)
                 if number in seen or not isNumber(row.get('duration')):
                     continue
                 seen.add(number)
@@ -196,13 +226,13 @@ class InfluxReader:
         q = (f"SELECT {cols} FROM {self._from(measurement)}"
              f"{self._where(builder, start, end, conditions)}")
         for row in self._rows(q):
-            yield (row.get('builder_name'), row['time'] / 1e3, _int(row.get('build_number')),
+            yield (*pointBuild(measurement, row), row['time'] / 1e3,
                    *(row.get(c) for c in columns))
 
     def buildResults(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, result), ...]}`` from ``builds``."""
         out = {}
-        for b, t, number, result in self._measurement('builds', ['result'], builder, start,
+        for b, number, t, result in self._measurement('builds', ['result'], builder, start,
                                                       end, ['"result_code" >= 0']):
             out.setdefault(b, []).append((t, number, result))
         return out
@@ -210,7 +240,7 @@ class InfluxReader:
     def queueTimes(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, queue time), ...]}`` from ``build_requests``."""
         out = {}
-        for b, t, number, value in self._measurement('build_requests', ['queue_time'],
+        for b, number, t, value in self._measurement('build_requests', ['queue_time'],
                                                      builder, start, end,
                                                      ['"queue_time" >= 0']):
             out.setdefault(b, []).append((t, number, float(value)))
@@ -219,31 +249,15 @@ class InfluxReader:
     def stepDurations(self, builder=None, start=None, end=None):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``."""
         out = {}
-        for b, t, number, step, value in self._measurement(
+        for b, number, t, step, value in self._measurement(
                 'steps', ['step_name', 'duration'], builder, start, end, ['"duration" >= 0']):
             out.setdefault((b, step), []).append((t, number, float(value)))
-        return out
-
-    def stepSummary(self, builder=None, start=None, end=None):
-        """``{(builder, step name): {'runs', 'median', 'p90', 'max'}}``, computed by
-        InfluxDB (``percentile`` is nearest-rank, as in the SQLite reader)."""
-        where = self._where(builder, start, end, ['"duration" >= 0'])
-        q = ('SELECT count("duration") AS "runs", median("duration") AS "median", '
-             'percentile("duration", 90) AS "p90", max("duration") AS "max" '
-             f'FROM {self._from("steps")}{where} GROUP BY "builder_name", "step_name"')
-        out = {}
-        for s in self.query(q):
-            tags = s.get('tags') or {}
-            row = dict(zip(s['columns'], s['values'][0]))
-            out[(tags.get('builder_name'), tags.get('step_name'))] = {
-                'runs': row['runs'], 'median': float(row['median']),
-                'p90': float(row['p90']), 'max': float(row['max'])}
         return out
 
     def testCounts(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``."""
         out = {}
-        for b, t, number, passed, failed, skipped in self._measurement(
+        for b, number, t, passed, failed, skipped in self._measurement(
                 'tests', ['passed', 'failed', 'skipped'], builder, start, end,
                 ['"total" >= 0']):
             out.setdefault(b, []).append((t, number, passed or 0, failed or 0, skipped or 0))
@@ -252,18 +266,205 @@ class InfluxReader:
     def customSeries(self, builder=None, start=None, end=None):
         """``{series: [(time, builder, build number, {field: number}), ...]}`` of the
         property and data series (every measurement but ``*-build-times`` and the build
-        statistics measurements); numeric fields only."""
+        statistics measurements); numeric fields only, not the identifiers."""
         out = {}
-        for m in self.measurements():
-            if m.endswith('-build-times') or m in MEASUREMENTS:
-                continue
-            if builder is not None and not m.startswith(builder + '-'):
-                continue
+        for m in self._customMeasurements(builder):
             q = f"SELECT * FROM {self._from(m)}{self._where(builder, start, end)}"
             for row in self._rows(q):
                 # tags are strings: the numbers are the fields
-                numbers = {k: float(v) for k, v in row.items() if k != 'time' and isNumber(v)}
+                numbers = {k: float(v) for k, v in row.items()
+                           if k != 'time' and k not in IDENTIFIERS and isNumber(v)}
                 if numbers:
-                    out.setdefault(m, []).append((row['time'] / 1e3, row.get('builder_name'),
-                                                  _int(row.get('build_number')), numbers))
+                    out.setdefault(m, []).append((row['time'] / 1e3, *pointBuild(m, row),
+                                                  numbers))
+        return dict(sorted(out.items()))
+
+    def _customMeasurements(self, builder):
+        return [m for m in self.measurements() if isCustom(m)
+                and (builder is None or m.startswith(builder + '-'))]
+
+    # -- what InfluxDB computes ---------------------------------------------------------------
+
+    def rawSince(self):
+        """0: what InfluxDB holds is read as it is (a retention policy's deletions are not
+        known here)."""
+        return 0
+
+    def firstTime(self):
+        """The time (seconds) of the oldest point, None for an empty database."""
+        firsts = []
+        for m, fields in self.numericFields().items():
+            for s in self.query(f"SELECT first({quoteIdent(fields[0])}) FROM {self._from(m)}"):
+                firsts.extend(v[0] / 1e3 for v in s['values'] if v[0] is not None)
+        return min(firsts, default=None)
+
+    def numericFields(self):
+        """``{measurement: [numeric field names]}`` (``SHOW FIELD KEYS``)."""
+        out = {}
+        for s in self.query("SHOW FIELD KEYS"):
+            names = [k for k, kind in s['values'] if kind in ('float', 'integer')]
+            if names:
+                out[s['name']] = names
         return out
+
+    def _kindMeasurements(self, kind, builder):
+        """``{measurement: [fields]}`` a kind reads."""
+        fields = self.numericFields()
+        if kind.name == 'durations':
+            names = [m for m in fields if m.endswith(BUILD_TIMES)
+                     and (builder is None or m == f"{builder}{BUILD_TIMES}")]
+        elif kind.name == 'custom':
+            names = [m for m in self._customMeasurements(builder) if m in fields]
+        else:
+            names = [kind.measurement] if kind.measurement in fields else []
+        out = {}
+        for m in names:
+            if kind.fields == (POINTS,):
+                # a count of the points: of a field every point of the capture has
+                wanted = [f for f in ('result_code', 'build_number', 'success')
+                          if f in fields[m]][:1]
+            elif kind.fields:
+                wanted = [f for f in kind.fields if f in fields[m]]
+            else:
+                wanted = [f for f in fields[m] if f not in IDENTIFIERS]
+            if wanted:
+                out[m] = wanted
+        return out
+
+    def summarize(self, kind_name, builder=None, start=None, end=None, period=None,
+                  by_builder=True):
+        """The same answer as :meth:`StoreReader.summarize
+        <buildbot_stats.reading.sqlite.StoreReader.summarize>`, computed by InfluxDB
+        (``count``, ``sum``, ``min``, ``max``, ``median``, ``percentile(.., 90)``, ``GROUP BY
+        time(period)``): exact."""
+        kind = KINDS[kind_name]
+        counted_only = kind.fields == (POINTS,) or kind.name == 'tests'
+        tags = (('builder_name',) if by_builder and kind.name != 'durations' else ()) \
+            + GROUP_TAGS[kind.name]
+        if period is not None and start is None:
+            first = self.firstTime()
+            if first is None:
+                return {}
+            start = first // period * period
+        out = {}
+        for m, fields in self._kindMeasurements(kind, builder).items():
+            columns = [f"{fn.format(quoteIdent(f))} AS {quoteIdent(f'{f}|{name}')}"
+                       for f in fields for name, fn in AGGREGATES
+                       if not (counted_only and name in ('median', 'p90'))]
+            group = [quoteIdent(t) for t in tags]
+            if period is not None:
+                group.insert(0, f"time({int(period)}s)")
+            q = (f"SELECT {', '.join(columns)} FROM {self._from(m)}"
+                 f"{self._where(builder, start, end)}"
+                 + (f" GROUP BY {', '.join(group)}" if group else "")
+                 + (" fill(none)" if period is not None else ""))
+            answers = self.query(q)
+            nonzero = self._nonzero(m, fields, builder, start, end, group, period) \
+                if kind.name == 'tests' else {}
+            for series in answers:
+                row_tags = series.get('tags') or {}
+                for values in series['values']:
+                    row = dict(zip(series['columns'], values))
+                    when = None if period is None else row['time'] / 1e3
+                    for f in fields:
+                        count = row.get(f"{f}|count")
+                        if not count:
+                            continue
+                        field = POINTS if kind.fields == (POINTS,) else f
+                        key = kind.group(m, row_tags, field, by_builder)
+                        if counted_only and kind.fields == (POINTS,):
+                            stats = Stats(count)
+                        else:
+                            stats = Stats(count, row.get(f"{f}|sum"), row.get(f"{f}|min"),
+                                          row.get(f"{f}|max"),
+                                          nonzero.get((tuple(sorted(row_tags.items())), when, f)),
+                                          row.get(f"{f}|median"), row.get(f"{f}|p90"))
+                        if period is None:
+                            out[key] = _merged(out.get(key), stats)
+                        else:
+                            out.setdefault(key, {})[when] = _merged(
+                                out.get(key, {}).get(when), stats)
+        if period is not None:
+            out = {k: sorted(v.items()) for k, v in out.items()}
+        return out
+
+    def _nonzero(self, m, fields, builder, start, end, group, period):
+        """``{(tags, time, field): count of non-zero values}`` (tests' builds with failures)."""
+        out = {}
+        for f in fields:
+            q = (f"SELECT count({quoteIdent(f)}) AS \"n\" FROM {self._from(m)}"
+                 f"{self._where(builder, start, end, [f'{quoteIdent(f)} != 0'])}"
+                 + (f" GROUP BY {', '.join(group)}" if group else ""))
+            for series in self.query(q):
+                tags = tuple(sorted((series.get('tags') or {}).items()))
+                for t, n in series['values']:
+                    out[(tags, None if period is None else t / 1e3, f)] = n
+        return out
+
+    # -- the latest builds ------------------------------------------------------------------
+
+    def recentDurations(self, builder=None, start=None, end=None, n=200):
+        """``{builder: [(time, build number, duration), ...]}``: the latest ``n`` builds of
+        each builder in the range, by time."""
+        out = {}
+        for m in self._kindMeasurements(KINDS['durations'], builder):
+            q = (f'SELECT "duration", "build_number" FROM {self._from(m)}'
+                 f"{self._where(None, start, end, [DURATION_SET])}"
+                 f" ORDER BY time DESC LIMIT {int(n)}")
+            rows = []
+            for row in self._rows(q):
+                b, number = pointBuild(m, row)
+                rows.append((row['time'] / 1e3, number, float(row['duration'])))
+            if rows:
+                out[m[:-len(BUILD_TIMES)]] = sorted(rows)
+        return dict(sorted(out.items()))
+
+    def lastTests(self, builder=None, start=None, end=None):
+        """``{builder: (time, build number, passed, failed, skipped)}``: the last ``tests``
+        point of each builder in the range."""
+        out = {}
+        q = (f'SELECT "passed", "failed", "skipped", "build_number" FROM {self._from("tests")}'
+             f"{self._where(builder, start, end, [TOTAL_SET])}"
+             ' GROUP BY "builder_name" ORDER BY time DESC LIMIT 1')
+        for s in self.query(q):
+            for values in s['values']:
+                row = dict(zip(s['columns'], values), **(s.get('tags') or {}))
+                b, number = pointBuild('tests', row)
+                out[b] = (row['time'] / 1e3, number,
+                          *(row.get(f) or 0 for f in ('passed', 'failed', 'skipped')))
+        return out
+
+    def lastFailures(self, builder=None, start=None, end=None):
+        """``{builder: (time, build number, result)}``: the last build of each builder whose
+        result counts as failed."""
+        skip = sorted(PASSED_RESULTS | NOT_COUNTED_RESULTS)
+        conditions = [f'"result" != {quoteString(r)}' for r in skip]
+        q = (f'SELECT "result_code", "build_number", "result" FROM {self._from("builds")}'
+             f"{self._where(builder, start, end, conditions)}"
+             ' GROUP BY "builder_name" ORDER BY time DESC LIMIT 1')
+        out = {}
+        for s in self.query(q):
+            for values in s['values']:
+                row = dict(zip(s['columns'], values), **(s.get('tags') or {}))
+                b, number = pointBuild('builds', row)
+                out[b] = (row['time'] / 1e3, number, row.get('result'))
+        return out
+
+
+def _merged(a, b):
+    """Two answers of one group (from two measurements or two series): counts and sums add
+    up; the median and p90 of the larger one stand for both (InfluxDB answers per query)."""
+    if a is None:
+        return b
+    big = a if a.count >= b.count else b
+    return Stats(a.count + b.count, _add(a.sum, b.sum), _pick(min, a.min, b.min),
+                 _pick(max, a.max, b.max), _add(a.nonzero, b.nonzero), big.median, big.p90,
+                 exact=False)
+
+
+def _add(x, y):
+    return y if x is None else x if y is None else x + y
+
+
+def _pick(f, x, y):
+    return y if x is None else x if y is None else f(x, y)

@@ -11,7 +11,7 @@ A range ``[start, end)`` is cut into:
 
 So every point of the range is counted once, and the answer is exact where it comes from
 raw points. An edge before ``raw_since`` (the raw points deleted by retention) is taken
-from its hour's rollup whole: the range then starts at that hour.
+from its hour's rollup whole: the range then starts (or ends) with that hour.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def plan(start, end, watermark, raw_since, dirty, period=None):
     if h0 != lo and lo < raw_since:
         h0 = _floor(lo, HOUR)  # the edge's raw points are gone: its hour's rollup
     h1 = watermark if end is None else min(_floor(end, HOUR), watermark)
+    if end is not None and end < raw_since and end % HOUR:
+        h1 = min(_ceil(end, HOUR), watermark)  # the same at the end
     out = Plan()
     if h1 <= h0:
         out.raw.append((start, end))

@@ -323,7 +323,7 @@ class SQLiteStorageService(StatsStorageBase):
         (rollups of the hours that closed, then retention); the next round follows at once
         when work remains, else after :data:`MAINTENANCE_INTERVAL`. A Deferred firing True
         when work remains."""
-        self._maintenance = None
+        self._cancelMaintenance()
         if self._pool is None or self._stopping:
             return defer.succeed(False)
         if self._maintaining is not None:

@@ -15,6 +15,7 @@ by ``buildbot-stats prune``. Safe to stop at any moment (a crash, a kill) and to
 
 from __future__ import annotations
 
+from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.rollups import LEVELS
 from buildbot_stats.storage.sqlite.rollups import US
@@ -33,6 +34,12 @@ def rawCutoff(conn, older_than, now):
     cutoff = int((now - older_than) // HOUR * HOUR)
     dirty = dirtyHours(conn)
     return min([cutoff, state.watermark] + dirty[:1])
+
+
+def rollupCutoff(now, older_than):
+    """The time (a midnight, UTC) before which rollups may go: whole days, so that a day's
+    rollup never goes while its hours stay."""
+    return int((now - older_than) // DAY * DAY)
 
 
 def _transaction(conn, work):
@@ -118,7 +125,7 @@ def pruneSteps(conn, now, keep=None, keep_rollups=None, max_batches=10):
         else:
             return True
     if keep_rollups is not None:
-        cutoff = int((now - keep_rollups) // HOUR * HOUR)
+        cutoff = rollupCutoff(now, keep_rollups)
         while done < max_batches:
             done += 1
             if deleteRollupsBatch(conn, cutoff) < BATCH:

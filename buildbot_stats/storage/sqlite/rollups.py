@@ -138,6 +138,7 @@ class Rollups:
         self.tagsets = {}  # tag set id -> tags (decoded, for the raw path)
         self.fieldsets = {}
         self.series_names = {}
+        self.hours_rolled = 0  # hours rolled up by this connection (for the commands)
 
     # -- the state --------------------------------------------------------------------------
 
@@ -313,6 +314,7 @@ class Rollups:
         self._write(conn, hour, acc)
 
     def _write(self, conn, hour, acc):
+        self.hours_rolled += 1
         conn.execute("DELETE FROM rollups WHERE level = ? AND start = ?", (HOUR, hour))
         conn.executemany(INSERT_ROLLUP, acc.rows(hour, self.series_names))
 
