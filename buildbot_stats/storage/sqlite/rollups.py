@@ -6,9 +6,11 @@ Rules (docs/storage-sqlite.rst, "Rollups"):
 
 * a **group** is the series and the tags of :func:`groupTags` (the builder; the step of a
   ``steps`` point; the result of a ``builds`` point), stored as a tag set;
-* every numeric field is rolled up but the identifiers of :data:`NOT_ROLLED`; the pseudo
-  field ``''`` counts the points; a sketch is kept for the fields whose quantiles the page
-  shows (every field but those of :data:`COUNTED_ONLY`'s measurements);
+* the fields rolled up are those the Statistics page reads (:func:`rolledFields`): of the
+  build statistics measurements, the ones it shows (the pseudo field ``''`` counts the
+  ``builds`` points by result); of every other series, every numeric field but the
+  identifiers of :data:`NOT_ROLLED`; a sketch is kept for the fields whose quantiles the page
+  shows (not those of :data:`COUNTED_ONLY`'s measurements);
 * hours are rolled up once closed: when the clock passes their end by :data:`GRACE`. The
   store's ``rollup_watermark`` (meta) is the first hour not rolled up: readers read raw
   points from there on, and for the hours listed in ``rollup_dirty`` (a point written into
@@ -30,7 +32,8 @@ from __future__ import annotations
 import collections
 import json
 
-from buildbot_stats.storage.sqlite.aggregates import Aggregate
+from buildbot_stats.storage.sqlite.aggregates import Quantiles
+from buildbot_stats.storage.sqlite.aggregates import encodeSketch
 from buildbot_stats.storage.sqlite.layout import tagsJson
 
 HOUR = 3600
@@ -41,6 +44,12 @@ LEVELS = (HOUR, DAY)
 GRACE = 600
 #: Fields that identify rather than measure: not rolled up.
 NOT_ROLLED = frozenset({'build_number', 'step_number', 'result_code'})
+#: The pseudo field of the count of points.
+POINTS = ''
+#: The fields rolled up of the build statistics measurements (what the page reads).
+ROLLED = {'builds': (POINTS,), 'build_requests': ('queue_time',), 'steps': ('duration',),
+          'tests': ('passed', 'failed', 'skipped')}
+BUILD_TIMES_FIELDS = ('duration',)
 #: Measurements whose fields are counted and summed, never shown as quantiles: no sketch.
 COUNTED_ONLY = frozenset({'builds', 'tests'})
 #: The tags that make a group, by measurement (others: the builder only).
@@ -51,6 +60,14 @@ DEFAULT_GROUP_TAGS = ('builder_name',)
 HOURS_PER_STEP = 24
 
 US = 1_000_000
+
+
+def rolledFields(series):
+    """The fields of ``series`` rolled up; None: every numeric one but :data:`NOT_ROLLED`."""
+    fields = ROLLED.get(series)
+    if fields is None and series.endswith('-build-times'):
+        return BUILD_TIMES_FIELDS
+    return fields
 
 
 def groupTags(series, tags):
@@ -92,28 +109,36 @@ def dirtyHours(conn, before=None):
 
 
 class HourAccumulator:
-    """The points of one hour, grouped: ``{(series id, group tag set id, field): values}``
-    and ``{(series id, group tag set id): count}``."""
+    """The points of one hour: ``{(series id, tag set id): [fields]}``, grouped and rolled up
+    when the hour closes (one pass per field, in list comprehensions)."""
 
     def __init__(self):
-        self.values = collections.defaultdict(list)
-        self.counts = collections.Counter()
+        self.points = collections.defaultdict(list)
 
-    def add(self, sid, gid, fields):
-        self.counts[(sid, gid)] += 1
-        values = self.values
-        for name, v in fields.items():
-            if type(v) in (int, float) and name not in NOT_ROLLED:
-                values[(sid, gid, name)].append(v)
-
-    def rows(self, start, series_names):
-        """The rollup rows of the hour starting at ``start``."""
-        for (sid, gid), n in self.counts.items():
-            yield (sid, HOUR, start, gid, '', n, None, None, None, None, None)
-        for (sid, gid, name), vs in self.values.items():
-            agg = Aggregate(sketched=series_names[sid] not in COUNTED_ONLY)
-            agg.addValues(vs)
-            yield (sid, HOUR, start, gid, name, *agg.row())
+    def rows(self, start, series_names, group_of):
+        """The rollup rows of the hour starting at ``start``; ``group_of(series id, tag set
+        id)``: the group's tag set id."""
+        groups = {}
+        for (sid, tid), dicts in self.points.items():
+            key = (sid, group_of(sid, tid))
+            if key in groups:
+                groups[key] = groups[key] + dicts
+            else:
+                groups[key] = dicts
+        for (sid, gid), dicts in groups.items():
+            name = series_names[sid]
+            fields = rolledFields(name)
+            if fields is None:
+                fields = sorted(set().union(*dicts) - NOT_ROLLED)
+            sketched = name not in COUNTED_ONLY
+            for f in fields:
+                if f == POINTS:
+                    yield (sid, HOUR, start, gid, f, len(dicts), None, None, None, None, None)
+                    continue
+                vs = [v for v in [d.get(f) for d in dicts] if type(v) is float or type(v) is int]
+                if vs:
+                    yield (sid, HOUR, start, gid, f, len(vs), sum(vs), min(vs), max(vs),
+                           len(vs) - vs.count(0), encodeSketch(vs) if sketched else None)
 
 
 INSERT_ROLLUP = ("INSERT OR REPLACE INTO rollups (series, level, start, tagset, field, count,"
@@ -170,11 +195,13 @@ class Rollups:
                 del self.pending[h]
             self.from_raw = {h for h in self.from_raw if h >= state.watermark}
 
-    def groupId(self, conn, sid, tid, series, tags):
+    def groupId(self, conn, sid, tid):
+        """The tag set id of the group of the points of series ``sid`` with tag set ``tid``
+        (after :meth:`_loadNames`)."""
         key = (sid, tid)
         gid = self.group_ids.get(key)
         if gid is None:
-            group = groupTags(series, tags)
+            group = groupTags(self.series_names[sid], self.tagsets[tid])
             gid = self.names.tagsetId(conn, tagsJson(group), group.get('builder_name'))
             self.group_ids[key] = gid
         return gid
@@ -185,21 +212,29 @@ class Rollups:
 
     # -- points written ---------------------------------------------------------------------
 
-    def writing(self, conn, points, replaced):
-        """In the writer's transaction, after its points were inserted: ``points`` are
-        ``(series name, series id, time_us, tag set id, tags, fields)``; ``replaced``: some
-        replaced points already stored. Marks the rolled-up hours the points fall in as
-        dirty; returns what :meth:`written` keeps once the transaction is committed."""
+    def writing(self, conn, prepared, rows, replaced):
+        """In the writer's transaction, after its points were inserted: ``prepared`` are
+        their rows (:meth:`Names.row <buildbot_stats.storage.sqlite.layout.Names.row>`),
+        ``rows`` the points (:func:`~buildbot_stats.storage.sqlite.values.encodeRow`'s);
+        ``replaced``: some replaced points already stored. Marks the rolled-up hours
+        the points fall in as dirty; returns what :meth:`written` keeps once the transaction
+        is committed."""
         state = State.read(conn)
         self._sync(state)
         wm_us, raw_since = state.watermark * US, state.raw_since
-        keep = collections.defaultdict(list)
+        keep = {}
         dirty = set()
-        for series, sid, t, tid, tags, fields in points:
+        hour_us = HOUR * US
+        for p, row in zip(prepared, rows):
+            t = p[1]
             if t >= wm_us:
-                keep[hourOf(t)].append((sid, self.groupId(conn, sid, tid, series, tags), fields))
+                hour = t // hour_us * HOUR
+                points = keep.get(hour)
+                if points is None:
+                    points = keep[hour] = collections.defaultdict(list)
+                points[p[0], p[2]].append(row[3])
             elif t >= raw_since:
-                dirty.add(hourOf(t))
+                dirty.add(t // hour_us * HOUR)
         if dirty:
             conn.executemany("INSERT OR IGNORE INTO rollup_dirty (hour) VALUES (?)",
                              [(h,) for h in dirty])
@@ -208,13 +243,17 @@ class Rollups:
     def written(self, kept):
         """After the commit: the points of the open hours wait for their hour to close."""
         keep, replaced = kept
-        for hour, entries in keep.items():
+        for hour, points in keep.items():
             if replaced:
-                # a point written again: the hour's list would count it twice
+                # a point written again: the hour's lists would count it twice
                 self.from_raw.add(hour)
                 self.pending.pop(hour, None)
             elif hour not in self.from_raw:
-                self.pending.setdefault(hour, []).extend(entries)
+                acc = self.pending.get(hour)
+                if acc is None:
+                    acc = self.pending[hour] = HourAccumulator()
+                for key, dicts in points.items():
+                    acc.points[key].extend(dicts)
 
     # -- maintenance --------------------------------------------------------------------------
 
@@ -263,7 +302,8 @@ class Rollups:
                     self._fromRaw(conn, wm)
                     self.from_raw.discard(wm)
                 elif wm in self.pending:
-                    self._write(conn, wm, self._accumulate(self.pending.pop(wm)))
+                    # an hour never rolled up: no row of it to replace
+                    self._write(conn, wm, self.pending.pop(wm), fresh=True)
                 else:
                     # no point in this hour: on to the next that holds some
                     wm = min([h for h in (*self.from_raw, *self.pending) if h > wm] + [target])
@@ -295,12 +335,6 @@ class Rollups:
         firsts = [t for t in firsts if t is not None]
         return min(firsts) if firsts else None
 
-    def _accumulate(self, entries):
-        acc = HourAccumulator()
-        for sid, gid, fields in entries:
-            acc.add(sid, gid, fields)
-        return acc
-
     def _fromRaw(self, conn, hour):
         """Roll up the hour starting at ``hour`` from its raw points."""
         acc = HourAccumulator()
@@ -309,31 +343,44 @@ class Rollups:
             rows = conn.execute("SELECT tagset, fieldset, vals FROM points WHERE series = ?"
                                 " AND time_us >= ? AND time_us < ?", (sid, lo, hi)).fetchall()
             for tid, fid, vals in rows:
-                gid = self.groupId(conn, sid, tid, series, self.tagsets[tid])
-                acc.add(sid, gid, dict(zip(self.fieldsets[fid], json.loads(vals))))
+                acc.points[(sid, tid)].append(dict(zip(self.fieldsets[fid], json.loads(vals))))
         self._write(conn, hour, acc)
 
-    def _write(self, conn, hour, acc):
+    def _seriesIn(self):
+        """``series IN (...)`` of every series: the rollups' primary key starts with it."""
+        return f"series IN ({','.join(str(int(i)) for i in self.series_names) or 'NULL'})"
+
+    def _write(self, conn, hour, acc, fresh=False):
         self.hours_rolled += 1
-        conn.execute("DELETE FROM rollups WHERE level = ? AND start = ?", (HOUR, hour))
-        conn.executemany(INSERT_ROLLUP, acc.rows(hour, self.series_names))
+        if not fresh:
+            conn.execute(f"DELETE FROM rollups WHERE {self._seriesIn()} AND level = ? AND"
+                         " start = ?", (HOUR, hour))
+        conn.executemany(INSERT_ROLLUP, acc.rows(
+            hour, self.series_names, lambda sid, tid: self.groupId(conn, sid, tid)))
 
     def _rollDay(self, conn, day):
-        """The day starting at ``day`` from its hours' rows."""
-        merged = {}
-        rows = conn.execute("SELECT series, tagset, field, count, sum, min, max, nonzero, sketch"
-                            " FROM rollups WHERE level = ? AND start >= ? AND start < ?",
-                            (HOUR, day, day + DAY))
-        for sid, gid, field, *values in rows:
-            key = (sid, gid, field)
-            agg = merged.get(key)
-            if agg is None:
-                agg = merged[key] = Aggregate(sketched=values[-1] is not None)
-            agg.addRow(*values)
-        conn.execute("DELETE FROM rollups WHERE level = ? AND start = ?", (DAY, day))
-        conn.executemany(INSERT_ROLLUP, [
-            (sid, DAY, day, gid, field, *agg.row())
-            for (sid, gid, field), agg in merged.items()])
+        """The day starting at ``day`` from its hours' rows: the numbers added up by SQLite,
+        the sketches merged."""
+        series_in = self._seriesIn()
+        hours = (HOUR, day, day + DAY)
+        conn.execute(f"DELETE FROM rollups WHERE {series_in} AND level = ? AND start = ?",
+                     (DAY, day))
+        conn.execute(
+            "INSERT INTO rollups (series, level, start, tagset, field, count, sum, min, max,"
+            " nonzero, sketch) SELECT series, ?, ?, tagset, field, SUM(count), SUM(sum),"
+            " MIN(min), MAX(max), SUM(nonzero), NULL FROM rollups"
+            f" WHERE {series_in} AND level = ? AND start >= ? AND start < ?"
+            " GROUP BY series, tagset, field", (DAY, day, *hours))
+        sketches = collections.defaultdict(Quantiles)
+        for sid, gid, field, blob in conn.execute(
+                f"SELECT series, tagset, field, sketch FROM rollups WHERE {series_in} AND"
+                " level = ? AND start >= ? AND start < ? AND sketch IS NOT NULL", hours):
+            sketches[(sid, gid, field)].addSketch(blob)
+        conn.executemany(
+            "UPDATE rollups SET sketch = ? WHERE series = ? AND level = ? AND start = ?"
+            " AND tagset = ? AND field = ?",
+            [(q.encoded(), sid, DAY, day, gid, field)
+             for (sid, gid, field), q in sketches.items()])
 
     # -- rebuilding ----------------------------------------------------------------------------
 
@@ -344,8 +391,10 @@ class Rollups:
         lo = max(state.raw_since, 0 if since is None else int(since * US))
         hours = self._rawHours(conn, lo, state.watermark * US)
         # hours with rollups but no raw point left (their points deleted by hand) too
-        rows = conn.execute("SELECT DISTINCT start FROM rollups WHERE level = ? AND start >= ?"
-                            " AND start < ?", (HOUR, lo // US, state.watermark)).fetchall()
+        self._loadNames(conn)
+        rows = conn.execute(f"SELECT DISTINCT start FROM rollups WHERE {self._seriesIn()} AND"
+                            " level = ? AND start >= ? AND start < ?",
+                            (HOUR, lo // US, state.watermark)).fetchall()
         hours.update(h for (h,) in rows if h * US >= state.raw_since)
         conn.executemany("INSERT OR IGNORE INTO rollup_dirty (hour) VALUES (?)",
                          [(h,) for h in sorted(hours)])

@@ -102,9 +102,7 @@ class StoreWriter:
             replaced = conn.executemany(INSERT_NEW, prepared).rowcount != len(prepared)
             if replaced:
                 conn.executemany(INSERT_REPLACING, prepared)
-            kept = self.rollups.writing(
-                conn, [(row[0], p[0], p[1], p[2], row[2], row[3])
-                       for row, p in zip(rows, prepared)], replaced)
+            kept = self.rollups.writing(conn, prepared, rows, replaced)
             conn.execute(BUMP_GENERATION)
             conn.execute("COMMIT")
         except BaseException:
