@@ -107,6 +107,8 @@ builds = st.tuples(st.sampled_from(BUILDERS), st.integers(1, 40),
                    st.sampled_from(RESULTS))
 operations = st.lists(st.one_of(
     st.tuples(st.just('write'), st.lists(builds, min_size=1, max_size=12)),
+    # another program writing the same file (a backfill, a second master's writer)
+    st.tuples(st.just('other'), st.lists(builds, min_size=1, max_size=6)),
     # maintenance at a time: hours close (late points after it become dirty)
     st.tuples(st.just('maintain'), st.integers(0, 4 * 86400)),
     # retention: raw points older than (now - keep) go
@@ -124,8 +126,9 @@ class RollupsMatchRawTest(unittest.TestCase):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d, True)
         path = os.path.join(d, 'stats.sqlite')
-        writer = StoreWriter(5.0)
+        writer, other = StoreWriter(5.0), StoreWriter(5.0)
         self.addCleanup(writer.close)
+        self.addCleanup(other.close)
         model = Model()
         old = aggregates.EXACT_VALUES
         # a sketch of more than ``exact_values`` values is a t-digest: small data exercises
@@ -133,14 +136,14 @@ class RollupsMatchRawTest(unittest.TestCase):
         aggregates.EXACT_VALUES = exact_values
         self.addCleanup(setattr, aggregates, 'EXACT_VALUES', old)
         for op, arg in ops:
-            if op == 'write':
+            if op in ('write', 'other'):
                 rows = []
                 for b, n, dt, duration, result in arg:
                     # a build written again replaces its points (same series, tags, time)
                     rows += rowsOfBuild(b, n, T0 + dt + n * 1e-3, duration, result, 0)
                     for series, time_us, tags, fields in rows[-5:]:
                         model.write(series, tags, fields, time_us / 1e6)
-                writer.write(path, rows)
+                (writer if op == 'write' else other).write(path, rows)
             elif op == 'maintain':
                 while writer.maintain(path, T0 + arg):
                     pass

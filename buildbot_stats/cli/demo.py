@@ -219,14 +219,13 @@ def keepOnly(store, builds):
     (``(builder, number)`` pairs): those cut off by Ctrl-C or the timeout. Their number."""
     if not os.path.exists(store):
         return 0
+    from buildbot_stats.storage.sqlite import retention
+
     keep = {(b, int(n)) for b, n in builds}
-    conn = sqlite3.connect(store, timeout=10)
+    conn = sqlite3.connect(store, timeout=10, isolation_level=None)
     try:
-        found = conn.execute("SELECT DISTINCT builder, build_number FROM points"
-                             " WHERE builder IS NOT NULL").fetchall()
-        cut = [pair for pair in found if pair not in keep]
-        with conn:
-            conn.executemany("DELETE FROM points WHERE builder = ? AND build_number = ?", cut)
+        cut = [pair for pair in retention.builds(conn) if pair not in keep]
+        retention.deleteBuilds(conn, cut)
         return len(cut)
     finally:
         conn.close()

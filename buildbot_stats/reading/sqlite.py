@@ -404,21 +404,41 @@ class StoreReader:
 
     # -- the latest builds ------------------------------------------------------------------
 
+    def _fieldSql(self, field):
+        """``(fieldsets, SQL)``: the field sets holding ``field``, and the expression of its
+        value in a point of one of them (SQLite reads it: no JSON decoded here)."""
+        where = {fid: names.index(field) for fid, names in self.names()[2].items()
+                 if field in names}
+        cases = " ".join(f"WHEN {fid} THEN json_extract(vals, '$[{i}]')"
+                         for fid, i in where.items())
+        return list(where), f"CASE fieldset {cases} END" if where else "NULL"
+
     def recentDurations(self, builder=None, start=None, end=None, n=200):
         """``{builder: [(time, build number, duration), ...]}``: the latest ``n`` builds of
         each builder in the range, by time (the trend and the last build)."""
         kind = KINDS['durations']
+        fieldsets, value = self._fieldSql('duration')
+        if not fieldsets:
+            return {}
+        _, tagsets, _ = self.names()
         out = {}
         for sid, name in self._kindSeries(kind, builder).items():
             b = name[:-len(BUILD_TIMES)]
-            # each build has a few points (start, end, duration): read enough of them
-            rows = self._raw({sid: name}, None, start, end, order="DESC", limit=4 * n)
+            where, params = ["series = ?", f"fieldset IN ({','.join('?' * len(fieldsets))})"], \
+                [sid, *fieldsets]
+            self._window(where, params, start, end)
+            # a few more than n: a build written twice (its first point counts)
+            rows = self._all(f"SELECT time_us, tagset, build, {value} FROM points WHERE"
+                             f" {' AND '.join(where)} ORDER BY time_us DESC, id DESC"
+                             f" LIMIT {int(n) + 20}", params)
             builds, seen = [], set()
-            for _, t, tags, fields in sorted(rows, key=lambda r: r[1]):
-                d = fields.get('duration')
-                number = _int(tags.get('build_number'))
-                if isNumber(d) and tags.get('builder_name', b) == b and (b, number) not in seen:
-                    seen.add((b, number))
+            for t, tid, build, d in reversed(rows):
+                tags = tagsets[tid]
+                number = None if build < 0 else build
+                if number is None and 'build_number' in tags:
+                    number = _int(tags['build_number'])
+                if isNumber(d) and tags.get('builder_name', b) == b and number not in seen:
+                    seen.add(number)
                     builds.append((t / US, number, float(d)))
             if builds:
                 out[b] = builds[-n:]

@@ -26,7 +26,7 @@ MAX_CENTROIDS = 300
 #: A sketch of at most this many values stores the values.
 EXACT_VALUES = 300
 #: A range of at most this many values (every part exact) is computed exactly.
-EXACT_LIMIT = 50_000
+EXACT_LIMIT = 2000
 
 _VALUES, _DIGEST = b'V', b'T'
 

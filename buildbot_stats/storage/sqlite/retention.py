@@ -132,3 +132,26 @@ def pruneSteps(conn, now, keep=None, keep_rollups=None, max_batches=10):
                 return False
         return True
     return False
+
+
+def builds(conn):
+    """``(builder, build number)`` of every build with raw points (a ``build_number`` tag)."""
+    return conn.execute(
+        "SELECT DISTINCT t.builder, p.build FROM points AS p JOIN tagsets AS t"
+        " ON t.id = p.tagset WHERE t.builder IS NOT NULL AND p.build >= 0").fetchall()
+
+
+def deleteBuilds(conn, pairs):
+    """In one transaction, delete the raw points of the builds ``(builder, build number)``
+    (those with a ``build_number`` tag); their hours already rolled up are rolled up again
+    at the next maintenance."""
+    def work():
+        state = State.read(conn)
+        for builder, number in pairs:
+            where = ("tagset IN (SELECT id FROM tagsets WHERE builder = ?) AND build = ?")
+            conn.execute(
+                "INSERT OR IGNORE INTO rollup_dirty (hour) SELECT DISTINCT time_us / ? * ?"
+                f" FROM points WHERE {where} AND time_us < ? AND time_us >= ?",
+                (HOUR * US, HOUR, builder, number, state.watermark * US, state.raw_since))
+            conn.execute(f"DELETE FROM points WHERE {where}", (builder, number))
+    _transaction(conn, work)

@@ -114,6 +114,7 @@ class HourAccumulator:
 
     def __init__(self):
         self.points = collections.defaultdict(list)
+        self.count = 0
 
     def rows(self, start, series_names, group_of):
         """The rollup rows of the hour starting at ``start``; ``group_of(series id, tag set
@@ -168,12 +169,11 @@ class Rollups:
     # -- the state --------------------------------------------------------------------------
 
     def opened(self, conn):
-        """After the connection opened the file: every hour not rolled up that already
-        holds points is rolled up from the raw points."""
-        state = State.read(conn)
-        self.watermark = state.watermark
+        """After the connection opened the file: nothing of it is in memory (its hours not
+        rolled up yet are rolled up from the raw points)."""
+        self.watermark = State.read(conn).watermark
         self.pending.clear()
-        self.from_raw = set(self._rawHours(conn, state.watermark * US))
+        self.from_raw.clear()
 
     def _rawHours(self, conn, since_us, before_us=None):
         hours = set()
@@ -254,6 +254,7 @@ class Rollups:
                     acc = self.pending[hour] = HourAccumulator()
                 for key, dicts in points.items():
                     acc.points[key].extend(dicts)
+                    acc.count += len(dicts)
 
     # -- maintenance --------------------------------------------------------------------------
 
@@ -287,34 +288,42 @@ class Rollups:
         target = int((now - GRACE) // HOUR * HOUR)
         budget = max_hours
         days = set()  # the days whose hours changed
-        wm = state.watermark
-        if target > wm:
-            if wm == 0:
-                # a store never rolled up: from its first point on
-                first = self._firstTime(conn)
-                wm = target if first is None else min(target, hourOf(first))
-            start = wm
-            while wm < target:
-                if wm in self.from_raw:
+        wm = start = state.watermark
+        while wm < target:
+            first = self._nextPoint(conn, wm * US)
+            if first is None or hourOf(first) >= target:
+                wm = target
+                break
+            wm = hourOf(first)  # the hours before hold no point
+            start = start if start else wm
+            window = min(target, wm + DAY)
+            counts = self._hourCounts(conn, wm * US, window * US)
+            for hour in sorted(counts):
+                acc = self.pending.get(hour)
+                if acc is not None and hour not in self.from_raw and acc.count == counts[hour]:
+                    # every point of the hour went through this writer: from memory
+                    self._write(conn, hour, self.pending.pop(hour), fresh=True)
+                else:
+                    # written by another program, before a restart, or written again
                     if budget <= 0:
+                        window = hour
                         break
                     budget -= 1
-                    self._fromRaw(conn, wm)
-                    self.from_raw.discard(wm)
-                elif wm in self.pending:
-                    # an hour never rolled up: no row of it to replace
-                    self._write(conn, wm, self.pending.pop(wm), fresh=True)
-                else:
-                    # no point in this hour: on to the next that holds some
-                    wm = min([h for h in (*self.from_raw, *self.pending) if h > wm] + [target])
-                    continue
-                days.add(wm // DAY * DAY)
-                wm += HOUR
+                    self.pending.pop(hour, None)
+                    self.from_raw.discard(hour)
+                    self._fromRaw(conn, hour)
+                days.add(hour // DAY * DAY)
+            wm = window
+            if budget <= 0 and wm < target:
+                break
+        if wm != state.watermark:
             State.write(conn, 'rollup_watermark', wm)
-            self.watermark = wm
             # every day whose end the watermark passed is complete now
             days.update(d for d in range(start // DAY * DAY, wm, DAY)
                         if state.watermark < d + DAY <= wm)
+        self.watermark = wm
+        for h in [h for h in self.pending if h < wm]:
+            del self.pending[h]  # (an hour emptied by another program meanwhile)
         # the hours written into after they were rolled up
         for hour in dirtyHours(conn, before=self.watermark):
             if budget <= 0:
@@ -328,6 +337,20 @@ class Rollups:
             if day + DAY <= self.watermark:
                 self._rollDay(conn, day)
         return self.watermark < target or bool(dirtyHours(conn, before=self.watermark))
+
+    def _nextPoint(self, conn, since_us):
+        """The time of the first raw point at or after ``since_us``, None without one."""
+        times = [conn.execute("SELECT time_us FROM points WHERE series = ? AND time_us >= ?"
+                              " ORDER BY time_us LIMIT 1", (sid, since_us)).fetchone()
+                 for sid in self.series_names]
+        return min((t[0] for t in times if t is not None), default=None)
+
+    def _hourCounts(self, conn, lo_us, hi_us):
+        """``{hour: raw points}`` of ``[lo_us, hi_us)``."""
+        return dict(conn.execute(
+            f"SELECT time_us / {HOUR * US} * {HOUR}, COUNT(*) FROM points"
+            f" WHERE {self._seriesIn()} AND time_us >= ? AND time_us < ? GROUP BY 1",
+            (lo_us, hi_us)))
 
     def _firstTime(self, conn):
         firsts = [conn.execute("SELECT MIN(time_us) FROM points WHERE series = ?",
