@@ -313,10 +313,10 @@ class DemoTest(unittest.TestCase):
         # coverage's percent and lines on their own axes
         self.assertEqual(figures, [
             ('duration', 'compile'), ('duration', 'docs'), ('duration', 'test'),
-            ('queue', 'queue'), ('series', 'compile-warnings'), ('series', 'docs-pages'),
+            ('series', 'compile-warnings'), ('series', 'docs-pages'),
             ('series', 'test-coverage (%)'), ('series', 'test-coverage (lines)'),
             ('series', 'test-tests_run')])
-        self.assertEqual(text.count('<svg'), 9)
+        self.assertEqual(text.count('<svg'), 8)
         # the master.cfg it wrote is the example to copy
         with open(os.path.join(workdir, 'master', 'master.cfg')) as f:
             cfg = f.read()

@@ -76,6 +76,36 @@ def oneLine(message):
     return printable(message)
 
 
+#: The environment variable holding the InfluxDB password (never on the command line).
+PASSWORD_ENV = 'BUILDBOT_STATS_INFLUXDB_PASSWORD'
+
+
+def addInfluxArguments(p, required=False):
+    """``--influxdb URL --db NAME --user NAME``: an InfluxDB 1.x to read."""
+    p.add_argument('--influxdb', metavar='URL', required=required,
+                   help="an InfluxDB 1.x at URL (http://host:8086); the password, if any, from "
+                   f"the environment variable {PASSWORD_ENV}")
+    p.add_argument('--db', metavar='NAME', required=required, help="the InfluxDB database")
+    p.add_argument('--user', metavar='NAME', help="the InfluxDB user (default: none)")
+
+
+def influxSettings(args):
+    """The :class:`InfluxReader` arguments of ``--influxdb``, ``--db``, ``--user`` and the
+    password's environment variable; a :class:`CliError` names a mistake."""
+    import os
+
+    from buildbot_stats.reading.influxdb import checkSettings
+
+    if not args.db:
+        raise CliError("--influxdb needs --db NAME")
+    settings = {'url': args.influxdb, 'db': args.db, 'user': args.user,
+                'password': os.environ.get(PASSWORD_ENV)}
+    problems = checkSettings({k: v for k, v in settings.items() if v is not None})
+    if problems:
+        raise CliError(f"--influxdb: {problems[0]}")
+    return settings
+
+
 def openStoreForWriting(path, busy_timeout=10.0):
     """A :class:`~buildbot_stats.storage.sqlite.writer.StoreWriter` with ``path`` open (an
     older store is upgraded, as the master does): for the commands that change a store.

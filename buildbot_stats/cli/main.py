@@ -41,6 +41,7 @@ def makeParser():
     from buildbot_stats.cli import compact
     from buildbot_stats.cli import demo
     from buildbot_stats.cli import export
+    from buildbot_stats.cli import influxdb_rollups
     from buildbot_stats.cli import prune
     from buildbot_stats.cli import report
     from buildbot_stats.cli import rollups
@@ -60,6 +61,7 @@ def makeParser():
     prune.addParser(sub)
     compact.addParser(sub)
     rollups.addParser(sub)
+    influxdb_rollups.addParser(sub)
     return parser
 
 

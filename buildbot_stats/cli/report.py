@@ -10,6 +10,8 @@ import time
 
 from buildbot_stats import __version__
 from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import addInfluxArguments
+from buildbot_stats.cli.common import influxSettings
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import plural
@@ -30,10 +32,6 @@ from buildbot_stats.www.ranges import timeWindow
 __all__ = ['addParser', 'builderStats', 'collect', 'renderHtml', 'run', 'terminalSummary',
            'trend', 'writeHtml']
 
-#: The environment variable holding the InfluxDB password (never on the command line).
-PASSWORD_ENV = 'BUILDBOT_STATS_INFLUXDB_PASSWORD'
-
-
 def addParser(sub):
     p = sub.add_parser(
         'report', help="summarize a store in the terminal and write an HTML report",
@@ -43,11 +41,7 @@ def addParser(sub):
         "an SQLite store or an InfluxDB 1.x database.")
     p.add_argument('store', metavar='STORE', nargs='?',
                    help="the SQLite store (e.g. master/stats.sqlite); not with --influxdb")
-    p.add_argument('--influxdb', metavar='URL',
-                   help="read an InfluxDB 1.x at URL (http://host:8086) instead of a store; "
-                   f"the password, if any, from the environment variable {PASSWORD_ENV}")
-    p.add_argument('--db', metavar='NAME', help="the InfluxDB database (with --influxdb)")
-    p.add_argument('--user', metavar='NAME', help="the InfluxDB user (with --influxdb)")
+    addInfluxArguments(p)
     p.add_argument('--range', choices=tuple(RANGES), default='all',
                    help="the last 24h, 7d, 30d or everything (default: all)")
     p.add_argument('--builder', metavar='NAME', help="one builder only (default: all)")
@@ -71,16 +65,7 @@ def influxSettings(args):
         return None
     if args.store is not None:
         raise CliError("give STORE or --influxdb URL --db NAME, not both")
-    if not args.db:
-        raise CliError("--influxdb needs --db NAME")
-    from buildbot_stats.reading.influxdb import checkSettings
-
-    settings = {'url': args.influxdb, 'db': args.db, 'user': args.user,
-                'password': os.environ.get(PASSWORD_ENV)}
-    problems = checkSettings({k: v for k, v in settings.items() if v is not None})
-    if problems:
-        raise CliError(f"--influxdb: {problems[0]}")
-    return settings
+    return influxSettings(args)
 
 
 def openReader(args, settings):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import time
 import ssl
 import urllib.error
 import urllib.parse
@@ -28,7 +30,13 @@ from buildbot_stats.reading.kinds import isCustom
 from buildbot_stats.reading.kinds import isNumber
 from buildbot_stats.reading.summary import NOT_COUNTED_RESULTS
 from buildbot_stats.reading.summary import PASSED_RESULTS
+from buildbot_stats.reading.plan import plan
 from buildbot_stats.reading.summary import Stats
+from buildbot_stats.storage.influxdb.rollups import DAILY
+from buildbot_stats.storage.influxdb.rollups import HOURLY
+from buildbot_stats.storage.influxdb.rollups import PERCENTILES
+from buildbot_stats.storage.influxdb.rollups import SETTLED
+from buildbot_stats.storage.sqlite.aggregates import Aggregate
 from buildbot_stats.storage.sqlite.schema import StoreError
 
 __all__ = ['InfluxReader', 'checkSettings', 'quoteIdent', 'quoteString']
@@ -106,10 +114,13 @@ class InfluxReader:
     """
 
     def __init__(self, url, db, user=None, password=None, token=None,
-                 retention_policy=None, ca_file=None, verify_ssl=True, timeout=10.0):
+                 retention_policy=None, ca_file=None, verify_ssl=True, timeout=10.0,
+                 clock=time.time):
         self.url = url.rstrip('/')
         self.db = db
         self.rp = retention_policy
+        self.clock = clock
+        self._rollups = None  # the rollups' retention policies exist (asked once)
         self.timeout = timeout
         self.path = f"{self.url} db {db}"  # how messages name the store
         self._headers = {}
@@ -331,12 +342,133 @@ class InfluxReader:
                 out[m] = wanted
         return out
 
+    def hasRollups(self):
+        """True when the database has the rollups of ``buildbot-stats influxdb-rollups``
+        (:mod:`buildbot_stats.storage.influxdb.rollups`)."""
+        if self._rollups is None:
+            names = {v[0] for s in self.query(f"SHOW RETENTION POLICIES ON {quoteIdent(self.db)}")
+                     for v in s['values']}
+            self._rollups = HOURLY in names and DAILY in names
+        return self._rollups
+
     def summarize(self, kind_name, builder=None, start=None, end=None, period=None,
                   by_builder=True):
         """The same answer as :meth:`StoreReader.summarize
-        <buildbot_stats.reading.sqlite.StoreReader.summarize>`, computed by InfluxDB
-        (``count``, ``sum``, ``min``, ``max``, ``median``, ``percentile(.., 90)``, ``GROUP BY
-        time(period)``): exact."""
+        <buildbot_stats.reading.sqlite.StoreReader.summarize>`. With the rollups of
+        ``buildbot-stats influxdb-rollups``, from them for the whole hours and days they
+        cover and from the raw points elsewhere (:meth:`summarizeRollups`); without, computed
+        by InfluxDB from the raw points (:meth:`summarizeRaw`)."""
+        if self.hasRollups():
+            return self.summarizeRollups(kind_name, builder, start, end, period, by_builder)
+        return self.summarizeRaw(kind_name, builder, start, end, period, by_builder)
+
+    def summarizeRollups(self, kind_name, builder=None, start=None, end=None, period=None,
+                         by_builder=True):
+        """:meth:`summarize` from the rollups: counts, sums, minimums and maximums exact,
+        medians and 90th percentiles estimated from the hours' and days' percentiles (the
+        custom series: the median, from the periods' medians)."""
+        kind = KINDS[kind_name]
+        measurements = self._kindMeasurements(kind, builder)
+        if not measurements:
+            return {}
+        if period is not None and start is None:
+            first = self.firstTime()
+            if first is None:
+                return {}
+            start = first // period * period
+        watermark = int((self.clock() - SETTLED) // 3600 * 3600)
+        p = plan(start, end, watermark, 0, [], period)
+        counted = kind.fields == (POINTS,) or kind.name == 'tests'
+        acc = {}
+
+        def bucket(key, t):
+            k = (key, None if period is None else int(t // period * period))
+            agg = acc.get(k)
+            if agg is None:
+                agg = acc[k] = Aggregate(sketched=not counted)
+            return agg
+
+        tags = [quoteIdent(t) for t in (('builder_name',) + GROUP_TAGS[kind.name])]
+        for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days)):
+            for lo, hi in ranges:
+                for m, fields in measurements.items():
+                    q = (f"SELECT * FROM {quoteIdent(policy)}.{quoteIdent(m)}"
+                         f"{self._where(builder, lo, hi)} GROUP BY {', '.join(tags)}")
+                    for series in self.query(q):
+                        row_tags = series.get('tags') or {}
+                        for values in series['values']:
+                            row = dict(zip(series['columns'], values))
+                            self._addRollupRow(kind, m, fields, row_tags, row, by_builder,
+                                               bucket)
+        for lo, hi in p.raw:
+            for m, fields in measurements.items():
+                cols = ", ".join(quoteIdent(f) for f in fields)
+                q = (f"SELECT {cols} FROM {self._from(m)}{self._where(builder, lo, hi)}"
+                     f" GROUP BY {', '.join(tags)}")
+                for series in self.query(q):
+                    row_tags = series.get('tags') or {}
+                    values = {}
+                    for row in series['values']:
+                        t = row[0] / 1e3
+                        for f, v in zip(fields, row[1:]):
+                            if isNumber(v):
+                                field = POINTS if kind.fields == (POINTS,) else f
+                                values.setdefault(
+                                    (kind.group(m, row_tags, field, by_builder),
+                                     t // period * period if period else 0), []).append(v)
+                    for (key, t), vs in values.items():
+                        agg = bucket(key, t)
+                        if kind.fields == (POINTS,):
+                            agg.count += len(vs)
+                        else:
+                            agg.addValues(vs)
+        out = {}
+        for (key, when), agg in acc.items():
+            st = _aggregateStats(agg)
+            if period is None:
+                out[key] = st
+            else:
+                out.setdefault(key, []).append((when, st))
+        if period is not None:
+            for rows in out.values():
+                rows.sort(key=lambda r: r[0])
+        return out
+
+    @staticmethod
+    def _addRollupRow(kind, m, fields, tags, row, by_builder, bucket):
+        t = row['time'] / 1e3
+        if kind.fields == (POINTS,):
+            if row.get('points'):
+                bucket(kind.group(m, tags, POINTS, by_builder), t).count += row['points']
+            return
+        for f in fields:
+            if kind.name == 'custom':
+                names = {k: f"{k}_{f}" for k in ('count', 'sum', 'min', 'max', 'median')}
+            else:
+                names = {k: f"{f}_{k}" for k in ('count', 'sum', 'min', 'max')}
+            n = row.get(names['count'])
+            if not n:
+                continue
+            agg = bucket(kind.group(m, tags, f, by_builder), t)
+            # the values not zero: counted for the failed tests only
+            nonzero = (row.get('failed_nonzero') or 0) if f == 'failed' else n
+            agg.addRow(n, row.get(names['sum']), row.get(names['min']), row.get(names['max']),
+                       nonzero, None)
+            if agg.quantiles is not None:
+                if kind.name == 'custom':
+                    median = row.get(names['median'])
+                    if median is not None:
+                        agg.quantiles.addWeighted([median], [n])
+                else:
+                    agg.quantiles.addWeighted(*percentileBins(
+                        n, row.get(names['min']), row.get(names['max']),
+                        [row.get(f"{f}_p{q:02d}") for q in PERCENTILES]))
+
+    def summarizeRaw(self, kind_name, builder=None, start=None, end=None, period=None,
+                     by_builder=True):
+        """:meth:`summarize` computed by InfluxDB from the raw points (``count``, ``sum``,
+        ``min``, ``max``, ``median``, ``percentile(.., 90)``, ``GROUP BY time(period)``):
+        exact, but it reads every point of the range."""
         kind = KINDS[kind_name]
         counted_only = kind.fields == (POINTS,) or kind.name == 'tests'
         tags = (('builder_name',) if by_builder and kind.name != 'durations' else ()) \
@@ -449,6 +581,43 @@ class InfluxReader:
                 b, number = pointBuild('builds', row)
                 out[b] = (row['time'] / 1e3, number, row.get('result'))
         return out
+
+
+def percentileBins(count, lo, hi, percentiles):
+    """``(values, weights)``: a period's values as far as its minimum, maximum and
+    percentiles tell them. InfluxDB's ``percentile(f, p)`` of ``n`` values is the one of rank
+    ``floor(n * p / 100 + 0.5)`` (none below rank 1), so each is a known value of a known
+    rank; the values between two known ranks, unknown, are put halfway between them. A
+    period of at most 21 values is known whole."""
+    n = int(count)
+    known = {}
+    if lo is not None:
+        known[1] = lo
+    if hi is not None:
+        known[n] = hi
+    for p, v in zip(PERCENTILES, percentiles):
+        k = math.floor(n * p / 100 + 0.5)
+        if v is not None and 1 <= k <= n:
+            known[k] = v
+    ranks = sorted(known)
+    values, weights = [], []
+    for i, k in enumerate(ranks):
+        values.append(known[k])
+        weights.append(1.0)
+        if i + 1 < len(ranks) and ranks[i + 1] - k > 1:
+            values.append((known[k] + known[ranks[i + 1]]) / 2)
+            weights.append(float(ranks[i + 1] - k - 1))
+    return values, weights
+
+
+def _aggregateStats(agg):
+    if agg.min is None:
+        return Stats(agg.count)
+    if agg.quantiles is None:
+        return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero)
+    median, p90 = agg.quantiles.medianAndP90()
+    return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero, median, p90,
+                 agg.quantiles.exact)
 
 
 def _merged(a, b):

@@ -74,6 +74,16 @@ class Quantiles:
         else:
             self.digest.merge_inplace(digest)
 
+    def addWeighted(self, values, weights):
+        """Add a distribution known by weighted values (an estimate: no longer exact)."""
+        if not values:
+            return
+        digest = TDigest.from_values(values, w=weights, max_centroids=MAX_CENTROIDS)
+        if self.digest is None:
+            self.digest = digest
+        else:
+            self.digest.merge_inplace(digest)
+
     def merge(self, other):
         if other.digest is not None:
             if self.digest is None:

@@ -1,0 +1,96 @@
+"""Rollups inside InfluxDB 1.x: continuous queries that keep, per hour and per day, what the
+Statistics page reads (counts, sums, minimums, maximums, and the 5th to 95th percentiles
+in steps of 5 of the quantities shown as medians and 90th percentiles), in two retention
+policies of their own, :data:`HOURLY` and :data:`DAILY` (docs/storage-influxdb.rst,
+"Retention policies and continuous queries").
+
+``buildbot-stats influxdb-rollups --influxdb URL --db NAME`` creates them (and with
+``--backfill`` computes them for the points already stored); the page's reader
+(:class:`~buildbot_stats.reading.influxdb.InfluxReader`) uses them when they exist, for the
+whole hours and days of a range that they cover.
+"""
+
+from __future__ import annotations
+
+#: The retention policies of the rollups (each ``DURATION INF`` unless the user changes it).
+HOURLY, DAILY = 'rollups_1h', 'rollups_1d'
+#: ``(policy, period, resample every, resample for)``: a continuous query recomputes the
+#: periods of the last ``for`` every ``every``, so that points a little late count.
+LEVELS = ((HOURLY, '1h', '10m', '2h'), (DAILY, '1d', '1h', '2d'))
+#: How long after its end a period is final in the rollups (the hourly resampling window).
+SETTLED = 2 * 3600
+#: The percentiles kept of a quantity.
+PERCENTILES = tuple(range(5, 100, 5))
+
+
+def quoteIdent(name):
+    return '"' + name.replace('\\', '\\\\').replace('"', '\\"') + '"'
+
+
+def _stats(field, percentiles):
+    f = quoteIdent(field)
+    out = [f'count({f}) AS {quoteIdent(field + "_count")}',
+           f'sum({f}) AS {quoteIdent(field + "_sum")}',
+           f'min({f}) AS {quoteIdent(field + "_min")}',
+           f'max({f}) AS {quoteIdent(field + "_max")}']
+    if percentiles:
+        out += [f'percentile({f}, {p}) AS {quoteIdent(f"{field}_p{p:02d}")}'
+                for p in PERCENTILES]
+    return ", ".join(out)
+
+
+#: ``name: (SELECT list, FROM, WHERE or None, GROUP BY tags)``: the queries of the rollups.
+QUERIES = {
+    'durations': (_stats('duration', True), '/-build-times$/', None, ('builder_name',)),
+    'queue': (_stats('queue_time', True), '"build_requests"', None, ('builder_name',)),
+    'steps': (_stats('duration', True), '"steps"', None, ('builder_name', 'step_name')),
+    'results': ('count("result_code") AS "points"', '"builds"', None,
+                ('builder_name', 'result')),
+    'tests': (", ".join(_stats(f, False) for f in ('passed', 'failed', 'skipped')), '"tests"',
+              None, ('builder_name',)),
+    'tests_failed': ('count("failed") AS "failed_nonzero"', '"tests"', '"failed" > 0',
+                     ('builder_name',)),
+    # every other series: its numeric fields (wildcards: count_<field>, median_<field>...)
+    'custom': ('count(*), sum(*), min(*), max(*), median(*)', '/.*/', None, ('builder_name',)),
+}
+
+
+def select(db, policy, period, name, where=None):
+    """The ``SELECT ... INTO`` of the rollup ``name`` at ``period`` (``'1h'``, ``'1d'``),
+    with an extra time condition ``where`` (a backfill's) or none (a continuous query's)."""
+    columns, source, condition, tags = QUERIES[name]
+    conditions = [c for c in (condition, where) if c]
+    return (f"SELECT {columns} INTO {quoteIdent(db)}.{quoteIdent(policy)}.:MEASUREMENT"
+            f" FROM {source}" + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+            + f" GROUP BY time({period}), {', '.join(quoteIdent(t) for t in tags)}")
+
+
+def statements(db, replication=1):
+    """Everything ``influxdb-rollups`` runs, in order: the retention policies, then the
+    continuous queries (each dropped first: running it again updates them)."""
+    out = []
+    for policy, period, every, span in LEVELS:
+        out.append(f"CREATE RETENTION POLICY {quoteIdent(policy)} ON {quoteIdent(db)}"
+                   f" DURATION INF REPLICATION {int(replication)}")
+        for name in QUERIES:
+            cq = quoteIdent(f"buildbot_stats_{name}_{period}")
+            out.append(f"DROP CONTINUOUS QUERY {cq} ON {quoteIdent(db)}")
+            out.append(f"CREATE CONTINUOUS QUERY {cq} ON {quoteIdent(db)}"
+                       f" RESAMPLE EVERY {every} FOR {span} BEGIN"
+                       f" {select(db, policy, period, name)} END")
+    return out
+
+
+def backfill(db, start, end, chunk=7 * 86400):
+    """The ``SELECT ... INTO`` statements that compute the rollups of ``[start, end)``
+    (seconds), a chunk of time each (InfluxDB holds one chunk's points in memory)."""
+    out = []
+    t, end = int(start // 86400 * 86400), int(-(-end // 1))
+    while t < end:
+        hi = min(t + chunk, end)
+        where = f"time >= {t}s AND time < {hi}s"
+        for policy, period, _, _ in LEVELS:
+            for name in QUERIES:
+                out.append(select(db, policy, period, name, where))
+        t = hi
+    return out
