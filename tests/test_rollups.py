@@ -237,20 +237,22 @@ class PlanTest(unittest.TestCase):
         if end is not None and end < raw_since and end % HOUR and end < watermark:
             hi = -(-end // HOUR * HOUR)
         pieces = [(a if a is not None else 0, b if b is not None else 41 * 86400)
-                  for a, b in p.raw] + p.hours + p.days
+                  for a, b in p.raw] + p.hours + p.days + p.weeks
         pieces = sorted((max(a, lo), min(b, hi)) for a, b in pieces if min(b, hi) > max(a, lo))
         covered = lo
         for a, b in pieces:
             self.assertEqual(a, covered, (p, lo, hi))
             covered = b
         self.assertEqual(covered, hi, p)
-        for a, b in p.hours + p.days:
+        for a, b in p.hours + p.days + p.weeks:
             self.assertLessEqual(b, watermark)
             self.assertFalse(any(a <= h < b for h in dirty), (p, dirty))
         for a, b in p.days:
             self.assertEqual((a % 86400, b % 86400), (0, 0))
+        for a, b in p.weeks:
+            self.assertEqual((a % (7 * 86400), b % (7 * 86400)), (0, 0))
         if period is not None and period < 86400:
-            self.assertEqual(p.days, [])
+            self.assertEqual(p.days + p.weeks, [])
 
 
 class MigrationTest(unittest.TestCase):
@@ -409,6 +411,6 @@ class PruneTest(unittest.TestCase):
             total = sum(s.count for s in reader.summarize('durations').values())
             self.assertEqual(sum(len(v) for v in reader.buildDurations().values()),
                              4000 - (reader.rawSince() - self.t0) // 900)
-        # the rollups older than 30 days (whole days) went too
-        cutoff = (time.time() - 30 * 86400) // 86400 * 86400
+        # the rollups older than 30 days (whole weeks) went too
+        cutoff = (time.time() - 30 * 86400) // (7 * 86400) * (7 * 86400)
         self.assertEqual(total, 4000 - (cutoff - self.t0) // 900)

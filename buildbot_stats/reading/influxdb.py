@@ -389,7 +389,8 @@ class InfluxReader:
             return agg
 
         tags = [quoteIdent(t) for t in (('builder_name',) + GROUP_TAGS[kind.name])]
-        for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days)):
+        # (no weekly level in InfluxDB: the weeks from the days)
+        for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days + p.weeks)):
             for lo, hi in ranges:
                 for m, fields in measurements.items():
                     q = (f"SELECT * FROM {quoteIdent(policy)}.{quoteIdent(m)}"
@@ -588,7 +589,7 @@ def percentileBins(count, lo, hi, percentiles):
     percentiles tell them. InfluxDB's ``percentile(f, p)`` of ``n`` values is the one of rank
     ``floor(n * p / 100 + 0.5)`` (none below rank 1), so each is a known value of a known
     rank; the values between two known ranks, unknown, are put halfway between them. A
-    period of at most 21 values is known whole."""
+    period of at most 20 values is known whole."""
     n = int(count)
     known = {}
     if lo is not None:

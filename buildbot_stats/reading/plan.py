@@ -3,8 +3,9 @@ rollups or daily rollups.
 
 A range ``[start, end)`` is cut into:
 
-* **days** rolled up (whole days inside the range, every hour rolled up, none dirty), when
-  the answer is per day or coarser or for the whole range;
+* **weeks** and **days** rolled up (whole weeks, then whole days, inside the range, every
+  hour rolled up, none dirty), when the answer is per week (per day) or coarser or for the
+  whole range;
 * **hours** rolled up (the other whole hours before the rollup watermark, not dirty);
 * **raw** ranges: the part before the first whole hour and from the watermark (or the end's
   hour) on, and the dirty hours (written into after their rollup).
@@ -21,6 +22,7 @@ from dataclasses import field
 
 HOUR = 3600
 DAY = 86400
+WEEK = 7 * DAY
 
 
 @dataclass
@@ -28,6 +30,11 @@ class Plan:
     raw: list = field(default_factory=list)  # [(lo, hi)] seconds, hi None: no end
     hours: list = field(default_factory=list)  # [(lo, hi)] hour starts lo <= h < hi
     days: list = field(default_factory=list)  # [(lo, hi)] day starts
+    weeks: list = field(default_factory=list)  # [(lo, hi)] week starts (epoch multiples)
+
+    def levels(self):
+        """``[(level seconds, ranges)]`` of the rollups."""
+        return [(HOUR, self.hours), (DAY, self.days), (WEEK, self.weeks)]
 
 
 def _floor(t, unit):
@@ -86,12 +93,20 @@ def plan(start, end, watermark, raw_since, dirty, period=None):
     out.raw.extend(_ranges(dirty, HOUR))
     if end is None or h1 < end:
         out.raw.append((h1, end))
-    d0, d1 = _ceil(h0, DAY), _floor(h1, DAY)
-    if (period is None or (period >= DAY and period % DAY == 0)) and d0 < d1:
-        bad = sorted({d // DAY * DAY for d in dirty if d0 <= d < d1})
-        out.days = _minus([(d0, d1)], bad, DAY)
-        hours = [r for r in ((h0, d0), (d1, h1)) if r[0] < r[1]] + [(b, b + DAY) for b in bad]
-        out.hours = _minus(sorted(hours), dirty, HOUR)
-    else:
-        out.hours = _minus([(h0, h1)], dirty, HOUR)
+    # the whole hours rolled up and clean, then the whole weeks and days carved out of them
+    clean = _minus([(h0, h1)], dirty, HOUR)
+    for unit, name in ((WEEK, 'weeks'), (DAY, 'days')):
+        if period is not None and (period < unit or period % unit):
+            continue
+        whole, rest = [], []
+        for lo, hi in clean:
+            a, b = _ceil(lo, unit), _floor(hi, unit)
+            if a < b:
+                whole.append((a, b))
+                rest += [r for r in ((lo, a), (b, hi)) if r[0] < r[1]]
+            else:
+                rest.append((lo, hi))
+        setattr(out, name, whole)
+        clean = rest
+    out.hours = sorted(clean)
     return out

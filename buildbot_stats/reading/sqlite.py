@@ -40,7 +40,6 @@ from buildbot_stats.reading.summary import Stats
 from buildbot_stats.storage.sqlite.aggregates import Aggregate
 from buildbot_stats.storage.sqlite.layout import joinTags
 from buildbot_stats.storage.sqlite.layout import loadNames
-from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.schema import SCHEMA_VERSION
 from buildbot_stats.storage.sqlite.schema import StoreError
@@ -395,11 +394,11 @@ class StoreReader:
             t = self._one("SELECT MIN(time_us) FROM points WHERE series = ?", (sid,))[0]
             if t is not None:
                 firsts.append(t / US)
-            for level in (HOUR, DAY):
-                t = self._one("SELECT MIN(start) FROM rollups WHERE series = ? AND level = ?",
-                              (sid, level))[0]
-                if t is not None:
-                    firsts.append(float(t))
+            # the hours (a day's or week's row starts before its first point)
+            t = self._one("SELECT MIN(start) FROM rollups WHERE series = ? AND level = ?",
+                          (sid, HOUR))[0]
+            if t is not None:
+                firsts.append(float(t))
         return min(firsts, default=None)
 
     # -- the latest builds ------------------------------------------------------------------
@@ -571,7 +570,7 @@ class StoreReader:
     def _addRollups(self, kind, series, builder, p, bucket, by_builder):
         _, tagsets, _ = self.names()
         fields = kind.fields or None
-        for level, ranges in ((HOUR, p.hours), (DAY, p.days)):
+        for level, ranges in p.levels():
             for lo, hi in ranges:
                 where = [f"series IN ({','.join('?' * len(series))})", "level = ?",
                          "start >= ?", "start < ?"]

@@ -15,7 +15,7 @@ by ``buildbot-stats prune``. Safe to stop at any moment (a crash, a kill) and to
 
 from __future__ import annotations
 
-from buildbot_stats.storage.sqlite.rollups import DAY
+from buildbot_stats.storage.sqlite.rollups import WEEK
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.rollups import LEVELS
 from buildbot_stats.storage.sqlite.rollups import US
@@ -37,9 +37,10 @@ def rawCutoff(conn, older_than, now):
 
 
 def rollupCutoff(now, older_than):
-    """The time (a midnight, UTC) before which rollups may go: whole days, so that a day's
-    rollup never goes while its hours stay."""
-    return int((now - older_than) // DAY * DAY)
+    """The time before which rollups may go: whole weeks (of the rollups, starting on
+    multiples of 7 days since the epoch), so that a week's or a day's rollup never goes
+    while the finer ones in it stay."""
+    return int((now - older_than) // WEEK * WEEK)
 
 
 def _transaction(conn, work):

@@ -16,7 +16,7 @@ Rules (docs/storage-sqlite.rst, "Rollups"):
   points from there on, and for the hours listed in ``rollup_dirty`` (a point written into
   an hour already rolled up: late, or written again), which are rolled up again from the
   raw points at the next maintenance;
-* a day is rolled up from its hours once all are closed;
+* a day is rolled up from its hours once all are closed, a week from its days;
 * points older than ``raw_since`` (meta: retention deleted the raw points before it) change
   no rollup: their hours are summarized already (a replay of old builds, such as
   ``buildbot-stats backfill``, must not count them twice).
@@ -38,7 +38,8 @@ from buildbot_stats.storage.sqlite.layout import tagsJson
 
 HOUR = 3600
 DAY = 86400
-LEVELS = (HOUR, DAY)
+WEEK = 7 * DAY  # weeks start on multiples of 7 days since the epoch (a Thursday)
+LEVELS = (HOUR, DAY, WEEK)
 #: An hour is rolled up this many seconds after its end: the points of a build come a
 #: little after the build's end time (its last step, a slow capture).
 GRACE = 600
@@ -333,9 +334,14 @@ class Rollups:
                 self._fromRaw(conn, hour)
             conn.execute("DELETE FROM rollup_dirty WHERE hour = ?", (hour,))
             days.add(hour // DAY * DAY)
+        weeks = set()
         for day in sorted(days):
             if day + DAY <= self.watermark:
-                self._rollDay(conn, day)
+                self._rollUp(conn, HOUR, DAY, day)
+                weeks.add(day // WEEK * WEEK)
+        for week in sorted(weeks):
+            if week + WEEK <= self.watermark:
+                self._rollUp(conn, DAY, WEEK, week)
         return self.watermark < target or bool(dirtyHours(conn, before=self.watermark))
 
     def _nextPoint(self, conn, since_us):
@@ -381,28 +387,28 @@ class Rollups:
         conn.executemany(INSERT_ROLLUP, acc.rows(
             hour, self.series_names, lambda sid, tid: self.groupId(conn, sid, tid)))
 
-    def _rollDay(self, conn, day):
-        """The day starting at ``day`` from its hours' rows: the numbers added up by SQLite,
-        the sketches merged."""
+    def _rollUp(self, conn, finer, level, start):
+        """The rows of ``level`` (a day, a week) starting at ``start`` from the rows of the
+        ``finer`` level in it: the numbers added up by SQLite, the sketches merged."""
         series_in = self._seriesIn()
-        hours = (HOUR, day, day + DAY)
+        parts = (finer, start, start + level)
         conn.execute(f"DELETE FROM rollups WHERE {series_in} AND level = ? AND start = ?",
-                     (DAY, day))
+                     (level, start))
         conn.execute(
             "INSERT INTO rollups (series, level, start, tagset, field, count, sum, min, max,"
             " nonzero, sketch) SELECT series, ?, ?, tagset, field, SUM(count), SUM(sum),"
             " MIN(min), MAX(max), SUM(nonzero), NULL FROM rollups"
             f" WHERE {series_in} AND level = ? AND start >= ? AND start < ?"
-            " GROUP BY series, tagset, field", (DAY, day, *hours))
+            " GROUP BY series, tagset, field", (level, start, *parts))
         sketches = collections.defaultdict(Quantiles)
         for sid, gid, field, blob in conn.execute(
                 f"SELECT series, tagset, field, sketch FROM rollups WHERE {series_in} AND"
-                " level = ? AND start >= ? AND start < ? AND sketch IS NOT NULL", hours):
+                " level = ? AND start >= ? AND start < ? AND sketch IS NOT NULL", parts):
             sketches[(sid, gid, field)].addSketch(blob)
         conn.executemany(
             "UPDATE rollups SET sketch = ? WHERE series = ? AND level = ? AND start = ?"
             " AND tagset = ? AND field = ?",
-            [(q.encoded(), sid, DAY, day, gid, field)
+            [(q.encoded(), sid, level, start, gid, field)
              for (sid, gid, field), q in sketches.items()])
 
     # -- rebuilding ----------------------------------------------------------------------------
