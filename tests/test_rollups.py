@@ -5,6 +5,7 @@ with every point kept; a prune killed midway loses nothing and finishes when run
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -414,3 +415,72 @@ class PruneTest(unittest.TestCase):
         # the rollups older than 30 days (whole weeks) went too
         cutoff = (time.time() - 30 * 86400) // (7 * 86400) * (7 * 86400)
         self.assertEqual(total, 4000 - (cutoff - self.t0) // 900)
+
+
+class WithTheMasterWritingTest(unittest.TestCase):
+    """``prune`` and ``compact`` while the backend writes (the master's writer thread): no
+    point lost, both done; a lock held too long is one line and status 2."""
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_prune_and_compact_while_points_are_written(self):
+        from twisted.internet import reactor
+        from twisted.internet import task
+        from twisted.internet import threads
+
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, 'stats.sqlite')
+        svc = stats.SQLiteStorageService(path=path, flush_interval=0.05, keep='30d')
+        yield svc.startService()
+        self.addCleanup(lambda: svc.stopService() if svc.running else None)
+        now = time.time()
+        # history: 60 days, a build an hour
+        for i in range(60 * 24):
+            t = now - 60 * 86400 + i * 3600
+            for row in rowsOfBuild('alpha', i, t, 10.0 + i % 7, RESULTS[i % 3], 0):
+                svc.postStatsValue(row[3], row[0], row[2], timestamp=row[1] / 1e6)
+        yield svc.flush(60)
+        written = [0]
+
+        def post():  # a build's duration every 10 ms while the commands run
+            written[0] += 1
+            svc.postStatsValue({'duration': 1.0}, 'beta-build-times',
+                               {'builder_name': 'beta', 'build_number': str(written[0])},
+                               timestamp=reactor.seconds())
+        loop = task.LoopingCall(post)
+        loop.start(0.01)
+        out = io.StringIO()
+        status = yield threads.deferToThread(
+            cli_main.main, ['prune', path, '--older-than', '30d'], out=out)
+        self.assertEqual(status, 0, out.getvalue())
+        status = yield threads.deferToThread(cli_main.main, ['compact', path], out=out)
+        self.assertEqual(status, 0, out.getvalue())
+        loop.stop()
+        self.assertTrue((yield svc.flush(30)))
+        self.assertEqual(svc.counters.dropped + svc.counters.rejected, 0)
+        with openStore(path) as reader:
+            self.assertEqual(len(reader.buildDurations('beta')['beta']), written[0])
+            self.assertEqual(reader.summarize('durations', 'alpha')['alpha'].count, 60 * 24)
+            self.assertLessEqual(reader.rawSince(), now - 30 * 86400)
+            self.assertGreater(reader.rawSince(), now - 31 * 86400)
+        yield svc.stopService()
+
+    def test_a_store_held_by_another_writer_is_refused_in_one_line(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, 'stats.sqlite')
+        StoreWriter(5.0).write(path, rowsOfBuild('alpha', 1, T0, 1.0, 'success', 0))
+        holder = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(holder.close)
+        holder.execute("BEGIN IMMEDIATE")  # a long write transaction of another program
+        out = io.StringIO()
+        result = subprocess.run(
+            [sys.executable, '-m', 'buildbot_stats.cli.main', 'compact', path,
+             '--busy-timeout', '0.5'], capture_output=True, text=True, timeout=60,
+            cwd=os.path.dirname(HERE))
+        holder.execute("ROLLBACK")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("locked", result.stderr + out.getvalue())

@@ -119,12 +119,22 @@ def openStoreForWriting(path, busy_timeout=10.0):
         raise CliError(f"{path}: no such file")
     if os.path.isdir(path) or not looksLikeSQLite(path):
         raise CliError(f"{path}: not an SQLite file")
+    import sqlite3
+
+    from buildbot_stats.storage.sqlite.schema import isLocked
+
     writer = StoreWriter(busy_timeout)
     try:
         writer._retrying(writer.open, path)
     except StoreError as e:
         writer.close()
         raise CliError(f"{path}: {e}") from None
+    except sqlite3.OperationalError as e:
+        writer.close()
+        if isLocked(e):
+            raise CliError(f"{path}: locked by another program's write for more than "
+                           f"{busy_timeout:g} s; nothing was changed, try again") from None
+        raise
     return writer
 
 
