@@ -40,7 +40,7 @@ class NoRollups:
     def opened(self, conn):
         pass
 
-    def writing(self, conn, points, replaced):
+    def writing(self, conn, prepared, rows, replaced):
         return None
 
     def written(self, kept):
