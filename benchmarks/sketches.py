@@ -231,7 +231,7 @@ def measure(cand, data, days):
                       'exact': worst[4], 'sketch': worst[5]}}
 
 
-DEFAULT_CANDIDATES = 'dd=0.005,kll=200,kll=400,kll=800,td=100,td=200,td=1000'
+DEFAULT_CANDIDATES = 'dd=0.005,kll=200,kll=800,kllf=400,td=100,td=300,td=1000'
 
 
 def main(argv=None):

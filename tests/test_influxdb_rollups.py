@@ -79,11 +79,11 @@ class InfluxRollupsTest(unittest.TestCase):
         self.assertFalse(reader.hasRollups())  # --print runs nothing
         status, out = self.main('--backfill')
         self.assertEqual(status, 0, out)
-        self.assertIn("retention policies rollups_1h and rollups_1d, 14 continuous queries;"
-                      " rollups computed from ", out)
+        self.assertIn("retention policies rollups_1h, rollups_1d and rollups_1w, 21 continuous"
+                      " queries; rollups computed from ", out)
         names = {v[0] for s in reader.query('SHOW CONTINUOUS QUERIES')
                  for v in s.get('values', []) if s['name'] == self.db}
-        self.assertEqual(len(names), 14)
+        self.assertEqual(len(names), 21)
         # running it again updates them (and computes nothing twice: same rows)
         self.assertEqual(self.main('--backfill')[0], 0)
         reader = InfluxReader(self.influx.url, self.db, timeout=60)

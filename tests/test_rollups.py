@@ -30,7 +30,6 @@ from buildbot_stats.reading.plan import plan
 from buildbot_stats.reading.sqlite import openStore
 from buildbot_stats.storage.sqlite import aggregates
 from buildbot_stats.storage.sqlite import retention
-from buildbot_stats.storage.sqlite.rollups import GRACE
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.storage.sqlite.writer import StoreWriter

@@ -1,5 +1,5 @@
 """``buildbot-stats influxdb-rollups --influxdb URL --db NAME``: the retention policies and
-continuous queries that keep hourly and daily rollups inside InfluxDB 1.x, so that the
+continuous queries that keep hourly, daily and weekly rollups inside InfluxDB 1.x, so that the
 Statistics page and ``report`` read a few rows per day instead of every point
 (:mod:`buildbot_stats.storage.influxdb.rollups`, docs/storage-influxdb.rst)."""
 
@@ -20,10 +20,11 @@ from buildbot_stats.storage.sqlite.schema import StoreError
 
 def addParser(sub):
     p = sub.add_parser(
-        'influxdb-rollups', help="create InfluxDB continuous queries keeping hourly and daily "
-        "rollups",
-        description="Create (or update) the retention policies rollups_1h and rollups_1d and "
-        "the continuous queries that fill them, in an InfluxDB 1.x database written by "
+        'influxdb-rollups', help="create InfluxDB continuous queries keeping hourly, daily and "
+        "weekly rollups",
+        description="Create (or update) the retention policies rollups_1h, rollups_1d and "
+        "rollups_1w and the continuous queries that fill them, in an InfluxDB 1.x database "
+        "written by "
         "InfluxStorageService; with --backfill, also compute the rollups of the points "
         "already stored. The Statistics page and 'report' then read them. --print shows the "
         "InfluxQL instead of running it.")
@@ -68,7 +69,7 @@ def run(args, out, now=None):
                 continue  # kept as the user may have changed its duration
             raise CliError(text) from None
     cqs = len(rollups.QUERIES) * len(rollups.LEVELS)
-    line = (f"{db}: retention policies {rollups.HOURLY} and {rollups.DAILY}, "
+    line = (f"{db}: retention policies {rollups.HOURLY}, {rollups.DAILY} and {rollups.WEEKLY}, "
             f"{plural(cqs, 'continuous query', 'continuous queries')}")
     if args.backfill:
         line += ("; rollups computed from " + isoTime(start) if start is not None

@@ -24,7 +24,6 @@ import urllib.request
 from buildbot_stats.reading.kinds import BUILD_TIMES
 from buildbot_stats.reading.kinds import IDENTIFIERS
 from buildbot_stats.reading.kinds import KINDS
-from buildbot_stats.reading.kinds import MEASUREMENTS
 from buildbot_stats.reading.kinds import POINTS
 from buildbot_stats.reading.kinds import isCustom
 from buildbot_stats.reading.kinds import isNumber
@@ -34,6 +33,9 @@ from buildbot_stats.reading.plan import plan
 from buildbot_stats.reading.summary import Stats
 from buildbot_stats.storage.influxdb.rollups import DAILY
 from buildbot_stats.storage.influxdb.rollups import HOURLY
+from buildbot_stats.storage.influxdb.rollups import LEVELS
+from buildbot_stats.storage.influxdb.rollups import WEEKLY
+from buildbot_stats.storage.influxdb.rollups import rollupColumns
 from buildbot_stats.storage.influxdb.rollups import PERCENTILES
 from buildbot_stats.storage.influxdb.rollups import SETTLED
 from buildbot_stats.storage.sqlite.aggregates import Aggregate
@@ -120,7 +122,8 @@ class InfluxReader:
         self.db = db
         self.rp = retention_policy
         self.clock = clock
-        self._rollups = None  # the rollups' retention policies exist (asked once)
+        # what the database holds, asked once per reader (a reader serves one view)
+        self._known = {}
         self.timeout = timeout
         self.path = f"{self.url} db {db}"  # how messages name the store
         self._headers = {}
@@ -200,8 +203,14 @@ class InfluxReader:
         (:class:`buildbot_stats.www.cache.ViewCache`)."""
         return None
 
+    def _once(self, key, ask):
+        if key not in self._known:
+            self._known[key] = ask()
+        return self._known[key]
+
     def measurements(self):
-        return [v[0] for s in self.query("SHOW MEASUREMENTS") for v in s['values']]
+        return self._once('measurements', lambda: [
+            v[0] for s in self.query("SHOW MEASUREMENTS") for v in s['values']])
 
     def builderNames(self):
         """Every builder with points, sorted."""
@@ -302,21 +311,27 @@ class InfluxReader:
         return 0
 
     def firstTime(self):
-        """The time (seconds) of the oldest point, None for an empty database."""
-        firsts = []
-        for m, fields in self.numericFields().items():
-            for s in self.query(f"SELECT first({quoteIdent(fields[0])}) FROM {self._from(m)}"):
-                firsts.extend(v[0] / 1e3 for v in s['values'] if v[0] is not None)
-        return min(firsts, default=None)
+        """The time (seconds) of the oldest point, None for an empty database: the first
+        point of each measurement (``LIMIT 1``, which reads the first block of each series,
+        where ``first()`` would read them all)."""
+        def ask():
+            firsts = []
+            for m in self.numericFields():
+                for s in self.query(f"SELECT * FROM {self._from(m)} LIMIT 1"):
+                    firsts.extend(v[0] / 1e3 for v in s['values'] if v[0] is not None)
+            return min(firsts, default=None)
+        return self._once('first', ask)
 
     def numericFields(self):
         """``{measurement: [numeric field names]}`` (``SHOW FIELD KEYS``)."""
-        out = {}
-        for s in self.query("SHOW FIELD KEYS"):
-            names = [k for k, kind in s['values'] if kind in ('float', 'integer')]
-            if names:
-                out[s['name']] = names
-        return out
+        def ask():
+            out = {}
+            for s in self.query("SHOW FIELD KEYS"):
+                names = [k for k, kind in s['values'] if kind in ('float', 'integer')]
+                if names:
+                    out[s['name']] = names
+            return out
+        return self._once('fields', ask)
 
     def _kindMeasurements(self, kind, builder):
         """``{measurement: [fields]}`` a kind reads."""
@@ -345,11 +360,11 @@ class InfluxReader:
     def hasRollups(self):
         """True when the database has the rollups of ``buildbot-stats influxdb-rollups``
         (:mod:`buildbot_stats.storage.influxdb.rollups`)."""
-        if self._rollups is None:
+        def ask():
             names = {v[0] for s in self.query(f"SHOW RETENTION POLICIES ON {quoteIdent(self.db)}")
                      for v in s['values']}
-            self._rollups = HOURLY in names and DAILY in names
-        return self._rollups
+            return all(policy in names for policy, _, _, _ in LEVELS)
+        return self._once('rollups', ask)
 
     def summarize(self, kind_name, builder=None, start=None, end=None, period=None,
                   by_builder=True):
@@ -389,11 +404,11 @@ class InfluxReader:
             return agg
 
         tags = [quoteIdent(t) for t in (('builder_name',) + GROUP_TAGS[kind.name])]
-        # (no weekly level in InfluxDB: the weeks from the days)
-        for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days + p.weeks)):
+        for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days), (WEEKLY, p.weeks)):
             for lo, hi in ranges:
                 for m, fields in measurements.items():
-                    q = (f"SELECT * FROM {quoteIdent(policy)}.{quoteIdent(m)}"
+                    columns = ", ".join(quoteIdent(c) for c in rollupColumns(kind, fields))
+                    q = (f"SELECT {columns} FROM {quoteIdent(policy)}.{quoteIdent(m)}"
                          f"{self._where(builder, lo, hi)} GROUP BY {', '.join(tags)}")
                     for series in self.query(q):
                         row_tags = series.get('tags') or {}

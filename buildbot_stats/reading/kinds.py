@@ -17,15 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from buildbot_stats.storage.sqlite.rollups import BUILD_TIMES
 from buildbot_stats.storage.sqlite.rollups import NOT_ROLLED
+from buildbot_stats.storage.sqlite.rollups import POINTS
 
-BUILD_TIMES = '-build-times'
 #: The measurements of the build statistics captures (results, queue times, steps, tests).
 MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
 #: Fields that identify rather than measure: never a custom series' value (nor rolled up).
 IDENTIFIERS = NOT_ROLLED
-#: The pseudo field of a count of points.
-POINTS = ''
 
 
 @dataclass(frozen=True)

@@ -459,7 +459,7 @@ class StoreReader:
         the range whose result counts as failed (not passed, not left out). From the
         rollups, the last hour with a failure is found first; its raw point gives the build
         number (None when retention deleted it: the time is then the hour's)."""
-        names, tagsets, _ = self.names()
+        _, tagsets, _ = self.names()
         series = self._kindSeries(KINDS['results'], None)
         if not series:
             return {}
@@ -470,7 +470,7 @@ class StoreReader:
             if result is not None and result not in PASSED_RESULTS \
                     and result not in NOT_COUNTED_RESULTS and 'builder_name' in tags:
                 failed.setdefault(tags['builder_name'], []).append(tid)
-        watermark, raw_since, dirty = self.rollupState()
+        watermark, _, dirty = self.rollupState()
         out = {}
         for b in ([builder] if builder is not None else sorted(failed)):
             ids = failed.get(b)

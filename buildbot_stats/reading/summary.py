@@ -47,16 +47,6 @@ class Stats:
         return None if self.sum is None or not self.count else self.sum / self.count
 
 
-def statsOf(values):
-    """The exact :class:`Stats` of a list of numbers."""
-    if not values:
-        return Stats(0)
-    ordered = sorted(values)
-    return Stats(len(ordered), sum(ordered), ordered[0], ordered[-1],
-                 len(ordered) - ordered.count(0), statistics.median(ordered),
-                 percentile(ordered, 0.9))
-
-
 def percentile(values, q):
     """Nearest-rank percentile (a value that occurred)."""
     ordered = sorted(values)
@@ -113,45 +103,6 @@ def fmtSeconds(s):
     return f"{s:.2f}s"
 
 
-def fmtTrend(st):
-    if st['trend_ratio'] is None:
-        return st['trend']
-    return f"{st['trend_ratio'] * 100:+.0f}% {st['trend']}"
-
-
-def periodLength(span):
-    """The period of the per-period median and p90 for a time span (seconds): an hour up
-    to two days, a day up to ~two months, then a week."""
-    if span <= 2 * 86400:
-        return 3600
-    if span <= 62 * 86400:
-        return 86400
-    return 7 * 86400
-
-
-def perPeriod(points, period):
-    """``points``: ``[(time, value), ...]``. ``[(time, median, p90, count), ...]`` of the
-    periods that hold points, by time; periods start on multiples of ``period`` since the
-    epoch (UTC midnight for days); ``time`` is the mean time of the period's points, so a
-    period's mark sits among its builds."""
-    buckets = {}
-    for t, v in points:
-        buckets.setdefault(int(t // period), []).append((t, v))
-    out = []
-    for _, tvs in sorted(buckets.items()):
-        vs = [v for _, v in tvs]
-        out.append((sum(t for t, _ in tvs) / len(tvs), statistics.median(vs),
-                    percentile(vs, 0.9), len(vs)))
-    return out
-
-
-def resultCounts(results):
-    """``results``: ``[(time, number, result name), ...]``. ``{'builds', 'passed',
-    'failed', 'other', 'rate'}``; ``rate`` is passed / (passed + failed), None without a
-    verdict. Failed counts failure and exception."""
-    passed = sum(1 for r in results if r[2] in PASSED_RESULTS)
-    other = sum(1 for r in results if r[2] in NOT_COUNTED_RESULTS)
-    failed = len(results) - passed - other
-    rate = passed / (passed + failed) if passed + failed else None
-    return {'builds': len(results), 'passed': passed, 'failed': failed, 'other': other,
-            'rate': rate}
+def fmtTrend(ratio, word):
+    """``'+12% slower'``, or the word alone without a ratio."""
+    return word if ratio is None else f"{ratio * 100:+.0f}% {word}"

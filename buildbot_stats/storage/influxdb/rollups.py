@@ -1,8 +1,8 @@
 """Rollups inside InfluxDB 1.x: continuous queries that keep, per hour and per day, what the
 Statistics page reads (counts, sums, minimums, maximums, and the 5th to 95th percentiles
-in steps of 5 of the quantities shown as medians and 90th percentiles), in two retention
-policies of their own, :data:`HOURLY` and :data:`DAILY` (docs/storage-influxdb.rst,
-"Retention policies and continuous queries").
+in steps of 5 of the quantities shown as medians and 90th percentiles), per hour, day and
+week, in retention policies of their own, :data:`HOURLY`, :data:`DAILY` and :data:`WEEKLY`
+(docs/storage-influxdb.rst, "Retention policies and continuous queries").
 
 ``buildbot-stats influxdb-rollups --influxdb URL --db NAME`` creates them (and with
 ``--backfill`` computes them for the points already stored); the page's reader
@@ -13,10 +13,12 @@ whole hours and days of a range that they cover.
 from __future__ import annotations
 
 #: The retention policies of the rollups (each ``DURATION INF`` unless the user changes it).
-HOURLY, DAILY = 'rollups_1h', 'rollups_1d'
+HOURLY, DAILY, WEEKLY = 'rollups_1h', 'rollups_1d', 'rollups_1w'
 #: ``(policy, period, resample every, resample for)``: a continuous query recomputes the
-#: periods of the last ``for`` every ``every``, so that points a little late count.
-LEVELS = ((HOURLY, '1h', '10m', '2h'), (DAILY, '1d', '1h', '2d'))
+#: periods of the last ``for`` every ``every``, so that points a little late count. InfluxDB
+#: starts weeks on multiples of 7 days since the epoch, as the embedded store does.
+LEVELS = ((HOURLY, '1h', '10m', '2h'), (DAILY, '1d', '1h', '2d'), (WEEKLY, '7d', '1d', '14d'))
+WEEK = 7 * 86400
 #: How long after its end a period is final in the rollups (the hourly resampling window).
 SETTLED = 2 * 3600
 #: The percentiles kept of a quantity.
@@ -55,6 +57,20 @@ QUERIES = {
 }
 
 
+def rollupColumns(kind, fields):
+    """The columns of a kind's rollup rows (``kind``: a :class:`~buildbot_stats.reading.kinds.Kind`
+    name and its fields)."""
+    name = getattr(kind, 'name', kind)
+    if name == 'results':
+        return ['points']
+    if name == 'custom':
+        return [f"{k}_{f}" for f in fields for k in ('count', 'sum', 'min', 'max', 'median')]
+    columns = [f"{f}_{k}" for f in fields for k in ('count', 'sum', 'min', 'max')]
+    if name == 'tests':
+        return columns + ['failed_nonzero']
+    return columns + [f"{f}_p{p:02d}" for f in fields for p in PERCENTILES]
+
+
 def select(db, policy, period, name, where=None):
     """The ``SELECT ... INTO`` of the rollup ``name`` at ``period`` (``'1h'``, ``'1d'``),
     with an extra time condition ``where`` (a backfill's) or none (a continuous query's)."""
@@ -81,11 +97,12 @@ def statements(db, replication=1):
     return out
 
 
-def backfill(db, start, end, chunk=7 * 86400):
+def backfill(db, start, end, chunk=WEEK):
     """The ``SELECT ... INTO`` statements that compute the rollups of ``[start, end)``
-    (seconds), a chunk of time each (InfluxDB holds one chunk's points in memory)."""
+    (seconds), a week of time each (InfluxDB holds one chunk's points in memory; chunks
+    start on InfluxDB's weeks, so that no week is computed from part of its points)."""
     out = []
-    t, end = int(start // 86400 * 86400), int(-(-end // 1))
+    t, end = int(start // WEEK * WEEK), int(-(-end // 1))
     while t < end:
         hi = min(t + chunk, end)
         where = f"time >= {t}s AND time < {hi}s"

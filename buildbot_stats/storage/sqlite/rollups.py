@@ -1,6 +1,6 @@
-"""The rollups of the embedded store: per series, group and field, per hour and per day, the
-count, sum, min, max, non-zero count and quantile sketch of the values, kept beside the raw
-points so that a range of months is read from a few hundred rows.
+"""The rollups of the embedded store: per series, group and field, per hour, day and week,
+the count, sum, min, max, non-zero count and quantile sketch of the values, kept beside the
+raw points so that a range of months is read from a few hundred rows.
 
 Rules (docs/storage-sqlite.rst, "Rollups"):
 
@@ -47,6 +47,8 @@ GRACE = 600
 NOT_ROLLED = frozenset({'build_number', 'step_number', 'result_code'})
 #: The pseudo field of the count of points.
 POINTS = ''
+#: The end of the name of a ``<builder>-build-times`` series (the seed's captures').
+BUILD_TIMES = '-build-times'
 #: The fields rolled up of the build statistics measurements (what the page reads).
 ROLLED = {'builds': (POINTS,), 'build_requests': ('queue_time',), 'steps': ('duration',),
           'tests': ('passed', 'failed', 'skipped')}
@@ -66,7 +68,7 @@ US = 1_000_000
 def rolledFields(series):
     """The fields of ``series`` rolled up; None: every numeric one but :data:`NOT_ROLLED`."""
     fields = ROLLED.get(series)
-    if fields is None and series.endswith('-build-times'):
+    if fields is None and series.endswith(BUILD_TIMES):
         return BUILD_TIMES_FIELDS
     return fields
 
@@ -78,10 +80,6 @@ def groupTags(series, tags):
 
 def hourOf(time_us):
     return time_us // (HOUR * US) * HOUR
-
-
-def isNumber(v):
-    return type(v) in (int, float)
 
 
 class State:

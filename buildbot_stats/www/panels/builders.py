@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from buildbot_stats.reading.summary import TREND_WINDOW
 from buildbot_stats.reading.summary import fmtSeconds
+from buildbot_stats.reading.summary import fmtTrend
 from buildbot_stats.reading.summary import trend
 from buildbot_stats.www.html import e
 from buildbot_stats.www.panels.base import Panel
 from buildbot_stats.www.panels.durations import DurationsPanel
 
 HEADERS = ("builder", "builds", "median", "p90", "last", "trend")
-
-
-def fmtTrend(ratio, word):
-    return word if ratio is None else f"{ratio * 100:+.0f}% {word}"
 
 
 class BuildersPanel(Panel):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from buildbot_stats import charts
-from buildbot_stats.www.html import e
 from buildbot_stats.www.panels.base import Panel
 
 HEADERS = ("series", "field", "points", "median", "min", "max")
