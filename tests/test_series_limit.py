@@ -122,21 +122,47 @@ class WriterCountsLimitRefusals(unittest.TestCase):
         for i in range(start, start + n):
             w.add(b'm,build_number=%d v=%di %d' % (i, i, i))
 
-    def test_partial_write_counted_apart_and_told_not_logged_per_batch(self):
-        partial = S.classify(400, MAX_SERIES_1X.replace(b'13', b'2'), None, 0)
-        self.sender.script = [partial, partial, OK]
+    def partialPastTheLimit(self, body):
+        """As InfluxDB 1.6 past max-series-per-database: the lines of odd build numbers
+        would create series and are refused; and it drops the FIRST points of the batch,
+        as many as it refused, not the refused ones (what it really does: measured in
+        test_series_influxdb)."""
+        lines = body.split(b'\n')
+        new = [ln for ln in lines if int(ln.split(b'=')[1].split(b' ')[0]) % 2]
+        if not new:
+            self.landed.extend(lines)
+            return OK
+        self.landed.extend(ln for ln in lines[len(new):] if ln not in new)
+        return S.classify(400, MAX_SERIES_1X.replace(b'13', b'%d' % len(new)), None, 0)
+
+    def test_partial_write_isolated_counted_apart_and_told_not_logged_per_batch(self):
+        self.landed = []
+        self.sender.script = [self.partialPastTheLimit] * 100
         logged = Logged(self)
-        w = self.makeWriter(batch_size=4)
-        self.add(w, 12)
+        w = self.makeWriter(batch_size=8)
+        self.add(w, 16)
         self.assertEqual(self.counters.asDict(), {
-            'added': 12, 'written': 8, 'rejected': 4, 'dropped': 0, 'retries': 0,
+            'added': 16, 'written': 8, 'rejected': 8, 'dropped': 0, 'retries': 0,
             'pending': 0})
-        self.assertEqual(self.counters.limit_rejected, 4)
-        self.assertEqual(self.told, [('max-series-per-database', 4, 2)] * 2)
+        self.assertEqual(self.counters.limit_rejected, 8)
+        # every point of an existing series landed, though the server dropped wrong ones
+        self.assertEqual(sorted(set(self.landed)),
+                         sorted(b'm,build_number=%d v=%di %d' % (i, i, i)
+                                for i in range(0, 16, 2)))
+        self.assertEqual(sum(n for _, _, n in self.told), 8)
+        self.assertEqual({name for name, _, _ in self.told}, {'max-series-per-database'})
         self.assertEqual(logged.lines('rejected by the server'), [])
         # the periodic report leaves out what on_limit tells
         self.clock.advance(60)
         self.assertEqual(logged.lines('DeliveryCounters'), [])
+
+    def test_a_partial_write_of_refused_lines_only_ends_at_once(self):
+        self.sender.script = [S.classify(400, MAX_SERIES_1X.replace(b'13', b'3'), None, 0)]
+        w = self.makeWriter(batch_size=3)
+        self.add(w, 3)
+        self.assertEqual(len(self.sender.bodies), 1)
+        self.assertEqual((self.counters.rejected, self.counters.limit_rejected), (3, 3))
+        self.assertEqual(self.told, [('max-series-per-database', 3, 3)])
 
     def test_other_rejections_still_logged_and_reported(self):
         self.sender.script = [S.Outcome(S.PARTIAL, 400, 'HTTP 400: conflict', rejected=1)]
@@ -163,8 +189,8 @@ class WriterCountsLimitRefusals(unittest.TestCase):
     def test_without_on_limit_the_writer_says_it_itself(self):
         self.sender.script = [S.classify(400, MAX_SERIES_1X.replace(b'13', b'1'), None, 0)]
         logged = Logged(self)
-        w = self.makeWriter(on_limit=False, batch_size=2)
-        self.add(w, 2)
+        w = self.makeWriter(on_limit=False, batch_size=1)
+        self.add(w, 1)
         self.assertEqual(len(logged.lines('error', "max-series-per-database (25) limit")), 1)
 
 
@@ -184,7 +210,8 @@ class LimitReportTest(unittest.TestCase):
         self.assertEqual(report.refused, 65)
         errors = logged.lines('InfluxDB refused')
         self.assertEqual(len(errors), 1, errors)
-        self.assertIn("its limit max-series-per-database (25) is reached", errors[0])
+        self.assertIn("InfluxDB refused 13 points: its limit max-series-per-database (25) is "
+                      "reached", errors[0])
         self.assertIn(" 20 lines. Fix: this.", errors[0])
         self.assertIn("repeats at most every 1 h", errors[0])
         clock.advance(600)  # an hour after the first

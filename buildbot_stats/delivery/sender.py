@@ -71,8 +71,8 @@ class Limit:
 # a partial write; 1.0: a whole refusal), InfluxDB Cloud 2 (TSM: "Series cardinality exceeds
 # your plan's limit" / "... service quota", with 503 or 429), InfluxDB 3 (columns per table,
 # tables per database: "service limit reached", "... limit of N").
-_MAX_SERIES = re.compile(r'max[- ]series[- ]per[- ]database(?: limit)? exceeded(?::\s*\((\d+)\))?',
-                         re.IGNORECASE)
+_MAX_SERIES = re.compile(r'max[- ]series[- ]per[- ]database(?: limit)? exceeded'
+                         r'(?:[^()\n]{0,80}\((?:\d+/)?(\d+)\))?', re.IGNORECASE)
 _MAX_VALUES = re.compile(
     r'max-values-per-tag limit exceeded \((\d+)/(\d+)\)(?::\s*measurement="((?:[^"\\]|\\.)*)"'
     r'\s+tag="((?:[^"\\]|\\.)*)"\s+value="((?:[^"\\]|\\.)*)")?', re.IGNORECASE)

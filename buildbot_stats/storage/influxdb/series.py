@@ -348,8 +348,8 @@ class LimitReport:
         since = ('' if self.messages == 1 else
                  f" ({self.unsaid} points refused for it since the last message)")
         where = self.describe(chunk.lines)
-        log.msg(f"buildbot_stats: error: {self.label}: InfluxDB refused {count} of "
-                f"{len(chunk)} points of a batch{since}: its limit "
+        log.msg(f"buildbot_stats: error: {self.label}: InfluxDB refused "
+                f"{count} point{'s' if count != 1 else ''}{since}: its limit "
                 f"{outcome.limit.describe()} is reached ({outcome.message}).{where} "
                 f"{self.fix(outcome.limit)} Every point refused for a limit is counted in "
                 f"limit_rejected; this message repeats at most every "
