@@ -171,9 +171,11 @@ h.add("timeseries", "Builds per interval",
               'AND $timeFilter GROUP BY time($__interval), "builder_name" fill(none)',
               alias="$tag_builder_name")])
 h.add("table", "Last builds: start and end times",
+      # the points of start and end times only (a selected field of every point, as the
+      # field build_number is, would bring the duration points too)
       [target(f'SELECT "start-time", "end-time", {BUILD_NUMBER_COLUMNS} '
-              'FROM /^$builder-build-times$/ WHERE $timeFilter ORDER BY time DESC LIMIT 50',
-              fmt="table")], w=24,
+              'FROM /^$builder-build-times$/ WHERE ("start-time" =~ /./ OR "end-time" =~ /./) '
+              'AND $timeFilter ORDER BY time DESC LIMIT 50', fmt="table")], w=24,
       description="CaptureBuildStartTime / CaptureBuildEndTime: ISO 8601 strings. The build "
       "number is a tag in Buildbot's layout and a field under "
       "StatsService(build_number='field'): the table shows whichever the point has.",

@@ -127,10 +127,17 @@ class SeriesWatch:
         keep its value, and check again soon so that the page and /metrics show it."""
         what = {'max-series-per-database': 'series', 'max-values-per-tag': 'tag_values',
                 'series cardinality': 'series'}.get(limit.name)
-        if what is not None and limit.value is not None and what not in self.server:
+        news = False
+        if what is not None and limit.value is not None:
+            # a limit other than the one known: the server's configuration changed, or the
+            # limit was unknown: keep it and check at once (SHOW DIAGNOSTICS, when allowed,
+            # then gives the server's word again)
+            news = self.limit(what)[0] != limit.value
             self.learned[what] = limit.value
+            if news:
+                self.server.pop(what, None)
         now = self.reactor.seconds()
-        if self.interval and (self._last_check is None
+        if self.interval and (news or self._last_check is None
                               or now - self._last_check >= RECHECK_AFTER_REFUSAL):
             self.reactor.callLater(0, self.check)
 
