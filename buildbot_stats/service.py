@@ -265,7 +265,9 @@ class StatsService(service.BuildbotService):
         ``capture_errors``, ``foreign_messages``, ``cache_misses`` (data API look-ups the
         :class:`~buildbot_stats.lookups.Lookups` could not answer), ``demoted_tags`` (tags written as fields past
         ``max_tag_values``), ``unrecorded_data`` (yieldMetricsValue calls not kept as
-        build data, see docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}``.
+        build data, see docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}``
+        (an InfluxDB backend's include ``limit_rejected`` and its database's series and
+        limit: docs/scaling.rst, "InfluxDB's series limit").
         """
         return {
             'capture_errors': self.capture_errors,

@@ -329,6 +329,8 @@ class SeriesOnARealInfluxDB(PageMasterMixin, RunMasterBase):
         self.assertEqual(len(warning), 1, body[:3000])
         self.assertIn(f"the database holds {first_series} series, 100% of its limit", warning[0])
         self.assertIn(f"InfluxDB refused {len(per_build)} points", warning[0])
+        self.assertIn(f"The database of 'influx' holds {first_series} series of its limit of "
+                      f"{first_series} (100%), checked hourly.", body)
         metrics = yield self.scrape(port)
         self.assertIn(f'buildbot_stats_points_rejected_by_limit_total{{backend="influx"}} '
                       f'{len(per_build)}.0', metrics)

@@ -30,6 +30,7 @@ from buildbot_stats.storage.influxdb import series as SW
 from buildbot_stats.storage.prometheus.snapshot import healthFamilies
 from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.tagging import TagPolicy
+from buildbot_stats.www.notices import seriesFacts
 from buildbot_stats.www.notices import seriesNotices
 from tests.faultserver import FaultServer
 from tests.test_delivery import OK
@@ -284,7 +285,7 @@ class ScriptedInflux:
         return 200, json.dumps({'results': results}).encode()
 
     def script(self, n=10):
-        self.server.script = [('fn', self.answer)] * n
+        self.server.query_script = [('fn', self.answer)] * n
 
 
 class SeriesWatchTest(unittest.TestCase):
@@ -391,7 +392,7 @@ class SeriesWatchTest(unittest.TestCase):
         def flux(request, body):
             asked.append((request.path, request.args, json.loads(body)))
             return 200, b',result,table,_value\r\n,_result,0,4321\r\n\r\n'
-        server.script = [('fn', flux), ('status', 404, b'not found', {})]
+        server.query_script = [('fn', flux), ('status', 404, b'not found', {})]
         logged = Logged(self)
         backend = stats.InfluxStorageService(server.url, None, None, None, None, [],
                                              bucket='b"1', org='ci', token='t', name='v2')
@@ -441,6 +442,11 @@ class HealthOnMetricsAndPage(unittest.TestCase):
         quiet = {'backends': {'influx': dict(self.METRICS['backends']['influx'], series=10,
                                              limit_rejected=0)}}
         self.assertEqual(seriesNotices(quiet), [])
+        self.assertEqual(seriesFacts(quiet), ["The database of 'influx' holds 10 series of "
+                                              "its limit of 25 (40%), checked hourly."])
+        unlimited = {'backends': {'influx': {'series': 10, 'series_limit': 0}, 'sqlite': {}}}
+        self.assertEqual(seriesFacts(unlimited), ["The database of 'influx' holds 10 series "
+                                                  "(no series limit), checked hourly."])
 
 
 T0 = datetime.datetime(2024, 5, 1, 12, 0, 0)
@@ -449,10 +455,19 @@ T0 = datetime.datetime(2024, 5, 1, 12, 0, 0)
 class SeedCapturesInTheFieldForm(ConfigErrorsMixin, unittest.TestCase):
     """StatsService(build_number='field'): where the build number goes, and the times."""
 
-    def test_the_option_is_checked(self):
+    def test_the_options_are_checked(self):
         with self.assertRaisesConfigError("build_number must be 'tag' (Buildbot's layout"):
             stats.StatsService(build_number='fields')
         stats.StatsService(build_number='field')
+        with self.assertRaisesConfigError("max_series must be a positive integer (the "
+                                          "database's series limit) or None, got 0"):
+            stats.InfluxStorageService('localhost', None, None, None, 'db', [], max_series=0)
+        with self.assertRaisesConfigError("series_check_interval must be a number of seconds "
+                                          "(0 or None: no checks), got '1h'"):
+            stats.InfluxStorageService('localhost', None, None, None, 'db', [],
+                                       series_check_interval='1h')
+        stats.InfluxStorageService('localhost', None, None, None, 'db', [], max_series=5,
+                                   series_check_interval=None)
 
     def points(self, capture, builds, form):
         backend = stats.InMemoryStorageService([capture])

@@ -1,6 +1,7 @@
-"""What the page says before its panels about the statistics themselves: a storage backend
-whose database nears (or has reached) its series limit (docs/scaling.rst). Plain text; the
-page escapes it."""
+"""What the page says about the statistics themselves: the series of each InfluxDB
+backend's database (a line under the panels), and a warning before them when a database
+nears (or has reached) its series limit (docs/scaling.rst). Plain text; the page escapes
+it."""
 
 from __future__ import annotations
 
@@ -43,4 +44,21 @@ def seriesNotices(metrics, build_number='tag'):
         if said:
             hint = f" {LAYOUT_HINT}" if build_number == 'tag' else ''
             out.append(f"Storage backend {name!r}: " + ' '.join(said) + hint)
+    return out
+
+
+def seriesFacts(metrics):
+    """One sentence per backend whose series checks got an answer: its series and limit."""
+    out = []
+    for name, m in sorted((metrics.get('backends') or {}).items()):
+        series, limit = m.get('series'), m.get('series_limit')
+        if series is None:
+            continue
+        if limit:
+            of = f" of its limit of {limit:,} ({series / limit:.0%})"
+        elif limit == 0:
+            of = " (no series limit)"
+        else:
+            of = " (its limit unknown)"
+        out.append(f"The database of {name!r} holds {series:,} series{of}, checked hourly.")
     return out

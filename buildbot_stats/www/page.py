@@ -32,22 +32,24 @@ def collect(reader, builder, start, end):
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None, mirror=None, notices=()):
+         source_name, now, cache=None, mirror=None, notices=(), facts=()):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
     state (``reader.stateKey()``; None: not cached). With a
     :class:`~buildbot_stats.reading.mirror.StoreMirror`, the data of an SQLite store
     comes from the mirror, brought up to date with the points written since its last view
     (from the store itself while the mirror's first read runs in the background).
-    ``notices``: sentences the page shows above its panels (:mod:`buildbot_stats.www.notices`)."""
-    notices = tuple(notices)
+    ``notices``: warnings the page shows above its panels, ``facts``: sentences under them
+    (:mod:`buildbot_stats.www.notices`)."""
+    notices, facts = tuple(notices), tuple(facts)
     key = None
     state = reader.stateKey() if cache is not None or mirror is not None else None
     if cache is not None and state is not None:
         # the window (start, end) moves with the clock: the range's name is the key, the
         # cache's max_age bounds how far the window may have moved
         key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
-               None if captures is None else tuple(sorted(captures)), source_name, notices)
+               None if captures is None else tuple(sorted(captures)), source_name, notices,
+               facts)
         text = cache.get(key, now)
         if text is not None:
             return text
@@ -57,7 +59,7 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         # store itself
         data = collect(snapshot or reader, builder, start, end)
         text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
-                    now, notices).render()
+                    now, notices, facts).render()
     finally:
         if mirror is not None:
             # the mirror's full read, if due, starts once this view is answered: it would
@@ -75,11 +77,11 @@ class Page:
     unknown)."""
 
     def __init__(self, data, builder, range_name, builder_ids, ui_root, captures,
-                 source_name, now, notices=()):
+                 source_name, now, notices=(), facts=()):
         self.data, self.builder, self.range = data, builder, range_name
         self.builder_ids, self.ui_root = builder_ids, ui_root
         self.captures, self.source_name, self.now = captures, source_name, now
-        self.notices = list(notices)
+        self.notices, self.facts = list(notices), list(facts)
 
     # -- small pieces ---------------------------------------------------------------------
 
@@ -172,6 +174,10 @@ class Page:
         return "".join(f'<p class="warning" data-warning="series-limit">{e(text)}</p>'
                        for text in self.notices)
 
+    def notes(self):
+        return "".join(f'<p class="note" data-note="series">{e(text)}</p>'
+                       for text in self.facts)
+
     def render(self):
         scope = f"builder {self.builder}" if self.builder else "all builders"
         body = "".join(f'<section id="{panel.id}"><h2>{e(panel.title)}</h2>'
@@ -182,7 +188,7 @@ class Page:
             f'<h1>Build statistics: {e(scope)}, {e(self.range)}</h1>{self.warnings()}'
             f'{self.filters()}'
             f'{body}<p class="note">From the {e(self.source_name)}. Times in UTC; hover a '
-            'point for its build, click it to open the build.</p></body></html>')
+            f'point for its build, click it to open the build.</p>{self.notes()}</body></html>')
 
 
 def messagePage(title, text):
