@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -37,7 +38,8 @@ from tests.servers import INFLUXD
 from tests.servers import InfluxDB1Server
 from tests.servers import free_port
 from tests.test_grafana_dashboards import DASHBOARDS
-from tests.test_grafana_dashboards import regexValues
+from tests.test_grafana_dashboards import expand
+from tests.test_grafana_dashboards import variableValues
 from tests.test_series_limit import Logged
 from tests.test_www_page import VIEW
 from tests.test_www_page import figures
@@ -135,38 +137,24 @@ def insertHistory(master, n, end):
 
 
 def panelQueries(influx_reader):
-    """``{(board, panel, repeated value): query}`` of every panel of the dashboards, the
-    variables as Grafana fills them from this database, over all time and in one interval
-    (so that the answers do not depend on the points' microseconds)."""
+    """``{(board, panel, target, repeated value): query}`` of every panel of the dashboards,
+    the variables as Grafana fills them from this database, over all time and in one
+    interval (so that the answers do not depend on the points' milliseconds)."""
     out = {}
     for path in DASHBOARDS:
         with open(path, encoding='utf-8') as f:
             board = json.load(f)
         variables = {}
         for var in board['templating']['list']:
-            if var['type'] != 'query':
-                continue
-            q = var['query']
-            for name in sorted(variables, key=len, reverse=True):
-                q = q.replace('$' + name, regexValues(variables[name]))
-            values = []
-            for s in influx_reader.query(q):
-                column = s['columns'].index('value') if 'value' in s['columns'] else 0
-                values.extend(v[column] for v in s['values'])
-            if var.get('regex'):
-                pattern = re.compile(var['regex'].strip('/'))
-                values = [v for v in values if pattern.search(v)]
-            variables[var['name']] = sorted(set(values))
+            if var['type'] == 'query':
+                variables[var['name']] = variableValues(influx_reader, var, variables)
         for panel in board['panels']:
             for n, t in enumerate(panel.get('targets', [])):
                 repeat = panel.get('repeat')
                 for value in (variables[repeat] if repeat else [None]):
                     chosen = dict(variables, **({repeat: [value]} if repeat else {}))
-                    q = t['query'].replace('$timeFilter', 'time > 0')
-                    q = q.replace('$__interval', '100000d')
-                    for name in sorted(chosen, key=len, reverse=True):
-                        q = q.replace('$' + name, regexValues(chosen[name]))
-                    out[(os.path.basename(path), panel['title'], n, value)] = q
+                    out[(os.path.basename(path), panel['title'], n, value)] = expand(
+                        t['query'], chosen, time_filter='time > 0', interval='100000d')
     return out
 
 
@@ -330,7 +318,7 @@ class SeriesOnARealInfluxDB(PageMasterMixin, RunMasterBase):
         self.assertIn(f"the database holds {first_series} series, 100% of its limit", warning[0])
         self.assertIn(f"InfluxDB refused {len(per_build)} points", warning[0])
         self.assertIn(f"The database of 'influx' holds {first_series} series of its limit of "
-                      f"{first_series} (100%), checked hourly.", body)
+                      f"{first_series} (100%), checked hourly.", html.unescape(body))
         metrics = yield self.scrape(port)
         self.assertIn(f'buildbot_stats_points_rejected_by_limit_total{{backend="influx"}} '
                       f'{len(per_build)}.0', metrics)

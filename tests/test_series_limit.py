@@ -35,6 +35,7 @@ from buildbot_stats.www.notices import seriesNotices
 from tests.faultserver import FaultServer
 from tests.test_delivery import OK
 from tests.test_delivery import FakeSender
+from tests.waiting import waitUntil
 
 MAX_SERIES_1X = (b'{"error":"partial write: max-series-per-database limit exceeded: (25) '
                  b'dropped=13"}\n')
@@ -373,6 +374,25 @@ class SeriesWatchTest(unittest.TestCase):
         yield backend.series_watch.check()
         self.assertEqual(backend.series_watch.limit(), (0, 'reported by the server'))
         self.assertEqual(backend.metrics()['series_limit_warning'], 0)
+
+    @defer.inlineCallbacks
+    def test_a_check_under_way_is_given_up_at_stop(self):
+        influx = ScriptedInflux(self)
+        influx.server.query_script = [('hang',)]
+        backend = stats.InfluxStorageService(influx.server.url, None, None, None, 'db', [],
+                                             timeout=60.0)
+        yield backend.startService()
+        watch = backend.series_watch
+        yield waitUntil(lambda: influx.server.hanging)
+        self.assertIsNotNone(watch._checking)
+        # a refusal asks for a check now: the stop cancels it too
+        watch.learn(S.Limit('max-series-per-database', 5))
+        soon = watch._soon
+        self.assertTrue(soon.active())
+        yield backend.stopService()  # does not wait for the server's answer
+        self.assertIsNone(watch._checking)
+        self.assertFalse(soon.active())
+        self.assertEqual(len(influx.server.queries), 1)
 
     @defer.inlineCallbacks
     def test_an_error_is_said_once_and_never_raised(self):

@@ -213,7 +213,9 @@ class BatchWriter:
         chunk = self.buffer.seal()
         if chunk is not None:
             self._sealed(chunk)
-        if self._retry_call is not None and self._retry_call.active():
+        if (self._retry_call is not None and self._retry_call.active()
+                and not isinstance(self._retry_call, _Waiting)):
+            # a backoff is cut short; a database being created is waited for
             self._retry_call.cancel()
             self._retry_call = None
         self._kick()
@@ -340,6 +342,10 @@ class BatchWriter:
 
     def _created(self, ok):
         self._retry_call = None
+        if self._stopped:
+            # stop() cancelled the creation (the sender answers a cancel as a failure):
+            # no timer may outlive the writer
+            return
         if ok:
             self._kick()
         else:

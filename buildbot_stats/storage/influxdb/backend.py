@@ -194,6 +194,9 @@ class InfluxStorageService(StatsStorageBase):
         elif user or password:
             basic = base64.b64encode(f"{user or ''}:{password or ''}".encode('utf-8'))
             self._headers[b'Authorization'] = [b'Basic ' + basic]
+        if self.series_watch is not None:
+            # its check under way goes with the old connections
+            yield self.series_watch.stop()
         if self._pool is not None:
             # a new destination or TLS setting: new connections
             yield self._pool.closeCachedConnections()
@@ -264,9 +267,8 @@ class InfluxStorageService(StatsStorageBase):
         self._startSeriesWatch()
 
     def _startSeriesWatch(self):
-        """(Re)start the checks of the database's series (docs/storage-influxdb.rst)."""
-        if self.series_watch is not None:
-            self.series_watch.stop()
+        """Start the checks of the database's series (docs/storage-influxdb.rst), the
+        previous watch, if any, stopped."""
         self.series_watch = SeriesWatch(
             self.describe(), self._makeSender().ask, self.base_url, self._headers,
             self.reactor, interval=self.series_check_interval, db=self.db,
@@ -274,12 +276,14 @@ class InfluxStorageService(StatsStorageBase):
             hint=self._seriesHint)
         if self.limit_report is not None:
             self.limit_report.watch = self.series_watch
+            self.limit_report.label = self.describe()
         self.series_watch.start()
 
     @defer.inlineCallbacks
     def stopService(self):
         if self.series_watch is not None:
-            self.series_watch.stop()
+            # a check under way is given up before the connections are closed
+            yield self.series_watch.stop()
         writer, self._writer = self._writer, None
         if writer is not None:
             # one flush, with what is left of the StatsService's bound (docs/service.rst)

@@ -84,6 +84,7 @@ class SeriesWatch:
         self.warned = set()         # the limits past WARN_AT already warned about
         self._loop = None
         self._checking = None
+        self._soon = None           # the check a refusal asked for
         self._stopped = False
         self._last_check = None
         self._said = set()          # problems logged once
@@ -101,12 +102,22 @@ class SeriesWatch:
             log.err, f"buildbot_stats: {self.label}: series checks stopped")
 
     def stop(self):
+        """No more checks; the one under way is given up. A Deferred that fires once it has
+        ended (so that the backend closes its connections after it)."""
         self._stopped = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        if self._checking is not None:
-            self._checking.cancel()
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        self._soon = None
+        checking = self._checking
+        if checking is None:
+            return defer.succeed(None)
+        ended = defer.Deferred()
+        checking.addBoth(lambda _: ended.callback(None))
+        checking.cancel()
+        return ended
 
     # -- the limit ---------------------------------------------------------------------------
 
@@ -137,9 +148,11 @@ class SeriesWatch:
             if news:
                 self.server.pop(what, None)
         now = self.reactor.seconds()
-        if self.interval and (news or self._last_check is None
-                              or now - self._last_check >= RECHECK_AFTER_REFUSAL):
-            self.reactor.callLater(0, self.check)
+        if self.interval and not self._stopped and (self._soon is None
+                                                     or not self._soon.active()) and (
+                news or self._last_check is None
+                or now - self._last_check >= RECHECK_AFTER_REFUSAL):
+            self._soon = self.reactor.callLater(0, self.check)
 
     def usage(self):
         """``{'series': fraction, 'tag_values': fraction}`` of the known limits."""
