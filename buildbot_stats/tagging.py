@@ -67,12 +67,15 @@ def checkTagOptions(owner, extra_tags, max_tag_values, build_number='tag'):
 
 
 class TagPolicy:
-    """Adds the extra tags to every point and keeps the build statistics' tags bounded.
+    """Adds the extra tags to every point, keeps the build statistics' tags bounded, and
+    says where the seed's captures put the build number.
 
     :param extra_tags: tags added to every point (a capture's own tag of the same name wins)
     :param max_tag_values: distinct values a tag of one measurement may take; the value that
         would pass the limit, and every later value, is written as a field of the same name
         (one warning logged per measurement and tag). ``None``: no limit.
+    :param build_number: ``'tag'`` or ``'field'``: where :meth:`seedPoint` puts the seed's
+        build number (``StatsService(build_number=...)``)
     """
 
     def __init__(self, extra_tags=None, max_tag_values=DEFAULT_MAX_TAG_VALUES,

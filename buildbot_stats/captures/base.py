@@ -216,15 +216,11 @@ class Capture:
         (:func:`~buildbot_stats.timestamps.buildPointTime`); without (``yieldMetricsValue``
         times, already apart) it does not."""
         tags = self.defaultContext(build, builder_name)
-        policy = self.tag_policy
-        if policy.buildNumberIsField:
-            tags, fields = policy.seedPoint(series, tags, fields)
+        time = self.pointTime(value)
+        if self.tag_policy.buildNumberIsField:
+            tags, fields = self.tag_policy.seedPoint(series, tags, fields)
             if spread and value is not None:
                 time = buildPointTime(build, value, self._time_offset)
-            else:
-                time = self.pointTime(value)
-        else:
-            time = self.pointTime(value)
         self.writePoint(series, tags, fields, time)
 
     # -- writing -----------------------------------------------------------------------
