@@ -483,3 +483,52 @@ class WithTheMasterWritingTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
         self.assertIn("locked", result.stderr + out.getvalue())
+
+
+class BothFormsTest(unittest.TestCase):
+    """A build written in both forms of its build number (a tag, then a field after
+    ``StatsService(build_number='field')``: the catch-up writes it again a little later)
+    counts once, in its tag form, in the rollups as in the raw points' answers."""
+
+    def test_a_build_in_both_forms_counts_once(self):
+        # the field form written into an hour rolled up already, then into an open one
+        for closed_first in (True, False):
+            self.check(closed_first)
+
+    def check(self, closed_first):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, 'stats.sqlite')
+        writer = StoreWriter(5.0)
+        self.addCleanup(writer.close)
+
+        def build(n, t, form):
+            if form == 'tag':
+                tags, fields = {'builder_name': 'alpha', 'build_number': str(n)}, {}
+            else:
+                tags, fields = {'builder_name': 'alpha'}, {'build_number': n}
+                t += (n % 1000) * 1e-3  # the field form's spread (buildbot_stats.timestamps)
+            return [encodeRow('alpha-build-times', tags, dict(fields, duration=10.0 + n), t),
+                    encodeRow('alpha-coverage', tags, dict(fields, percent=50.0 + n), t)]
+
+        rows = []
+        for n in range(1, 11):
+            rows += build(n, T0 + n * 60, 'tag')
+        writer.write(path, rows)
+        # the switch: builds 8 to 10 again in the field form, then 11 and 12 in the field
+        # form only
+        if closed_first:
+            writer.maintain(path, T0 + 4 * HOUR)
+        writer.write(path, [r for n in range(8, 13) for r in build(n, T0 + n * 60, 'field')])
+        for now in (T0 + 4 * HOUR, T0 + 10 * HOUR):
+            while writer.maintain(path, now):
+                pass
+            with openStore(path) as reader:
+                self.assertEqual(reader.summarize('durations')['alpha'].count, 12)
+                self.assertEqual(reader.summarize('custom')[('alpha-coverage', 'percent')].count,
+                                 12)
+                self.assertEqual([n for _, n, _ in reader.buildDurations()['alpha']],
+                                 list(range(1, 13)))
+                self.assertEqual([n for _, n, _ in reader.recentDurations()['alpha']],
+                                 list(range(1, 13)))
+                self.assertEqual(len(reader.customSeries()['alpha-coverage']), 12)

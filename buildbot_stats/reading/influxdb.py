@@ -21,6 +21,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from buildbot_stats.reading.forms import BUILD_NUMBER
+from buildbot_stats.reading.forms import isStatistic
+from buildbot_stats.reading.forms import oneFormPerBuild
 from buildbot_stats.reading.kinds import BUILD_TIMES
 from buildbot_stats.reading.kinds import IDENTIFIERS
 from buildbot_stats.reading.kinds import KINDS
@@ -41,7 +44,27 @@ from buildbot_stats.storage.influxdb.rollups import SETTLED
 from buildbot_stats.storage.sqlite.aggregates import Aggregate
 from buildbot_stats.storage.sqlite.schema import StoreError
 
-__all__ = ['InfluxReader', 'checkSettings', 'quoteIdent', 'quoteString']
+__all__ = ['BUILD_COLUMNS', 'InfluxReader', 'buildOf', 'checkSettings', 'quoteIdent',
+           'quoteString']
+
+#: The columns of a SELECT that find a point's build in either form (read them with
+#: :func:`buildOf`). ``"build_number"`` alone would not do: once a measurement holds the
+#: field, InfluxDB answers the field and leaves the rows of the tag form empty.
+BUILD_COLUMNS = (f'"builder_name", "{BUILD_NUMBER}"::tag AS "build_number_tag", '
+                 f'"{BUILD_NUMBER}"::field AS "build_number_field"')
+
+
+def buildOf(row):
+    """``(builder, build number, tagged)`` of a row selected with :data:`BUILD_COLUMNS`:
+    the build number is the ``build_number`` tag (Buildbot's layout: ``tagged`` True) or the
+    ``build_number`` field (the build statistics captures, and the seed's under
+    ``StatsService(build_number='field')``); None when the point has neither
+    (:mod:`buildbot_stats.reading.forms`). The one place that knows where a point's build
+    is."""
+    tag = _int(row.get('build_number_tag'))
+    if tag is not None:
+        return row.get('builder_name'), tag, True
+    return row.get('builder_name'), _int(row.get('build_number_field')), False
 
 SETTINGS = ('url', 'db', 'user', 'password', 'token', 'retention_policy', 'ca_file',
             'verify_ssl', 'timeout')
@@ -75,17 +98,6 @@ def _int(value):
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def pointBuild(measurement, row):
-    """``(builder, build number)`` of a point (a row of a query's answer, tags and fields
-    alike): the ``builder_name`` tag (a ``<builder>-build-times`` measurement's own builder
-    without one) and the ``build_number`` tag or field. The one place that knows where they
-    are."""
-    builder = row.get('builder_name')
-    if builder is None and measurement.endswith(BUILD_TIMES):
-        builder = measurement[:-len(BUILD_TIMES)]
-    return builder, _int(row.get('build_number'))
 
 
 #: What InfluxDB computes per field: the columns of :class:`Stats` (median: the middle
@@ -232,9 +244,10 @@ class InfluxReader:
             b = m[:-len('-build-times')]
             seen = set()
             where = self._where(None, start, end, ['"duration" >= 0'])
-            q = f'SELECT "duration", "build_number" FROM {self._from(m)}{where}'
+            q = f'SELECT "duration", {BUILD_COLUMNS} FROM {self._from(m)}{where}'
             for row in self._rows(q):
-                _, number = pointBuild(m, row)
+                _, number, _ = buildOf(row)
+                # the first point of each build (by time: the tag form's, of a build in both)
                 if number in seen or not isNumber(row.get('duration')):
                     continue
                 seen.add(number)
@@ -242,17 +255,17 @@ class InfluxReader:
         return out
 
     def _measurement(self, measurement, columns, builder, start, end, conditions=()):
-        cols = ", ".join(quoteIdent(c) for c in ('builder_name', 'build_number', *columns))
-        q = (f"SELECT {cols} FROM {self._from(measurement)}"
+        cols = ", ".join(quoteIdent(c) for c in columns)
+        q = (f"SELECT {BUILD_COLUMNS}, {cols} FROM {self._from(measurement)}"
              f"{self._where(builder, start, end, conditions)}")
         for row in self._rows(q):
-            yield (*pointBuild(measurement, row), row['time'] / 1e3,
-                   *(row.get(c) for c in columns))
+            b, number, _ = buildOf(row)
+            yield (b, row['time'] / 1e3, number, *(row.get(c) for c in columns))
 
     def buildResults(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, result), ...]}`` from ``builds``."""
         out = {}
-        for b, number, t, result in self._measurement('builds', ['result'], builder, start,
+        for b, t, number, result in self._measurement('builds', ['result'], builder, start,
                                                       end, ['"result_code" >= 0']):
             out.setdefault(b, []).append((t, number, result))
         return out
@@ -260,7 +273,7 @@ class InfluxReader:
     def queueTimes(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, queue time), ...]}`` from ``build_requests``."""
         out = {}
-        for b, number, t, value in self._measurement('build_requests', ['queue_time'],
+        for b, t, number, value in self._measurement('build_requests', ['queue_time'],
                                                      builder, start, end,
                                                      ['"queue_time" >= 0']):
             out.setdefault(b, []).append((t, number, float(value)))
@@ -269,7 +282,7 @@ class InfluxReader:
     def stepDurations(self, builder=None, start=None, end=None):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``."""
         out = {}
-        for b, number, t, step, value in self._measurement(
+        for b, t, number, step, value in self._measurement(
                 'steps', ['step_name', 'duration'], builder, start, end, ['"duration" >= 0']):
             out.setdefault((b, step), []).append((t, number, float(value)))
         return out
@@ -277,7 +290,7 @@ class InfluxReader:
     def testCounts(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``."""
         out = {}
-        for b, number, t, passed, failed, skipped in self._measurement(
+        for b, t, number, passed, failed, skipped in self._measurement(
                 'tests', ['passed', 'failed', 'skipped'], builder, start, end,
                 ['"total" >= 0']):
             out.setdefault(b, []).append((t, number, passed or 0, failed or 0, skipped or 0))
@@ -286,17 +299,25 @@ class InfluxReader:
     def customSeries(self, builder=None, start=None, end=None):
         """``{series: [(time, builder, build number, {field: number}), ...]}`` of the
         property and data series (every measurement but ``*-build-times`` and the build
-        statistics measurements); numeric fields only, not the identifiers."""
+        statistics measurements); numeric fields only, not the identifiers (the build
+        number...); a build in both forms counts in its tag form
+        (:mod:`buildbot_stats.reading.forms`)."""
         out = {}
         for m in self._customMeasurements(builder):
-            q = f"SELECT * FROM {self._from(m)}{self._where(builder, start, end)}"
+            q = (f"SELECT *::field, {BUILD_COLUMNS} FROM {self._from(m)}"
+                 f"{self._where(builder, start, end)}")
+            points = []
             for row in self._rows(q):
-                # tags are strings: the numbers are the fields
+                b, number, tagged = buildOf(row)
                 numbers = {k: float(v) for k, v in row.items()
-                           if k != 'time' and k not in IDENTIFIERS and isNumber(v)}
+                           if k not in _NOT_FIELDS and k not in IDENTIFIERS and isStatistic(k)
+                           and isNumber(v)}
                 if numbers:
-                    out.setdefault(m, []).append((row['time'] / 1e3, *pointBuild(m, row),
-                                                  numbers))
+                    points.append(((row['time'] / 1e3, b, number, numbers), tagged))
+            kept = oneFormPerBuild(points, lambda p: None if p[0][2] is None else p[0][1:3],
+                                   lambda p: p[1])
+            if kept:
+                out[m] = [p for p, _ in kept]
         return dict(sorted(out.items()))
 
     def _customMeasurements(self, builder):
@@ -556,28 +577,31 @@ class InfluxReader:
         each builder in the range, by time."""
         out = {}
         for m in self._kindMeasurements(KINDS['durations'], builder):
-            q = (f'SELECT "duration", "build_number" FROM {self._from(m)}'
+            # a few more than n: a build in both forms (its first point counts)
+            q = (f'SELECT "duration", {BUILD_COLUMNS} FROM {self._from(m)}'
                  f"{self._where(None, start, end, [DURATION_SET])}"
-                 f" ORDER BY time DESC LIMIT {int(n)}")
-            rows = []
-            for row in self._rows(q):
-                b, number = pointBuild(m, row)
-                rows.append((row['time'] / 1e3, number, float(row['duration'])))
+                 f" ORDER BY time DESC LIMIT {int(n) + 20}")
+            rows, seen = [], set()
+            for row in sorted(self._rows(q), key=lambda r: r['time']):
+                _, number, _ = buildOf(row)
+                if number is None or number not in seen:
+                    seen.add(number)
+                    rows.append((row['time'] / 1e3, number, float(row['duration'])))
             if rows:
-                out[m[:-len(BUILD_TIMES)]] = sorted(rows)
+                out[m[:-len(BUILD_TIMES)]] = rows[-n:]
         return dict(sorted(out.items()))
 
     def lastTests(self, builder=None, start=None, end=None):
         """``{builder: (time, build number, passed, failed, skipped)}``: the last ``tests``
         point of each builder in the range."""
         out = {}
-        q = (f'SELECT "passed", "failed", "skipped", "build_number" FROM {self._from("tests")}'
+        q = (f'SELECT "passed", "failed", "skipped", {BUILD_COLUMNS} FROM {self._from("tests")}'
              f"{self._where(builder, start, end, [TOTAL_SET])}"
              ' GROUP BY "builder_name" ORDER BY time DESC LIMIT 1')
         for s in self.query(q):
             for values in s['values']:
                 row = dict(zip(s['columns'], values), **(s.get('tags') or {}))
-                b, number = pointBuild('tests', row)
+                b, number, _ = buildOf(row)
                 out[b] = (row['time'] / 1e3, number,
                           *(row.get(f) or 0 for f in ('passed', 'failed', 'skipped')))
         return out
@@ -587,14 +611,14 @@ class InfluxReader:
         result counts as failed."""
         skip = sorted(PASSED_RESULTS | NOT_COUNTED_RESULTS)
         conditions = [f'"result" != {quoteString(r)}' for r in skip]
-        q = (f'SELECT "result_code", "build_number", "result" FROM {self._from("builds")}'
+        q = (f'SELECT "result_code", "result", {BUILD_COLUMNS} FROM {self._from("builds")}'
              f"{self._where(builder, start, end, conditions)}"
              ' GROUP BY "builder_name" ORDER BY time DESC LIMIT 1')
         out = {}
         for s in self.query(q):
             for values in s['values']:
                 row = dict(zip(s['columns'], values), **(s.get('tags') or {}))
-                b, number = pointBuild('builds', row)
+                b, number, _ = buildOf(row)
                 out[b] = (row['time'] / 1e3, number, row.get('result'))
         return out
 
@@ -653,3 +677,7 @@ def _add(x, y):
 
 def _pick(f, x, y):
     return y if x is None else x if y is None else f(x, y)
+
+
+#: The columns of a row that are not fields: its time and those of BUILD_COLUMNS.
+_NOT_FIELDS = frozenset({'time', 'builder_name', 'build_number_tag', 'build_number_field'})

@@ -28,6 +28,8 @@ import urllib.parse
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
+from buildbot_stats.reading.forms import BUILD_NUMBER
+from buildbot_stats.reading.forms import oneFormPerBuild
 from buildbot_stats.reading.kinds import BUILD_TIMES
 from buildbot_stats.reading.kinds import KINDS
 from buildbot_stats.reading.kinds import MEASUREMENTS
@@ -317,9 +319,9 @@ class StoreReader:
             b = series[:-len(BUILD_TIMES)]
             if tags.get('builder_name', b) != b:
                 continue
-            number = _int(tags.get('build_number'))
+            number, _ = buildOf(tags, fields)
             if (b, number) in seen:
-                continue  # the first point of each build
+                continue  # the first point of each build (of a build in both forms, the tag's)
             seen.add((b, number))
             out.setdefault(b, []).append((t / US, number, float(d)))
         return dict(sorted(out.items()))
@@ -332,7 +334,7 @@ class StoreReader:
         out = {}
         for _, t, tags, fields in rows:
             out.setdefault(tags.get('builder_name'), []).append(
-                (t / US, _int(fields.get('build_number')), tags.get('result')))
+                (t / US, buildOf(tags, fields)[0], tags.get('result')))
         return out
 
     def queueTimes(self, builder=None, start=None, end=None):
@@ -344,7 +346,7 @@ class StoreReader:
             v = fields.get('queue_time')
             if isNumber(v):
                 out.setdefault(tags.get('builder_name'), []).append(
-                    (t / US, _int(fields.get('build_number')), float(v)))
+                    (t / US, buildOf(tags, fields)[0], float(v)))
         return out
 
     def stepDurations(self, builder=None, start=None, end=None):
@@ -356,7 +358,7 @@ class StoreReader:
             v = fields.get('duration')
             if isNumber(v):
                 out.setdefault((tags.get('builder_name'), tags.get('step_name')), []).append(
-                    (t / US, _int(fields.get('build_number')), float(v)))
+                    (t / US, buildOf(tags, fields)[0], float(v)))
         return out
 
     def testCounts(self, builder=None, start=None, end=None):
@@ -366,7 +368,7 @@ class StoreReader:
         out = {}
         for _, t, tags, fields in rows:
             out.setdefault(tags.get('builder_name'), []).append(
-                (t / US, _int(fields.get('build_number')), *(_count(fields.get(f))
+                (t / US, buildOf(tags, fields)[0], *(_count(fields.get(f))
                                                             for f in ('passed', 'failed',
                                                                       'skipped'))))
         return out
@@ -378,13 +380,18 @@ class StoreReader:
         (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept, not
         the identifiers (``build_number``...)."""
         kind, rows = self._rawByKind('custom', builder, start, end)
-        out = {}
+        points = []
         for series, t, tags, fields in rows:
             numbers = {f: float(v) for f, v in kind.numbers(fields)}
             if numbers:
-                number = _int(tags.get('build_number', fields.get('build_number')))
-                out.setdefault(series, []).append((t / US, tags.get('builder_name'), number,
-                                                   numbers))
+                number, tagged = buildOf(tags, fields)
+                points.append((series, t / US, tags.get('builder_name'), number, numbers,
+                               tagged))
+        out = {}
+        for series, t, b, number, numbers, _ in oneFormPerBuild(
+                points, lambda p: None if p[3] is None else (p[0], p[2], p[3]),
+                lambda p: p[5]):
+            out.setdefault(series, []).append((t, b, number, numbers))
         return dict(sorted(out.items()))
 
     def firstTime(self):
@@ -419,6 +426,7 @@ class StoreReader:
         fieldsets, value = self._fieldSql('duration')
         if not fieldsets:
             return {}
+        _, field_number = self._fieldSql(BUILD_NUMBER)
         _, tagsets, _ = self.names()
         out = {}
         for sid, name in self._kindSeries(kind, builder).items():
@@ -427,15 +435,14 @@ class StoreReader:
                 [sid, *fieldsets]
             self._window(where, params, start, end)
             # a few more than n: a build written twice (its first point counts)
-            rows = self._all(f"SELECT time_us, tagset, build, {value} FROM points WHERE"
-                             f" {' AND '.join(where)} ORDER BY time_us DESC, id DESC"
-                             f" LIMIT {int(n) + 20}", params)
+            rows = self._all(f"SELECT time_us, tagset, build, {value}, {field_number} FROM"
+                             f" points WHERE {' AND '.join(where)}"
+                             f" ORDER BY time_us DESC, id DESC LIMIT {int(n) + 20}", params)
             builds, seen = [], set()
-            for t, tid, build, d in reversed(rows):
+            for t, tid, build, d, in_field in reversed(rows):
                 tags = tagsets[tid]
-                number = None if build < 0 else build
-                if number is None and 'build_number' in tags:
-                    number = _int(tags['build_number'])
+                number, _ = buildOf(joinTags(tags, build), {BUILD_NUMBER: in_field})
+                # the first point of each build (of a build in both forms, the tag's)
                 if isNumber(d) and tags.get('builder_name', b) == b and number not in seen:
                     seen.add(number)
                     builds.append((t / US, number, float(d)))
@@ -450,7 +457,7 @@ class StoreReader:
         series = self._kindSeries(KINDS['tests'], None)
         for b in ([builder] if builder is not None else self.builderNames()):
             for _, t, tags, fields in self._raw(series, b, start, end, order="DESC", limit=1):
-                out[b] = (t / US, _int(fields.get('build_number')),
+                out[b] = (t / US, buildOf(tags, fields)[0],
                           *(_count(fields.get(f)) for f in ('passed', 'failed', 'skipped')))
         return out
 
@@ -496,7 +503,7 @@ class StoreReader:
             found = None
             for _, t, tags, fields in self._raw(series, b, lo, end, order="DESC", limit=1,
                                                 tagsets=ids):
-                found = (t / US, _int(fields.get('build_number')), tags.get('result'))
+                found = (t / US, buildOf(tags, fields)[0], tags.get('result'))
             if found is None and last_hour is not None:
                 # its raw points are gone: the hour is all we know
                 result = self._one(
@@ -540,7 +547,11 @@ class StoreReader:
         self._addRollups(kind, series, builder, p, bucket, by_builder)
         values = {}
         for lo, hi in p.raw:
-            for name, t, tags, fields in self._raw(series, builder, lo, hi):
+            rows = self._raw(series, builder, lo, hi)
+            if kind.measurement is None:
+                # the seed's series: a build in both forms counts once, as the rollups do
+                rows = oneFormPerBuild(rows, _pointBuild, lambda r: BUILD_NUMBER in r[2])
+            for name, t, tags, fields in rows:
                 if kind.name == 'durations' and tags.get('builder_name', name[:-len(
                         BUILD_TIMES)]) != name[:-len(BUILD_TIMES)]:
                     continue
@@ -604,6 +615,25 @@ def _stats(agg):
         return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero)
     median, p90 = q.medianAndP90()
     return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero, median, p90, q.exact)
+
+
+def _pointBuild(row):
+    """``(series, builder, build number)`` of a raw row, None without a build number."""
+    series, _, tags, fields = row
+    number, _ = buildOf(tags, fields)
+    return None if number is None else (series, tags.get('builder_name'), number)
+
+
+def buildOf(tags, fields):
+    """``(build number, tagged)`` of a point: its ``build_number`` tag (Buildbot's layout,
+    ``tagged`` True) or its ``build_number`` field (the build statistics captures, and the
+    seed's under ``StatsService(build_number='field')``); None without one. The one place
+    the store's reader finds a point's build (:mod:`buildbot_stats.reading.forms`)."""
+    number = _int(tags.get(BUILD_NUMBER))
+    if number is not None:
+        return number, True
+    value = fields.get(BUILD_NUMBER)
+    return (None if isinstance(value, bool) else _int(value)), False
 
 
 def _int(value):

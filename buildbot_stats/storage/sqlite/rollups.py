@@ -19,7 +19,11 @@ Rules (docs/storage-sqlite.rst, "Rollups"):
 * a day is rolled up from its hours once all are closed, a week from its days;
 * points older than ``raw_since`` (meta: retention deleted the raw points before it) change
   no rollup: their hours are summarized already (a replay of old builds, such as
-  ``buildbot-stats backfill``, must not count them twice).
+  ``buildbot-stats backfill``, must not count them twice);
+* a build in both forms of its build number (a tag, then a field after
+  ``StatsService(build_number='field')``: the catch-up after the switch writes it again,
+  up to a second later; :mod:`buildbot_stats.reading.forms`) counts once, in the tag form:
+  the field form's point is stored but not rolled up (:func:`isTwin`).
 
 Maintenance runs in the writer's thread (:class:`~buildbot_stats.storage.sqlite.writer.StoreWriter`),
 or in a command (``buildbot-stats prune``, ``rebuild-rollups``) on the same file: every
@@ -71,6 +75,30 @@ def rolledFields(series):
     if fields is None and series.endswith(BUILD_TIMES):
         return BUILD_TIMES_FIELDS
     return fields
+
+
+#: How far (microseconds) a build's point in the field form may be from its tag form's (the
+#: build-number spread of :mod:`buildbot_stats.timestamps`, under a second, and some slack).
+TWIN_WINDOW = 1_500_000
+
+
+def fieldFormBuild(series, build, fields):
+    """The build number of a point of a seed capture in the field form (no ``build_number``
+    tag, an integer ``build_number`` field), None for any other point."""
+    if build != -1 or series in ROLLED:
+        return None
+    number = fields.get('build_number')
+    return number if type(number) is int else None
+
+
+def isTwin(conn, sid, time_us, builder, number):
+    """True when the store has the tag form of this build's point: same series and builder,
+    the same build number as a tag, within :data:`TWIN_WINDOW`."""
+    return conn.execute(
+        "SELECT 1 FROM points WHERE series = ? AND time_us >= ? AND time_us <= ? AND build = ?"
+        " AND tagset IN (SELECT id FROM tagsets WHERE builder IS ?) LIMIT 1",
+        (sid, time_us - TWIN_WINDOW, time_us + TWIN_WINDOW, number, builder)).fetchone() \
+        is not None
 
 
 def groupTags(series, tags):
@@ -226,6 +254,9 @@ class Rollups:
         hour_us = HOUR * US
         for p, row in zip(prepared, rows):
             t = p[1]
+            number = fieldFormBuild(row[0], p[3], row[3])
+            if number is not None and isTwin(conn, p[0], t, row[2].get('builder_name'), number):
+                continue  # the build counts in its tag form
             if t >= wm_us:
                 hour = t // hour_us * HOUR
                 points = keep.get(hour)
@@ -367,10 +398,16 @@ class Rollups:
         acc = HourAccumulator()
         lo, hi = hour * US, (hour + HOUR) * US
         for sid, series in self.series_names.items():
-            rows = conn.execute("SELECT tagset, fieldset, vals FROM points WHERE series = ?"
-                                " AND time_us >= ? AND time_us < ?", (sid, lo, hi)).fetchall()
-            for tid, fid, vals in rows:
-                acc.points[(sid, tid)].append(dict(zip(self.fieldsets[fid], json.loads(vals))))
+            rows = conn.execute("SELECT time_us, tagset, build, fieldset, vals FROM points"
+                                " WHERE series = ? AND time_us >= ? AND time_us < ?",
+                                (sid, lo, hi)).fetchall()
+            for t, tid, build, fid, vals in rows:
+                fields = dict(zip(self.fieldsets[fid], json.loads(vals)))
+                number = fieldFormBuild(series, build, fields)
+                if number is not None and isTwin(conn, sid, t,
+                                                 self.tagsets[tid].get('builder_name'), number):
+                    continue  # the build counts in its tag form
+                acc.points[(sid, tid)].append(fields)
         self._write(conn, hour, acc)
 
     def _seriesIn(self):

@@ -133,6 +133,9 @@ _JSON_VALUE = ("CASE j.type WHEN 'true' THEN json('true') WHEN 'false' THEN json
                " ELSE j.value END")
 _TAGS = ("CASE WHEN p.build = -1 THEN t.tags"
          " ELSE json_set(t.tags, '$.build_number', CAST(p.build AS TEXT)) END")
+# the build number: the tag's (the build column), else the build_number field's
+_BUILD = ("COALESCE(NULLIF(p.build, -1), (SELECT json_extract(p.vals, '$[' || k.key || ']')"
+          " FROM json_each(f.names) AS k WHERE k.value = 'build_number'))")
 _FROM = ("FROM points AS p JOIN series AS s ON s.id = p.series"
          " JOIN tagsets AS t ON t.id = p.tagset JOIN fieldsets AS f ON f.id = p.fieldset")
 
@@ -141,13 +144,13 @@ def _v3views(conn):
     # the rows of version 2, for other tools
     conn.execute(
         "CREATE VIEW points_json AS SELECT p.id AS id, s.name AS series, p.time_us,"
-        " t.builder, NULLIF(p.build, -1) AS build_number, " + _TAGS + " AS tags,"
+        " t.builder, " + _BUILD + " AS build_number, " + _TAGS + " AS tags,"
         " (SELECT json_group_object(json_extract(f.names, '$[' || j.key || ']'), "
         + _JSON_VALUE + ") FROM json_each(p.vals) AS j) AS fields " + _FROM)
     # one row per field: what a spreadsheet or a dashboard wants
     conn.execute(
         "CREATE VIEW field_values AS SELECT p.id AS point_id, s.name AS series, p.time_us,"
-        " t.builder, NULLIF(p.build, -1) AS build_number, " + _TAGS + " AS tags,"
+        " t.builder, " + _BUILD + " AS build_number, " + _TAGS + " AS tags,"
         " json_extract(f.names, '$[' || j.key || ']') AS field, j.value AS value,"
         " j.type AS type " + _FROM + ", json_each(p.vals) AS j")
     conn.execute(
