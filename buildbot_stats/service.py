@@ -14,6 +14,7 @@ from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.checks import CheckedArguments
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
 from buildbot_stats.deadline import within
@@ -33,7 +34,7 @@ from buildbot_stats.timestamps import captureOffset
 
 
 @registerServiceClass
-class StatsService(service.BuildbotService):
+class StatsService(CheckedArguments, service.BuildbotService):
     """Routes Buildbot's events through the captures to the storage backends.
 
     :param storage_backends: a list of :class:`StatsStorageBase` instances; ``None`` means

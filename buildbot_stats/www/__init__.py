@@ -10,11 +10,13 @@ imported when :func:`statsDashboard` is called, never by ``import buildbot_stats
 
 from __future__ import annotations
 
+from buildbot_stats.checks import checkedArguments
 from buildbot_stats.www.ranges import RANGES
 
 __all__ = ['RANGES', 'statsDashboard']
 
 
+@checkedArguments
 def statsDashboard(name='stats', caption='Statistics', order=5, icon='FaChartLine',
                    store=None, influxdb=None, stats_service='StatsService',
                    default_range='7d'):

@@ -23,7 +23,6 @@ What points become: :mod:`buildbot_stats.storage.prometheus.metrics`; a scrape:
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import zlib
@@ -178,7 +177,7 @@ class PrometheusStorageService(StatsStorageBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self._capturesGiven(args, kwargs) is None:
+        if self.capturesArgument() is None:
             self.captures = self.defaultCaptures()
         self.port = self.interface = self.buckets = self.step_buckets = None
         self.labels = ()
@@ -195,14 +194,6 @@ class PrometheusStorageService(StatsStorageBase):
         self.history_ignored = 0
         self.scrapes = 0
         self.snapshot_errors = 0
-
-    def _capturesGiven(self, args, kwargs):
-        try:
-            bound = inspect.signature(self.checkConfig).bind(
-                *args, **{k: v for k, v in kwargs.items() if k != 'name'})
-        except TypeError:
-            return None
-        return bound.arguments.get('captures')
 
     @staticmethod
     def defaultCaptures():
