@@ -10,6 +10,7 @@ from buildbot_stats.cli.common import TIME_HELP
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import parseTime
+from buildbot_stats.cli.common import runReactor
 
 
 #: the backfill ran to its end but a backend dropped points (see docs/cli.rst)
@@ -119,7 +120,6 @@ class LogKeeper:
 def run(args, out):
     from twisted.logger import globalLogBeginner
 
-    from buildbot_stats.cli.demo import runReactor
     from buildbot_stats.history.backfill import BackfillError
     from buildbot_stats.history.backfill import backfill
     from buildbot_stats.history.backfill import openMaster

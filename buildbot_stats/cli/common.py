@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime
 import math
 import re
+import signal
 import time
 
 from buildbot_stats.checks import parseDuration
+from buildbot_stats.cli import interrupt
 from buildbot_stats.reading.sqlite import StoreError
 from buildbot_stats.reading.sqlite import openStore
 
@@ -74,6 +76,53 @@ def printable(text):
 def oneLine(message):
     """A message as one printable line (a name in it may hold a newline)."""
     return printable(message)
+
+
+def runReactor(main):
+    """Run ``main(reactor)`` (a coroutine function) to completion on the global reactor;
+    return or raise its result.
+
+    SIGINT or SIGTERM stops the reactor: its ``before shutdown`` triggers stop what the
+    command started (a master, a worker), then :class:`~buildbot_stats.cli.interrupt.
+    Interrupted` is raised here. Whatever does not stop within the grace period is ended
+    with the process (:mod:`buildbot_stats.cli.interrupt`)."""
+    from twisted.internet import defer
+    from twisted.internet import error
+    from twisted.internet import reactor
+    from twisted.python.failure import Failure
+
+    guard = interrupt.current
+    outcome = {}
+
+    def stopReactor():
+        try:
+            reactor.stop()
+        except error.ReactorNotRunning:
+            pass  # stopping already
+
+    def go():
+        if guard is not None:
+            # Twisted took SIGTERM (and SIGINT when it found Python's default handler)
+            guard.reinstall()
+            guard.onSignal = lambda signum: reactor.callFromThread(stopReactor)
+        d = defer.ensureDeferred(main(reactor))
+        d.addBoth(lambda r: outcome.setdefault('result', r))
+        d.addBoth(lambda _: stopReactor())
+
+    if guard is not None:
+        guard.handOverWakeups()  # the reactor wakes on signals with a wakeup fd of its own
+    reactor.callWhenRunning(go)
+    try:
+        reactor.run()
+    finally:
+        if guard is not None:
+            guard.onSignal = None
+    if 'result' not in outcome:
+        raise interrupt.Interrupted(guard.signum if guard is not None else signal.SIGINT)
+    result = outcome['result']
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
 
 
 def openStoreOrFail(path):

@@ -19,6 +19,7 @@ import os
 import secrets
 import stat
 
+from buildbot_stats.cli import interrupt
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
@@ -100,21 +101,27 @@ def atomicOpen(target, option='', protect=None, encoding='utf-8', newline=None):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except OSError as e:
         raise CliError(f"{name}: cannot write it: {e.strerror}") from None
-    try:
-        try:
-            with os.fdopen(fd, 'w', encoding=encoding, newline=newline) as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileNotFoundError):
-                # an existing file keeps its permissions
-                os.chmod(tmp, stat.S_IMODE(os.stat(real).st_mode))
-            os.replace(tmp, real)
-        except OSError as e:
-            raise CliError(f"{name}: cannot write it: {e.strerror or e}") from None
-    except BaseException:
+    def removeTmp():
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+    try:
+        # a process ended by a second Ctrl-C, or one that did not stop in time, leaves
+        # no temporary file either (cli.interrupt)
+        with interrupt.onForcedExit(removeTmp):
+            try:
+                with os.fdopen(fd, 'w', encoding=encoding, newline=newline) as f:
+                    yield f
+                    f.flush()
+                    os.fsync(f.fileno())
+                with contextlib.suppress(FileNotFoundError):
+                    # an existing file keeps its permissions
+                    os.chmod(tmp, stat.S_IMODE(os.stat(real).st_mode))
+                os.replace(tmp, real)
+            except OSError as e:
+                raise CliError(f"{name}: cannot write it: {e.strerror or e}") from None
+    except BaseException:
+        removeTmp()
         raise
 
 

@@ -13,16 +13,21 @@ import json
 import os
 import sqlite3
 import statistics
-import urllib.parse
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
 from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
+from buildbot_stats.storage.sqlite.schema import connectReadOnly
 from buildbot_stats.storage.sqlite.schema import describeReadError
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
 __all__ = ['StoreError', 'StoreReader', 'SeriesInfo', 'openStore']
+
+
+#: Seconds a reader waits for a lock: in WAL mode, readers and the writer work at once,
+#: so only another program's exclusive lock makes it wait; it is named after this.
+READ_BUSY_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,8 @@ class StoreReader:
             raise StoreError(f"{path}: is a directory, not a store file")
         if not looksLikeSQLite(path):
             raise StoreError(f"{path}: not an SQLite file")
-        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
         try:
-            self.conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+            self.conn = connectReadOnly(path, timeout=READ_BUSY_TIMEOUT)
             self.version = checkReadable(self.conn)
         except StoreError as e:
             raise StoreError(f"{path}: {e}") from None
