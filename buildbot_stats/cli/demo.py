@@ -255,6 +255,11 @@ def endChildren():
             pass
 
 
+#: A point's build number: its ``build_number`` tag (the seed's captures), else its field
+#: (the build statistics captures of ``--serve`` keep it as a field).
+BUILD_NUMBER = "COALESCE(build_number, json_extract(fields, '$.build_number'))"
+
+
 def keepOnly(store, builds, timeout=10.0):
     """Remove from the demo's ``store`` the points of every build not in ``builds``
     (``(builder, number)`` pairs): those cut off by Ctrl-C or the timeout. Their number."""
@@ -263,11 +268,12 @@ def keepOnly(store, builds, timeout=10.0):
     keep = {(b, int(n)) for b, n in builds}
     conn = sqlite3.connect(store, timeout=timeout)
     try:
-        found = conn.execute("SELECT DISTINCT builder, build_number FROM points"
+        found = conn.execute(f"SELECT DISTINCT builder, {BUILD_NUMBER} FROM points"
                              " WHERE builder IS NOT NULL").fetchall()
-        cut = [pair for pair in found if pair not in keep]
+        cut = [pair for pair in found if pair not in keep and pair[1] is not None]
         with conn:
-            conn.executemany("DELETE FROM points WHERE builder = ? AND build_number = ?", cut)
+            conn.executemany(f"DELETE FROM points WHERE builder = ? AND {BUILD_NUMBER} = ?",
+                             cut)
         return len(cut)
     finally:
         conn.close()
@@ -305,9 +311,10 @@ def writeSummary(out, store):
     return html
 
 
-async def serveUntilInterrupted(reactor, state, store, www_port, out):
-    """Flush the stats, print the summary (read in a thread) and the page's URL, then wait
-    for Ctrl-C (SIGINT) or SIGTERM: the normal end of ``--serve``, not an interruption."""
+async def serveUntilInterrupted(reactor, state, store, www_port, out, closing):
+    """Flush the stats, print the summary (read in a thread), the page's URL and
+    ``closing`` (the lines that end the demo), then wait for Ctrl-C (SIGINT) or SIGTERM:
+    the normal end of ``--serve``, not an interruption."""
     from twisted.internet import defer
     from twisted.internet import threads
 
@@ -317,7 +324,7 @@ async def serveUntilInterrupted(reactor, state, store, www_port, out):
     await service.drain()  # the captures of the last builds, then their points written
     for backend in service.backends:
         await backend.flush(30)
-    html = await threads.deferToThread(writeSummary, out, store)
+    await threads.deferToThread(writeSummary, out, store)
     url = f"http://127.0.0.1:{www_port}/#/stats"
     stopped = defer.Deferred()
     guard = interrupt.current
@@ -325,8 +332,8 @@ async def serveUntilInterrupted(reactor, state, store, www_port, out):
         guard.expected = True  # the stop that follows is the normal end: status 0
         guard.onSignal = lambda signum: reactor.callFromThread(
             lambda: stopped.called or stopped.callback(None))
-    out.write(f"\nHTML report: {html}\n"
-              f"Statistics page: {url}\n"
+    out.write(closing)
+    out.write(f"Statistics page: {url}\n"
               "The master is up with its web UI; press Ctrl-C to stop it.\n")
     out.flush()
     await stopped
@@ -340,6 +347,16 @@ def commandName():
     if shutil.which('buildbot-stats') == script or not os.path.exists(script):
         return 'buildbot-stats'
     return os.path.relpath(script)
+
+
+def closingLines(store, basedir):
+    """Where everything is, and what to try next: the demo's last lines."""
+    cmd = commandName()
+    return (f"\nStore:       {store}\n"
+            f"HTML report: {report.defaultHtmlPath(store)} (open it in a browser)\n"
+            f"master.cfg:  {os.path.join(basedir, 'master.cfg')} (an example to copy)\n"
+            f"Try:         {cmd} report {os.path.relpath(store)}\n"
+            f"             {cmd} export {os.path.relpath(store)} --format line\n")
 
 
 def run(args, out):
@@ -376,8 +393,14 @@ def run(args, out):
         try:
             results = await runBuilds(reactor, basedir, workerdir, port, args.builds, progress,
                                       args.timeout, state)
+            # the builds' time, not the serving's
+            failed = sum(1 for r in results if r[3] != 0)
+            out.write(f"\n{plural(len(results), 'build')} in "
+                      f"{state['builds_done_at'] - t0:.1f} s ({failed} failed).\n")
+            out.flush()
             if args.serve:
-                await serveUntilInterrupted(reactor, state, store, www_port, out)
+                await serveUntilInterrupted(reactor, state, store, www_port, out,
+                                            closingLines(store, basedir))
             return results
         finally:
             await stopAll(state)
@@ -399,34 +422,26 @@ def run(args, out):
         # the process is being ended (cli.interrupt): no worker command left running, the
         # store keeps the builds shown; nothing here may wait for the main thread
         endChildren()
-        os.write(1, stoppedNote(timeout=0.2).encode())
+        if 'builds_done_at' not in state:
+            os.write(1, stoppedNote(timeout=0.2).encode())
 
     try:
         with interrupt.onForcedExit(endNow):
             results = runReactor(main)
     except (KeyboardInterrupt, CliError):
-        out.write(stoppedNote(timeout=10.0))
-        out.flush()
+        if 'builds_done_at' not in state:
+            out.write(stoppedNote(timeout=10.0))
+            out.flush()
         raise
     finally:
         log.msg("buildbot-stats demo: stopped")
         logfile.close()
-    elapsed = state.get('builds_done_at', time.monotonic()) - t0
+    out.write("Master and worker stopped.\n")
+    if not args.serve:
+        out.write("\n")
+        writeSummary(out, store)
+        out.write(closingLines(store, basedir))
     failed = sum(1 for r in results if r[3] != 0)
-
-    out.write(f"\n{plural(len(results), 'build')} in {elapsed:.1f} s ({failed} failed); "
-              "master and worker stopped.\n\n")
-    if args.serve:
-        html = report.defaultHtmlPath(store)  # written while the master served
-    else:
-        html = writeSummary(out, store)
-    cmd = commandName()
-    out.write(f"\nStore:       {store}\n"
-              f"HTML report: {html} (open it in a browser)\n"
-              f"master.cfg:  {os.path.join(basedir, 'master.cfg')} (an example to copy)\n"
-              f"Try:         {cmd} report {os.path.relpath(store)}\n"
-              f"             {cmd} export {os.path.relpath(store)} --format line\n")
     if failed:
         raise CliError(f"{plural(failed, 'build')} failed; see {basedir}/twistd.log")
     return 0
-

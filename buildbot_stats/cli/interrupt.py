@@ -19,7 +19,8 @@ only read or written in transactions, and Buildbot's database is only read.
 
 The timer is armed from a thread of its own that wakes on the signal's byte
 (``signal.set_wakeup_fd``), so it runs even while the main thread is inside a long SQLite
-query, where Python runs no signal handler until the query returns.
+query or waits for a lock (Buildbot opens its SQLite database on the reactor's thread),
+where Python runs no signal handler until the call returns.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class SignalGuard:
             # thread (a test's) keeps the handlers it found
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
-        self._watchWakeups()
+        self.watchWakeups()
         current = self
         return self
 
@@ -106,7 +107,7 @@ class SignalGuard:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self._previous = {}
-        self._unwatchWakeups()
+        self.unwatchWakeups()
         current = None
         return False
 
@@ -158,9 +159,13 @@ class SignalGuard:
 
     # -- waking while the main thread is in C code ----------------------------------------
 
-    def _watchWakeups(self):
+    def watchWakeups(self, forward=False):
         """A thread that arms the timer on the signal's byte, written by Python's C-level
-        handler at once (the Python-level one waits for the main thread)."""
+        handler at once (the Python-level one waits for the main thread, which may be
+        inside SQLite or waiting for a lock). Python has one wakeup fd: with ``forward``,
+        every byte is passed on to the one it replaces (Twisted's reactor wakes on it to
+        reap child processes)."""
+        self.unwatchWakeups()
         read, write = os.pipe()
         os.set_blocking(write, False)
         try:
@@ -169,37 +174,37 @@ class SignalGuard:
             os.close(read)
             os.close(write)
             return
-        self._wakeup = (read, write, previous)
-        threading.Thread(target=self._readWakeups, args=(read,), daemon=True,
+        self._wakeup = (write, previous)
+        passOn = previous if forward and previous >= 0 else None
+        threading.Thread(target=self._readWakeups, args=(read, passOn), daemon=True,
                          name='buildbot-stats signals').start()
 
-    def _readWakeups(self, fd):
+    def _readWakeups(self, fd, passOn):
         try:
             while True:
-                data = os.read(fd, 16)
+                data = os.read(fd, 64)
                 if not data:
-                    return  # the write end was closed: the command ended
+                    return  # the write end was closed: no longer watched
                 for signum in data:
                     if signum in EXIT_STATUS:
                         self.arm(signum)
+                if passOn is not None:
+                    with contextlib.suppress(OSError):
+                        os.write(passOn, data)
         except OSError:
             return
         finally:
             os.close(fd)
 
-    def handOverWakeups(self):
-        """The reactor takes over the wakeup fd (Twisted sets its own); our Python-level
-        handler, which the reactor's thread runs promptly, arms the timer from then on."""
-        self._unwatchWakeups(restore=False)
-
-    def _unwatchWakeups(self, restore=True):
+    def unwatchWakeups(self):
+        """Give the wakeup fd back to whoever had it (before Twisted's reactor starts or
+        stops: it installs its own, and sets none when it stops)."""
         if self._wakeup is None:
             return
-        _, write, previous = self._wakeup
+        write, previous = self._wakeup
         self._wakeup = None
-        if restore:
-            with contextlib.suppress(ValueError):
-                signal.set_wakeup_fd(previous)
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(previous)
         os.close(write)  # the reader sees the end of the pipe, closes its end, returns
 
     def reinstall(self):

@@ -59,11 +59,12 @@ def _describe(option, target):
     return f"{option} {target}" if option else target
 
 
-def checkOutput(target, option='', protect=None):
+def checkOutput(target, option='', protect=None, hint="choose another file"):
     """Raise :class:`CliError` unless ``target`` can be written as an output: not the store
     ``protect`` nor its side files, not a directory nor an SQLite database, in a directory
-    that exists. Commands call it before reading anything; :func:`atomicOpen` again.
-    Returns the path to write: ``target`` with symbolic links resolved."""
+    that exists and this user may write. Commands call it before reading anything;
+    :func:`atomicOpen` again. Returns the path to write: ``target`` with symbolic links
+    resolved. ``hint``: what a message of a directory that cannot be written suggests."""
     name = _describe(option, target)
     if protect is not None:
         checkNotStore(target, protect, option)
@@ -79,6 +80,10 @@ def checkOutput(target, option='', protect=None):
     if not os.path.isdir(directory):
         missing = "not a directory" if os.path.exists(directory) else "no such directory"
         raise CliError(f"{name}: cannot write it: {directory}: {missing}")
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in
+                     os.supports_effective_ids):
+        # a backup, a read-only mount, a master's directory read by another user
+        raise CliError(f"{name}: cannot write it: {directory}: permission denied; {hint}")
     return real
 
 
