@@ -82,9 +82,9 @@ class ReportTest(StoreTestBase):
         lines = out.splitlines()
         self.assertEqual(lines[0].split(), ['builder', 'builds', 'median', 'p90', 'last',
                                             'trend'])
-        # alpha: 10..15 s: median 12.5, p90 (nearest rank) 15, fitted change 5 s = +40 %
+        # alpha: 10..15 s: median 12.5, p90 (nearest rank) 15, fitted 10 to 15 s = +50 %
         self.assertEqual(lines[2].split(),
-                         ['alpha', '6', '12.50s', '15.00s', '15.00s', '+40%', 'slower'])
+                         ['alpha', '6', '12.50s', '15.00s', '15.00s', '+50%', 'slower'])
         self.assertEqual(lines[3].split(),
                          ['beta', '2', '1.7m', '1.7m', '1.7m', 'too', 'few', 'builds'])
         self.assertIn("  alpha-warnings: 6 points; value=1", lines)
@@ -179,8 +179,19 @@ class ExportTest(StoreTestBase):
         self.assertEqual(report.trend([2, 2, 2]), (None, 'too few builds'))
         self.assertEqual(report.trend([3, 2, 2, 2, 2, 2, 2, 2])[1], 'steady')
         self.assertEqual(report.trend([2, 2, 3, 2, 2, 2, 3, 2, 2, 2])[1], 'steady')
+        # the fitted line goes from 10 to 4: 60 % faster
         ratio, word = report.trend([10, 8, 6, 4])
-        self.assertEqual((ratio, word), (-6 / 7, 'faster'))
+        self.assertEqual((ratio, word), (-0.6, 'faster'))
+        # whole seconds (Buildbot's build times): a change of one second is noise (it
+        # was "-100% faster")
+        self.assertEqual(report.trend([2, 2, 2, 1, 2, 1, 1, 1, 1, 1]), (None, 'steady'))
+        self.assertEqual(report.trend([1, 1, 1, 2, 1, 2, 2, 2, 2, 2]), (None, 'steady'))
+        # fractions have no such resolution; faster is never -100 % or beyond (relative to
+        # the median, this one was -128 %)
+        ratio, word = report.trend([1.2, 1.3, 1.1, 0.6, 0.5, 0.55, 0.6, 0.5])
+        self.assertEqual(word, 'faster')
+        self.assertAlmostEqual(ratio, -0.626, places=3)
+        self.assertEqual(report.trend([20, 18, 16, 14, 12, 10]), (-0.5, 'faster'))
         self.assertEqual(report.trend([2, 2, 2, 3, 2, 3, 3, 3, 4, 3])[1], 'slower')
 
     def test_time_parsing(self):

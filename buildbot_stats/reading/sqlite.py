@@ -245,6 +245,12 @@ class StoreReader:
             measurement, columns, numeric = MEASUREMENT_QUERIES[kind]
             where.append("series = ?")
             params.append(measurement)
+            if kind == 'steps':
+                # what Buildbot's UI hides (hideStepIf) and its own worker_preparation are
+                # not the steps of a build a user looks for
+                where += ["json_extract(tags, '$.hidden') IS NULL",
+                          "json_extract(tags, '$.step_name') IS NOT ?"]
+                params.append(WORKER_PREPARATION)
             sql = (f"SELECT time_us, id, builder, json_extract(fields, '$.build_number'),"
                    f" {', '.join(columns)} FROM points WHERE {{}}")
             if numeric:
@@ -280,7 +286,8 @@ class StoreReader:
 
     def stepDurations(self, builder=None, start=None, end=None):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``
-        (:class:`CaptureStepTimes`)."""
+        (:class:`CaptureStepTimes`), without the hidden steps (``hideStepIf``) and
+        Buildbot's own ``worker_preparation``."""
         return SHAPES['steps'](self.rows('steps', builder, start, end))
 
     def testCounts(self, builder=None, start=None, end=None):
@@ -392,6 +399,10 @@ MEASUREMENT_QUERIES = {
                         "json_extract(fields, '$.skipped')"], None),
 }
 
+
+#: Buildbot's own first step of every build (attaching the worker, starting a latent one):
+#: left out of the page's steps, as the steps Buildbot's UI hides are.
+WORKER_PREPARATION = 'worker_preparation'
 
 #: The measurements of the build statistics captures (results, queue times, steps, tests).
 MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
