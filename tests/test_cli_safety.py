@@ -365,6 +365,34 @@ class SmallThings(SafetyBase):
                          ['22:13', '22:23', '22:33', '22:43', '22:53'])
 
 
+class ChartLegend(unittest.TestCase):
+    def test_the_legend_never_covers_a_point(self):
+        # the line at the top of the range and a point at its first time: where the legend
+        # was drawn (inside the plot, top left)
+        for labels in (['median', 'p90', 'builds'],
+                       [f'a-rather-long-field-name-{i}' for i in range(7)]):
+            lines = [(label, [(T0, 100.0), (T0 + 60, 50.0 + i), (T0 + 3600, 99.0)])
+                     for i, label in enumerate(labels)]
+            chart = charts.lineChart(lines)
+            legend = [(float(x), float(y)) for x, y in re.findall(
+                r'<rect class="legend" x="([\d.]+)" y="([\d.]+)"', chart)]
+            self.assertEqual(len(legend), len(labels))
+            points = [(float(x), float(y)) for x, y in re.findall(
+                r'<circle cx="([\d.]+)" cy="([\d.]+)" r="3"', chart)]
+            self.assertEqual(len(points), 3 * len(labels))
+            legend_bottom = max(y for _, y in legend) + 10
+            self.assertLess(legend_bottom, min(y for _, y in points) - 3, chart[:600])
+            # every item within the chart's width (the long names take two rows)
+            width = float(re.search(r'width="(\d+)"', chart).group(1))
+            for (x, _), label in zip(legend, labels):
+                self.assertLessEqual(x + 24 + 7 * len(label), width)
+        self.assertGreater(len({y for _, y in legend}), 1)
+        # a chart of one line has no legend and the size it always had
+        one = charts.lineChart([('x', [(T0, 1.0), (T0 + 1, 2.0)])])
+        self.assertNotIn('class="legend"', one)
+        self.assertIn('height="260"', one)
+
+
 class DemoInterrupted(unittest.TestCase):
     timeout = 300
 
