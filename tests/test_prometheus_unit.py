@@ -428,11 +428,17 @@ class Snapshot(unittest.TestCase):
 class Resource(unittest.TestCase):
     """The /metrics resource without a server (twisted.web's DummyRequest)."""
 
-    def render(self, resource, postpath=()):
+    def render(self, resource, postpath=(), headers=None):
+        from twisted.web import server
         from twisted.web.test.requesthelper import DummyRequest
 
         request = DummyRequest(list(postpath))
+        for name, value in (headers or {}).items():
+            request.requestHeaders.setRawHeaders(name, [value])
         body = resource.render(request)
+        if body is server.NOT_DONE_YET:
+            self.assertEqual(request.finished, 1)  # answered at once (no backend to read)
+            body = b''.join(request.written)
         return request, body
 
     def test_no_backend_is_a_404_saying_why(self):
