@@ -66,6 +66,23 @@ class StatsService(CheckedArguments, service.BuildbotService):
 
     # -- configuration --------------------------------------------------------------
 
+    #: set once the service has had a parent (a master): from then on, iterating it is
+    #: Buildbot's business (its children, the backends)
+    _attached = False
+
+    def setServiceParent(self, parent):
+        self._attached = True
+        return super().setServiceParent(parent)
+
+    def __iter__(self):
+        if not self._attached and not self.running:
+            # Buildbot's load_services iterates c['services']: a StatsService given alone,
+            # not in a list, is iterated as its children (none yet) and silently not run
+            config.error("c['services'] must be a list of services, got a StatsService: "
+                         "write c.setdefault('services', []).append(stats.StatsService(...))")
+            return iter(())
+        return super().__iter__()
+
     def checkConfig(self, storage_backends=None, extra_tags=None,
                     max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True):
         checkTagOptions("StatsService", extra_tags, max_tag_values)

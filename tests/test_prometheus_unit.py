@@ -512,8 +512,14 @@ class DocumentedConfig(unittest.TestCase):
                                     "package (scripts/install-servers.sh does)")
 
     @defer.inlineCallbacks
-    def promtool(self, what, text):
+    def promtool(self, what, text, beside=()):
+        """``promtool check what`` of ``text``; ``beside``: files the configuration names,
+        made next to it (promtool checks that they exist)."""
         path = self.mktemp() + '.yml'
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        for name in beside:
+            with open(os.path.join(os.path.dirname(path), name), 'w') as f:
+                f.write('a-token\n')
         with open(path, 'w', encoding='utf-8') as f:
             f.write(text)
         out, err, code = yield utils.getProcessOutputAndValue(PROMTOOL, ['check', what, path])
@@ -529,7 +535,9 @@ class DocumentedConfig(unittest.TestCase):
     def test_scrape_config(self):
         text = docBlock('Scraping it')
         self.assertIn('job_name: buildbot', text)
-        code, output = yield self.promtool('config', text)
+        self.assertIn('credentials_file: buildbot-metrics.token', text)
+        self.assertIn('password_file: buildbot-metrics.token', text)
+        code, output = yield self.promtool('config', text, beside=['buildbot-metrics.token'])
         self.assertEqual(code, 0, output)
 
     def test_queries_are_found(self):

@@ -1,8 +1,11 @@
 """The Statistics page in Buildbot's web UI (a ``buildbot-wsgi-dashboards`` dashboard).
 
-One line in master.cfg enables it::
+One entry in master.cfg enables it, beside the plugins and dashboards ``c['www']`` has::
 
-    c['www']['plugins']['wsgi_dashboards'] = [stats.statsDashboard()]
+    from buildbot_stats import stats
+
+    c['www'].setdefault('plugins', {}).setdefault('wsgi_dashboards', []).append(
+        stats.statsDashboard())
 
 Flask and the dashboards plugin come with ``pip install buildbot_stats[www]``; they are
 imported when :func:`statsDashboard` is called, never by ``import buildbot_stats``.
