@@ -39,6 +39,8 @@ from tests.test_cli import StoreTestBase
 from tests.test_cli import command
 from tests.test_cli import runCli
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def snapshot(store):
     """The bytes of a store and of its write-ahead log (absent and empty alike). The -shm
@@ -397,12 +399,15 @@ class DemoInterrupted(unittest.TestCase):
     timeout = 300
 
     def test_ctrl_c_keeps_only_the_builds_shown(self):
-        # started with SIGINT ignored, as a shell starts a background job (and as this test
-        # suite may be run): the command takes SIGINT back. Twisted only takes a SIGINT
-        # that has Python's default handler, so before, the signal was lost and the demo
-        # ran to its end with status 0
+        # ./run-demo, and `kill -INT` of its PID: the script replaces itself with the demo
+        # (a shell waiting for a child ignores the signal). Started with SIGINT ignored, as
+        # a shell starts a background job (and as this test suite may be run): the command
+        # takes SIGINT back; Twisted only takes a SIGINT that has Python's default handler,
+        # so before, the signal was lost and the demo ran to its end with status 0
         workdir = os.path.abspath(self.mktemp())
-        proc = subprocess.Popen(command() + ['demo', '--dir', workdir, '--builds', '30'],
+        env = dict(os.environ, BUILDBOT_STATS_VENV=sys.prefix)
+        proc = subprocess.Popen([os.path.join(ROOT, 'run-demo'), '--dir', workdir,
+                                 '--builds', '30'], env=env, cwd=os.path.dirname(workdir),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT,
                                                                  signal.SIG_IGN))

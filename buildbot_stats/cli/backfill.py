@@ -135,18 +135,38 @@ class LogKeeper:
 
 def run(args, out):
     from twisted.logger import globalLogBeginner
-
-    from buildbot_stats.history.backfill import BackfillError
-    from buildbot_stats.history.backfill import backfill
-    from buildbot_stats.history.backfill import openMaster
+    from twisted.logger import globalLogPublisher
 
     since, until = timeRange(args)
     keeper = LogKeeper()
-    globalLogBeginner.beginLoggingTo([keeper], redirectStandardIO=False,
-                                     discardBuffer=True)
+    if getattr(globalLogBeginner, '_temporaryObserver', True) is not None:
+        # from here, nothing of the log is printed (a config's traceback quotes its lines)
+        globalLogBeginner.beginLoggingTo([keeper], redirectStandardIO=False,
+                                         discardBuffer=True)
+    else:
+        # logging has begun (a test runner calling main()): the keeper beside it
+        globalLogPublisher.addObserver(keeper)
+    try:
+        return runBackfill(args, out, since, until, keeper)
+    finally:
+        globalLogPublisher.removeObserver(keeper)
+
+
+def runBackfill(args, out, since, until, keeper):
+    from buildbot_stats.history.backfill import BackfillError
+    from buildbot_stats.history.backfill import backfill
+    from buildbot_stats.history.backfill import loadMaster
+    from buildbot_stats.history.backfill import openMaster
+
+    try:
+        # master.cfg and its StatsService: mistakes said before a reactor starts
+        loaded = loadMaster(args.master_dir)
+    except BackfillError as e:
+        raise CliError(str(e)) from None
 
     async def main(reactor):
-        master, svc = await openMaster(args.master_dir, reactor, notices=keeper)
+        master, svc = await openMaster(args.master_dir, reactor, notices=keeper,
+                                       loaded=loaded)
         # what is loaded now (Buildbot, SQLAlchemy, master.cfg) lives until the end: out of
         # the collector's sight, full collections no longer pause the replay for 100+ ms
         # (and it runs about a third faster, benchmarks/backfill.py)

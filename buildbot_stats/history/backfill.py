@@ -239,15 +239,23 @@ def findStatsService(config):
     return found[0]
 
 
+def loadMaster(basedir):
+    """``(config, service)``: the master's configuration, loaded as ``buildbot
+    checkconfig`` does, and its StatsService. No reactor needed: a command checks this
+    before it starts one."""
+    config = loadMasterConfig(os.path.abspath(basedir))
+    return config, findStatsService(config)
+
+
 @defer.inlineCallbacks
-def openMaster(basedir, reactor, notices=None):
+def openMaster(basedir, reactor, notices=None, loaded=None):
     """``(master, service)``: the master's database opened, the service configured (its
     backends not started). ``notices`` (optional) is told the database's file or URL,
     without its password (its ``database`` attribute), and, with ``waiting(why)``, that
-    the database makes the backfill wait (an SQLite file locked by another program)."""
+    the database makes the backfill wait (an SQLite file locked by another program).
+    ``loaded``: what :func:`loadMaster` returned (else it is called)."""
     basedir = os.path.abspath(basedir)
-    config = loadMasterConfig(basedir)
-    svc = findStatsService(config)
+    config, svc = loaded if loaded is not None else loadMaster(basedir)
     master = ReplayMaster(basedir, config, reactor, notices=notices)
     try:
         yield master.setup()

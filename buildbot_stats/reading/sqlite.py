@@ -173,13 +173,21 @@ class StoreReader:
             where.append(f"series IN ({','.join('?' * len(series))})")
             params.extend(series)
         self._window(where, params, None, start, end)
-        sql = "SELECT series, time_us, tags, fields FROM points"
+        sql = "SELECT id, series, time_us, tags, fields FROM points"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_us, id"
-        for series, time_us, tags, fields in self._query(sql, params):
-            yield Point(series=series, tags=json.loads(tags), fields=json.loads(fields),
-                        time=time_us / 1e6)
+        for row_id, series, time_us, tags, fields in self._query(sql, params):
+            try:
+                tags, fields = json.loads(tags), json.loads(fields)
+                if not isinstance(tags, dict) or not isinstance(fields, dict):
+                    raise ValueError("not a JSON object")
+                when = time_us / 1e6
+            except (TypeError, ValueError) as e:
+                # written by another program, or damaged: the store's, not a bug
+                raise StoreError(f"{self.path}: is damaged: the point of row {row_id} "
+                                 f"({series!r}) cannot be read ({type(e).__name__})") from None
+            yield Point(series=series, tags=tags, fields=fields, time=when)
 
     # -- the queries of the report and the web page (same names in reading.influxdb) -----------
 
