@@ -80,6 +80,10 @@ class SignalGuard:
         self.grace = GRACE if grace is None else grace
         self.signum = None
         self.ended = False
+        # signals seen by the Python-level handler and by the wakeup watcher: each counts
+        # its own, since both see every signal (a second one seen by either: end now)
+        self._handled = 0
+        self._woken = 0
         self._lock = threading.Lock()
         self._timer = None
         self._previous = {}
@@ -119,9 +123,9 @@ class SignalGuard:
     # -- a signal -----------------------------------------------------------------------
 
     def _handle(self, signum, frame):
-        first = self.signum is None
+        self._handled += 1
         self.arm(signum)
-        if not first:
+        if self._handled > 1:
             self._forceExit()  # a second Ctrl-C: now
         if self.onSignal is not None:
             self.onSignal(signum)
@@ -187,7 +191,10 @@ class SignalGuard:
                     return  # the write end was closed: no longer watched
                 for signum in data:
                     if signum in EXIT_STATUS:
+                        self._woken += 1
                         self.arm(signum)
+                        if self._woken > 1:
+                            self._forceExit()  # a second one, the main thread held up
                 if passOn is not None:
                     with contextlib.suppress(OSError):
                         os.write(passOn, data)
