@@ -367,6 +367,22 @@ class SmallThings(SafetyBase):
                          ['22:13', '22:23', '22:33', '22:43', '22:53'])
 
 
+class SetUp(unittest.TestCase):
+    timeout = 300
+
+    def test_run_demos_set_up_is_silent_once_installed(self):
+        # every ./run-demo (and ./run-tests) runs it: pip ran each time and printed a page of
+        # setuptools warnings about the editable install
+        env = dict(os.environ, BUILDBOT_STATS_VENV=sys.prefix)
+        for _ in range(2):  # the first may install (setup.py changed): silent too
+            result = subprocess.run(['bash', os.path.join(ROOT, 'scripts', 'setup-env.sh'),
+                                     'test'], env=env, capture_output=True, text=True,
+                                    timeout=280)
+            self.assertEqual((result.returncode, result.stdout, result.stderr), (0, '', ''))
+        with open(os.path.join(sys.prefix, '.buildbot_stats-install')) as f:
+            self.assertTrue(f.read().rstrip().endswith(f" test {ROOT}"))
+
+
 class ChartLegend(unittest.TestCase):
     def test_the_legend_never_covers_a_point(self):
         # the line at the top of the range and a point at its first time: where the legend

@@ -142,7 +142,7 @@ def runReactor(main):
             # the wakeup fd: both back, the fd's bytes passed on to the reactor's
             guard.reinstall()
             guard.onSignal = lambda signum: reactor.callFromThread(stopReactor)
-            guard.watchWakeups(forward=True)
+            guard.watchWakeups()
             # given back before the reactor, stopping, sets none and closes its own
             reactor.addSystemEventTrigger('after', 'shutdown', guard.unwatchWakeups)
         d = defer.ensureDeferred(main(reactor))

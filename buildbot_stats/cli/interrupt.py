@@ -163,12 +163,12 @@ class SignalGuard:
 
     # -- waking while the main thread is in C code ----------------------------------------
 
-    def watchWakeups(self, forward=False):
+    def watchWakeups(self):
         """A thread that arms the timer on the signal's byte, written by Python's C-level
         handler at once (the Python-level one waits for the main thread, which may be
-        inside SQLite or waiting for a lock). Python has one wakeup fd: with ``forward``,
-        every byte is passed on to the one it replaces (Twisted's reactor wakes on it to
-        reap child processes)."""
+        inside SQLite or waiting for a lock). Python has one wakeup fd: every byte is
+        passed on to the one it replaces (Twisted's reactor wakes on it to reap child
+        processes)."""
         self.unwatchWakeups()
         read, write = os.pipe()
         os.set_blocking(write, False)
@@ -179,7 +179,7 @@ class SignalGuard:
             os.close(write)
             return
         self._wakeup = (write, previous)
-        passOn = previous if forward and previous >= 0 else None
+        passOn = previous if previous >= 0 else None
         threading.Thread(target=self._readWakeups, args=(read, passOn), daemon=True,
                          name='buildbot-stats signals').start()
 
