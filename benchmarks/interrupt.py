@@ -29,24 +29,11 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from benchmarks.harness import machine  # noqa: E402
 from benchmarks.harness import r  # noqa: E402
+from tests.test_cli_bad_input import masterCfg  # noqa: E402
+from tests.test_cli_bad_input import writeStore  # noqa: E402
 
 SCENARIOS = ('report', 'export-file', 'export-pipe', 'backfill', 'demo')
 T0 = 1_700_000_000.0
-MASTER_CFG = '''\
-from buildbot.plugins import schedulers, util, worker
-from buildbot_stats import stats
-c = BuildmasterConfig = {}
-c['buildbotNetUsageData'] = None
-c['workers'] = [worker.Worker('w', 'pw')]
-c['protocols'] = {'pb': {'port': 0}}
-c['schedulers'] = [schedulers.ForceScheduler(name='f', builderNames=['alpha'])]
-c['builders'] = [util.BuilderConfig(name='alpha', workernames=['w'],
-                                    factory=util.BuildFactory())]
-c['db'] = {'db_url': 'sqlite:///state.sqlite'}
-c['services'] = [stats.StatsService()]
-'''
-
-
 def command():
     script = os.path.join(os.path.dirname(sys.executable), 'buildbot-stats')
     return [script] if os.path.exists(script) else [sys.executable, '-m',
@@ -54,20 +41,14 @@ def command():
 
 
 def bigStore(path, points):
-    from buildbot_stats.storage.sqlite.values import encodeRow
-    from buildbot_stats.storage.sqlite.writer import StoreWriter
-
-    writer = StoreWriter(busy_timeout=5.0)
-    rows = [encodeRow(f"s{i % 4}", {'builder_name': 'alpha', 'build_number': str(i)},
-                      {'v': float(i), 'text': 'x' * 40}, T0 + i) for i in range(points)]
-    writer.write(path, rows)
-    writer.close()
+    writeStore(path, [(f"s{i % 4}", {'builder_name': 'alpha', 'build_number': str(i)},
+                       {'v': float(i), 'text': 'x' * 40}, T0 + i) for i in range(points)])
 
 
 def masterWithDatabase(basedir):
     os.makedirs(basedir)
     with open(os.path.join(basedir, 'master.cfg'), 'w') as f:
-        f.write(MASTER_CFG)
+        f.write(masterCfg("c['services'] = [stats.StatsService()]\n"))
     script = ("import sys\nfrom twisted.internet import defer, task\n"
               "from buildbot_stats.cli.demo import upgradeDb\n"
               "task.react(lambda r: defer.ensureDeferred(upgradeDb(sys.argv[1])))\n")
