@@ -729,3 +729,38 @@ class AnotherUser(unittest.TestCase):
         status, out, err = self.runAsAnother('export', store, '-s', 'late-series')
         self.assertEqual(status, 0, err)
         self.assertIn('late-series', out)
+
+
+class WaitingNotice(unittest.TestCase):
+    """backfill's notice that Buildbot's database makes it wait: from the pool's retries
+    only, once per 30 s."""
+
+    def test_notice(self):
+        from twisted.python.failure import Failure
+
+        from buildbot_stats.cli.backfill import LogKeeper
+
+        err, now = io.StringIO(), [100.0]
+        keeper = LogKeeper(err=err, clock=lambda: now[0])
+        keeper.database = '/srv/master/state.sqlite'
+
+        def retry(message):
+            failure = Failure(sqlite3.OperationalError(message))
+            keeper({'log_format': 'retrying <function thd> after sql error {e}',
+                    'e': message, 'log_failure': failure})
+
+        # the stats store's own writer, locked: not the master's database
+        keeper({'log_format': 'buildbot_stats: SQLiteStorageService: database is locked'})
+        self.assertEqual(err.getvalue(), '')
+        retry('database is locked')
+        retry('database is locked')
+        now[0] += 29
+        retry('database is locked')
+        line = ("buildbot-stats backfill: waiting for the master's database "
+                "/srv/master/state.sqlite: locked by another program; Buildbot retries until "
+                "it answers (Ctrl-C to stop)\n")
+        self.assertEqual(err.getvalue(), line)
+        now[0] += 2
+        retry('(psycopg2.OperationalError) Lost connection to server')
+        self.assertEqual(err.getvalue(), line + line.replace(
+            'locked by another program', 'the connection to it was lost'))

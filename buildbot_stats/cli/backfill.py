@@ -90,7 +90,8 @@ class LogKeeper:
 
     MAX = 5
     WAIT_NOTICE_EVERY = 30.0
-    #: what Buildbot's database pool logs when it retries a query, and why
+    #: what Buildbot's database pool logs when it retries a query ("retrying ... after sql
+    #: error ..."), and why
     WAITS = (('database is locked', "locked by another program"),
              ('Lost connection', "the connection to it was lost"))
 
@@ -116,6 +117,8 @@ class LogKeeper:
             self.errors.append(' '.join(text.split()))
 
     def noticeWait(self, text):
+        if 'after sql error' not in text:
+            return  # Buildbot's database pool retrying, not a backend's own error
         for marker, why in self.WAITS:
             if marker in text:
                 self.waiting(why)
