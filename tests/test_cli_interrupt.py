@@ -25,6 +25,16 @@ SCRIPT = textwrap.dedent('''\
             f.write('cleaned up')
 
     with interrupt.SignalGuard('guarded') as guard, interrupt.onForcedExit(cleanup):
+        if mode == 'stubborn':
+            # a command whose stop takes long: the first signal is taken, it goes on
+            try:
+                print('ready', flush=True)
+                while True:
+                    time.sleep(0.01)
+            except KeyboardInterrupt:
+                print('first signal: still stopping', flush=True)
+            while True:
+                time.sleep(0.01)
         try:
             print('ready', flush=True)
             if mode == 'python':
@@ -34,15 +44,6 @@ SCRIPT = textwrap.dedent('''\
                 # held up inside SQLite: its busy handler waits for the lock in C
                 conn = sqlite3.connect(sys.argv[4], timeout=60)
                 conn.execute("SELECT COUNT(*) FROM t").fetchone()
-            elif mode == 'stubborn':
-                while True:
-                    try:
-                        time.sleep(0.01)
-                    except KeyboardInterrupt:
-                        print('first signal: still stopping', flush=True)
-                        break
-                while True:
-                    time.sleep(0.01)
         except KeyboardInterrupt as e:
             print(f'unwound after signal {e.signum}', flush=True)
             sys.exit(42)
