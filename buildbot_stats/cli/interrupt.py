@@ -28,8 +28,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
+import time
 
 #: Seconds between a first SIGINT or SIGTERM and the end of the process, at most.
 GRACE = 0.8
@@ -84,6 +84,7 @@ class SignalGuard:
         # its own, since both see every signal (a second one seen by either: end now)
         self._handled = 0
         self._woken = 0
+        self._exiting = False
         self._lock = threading.Lock()
         self._timer = None
         self._previous = {}
@@ -146,16 +147,22 @@ class SignalGuard:
 
     def _forceExit(self):
         with self._lock:
-            if self.ended:
-                return
-            self.ended = True
+            other = self._exiting
+            if not other:
+                if self.ended:
+                    return  # the command ended by itself
+                self.ended = self._exiting = True
+        while other:
+            # the other listener is ending the process: this thread (the main one, whose
+            # handler would raise and unwind meanwhile) waits for it
+            time.sleep(1)
         for cleanup in reversed(list(_cleanups)):
             try:
                 cleanup()
             except Exception:  # noqa: BLE001 - the process ends anyway
                 pass
-        with contextlib.suppress(OSError, ValueError):
-            sys.stdout.flush()
+        # what standard output holds unwritten is lost: flushing it from here could wait
+        # for ever on the main thread (a write blocked on a full pipe holds its lock)
         if not self.expected:
             with contextlib.suppress(OSError):
                 os.write(2, f"{self.label}: interrupted\n".encode())
