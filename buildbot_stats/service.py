@@ -332,6 +332,11 @@ class StatsService(CheckedArguments, service.BuildbotService):
     @defer.inlineCallbacks
     def startService(self):
         yield super().startService()
+        # what troubleshooting looks for first (docs/quickstart.rst): is the service there?
+        backends = ', '.join(
+            f"{type(b).__name__} {b.name!r} ({len(b.captures)} "
+            f"capture{'' if len(b.captures) == 1 else 's'})" for b in self.backends) or 'none'
+        log.msg(f"buildbot_stats: {self.name} started; backends: {backends}")
         if self.catch_up and self._hasHistory():
             # in the background: the master's start is not delayed
             self.catchup.start()

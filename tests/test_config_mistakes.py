@@ -211,6 +211,9 @@ class UnknownBuilderOnARealMaster(RunMasterBase):
         self.assertEqual(build['results'], SUCCESS)
         yield self.tested_master.shutdown()
 
+        # the line troubleshooting looks for first: the service is there, with its backends
+        self.assertIn("buildbot_stats: StatsService started; backends: InMemoryStorageService "
+                      "'mem' (4 captures), InfluxStorageService 'influx' (1 capture)", lines)
         warnings = [line for line in lines if 'which this master does not have' in line]
         self.assertEqual(warnings, [
             "buildbot_stats: warning: CaptureBuildDuration(builder_name='linux', "
