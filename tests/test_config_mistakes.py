@@ -299,7 +299,7 @@ class UnknownArguments(unittest.TestCase):
             self.errorsOf(stats.StatsService, storage_backend=[], name='s'),
             ["StatsService 's': unknown argument storage_backend= (did you mean "
              "storage_backends=?); it takes storage_backends, extra_tags, max_tag_values, "
-             "catch_up, record_data, name"])
+             "catch_up, record_data, build_number, name"])
 
     def test_a_missing_or_extra_argument_is_an_error_too(self):
         self.assertEqual(self.errorsOf(stats.CaptureBuildDuration),
@@ -342,5 +342,6 @@ class UnknownArgumentsInCheckconfig(unittest.TestCase):
             "CaptureBuildDuration: unknown argument reportin= (did you mean report_in=?); it "
             "takes builder_name, report_in, callback",
             "StatsService: unknown argument extra_tag= (did you mean extra_tags=?); it takes "
-            "storage_backends, extra_tags, max_tag_values, catch_up, record_data, name",
+            "storage_backends, extra_tags, max_tag_values, catch_up, record_data, "
+            "build_number, name",
         ])
