@@ -216,3 +216,13 @@ class BenchmarksSmokeTest(unittest.TestCase):
         # few values per day: every sketch holds them all, the quantiles are all but exact
         self.assertLess(fastdigest['max_rel_error'], 0.05)
         self.assertGreater(fastdigest['hour_bytes'], 0)
+
+    def test_interrupt(self):
+        result = run_benchmark('interrupt', '--n', 1, '--points', 3000,
+                               '--scenarios', 'report,export-file,export-pipe')
+        self.assertEqual((result['bench'], result['n']), ('interrupt', 1))
+        for name, status in (('report', 130), ('export-file', 143), ('export-pipe', 130)):
+            self.assertEqual(result[name]['statuses'], [status], name)
+            self.assertGreater(result[name]['most_s'], 0)
+        self.assertEqual(len(result['load_before']), 3)
+        self.assertMachine(result)

@@ -9,6 +9,7 @@ import sqlite3
 import time
 
 from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import addBusyTimeout
 from buildbot_stats.cli.common import openStoreForWriting
 from buildbot_stats.storage.sqlite.schema import isLocked
 
@@ -22,8 +23,7 @@ def addParser(sub):
         "its queue meanwhile (a few seconds per 100 MB). Needs free disk space about the "
         "size of the store.")
     p.add_argument('store', metavar='STORE', help="the SQLite store")
-    p.add_argument('--busy-timeout', metavar='SECONDS', type=float, default=30.0,
-                   help="how long to wait for the master's write in progress (default 30)")
+    addBusyTimeout(p, 30.0)
     p.set_defaults(func=run)
     return p
 

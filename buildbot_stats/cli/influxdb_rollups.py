@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from buildbot_stats.cli.common import TIME_HELP
+from buildbot_stats.cli.common import TimeOption
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import addInfluxArguments
 from buildbot_stats.cli.common import influxSettings
@@ -32,8 +33,9 @@ def addParser(sub):
     p.add_argument('--backfill', action='store_true',
                    help="compute the rollups of the points already stored (a chunk of a week "
                    "at a time)")
-    p.add_argument('--since', metavar='WHEN',
-                   help=f"backfill from WHEN: {TIME_HELP} (default: the first point)")
+    p.add_argument('--since', '--start', metavar='TIME', action=TimeOption,
+                   help=f"with --backfill, from TIME on: {TIME_HELP} (default: the first "
+                   "point; --start is the same option)")
     p.add_argument('--print', action='store_true', dest='print_only',
                    help="print the statements, run nothing")
     p.set_defaults(func=run)
@@ -44,13 +46,16 @@ def run(args, out, now=None):
     from buildbot_stats.reading.influxdb import InfluxReader
 
     settings = influxSettings(args)
+    option = getattr(args, 'since_option', None) or '--since'
+    if args.since is not None and not args.backfill:
+        raise CliError(f"{option} goes with --backfill")
     now = time.time() if now is None else now
     db = args.db
     statements = rollups.statements(db)
     reader = InfluxReader(**dict(settings, timeout=600))
     start = None
     if args.backfill:
-        start = parseTime(args.since, '--since', now) if args.since else None
+        start = parseTime(args.since, option, now) if args.since is not None else None
         if start is None and not args.print_only:
             start = reader.firstTime()
         if start is not None:

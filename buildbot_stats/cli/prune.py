@@ -12,8 +12,10 @@ import time
 from buildbot_stats.checks import DURATION_HELP
 from buildbot_stats.checks import parseDuration
 from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import addBusyTimeout
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreForWriting
+from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import plural
 from buildbot_stats.storage.sqlite import retention
 
@@ -32,7 +34,9 @@ def addParser(sub):
     p.add_argument('--rollups-older-than', metavar='AGE',
                    help="also delete the rollups older than AGE (at least --older-than)")
     p.add_argument('--dry-run', action='store_true',
-                   help="count what would be deleted and delete nothing")
+                   help="count what would be deleted and change nothing (reads the store "
+                   "only: it may be read-only)")
+    addBusyTimeout(p, 10.0)
     p.set_defaults(func=run)
     return p
 
@@ -53,21 +57,15 @@ def run(args, out, now=None, progress=None):
             raise CliError("--rollups-older-than must be at least --older-than: the rollups "
                            "are what is left of the points deleted")
     now = time.time() if now is None else now
-    writer = openStoreForWriting(args.store)
+    if args.dry_run:
+        return dryRun(args.store, raw_age, rolled_age, now, out)
+    writer = openStoreForWriting(args.store, busy_timeout=args.busy_timeout)
     try:
         conn = writer.conn
         # every hour about to lose its points is rolled up first
         while writer._retrying(writer.rollups.maintain, conn, now):
             pass
         cutoff = retention.rawCutoff(conn, raw_age, now)
-        if args.dry_run:
-            raw = retention.countRaw(conn, cutoff)
-            line = f"would delete {plural(raw, 'raw point')} older than {isoTime(cutoff)}"
-            if rolled_age is not None:
-                rolled = retention.countRollups(conn, retention.rollupCutoff(now, rolled_age))
-                line += f" and {plural(rolled, 'rollup row')}"
-            out.write(line + " (dry run: nothing deleted)\n")
-            return 0
         writer._retrying(retention.moveRawSince, conn, cutoff)
         deleted = 0
         while True:
@@ -94,3 +92,16 @@ def run(args, out, now=None, progress=None):
         writer.close()
 
 
+def dryRun(path, raw_age, rolled_age, now, out):
+    """What :func:`run` would delete, counted on a read-only connection: the store and the
+    directory are left as they are (no -wal, no -shm), a read-only copy can be asked."""
+    with openStoreOrFail(path) as reader:
+        cutoff = retention.plannedCutoff(reader.conn, raw_age, now)
+        raw = reader.guarded(retention.countRaw, reader.conn, cutoff)
+        line = f"would delete {plural(raw, 'raw point')} older than {isoTime(cutoff)}"
+        if rolled_age is not None:
+            rolled = reader.guarded(retention.countRollups, reader.conn,
+                                    retention.rollupCutoff(now, rolled_age))
+            line += f" and {plural(rolled, 'rollup row')}"
+    out.write(line + " (dry run: nothing deleted)\n")
+    return 0

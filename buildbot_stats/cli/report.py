@@ -32,6 +32,7 @@ from buildbot_stats.www.ranges import timeWindow
 __all__ = ['addParser', 'builderStats', 'collect', 'renderHtml', 'run', 'terminalSummary',
            'trend', 'writeHtml']
 
+
 def addParser(sub):
     p = sub.add_parser(
         'report', help="summarize a store in the terminal and write an HTML report",
@@ -54,7 +55,7 @@ def addParser(sub):
     return p
 
 
-def influxSettings(args):
+def readerSettings(args):
     """The :class:`InfluxReader` arguments of ``--influxdb``, None for a store; checks the
     arguments (a :class:`CliError` names the mistake)."""
     if args.influxdb is None:
@@ -78,16 +79,18 @@ def openReader(args, settings):
 
 
 def run(args, out):
-    settings = influxSettings(args)
+    settings = readerSettings(args)
     target = None
     if not args.no_html:
         target = args.html or (defaultHtmlPath(args.store) if settings is None
                                else f"{args.db}-report.html")
-        checkOutput(target, '--html', protect=args.store)  # before anything is read
-    reader, source = openReader(args, settings)
-    now = time.time()
-    start, end = timeWindow(args.range, now)
+    reader, source = openReader(args, settings)  # a missing store is named first
     with reader:
+        if target is not None:
+            checkOutput(target, '--html', protect=args.store,
+                        hint="give --html FILE elsewhere, or --no-html")  # before the points
+        now = time.time()
+        start, end = timeWindow(args.range, now)
         data = collect(reader, args.builder, start, end, now)
     data.update(source=source, range=args.range, builder=args.builder)
     out.write(terminalSummary(data))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 
 from buildbot_stats.cli.common import TIME_HELP
+from buildbot_stats.cli.common import TimeOption
+from buildbot_stats.cli.common import addBusyTimeout
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreForWriting
 from buildbot_stats.cli.common import parseTime
@@ -21,16 +23,19 @@ def addParser(sub):
         "Upgrades an older store first. Safe while the master runs; the page reads the raw "
         "points of the hours not rolled up yet meanwhile.")
     p.add_argument('store', metavar='STORE', help="the SQLite store")
-    p.add_argument('--since', metavar='WHEN',
-                   help=f"only the hours from WHEN on: {TIME_HELP} (default: all)")
+    p.add_argument('--since', '--start', metavar='TIME', action=TimeOption,
+                   help=f"only the hours from TIME on: {TIME_HELP} (default: all; --start is "
+                   "the same option)")
+    addBusyTimeout(p, 10.0)
     p.set_defaults(func=run)
     return p
 
 
 def run(args, out, now=None):
     now = time.time() if now is None else now
-    since = parseTime(args.since, '--since', now) if args.since is not None else None
-    writer = openStoreForWriting(args.store)
+    since = parseTime(args.since, getattr(args, 'since_option', None) or '--since', now) \
+        if args.since is not None else None
+    writer = openStoreForWriting(args.store, busy_timeout=args.busy_timeout)
     try:
         conn = writer.conn
 

@@ -28,6 +28,7 @@ from buildbot_stats.reading.kinds import BUILD_TIMES
 from buildbot_stats.reading.kinds import IDENTIFIERS
 from buildbot_stats.reading.kinds import KINDS
 from buildbot_stats.reading.kinds import POINTS
+from buildbot_stats.reading.kinds import WORKER_PREPARATION
 from buildbot_stats.reading.kinds import isCustom
 from buildbot_stats.reading.kinds import isNumber
 from buildbot_stats.reading.summary import NOT_COUNTED_RESULTS
@@ -65,6 +66,15 @@ def buildOf(row):
     if tag is not None:
         return row.get('builder_name'), tag, True
     return row.get('builder_name'), _int(row.get('build_number_field')), False
+
+
+#: The steps the page shows (as :meth:`Kind.shows <buildbot_stats.reading.kinds.Kind.shows>`):
+#: not hidden (``hideStepIf``: a tag only hidden steps have; a missing tag compares as
+#: ''), not Buildbot's own worker_preparation. Tags only: raw points and rollups have them.
+SHOWN_STEPS = ['"hidden" != \'true\'', f'"step_name" != \'{WORKER_PREPARATION}\'']
+VISIBLE_STEPS = ['"duration" >= 0'] + SHOWN_STEPS
+#: The conditions on tags of the points a kind reads.
+KIND_CONDITIONS = {'steps': SHOWN_STEPS}
 
 SETTINGS = ('url', 'db', 'user', 'password', 'token', 'retention_policy', 'ca_file',
             'verify_ssl', 'timeout')
@@ -283,7 +293,7 @@ class InfluxReader:
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``."""
         out = {}
         for b, t, number, step, value in self._measurement(
-                'steps', ['step_name', 'duration'], builder, start, end, ['"duration" >= 0']):
+                'steps', ['step_name', 'duration'], builder, start, end, VISIBLE_STEPS):
             out.setdefault((b, step), []).append((t, number, float(value)))
         return out
 
@@ -425,12 +435,14 @@ class InfluxReader:
             return agg
 
         tags = [quoteIdent(t) for t in (('builder_name',) + GROUP_TAGS[kind.name])]
+        conditions = KIND_CONDITIONS.get(kind.name, ())
         for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days), (WEEKLY, p.weeks)):
             for lo, hi in ranges:
                 for m, fields in measurements.items():
                     columns = ", ".join(quoteIdent(c) for c in rollupColumns(kind, fields))
                     q = (f"SELECT {columns} FROM {quoteIdent(policy)}.{quoteIdent(m)}"
-                         f"{self._where(builder, lo, hi)} GROUP BY {', '.join(tags)}")
+                         f"{self._where(builder, lo, hi, conditions)}"
+                         f" GROUP BY {', '.join(tags)}")
                     for series in self.query(q):
                         row_tags = series.get('tags') or {}
                         for values in series['values']:
@@ -440,8 +452,8 @@ class InfluxReader:
         for lo, hi in p.raw:
             for m, fields in measurements.items():
                 cols = ", ".join(quoteIdent(f) for f in fields)
-                q = (f"SELECT {cols} FROM {self._from(m)}{self._where(builder, lo, hi)}"
-                     f" GROUP BY {', '.join(tags)}")
+                q = (f"SELECT {cols} FROM {self._from(m)}"
+                     f"{self._where(builder, lo, hi, conditions)} GROUP BY {', '.join(tags)}")
                 for series in self.query(q):
                     row_tags = series.get('tags') or {}
                     values = {}
@@ -524,7 +536,7 @@ class InfluxReader:
             if period is not None:
                 group.insert(0, f"time({int(period)}s)")
             q = (f"SELECT {', '.join(columns)} FROM {self._from(m)}"
-                 f"{self._where(builder, start, end)}"
+                 f"{self._where(builder, start, end, KIND_CONDITIONS.get(kind.name, ()))}"
                  + (f" GROUP BY {', '.join(group)}" if group else "")
                  + (" fill(none)" if period is not None else ""))
             answers = self.query(q)

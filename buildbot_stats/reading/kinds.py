@@ -23,6 +23,9 @@ from buildbot_stats.storage.sqlite.rollups import POINTS
 
 #: The measurements of the build statistics captures (results, queue times, steps, tests).
 MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
+#: Buildbot's own first step of every build (attaching the worker, starting a latent one):
+#: left out of the page's steps, as the steps Buildbot's UI hides are.
+WORKER_PREPARATION = 'worker_preparation'
 #: Fields that identify rather than measure: never a custom series' value (nor rolled up).
 IDENTIFIERS = NOT_ROLLED
 
@@ -50,6 +53,14 @@ class Kind:
         other = {'results': 'result', 'steps': 'step_name'}.get(name)
         other = field if name == 'tests' else tags.get(other)
         return (builder, other) if by_builder else other
+
+    def shows(self, tags):
+        """False for a point the page leaves out: a step Buildbot's UI hides (``hideStepIf``:
+        :class:`CaptureStepTimes` tags it ``hidden``) and Buildbot's own
+        ``worker_preparation``; True for everything else."""
+        if self.name != 'steps':
+            return True
+        return 'hidden' not in tags and tags.get('step_name') != WORKER_PREPARATION
 
     def numbers(self, fields):
         """``[(field, value)]`` of a point's fields that this kind reads."""

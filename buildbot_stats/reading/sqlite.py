@@ -24,7 +24,6 @@ import fnmatch
 import json
 import os
 import sqlite3
-import urllib.parse
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
@@ -46,12 +45,18 @@ from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.schema import SCHEMA_VERSION
 from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
+from buildbot_stats.storage.sqlite.schema import connectReadOnly
 from buildbot_stats.storage.sqlite.schema import describeReadError
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
 __all__ = ['MEASUREMENTS', 'StoreError', 'StoreReader', 'SeriesInfo', 'isNumber', 'openStore']
 
 US = 1_000_000
+
+
+#: Seconds a reader waits for a lock: in WAL mode, readers and the writer work at once,
+#: so only another program's exclusive lock makes it wait; it is named after this.
+READ_BUSY_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,8 @@ class StoreReader:
             raise StoreError(f"{path}: is a directory, not a store file")
         if not looksLikeSQLite(path):
             raise StoreError(f"{path}: not an SQLite file")
-        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
         try:
-            self.conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+            self.conn = connectReadOnly(path, timeout=READ_BUSY_TIMEOUT)
             self.version = checkReadable(self.conn)
         except StoreError as e:
             raise StoreError(f"{path}: {e}") from None
@@ -130,6 +134,15 @@ class StoreReader:
     def _one(self, sql, params=()):
         """The first row of a query (None without one)."""
         return next(self._query(sql, params), None)
+
+    def guarded(self, f, *args):
+        """``f(*args)`` (a function of the store's layout given :attr:`conn`, such as
+        :mod:`~buildbot_stats.storage.sqlite.retention`'s counts), a problem met on the
+        way a :class:`StoreError`."""
+        try:
+            return f(*args)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
 
     @contextlib.contextmanager
     def readTransaction(self):
@@ -227,7 +240,7 @@ class StoreReader:
     def points(self, series=None, start=None, end=None):
         """The points of ``series`` (a list of names; None: all) with ``start <= time <
         end`` (seconds; None: unbounded), ordered by time."""
-        names, tagsets, fieldsets = self.names()
+        names = self.names()[0]
         where, params = [], []
         if series is not None:
             ids = self._seriesIds(series)
@@ -236,13 +249,26 @@ class StoreReader:
             where.append(f"series IN ({','.join('?' * len(ids))})")
             params.extend(ids)
         self._window(where, params, start, end)
-        sql = "SELECT series, time_us, tagset, build, fieldset, vals FROM points"
+        sql = "SELECT id, series, time_us, tagset, build, fieldset, vals FROM points"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_us, id"
-        for sid, time_us, tid, build, fid, vals in self._query(sql, params):
-            yield Point(series=names[sid], tags=joinTags(tagsets[tid], build),
-                        fields=dict(zip(fieldsets[fid], json.loads(vals))), time=time_us / US)
+        for row_id, sid, time_us, tid, build, fid, vals in self._query(sql, params):
+            tags, fields = self._decode(row_id, names.get(sid, sid), tid, build, fid, vals)
+            yield Point(series=names[sid], tags=tags, fields=fields, time=time_us / US)
+
+    def _decode(self, row_id, series, tagset, build, fieldset, vals):
+        """``(tags, fields)`` of a raw point's row; a row another program wrote wrong, or
+        damaged, is a :class:`StoreError` naming it (the store's fault, not a bug)."""
+        _, tagsets, fieldsets = self.names()
+        try:
+            values = json.loads(vals)
+            if not isinstance(values, list) or not isinstance(tagsets[tagset], dict):
+                raise ValueError("not a JSON array")
+            return joinTags(tagsets[tagset], build), dict(zip(fieldsets[fieldset], values))
+        except (TypeError, ValueError, KeyError) as e:
+            raise StoreError(f"{self.path}: is damaged: the point of row {row_id} "
+                             f"({series!r}) cannot be read ({type(e).__name__})") from None
 
     @staticmethod
     def _window(where, params, start, end):
@@ -262,8 +288,6 @@ class StoreReader:
     def _tagsetsOf(self, builder):
         return [i for i, t in self.names()[1].items() if t.get('builder_name') == builder]
 
-
-
     def _kindSeries(self, kind, builder):
         """``{series id: name}`` a kind reads (for one builder, or None: all)."""
         all_series = self.names()[0]
@@ -280,7 +304,6 @@ class StoreReader:
     def _raw(self, series, builder, start, end, order="ASC", limit=None, tagsets=None):
         """``(series name, time_us, tags, fields)`` of the raw points of ``series`` (``{id:
         name}``), one series after the other, by time in each."""
-        _, all_tagsets, fieldsets = self.names()
         if tagsets is None and builder is not None and not all(
                 n.endswith(BUILD_TIMES) for n in series.values()):
             tagsets = self._tagsetsOf(builder)
@@ -292,18 +315,17 @@ class StoreReader:
                 where.append(f"tagset IN ({','.join('?' * len(tagsets))})")
                 params.extend(tagsets)
             self._window(where, params, start, end)
-            sql = (f"SELECT time_us, tagset, build, fieldset, vals FROM points WHERE"
+            sql = (f"SELECT id, time_us, tagset, build, fieldset, vals FROM points WHERE"
                    f" {' AND '.join(where)} ORDER BY time_us {order}, id {order}")
             if limit is not None:
                 sql += f" LIMIT {int(limit)}"
-            for t, tid, build, fid, vals in self._query(sql, params):
-                yield (name, t, joinTags(all_tagsets[tid], build),
-                       dict(zip(fieldsets[fid], json.loads(vals))))
+            for row_id, t, tid, build, fid, vals in self._query(sql, params):
+                yield (name, t, *self._decode(row_id, name, tid, build, fid, vals))
 
     def _rawByKind(self, kind_name, builder, start, end):
         kind = KINDS[kind_name]
         rows = self._raw(self._kindSeries(kind, builder), builder, start, end)
-        return kind, sorted(rows, key=lambda r: r[1])
+        return kind, sorted((r for r in rows if kind.shows(r[2])), key=lambda r: r[1])
 
     def buildDurations(self, builder=None, start=None, end=None):
         """``{builder: [(end time, build number, duration), ...]}`` by time, from the
@@ -351,7 +373,8 @@ class StoreReader:
 
     def stepDurations(self, builder=None, start=None, end=None):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``
-        (:class:`CaptureStepTimes`)."""
+        (:class:`CaptureStepTimes`), without the hidden steps (``hideStepIf``) and
+        Buildbot's own ``worker_preparation`` (:meth:`~buildbot_stats.reading.kinds.Kind.shows`)."""
         _, rows = self._rawByKind('steps', builder, start, end)
         out = {}
         for _, t, tags, fields in rows:
@@ -552,8 +575,8 @@ class StoreReader:
                 # the seed's series: a build in both forms counts once, as the rollups do
                 rows = oneFormPerBuild(rows, _pointBuild, lambda r: BUILD_NUMBER in r[2])
             for name, t, tags, fields in rows:
-                if kind.name == 'durations' and tags.get('builder_name', name[:-len(
-                        BUILD_TIMES)]) != name[:-len(BUILD_TIMES)]:
+                if not kind.shows(tags) or kind.name == 'durations' and tags.get(
+                        'builder_name', name[:-len(BUILD_TIMES)]) != name[:-len(BUILD_TIMES)]:
                     continue
                 when = t / US
                 for field, v in kind.numbers(fields):
@@ -600,7 +623,7 @@ class StoreReader:
                 for sid, t, gid, field, *row in self._query(sql, params):
                     name = series[sid]
                     tags = tagsets[gid]
-                    if kind.name == 'durations' and tags.get(
+                    if not kind.shows(tags) or kind.name == 'durations' and tags.get(
                             'builder_name', name[:-len(BUILD_TIMES)]) != name[:-len(BUILD_TIMES)]:
                         continue
                     bucket(kind.group(name, tags, field, by_builder), t).addRow(*row)

@@ -1,20 +1,19 @@
 """Storage backends: where points are kept. One module per backend.
 
-The names below are imported when first used (PEP 562): a program that only reads a store
-(``buildbot-stats report``, the layout of :mod:`~buildbot_stats.storage.sqlite.schema`) does
-not import Buildbot's service machinery.
+The names below are imported when first used (PEP 562), so that what only reads a store
+(``buildbot-stats report``, ``export``: :mod:`buildbot_stats.reading`, which needs
+:mod:`~buildbot_stats.storage.sqlite.schema`) starts without Buildbot's service machinery.
 """
 
 __all__ = ['InMemoryStorageService', 'StatsStorageBase']
 
+_WHERE = {'StatsStorageBase': 'buildbot_stats.storage.base',
+          'InMemoryStorageService': 'buildbot_stats.storage.memory'}
+
 
 def __getattr__(name):
-    if name == 'StatsStorageBase':
-        from buildbot_stats.storage.base import StatsStorageBase
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return StatsStorageBase
-    if name == 'InMemoryStorageService':
-        from buildbot_stats.storage.memory import InMemoryStorageService
-
-        return InMemoryStorageService
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -45,7 +45,9 @@ def _stats(field, percentiles):
 QUERIES = {
     'durations': (_stats('duration', True), '/-build-times$/', None, ('builder_name',)),
     'queue': (_stats('queue_time', True), '"build_requests"', None, ('builder_name',)),
-    'steps': (_stats('duration', True), '"steps"', None, ('builder_name', 'step_name')),
+    # hidden: the steps hideStepIf hides (a tag), left out by the reader as its raw points
+    'steps': (_stats('duration', True), '"steps"', None, ('builder_name', 'step_name',
+                                                          'hidden')),
     'results': ('count("result_code") AS "points"', '"builds"', None,
                 ('builder_name', 'result')),
     'tests': (", ".join(_stats(f, False) for f in ('passed', 'failed', 'skipped')), '"tests"',

@@ -16,6 +16,7 @@ by ``buildbot-stats prune``. Safe to stop at any moment (a crash, a kill) and to
 from __future__ import annotations
 
 from buildbot_stats.storage.sqlite.rollups import WEEK
+from buildbot_stats.storage.sqlite.rollups import GRACE
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.rollups import LEVELS
 from buildbot_stats.storage.sqlite.rollups import US
@@ -34,6 +35,13 @@ def rawCutoff(conn, older_than, now):
     cutoff = int((now - older_than) // HOUR * HOUR)
     dirty = dirtyHours(conn)
     return min([cutoff, state.watermark] + dirty[:1])
+
+
+def plannedCutoff(conn, older_than, now):
+    """The cutoff :func:`rawCutoff` gives once the rollups are brought up to date at
+    ``now`` (what ``prune`` does first): ``now - older_than`` rounded down to the hour, no
+    later than the last hour the rollups may close (:data:`~.rollups.GRACE`). Reads only."""
+    return int(min(now - older_than, now - GRACE) // HOUR * HOUR)
 
 
 def rollupCutoff(now, older_than):
@@ -135,24 +143,37 @@ def pruneSteps(conn, now, keep=None, keep_rollups=None, max_batches=10):
     return False
 
 
+#: A raw point's build number: its ``build_number`` tag (the ``build`` column), else its
+#: ``build_number`` field (``StatsService(build_number='field')``, the build statistics).
+BUILD_OF = ("COALESCE(NULLIF(p.build, -1), (SELECT CAST(json_extract(p.vals, '$[' || k.key"
+            " || ']') AS INTEGER) FROM fieldsets AS f, json_each(f.names) AS k"
+            " WHERE f.id = p.fieldset AND k.value = 'build_number'))")
+
+
 def builds(conn):
-    """``(builder, build number)`` of every build with raw points (a ``build_number`` tag)."""
+    """``(builder, build number)`` of every build with raw points (the build number a tag
+    or a field)."""
     return conn.execute(
-        "SELECT DISTINCT t.builder, p.build FROM points AS p JOIN tagsets AS t"
-        " ON t.id = p.tagset WHERE t.builder IS NOT NULL AND p.build >= 0").fetchall()
+        f"SELECT DISTINCT t.builder, {BUILD_OF} AS number FROM points AS p JOIN tagsets AS t"
+        " ON t.id = p.tagset WHERE t.builder IS NOT NULL AND number IS NOT NULL").fetchall()
 
 
 def deleteBuilds(conn, pairs):
     """In one transaction, delete the raw points of the builds ``(builder, build number)``
-    (those with a ``build_number`` tag); their hours already rolled up are rolled up again
+    (the build number a tag or a field); their hours already rolled up are rolled up again
     at the next maintenance."""
     def work():
         state = State.read(conn)
         for builder, number in pairs:
-            where = ("tagset IN (SELECT id FROM tagsets WHERE builder = ?) AND build = ?")
-            conn.execute(
-                "INSERT OR IGNORE INTO rollup_dirty (hour) SELECT DISTINCT time_us / ? * ?"
-                f" FROM points WHERE {where} AND time_us < ? AND time_us >= ?",
-                (HOUR * US, HOUR, builder, number, state.watermark * US, state.raw_since))
-            conn.execute(f"DELETE FROM points WHERE {where}", (builder, number))
+            ids = [r[0] for r in conn.execute(
+                f"SELECT p.id FROM points AS p JOIN tagsets AS t ON t.id = p.tagset"
+                f" WHERE t.builder = ? AND {BUILD_OF} = ?", (builder, number))]
+            for k in range(0, len(ids), 500):
+                chunk = ids[k:k + 500]
+                marks = ','.join('?' * len(chunk))
+                conn.execute(
+                    "INSERT OR IGNORE INTO rollup_dirty (hour) SELECT DISTINCT time_us / ? * ?"
+                    f" FROM points WHERE id IN ({marks}) AND time_us < ? AND time_us >= ?",
+                    (HOUR * US, HOUR, *chunk, state.watermark * US, state.raw_since))
+                conn.execute(f"DELETE FROM points WHERE id IN ({marks})", chunk)
     _transaction(conn, work)
