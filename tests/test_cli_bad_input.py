@@ -267,6 +267,11 @@ def reportCases():
              says='is locked by another program'),
         case('report', '{d}/stats.sqlite', '--no-html', '--html', '{d}/r.html', status=0),
         case('report', says='give STORE, or --influxdb URL --db NAME'),
+        case('report', '--influxdb', 'http://127.0.0.1:9', '--db', 'x', '--no-html',
+             says=('http://127.0.0.1:9 db x: cannot be read', 'refused')),
+        case('report', '{d}/stats.sqlite', '--influxdb', 'http://127.0.0.1:9', '--db', 'x',
+             says='give STORE or --influxdb URL --db NAME, not both'),
+        case('report', '{d}/stats.sqlite', '--db', 'x', says='--db and --user go with --influxdb'),
         case('report', '{d}/stats.sqlite', 'extra', says='unrecognized arguments: extra'),
         case('report', '{d}/stats.sqlite', '--html', says='expected one argument'),
     ]
