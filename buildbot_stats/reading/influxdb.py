@@ -19,7 +19,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from buildbot_stats.reading.sqlite import MEASUREMENTS
+from buildbot_stats.reading import changes
+from buildbot_stats.reading.sqlite import NOT_CUSTOM
 from buildbot_stats.reading.sqlite import isNumber
 from buildbot_stats.storage.sqlite.schema import StoreError
 
@@ -255,7 +256,7 @@ class InfluxReader:
         statistics measurements); numeric fields only."""
         out = {}
         for m in self.measurements():
-            if m.endswith('-build-times') or m in MEASUREMENTS:
+            if m.endswith('-build-times') or m in NOT_CUSTOM:
                 continue
             if builder is not None and not m.startswith(builder + '-'):
                 continue
@@ -267,3 +268,22 @@ class InfluxReader:
                     out.setdefault(m, []).append((row['time'] / 1e3, row.get('builder_name'),
                                                   _int(row.get('build_number')), numbers))
         return out
+
+    def changePoints(self, builder=None, start=None, end=None):
+        """The change points kept in ``change_points``, newest first (same as the SQLite
+        reader's)."""
+        if changes.CHANGE_POINTS not in self.measurements():
+            return []
+        q = (f"SELECT * FROM {self._from(changes.CHANGE_POINTS)}"
+             f"{self._where(builder, start, end)}")
+        out = []
+        for row in self._rows(q):
+            tags = {k: row.get(k) for k in ('builder_name', 'series', 'direction')}
+            record = changes.changeRecord(row['time'] / 1e3, tags, row)
+            if record is not None:
+                out.append(record)
+        return changes.byTime(out)
+
+    def measuredSeries(self, builder=None, start=None, end=None):
+        """Every series change detection looks at (same as the SQLite reader's)."""
+        return changes.measuredSeries(self, builder, start, end)

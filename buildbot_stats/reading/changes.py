@@ -1,0 +1,158 @@
+"""What change detection reads from a store, the same for every reader: the measured series
+(one number per build: durations, queue times, test counts, custom values) and the change
+points kept in the store (series ``change_points``, docs/regressions.rst).
+
+Pure functions over a reader's answers; each reader (:class:`StoreReader`,
+:class:`InfluxReader`, the page's :class:`~buildbot_stats.reading.mirror.Snapshot`) has
+them as its methods ``measuredSeries`` and ``changePoints``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+
+#: The series the kept change points are written to.
+CHANGE_POINTS = 'change_points'
+
+#: The measured series' names (``name`` of ``(builder, name)``), by where they come from:
+#: the build's duration, a step's (``step:<step name>``), the queue time, the number of
+#: tests, and ``<series>.<field>`` for each numeric field of a property or data series
+#: (without its ``<builder>-`` prefix).
+DURATION = 'duration'
+STEP_PREFIX = 'step:'
+QUEUE = 'queue'
+TESTS = 'tests'
+
+#: Fields of a custom series that are not measurements.
+NOT_MEASURED = frozenset({'build_number'})
+
+#: The fields of a change point, with their type (the rest of a stored point is ignored).
+FIELDS = {'build_number': int, 'last_build_number': int, 'before': float, 'after': float,
+          'size': float, 'confidence': float, 'worse': bool, 'withdrawn': bool,
+          'revision': str, 'branch': str, 'url': str, 'authors': list, 'comments': list,
+          'changes': int, 'found_at': float}
+
+
+def describeSeries(name):
+    """How a page or a command names a measured series: ``build duration``, ``step
+    'compile'``, ``queue time``, ``tests``, ``coverage.percent``."""
+    if name == DURATION:
+        return "build duration"
+    if name.startswith(STEP_PREFIX):
+        return f"step {name[len(STEP_PREFIX):]!r}"
+    if name == QUEUE:
+        return "queue time"
+    if name == TESTS:
+        return "tests run"
+    return name
+
+
+def fmtConfidence(confidence):
+    """``99.87%``; ``>99.99%`` rather than a rounded 100 %."""
+    if confidence is None:
+        return '?'
+    if confidence >= 0.9999:
+        return '>99.99%'
+    return f"{confidence * 100:.2f}%"
+
+
+def isTime(name):
+    """True for the series whose values are seconds (build, step and queue times)."""
+    return name in (DURATION, QUEUE) or name.startswith(STEP_PREFIX)
+
+
+def matches(name, patterns):
+    """True when ``name`` matches one of the shell ``patterns`` (``step:*``)."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def measuredSeries(reader, builder=None, start=None, end=None):
+    """``{(builder, name): [(time, build number, value), ...]}`` by time: every series a
+    change can be looked for in, from ``reader``'s queries (``builder``: one builder's;
+    ``start <= time < end``)."""
+    out = {}
+    for b, builds in reader.buildDurations(builder, start, end).items():
+        out[(b, DURATION)] = [(t, n, float(d)) for t, n, d in builds]
+    for (b, step), runs in reader.stepDurations(builder, start, end).items():
+        out[(b, STEP_PREFIX + str(step))] = runs
+    for b, runs in reader.queueTimes(builder, start, end).items():
+        out[(b, QUEUE)] = runs
+    for b, runs in reader.testCounts(builder, start, end).items():
+        out[(b, TESTS)] = [(t, n, float(p + f + s)) for t, n, p, f, s in runs]
+    for series, points in reader.customSeries(builder, start, end).items():
+        for t, b, n, numbers in points:
+            if b is None:
+                continue
+            short = series[len(b) + 1:] if series.startswith(f"{b}-") else series
+            for field, value in numbers.items():
+                if field not in NOT_MEASURED:
+                    out.setdefault((b, f"{short}.{field}"), []).append((t, n, value))
+    # points of one build may come in at the same time: by time, then build number
+    return {key: sorted(rows, key=lambda r: (r[0], -1 if r[1] is None else r[1]))
+            for key, rows in out.items() if key[0] is not None}
+
+
+def changeRecord(time, tags, fields):
+    """A kept change point as a dict: ``time`` (of the first build after the change),
+    ``builder``, ``series``, ``direction`` (``'up'``, ``'down'``) and the fields of
+    :data:`FIELDS` (missing ones None; ``authors`` and ``comments`` lists); None when the
+    point is not a change point (no builder or series)."""
+    builder = tags.get('builder_name')
+    series = tags.get('series')
+    if builder is None or series is None:
+        return None
+    record = {'time': time, 'builder': builder, 'series': series,
+              'direction': tags.get('direction')}
+    for name, kind in FIELDS.items():
+        value = fields.get(name)
+        if value is None:
+            record[name] = [] if kind is list else None
+        elif kind is list:
+            record[name] = _list(value)
+        elif kind is bool:
+            record[name] = value not in (0, False, '0', 'false', 'False')
+        else:
+            try:
+                record[name] = kind(value)
+            except (TypeError, ValueError):
+                record[name] = None
+    return record
+
+
+def _list(value):
+    """A list field is written as a JSON array in a string (InfluxDB has no lists)."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    try:
+        decoded = json.loads(value)
+    except (TypeError, ValueError):
+        return [str(value)]
+    return [str(v) for v in decoded] if isinstance(decoded, list) else [str(decoded)]
+
+
+def changeFields(record):
+    """The fields of the point of a change ``record`` (the inverse of
+    :func:`changeRecord`): lists as JSON strings, booleans as 0 and 1, no None."""
+    fields = {}
+    for name, kind in FIELDS.items():
+        value = record.get(name)
+        if value is None:
+            continue
+        if kind is list:
+            fields[name] = json.dumps(list(value), ensure_ascii=False)
+        elif kind is bool:
+            fields[name] = 1 if value else 0
+        else:
+            fields[name] = kind(value)
+    return fields
+
+
+def changeTags(record):
+    return {'builder_name': record['builder'], 'series': record['series'],
+            'direction': record['direction']}
+
+
+def byTime(records):
+    """Change records by time, newest first."""
+    return sorted(records, key=lambda r: (r['time'], r['builder'], r['series']), reverse=True)
