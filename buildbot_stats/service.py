@@ -13,6 +13,7 @@ from buildbot.util import service
 from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.messages import YIELD_DATA
+from buildbot_stats.captures.base import BUILD_FINISHED
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
@@ -23,6 +24,7 @@ from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.registry import registerServiceClass
 from buildbot_stats.messages import normalizeMessage
+from buildbot_stats.regressions import Regressions
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
@@ -62,12 +64,20 @@ class StatsService(service.BuildbotService):
         # replays at start what the backends missed (docs/history.rst)
         self.catch_up = True
         self.catchup = CatchUp(self)
+        # change detection (docs/regressions.rst), None when off
+        self.regressions = None
+        # what else consumes a routing key the service consumes: {key: [callable]}
+        self._listeners_by_key = {}
 
     # -- configuration --------------------------------------------------------------
 
     def checkConfig(self, storage_backends=None, extra_tags=None,
-                    max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True):
+                    max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
+                    regressions=True):
         checkTagOptions("StatsService", extra_tags, max_tag_values)
+        if not isinstance(regressions, (bool, Regressions)) and regressions is not None:
+            config.error("StatsService: regressions must be True, False or "
+                         f"stats.Regressions(...), got {shown(regressions)}")
         if not isinstance(catch_up, bool):
             config.error(f"StatsService: catch_up must be True or False, got {shown(catch_up)}")
         if not isinstance(record_data, bool):
@@ -105,7 +115,8 @@ class StatsService(service.BuildbotService):
 
     @defer.inlineCallbacks
     def reconfigService(self, storage_backends=None, extra_tags=None,
-                        max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True):
+                        max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
+                        regressions=True):
         self.tag_policy.configure(extra_tags, max_tag_values)
         self.catch_up = catch_up
         self.record_data = record_data
@@ -114,7 +125,28 @@ class StatsService(service.BuildbotService):
         yield self._reconfigBackends(list(storage_backends))
         self._wireCaptures()
         self._warnUnknownBuilders()
+        yield self._reconfigRegressions(regressions)
         yield self.registerConsumers()
+
+    @defer.inlineCallbacks
+    def _reconfigRegressions(self, regressions):
+        """The change detection of ``regressions`` (True: the default settings); one
+        already running with the same settings keeps running (and what it holds)."""
+        new = Regressions() if regressions is True else (regressions or None)
+        old = self.regressions
+        if old is not None and new is not None and old.options() == new.options():
+            new = old
+        if new is not old:
+            if old is not None and self.running:
+                yield old.stop(self.stopBound())
+            self.regressions = new
+            if new is not None:
+                new.attach(self)
+                if self.running:
+                    new.start()
+        self._listeners_by_key = {}
+        if self.regressions is not None and self.regressions.whyOff() is None:
+            self._listeners_by_key[tuple(BUILD_FINISHED)] = [self.regressions.buildFinished]
 
     def defaultStorageBackends(self):
         """The backends used when ``storage_backends`` is not given: the embedded store,
@@ -188,7 +220,7 @@ class StatsService(service.BuildbotService):
         One consumer per routing key dispatches to the captures current at the time of the
         message, so a reconfig never leaves two consumers for a capture nor drops one.
         """
-        wanted = set(self._captures_by_key)
+        wanted = set(self._captures_by_key) | set(self._listeners_by_key)
         for key in list(self.consumers):
             if key not in wanted:
                 yield self.consumers.pop(key).stopConsuming()
@@ -231,6 +263,12 @@ class StatsService(service.BuildbotService):
             if result is not None and isinstance(result, defer.Deferred):
                 result.addErrback(self._captureFailed, cap, msg)
                 self._inflight.add(result)
+        # after the captures, which have the build's points under way
+        for listener in self._listeners_by_key.get(key, ()):
+            try:
+                listener(routingKey, msg)
+            except Exception:
+                log.err(None, f"buildbot_stats: {listener!r} failed for {routingKey!r}")
 
     def _fromThisMaster(self, msg):
         # With several masters on one MQ every master sees every build; only the one that
@@ -317,6 +355,9 @@ class StatsService(service.BuildbotService):
         if self.catch_up and self._hasHistory():
             # in the background: the master's start is not delayed
             self.catchup.start()
+        if self.regressions is not None:
+            # the full analysis, once what the catch-up replays is in the store
+            self.regressions.start(after=self.catchup.whenDone())
 
     def _hasHistory(self):
         db = getattr(self.master, 'db', None)
@@ -357,6 +398,9 @@ class StatsService(service.BuildbotService):
                 log.msg("buildbot_stats: error: the catch-up was still running at the stop "
                         f"bound ({self.stopBound()} s); the next start replays from its mark")
             yield self.removeConsumers()
+            if self.regressions is not None:
+                # it writes through the backends: stopped before them
+                yield self.regressions.stop(max(0.0, deadline - reactor.seconds()))
             drained = yield within(reactor, self.drain(), deadline - reactor.seconds())
             if not drained:
                 log.msg("buildbot_stats: error: captures still running at the stop bound "

@@ -1,0 +1,529 @@
+"""Change detection in the master: what got slower (or faster), and since which build.
+
+:class:`Regressions` is configured in master.cfg (``StatsService(regressions=...)``) and run
+by the :class:`~buildbot_stats.service.StatsService`. Its one job is to keep the change
+points of the store's series current, off the reactor:
+
+* at start (after the catch-up), the full analysis of every series, in a thread of its own;
+* after each build, only the series of that build's builder that got new values, in the
+  same thread (one round at a time; builds finishing meanwhile join the next round);
+* what it finds is kept in the store itself, as points of the series ``change_points``
+  written through the service's backends (SQLite, InfluxDB: the page, the command, a
+  Grafana annotation query and a restarted master all read them); a change is announced
+  (attributed, written, logged) once; one that a later analysis no longer finds is
+  written again as withdrawn.
+
+The statistics are :mod:`buildbot_stats.analysis.changepoints`' (pure functions); the series
+and the kept change points are read with the readers of :mod:`buildbot_stats.reading`; the
+attribution (revision, branch, the changes that came in) from Buildbot's data API, on the
+reactor. docs/regressions.rst is the user's side of it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+
+from twisted.internet import defer
+from twisted.internet import threads
+from twisted.python import log
+from twisted.python import threadpool
+
+from buildbot import config
+from buildbot.util import ComparableMixin
+
+from buildbot_stats.analysis import changepoints
+from buildbot_stats.captures.base import BUILD_FINISHED
+from buildbot_stats.checks import shown
+from buildbot_stats.deadline import within
+from buildbot_stats.reading import changes as kept_changes
+from buildbot_stats.reading.source import Source
+from buildbot_stats.storage.influxdb import InfluxStorageService
+from buildbot_stats.storage.sqlite import SQLiteStorageService
+from buildbot_stats.storage.sqlite.schema import StoreError
+
+#: Seconds a round waits for the captures still handling the build (then it reads anyway).
+DRAIN_BOUND = 10.0
+#: Seconds a round waits for the store's backend to write what it holds.
+FLUSH_BOUND = 30.0
+#: Builds whose changes in the Buildbot sense (commits) are read for one change point.
+MAX_ATTRIBUTED_BUILDS = 20
+#: Changes (commits) named in a change point at most.
+MAX_COMMITS = 20
+
+
+def _positive(owner, name, value, integer=False, below=None):
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0 or (
+            below is not None and value >= below):
+        what = "a positive integer" if integer else "a positive number"
+        if below is not None:
+            what += f" below {below}"
+        config.error(f"{owner}: {name} must be {what}, got {shown(value)}")
+        return False
+    return True
+
+
+class SeriesWindow:
+    """The newest values of one measured series, held for the analysis after a build."""
+
+    __slots__ = ('times', 'numbers', 'values')
+
+    def __init__(self, rows=()):
+        self.times = [r[0] for r in rows]
+        self.numbers = [r[1] for r in rows]
+        self.values = [r[2] for r in rows]
+
+    def positions(self, records):
+        """``(position, direction)`` of change ``records`` among the values held: the
+        position of the value of the record's first build (None: not held)."""
+        out = []
+        for r in records:
+            at = bisect.bisect_left(self.times, r['time'] - 1e-6)
+            inside = at < len(self.times) and abs(self.times[at] - r['time']) < 1e-3
+            out.append((at if inside else None, r['direction']))
+        return out
+
+    def extend(self, rows, keep):
+        """Add the ``rows`` newer than the newest held; keep the last ``keep``; True when
+        any was added."""
+        last = self.times[-1] if self.times else None
+        added = False
+        for t, n, v in rows:
+            if last is None or t > last:
+                self.times.append(t)
+                self.numbers.append(n)
+                self.values.append(v)
+                added = True
+        if len(self.times) > keep:
+            del self.times[:-keep], self.numbers[:-keep], self.values[:-keep]
+        return added
+
+
+class Regressions(ComparableMixin):
+    """Change detection in the master (docs/regressions.rst).
+
+    :param max_pvalue: a change is significant below this p-value (default 0.0001)
+    :param min_size: the smallest change of the medians reported, relative (default 0.1:
+        10 %)
+    :param min_builds: builds that must follow a change before it is reported, and precede
+        it (default 5)
+    :param history: the newest builds of each series the full analysis looks at (default
+        10000)
+    :param recent: the newest builds of each series held in memory and looked at again
+        after each build (default 500)
+    :param higher_is_better: series (names or shell patterns: ``'tests'``,
+        ``'coverage.*'``) where a fall, not a rise, is the change for the worse (default
+        ``('tests',)``)
+    """
+
+    compare_attrs = ('max_pvalue', 'min_size', 'min_builds', 'history', 'recent',
+                     'higher_is_better')
+
+    def __init__(self, max_pvalue=1e-4, min_size=0.1, min_builds=5, history=10000,
+                 recent=500, higher_is_better=('tests',)):
+        owner = type(self).__name__
+        _positive(owner, 'max_pvalue', max_pvalue, below=1)
+        _positive(owner, 'min_size', min_size)
+        _positive(owner, 'min_builds', min_builds, integer=True)
+        _positive(owner, 'history', history, integer=True)
+        _positive(owner, 'recent', recent, integer=True)
+        if isinstance(higher_is_better, str) or not isinstance(higher_is_better, (list, tuple)) \
+                or not all(isinstance(p, str) and p for p in higher_is_better):
+            config.error(f"{owner}: higher_is_better must be a list of series names or "
+                         f"patterns, got {shown(higher_is_better)}")
+        self.max_pvalue, self.min_size, self.min_builds = max_pvalue, min_size, min_builds
+        self.history, self.recent = history, recent
+        self.higher_is_better = tuple(higher_is_better) if isinstance(
+            higher_is_better, (list, tuple)) else ()
+        self.service = None
+        self.windows = {}  # (builder, series) -> SeriesWindow
+        self.open = {}  # (builder, series) -> open changes for the worse
+        self._dirty = set()  # builder names whose builds finished since the last round
+        self._round = None  # the Deferred of the round running
+        self._pool = None
+        self._ready = False  # the full analysis is done: rounds after builds may run
+        self._stopping = False
+        self._warned = set()
+        self.rounds = self.analyses = self.found = self.withdrawn = self.errors = 0
+
+    def options(self):
+        return tuple(getattr(self, name) for name in self.compare_attrs)
+
+    def describe(self):
+        return (f"{type(self).__name__}(" + ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.compare_attrs) + ")")
+
+    def detector(self):
+        return changepoints.ChangeDetector(max_pvalue=self.max_pvalue,
+                                           min_magnitude=self.min_size,
+                                           min_run=self.min_builds)
+
+    def isWorse(self, series, direction):
+        """True when a change of ``series`` in ``direction`` is for the worse: a rise,
+        unless the series is higher-is-better (then a fall)."""
+        better_up = kept_changes.matches(series, self.higher_is_better)
+        return (direction == 'down') if better_up else (direction == 'up')
+
+    def metrics(self):
+        return {'rounds': self.rounds, 'analyses': self.analyses, 'found': self.found,
+                'withdrawn': self.withdrawn, 'errors': self.errors}
+
+    def openSlowdowns(self):
+        """``{(builder, series): changes for the worse still open}`` (those not followed by
+        a change back)."""
+        return {k: v for k, v in self.open.items() if v}
+
+    # -- life ------------------------------------------------------------------------------
+
+    @property
+    def master(self):
+        return self.service.master
+
+    @property
+    def reactor(self):
+        return self.master.reactor
+
+    def attach(self, service):
+        self.service = service
+
+    def whyOff(self):
+        """Why change detection cannot run for the service attached (None: it can). Before
+        the backends are configured (the master's start), a backend of a readable kind
+        is enough; once they are, the one read must be known (an InfluxDB 2.x bucket is
+        not read)."""
+        if not changepoints.available():
+            return (f"the {changepoints.PACKAGE} package is not installed "
+                    f"({changepoints.INSTALL})")
+        readable = [b for b in self.service.backends
+                    if isinstance(b, (SQLiteStorageService, InfluxStorageService))]
+        configured = all(getattr(b, 'configured', True) for b in readable)
+        if not readable or (configured and self._source().backend() is None):
+            return ("the StatsService has no SQLite or InfluxDB 1.x backend to read the "
+                    "series from")
+        return None
+
+    def start(self, after=None):
+        """Start: the full analysis, once ``after`` (a Deferred: the catch-up) fired."""
+        reason = self.whyOff()
+        if reason is not None:
+            log.msg(f"buildbot_stats: regressions: change detection is off: {reason}")
+            return
+        self._stopping = False
+        self._pool = threadpool.ThreadPool(minthreads=1, maxthreads=1,
+                                           name='buildbot_stats regressions')
+        self._pool.start()
+        d = defer.succeed(None) if after is None else after
+        d.addBoth(lambda _: self._startRound(self._fullRound))
+
+    @defer.inlineCallbacks
+    def stop(self, bound):
+        """Stop within ``bound`` seconds: the round running ends its analysis (its result is
+        dropped), nothing is announced after this."""
+        self._stopping = True
+        self._dirty.clear()
+        if self._round is not None:
+            done = yield within(self.reactor, self._round, bound)
+            if not done:
+                log.msg("buildbot_stats: regressions: an analysis was still running at the "
+                        "stop; its changes are found again at the next start")
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+
+    def buildFinished(self, routingKey, msg):
+        """The service's dispatch calls this after the captures, for every build that
+        finished on this master: its builder's series are looked at again."""
+        if self._pool is None or self._stopping:
+            return
+        name = self.service.lookups.builder_names.lookup(msg.get('builderid'))
+        if isinstance(name, defer.Deferred):
+            name.addCallback(self._touched)
+            name.addErrback(self._failed, "finding a builder's name")
+        else:
+            self._touched(name)
+
+    def _touched(self, builder):
+        if builder is None:
+            return
+        self._dirty.add(builder)
+        if self._ready:
+            self._startRound(self._buildsRound)
+
+    # -- rounds ------------------------------------------------------------------------------
+
+    def _startRound(self, how):
+        if self._round is not None or self._stopping or self._pool is None:
+            return
+        self._round = d = defer.maybeDeferred(how)
+        d.addErrback(self._failed, "an analysis round")
+        d.addBoth(self._roundDone)
+
+    def _roundDone(self, _):
+        self._round = None
+        if self._dirty and self._ready and not self._stopping:
+            self._startRound(self._buildsRound)
+
+    def _failed(self, failure, what):
+        self.errors += 1
+        if failure.check(StoreError):
+            key = str(failure.value)
+            if key not in self._warned:
+                self._warned.add(key)
+                log.msg(f"buildbot_stats: regressions: error: {what}: the store cannot be "
+                        f"read: {failure.value} (logged once)")
+            return None
+        log.err(failure, f"buildbot_stats: regressions: {what} failed")
+        return None
+
+    def _source(self):
+        return Source(service=self.service, basedir=getattr(self.master, 'basedir', None))
+
+    @defer.inlineCallbacks
+    def _written(self):
+        """The points of the builds so far, handed over and written by the backend read."""
+        yield within(self.reactor, self.service.drain(), DRAIN_BOUND)
+        backend = self._source().backend()
+        if backend is not None:
+            yield backend.flush(FLUSH_BOUND)
+
+    def _inThread(self, f, *args):
+        return threads.deferToThreadPool(self.reactor, self._pool, f, *args)
+
+    @defer.inlineCallbacks
+    def _fullRound(self):
+        try:
+            yield self._written()
+            found = yield self._inThread(self.analyseAll)
+            yield self._announce(found)
+        except StoreError as e:
+            # a store not written yet (a new master), a database not created yet
+            log.msg(f"buildbot_stats: regressions: nothing analysed at start: {e}")
+            return
+        finally:
+            self._ready = True
+        log.msg(f"buildbot_stats: regressions: {len(self.windows)} series analysed, "
+                f"{sum(self.open.values())} changes for the worse open")
+
+    @defer.inlineCallbacks
+    def _buildsRound(self):
+        builders, self._dirty = sorted(self._dirty), set()
+        yield self._written()
+        found = yield self._inThread(self.analyseBuilders, builders)
+        yield self._announce(found)
+
+    # -- in the thread ---------------------------------------------------------------------
+
+    def analyseAll(self):
+        """The full analysis: every series of the store, its newest ``history`` builds.
+        Returns ``(new records, withdrawn records)``."""
+        with self._source().open() as reader:
+            kept = reader.changePoints()
+            series = reader.measuredSeries()
+        return self._analyse(series, kept, self.history, full=True)
+
+    def analyseBuilders(self, builders):
+        """After builds of ``builders``: the series of those builders that got new values."""
+        series, kept = {}, []
+        with self._source().open() as reader:
+            for builder in builders:
+                held = [w.times[-1] for k, w in self.windows.items()
+                        if k[0] == builder and w.times]
+                since = min(held) if held else None
+                kept.extend(reader.changePoints(builder))
+                series.update(reader.measuredSeries(builder, start=since))
+        return self._analyse(series, kept, self.recent, full=False)
+
+    def _analyse(self, series, kept, keep, full):
+        """The changes of ``series`` (``{key: rows}``) against the ``kept`` records. The
+        windows and the open counts are replaced whole (the reactor reads them)."""
+        self.rounds += 1
+        detector = self.detector()
+        windows = {} if full else self.windows
+        open_ = {} if full else dict(self.open)
+        kept_by = collections.defaultdict(list)
+        for record in kept:
+            kept_by[(record['builder'], record['series'])].append(record)
+        new, gone = [], []
+        for key in sorted(series, key=lambda k: (k[0], k[1])):
+            rows = series[key]
+            if full:
+                rows = rows[-keep:]
+                window = SeriesWindow(rows)
+                windows[key] = SeriesWindow(rows[-self.recent:])
+            else:
+                window = windows.setdefault(key, SeriesWindow())
+                if not window.extend(rows, self.recent):
+                    continue
+            self.analyses += 1
+            records = [r for r in kept_by.get(key, ()) if not r['withdrawn']]
+            n, g = self._compare(key, window, detector, records, full)
+            new.extend(n)
+            gone.extend(g)
+            withdrawn = {id(r) for r in g}
+            open_[key] = openWorse([r for r in records if id(r) not in withdrawn] + n)
+        if full:
+            for key, records in kept_by.items():
+                if key not in open_:
+                    open_[key] = openWorse([r for r in records if not r['withdrawn']])
+        self.windows, self.open = windows, open_
+        return new, gone
+
+    def _compare(self, key, window, detector, records, full):
+        found = detector.find(window.values)
+        # a live window sees few builds before its first ones: only the newest changes it
+        # holds can be withdrawn (a false alarm is withdrawn within a few builds)
+        settled = 0 if full else max(0, len(window.values) - 2 * detector.window)
+        result = changepoints.reconcile(found, window.positions(records),
+                                        settled_from=settled)
+        new = [changeRecord(key, window, change, self.isWorse) for change in result.new]
+        return new, [records[k] for k in result.gone]
+
+    # -- on the reactor: attribution, the points, the log -----------------------------------
+
+    @defer.inlineCallbacks
+    def _announce(self, found):
+        new, gone = found
+        if self._stopping:
+            return
+        now = self.reactor.seconds()
+        for record in sorted(new, key=lambda r: r['time']):
+            record['found_at'] = now
+            try:
+                yield self.attribute(record)
+            except Exception as e:
+                # the change is still news without its revision
+                self.errors += 1
+                log.msg(f"buildbot_stats: regressions: build #{record['build_number']} of "
+                        f"{record['builder']!r} could not be read for its change: {e}")
+            self._write(record)
+            self.found += 1
+            log.msg(f"buildbot_stats: regressions: {describeChange(record)}")
+        for record in gone:
+            record = dict(record, withdrawn=True)
+            self._write(record)
+            self.withdrawn += 1
+            log.msg("buildbot_stats: regressions: withdrawn (no longer found): "
+                    f"{describeChange(record)}")
+
+    def _write(self, record):
+        fields = kept_changes.changeFields(record)
+        tags = kept_changes.changeTags(record)
+        for backend in self.service.backends:
+            if getattr(backend, 'keepsPoints', True):
+                backend.postStatsValue(dict(fields), kept_changes.CHANGE_POINTS, dict(tags),
+                                       record['time'])
+
+    @defer.inlineCallbacks
+    def attribute(self, record):
+        """Fill ``record`` in from Buildbot's data API: the first build after the change
+        (its link, revision, branch) and the changes (commits) of the builds after the last
+        one before it: authors, comments."""
+        data = self.master.data
+        builders = yield data.get(('builders',))
+        ids = {b['name']: b['builderid'] for b in builders or []}
+        builderid = ids.get(record['builder'])
+        number = record['build_number']
+        if builderid is None or number is None:
+            return
+        base = getattr(getattr(self.master, 'config', None), 'buildbotURL', None) or ''
+        record['url'] = f"{base}#/builders/{builderid}/builds/{number}"
+        build = yield data.get(('builders', builderid, 'builds', number))
+        if build:
+            props = yield data.get(('builds', build['buildid'], 'properties'))
+            props = props or {}
+            record['revision'] = textOf(propertyValue(props, 'got_revision')
+                                        or propertyValue(props, 'revision'))
+            record['branch'] = textOf(propertyValue(props, 'branch'))
+        first = number if record['last_build_number'] is None else record['last_build_number'] + 1
+        first = max(first, number - MAX_ATTRIBUTED_BUILDS + 1)
+        commits = {}
+        for n in range(first, number + 1):
+            for change in (yield data.get(('builders', builderid, 'builds', n, 'changes'))) or []:
+                commits.setdefault(change['changeid'], change)
+        listed = [commits[k] for k in sorted(commits)][-MAX_COMMITS:]
+        record['changes'] = len(commits)
+        record['authors'] = sorted({c.get('author') or '' for c in listed} - {''})
+        record['comments'] = [(c.get('comments') or '').strip() for c in listed]
+        if not record.get('revision') and listed:
+            record['revision'] = listed[-1].get('revision')
+        if not record.get('branch') and listed:
+            record['branch'] = listed[-1].get('branch')
+
+
+def changeRecord(key, window, change, isWorse):
+    """The record (:func:`buildbot_stats.reading.changes.changeRecord`'s shape) of a
+    :class:`~buildbot_stats.analysis.changepoints.Change` found in the values of
+    ``window`` (a :class:`SeriesWindow`) of the series ``key`` (``(builder, name)``);
+    ``isWorse(name, direction)`` says whether it is for the worse. Not attributed yet."""
+    builder, name = key
+    i = change.index
+    return {
+        'time': window.times[i], 'builder': builder, 'series': name,
+        'direction': change.direction, 'build_number': window.numbers[i],
+        'last_build_number': window.numbers[i - 1], 'before': change.before,
+        'after': change.after, 'size': change.ratio, 'confidence': change.confidence,
+        'worse': isWorse(name, change.direction), 'withdrawn': False,
+        'revision': None, 'branch': None, 'url': None, 'authors': [], 'comments': [],
+        'changes': None, 'found_at': None,
+    }
+
+
+#: The fields of a record that attribution fills in (a kept record's are reused).
+ATTRIBUTION = ('revision', 'branch', 'url', 'authors', 'comments', 'changes', 'found_at')
+
+
+def propertyValue(props, name):
+    value = props.get(name)
+    return value[0] if isinstance(value, (list, tuple)) and value else value
+
+
+def textOf(value):
+    """A revision or branch as text: one codebase's, or ``codebase:value`` of several."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, dict):
+        return ' '.join(f"{k}:{v}" for k, v in sorted(value.items()) if v) or None
+    return str(value)
+
+
+def openWorse(records):
+    """How many of the newest change ``records`` of one series (not withdrawn) are for the
+    worse with no change after them: 0 once a change for the better came."""
+    count = 0
+    for record in sorted(records, key=lambda r: r['time']):
+        count = count + 1 if record['worse'] else 0
+    return count
+
+
+def describeChange(record):
+    """One line for a log: ``builder 'x': build duration +200% (1 s -> 3 s) since build #16
+    (revision abc; branch main; 1 change by Alice), confidence >99.99%: <url>``."""
+    size = record.get('size')
+    how = f"{size * 100:+.0f}%" if size is not None else record['direction']
+    series = record['series']
+    line = (f"builder {record['builder']!r}: {kept_changes.describeSeries(series)} "
+            f"{how} ({fmt(series, record['before'])} -> {fmt(series, record['after'])}) "
+            f"since build #{record['build_number']}")
+    about = []
+    if record.get('revision'):
+        about.append(f"revision {record['revision']}")
+    if record.get('branch'):
+        about.append(f"branch {record['branch']}")
+    if record.get('changes'):
+        who = ', '.join(record.get('authors') or []) or 'unknown authors'
+        about.append(f"{record['changes']} change{'s' if record['changes'] != 1 else ''} "
+                     f"by {who}")
+    if about:
+        line += f" ({'; '.join(about)})"
+    if record.get('confidence') is not None:
+        line += f", confidence {kept_changes.fmtConfidence(record['confidence'])}"
+    if record.get('url'):
+        line += f": {record['url']}"
+    return line
+
+
+def fmt(series, value):
+    if value is None:
+        return '?'
+    return f"{value:g} s" if kept_changes.isTime(series) else f"{value:g}"
