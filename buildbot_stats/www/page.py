@@ -32,20 +32,21 @@ def collect(reader, builder, start, end):
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None, mirror=None):
+         source_name, now, cache=None, mirror=None, detection=None):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
     state (``reader.stateKey()``; None: not cached). With a
     :class:`~buildbot_stats.reading.mirror.StoreMirror`, the data of an SQLite store
     comes from the mirror, brought up to date with the points written since its last view
-    (from the store itself while the mirror's first read runs in the background)."""
+    (from the store itself while the mirror's first read runs in the background).
+    ``detection``: why change detection is off, None when it runs (or is not known)."""
     key = None
     state = reader.stateKey() if cache is not None or mirror is not None else None
     if cache is not None and state is not None:
         # the window (start, end) moves with the clock: the range's name is the key, the
         # cache's max_age bounds how far the window may have moved
         key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
-               None if captures is None else tuple(sorted(captures)), source_name)
+               None if captures is None else tuple(sorted(captures)), source_name, detection)
         text = cache.get(key, now)
         if text is not None:
             return text
@@ -55,7 +56,7 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         # store itself
         data = collect(snapshot or reader, builder, start, end)
         text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
-                    now).render()
+                    now, detection).render()
     finally:
         if mirror is not None:
             # the mirror's full read, if due, starts once this view is answered: it would
@@ -70,13 +71,14 @@ class Page:
     """Renders one view. ``builder_ids``: ``{builder name: builderid}`` for the links to
     the builds (``#/builders/<id>/builds/<n>``); ``ui_root``: the URL of Buildbot's UI
     relative to this page; ``captures``: the configured capture class names (None:
-    unknown)."""
+    unknown); ``detection``: why change detection is off (None: it runs, or unknown)."""
 
     def __init__(self, data, builder, range_name, builder_ids, ui_root, captures,
-                 source_name, now):
+                 source_name, now, detection=None):
         self.data, self.builder, self.range = data, builder, range_name
         self.builder_ids, self.ui_root = builder_ids, ui_root
         self.captures, self.source_name, self.now = captures, source_name, now
+        self.detection = detection
 
     # -- small pieces ---------------------------------------------------------------------
 
@@ -193,6 +195,7 @@ figure { margin: 1em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
 .filters a.range { margin: 0 .3em; } .filters a.current { font-weight: 700; }
 .bar { display: inline-block; width: 80px; height: 10px; background: #f3c4c4; }
 .bar span { display: block; height: 10px; background: #2ca02c; }
-.missing, .note { color: #666; } code { background: #f4f4f4; padding: 0 3px; }
+.missing, .note, .none { color: #666; } code { background: #f4f4f4; padding: 0 3px; }
+.worse { color: #b71c1c; font-weight: 600; } .better { color: #1b5e20; font-weight: 600; }
 svg a circle { cursor: pointer; }
 """
