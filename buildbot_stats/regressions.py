@@ -217,6 +217,28 @@ class Regressions(ComparableMixin):
         d.addBoth(lambda _: self._startRound(self._fullRound))
 
     @defer.inlineCallbacks
+    def analyseNow(self):
+        """The full analysis now, outside the master's start (the backfill's, once the
+        builds it replayed are in the store); returns ``(changes found, withdrawn)``."""
+        reason = self.whyOff()
+        if reason is not None:
+            log.msg(f"buildbot_stats: regressions: not analysed: {reason}")
+            return None
+        found, withdrawn = self.found, self.withdrawn
+        own = self._pool is None
+        if own:
+            self._pool = threadpool.ThreadPool(minthreads=1, maxthreads=1,
+                                               name='buildbot_stats regressions')
+            self._pool.start()
+        try:
+            yield self._fullRound()
+        finally:
+            if own:
+                pool, self._pool = self._pool, None
+                pool.stop()
+        return self.found - found, self.withdrawn - withdrawn
+
+    @defer.inlineCallbacks
     def stop(self, bound):
         """Stop within ``bound`` seconds: the round running ends its analysis (its result is
         dropped), nothing is announced after this."""
@@ -396,17 +418,20 @@ class Regressions(ComparableMixin):
                 self.errors += 1
                 log.msg(f"buildbot_stats: regressions: build #{record['build_number']} of "
                         f"{record['builder']!r} could not be read for its change: {e}")
-            self._write(record)
+            self.keep(record)
             self.found += 1
             log.msg(f"buildbot_stats: regressions: {describeChange(record)}")
         for record in gone:
             record = dict(record, withdrawn=True)
-            self._write(record)
+            self.keep(record)
             self.withdrawn += 1
             log.msg("buildbot_stats: regressions: withdrawn (no longer found): "
                     f"{describeChange(record)}")
 
-    def _write(self, record):
+    def keep(self, record):
+        """Write change ``record`` (attributed) to every backend that keeps points."""
+        # one line for a Grafana annotation's text (dashboards/grafana)
+        record['summary'] = describeChange(record, url=False)
         fields = kept_changes.changeFields(record)
         tags = kept_changes.changeTags(record)
         for backend in self.service.backends:
@@ -465,12 +490,13 @@ def changeRecord(key, window, change, isWorse):
         'after': change.after, 'size': change.ratio, 'confidence': change.confidence,
         'worse': isWorse(name, change.direction), 'withdrawn': False,
         'revision': None, 'branch': None, 'url': None, 'authors': [], 'comments': [],
-        'changes': None, 'found_at': None,
+        'changes': None, 'found_at': None, 'summary': None,
     }
 
 
 #: The fields of a record that attribution fills in (a kept record's are reused).
-ATTRIBUTION = ('revision', 'branch', 'url', 'authors', 'comments', 'changes', 'found_at')
+ATTRIBUTION = ('revision', 'branch', 'url', 'authors', 'comments', 'changes', 'found_at',
+               'summary')
 
 
 def propertyValue(props, name):
@@ -496,7 +522,7 @@ def openWorse(records):
     return count
 
 
-def describeChange(record):
+def describeChange(record, url=True):
     """One line for a log: ``builder 'x': build duration +200% (1 s -> 3 s) since build #16
     (revision abc; branch main; 1 change by Alice), confidence >99.99%: <url>``."""
     size = record.get('size')
@@ -518,7 +544,7 @@ def describeChange(record):
         line += f" ({'; '.join(about)})"
     if record.get('confidence') is not None:
         line += f", confidence {kept_changes.fmtConfidence(record['confidence'])}"
-    if record.get('url'):
+    if url and record.get('url'):
         line += f": {record['url']}"
     return line
 

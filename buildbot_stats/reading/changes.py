@@ -31,7 +31,7 @@ NOT_MEASURED = frozenset({'build_number'})
 FIELDS = {'build_number': int, 'last_build_number': int, 'before': float, 'after': float,
           'size': float, 'confidence': float, 'worse': bool, 'withdrawn': bool,
           'revision': str, 'branch': str, 'url': str, 'authors': list, 'comments': list,
-          'changes': int, 'found_at': float}
+          'changes': int, 'found_at': float, 'summary': str}
 
 
 def describeSeries(name):
