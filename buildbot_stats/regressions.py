@@ -33,7 +33,6 @@ from buildbot import config
 from buildbot.util import ComparableMixin
 
 from buildbot_stats.analysis import changepoints
-from buildbot_stats.captures.base import BUILD_FINISHED
 from buildbot_stats.checks import shown
 from buildbot_stats.deadline import within
 from buildbot_stats.reading import changes as kept_changes
@@ -523,23 +522,10 @@ def openWorse(records):
 
 
 def describeChange(record, url=True):
-    """One line for a log: ``builder 'x': build duration +200% (1 s -> 3 s) since build #16
-    (revision abc; branch main; 1 change by Alice), confidence >99.99%: <url>``."""
-    size = record.get('size')
-    how = f"{size * 100:+.0f}%" if size is not None else record['direction']
-    series = record['series']
-    line = (f"builder {record['builder']!r}: {kept_changes.describeSeries(series)} "
-            f"{how} ({fmt(series, record['before'])} -> {fmt(series, record['after'])}) "
-            f"since build #{record['build_number']}")
-    about = []
-    if record.get('revision'):
-        about.append(f"revision {record['revision']}")
-    if record.get('branch'):
-        about.append(f"branch {record['branch']}")
-    if record.get('changes'):
-        who = ', '.join(record.get('authors') or []) or 'unknown authors'
-        about.append(f"{record['changes']} change{'s' if record['changes'] != 1 else ''} "
-                     f"by {who}")
+    """One line for a log: ``app: build duration +200% slower (1.00s -> 3.00s) since build
+    #16 (revision abc; branch main; 1 change by Alice), confidence >99.99%: <url>``."""
+    line = kept_changes.headline(record)
+    about = kept_changes.details(record)
     if about:
         line += f" ({'; '.join(about)})"
     if record.get('confidence') is not None:
@@ -547,9 +533,3 @@ def describeChange(record, url=True):
     if url and record.get('url'):
         line += f": {record['url']}"
     return line
-
-
-def fmt(series, value):
-    if value is None:
-        return '?'
-    return f"{value:g} s" if kept_changes.isTime(series) else f"{value:g}"

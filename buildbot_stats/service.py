@@ -299,16 +299,21 @@ class StatsService(service.BuildbotService):
         ``capture_errors``, ``foreign_messages``, ``cache_misses`` (data API look-ups the
         :class:`~buildbot_stats.lookups.Lookups` could not answer), ``demoted_tags`` (tags written as fields past
         ``max_tag_values``), ``unrecorded_data`` (yieldMetricsValue calls not kept as
-        build data, see docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}``.
+        build data, see docs/history.rst), ``regressions`` (change detection's counters,
+        docs/regressions.rst; absent when it is off) and ``backends``: ``{backend name:
+        backend.metrics()}``.
         """
-        return {
+        counters = {
             'capture_errors': self.capture_errors,
             'foreign_messages': self.foreign_messages,
             'cache_misses': sum(self.lookups.misses.values()),
             'demoted_tags': len(self.tag_policy.demoted),
             'unrecorded_data': self.build_data_recorder.unrecorded,
-            'backends': {b.name: b.metrics() for b in self.backends},
         }
+        if self.regressions is not None:
+            counters['regressions'] = self.regressions.metrics()
+        counters['backends'] = {b.name: b.metrics() for b in self.backends}
+        return counters
 
     # -- data from build steps --------------------------------------------------------------
 

@@ -93,9 +93,9 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
         reader = InfluxReader(self.influx.url, self.db)
         [found] = reader.changePoints()
         self.assertEqual({k: found[k] for k in kept}, kept)
-        self.assertEqual(found['summary'], "builder 'alpha': build duration +200% (1 s -> 3 s) "
-                         "since build #2 (revision abc123; branch main; 1 change by alice), "
-                         "confidence >99.99%")
+        self.assertEqual(found['summary'], "alpha: build duration +200% slower (1.00s -> "
+                         "3.00s) since build #2 (revision abc123; branch main; 1 change by "
+                         "alice), confidence >99.99%")
         checked = 0
         for path in DASHBOARDS:
             with open(path, encoding='utf-8') as f:

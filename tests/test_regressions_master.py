@@ -11,9 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 
 from twisted.internet import defer
 from twisted.internet import threads
@@ -29,9 +27,7 @@ from buildbot_stats.analysis import changepoints
 from buildbot_stats.cli import main as cli_main
 from buildbot_stats.reading.sqlite import openStore
 from tests.test_cli import command
-from tests.test_www_browser import CHROMEDRIVER
-from tests.test_www_browser import CHROMIUM
-from tests.test_www_browser import makeDriver
+from tests.test_www_browser import BrowserMixin
 from tests.waiting import waitUntil
 from tests.www_master import PageMasterMixin
 from tests.www_master import RunMasterBase
@@ -71,28 +67,17 @@ def masterConfig():
     return c
 
 
-class RegressionsOnAMaster(PageMasterMixin, RunMasterBase):
+class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
     timeout = 300
 
     def setUp(self):
         if not changepoints.available():
             raise SkipTest("needs apache-otava (pip install 'buildbot_stats[regressions]')")
-        if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-            raise SkipTest("needs Debian's chromium and chromium-driver packages "
-                           "(scripts/install-servers.sh)")
         self.logged = []
         observer = self.logged.append
         log.addObserver(observer)
         self.addCleanup(log.removeObserver, observer)
-        profile = tempfile.mkdtemp(prefix='bbstats-chromium-')
-        self.addCleanup(shutil.rmtree, profile, True)
-        d = threads.deferToThread(makeDriver, profile)
-
-        def keep(driver):
-            self.driver = driver
-            self.addCleanup(threads.deferToThread, driver.quit)
-        d.addCallback(keep)
-        return d
+        return BrowserMixin.setUp(self)
 
     @defer.inlineCallbacks
     def runEveryBuild(self):
@@ -171,11 +156,11 @@ class RegressionsOnAMaster(PageMasterMixin, RunMasterBase):
         self.assertTrue(change['url'].endswith(f"#/builders/{ids['slowing']}/builds/{SLOW_FROM}"))
         # one log line for it
         lines = [' '.join(map(str, e.get('message') or ())) for e in self.logged]
-        announced = [line for line in lines if "regressions: builder 'slowing'" in line]
+        announced = [line for line in lines if "regressions: slowing: build duration" in line]
         self.assertEqual(len(announced), 1, announced)
         self.assertIn(f"since build #{SLOW_FROM} (revision rev{SLOW_FROM}; branch main; "
                       "1 change by alice <alice@example.org>)", announced[0])
-        self.assertFalse([line for line in lines if "regressions: builder 'steady'" in line])
+        self.assertFalse([line for line in lines if "regressions: steady:" in line])
         self.assertEqual(regressions.openSlowdowns(), {('slowing', 'duration'): 1})
 
         # /metrics
@@ -195,8 +180,8 @@ class RegressionsOnAMaster(PageMasterMixin, RunMasterBase):
         self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
         self.assertIn(f"slowing: build duration +{change['size'] * 100:.0f}% slower", done.stdout)
         self.assertIn(f"since build #{SLOW_FROM} (worse)", done.stdout)
-        self.assertIn(f"revision rev{SLOW_FROM}, branch main", done.stdout)
-        self.assertIn("1 change by alice <alice@example.org>", done.stdout)
+        self.assertIn(f"revision rev{SLOW_FROM}, branch main, 1 change by alice "
+                      "<alice@example.org>, confidence", done.stdout)
         out = io.StringIO()
         status = yield threads.deferToThread(cli_main.main, [
             'regressions', store_path, '--builder', 'steady', '--format', 'json'], out)
@@ -240,19 +225,6 @@ class RegressionsOnAMaster(PageMasterMixin, RunMasterBase):
         [title] = events['slowing']
         self.assertIn(f"since build #{SLOW_FROM}, revision rev{SLOW_FROM}", title)
         yield self.stopAll()
-
-    @defer.inlineCallbacks
-    def stopAll(self):
-        """As the browser tests: the browser, the master, then autobahn's batched timers
-        of the UI's closed websocket."""
-        from twisted.internet import reactor
-
-        yield threads.deferToThread(self.driver.quit)
-        yield self.tested_master.shutdown()
-        for call in reactor.getDelayedCalls():
-            owner = getattr(getattr(call.func, '__self__', None), '__class__', None)
-            if owner is not None and owner.__module__.startswith('txaio'):
-                call.cancel()
 
     @defer.inlineCallbacks
     def start(self):

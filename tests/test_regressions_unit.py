@@ -291,7 +291,7 @@ class Attribution(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(record['authors'], ['alice <a@example.org>'])
         self.assertEqual(record['comments'], ['Sleep longer\n\nThe details.'])
         self.assertEqual(describeChange(record),
-                         "builder 'alpha': build duration +200% (1 s -> 3 s) since build #16 "
+                         "alpha: build duration +200% slower (1.00s -> 3.00s) since build #16 "
                          "(revision rev2; branch main; 1 change by alice <a@example.org>), "
                          "confidence >99.99%: http://ci.example.org/#/builders/79/builds/16")
 

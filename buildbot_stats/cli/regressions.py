@@ -21,12 +21,11 @@ from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import parseTime
 from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.common import printable
-from buildbot_stats.reading.changes import describeSeries
+from buildbot_stats.reading.changes import details
 from buildbot_stats.reading.changes import fmtConfidence
+from buildbot_stats.reading.changes import headline
 from buildbot_stats.reading.changes import matches
 from buildbot_stats.reading.influxdb import InfluxReader
-from buildbot_stats.reading.summary import fmtSeconds
-from buildbot_stats.reading.changes import isTime
 from buildbot_stats.regressions import ATTRIBUTION
 from buildbot_stats.regressions import Regressions
 from buildbot_stats.regressions import SeriesWindow
@@ -169,22 +168,6 @@ def jsonRecord(record):
     return out
 
 
-def fmtValue(series, value):
-    if value is None:
-        return '?'
-    return fmtSeconds(value) if isTime(series) else f"{value:g}"
-
-
-def describe(record):
-    size = record['size']
-    how = f"{size * 100:+.0f}%" if size is not None else record['direction']
-    if isTime(record['series']):
-        word = 'slower' if record['direction'] == 'up' else 'faster'
-    else:
-        word = 'worse' if record['worse'] else 'better'
-    return f"{how} {word}"
-
-
 def text(records, analysed, since):
     when = f" since {isoTime(since)}" if since is not None else ""
     worse = sum(1 for r in records if r['worse'])
@@ -192,21 +175,11 @@ def text(records, analysed, since):
              f" ({worse} for the worse), newest first."]
     for r in records:
         lines.append("")
-        lines.append(f"{isoTime(r['time'], 'seconds')}  {printable(r['builder'])}: "
-                     f"{printable(describeSeries(r['series']))} {describe(r)} "
-                     f"({fmtValue(r['series'], r['before'])} -> "
-                     f"{fmtValue(r['series'], r['after'])}), since build #{r['build_number']}"
+        lines.append(f"{isoTime(r['time'], 'seconds')}  {printable(headline(r))}"
                      f"{' (worse)' if r['worse'] else ''}")
-        about = []
-        if r.get('revision'):
-            about.append(f"revision {printable(r['revision'])}")
-        if r.get('branch'):
-            about.append(f"branch {printable(r['branch'])}")
-        about.append(f"confidence {fmtConfidence(r['confidence'])}")
-        lines.append("    " + ", ".join(about))
+        about = details(r) + [f"confidence {fmtConfidence(r['confidence'])}"]
+        lines.append("    " + printable(", ".join(about)))
         if r.get('changes'):
-            who = ', '.join(r.get('authors') or []) or 'unknown authors'
-            lines.append(f"    {plural(r['changes'], 'change')} by {printable(who)}")
             for comment in (r.get('comments') or [])[-3:]:
                 first = comment.splitlines()[0] if comment else ''
                 lines.append(f"      - {printable(first[:100])}")

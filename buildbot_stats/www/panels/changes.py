@@ -4,12 +4,13 @@ began."""
 
 from __future__ import annotations
 
-from buildbot_stats import charts
 from buildbot_stats.analysis import changepoints
 from buildbot_stats.reading.changes import describeSeries
 from buildbot_stats.reading.changes import fmtConfidence
-from buildbot_stats.reading.changes import isTime
-from buildbot_stats.reading.summary import fmtSeconds
+from buildbot_stats.reading.changes import fmtSize
+from buildbot_stats.reading.changes import fmtValue
+from buildbot_stats.reading.changes import headline
+from buildbot_stats.reading.changes import word
 from buildbot_stats.www.html import e
 from buildbot_stats.www.html import fullTime
 from buildbot_stats.www.panels.base import Panel
@@ -18,31 +19,9 @@ from buildbot_stats.www.panels.base import Panel
 COMMENT_CHARS = 80
 
 
-def fmtValue(series, value):
-    if value is None:
-        return '?'
-    return fmtSeconds(value) if isTime(series) else charts.formatNumber(value)
-
-
-def fmtSize(record):
-    size = record.get('size')
-    return f"{size * 100:+.0f}%" if size is not None else record['direction']
-
-
-def word(record):
-    """``slower``/``faster`` of a time, ``worse``/``better`` of another series."""
-    if isTime(record['series']):
-        return 'slower' if record['direction'] == 'up' else 'faster'
-    return 'worse' if record['worse'] else 'better'
-
-
 def tip(record):
-    """The hover text of a change: ``alpha: build duration +200% slower (1.00s -> 3.00s)
-    since build #16, revision abc``."""
-    text = (f"{record['builder']}: {describeSeries(record['series'])} {fmtSize(record)} "
-            f"{word(record)} ({fmtValue(record['series'], record['before'])} -> "
-            f"{fmtValue(record['series'], record['after'])}) since build "
-            f"#{record['build_number']}")
+    """The hover text of a change: its headline and revision."""
+    text = headline(record)
     if record.get('revision'):
         text += f", revision {record['revision']}"
     return text
