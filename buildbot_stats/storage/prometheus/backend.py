@@ -366,7 +366,7 @@ class PrometheusStorageService(StatsStorageBase):
                 self._present.families = presentFamilies(*present, master.masterid,
                                                          master.reactor.seconds())
         service = self.parent if hasattr(self.parent, 'metrics') else None
-        regressions = getattr(service, 'regressions', None)
+        regressions = getattr(self.parent, 'regressions', None)
         if regressions is not None:
             self._changes.families = changeFamilies(regressions.openSlowdowns(),
                                                     self._keepLabel)
