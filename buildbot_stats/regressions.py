@@ -21,8 +21,10 @@ reactor. docs/regressions.rst is the user's side of it.
 
 from __future__ import annotations
 
+import array
 import bisect
 import collections
+import contextlib
 
 from twisted.internet import defer
 from twisted.internet import threads
@@ -63,15 +65,29 @@ def _positive(owner, name, value, integer=False, below=None):
     return True
 
 
+#: A build number the store does not know (a point without one) among a window's numbers.
+NO_NUMBER = -1
+
+
+class Stopped(Exception):
+    """The service stops: the analysis under way is left (found again at the next
+    start)."""
+
+
 class SeriesWindow:
-    """The newest values of one measured series, held for the analysis after a build."""
+    """The newest values of one measured series, held for the analysis after a build:
+    their times, build numbers and values, 24 bytes a build."""
 
     __slots__ = ('times', 'numbers', 'values')
 
     def __init__(self, rows=()):
-        self.times = [r[0] for r in rows]
-        self.numbers = [r[1] for r in rows]
-        self.values = [r[2] for r in rows]
+        self.times = array.array('d', (r[0] for r in rows))
+        self.numbers = array.array('q', (NO_NUMBER if r[1] is None else r[1] for r in rows))
+        self.values = array.array('d', (r[2] for r in rows))
+
+    def number(self, i):
+        n = self.numbers[i]
+        return None if n == NO_NUMBER else n
 
     def positions(self, records):
         """``(position, direction)`` of change ``records`` among the values held: the
@@ -91,7 +107,7 @@ class SeriesWindow:
         for t, n, v in rows:
             if last is None or t > last:
                 self.times.append(t)
-                self.numbers.append(n)
+                self.numbers.append(NO_NUMBER if n is None else n)
                 self.values.append(v)
                 added = True
         if len(self.times) > keep:
@@ -141,6 +157,7 @@ class Regressions(ComparableMixin):
         self._dirty = set()  # builder names whose builds finished since the last round
         self._round = None  # the Deferred of the round running
         self._pool = None
+        self._reader = None  # the reader the thread uses, while it reads
         self._ready = False  # the full analysis is done: rounds after builds may run
         self._stopping = False
         self._warned = set()
@@ -243,6 +260,9 @@ class Regressions(ComparableMixin):
         dropped), nothing is announced after this."""
         self._stopping = True
         self._dirty.clear()
+        reader = self._reader
+        if reader is not None and hasattr(reader, 'conn'):
+            reader.conn.interrupt()  # SQLite: the query of the thread stops
         if self._round is not None:
             done = yield within(self.reactor, self._round, bound)
             if not done:
@@ -286,6 +306,8 @@ class Regressions(ComparableMixin):
             self._startRound(self._buildsRound)
 
     def _failed(self, failure, what):
+        if self._stopping:
+            return None  # an analysis cut short by the stop: found again at the next start
         self.errors += 1
         if failure.check(StoreError):
             key = str(failure.value)
@@ -319,7 +341,8 @@ class Regressions(ComparableMixin):
             yield self._announce(found)
         except StoreError as e:
             # a store not written yet (a new master), a database not created yet
-            log.msg(f"buildbot_stats: regressions: nothing analysed at start: {e}")
+            if not self._stopping:
+                log.msg(f"buildbot_stats: regressions: nothing analysed at start: {e}")
             return
         finally:
             self._ready = True
@@ -338,7 +361,7 @@ class Regressions(ComparableMixin):
     def analyseAll(self):
         """The full analysis: every series of the store, its newest ``history`` builds.
         Returns ``(new records, withdrawn records)``."""
-        with self._source().open() as reader:
+        with self._reading() as reader:
             kept = reader.changePoints()
             series = reader.measuredSeries()
         return self._analyse(series, kept, self.history, full=True)
@@ -346,14 +369,25 @@ class Regressions(ComparableMixin):
     def analyseBuilders(self, builders):
         """After builds of ``builders``: the series of those builders that got new values."""
         series, kept = {}, []
-        with self._source().open() as reader:
+        with self._reading() as reader:
             for builder in builders:
                 held = [w.times[-1] for k, w in self.windows.items()
-                        if k[0] == builder and w.times]
+                        if k[0] == builder and len(w.times)]
                 since = min(held) if held else None
                 kept.extend(reader.changePoints(builder))
                 series.update(reader.measuredSeries(builder, start=since))
         return self._analyse(series, kept, self.recent, full=False)
+
+    @contextlib.contextmanager
+    def _reading(self):
+        """The store's reader, interrupted by :meth:`stop` (an SQLite query in progress
+        ends at once)."""
+        with self._source().open() as reader:
+            self._reader = reader
+            try:
+                yield reader
+            finally:
+                self._reader = None
 
     def _analyse(self, series, kept, keep, full):
         """The changes of ``series`` (``{key: rows}``) against the ``kept`` records. The
@@ -367,6 +401,8 @@ class Regressions(ComparableMixin):
             kept_by[(record['builder'], record['series'])].append(record)
         new, gone = [], []
         for key in sorted(series, key=lambda k: (k[0], k[1])):
+            if self._stopping:
+                raise Stopped()
             rows = series[key]
             if full:
                 rows = rows[-keep:]
@@ -484,8 +520,8 @@ def changeRecord(key, window, change, isWorse):
     i = change.index
     return {
         'time': window.times[i], 'builder': builder, 'series': name,
-        'direction': change.direction, 'build_number': window.numbers[i],
-        'last_build_number': window.numbers[i - 1], 'before': change.before,
+        'direction': change.direction, 'build_number': window.number(i),
+        'last_build_number': window.number(i - 1), 'before': change.before,
         'after': change.after, 'size': change.ratio, 'confidence': change.confidence,
         'worse': isWorse(name, change.direction), 'withdrawn': False,
         'revision': None, 'branch': None, 'url': None, 'authors': [], 'comments': [],

@@ -24,6 +24,7 @@ from buildbot_stats.reading import changes as kept_changes
 from buildbot_stats.reading.mirror import StoreMirror
 from buildbot_stats.reading.sqlite import openStore
 from buildbot_stats.regressions import Regressions
+from buildbot_stats.regressions import Stopped
 from buildbot_stats.regressions import describeChange
 from buildbot_stats.regressions import openWorse
 from buildbot_stats.storage.sqlite.values import encodeRow
@@ -236,6 +237,14 @@ class Analyses(unittest.TestCase):
         self.assertEqual(sorted(map(key, found_once)), sorted(map(key, found_live)))
         self.assertEqual(sorted((c[3], c[2]) for c in map(key, found_once)),
                          [(61, 'up'), (101, 'down')])
+
+    def test_a_stop_leaves_the_analysis(self):
+        self.store.builds('alpha', steady(10, 100, 20.0))
+        r, _ = self.regressions()
+        r._stopping = True
+        with self.assertRaises(Stopped):
+            r.analyseAll()
+        self.assertEqual((r.windows, r.open), ({}, {}))
 
     def test_higher_is_better(self):
         r = Regressions(higher_is_better=['coverage.*', 'tests'])
