@@ -13,16 +13,15 @@ points of the store's series current, off the reactor:
   (attributed, written, logged) once; one that a later analysis no longer finds is
   written again as withdrawn.
 
-The statistics are :mod:`buildbot_stats.analysis.changepoints`' (pure functions); the series
-and the kept change points are read with the readers of :mod:`buildbot_stats.reading`; the
-attribution (revision, branch, the changes that came in) from Buildbot's data API, on the
+The statistics are :mod:`buildbot_stats.analysis.changepoints`' (pure functions); the series,
+the kept change points and their records are the read side's
+(:mod:`buildbot_stats.reading.changes`); the attribution (revision, branch, the changes that
+came in) is :mod:`buildbot_stats.history.attribution`'s, from Buildbot's data API on the
 reactor. docs/regressions.rst is the user's side of it.
 """
 
 from __future__ import annotations
 
-import array
-import bisect
 import collections
 import contextlib
 
@@ -37,6 +36,7 @@ from buildbot.util import ComparableMixin
 from buildbot_stats.analysis import changepoints
 from buildbot_stats.checks import shown
 from buildbot_stats.deadline import within
+from buildbot_stats.history.attribution import attribute
 from buildbot_stats.reading import changes as kept_changes
 from buildbot_stats.reading.source import Source
 from buildbot_stats.storage.influxdb import InfluxStorageService
@@ -47,10 +47,6 @@ from buildbot_stats.storage.sqlite.schema import StoreError
 DRAIN_BOUND = 10.0
 #: Seconds a round waits for the store's backend to write what it holds.
 FLUSH_BOUND = 30.0
-#: Builds whose changes in the Buildbot sense (commits) are read for one change point.
-MAX_ATTRIBUTED_BUILDS = 20
-#: Changes (commits) named in a change point at most.
-MAX_COMMITS = 20
 
 
 def _positive(owner, name, value, integer=False, below=None):
@@ -65,54 +61,9 @@ def _positive(owner, name, value, integer=False, below=None):
     return True
 
 
-#: A build number the store does not know (a point without one) among a window's numbers.
-NO_NUMBER = -1
-
-
 class Stopped(Exception):
     """The service stops: the analysis under way is left (found again at the next
     start)."""
-
-
-class SeriesWindow:
-    """The newest values of one measured series, held for the analysis after a build:
-    their times, build numbers and values, 24 bytes a build."""
-
-    __slots__ = ('times', 'numbers', 'values')
-
-    def __init__(self, rows=()):
-        self.times = array.array('d', (r[0] for r in rows))
-        self.numbers = array.array('q', (NO_NUMBER if r[1] is None else r[1] for r in rows))
-        self.values = array.array('d', (r[2] for r in rows))
-
-    def number(self, i):
-        n = self.numbers[i]
-        return None if n == NO_NUMBER else n
-
-    def positions(self, records):
-        """``(position, direction)`` of change ``records`` among the values held: the
-        position of the value of the record's first build (None: not held)."""
-        out = []
-        for r in records:
-            at = bisect.bisect_left(self.times, r['time'] - 1e-6)
-            inside = at < len(self.times) and abs(self.times[at] - r['time']) < 1e-3
-            out.append((at if inside else None, r['direction']))
-        return out
-
-    def extend(self, rows, keep):
-        """Add the ``rows`` newer than the newest held; keep the last ``keep``; True when
-        any was added."""
-        last = self.times[-1] if self.times else None
-        added = False
-        for t, n, v in rows:
-            if last is None or t > last:
-                self.times.append(t)
-                self.numbers.append(NO_NUMBER if n is None else n)
-                self.values.append(v)
-                added = True
-        if len(self.times) > keep:
-            del self.times[:-keep], self.numbers[:-keep], self.values[:-keep]
-        return added
 
 
 class Regressions(ComparableMixin):
@@ -406,10 +357,10 @@ class Regressions(ComparableMixin):
             rows = series[key]
             if full:
                 rows = rows[-keep:]
-                window = SeriesWindow(rows)
-                windows[key] = SeriesWindow(rows[-self.recent:])
+                window = kept_changes.SeriesWindow(rows)
+                windows[key] = kept_changes.SeriesWindow(rows[-self.recent:])
             else:
-                window = windows.setdefault(key, SeriesWindow())
+                window = windows.setdefault(key, kept_changes.SeriesWindow())
                 if not window.extend(rows, self.recent):
                     continue
             self.analyses += 1
@@ -418,11 +369,11 @@ class Regressions(ComparableMixin):
             new.extend(n)
             gone.extend(g)
             withdrawn = {id(r) for r in g}
-            open_[key] = openWorse([r for r in records if id(r) not in withdrawn] + n)
+            open_[key] = kept_changes.openWorse([r for r in records if id(r) not in withdrawn] + n)
         if full:
             for key, records in kept_by.items():
                 if key not in open_:
-                    open_[key] = openWorse([r for r in records if not r['withdrawn']])
+                    open_[key] = kept_changes.openWorse([r for r in records if not r['withdrawn']])
         self.windows, self.open = windows, open_
         return new, gone
 
@@ -433,7 +384,7 @@ class Regressions(ComparableMixin):
         settled = 0 if full else max(0, len(window.values) - 2 * detector.window)
         result = changepoints.reconcile(found, window.positions(records),
                                         settled_from=settled)
-        new = [changeRecord(key, window, change, self.isWorse) for change in result.new]
+        new = [kept_changes.foundRecord(key, window, change, self.isWorse) for change in result.new]
         return new, [records[k] for k in result.gone]
 
     # -- on the reactor: attribution, the points, the log -----------------------------------
@@ -447,7 +398,7 @@ class Regressions(ComparableMixin):
         for record in sorted(new, key=lambda r: r['time']):
             record['found_at'] = now
             try:
-                yield self.attribute(record)
+                yield attribute(self.master, record)
             except Exception as e:
                 # the change is still news without its revision
                 self.errors += 1
@@ -455,18 +406,18 @@ class Regressions(ComparableMixin):
                         f"{record['builder']!r} could not be read for its change: {e}")
             self.keep(record)
             self.found += 1
-            log.msg(f"buildbot_stats: regressions: {describeChange(record)}")
+            log.msg(f"buildbot_stats: regressions: {kept_changes.logLine(record)}")
         for record in gone:
             record = dict(record, withdrawn=True)
             self.keep(record)
             self.withdrawn += 1
             log.msg("buildbot_stats: regressions: withdrawn (no longer found): "
-                    f"{describeChange(record)}")
+                    f"{kept_changes.logLine(record)}")
 
     def keep(self, record):
         """Write change ``record`` (attributed) to every backend that keeps points."""
         # one line for a Grafana annotation's text (dashboards/grafana)
-        record['summary'] = describeChange(record, url=False)
+        record['summary'] = kept_changes.logLine(record, url=False)
         fields = kept_changes.changeFields(record)
         tags = kept_changes.changeTags(record)
         for backend in self.service.backends:
@@ -474,98 +425,3 @@ class Regressions(ComparableMixin):
                 backend.postStatsValue(dict(fields), kept_changes.CHANGE_POINTS, dict(tags),
                                        record['time'])
 
-    @defer.inlineCallbacks
-    def attribute(self, record):
-        """Fill ``record`` in from Buildbot's data API: the first build after the change
-        (its link, revision, branch) and the changes (commits) of the builds after the last
-        one before it: authors, comments."""
-        data = self.master.data
-        builders = yield data.get(('builders',))
-        ids = {b['name']: b['builderid'] for b in builders or []}
-        builderid = ids.get(record['builder'])
-        number = record['build_number']
-        if builderid is None or number is None:
-            return
-        base = getattr(getattr(self.master, 'config', None), 'buildbotURL', None) or ''
-        record['url'] = f"{base}#/builders/{builderid}/builds/{number}"
-        build = yield data.get(('builders', builderid, 'builds', number))
-        if build:
-            props = yield data.get(('builds', build['buildid'], 'properties'))
-            props = props or {}
-            record['revision'] = textOf(propertyValue(props, 'got_revision')
-                                        or propertyValue(props, 'revision'))
-            record['branch'] = textOf(propertyValue(props, 'branch'))
-        first = number if record['last_build_number'] is None else record['last_build_number'] + 1
-        first = max(first, number - MAX_ATTRIBUTED_BUILDS + 1)
-        commits = {}
-        for n in range(first, number + 1):
-            for change in (yield data.get(('builders', builderid, 'builds', n, 'changes'))) or []:
-                commits.setdefault(change['changeid'], change)
-        listed = [commits[k] for k in sorted(commits)][-MAX_COMMITS:]
-        record['changes'] = len(commits)
-        record['authors'] = sorted({c.get('author') or '' for c in listed} - {''})
-        record['comments'] = [(c.get('comments') or '').strip() for c in listed]
-        if not record.get('revision') and listed:
-            record['revision'] = listed[-1].get('revision')
-        if not record.get('branch') and listed:
-            record['branch'] = listed[-1].get('branch')
-
-
-def changeRecord(key, window, change, isWorse):
-    """The record (:func:`buildbot_stats.reading.changes.changeRecord`'s shape) of a
-    :class:`~buildbot_stats.analysis.changepoints.Change` found in the values of
-    ``window`` (a :class:`SeriesWindow`) of the series ``key`` (``(builder, name)``);
-    ``isWorse(name, direction)`` says whether it is for the worse. Not attributed yet."""
-    builder, name = key
-    i = change.index
-    return {
-        'time': window.times[i], 'builder': builder, 'series': name,
-        'direction': change.direction, 'build_number': window.number(i),
-        'last_build_number': window.number(i - 1), 'before': change.before,
-        'after': change.after, 'size': change.ratio, 'confidence': change.confidence,
-        'worse': isWorse(name, change.direction), 'withdrawn': False,
-        'revision': None, 'branch': None, 'url': None, 'authors': [], 'comments': [],
-        'changes': None, 'found_at': None, 'summary': None,
-    }
-
-
-#: The fields of a record that attribution fills in (a kept record's are reused).
-ATTRIBUTION = ('revision', 'branch', 'url', 'authors', 'comments', 'changes', 'found_at',
-               'summary')
-
-
-def propertyValue(props, name):
-    value = props.get(name)
-    return value[0] if isinstance(value, (list, tuple)) and value else value
-
-
-def textOf(value):
-    """A revision or branch as text: one codebase's, or ``codebase:value`` of several."""
-    if value is None or value == '':
-        return None
-    if isinstance(value, dict):
-        return ' '.join(f"{k}:{v}" for k, v in sorted(value.items()) if v) or None
-    return str(value)
-
-
-def openWorse(records):
-    """How many of the newest change ``records`` of one series (not withdrawn) are for the
-    worse with no change after them: 0 once a change for the better came."""
-    count = 0
-    for record in sorted(records, key=lambda r: r['time']):
-        count = count + 1 if record['worse'] else 0
-    return count
-
-
-def describeChange(record, url=True):
-    """One line for a log: ``app: build duration +200% slower (1.00s -> 3.00s) since build
-    #16 (revision abc; branch main; 1 change by Alice), confidence >99.99%: <url>``."""
-    line = kept_changes.headline(record)
-    about = kept_changes.details(record)
-    if about:
-        line += f" ({'; '.join(about)})"
-    if record.get('confidence') is not None:
-        line += f", confidence {kept_changes.fmtConfidence(record['confidence'])}"
-    if url and record.get('url'):
-        line += f": {record['url']}"
-    return line

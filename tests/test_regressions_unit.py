@@ -23,10 +23,11 @@ from buildbot_stats.analysis import changepoints
 from buildbot_stats.reading import changes as kept_changes
 from buildbot_stats.reading.mirror import StoreMirror
 from buildbot_stats.reading.sqlite import openStore
+from buildbot_stats.history.attribution import attribute
+from buildbot_stats.reading.changes import logLine
+from buildbot_stats.reading.changes import openWorse
 from buildbot_stats.regressions import Regressions
 from buildbot_stats.regressions import Stopped
-from buildbot_stats.regressions import describeChange
-from buildbot_stats.regressions import openWorse
 from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.storage.sqlite.writer import StoreWriter
 from tests.fakes import MASTERID
@@ -288,18 +289,16 @@ class Attribution(FakeMasterMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_the_first_build_after_and_its_changes(self):
-        r = Regressions()
-        r.attach(Service('unused.sqlite', self.master))
         record = {'builder': 'alpha', 'series': 'duration', 'direction': 'up',
                   'build_number': 16, 'last_build_number': 15, 'before': 1.0, 'after': 3.0,
                   'size': 2.0, 'confidence': 0.99999, 'worse': True}
-        yield r.attribute(record)
+        yield attribute(self.master, record)
         self.assertEqual(record['url'], 'http://ci.example.org/#/builders/79/builds/16')
         self.assertEqual((record['revision'], record['branch']), ('rev2', 'main'))
         self.assertEqual(record['changes'], 1)
         self.assertEqual(record['authors'], ['alice <a@example.org>'])
         self.assertEqual(record['comments'], ['Sleep longer\n\nThe details.'])
-        self.assertEqual(describeChange(record),
+        self.assertEqual(logLine(record),
                          "alpha: build duration +200% slower (1.00s -> 3.00s) since build #16 "
                          "(revision rev2; branch main; 1 change by alice <a@example.org>), "
                          "confidence >99.99%: http://ci.example.org/#/builders/79/builds/16")

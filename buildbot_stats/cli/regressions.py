@@ -26,10 +26,10 @@ from buildbot_stats.reading.changes import fmtConfidence
 from buildbot_stats.reading.changes import headline
 from buildbot_stats.reading.changes import matches
 from buildbot_stats.reading.influxdb import InfluxReader
-from buildbot_stats.regressions import ATTRIBUTION
+from buildbot_stats.reading.changes import ATTRIBUTION
+from buildbot_stats.reading.changes import SeriesWindow
+from buildbot_stats.reading.changes import foundRecord
 from buildbot_stats.regressions import Regressions
-from buildbot_stats.regressions import SeriesWindow
-from buildbot_stats.regressions import changeRecord
 
 FORMATS = ('text', 'json')
 #: a change for the worse since --since was found (0: none; 2: a mistake, as every command)
@@ -132,7 +132,7 @@ def analyse(reader, options, builders=None, patterns=None):
         result = changepoints.reconcile(found, window.positions(records))
         attributed = {id(change): records[k] for change, k in result.matched}
         for change in found:
-            record = changeRecord(key, window, change, options.isWorse)
+            record = foundRecord(key, window, change, options.isWorse)
             known_record = attributed.get(id(change))
             if known_record is not None:
                 record.update({k: known_record.get(k) for k in ATTRIBUTION})

@@ -1,14 +1,17 @@
-"""What change detection reads from a store, the same for every reader: the measured series
-(one number per build: durations, queue times, test counts, custom values) and the change
-points kept in the store (series ``change_points``, docs/regressions.rst).
+"""Change points on the read side (docs/regressions.rst): what change detection reads from a
+store, the same for every reader (the measured series, one number per build; the change
+points kept in the series ``change_points``), the records of the changes found and kept,
+and their wording for the page, the command and the log.
 
 Pure functions over a reader's answers; each reader (:class:`StoreReader`,
 :class:`InfluxReader`, the page's :class:`~buildbot_stats.reading.mirror.Snapshot`) has
-them as its methods ``measuredSeries`` and ``changePoints``.
+the two queries as its methods ``measuredSeries`` and ``changePoints``.
 """
 
 from __future__ import annotations
 
+import array
+import bisect
 import fnmatch
 import itertools
 import json
@@ -209,3 +212,94 @@ def changeTags(record):
 def byTime(records):
     """Change records by time, newest first."""
     return sorted(records, key=lambda r: (r['time'], r['builder'], r['series']), reverse=True)
+
+
+#: A build number the store does not know (a point without one) among a window's numbers.
+NO_NUMBER = -1
+
+
+class SeriesWindow:
+    """The newest values of one measured series, held for the analysis after a build:
+    their times, build numbers and values, 24 bytes a build."""
+
+    __slots__ = ('times', 'numbers', 'values')
+
+    def __init__(self, rows=()):
+        self.times = array.array('d', (r[0] for r in rows))
+        self.numbers = array.array('q', (NO_NUMBER if r[1] is None else r[1] for r in rows))
+        self.values = array.array('d', (r[2] for r in rows))
+
+    def number(self, i):
+        n = self.numbers[i]
+        return None if n == NO_NUMBER else n
+
+    def positions(self, records):
+        """``(position, direction)`` of change ``records`` among the values held: the
+        position of the value of the record's first build (None: not held)."""
+        out = []
+        for r in records:
+            at = bisect.bisect_left(self.times, r['time'] - 1e-6)
+            inside = at < len(self.times) and abs(self.times[at] - r['time']) < 1e-3
+            out.append((at if inside else None, r['direction']))
+        return out
+
+    def extend(self, rows, keep):
+        """Add the ``rows`` newer than the newest held; keep the last ``keep``; True when
+        any was added."""
+        last = self.times[-1] if self.times else None
+        added = False
+        for t, n, v in rows:
+            if last is None or t > last:
+                self.times.append(t)
+                self.numbers.append(NO_NUMBER if n is None else n)
+                self.values.append(v)
+                added = True
+        if len(self.times) > keep:
+            del self.times[:-keep], self.numbers[:-keep], self.values[:-keep]
+        return added
+
+
+def foundRecord(key, window, change, isWorse):
+    """The record (:func:`changeRecord`'s shape) of a
+    :class:`~buildbot_stats.analysis.changepoints.Change` found in the values of
+    ``window`` (a :class:`SeriesWindow`) of the series ``key`` (``(builder, name)``);
+    ``isWorse(name, direction)`` says whether it is for the worse. Not attributed yet."""
+    builder, name = key
+    i = change.index
+    return {
+        'time': window.times[i], 'builder': builder, 'series': name,
+        'direction': change.direction, 'build_number': window.number(i),
+        'last_build_number': window.number(i - 1), 'before': change.before,
+        'after': change.after, 'size': change.ratio, 'confidence': change.confidence,
+        'worse': isWorse(name, change.direction), 'withdrawn': False,
+        'revision': None, 'branch': None, 'url': None, 'authors': [], 'comments': [],
+        'changes': None, 'found_at': None, 'summary': None,
+    }
+
+
+#: The fields of a record that attribution fills in (a kept record's are reused).
+ATTRIBUTION = ('revision', 'branch', 'url', 'authors', 'comments', 'changes', 'found_at',
+               'summary')
+
+
+def openWorse(records):
+    """How many of the newest change ``records`` of one series (not withdrawn) are for the
+    worse with no change after them: 0 once a change for the better came."""
+    count = 0
+    for record in sorted(records, key=lambda r: r['time']):
+        count = count + 1 if record['worse'] else 0
+    return count
+
+
+def logLine(record, url=True):
+    """One line for a log: ``app: build duration +200% slower (1.00s -> 3.00s) since build
+    #16 (revision abc; branch main; 1 change by Alice), confidence >99.99%: <url>``."""
+    line = headline(record)
+    about = details(record)
+    if about:
+        line += f" ({'; '.join(about)})"
+    if record.get('confidence') is not None:
+        line += f", confidence {fmtConfidence(record['confidence'])}"
+    if url and record.get('url'):
+        line += f": {record['url']}"
+    return line
