@@ -106,6 +106,14 @@ class FindChanges(Otava):
         self.assertEqual(ChangeDetector(tester=Never).find(values), [])
         self.assertTrue(calls)
 
+    def test_a_count_is_no_measurement(self):
+        # a build number, a time: rising at every build, no level to change
+        self.assertEqual(findChanges([float(n) for n in range(1, 300)]), [])
+        self.assertEqual(findChanges([1e9 - 60.0 * n for n in range(300)]), [])
+        # steps of a count that often stays put (tests added now and then) are changes
+        values = [500.0] * 100 + [650.0] * 100
+        self.assertEqual([c.index for c in findChanges(values)], [100])
+
     def test_short_and_bad_sequences(self):
         self.assertEqual(findChanges([1.0] * 9), [])
         self.assertEqual(findChanges([]), [])

@@ -7,6 +7,8 @@ point ("the changes in this sequence"); :class:`ChangeDetector` holds its settin
 
 How (docs/regressions.rst says why each step is there):
 
+0. A sequence that rises (or falls) from nearly every value to the next is a count (a build
+   number), not a measurement around a level: it has no change point (:func:`isCounter`).
 1. **Clean**: each value is clipped to a band around the median of its neighbours
    (:data:`NEIGHBOURS` each side), the band ``clip`` times the sequence's noise (estimated
    from the differences of consecutive values, robust to outliers) but never narrower than
@@ -39,6 +41,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import statistics
 
 try:
     import numpy as np
@@ -136,7 +139,7 @@ class ChangeDetector:
         if raw.ndim != 1 or not np.all(np.isfinite(raw)):
             raise ValueError("values must be a sequence of finite numbers")
         n = len(raw)
-        if n < 2 * self.min_run:
+        if n < 2 * self.min_run or isCounter(raw):
             return []
         cleaned, noise, unit = clean(raw, self.clip)
         series = cleaned.tolist()  # a list: Otava slices lists by window (not arrays)
@@ -215,6 +218,18 @@ def findChanges(values, detector=None):
 
 # -- the steps -----------------------------------------------------------------------------
 
+#: A sequence rising (or falling) from nearly every value to the next is a count (a build
+#: number, a time), not a measurement around a level: it has no change point.
+COUNTER = 0.9
+
+
+def isCounter(raw):
+    """True when at least :data:`COUNTER` of the steps from a value to the next go up (or
+    down); noise goes either way about half of the time, a level stays (steps of 0)."""
+    steps = np.diff(raw)
+    return bool(len(steps)) and max(np.mean(steps > 0), np.mean(steps < 0)) >= COUNTER
+
+
 def clean(raw, clip):
     """``(cleaned values, noise, unit)``: each value clipped to ``clip`` times the noise
     around the median of its neighbours; the noise is relative (a fraction of the level),
@@ -227,7 +242,8 @@ def clean(raw, clip):
         local = np.empty(n)
         local[NEIGHBOURS:n - NEIGHBOURS] = np.median(sliding_window_view(raw, width), axis=1)
         for i in (*range(NEIGHBOURS), *range(n - NEIGHBOURS, n)):
-            local[i] = np.median(raw[max(0, i - NEIGHBOURS):i + NEIGHBOURS + 1])
+            # a few values: Python's median is 20 times faster than NumPy's call
+            local[i] = statistics.median(raw[max(0, i - NEIGHBOURS):i + NEIGHBOURS + 1].tolist())
     else:
         local = np.full(n, np.median(raw))
     level = np.maximum(np.abs(local), max(unit, 1e-12))
