@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import threading
 
 from twisted.internet import defer
+from twisted.internet import task
 from twisted.internet import threads
 from twisted.python import log
 from twisted.python import threadpool
@@ -45,8 +47,13 @@ from buildbot_stats.storage.sqlite.schema import StoreError
 
 #: Seconds a round waits for the captures still handling the build (then it reads anyway).
 DRAIN_BOUND = 10.0
-#: Seconds a round waits for the store's backend to write what it holds.
+#: Seconds a round waits for the store's backend to write what it holds (checked every
+#: WRITTEN_POLL seconds).
 FLUSH_BOUND = 30.0
+WRITTEN_POLL = 0.1
+#: Seconds the stop waits for an analysis under way (cut short, it ends at once; an
+#: InfluxDB query runs to its own timeout).
+STOP_WAIT = 5.0
 
 
 def _positive(owner, name, value, integer=False, below=None):
@@ -59,6 +66,18 @@ def _positive(owner, name, value, integer=False, below=None):
         config.error(f"{owner}: {name} must be {what}, got {shown(value)}")
         return False
     return True
+
+
+class AnalysisPool(threadpool.ThreadPool):
+    """The one thread of the analyses; a daemon, so that a read still under way when the
+    master stops never holds its exit."""
+
+    def __init__(self):
+        super().__init__(minthreads=1, maxthreads=1, name='buildbot_stats regressions')
+
+    @staticmethod
+    def threadFactory(*args, **kwargs):
+        return threading.Thread(*args, daemon=True, **kwargs)
 
 
 class Stopped(Exception):
@@ -108,6 +127,7 @@ class Regressions(ComparableMixin):
         self._dirty = set()  # builder names whose builds finished since the last round
         self._round = None  # the Deferred of the round running
         self._pool = None
+        self._working = None  # fires when the thread's work under way ends
         self._reader = None  # the reader the thread uses, while it reads
         self._ready = False  # the full analysis is done: rounds after builds may run
         self._stopping = False
@@ -177,8 +197,7 @@ class Regressions(ComparableMixin):
             log.msg(f"buildbot_stats: regressions: change detection is off: {reason}")
             return
         self._stopping = False
-        self._pool = threadpool.ThreadPool(minthreads=1, maxthreads=1,
-                                           name='buildbot_stats regressions')
+        self._pool = AnalysisPool()
         self._pool.start()
         d = defer.succeed(None) if after is None else after
         d.addBoth(lambda _: self._startRound(self._fullRound))
@@ -194,8 +213,7 @@ class Regressions(ComparableMixin):
         found, withdrawn = self.found, self.withdrawn
         own = self._pool is None
         if own:
-            self._pool = threadpool.ThreadPool(minthreads=1, maxthreads=1,
-                                               name='buildbot_stats regressions')
+            self._pool = AnalysisPool()
             self._pool.start()
         try:
             yield self._fullRound()
@@ -207,21 +225,26 @@ class Regressions(ComparableMixin):
 
     @defer.inlineCallbacks
     def stop(self, bound):
-        """Stop within ``bound`` seconds: the round running ends its analysis (its result is
-        dropped), nothing is announced after this."""
+        """Stop: nothing is announced after this; a round waiting for the store's backend
+        is left, an analysis in the thread is cut short (an SQLite query interrupted, the
+        loop over series left) and waited for, ``STOP_WAIT`` seconds (and ``bound``) at
+        most. What they would have found is found again at the next start."""
         self._stopping = True
         self._dirty.clear()
         reader = self._reader
         if reader is not None and hasattr(reader, 'conn'):
             reader.conn.interrupt()  # SQLite: the query of the thread stops
-        if self._round is not None:
-            done = yield within(self.reactor, self._round, bound)
-            if not done:
-                log.msg("buildbot_stats: regressions: an analysis was still running at the "
-                        "stop; its changes are found again at the next start")
         pool, self._pool = self._pool, None
+        done = True
+        if self._working is not None:
+            done = yield within(self.reactor, self._working, min(bound, STOP_WAIT))
         if pool is not None:
-            pool.stop()
+            if done:
+                pool.stop()
+            else:
+                # its one thread is a daemon: never joined, it ends with its read
+                log.msg("buildbot_stats: regressions: an analysis was still reading the "
+                        "store at the stop; its changes are found again at the next start")
 
     def buildFinished(self, routingKey, msg):
         """The service's dispatch calls this after the captures, for every build that
@@ -275,14 +298,34 @@ class Regressions(ComparableMixin):
 
     @defer.inlineCallbacks
     def _written(self):
-        """The points of the builds so far, handed over and written by the backend read."""
+        """The points of the builds so far handed over by the captures and written by the
+        backend read, at its own pace (no batch is forced out for this), ``FLUSH_BOUND``
+        seconds at most."""
         yield within(self.reactor, self.service.drain(), DRAIN_BOUND)
         backend = self._source().backend()
-        if backend is not None:
-            yield backend.flush(FLUSH_BOUND)
+        if backend is None:
+            return
+        counters = backend.counters
+        target = counters.added
+        deadline = self.reactor.seconds() + FLUSH_BOUND
+        while (counters.written + counters.rejected + counters.dropped < target
+               and self.reactor.seconds() < deadline and not self._stopping):
+            yield task.deferLater(self.reactor, WRITTEN_POLL, lambda: None)
 
     def _inThread(self, f, *args):
-        return threads.deferToThreadPool(self.reactor, self._pool, f, *args)
+        """``f(*args)`` in the analysis thread; its Deferred (``self._working`` meanwhile,
+        which the stop waits for)."""
+        if self._pool is None or self._stopping:
+            return defer.fail(Stopped())
+        d = threads.deferToThreadPool(self.reactor, self._pool, f, *args)
+        self._working = working = defer.Deferred()
+
+        def done(result):
+            self._working = None
+            working.callback(None)
+            return result
+        d.addBoth(done)
+        return d
 
     @defer.inlineCallbacks
     def _fullRound(self):
