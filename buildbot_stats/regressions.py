@@ -128,6 +128,7 @@ class Regressions(ComparableMixin):
         self._round = None  # the Deferred of the round running
         self._pool = None
         self._working = None  # fires when the thread's work under way ends
+        self._polling = None  # the timer of a round waiting for the backend to write
         self._reader = None  # the reader the thread uses, while it reads
         self._ready = False  # the full analysis is done: rounds after builds may run
         self._stopping = False
@@ -231,6 +232,8 @@ class Regressions(ComparableMixin):
         most. What they would have found is found again at the next start."""
         self._stopping = True
         self._dirty.clear()
+        if self._polling is not None:
+            self._polling.cancel()  # no timer of ours is left behind
         reader = self._reader
         if reader is not None and hasattr(reader, 'conn'):
             reader.conn.interrupt()  # SQLite: the query of the thread stops
@@ -281,7 +284,9 @@ class Regressions(ComparableMixin):
 
     def _failed(self, failure, what):
         if self._stopping:
-            return None  # an analysis cut short by the stop: found again at the next start
+            # a round cut short by the stop (its wait cancelled, its analysis left): what
+            # it would have found is found again at the next start
+            return None
         self.errors += 1
         if failure.check(StoreError):
             key = str(failure.value)
@@ -310,7 +315,11 @@ class Regressions(ComparableMixin):
         deadline = self.reactor.seconds() + FLUSH_BOUND
         while (counters.written + counters.rejected + counters.dropped < target
                and self.reactor.seconds() < deadline and not self._stopping):
-            yield task.deferLater(self.reactor, WRITTEN_POLL, lambda: None)
+            self._polling = task.deferLater(self.reactor, WRITTEN_POLL, lambda: None)
+            try:
+                yield self._polling
+            finally:
+                self._polling = None
 
     def _inThread(self, f, *args):
         """``f(*args)`` in the analysis thread; its Deferred (``self._working`` meanwhile,
