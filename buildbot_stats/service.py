@@ -41,6 +41,8 @@ class StatsService(service.BuildbotService):
     :param storage_backends: a list of :class:`StatsStorageBase` instances; ``None`` means
         the embedded default (see the docs)
     :param name: the service name (default ``'StatsService'``)
+    :param build_number: ``'tag'`` (default, Buildbot's layout) or ``'field'``: where the
+        seed's captures write the build number (docs/migration.rst)
     """
 
     name = "StatsService"
@@ -73,8 +75,8 @@ class StatsService(service.BuildbotService):
 
     def checkConfig(self, storage_backends=None, extra_tags=None,
                     max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
-                    regressions=True):
-        checkTagOptions("StatsService", extra_tags, max_tag_values)
+                    build_number='tag', regressions=True):
+        checkTagOptions("StatsService", extra_tags, max_tag_values, build_number)
         if not isinstance(regressions, (bool, Regressions)) and regressions is not None:
             config.error("StatsService: regressions must be True, False or "
                          f"stats.Regressions(...), got {shown(regressions)}")
@@ -116,8 +118,8 @@ class StatsService(service.BuildbotService):
     @defer.inlineCallbacks
     def reconfigService(self, storage_backends=None, extra_tags=None,
                         max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
-                        regressions=True):
-        self.tag_policy.configure(extra_tags, max_tag_values)
+                        build_number='tag', regressions=True):
+        self.tag_policy.configure(extra_tags, max_tag_values, build_number)
         self.catch_up = catch_up
         self.record_data = record_data
         if storage_backends is None:
@@ -301,7 +303,8 @@ class StatsService(service.BuildbotService):
         ``max_tag_values``), ``unrecorded_data`` (yieldMetricsValue calls not kept as
         build data, see docs/history.rst), ``regressions`` (change detection's counters,
         docs/regressions.rst; absent when it is off) and ``backends``: ``{backend name:
-        backend.metrics()}``.
+        backend.metrics()}`` (an InfluxDB backend's include ``limit_rejected`` and its
+        database's series and limit: docs/scaling.rst, "InfluxDB's series limit").
         """
         counters = {
             'capture_errors': self.capture_errors,
