@@ -356,14 +356,28 @@ class Off(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(self.svc._listeners_by_key, {})
 
     def test_without_otava(self):
+        from buildbot_stats.www.page import Page
+
         self.patch(changepoints, 'TTestSignificanceTester', None)
         self.assertFalse(changepoints.available())
         r = Regressions()
         r.attach(Service('x.sqlite'))
-        self.assertEqual(r.whyOff(), "the apache-otava package is not installed (pip install "
+        why = r.whyOff()
+        self.assertEqual(why, "the apache-otava package is not installed (pip install "
                          "'buildbot_stats[regressions]')")
         with self.assertRaises(ImportError):
             changepoints.findChanges([1.0] * 20)
+        # the page's Changes panel says which package to install
+        data = {'builders': [], 'durations': {}, 'results': {}, 'queue': {}, 'steps': {},
+                'tests': {}, 'custom': {}, 'changes': []}
+        text = Page(data, None, '7d', {}, '../../../', None, 'store', T0, detection=why).render()
+        self.assertIn('<p class="none" data-panel="changes">Change detection is off: the '
+                      'apache-otava package is not installed (pip install '
+                      '&#x27;buildbot_stats[regressions]&#x27;).</p>', text)
+        # a store shown without a service (statsDashboard(store=...)): the same advice
+        text = Page(data, None, '7d', {}, '../../../', None, 'store', T0).render()
+        self.assertIn('Change detection needs the apache-otava package: <code>pip install '
+                      '&#x27;buildbot_stats[regressions]&#x27;</code>.', text)
 
 
 class Records(unittest.TestCase):
