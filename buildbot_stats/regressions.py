@@ -36,6 +36,7 @@ from buildbot import config
 from buildbot.util import ComparableMixin
 
 from buildbot_stats.analysis import changepoints
+from buildbot_stats.checks import checkedInit
 from buildbot_stats.checks import shown
 from buildbot_stats.deadline import within
 from buildbot_stats.history.attribution import attribute
@@ -105,8 +106,10 @@ class Regressions(ComparableMixin):
     compare_attrs = ('max_pvalue', 'min_size', 'min_builds', 'history', 'recent',
                      'higher_is_better')
 
-    def __init__(self, max_pvalue=1e-4, min_size=0.1, min_builds=5, history=10000,
-                 recent=500, higher_is_better=('tests',)):
+    @checkedInit
+    def __init__(self, max_pvalue=1e-4, min_size=kept_changes.DEFAULT_MIN_SIZE, min_builds=5,
+                 history=10000, recent=500,
+                 higher_is_better=kept_changes.DEFAULT_HIGHER_IS_BETTER):
         owner = type(self).__name__
         _positive(owner, 'max_pvalue', max_pvalue, below=1)
         _positive(owner, 'min_size', min_size)

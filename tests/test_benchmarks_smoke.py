@@ -219,3 +219,13 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual(result['store']['full']['changes_found'],
                          result['otava']['cost']['full']['changes_found'])
         self.assertMachine(result)
+
+    def test_interrupt(self):
+        result = run_benchmark('interrupt', '--n', 1, '--points', 3000,
+                               '--scenarios', 'report,export-file,export-pipe')
+        self.assertEqual((result['bench'], result['n']), ('interrupt', 1))
+        for name, status in (('report', 130), ('export-file', 143), ('export-pipe', 130)):
+            self.assertEqual(result[name]['statuses'], [status], name)
+            self.assertGreater(result[name]['most_s'], 0)
+        self.assertEqual(len(result['load_before']), 3)
+        self.assertMachine(result)

@@ -14,6 +14,7 @@ from twisted.python import log
 
 from buildbot import config
 
+from buildbot_stats.checks import checkedInit
 from buildbot_stats.checks import shown
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.tagging import TagPolicy
@@ -109,6 +110,9 @@ class Capture:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _aliasHookSpellings(cls)
+        init = vars(cls).get('__init__')
+        if init is not None and not getattr(init, 'checksArguments', False):
+            cls.__init__ = checkedInit(init)
 
     def __init__(self, routingKey, callback):
         self.routingKey = tuple(routingKey)
@@ -243,6 +247,9 @@ class Capture:
         """Buildbot's name and arguments of :meth:`writePoint`, for captures written for
         ``buildbot.statistics``."""
         self.writePoint(series_name, context, post_data, timestamp)
+
+
+Capture.__init__ = checkedInit(Capture.__init__)
 
 
 class BuilderMatchMixin:

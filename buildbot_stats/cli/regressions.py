@@ -13,7 +13,6 @@ import json
 import os
 import urllib.parse
 
-from buildbot_stats.analysis import changepoints
 from buildbot_stats.cli.common import TIME_HELP
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import isoTime
@@ -21,15 +20,18 @@ from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import parseTime
 from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.common import printable
+from buildbot_stats.reading.changes import ATTRIBUTION
+from buildbot_stats.reading.changes import DEFAULT_HIGHER_IS_BETTER
+from buildbot_stats.reading.changes import DEFAULT_MIN_SIZE
+from buildbot_stats.reading.changes import SeriesWindow
 from buildbot_stats.reading.changes import details
 from buildbot_stats.reading.changes import fmtConfidence
+from buildbot_stats.reading.changes import foundRecord
 from buildbot_stats.reading.changes import headline
 from buildbot_stats.reading.changes import matches
-from buildbot_stats.reading.influxdb import InfluxReader
-from buildbot_stats.reading.changes import ATTRIBUTION
-from buildbot_stats.reading.changes import SeriesWindow
-from buildbot_stats.reading.changes import foundRecord
-from buildbot_stats.regressions import Regressions
+
+# The analysis (NumPy, Otava), the InfluxDB reader and the master's settings are imported
+# when the command runs: every command's start (``--help`` included) stays quick.
 
 FORMATS = ('text', 'json')
 #: a change for the worse since --since was found (0: none; 2: a mistake, as every command)
@@ -39,7 +41,6 @@ ENV_USER, ENV_PASSWORD, ENV_TOKEN = 'INFLUX_USERNAME', 'INFLUX_PASSWORD', 'INFLU
 
 
 def addParser(sub):
-    defaults = Regressions()
     p = sub.add_parser(
         'regressions', help="what got slower or faster, and since which build",
         description="Find the persistent, significant changes (change points) of every "
@@ -63,12 +64,12 @@ def addParser(sub):
     p.add_argument('--format', '-f', choices=FORMATS, default='text',
                    help="text (default) or json")
     p.add_argument('--min-size', metavar='PERCENT', type=float,
-                   default=defaults.min_size * 100,
+                   default=DEFAULT_MIN_SIZE * 100,
                    help="the smallest change reported, in percent of the median before "
-                   f"(default {defaults.min_size * 100:g}, as in the master)")
+                   f"(default {DEFAULT_MIN_SIZE * 100:g}, as in the master)")
     p.add_argument('--higher-is-better', metavar='PATTERN', action='append',
                    help="a series where a fall, not a rise, is for the worse; repeat for "
-                   f"several (default: {', '.join(defaults.higher_is_better)})")
+                   f"several (default: {', '.join(DEFAULT_HIGHER_IS_BETTER)})")
     p.set_defaults(func=run)
     return p
 
@@ -77,25 +78,36 @@ def openReader(store):
     """The reader of ``store``: a path, or an InfluxDB URL whose path is the database."""
     if not store.startswith(('http://', 'https://')):
         return openStoreOrFail(store)
-    url = urllib.parse.urlsplit(store)
+    from buildbot_stats.reading.influxdb import InfluxReader
+
+    try:
+        url = urllib.parse.urlsplit(store)
+        url.port  # noqa: B018 - a port out of range raises here
+    except ValueError as e:  # never the URL itself: it may hold a password
+        raise CliError(f"the InfluxDB URL is not valid ({e})") from None
+    # before anything names the URL: its credentials are never shown
+    if url.username or url.password:
+        raise CliError(f"{url.scheme}://{url.hostname}: give the InfluxDB credentials in "
+                       f"${ENV_USER} and ${ENV_PASSWORD} (or ${ENV_TOKEN}), not in the URL")
     db = urllib.parse.unquote(url.path.strip('/'))
     if not db or '/' in db:
         raise CliError(f"{store}: an InfluxDB URL names its database as its path "
                        "(http://host:8086/DATABASE)")
     rp = urllib.parse.parse_qs(url.query).get('rp', [None])[0]
-    if url.username or url.password:
-        raise CliError(f"{url.scheme}://{url.hostname}: give the InfluxDB credentials in "
-                       f"${ENV_USER} and ${ENV_PASSWORD} (or ${ENV_TOKEN}), not in the URL")
     return InfluxReader(f"{url.scheme}://{url.netloc}", db, user=os.environ.get(ENV_USER),
                         password=os.environ.get(ENV_PASSWORD),
                         token=os.environ.get(ENV_TOKEN), retention_policy=rp)
 
 
 def settings(args):
+    from buildbot_stats.regressions import Regressions
+
     if not 0 < args.min_size < 10000:
         raise CliError(f"--min-size must be a percentage above 0, got {args.min_size:g}")
-    return Regressions(min_size=args.min_size / 100,
-                       higher_is_better=tuple(args.higher_is_better or ('tests',)))
+    patterns = tuple(args.higher_is_better or DEFAULT_HIGHER_IS_BETTER)
+    if not all(patterns):
+        raise CliError("--higher-is-better needs a series name or pattern, got ''")
+    return Regressions(min_size=args.min_size / 100, higher_is_better=patterns)
 
 
 def analyse(reader, options, builders=None, patterns=None):
@@ -123,6 +135,8 @@ def analyse(reader, options, builders=None, patterns=None):
     for record in kept:
         if not record['withdrawn']:
             kept_by.setdefault((record['builder'], record['series']), []).append(record)
+    from buildbot_stats.analysis import changepoints
+
     detector = options.detector()
     out = []
     for key in sorted(series):
@@ -143,6 +157,8 @@ def analyse(reader, options, builders=None, patterns=None):
 
 
 def run(args, out):
+    from buildbot_stats.analysis import changepoints
+
     since = parseTime(args.since, '--since') if args.since is not None else None
     options = settings(args)
     if not changepoints.available():

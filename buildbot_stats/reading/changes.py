@@ -31,6 +31,12 @@ STEP_PREFIX = 'step:'
 QUEUE = 'queue'
 TESTS = 'tests'
 
+#: The defaults of :class:`~buildbot_stats.regressions.Regressions` the command shows too (it
+#: reads them from here, without importing the master's side): the smallest change
+#: reported (relative), and the series where a fall, not a rise, is for the worse.
+DEFAULT_MIN_SIZE = 0.1
+DEFAULT_HIGHER_IS_BETTER = (TESTS,)
+
 #: Fields of a custom series that are not measurements.
 NOT_MEASURED = frozenset({'build_number'})
 
