@@ -29,6 +29,10 @@ UTC = datetime.timezone.utc
 
 #: The routing key of the StatsService's own ``yieldMetricsValue`` message.
 YIELD_DATA = ("stats-yieldMetricsValue", "stats-yield-data")
+#: The routing key under which the service consumes a build's end (Buildbot also announces
+#: it as ``('builds', id, 'finished')`` and ``('workers', id, 'builds', id, 'finished')``:
+#: everything of ours that follows builds ending uses this one, so it is consumed once).
+BUILD_FINISHED = ("builders", None, "builds", None, "finished")
 
 
 def _entityTypes():
