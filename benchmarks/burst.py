@@ -99,15 +99,10 @@ def stats_config(variant, port, db, basedir):
         svc = bbstats.StatsService(storage_backends=[backend], name='StatsService')
         return [svc], lambda: (done['n'] + done['failed'], {'failed': done['failed']})
 
+    from benchmarks.captures import seedCaptures
     from buildbot_stats import stats
 
-    captures = [
-        stats.CaptureBuildStartTimeAllBuilders(),
-        stats.CaptureBuildEndTimeAllBuilders(),
-        stats.CaptureBuildDurationAllBuilders(),
-        stats.CapturePropertyAllBuilders(PROPERTY),
-        stats.CaptureDataAllBuilders(DATA_NAME),
-    ]
+    captures = seedCaptures(PROPERTY, DATA_NAME)
     if variant in ('ours', 'ours_norecord'):
         backend = stats.InfluxStorageService(
             url=f'http://127.0.0.1:{port}', db=db, captures=captures, name='influx')
