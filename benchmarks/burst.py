@@ -307,6 +307,10 @@ async def run_burst(reactor, args, basedir):
     expected = args.n * POINTS_PER_BUILD
     wall_points = wall_built
     details = await points_done((warm + args.n) * POINTS_PER_BUILD, args.timeout)
+    recorder = getattr(svc, 'build_data_recorder', None)
+    if recorder is not None:
+        # the build-data record of the last builds (written within a second of their end)
+        await recordWritten(recorder)
     if progress is not None:
         wall_points = time.monotonic() - wall0
     cpu = time.process_time() - cpu0
@@ -335,7 +339,7 @@ async def run_burst(reactor, args, basedir):
     result['user_s'], result['sys_s'] = ru.ru_utime - ru0.ru_utime, ru.ru_stime - ru0.ru_stime
     if details:
         result['counters'] = details
-    if args.alternate and args.mode == 'finish' and svc is not None:
+    if args.alternate and args.mode == 'finish' and recorder is not None:
         result['alternate'] = await alternate(args, svc, finish, progress, points_done,
                                               stats_on, warm)
     await master.stopService()
@@ -345,24 +349,41 @@ async def run_burst(reactor, args, basedir):
 
 async def alternate(args, svc, finish, progress, points_done, stats_on, warm):
     """The same master finishes ``args.n`` builds with its stats service unsubscribed, then
-    subscribed, ``args.alternate`` times: the least CPU of each state, in one process, is
-    the measure least disturbed by other work on the machine (and by process start-up)."""
-    off, on = [], []
+    subscribed without the build-data record (``record_data=False``), then with it,
+    ``args.alternate`` times each: the least CPU of each state, in one process, is the measure
+    least disturbed by other work on the machine (and by process start-up). With the record,
+    the CPU counted ends once its last rows are written."""
+    cpu = {'off': [], 'norecord': [], 'record': []}
     for _ in range(args.alternate):
         await svc.removeConsumers()
         stats_on['on'] = False
         cpu0 = time.process_time()
         await finish(args.n)
-        off.append(time.process_time() - cpu0)
-        await svc.registerConsumers()
+        cpu['off'].append(time.process_time() - cpu0)
         stats_on['on'] = True
-        before = progress()[0]
-        cpu0 = time.process_time()
-        await finish(args.n)
-        await points_done(before + args.n * POINTS_PER_BUILD, args.timeout)
-        on.append(time.process_time() - cpu0)
-    return {'off_cpu_s': off, 'on_cpu_s': on,
-            'stats_us_per_build': 1e6 * (min(on) - min(off)) / args.n}
+        for state in ('norecord', 'record'):
+            svc.record_data = state == 'record'
+            await svc.registerConsumers()
+            before = progress()[0]
+            cpu0 = time.process_time()
+            await finish(args.n)
+            await points_done(before + args.n * POINTS_PER_BUILD, args.timeout)
+            await recordWritten(svc.build_data_recorder)
+            cpu[state].append(time.process_time() - cpu0)
+    least = {state: min(values) for state, values in cpu.items()}
+    return {'off_cpu_s': cpu['off'], 'norecord_cpu_s': cpu['norecord'],
+            'on_cpu_s': cpu['record'],
+            'stats_us_per_build': 1e6 * (least['record'] - least['off']) / args.n,
+            'stats_us_per_build_norecord': 1e6 * (least['norecord'] - least['off']) / args.n,
+            # one yieldMetricsValue call per build: the record's cost per call
+            'record_us_per_call': 1e6 * (least['record'] - least['norecord']) / args.n}
+
+
+def recordWritten(recorder):
+    """A Deferred: every yieldMetricsValue call recorded so far is written (``flush``; the
+    recorder before one row per build had ``wait``: this script measures both)."""
+    flush = getattr(recorder, 'flush', None)
+    return flush() if flush is not None else recorder.wait()
 
 
 def task_sleep(reactor, seconds):
@@ -457,8 +478,9 @@ def main(argv=None):
                         "in memory (default of --mode finish)")
     p.add_argument('--alternate', type=int, default=0,
                    help="with --mode finish: after the measured run, the stats variants "
-                        "also finish --n builds with their service unsubscribed and "
-                        "subscribed, this many times each, in the same process")
+                        "also finish --n builds with their service unsubscribed, "
+                        "subscribed with record_data=False and with record_data=True, this "
+                        "many times each, in the same process")
     p.add_argument('--mode', choices=('builds', 'finish'), default='builds',
                    help="'builds' (default): real builds on in-process workers; 'finish': "
                         "builds made and finished through master.data.updates only")

@@ -37,10 +37,10 @@ class RecorderTest(FakeMasterMixin, unittest.TestCase):
         self.holding = False  # while True, every transaction waits for release()
         self.held = []
         pool = self.master.db.pool
-        real = pool.do_with_transaction
+        real = pool.do
 
         @defer.inlineCallbacks
-        def do_with_transaction(callable, *args):
+        def do(callable, *args):
             if callable == self.recorder._thdWrite:
                 self.transactions.append(sorted(args[-1]))
                 if self.holding:
@@ -50,7 +50,7 @@ class RecorderTest(FakeMasterMixin, unittest.TestCase):
             result = yield real(callable, *args)
             return result
 
-        pool.do_with_transaction = do_with_transaction
+        pool.do = do
 
     def release(self):
         held, self.held = self.held, []
@@ -178,13 +178,13 @@ class RecorderTest(FakeMasterMixin, unittest.TestCase):
         self.call(build, 0)
         self.call(build, 1)
         pool = self.master.db.pool
-        working = pool.do_with_transaction
-        pool.do_with_transaction = lambda *args: defer.fail(RuntimeError('database is gone'))
+        working = pool.do
+        pool.do = lambda *args: defer.fail(RuntimeError('database is gone'))
         self.finished(build)
         self.waitInterval()
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(self.svc.metrics()['unrecorded_data'], 2)
-        pool.do_with_transaction = working
+        pool.do = working
         self.call(other, 2)
         self.finished(other)
         self.waitInterval()

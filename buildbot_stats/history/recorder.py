@@ -2,8 +2,8 @@
 
 Every call of a build is kept in memory while the build runs; when the build's ``finished``
 message comes, its calls wait at most :data:`WRITE_INTERVAL` for the other builds finishing
-meanwhile, and they are all written in ONE transaction of Buildbot's database pool: one
-build-data row per build, :data:`~buildbot_stats.history.builddata.RECORD_NAME`, holding
+meanwhile, and they are all written in ONE transaction of Buildbot's database pool (an
+insert of every row): one build-data row per build, :data:`~buildbot_stats.history.builddata.RECORD_NAME`, holding
 every data name (:mod:`buildbot_stats.history.builddata`). The backfill command and the
 catch-up read it back (:mod:`buildbot_stats.history.reader`) and post the same points.
 
@@ -57,6 +57,11 @@ FINISHED_MEMO = 1000
 #: Seconds ``StatsService.stopService`` waits for the record to be written: the master must
 #: stop even when its database hangs.
 STOP_TIMEOUT = 120.0
+
+
+def _row(buildid, value):
+    return {'buildid': buildid, 'name': RECORD_NAME, 'value': value, 'length': len(value),
+            'source': SOURCE}
 
 
 class BuildDataRecorder:
@@ -184,17 +189,25 @@ class BuildDataRecorder:
             batch[buildid] = self._ready.pop(buildid)
         db = getattr(self._owner.master, 'db', None)
         self.writes += 1
-        d = self._writing = defer.maybeDeferred(db.pool.do_with_transaction,
-                                                self._thdWrite, db.model.build_data, batch)
+        d = self._writing = defer.maybeDeferred(db.pool.do, self._thdWrite,
+                                                db.model.build_data, batch)
         d.addCallbacks(self._written, self._failed, callbackArgs=(batch,),
                        errbackArgs=(batch,))
         d.addBoth(self._writeEnded)
 
     @staticmethod
     def _thdWrite(conn, table, batch):
-        """In Buildbot's database thread, one transaction: the rows of ``batch`` inserted,
-        or appended to where one is stored. Returns the build ids whose stored row is not
-        ours (left alone)."""
+        """In Buildbot's database thread: the rows of ``batch`` inserted in one transaction
+        (the common case: nothing is stored for a build that just ended), or, when one is
+        stored already, read and appended to in a second one. Returns the build ids whose
+        stored row is not ours (left alone)."""
+        try:
+            conn.execute(table.insert(), [_row(buildid, encodeRecord(entries))
+                                          for buildid, entries in batch.items()])
+            conn.commit()
+            return []
+        except sa.exc.IntegrityError:
+            conn.rollback()  # (buildid, name) is unique: some build has its row already
         stored = {}
         for chunk in chunks(batch):
             q = sa.select(table.c.buildid, table.c.value).where(
@@ -204,9 +217,7 @@ class BuildDataRecorder:
         inserts, foreign = [], []
         for buildid, entries in batch.items():
             if buildid not in stored:
-                value = encodeRecord(entries)
-                inserts.append({'buildid': buildid, 'name': RECORD_NAME, 'value': value,
-                                'length': len(value), 'source': SOURCE})
+                inserts.append(_row(buildid, encodeRecord(entries)))
                 continue
             try:
                 old = recordEntries(stored[buildid])
@@ -221,6 +232,7 @@ class BuildDataRecorder:
                     value=value, length=len(value), source=SOURCE))
         if inserts:
             conn.execute(table.insert(), inserts)
+        conn.commit()
         return foreign
 
     def _written(self, foreign, batch):
