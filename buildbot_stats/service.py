@@ -12,7 +12,8 @@ from buildbot import config
 from buildbot.util import service
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import aTypeName
-from buildbot_stats.checks import shown
+from buildbot_stats.checks import booleanProblem
+from buildbot_stats.checks import report
 from buildbot_stats.deadline import within
 from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
@@ -69,11 +70,8 @@ class StatsService(service.BuildbotService):
     def checkConfig(self, storage_backends=None, extra_tags=None,
                     max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True):
         checkTagOptions("StatsService", extra_tags, max_tag_values)
-        if not isinstance(catch_up, bool):
-            config.error(f"StatsService: catch_up must be True or False, got {shown(catch_up)}")
-        if not isinstance(record_data, bool):
-            config.error("StatsService: record_data must be True or False, got "
-                         f"{shown(record_data)}")
+        report("StatsService", booleanProblem('catch_up', catch_up),
+               booleanProblem('record_data', record_data))
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
