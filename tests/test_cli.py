@@ -189,7 +189,8 @@ class ExportTest(StoreTestBase):
         self.assertEqual(parseTime('1700000000.5', '--start'), T0 + 0.5)
         self.assertEqual(parseTime('2d', '--start', now=T0), T0 - 2 * 86400)
         self.assertEqual(parseTime('90m', '--start', now=T0), T0 - 5400)
-        for bad in ('yesterday', '7x', 'nan', ''):
+        # an age too large for a float (it was an internal error, TypeError)
+        for bad in ('yesterday', '7x', 'nan', '', '9' * 400 + 'd'):
             with self.assertRaises(CliError):
                 parseTime(bad, '--start')
         with self.assertRaises(CliError):

@@ -25,7 +25,10 @@ def parseTime(text, option, now=None):
     text = text.strip()
     now = time.time() if now is None else now
     if re.fullmatch(r'(\d+(?:\.\d+)?)([smhdw])', text):
-        return now - parseDuration(text)
+        age = parseDuration(text)
+        if age is None:  # too large to be a number of seconds
+            raise CliError(f"bad time for {option}: {text!r} (use {TIME_HELP})")
+        return now - age
     try:
         seconds = float(text)
         if math.isfinite(seconds):
