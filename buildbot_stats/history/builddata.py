@@ -84,11 +84,6 @@ def decodeOldRow(value):
     return _values(doc['values'])
 
 
-def isRecordRow(name):
-    """Whether a build-data row of this name is ours (either form)."""
-    return name == RECORD_NAME or name.startswith(OLD_PREFIX)
-
-
 def decodeRow(name, value):
     """``{data_name: [(timestamp, post_data)]}`` of one of our rows, either form."""
     if name == RECORD_NAME:
