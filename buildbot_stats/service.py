@@ -64,6 +64,7 @@ class StatsService(service.BuildbotService):
         # service's own subscriptions), the recorder, then any component subscribed later
         self.subscription_table = SubscriptionTable(lambda: self.master)
         self._components = [self.lookups, self, self.build_data_recorder]
+        self._consuming = False  # between registerConsumers and removeConsumers
 
     # -- configuration --------------------------------------------------------------
 
@@ -180,10 +181,11 @@ class StatsService(service.BuildbotService):
     def subscribe(self, component):
         """Add a component to the subscription table (the contract:
         :mod:`buildbot_stats.subscriptions`): its ``subscriptions()`` are consumed from now
-        on, and at every reconfig. A Deferred, fired once its consumers are in place."""
+        on (from the first configuration, when the service has none yet), and at every
+        reconfig. A Deferred, fired once its consumers are in place."""
         if component not in self._components:
             self._components.append(component)
-        return self.registerConsumers() if self.running else defer.succeed(None)
+        return self.registerConsumers() if self._consuming else defer.succeed(None)
 
     def unsubscribe(self, component):
         """Remove a component added by :meth:`subscribe` (a Deferred)."""
@@ -191,7 +193,7 @@ class StatsService(service.BuildbotService):
             self._components.remove(component)
             if hasattr(component, 'subscribed'):
                 component.subscribed(set())
-        return self.registerConsumers() if self.running else defer.succeed(None)
+        return self.registerConsumers() if self._consuming else defer.succeed(None)
 
     def subscriptions(self):
         """The captures' part of the table: each capture's routing key, replayed messages
@@ -209,6 +211,7 @@ class StatsService(service.BuildbotService):
         # the caches the captures read are kept current from the MQ while they are used
         self.lookups.follow({name for cap in self._captures for name in getattr(cap, 'uses', ())})
         self.build_data_recorder.enabled = self.record_data
+        self._consuming = True
         wanted = [(component, component.subscriptions()) for component in self._components]
         yield self.subscription_table.update([sub for _, subs in wanted for sub in subs])
         yield self._tellSubscribed(wanted)
@@ -217,6 +220,7 @@ class StatsService(service.BuildbotService):
     def removeConsumers(self):
         """Consume nothing (the components are told; :meth:`registerConsumers` starts
         again)."""
+        self._consuming = False
         yield self.subscription_table.stop()
         yield self._tellSubscribed([(c, ()) for c in self._components])
 

@@ -189,6 +189,26 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(len(seen), 3)
 
     @defer.inlineCallbacks
+    def test_a_component_subscribed_before_the_start_is_consumed_from_the_start(self):
+        seen = []
+
+        class Follower:
+            def subscriptions(self):
+                return [Subscription(BUILD_FINISHED, lambda key, msg: seen.append(msg['buildid']),
+                                     'follower')]
+
+        svc = stats.StatsService(storage_backends=[stats.InMemoryStorageService([])])
+        yield svc.subscribe(Follower())
+        self.assertEqual(self.master.mq.qrefs, [])
+        yield svc.setServiceParent(self.master)
+        yield self.master.startService()
+        self.addCleanup(self.master.stopService)
+        self.svc = svc
+        build = yield self.insertBuild()
+        yield self.finishBuild(build)
+        self.assertEqual(seen, [build['buildid']])
+
+    @defer.inlineCallbacks
     def test_a_failing_component_is_logged_and_counted_and_the_others_go_on(self):
         class Broken:
             def subscriptions(self):
