@@ -26,6 +26,8 @@ from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.www import access
 from buildbot_stats.www import page
 from buildbot_stats.www.cache import ViewCache
+from buildbot_stats.www.notices import seriesFacts
+from buildbot_stats.www.notices import seriesNotices
 from buildbot_stats.www.ranges import RANGES
 from buildbot_stats.www.ranges import timeWindow
 
@@ -61,6 +63,17 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
         builders = blockingCallFromThread(m.reactor, m.data.get, ('builders',))
         return {b['name']: b['builderid'] for b in builders or []}
 
+    def notices(m, service):
+        """The page's warnings and facts about the service's backends (their counters are
+        read on the reactor, where they change)."""
+        if service is None or m is None:
+            return [], []
+        from twisted.internet.threads import blockingCallFromThread
+
+        metrics = blockingCallFromThread(m.reactor, service.metrics)
+        form = getattr(getattr(service, 'tag_policy', None), 'build_number', 'tag')
+        return seriesNotices(metrics, form), seriesFacts(metrics)
+
     @app.route('/index.html')
     def index():
         m = master()
@@ -92,11 +105,13 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
         now = clock()
         start, end = timeWindow(range_name, now)
         ids = builderIds(m)
+        warnings, facts = notices(m, service)
         try:
             with source.open() as reader:
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
-                                 cache=app.view_cache, mirror=app.store_mirror)
+                                 cache=app.view_cache, mirror=app.store_mirror,
+                                 notices=warnings, facts=facts)
         except StoreError as e:
             # a store not written yet, a server down: one sentence, the page stays up
             return flask.Response(
