@@ -25,6 +25,7 @@ from buildbot import config
 from buildbot.interfaces import IRenderable
 
 from buildbot_stats.checks import aTypeName
+from buildbot_stats.checks import argumentNames
 from buildbot_stats.checks import booleanProblem
 from buildbot_stats.checks import countProblem
 from buildbot_stats.checks import durationProblem
@@ -32,6 +33,7 @@ from buildbot_stats.checks import portProblem
 from buildbot_stats.checks import report
 from buildbot_stats.checks import seconds
 from buildbot_stats.checks import shown
+from buildbot_stats.checks import unknownArgument
 from buildbot_stats.delivery.lineprotocol import LineEncoder
 from buildbot_stats.delivery.lineprotocol import PointRejected
 from buildbot_stats.delivery.retry import WriteOptions
@@ -132,10 +134,11 @@ class InfluxStorageService(StatsStorageBase):
             else:
                 for what, why in dropped:
                     config.error(f"{me}: extra_tags: extra {what} cannot be written ({why})")
-        unknown = sorted(set(write_options) - set(WriteOptions.names()))
-        if unknown:
-            config.error(f"{me}: unknown option(s) {', '.join(unknown)}")
-        else:
+        unknown = [k for k in write_options if k not in WriteOptions.names()]
+        for keyword in unknown:
+            config.error(unknownArgument(me, keyword, argumentNames(self.checkConfig)
+                                         + list(WriteOptions.names()) + ['name']))
+        if not unknown:
             for problem in WriteOptions(**write_options).problems():
                 config.error(f"{me}: {problem}")
 
