@@ -66,7 +66,8 @@ class StatsService(CheckedArguments, service.BuildbotService):
         # (buildbot_stats.subscriptions): the look-ups' feeds first, then the captures (this
         # service's own subscriptions), the recorder, then any component subscribed later
         self.subscription_table = SubscriptionTable(lambda: self.master)
-        self._components = [self.lookups, self, self.build_data_recorder]
+        self._own_components = (self.lookups, self, self.build_data_recorder)
+        self._components = list(self._own_components)
         self._consuming = False  # between registerConsumers and removeConsumers
 
     # -- configuration --------------------------------------------------------------
@@ -211,7 +212,7 @@ class StatsService(CheckedArguments, service.BuildbotService):
 
     def unsubscribe(self, component):
         """Remove a component added by :meth:`subscribe` (a Deferred)."""
-        if component in self._components[3:]:
+        if component in self._components and component not in self._own_components:
             self._components.remove(component)
             if hasattr(component, 'subscribed'):
                 component.subscribed(set())
