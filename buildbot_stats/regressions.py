@@ -1,7 +1,8 @@
 """Change detection in the master: what got slower (or faster), and since which build.
 
 :class:`Regressions` is configured in master.cfg (``StatsService(regressions=...)``) and run
-by the :class:`~buildbot_stats.service.StatsService`. Its one job is to keep the change
+by the :class:`~buildbot_stats.service.StatsService`, a component of its subscription table
+(:mod:`buildbot_stats.subscriptions`: the builds' end, after the captures). Its one job is to keep the change
 points of the store's series current, off the reactor:
 
 * at start (after the catch-up), the full analysis of every series, in a thread of its own;
@@ -37,14 +38,19 @@ from buildbot.util import ComparableMixin
 
 from buildbot_stats.analysis import changepoints
 from buildbot_stats.checks import checkedInit
+from buildbot_stats.checks import countProblem
+from buildbot_stats.checks import numberProblem
+from buildbot_stats.checks import report
 from buildbot_stats.checks import shown
 from buildbot_stats.deadline import within
 from buildbot_stats.history.attribution import attribute
+from buildbot_stats.messages import BUILD_FINISHED
 from buildbot_stats.reading import changes as kept_changes
 from buildbot_stats.reading.source import Source
 from buildbot_stats.storage.influxdb import InfluxStorageService
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.storage.sqlite.schema import StoreError
+from buildbot_stats.subscriptions import Subscription
 
 #: Seconds a round waits for the captures still handling the build (then it reads anyway).
 DRAIN_BOUND = 10.0
@@ -55,18 +61,6 @@ WRITTEN_POLL = 0.1
 #: Seconds the stop waits for an analysis under way (cut short, it ends at once; an
 #: InfluxDB query runs to its own timeout).
 STOP_WAIT = 5.0
-
-
-def _positive(owner, name, value, integer=False, below=None):
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0 or (
-            below is not None and value >= below):
-        what = "a positive integer" if integer else "a positive number"
-        if below is not None:
-            what += f" below {below}"
-        config.error(f"{owner}: {name} must be {what}, got {shown(value)}")
-        return False
-    return True
 
 
 class AnalysisPool(threadpool.ThreadPool):
@@ -111,11 +105,9 @@ class Regressions(ComparableMixin):
                  history=10000, recent=500,
                  higher_is_better=kept_changes.DEFAULT_HIGHER_IS_BETTER):
         owner = type(self).__name__
-        _positive(owner, 'max_pvalue', max_pvalue, below=1)
-        _positive(owner, 'min_size', min_size)
-        _positive(owner, 'min_builds', min_builds, integer=True)
-        _positive(owner, 'history', history, integer=True)
-        _positive(owner, 'recent', recent, integer=True)
+        report(owner, numberProblem('max_pvalue', max_pvalue, below=1),
+               numberProblem('min_size', min_size), countProblem('min_builds', min_builds),
+               countProblem('history', history), countProblem('recent', recent))
         if isinstance(higher_is_better, str) or not isinstance(higher_is_better, (list, tuple)) \
                 or not all(isinstance(p, str) and p for p in higher_is_better):
             config.error(f"{owner}: higher_is_better must be a list of series names or "
@@ -252,9 +244,19 @@ class Regressions(ComparableMixin):
                 log.msg("buildbot_stats: regressions: an analysis was still reading the "
                         "store at the stop; its changes are found again at the next start")
 
+    def subscriptions(self):
+        """Its part of the service's subscription table (docs/architecture.rst): the end of
+        every build this master ran, after the captures (registered before it), which have
+        the build's points under way; nothing while it cannot run (:meth:`whyOff`).
+        Replayed builds are not followed one by one: a backfill or the catch-up is analysed
+        whole once it ends (:meth:`analyseNow`, :meth:`start`)."""
+        if self.whyOff() is not None:
+            return []
+        return [Subscription(BUILD_FINISHED, self.buildFinished, 'change detection (Regressions)')]
+
     def buildFinished(self, routingKey, msg):
-        """The service's dispatch calls this after the captures, for every build that
-        finished on this master: its builder's series are looked at again."""
+        """After the captures, for every build that finished on this master: its builder's
+        series are looked at again."""
         if self._pool is None or self._stopping:
             return
         name = self.service.lookups.builder_names.lookup(msg.get('builderid'))

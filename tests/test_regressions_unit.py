@@ -338,7 +338,9 @@ class Off(FakeMasterMixin, unittest.TestCase):
         log.addObserver(logged.append)
         self.addCleanup(log.removeObserver, logged.append)
         svc = yield self.startStats([stats.InMemoryStorageService([], name='mem')])
-        self.assertEqual(svc._listeners_by_key, {})
+        # registered, but wanting no message while it cannot run
+        self.assertIn(svc.regressions, svc._components)
+        self.assertEqual(svc.regressions.subscriptions(), [])
         if changepoints.available():
             self.assertEqual(svc.regressions.whyOff(), "the StatsService has no SQLite or "
                              "InfluxDB 1.x backend to read the series from")
@@ -353,7 +355,7 @@ class Off(FakeMasterMixin, unittest.TestCase):
         yield self.master.startService()
         self.addCleanup(self.master.stopService)
         self.assertIsNone(self.svc.regressions)
-        self.assertEqual(self.svc._listeners_by_key, {})
+        self.assertFalse([c for c in self.svc._components if isinstance(c, Regressions)])
 
     def test_without_otava(self):
         from buildbot_stats.www.page import Page
@@ -378,6 +380,60 @@ class Off(FakeMasterMixin, unittest.TestCase):
         text = Page(data, None, '7d', {}, '../../../', None, 'store', T0).render()
         self.assertIn('Change detection needs the apache-otava package: <code>pip install '
                       '&#x27;buildbot_stats[regressions]&#x27;</code>.', text)
+
+
+class Subscribed(FakeMasterMixin, unittest.TestCase):
+    """Regressions is a component of the service's subscription table: the builds' end
+    under the one consumer of its key, after the captures; swapped on a reconfig."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        if not changepoints.available():
+            raise SkipTest(changepoints.INSTALL)
+        yield self.setUpFakeMaster()
+
+    @defer.inlineCallbacks
+    def test_after_the_captures_one_consumer_swapped_on_reconfig(self):
+        seen = []
+        mem = stats.InMemoryStorageService([stats.CaptureBuildDuration('alpha')], name='mem')
+
+        class Watching(Regressions):
+            def buildFinished(self, routingKey, msg):
+                # the capture has written the build's point already
+                seen.append((self.min_size, msg['buildid'], len(mem.points)))
+                return super().buildFinished(routingKey, msg)
+
+        def backends():
+            return [stats.SQLiteStorageService(os.path.abspath('s.sqlite'), name='sqlite'), mem]
+
+        self.svc = stats.StatsService(storage_backends=backends(), regressions=Watching())
+        yield self.svc.setServiceParent(self.master)
+        yield self.master.startService()
+        self.addCleanup(self.master.stopService)
+        key = ('builders', None, 'builds', None, 'finished')
+
+        def consumers():
+            return len([q for q in self.master.mq.qrefs if tuple(q.filter) == key])
+        self.assertEqual(consumers(), 1)
+        build = yield self.insertBuild()
+        yield self.finishBuild(build)
+        self.assertEqual(seen, [(0.1, build['buildid'], 1)])
+        # other settings: the new one replaces the old, under the same one consumer
+        yield self.svc.reconfigServiceWithSibling(stats.StatsService(
+            storage_backends=backends(), regressions=Watching(min_size=0.2)))
+        self.assertEqual(consumers(), 1)
+        build2 = yield self.insertBuild()
+        yield self.finishBuild(build2)
+        self.assertEqual(seen[1:], [(0.2, build2['buildid'], 2)])
+        self.assertEqual(len([c for c in self.svc._components
+                              if isinstance(c, Regressions)]), 1)
+        # off: unsubscribed; the key stays consumed for the captures
+        yield self.svc.reconfigServiceWithSibling(stats.StatsService(
+            storage_backends=backends(), regressions=False))
+        yield self.finishBuild((yield self.insertBuild()))
+        self.assertEqual(len(seen), 2)
+        self.assertEqual(consumers(), 1)
+        self.assertEqual(len(mem.points), 3)
 
 
 class Records(unittest.TestCase):
