@@ -41,12 +41,14 @@ def makeParser():
     from buildbot_stats.cli import backfill
     from buildbot_stats.cli import demo
     from buildbot_stats.cli import export
+    from buildbot_stats.cli import regressions
     from buildbot_stats.cli import report
 
     parser = Parser(
         prog=PROG,
         description="Build statistics from a Buildbot master's embedded store: run a demo, "
-        "summarize and chart a store, export it, backfill past builds.")
+        "summarize and chart a store, export it, backfill past builds, find what got "
+        "slower.")
     parser.add_argument('--version', action='version', version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     sub.required = True
@@ -54,6 +56,7 @@ def makeParser():
     report.addParser(sub)
     export.addParser(sub)
     backfill.addParser(sub)
+    regressions.addParser(sub)
     return parser
 
 

@@ -53,6 +53,7 @@ try:
     from buildbot_stats.storage.prometheus.metrics import BuildMetrics
     from buildbot_stats.storage.prometheus.metrics import LastValueGauges
     from buildbot_stats.storage.prometheus.snapshot import SnapshotCollector
+    from buildbot_stats.storage.prometheus.snapshot import changeFamilies
     from buildbot_stats.storage.prometheus.snapshot import buildersOfMaster
     from buildbot_stats.storage.prometheus.snapshot import cyclicGCPaused
     from buildbot_stats.storage.prometheus.snapshot import slicedExposition
@@ -144,6 +145,9 @@ class PrometheusStorageService(StatsStorageBase):
     :param name: the backend name (default ``'PrometheusStorageService'``)
     """
 
+    # its metrics are counts and last values, not points: change points are not written
+    # here (the open slowdowns are a gauge of the scrape instead)
+    keepsPoints = False
     # rendered by Buildbot before reconfigService, never logged
     secrets = ['token']
 
@@ -201,6 +205,7 @@ class PrometheusStorageService(StatsStorageBase):
         self.gauges = None
         self._present = SnapshotCollector()
         self._health = SnapshotCollector()
+        self._changes = SnapshotCollector()
         self._listening = None
         self._startedAt = None
         self._scrapeLock = defer.DeferredLock()
@@ -241,6 +246,7 @@ class PrometheusStorageService(StatsStorageBase):
         self.gauges = LastValueGauges(registry, self._durationDivisor, self._keepLabel)
         registry.register(self._present)
         registry.register(self._health)
+        registry.register(self._changes)
         self.registry = registry
 
     # -- its own HTTP server --------------------------------------------------------------
@@ -298,7 +304,7 @@ class PrometheusStorageService(StatsStorageBase):
             return
         try:
             if series_name in BUILD_MEASUREMENTS:
-                used = self.buildMetrics.record(series_name, tags, post_data)
+                used = self.buildMetrics.record(series_name, tags, post_data, timestamp)
                 problems = [] if used else [f"no field these metrics use in {sorted(post_data)}"]
             else:
                 used, problems = self.gauges.record(series_name, tags, post_data)
@@ -367,6 +373,10 @@ class PrometheusStorageService(StatsStorageBase):
                 self._present.families = presentFamilies(*present, master.masterid,
                                                          master.reactor.seconds())
         service = self.parent if hasattr(self.parent, 'metrics') else None
+        regressions = getattr(self.parent, 'regressions', None)
+        if regressions is not None:
+            self._changes.families = changeFamilies(regressions.openSlowdowns(),
+                                                    self._keepLabel)
         if service is not None:
             self._health.families = healthFamilies(service.metrics())
         else:
@@ -403,7 +413,7 @@ class PrometheusStorageService(StatsStorageBase):
         """What a scrape writes, in this order: the build statistics, the last-value
         gauges, the present, the health."""
         return (list(self.buildMetrics.families) + list(self.gauges.gauges.values())
-                + [self._present, self._health])
+                + [self._present, self._changes, self._health])
 
     def _cooperator(self):
         if self._coop is None:
