@@ -24,6 +24,7 @@ from buildbot_stats.captures import CaptureBuildResults
 from buildbot_stats.captures import CaptureQueueTimes
 from buildbot_stats.captures import CaptureStepTimes
 from buildbot_stats.captures import CaptureTestResults
+from buildbot_stats.regressions import Regressions
 from buildbot_stats.service import StatsService
 from buildbot_stats.steps import StatsStepMixin
 from buildbot_stats.steps import findStatsService
@@ -51,6 +52,7 @@ __all__ = [
     'InMemoryStorageService',
     'InfluxStorageService',
     'PrometheusStorageService',
+    'Regressions',
     'SQLiteStorageService',
     'StatsService',
     'StatsStepMixin',

@@ -90,8 +90,11 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual((result['bench'], result['n']), ('service_cost', 200))
         for variant in ('memory', 'influx'):
             self.assertGreater(result[variant]['us_per_build'], 0)
-            # every build seen new: one write per yieldMetricsValue call, no read
-            self.assertEqual(result[variant]['recorder'], {'reads': 0, 'writes': 400})
+            # one build-data row per build; the builds ending within a second (100 a second
+            # of the fake clock) in one transaction: 2 seconds a run, 2 runs
+            recorder = result[variant]['recorder']
+            self.assertEqual((recorder['rows'], recorder['unrecorded']), (400, 0))
+            self.assertLessEqual(recorder['transactions'], 6)
 
     def test_throughput(self):
         n = 20000
@@ -216,6 +219,26 @@ class BenchmarksSmokeTest(unittest.TestCase):
         # few values per day: every sketch holds them all, the quantiles are all but exact
         self.assertLess(fastdigest['max_rel_error'], 0.05)
         self.assertGreater(fastdigest['hour_bytes'], 0)
+
+    def test_regressions(self):
+        result = run_benchmark('regressions', '--trials', 4, '--live-series', 1,
+                               '--series', 3, '--builds', 600)
+        self.assertEqual((result['bench'], result['trials']), ('regressions', 4))
+        for detector in ('otava', 'ruptures'):
+            res = self.assertVariantOk(result, detector, 'quality', 'cost')
+            quality = res['quality']
+            self.assertEqual(quality['live_builds'], 1000)
+            for size in ('+20%', '+50%', '-20%'):
+                self.assertGreaterEqual(quality[size]['found_pct'], 0)
+            # +50 % steps, far above the noise: found by both
+            self.assertEqual(quality['+50%']['found_pct'], 100.0)
+            self.assertEqual(res['cost']['full']['series'], 3)
+            self.assertGreater(res['cost']['update']['cpu_ms_mean'], 0)
+        # the master's own analyses reading an SQLite store of the 3 series
+        self.assertEqual(result['store']['full']['series'], 3)
+        self.assertEqual(result['store']['full']['changes_found'],
+                         result['otava']['cost']['full']['changes_found'])
+        self.assertMachine(result)
 
     def test_interrupt(self):
         result = run_benchmark('interrupt', '--n', 1, '--points', 3000,

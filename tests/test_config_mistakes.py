@@ -116,7 +116,8 @@ class CheckConfigMistakes(unittest.TestCase):
         self.assertEqual(configErrors(output), [
             "InfluxStorageService: url must not hold credentials; use user/password or token",
             "InfluxStorageService 'q': url must not have a query or fragment (?... or #...)",
-            "InfluxStorageService 'shifted': port must be an integer in 1-65535, got a str",
+            "InfluxStorageService 'shifted': port must be a TCP port number (1-65535) or None "
+            "(the URL's, else 8086), got a str",
         ])
 
     @defer.inlineCallbacks
@@ -305,7 +306,7 @@ class UnknownArguments(unittest.TestCase):
             self.errorsOf(stats.StatsService, storage_backend=[], name='s'),
             ["StatsService 's': unknown argument storage_backend= (did you mean "
              "storage_backends=?); it takes storage_backends, extra_tags, max_tag_values, "
-             "catch_up, record_data, build_number, name"])
+             "catch_up, record_data, build_number, regressions, name"])
 
     def test_a_missing_or_extra_argument_is_an_error_too(self):
         self.assertEqual(self.errorsOf(stats.CaptureBuildDuration),
@@ -349,5 +350,5 @@ class UnknownArgumentsInCheckconfig(unittest.TestCase):
             "takes builder_name, report_in, callback",
             "StatsService: unknown argument extra_tag= (did you mean extra_tags=?); it takes "
             "storage_backends, extra_tags, max_tag_values, catch_up, record_data, "
-            "build_number, name",
+            "build_number, regressions, name",
         ])

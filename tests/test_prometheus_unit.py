@@ -76,10 +76,13 @@ class CheckConfig(unittest.TestCase):
                                            labels=['worker', 'branch']), [])
 
     def test_bad_values_are_named(self):
-        self.assertConfigError("port must be a TCP port number (0-65535) or None, got 70000",
-                               port=70000)
-        self.assertConfigError("port must be a TCP port number (0-65535) or None, got '9101'",
-                               port='9101')
+        self.assertConfigError("port must be a TCP port number (1-65535) or None (no server of "
+                               "its own), got 70000", port=70000)
+        # a string in a port's place may be a shifted secret: its type only, as everywhere
+        self.assertConfigError("port must be a TCP port number (1-65535) or None (no server of "
+                               "its own), got a str", port='9101')
+        # one rule for every port (buildbot_stats.checks): 0, "any free port", is refused
+        self.assertConfigError("port must be a TCP port number (1-65535)", port=0)
         self.assertConfigError("interface must be an address string", interface=None)
         self.assertConfigError("buckets must be a non-empty list of increasing positive "
                                "numbers of seconds, got an empty list", buckets=[])
@@ -408,6 +411,32 @@ class Snapshot(unittest.TestCase):
                               (('builder', 'a'),))], 10)
         self.assertEqual(got[('buildbot_workers_busy', ())], 1)
         self.assertEqual(got[('buildbot_stats_points_added_total', (('backend', 'prom'),))], 0)
+
+    @defer.inlineCallbacks
+    def test_open_slowdowns_and_the_last_build_with_their_labels_guarded(self):
+        backend = self.backend(FakeData(self.ANSWERS))
+
+        class Regressions:
+            def openSlowdowns(self):
+                return {('a', 'duration'): 1, ('a', 'step:compile'): 2,
+                        ('a', 'step:link'): 1, ('b', 'duration'): 1}
+        backend.parent.regressions = Regressions()
+        backend.parent.tag_policy = TagPolicy(max_tag_values=2)
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'success'}, timestamp=1000.0)
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'failure'}, timestamp=900.0)
+        yield backend.snapshot()
+        got = samples(backend.registry)
+        open_ = {tuple(v for _, v in k[1]): n for k, n in got.items()
+                 if k[0] == 'buildbot_stats_open_slowdowns'}
+        # two series values kept; past them the label is demoted, as every guarded label:
+        # the counts under _other_
+        self.assertEqual(open_, {('a', 'duration'): 1, ('a', 'step:compile'): 2,
+                                 ('a', OTHER): 1, ('b', OTHER): 1})
+        # the latest end time, whatever the order of the points
+        self.assertEqual(got[('buildbot_build_last_finished_timestamp_seconds',
+                              (('builder', 'a'),))], 1000.0)
 
     @defer.inlineCallbacks
     def test_a_failing_read_leaves_the_present_out_logged_once(self):

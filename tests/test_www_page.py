@@ -179,6 +179,7 @@ class PageEscapingTest(unittest.TestCase):
         import tempfile
         import time
 
+        from buildbot_stats.reading import changes
         from buildbot_stats.storage.sqlite.values import encodeRow
         from buildbot_stats.storage.sqlite.writer import StoreWriter
         from buildbot_stats.www import page
@@ -197,12 +198,26 @@ class PageEscapingTest(unittest.TestCase):
             encodeRow('steps', dict(base, step_name='<b>step'), {'duration': 1.0}, t),
             encodeRow('tests', base, {'passed': 3, 'failed': 1, 'skipped': 0}, t),
             encodeRow(name + '-<img src=x>', dict(base, build_number='1'), {'<i>field': 1.0},
-                      t)])
+                      t)] + [
+            # the change points kept (docs/regressions.rst), through the v3 layout
+            encodeRow(changes.CHANGE_POINTS, changes.changeTags(record),
+                      changes.changeFields(record), record['time'])
+            for record in (dict(
+                time=t + 60, builder=name, series=series, direction='up', build_number=2,
+                last_build_number=1, before=2.0, after=3.0, size=0.5, confidence=0.9999,
+                worse=True, withdrawn=False, revision='<q-rev>', branch='<q-branch>',
+                url=None, authors=['<q-author>'], comments=['<q-comment>'], changes=1,
+                found_at=t) for series in ('step:<b>step', 'duration'))])
         with openStore(path) as reader:
             text = page.view(reader, name, '7d', time.time() - 7 * 86400, None, {name: 3},
                              '../../../', set(), '<store>', time.time())
-        for raw in ('<script', '<img', '<b>', '<i>'):
+        for raw in ('<script', '<img', '<b>', '<i>', '<q-'):
             self.assertNotIn(raw, text)
+        # the change: in the table, and where it began on the builder's duration chart
+        self.assertIn("<td>step &#x27;&lt;b&gt;step&#x27;</td>", text)
+        self.assertIn('<title>&lt;script&gt;alert(1)&lt;/script&gt;: build duration +50% '
+                      'slower (2.00s -&gt; 3.00s) since build #2, revision &lt;q-rev&gt;</title>',
+                      text)
         self.assertIn('&lt;script&gt;alert(1)&lt;/script&gt; build #1: duration 2.00s', text)
         self.assertIn('<option value="&lt;script&gt;alert(1)&lt;/script&gt;" selected>', text)
         self.assertIn('href="view?range=7d&amp;builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"',

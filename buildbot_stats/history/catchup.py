@@ -103,6 +103,18 @@ class CatchUp:
         d.addErrback(log.err, "buildbot_stats: catch-up failed; the next start retries it")
         d.addBoth(self._ran)
 
+    def whenDone(self):
+        """A Deferred firing (with None) once the replay under way, if any, has ended."""
+        if self._running is None:
+            return defer.succeed(None)
+        done = defer.Deferred()
+
+        def fire(result):
+            done.callback(None)
+            return result
+        self._running.addBoth(fire)
+        return done
+
     def _ran(self, _):
         self._running = None
         if self.service.running and not self._stopped and self._loop is None:
@@ -155,7 +167,8 @@ class CatchUp:
             return
         self.caught_up = True
         log.msg(f"buildbot_stats: catch-up: done, {result.builds} builds replayed, {points} "
-                f"points posted, {result.builds_without_data} builds without stats.* data, "
+                f"points posted, {result.builds_without_data} builds without a "
+                f"yieldMetricsValue record, "
                 f"{time.monotonic() - t0:.1f} s")
 
     # -- checkpoints ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from buildbot_stats.checks import shown
+from buildbot_stats.reading import changes
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import isStatistic
 from buildbot_stats.reading.forms import oneFormPerBuild
@@ -83,13 +85,15 @@ SETTINGS = ('url', 'db', 'user', 'password', 'token', 'retention_policy', 'ca_fi
 def checkSettings(settings):
     """The problems (one line each) of a ``dict`` of :class:`InfluxReader` arguments."""
     if not isinstance(settings, dict):
-        return [f"must be a dict of {', '.join(SETTINGS)}, got {settings!r}"]
+        return [f"must be a dict of {', '.join(SETTINGS)}, got {shown(settings)}"]
     problems = [f"unknown key {k!r}" for k in sorted(settings) if k not in SETTINGS]
     url = settings.get('url')
     if not isinstance(url, str) or not url.startswith(('http://', 'https://')):
-        problems.append(f"url must be an http:// or https:// URL, got {url!r}")
+        # a URL may carry a user and password: only a string that is not one is shown
+        got = 'a URL of another scheme' if isinstance(url, str) and '://' in url else shown(url)
+        problems.append(f"url must be an http:// or https:// URL, got {got}")
     if not isinstance(settings.get('db'), str) or not settings.get('db'):
-        problems.append(f"db must be a database name, got {settings.get('db')!r}")
+        problems.append(f"db must be a database name, got {shown(settings.get('db'))}")
     return problems
 
 
@@ -633,6 +637,25 @@ class InfluxReader:
                 b, number, _ = buildOf(row)
                 out[b] = (row['time'] / 1e3, number, row.get('result'))
         return out
+
+    def changePoints(self, builder=None, start=None, end=None):
+        """The change points kept in ``change_points``, newest first (same as the SQLite
+        reader's)."""
+        if changes.CHANGE_POINTS not in self.measurements():
+            return []
+        q = (f"SELECT * FROM {self._from(changes.CHANGE_POINTS)}"
+             f"{self._where(builder, start, end)}")
+        out = []
+        for row in self._rows(q):
+            tags = {k: row.get(k) for k in ('builder_name', 'series', 'direction')}
+            record = changes.changeRecord(row['time'] / 1e3, tags, row)
+            if record is not None:
+                out.append(record)
+        return changes.byTime(out)
+
+    def measuredSeries(self, builder=None, start=None, end=None):
+        """Every series change detection looks at (same as the SQLite reader's)."""
+        return changes.measuredSeries(self, builder, start, end)
 
 
 def percentileBins(count, lo, hi, percentiles):

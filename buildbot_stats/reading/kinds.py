@@ -9,7 +9,8 @@ results  ``builds``                     the points (a count)        (builder, re
 queue    ``build_requests``             ``queue_time``              builder
 steps    ``steps``                      ``duration``                (builder, step name)
 tests    ``tests``                      passed, failed, skipped     (builder, field)
-custom   every other series             every numeric field         (series, field)
+custom   every other series (but the    every numeric field         (series, field)
+         change points)
 ======== ============================== =========================== ==========================
 """
 
@@ -18,11 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from buildbot_stats.storage.sqlite.rollups import BUILD_TIMES
+from buildbot_stats.storage.sqlite.rollups import CHANGE_POINTS
 from buildbot_stats.storage.sqlite.rollups import NOT_ROLLED
 from buildbot_stats.storage.sqlite.rollups import POINTS
 
 #: The measurements of the build statistics captures (results, queue times, steps, tests).
 MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
+#: The series that are not custom series: those, and the change points kept.
+NOT_CUSTOM = MEASUREMENTS + (CHANGE_POINTS,)
 #: Buildbot's own first step of every build (attaching the worker, starting a latent one):
 #: left out of the page's steps, as the steps Buildbot's UI hides are.
 WORKER_PREPARATION = 'worker_preparation'
@@ -86,4 +90,4 @@ def isNumber(v):
 
 
 def isCustom(series):
-    return not series.endswith(BUILD_TIMES) and series not in MEASUREMENTS
+    return not series.endswith(BUILD_TIMES) and series not in NOT_CUSTOM

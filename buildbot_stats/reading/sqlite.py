@@ -27,6 +27,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
+from buildbot_stats.reading import changes
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import oneFormPerBuild
 from buildbot_stats.reading.kinds import BUILD_TIMES
@@ -39,6 +40,7 @@ from buildbot_stats.reading.summary import NOT_COUNTED_RESULTS
 from buildbot_stats.reading.summary import PASSED_RESULTS
 from buildbot_stats.reading.summary import Stats
 from buildbot_stats.storage.sqlite.aggregates import Aggregate
+from buildbot_stats.storage.sqlite.layout import NO_BUILD
 from buildbot_stats.storage.sqlite.layout import joinTags
 from buildbot_stats.storage.sqlite.layout import loadNames
 from buildbot_stats.storage.sqlite.rollups import HOUR
@@ -327,21 +329,62 @@ class StoreReader:
         rows = self._raw(self._kindSeries(kind, builder), builder, start, end)
         return kind, sorted((r for r in rows if kind.shows(r[2])), key=lambda r: r[1])
 
+    def _fieldRows(self, kind_name, builder, start, end, fields):
+        """``(series name, time_us, tags of its tag set, build number, [values of
+        fields])`` of the raw points of a kind the page shows, by time in each series; a
+        value that is not a number is None. SQLite picks the values out of each point (no
+        JSON decoded here): the reads of many builds (each build's dots, change detection's
+        series at a master's start) cost a third of decoding each point."""
+        kind = KINDS[kind_name]
+        _, tagsets, _ = self.names()
+        only = None
+        if builder is not None and kind.name != 'durations':
+            only = self._tagsetsOf(builder)
+            if not only:
+                return
+        columns = ", ".join([self._numberSql(BUILD_NUMBER)[1]]
+                            + [self._numberSql(f)[1] for f in fields])
+        for sid, name in self._kindSeries(kind, builder).items():
+            where, params = ["series = ?"], [sid]
+            if only is not None:
+                where.append(f"tagset IN ({','.join('?' * len(only))})")
+                params.extend(only)
+            self._window(where, params, start, end)
+            sql = (f"SELECT time_us, tagset, build, {columns} FROM points WHERE"
+                   f" {' AND '.join(where)} ORDER BY time_us, id")
+            for t, tid, build, in_field, *values in self._query(sql, params):
+                tags = tagsets[tid]
+                if not kind.shows(tags):
+                    continue
+                if build != NO_BUILD:
+                    number = build
+                else:  # buildOf's rule: the tag (one not stored as a number), else the field
+                    number = _int(tags.get(BUILD_NUMBER))
+                    if number is None and in_field is not None:
+                        number = int(in_field)
+                yield name, t, tags, number, values
+
+    def _numberSql(self, field):
+        """``(fieldsets, SQL)``: as :meth:`_fieldSql`, NULL where the value is not a number
+        (a string, a boolean)."""
+        where = {fid: names.index(field) for fid, names in self.names()[2].items()
+                 if field in names}
+        cases = " ".join(
+            f"WHEN {fid} THEN CASE WHEN json_type(vals, '$[{i}]') IN ('integer', 'real')"
+            f" THEN json_extract(vals, '$[{i}]') END" for fid, i in where.items())
+        return list(where), f"CASE fieldset {cases} END" if where else "NULL"
+
     def buildDurations(self, builder=None, start=None, end=None):
         """``{builder: [(end time, build number, duration), ...]}`` by time, from the
         ``duration`` field of the ``<builder>-build-times`` series (the first point of each
         build, in the unit it was captured in: seconds by default). ``builder``: one
         builder's (None: all); ``start <= time < end`` (seconds; None: unbounded)."""
-        _, rows = self._rawByKind('durations', builder, start, end)
         out, seen = {}, set()
-        for series, t, tags, fields in rows:
-            d = fields.get('duration')
-            if not isNumber(d):
-                continue
+        for series, t, tags, number, (d,) in self._fieldRows('durations', builder, start, end,
+                                                             ('duration',)):
             b = series[:-len(BUILD_TIMES)]
-            if tags.get('builder_name', b) != b:
+            if d is None or tags.get('builder_name', b) != b:
                 continue
-            number, _ = buildOf(tags, fields)
             if (b, number) in seen:
                 continue  # the first point of each build (of a build in both forms, the tag's)
             seen.add((b, number))
@@ -352,48 +395,42 @@ class StoreReader:
         """``{builder: [(time, build number, result), ...]}`` from the ``builds``
         measurement (:class:`CaptureBuildResults`); ``result`` is Buildbot's name
         (``'success'``, ``'failure'``...)."""
-        _, rows = self._rawByKind('results', builder, start, end)
         out = {}
-        for _, t, tags, fields in rows:
+        for _, t, tags, number, _ in self._fieldRows('results', builder, start, end, ()):
             out.setdefault(tags.get('builder_name'), []).append(
-                (t / US, buildOf(tags, fields)[0], tags.get('result')))
+                (t / US, number, tags.get('result')))
         return out
 
     def queueTimes(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, queue time), ...]}`` from ``build_requests``
         (:class:`CaptureQueueTimes`)."""
-        _, rows = self._rawByKind('queue', builder, start, end)
         out = {}
-        for _, t, tags, fields in rows:
-            v = fields.get('queue_time')
-            if isNumber(v):
-                out.setdefault(tags.get('builder_name'), []).append(
-                    (t / US, buildOf(tags, fields)[0], float(v)))
+        for _, t, tags, number, (v,) in self._fieldRows('queue', builder, start, end,
+                                                        ('queue_time',)):
+            if v is not None:
+                out.setdefault(tags.get('builder_name'), []).append((t / US, number, float(v)))
         return out
 
     def stepDurations(self, builder=None, start=None, end=None):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``
         (:class:`CaptureStepTimes`), without the hidden steps (``hideStepIf``) and
         Buildbot's own ``worker_preparation`` (:meth:`~buildbot_stats.reading.kinds.Kind.shows`)."""
-        _, rows = self._rawByKind('steps', builder, start, end)
         out = {}
-        for _, t, tags, fields in rows:
-            v = fields.get('duration')
-            if isNumber(v):
+        for _, t, tags, number, (v,) in self._fieldRows('steps', builder, start, end,
+                                                        ('duration',)):
+            if v is not None:
                 out.setdefault((tags.get('builder_name'), tags.get('step_name')), []).append(
-                    (t / US, buildOf(tags, fields)[0], float(v)))
+                    (t / US, number, float(v)))
         return out
 
     def testCounts(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``
         (:class:`CaptureTestResults`)."""
-        _, rows = self._rawByKind('tests', builder, start, end)
         out = {}
-        for _, t, tags, fields in rows:
+        for _, t, tags, number, counts in self._fieldRows('tests', builder, start, end,
+                                                          ('passed', 'failed', 'skipped')):
             out.setdefault(tags.get('builder_name'), []).append(
-                (t / US, buildOf(tags, fields)[0], *(_count(fields.get(f))
-                                                            for f in ('passed', 'failed',
-                                                                      'skipped'))))
+                (t / US, number, *(_count(c) for c in counts)))
         return out
 
     def customSeries(self, builder=None, start=None, end=None):
@@ -627,6 +664,23 @@ class StoreReader:
                             'builder_name', name[:-len(BUILD_TIMES)]) != name[:-len(BUILD_TIMES)]:
                         continue
                     bucket(kind.group(name, tags, field, by_builder), t).addRow(*row)
+
+    def changePoints(self, builder=None, start=None, end=None):
+        """The change points kept in the store (series ``change_points``, raw points: never
+        rolled up), newest first, each a dict
+        (:func:`buildbot_stats.reading.changes.changeRecord`)."""
+        out = []
+        series = self._seriesIds([changes.CHANGE_POINTS])
+        for _, t, tags, fields in self._raw(series, builder, start, end):
+            record = changes.changeRecord(t / US, tags, fields)
+            if record is not None:
+                out.append(record)
+        return changes.byTime(out)
+
+    def measuredSeries(self, builder=None, start=None, end=None):
+        """``{(builder, name): [(time, build number, value), ...]}``: every series change
+        detection looks at (:func:`buildbot_stats.reading.changes.measuredSeries`)."""
+        return changes.measuredSeries(self, builder, start, end)
 
 
 def _stats(agg):

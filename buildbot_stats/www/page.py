@@ -35,11 +35,12 @@ def collect(reader, builder, start, end, now):
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None, notices=(), facts=()):
+         source_name, now, cache=None, notices=(), facts=(), detection=None):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
     state (``reader.stateKey()``; None: not cached). ``notices``: warnings the page shows
-    above its panels, ``facts``: sentences under them (:mod:`buildbot_stats.www.notices`)."""
+    above its panels, ``facts``: sentences under them (:mod:`buildbot_stats.www.notices`);
+    ``detection``: why change detection is off, None when it runs (or is not known)."""
     notices, facts = tuple(notices), tuple(facts)
     key = None
     state = reader.stateKey() if cache is not None else None
@@ -48,13 +49,13 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         # cache's max_age bounds how far the window may have moved
         key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
                None if captures is None else tuple(sorted(captures)), source_name, notices,
-               facts)
+               facts, detection)
         text = cache.get(key, now)
         if text is not None:
             return text
     data = collect(reader, builder, start, end, now)
     text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
-                now, notices, facts).render()
+                now, notices, facts, detection=detection).render()
     if key is not None:
         cache.put(key, now, text)
     return text
@@ -64,14 +65,16 @@ class Page:
     """Renders one view. ``builder_ids``: ``{builder name: builderid}`` for the links to
     the builds (``#/builders/<id>/builds/<n>``); ``ui_root``: the URL of Buildbot's UI
     relative to this page; ``captures``: the configured capture class names (None:
-    unknown)."""
+    unknown); ``notices`` and ``facts``: see :func:`view`; ``detection``: why change
+    detection is off (None: it runs, or unknown)."""
 
     def __init__(self, data, builder, range_name, builder_ids, ui_root, captures,
-                 source_name, now, notices=(), facts=(), links=True):
+                 source_name, now, notices=(), facts=(), links=True, detection=None):
         self.data, self.builder, self.range = data, builder, range_name
         self.builder_ids, self.ui_root = builder_ids, ui_root
         self.captures, self.source_name, self.now = captures, source_name, now
         self.notices, self.facts = list(notices), list(facts)
+        self.detection = detection
         # False: a file of its own (buildbot-stats report), no link anywhere
         self.links = links
 
@@ -126,15 +129,17 @@ class Page:
                 f'<figcaption>{e(caption)}</figcaption>{chart}</figure>')
 
     @staticmethod
-    def chart(lines, y_label, title):
-        """A line chart; lines named "... builds" or plain points are dots, "p90 ..." dashed."""
+    def chart(lines, y_label, title, events=()):
+        """A line chart; lines named "... builds" or plain points are dots, "p90 ..." dashed;
+        ``events``: where changes began (:func:`buildbot_stats.www.panels.changes.events`)."""
         styles = {}
         for label, _ in lines:
             if label.endswith(' builds'):
                 styles[label] = 'points'
             elif label.startswith('p90 '):
                 styles[label] = 'dashed'
-        return charts.lineChart(lines, y_label=y_label, title=title, styles=styles)
+        return charts.lineChart(lines, y_label=y_label, title=title, styles=styles,
+                                events=events)
 
     @staticmethod
     def table(headers, rows, kind):
@@ -237,7 +242,8 @@ figure { margin: 1em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
 .filters a.range { margin: 0 .3em; } .filters a.current { font-weight: 700; }
 .bar { display: inline-block; width: 80px; height: 10px; background: #f3c4c4; }
 .bar span { display: block; height: 10px; background: #2ca02c; }
-.missing, .note { color: #666; } code { background: #f4f4f4; padding: 0 3px; }
+.missing, .note, .none { color: #666; } code { background: #f4f4f4; padding: 0 3px; }
 .warning { background: #fff3cd; border: 1px solid #e0c36c; padding: .5em .8em; }
+.worse { color: #b71c1c; font-weight: 600; } .better { color: #1b5e20; font-weight: 600; }
 svg a circle { cursor: pointer; }
 """

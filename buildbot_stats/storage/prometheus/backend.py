@@ -38,6 +38,8 @@ from buildbot.data import resultspec
 
 from buildbot_stats.captures.builds import REPORT_IN_DIVISORS
 from buildbot_stats.checks import aTypeName
+from buildbot_stats.checks import portProblem
+from buildbot_stats.checks import report
 from buildbot_stats.checks import shown
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
@@ -51,6 +53,7 @@ try:
     from buildbot_stats.storage.prometheus.metrics import BuildMetrics
     from buildbot_stats.storage.prometheus.metrics import LastValueGauges
     from buildbot_stats.storage.prometheus.snapshot import SnapshotCollector
+    from buildbot_stats.storage.prometheus.snapshot import changeFamilies
     from buildbot_stats.storage.prometheus.snapshot import buildersOfMaster
     from buildbot_stats.storage.prometheus.snapshot import cyclicGCPaused
     from buildbot_stats.storage.prometheus.snapshot import slicedExposition
@@ -142,6 +145,9 @@ class PrometheusStorageService(StatsStorageBase):
     :param name: the backend name (default ``'PrometheusStorageService'``)
     """
 
+    # its metrics are counts and last values, not points: change points are not written
+    # here (the open slowdowns are a gauge of the scrape instead)
+    keepsPoints = False
     # rendered by Buildbot before reconfigService, never logged
     secrets = ['token']
 
@@ -151,10 +157,7 @@ class PrometheusStorageService(StatsStorageBase):
         if CollectorRegistry is None:
             config.error(f"{owner}: the prometheus_client package is not installed "
                          "(pip install 'buildbot_stats[prometheus]')")
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                                 or not 0 <= port <= 65535):
-            config.error(f"{owner}: port must be a TCP port number (0-65535) or None, "
-                         f"got {shown(port)}")
+        report(owner, portProblem('port', port, none_means="no server of its own"))
         if not isinstance(interface, str):
             config.error(f"{owner}: interface must be an address string ('' for every "
                          f"interface), got {shown(interface)}")
@@ -202,6 +205,7 @@ class PrometheusStorageService(StatsStorageBase):
         self.gauges = None
         self._present = SnapshotCollector()
         self._health = SnapshotCollector()
+        self._changes = SnapshotCollector()
         self._listening = None
         self._startedAt = None
         self._scrapeLock = defer.DeferredLock()
@@ -242,6 +246,7 @@ class PrometheusStorageService(StatsStorageBase):
         self.gauges = LastValueGauges(registry, self._durationDivisor, self._keepLabel)
         registry.register(self._present)
         registry.register(self._health)
+        registry.register(self._changes)
         self.registry = registry
 
     # -- its own HTTP server --------------------------------------------------------------
@@ -299,7 +304,7 @@ class PrometheusStorageService(StatsStorageBase):
             return
         try:
             if series_name in BUILD_MEASUREMENTS:
-                used = self.buildMetrics.record(series_name, tags, post_data)
+                used = self.buildMetrics.record(series_name, tags, post_data, timestamp)
                 problems = [] if used else [f"no field these metrics use in {sorted(post_data)}"]
             else:
                 used, problems = self.gauges.record(series_name, tags, post_data)
@@ -368,6 +373,10 @@ class PrometheusStorageService(StatsStorageBase):
                 self._present.families = presentFamilies(*present, master.masterid,
                                                          master.reactor.seconds())
         service = self.parent if hasattr(self.parent, 'metrics') else None
+        regressions = getattr(self.parent, 'regressions', None)
+        if regressions is not None:
+            self._changes.families = changeFamilies(regressions.openSlowdowns(),
+                                                    self._keepLabel)
         if service is not None:
             self._health.families = healthFamilies(service.metrics())
         else:
@@ -404,7 +413,7 @@ class PrometheusStorageService(StatsStorageBase):
         """What a scrape writes, in this order: the build statistics, the last-value
         gauges, the present, the health."""
         return (list(self.buildMetrics.families) + list(self.gauges.gauges.values())
-                + [self._present, self._health])
+                + [self._present, self._changes, self._health])
 
     def _cooperator(self):
         if self._coop is None:

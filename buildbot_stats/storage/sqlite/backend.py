@@ -21,8 +21,10 @@ from twisted.python import threadpool
 from buildbot import config
 
 from buildbot_stats.captures.defaults import defaultCaptures
-from buildbot_stats.checks import DURATION_HELP
-from buildbot_stats.checks import parseDuration
+from buildbot_stats.checks import countProblem
+from buildbot_stats.checks import durationProblem
+from buildbot_stats.checks import report
+from buildbot_stats.checks import seconds
 from buildbot_stats.checks import shown
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
@@ -36,25 +38,6 @@ from buildbot_stats.storage.sqlite.writer import StoreWriter
 MAINTENANCE_INTERVAL = 60.0
 
 
-def _duration(owner, name, value):
-    """``value`` (None, seconds or '90d') as seconds; a config error unless positive."""
-    if value is None:
-        return None
-    seconds = parseDuration(value)
-    if seconds is None or seconds <= 0:
-        config.error(f"{owner}: {name} must be None or a positive duration "
-                     f"({DURATION_HELP}), got {shown(value)}")
-        return None
-    return seconds
-
-
-def _positive(owner, name, value, integer=False):
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        what = "a positive integer" if integer else "a positive number of seconds"
-        config.error(f"{owner}: {name} must be {what}, got {shown(value)}")
-
-
 class SQLiteStorageService(StatsStorageBase):
     """Keeps every point in an SQLite file.
 
@@ -66,10 +49,12 @@ class SQLiteStorageService(StatsStorageBase):
     :param batch_size: most points per transaction; a queue this long is written at once
         (default 1000)
     :param flush_interval: seconds a point may wait in the queue (default 1.0)
+        (every duration here: seconds, or a string such as ``'2s'``, ``'1m'``)
     :param max_pending: points the queue holds while the file cannot be written; beyond,
         the oldest are dropped and counted (default 100000)
     :param stop_timeout: seconds ``stopService`` waits for the queue to be written
-        (default 30.0); under a :class:`StatsService`, see its one stop bound
+        (default 30.0; 0: it does not wait); under a :class:`StatsService`, see its one stop
+        bound
     :param busy_timeout: seconds one write waits for a lock held by another program
         (default 5.0)
     :param keep: how long raw points are kept (``'90d'``, or seconds); older ones are
@@ -84,12 +69,15 @@ class SQLiteStorageService(StatsStorageBase):
         owner = self.name or type(self).__name__
         if not isinstance(path, str) or not path:
             config.error(f"{owner}: path must be a non-empty string, got {shown(path)}")
-        _positive(owner, 'batch_size', batch_size, integer=True)
-        _positive(owner, 'max_pending', max_pending, integer=True)
-        _positive(owner, 'flush_interval', flush_interval)
-        _positive(owner, 'stop_timeout', stop_timeout)
-        _positive(owner, 'busy_timeout', busy_timeout)
-        raw, rolled = _duration(owner, 'keep', keep), _duration(owner, 'keep_rollups', keep_rollups)
+        report(owner,
+               countProblem('batch_size', batch_size),
+               countProblem('max_pending', max_pending),
+               durationProblem('flush_interval', flush_interval),
+               durationProblem('stop_timeout', stop_timeout, zero=True),
+               durationProblem('busy_timeout', busy_timeout),
+               durationProblem('keep', keep, none_means='raw points kept forever'),
+               durationProblem('keep_rollups', keep_rollups, none_means='rollups kept forever'))
+        raw, rolled = seconds(keep), seconds(keep_rollups)
         if raw is not None and rolled is not None and rolled < raw:
             config.error(f"{owner}: keep_rollups ({shown(keep_rollups)}) must be at least "
                          f"keep ({shown(keep)}): the rollups summarize the points deleted")
@@ -120,15 +108,15 @@ class SQLiteStorageService(StatsStorageBase):
                         flush_interval=1.0, max_pending=100000, stop_timeout=30.0,
                         busy_timeout=5.0, keep=None, keep_rollups=None):
         self.path = self.resolvePath(path)
-        self.keep = parseDuration(keep) if keep is not None else None
-        self.keep_rollups = parseDuration(keep_rollups) if keep_rollups is not None else None
+        self.keep = seconds(keep)
+        self.keep_rollups = seconds(keep_rollups)
         self.batch_size = batch_size
-        self.flush_interval = flush_interval
+        self.flush_interval = seconds(flush_interval)
         self.max_pending = max_pending
-        self.stop_timeout = stop_timeout
-        self.busy_timeout = busy_timeout
+        self.stop_timeout = seconds(stop_timeout)
+        self.busy_timeout = seconds(busy_timeout)
         if self._writer is not None:
-            self._writer.busy_timeout = busy_timeout
+            self._writer.busy_timeout = self.busy_timeout
         return defer.succeed(None)
 
     def resolvePath(self, path):

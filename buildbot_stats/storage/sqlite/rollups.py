@@ -53,9 +53,13 @@ NOT_ROLLED = frozenset({'build_number', 'step_number', 'result_code'})
 POINTS = ''
 #: The end of the name of a ``<builder>-build-times`` series (the seed's captures').
 BUILD_TIMES = '-build-times'
-#: The fields rolled up of the build statistics measurements (what the page reads).
+#: The series of the change points change detection keeps (docs/regressions.rst): a few
+#: records, read as raw points, never rolled up nor counted among the custom series.
+CHANGE_POINTS = 'change_points'
+#: The fields rolled up of the build statistics measurements (what the page reads), and of
+#: the change points (none).
 ROLLED = {'builds': (POINTS,), 'build_requests': ('queue_time',), 'steps': ('duration',),
-          'tests': ('passed', 'failed', 'skipped')}
+          'tests': ('passed', 'failed', 'skipped'), CHANGE_POINTS: ()}
 BUILD_TIMES_FIELDS = ('duration',)
 #: Measurements whose fields are counted and summed, never shown as quantiles: no sketch.
 COUNTED_ONLY = frozenset({'builds', 'tests'})

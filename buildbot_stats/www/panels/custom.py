@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from buildbot_stats import charts
+from buildbot_stats.www.panels import changes
 from buildbot_stats.www.panels.base import Panel
 
 HEADERS = ("series", "field", "points", "median", "min", "max")
@@ -23,6 +24,16 @@ def unitOf(field):
     return field
 
 
+def ofSeries(series):
+    """Whether a change record is of a field of ``series`` (``<builder>-<name>``: the
+    change's series is ``<name>.<field>``)."""
+    def pick(record):
+        prefix = f"{record['builder']}-"
+        return (series.startswith(prefix)
+                and record['series'].startswith(series[len(prefix):] + '.'))
+    return pick
+
+
 class CustomPanel(Panel):
     id = 'custom'
     title = "Custom series"
@@ -34,7 +45,7 @@ class CustomPanel(Panel):
     def compute(self, q):
         """``[{'series', 'stats': {field: Stats}, 'units': [(unit, [field])], 'points':
         [(time, builder, number, {field: value})] or None, 'periods': {field: [(period
-        start, Stats)]} or None}]``."""
+        start, Stats)]} or None, 'changes': [change record of its fields]}]``."""
         stats = q.summary('custom')
         if not stats:
             return None
@@ -55,7 +66,8 @@ class CustomPanel(Panel):
             out.append({'series': series, 'stats': fields, 'units': sorted(units.items()),
                         'points': None if raw is None else raw.get(series, []),
                         'periods': None if periods is None else {
-                            f: periods.get((series, f), []) for f in fields}})
+                            f: periods.get((series, f), []) for f in fields},
+                        'changes': changes.changesOf(q, ofSeries(series))})
         return out
 
     def render(self, page, model):
@@ -71,7 +83,10 @@ class CustomPanel(Panel):
                              for f in fields]
                 name = s['series'] if len(s['units']) == 1 else f"{s['series']} ({unit})"
                 label = unit if unit in ('seconds', '%', 'bytes') else ""
-                out.append(page.figure('series', name, name, page.chart(lines, label, name)))
+                marks = changes.events(page, s['changes'], lambda r, fields=fields: r[
+                    'series'].rpartition('.')[2] in fields)
+                out.append(page.figure('series', name, name,
+                                       page.chart(lines, label, name, marks)))
         return "".join(out)
 
     def text(self, model):

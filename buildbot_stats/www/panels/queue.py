@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from buildbot_stats.reading.changes import QUEUE
 from buildbot_stats.reading.summary import fmtSeconds
 from buildbot_stats.www.html import e
+from buildbot_stats.www.panels import changes
 from buildbot_stats.www.panels.base import Panel
 
 HEADERS = ("builder", "builds", "median", "p90", "max")
@@ -17,13 +19,14 @@ class QueuePanel(Panel):
     what = "Queue times"
 
     def compute(self, q):
-        """``{'builders': {builder: Stats}, 'periods': [(period start, Stats)]}`` (the
-        periods of every builder's requests together)."""
+        """``{'builders': {builder: Stats}, 'periods': [(period start, Stats)], 'changes':
+        [change record]}`` (the periods of every builder's requests together)."""
         stats = q.summary('queue')
         if not stats:
             return None
         return {'builders': stats,
-                'periods': q.summary('queue', per_period=True, by_builder=False).get(None, [])}
+                'periods': q.summary('queue', per_period=True, by_builder=False).get(None, []),
+                'changes': changes.changesOf(q, lambda r: r['series'] == QUEUE)}
 
     @staticmethod
     def rows(model):
@@ -36,7 +39,8 @@ class QueuePanel(Panel):
         table = page.table(HEADERS, [list(map(e, r)) for r in self.rows(model)], "queue")
         lines = page.periodLines(model['periods'], "queue time", "requests", fmtSeconds)
         chart = page.figure('queue', 'queue', "Queue time per period",
-                            page.chart(lines, "seconds", "Queue time"))
+                            page.chart(lines, "seconds", "Queue time",
+                                       changes.events(page, model['changes'])))
         return table + page.estimated(
             any(not st.exact for st in model['builders'].values())) + chart
 

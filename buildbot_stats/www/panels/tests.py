@@ -3,7 +3,9 @@ passed and failed per build (or their mean per period)."""
 
 from __future__ import annotations
 
+from buildbot_stats.reading.changes import TESTS
 from buildbot_stats.www.html import e
+from buildbot_stats.www.panels import changes
 from buildbot_stats.www.panels.base import Panel
 
 HEADERS = ("builder", "builds", "passed (last)", "failed (last)", "skipped (last)",
@@ -20,7 +22,7 @@ class TestsPanel(Panel):
     def compute(self, q):
         """``{'rows': [(builder, builds, passed, failed, skipped of the last build, builds
         with failures)], 'builds': {builder: [(time, number, passed, failed, skipped)]} or
-        None, 'periods': {field: [(period start, Stats)]}}``."""
+        None, 'periods': {field: [(period start, Stats)]}, 'changes': [change record]}``."""
         stats = q.summary('tests')
         if not stats:
             return None
@@ -39,7 +41,8 @@ class TestsPanel(Panel):
         builds = q.window('testCounts') if q.drawBuilds(total) else None
         periods = None if builds is not None else q.summary('tests', per_period=True,
                                                             by_builder=False)
-        return {'rows': rows, 'builds': builds, 'periods': periods}
+        return {'rows': rows, 'builds': builds, 'periods': periods,
+                'changes': changes.changesOf(q, lambda r: r['series'] == TESTS)}
 
     def render(self, page, model):
         table = page.table(HEADERS, [list(map(e, r)) for r in model['rows']], "tests")
@@ -56,7 +59,8 @@ class TestsPanel(Panel):
                       page.periodMarks(model['periods'].get(field, []), field, 'mean', "builds"))
                      for field in ('passed', 'failed')]
             caption = f"Tests passed and failed, mean per {page.periodWord()}"
-        chart = page.figure('tests', 'tests', caption, page.chart(lines, "tests", "Tests"))
+        chart = page.figure('tests', 'tests', caption, page.chart(
+            lines, "tests", "Tests", changes.events(page, model['changes'])))
         return table + chart
 
     def text(self, model):
