@@ -108,6 +108,8 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
                 self.assertTrue(values, f"{os.path.basename(path)}: variable {var['name']}")
                 variables[var['name']] = values
             self.assertEqual(variables['builder'], ['alpha', 'beta'])
+            # the change points kept are no custom series (the page's readers agree)
+            self.assertNotIn('change_points', variables.get('series', []))
             for panel in board['panels']:
                 for t in panel.get('targets', []):
                     # a repeated panel runs once per value of its variable
