@@ -334,7 +334,7 @@ class StoreReader:
         fields])`` of the raw points of a kind the page shows, by time in each series; a
         value that is not a number is None. SQLite picks the values out of each point (no
         JSON decoded here): the reads of many builds (each build's dots, change detection's
-        series at a master's start) cost a third of decoding each point."""
+        series at a master's start) cost half of decoding each point."""
         kind = KINDS[kind_name]
         _, tagsets, _ = self.names()
         only = None
@@ -342,8 +342,8 @@ class StoreReader:
             only = self._tagsetsOf(builder)
             if not only:
                 return
-        columns = ", ".join([self._numberSql(BUILD_NUMBER)[1]]
-                            + [self._numberSql(f)[1] for f in fields])
+        columns = ", ".join([self._fieldSql(BUILD_NUMBER, numeric=True)[1]]
+                            + [self._fieldSql(f, numeric=True)[1] for f in fields])
         for sid, name in self._kindSeries(kind, builder).items():
             where, params = ["series = ?"], [sid]
             if only is not None:
@@ -363,16 +363,6 @@ class StoreReader:
                     if number is None and in_field is not None:
                         number = int(in_field)
                 yield name, t, tags, number, values
-
-    def _numberSql(self, field):
-        """``(fieldsets, SQL)``: as :meth:`_fieldSql`, NULL where the value is not a number
-        (a string, a boolean)."""
-        where = {fid: names.index(field) for fid, names in self.names()[2].items()
-                 if field in names}
-        cases = " ".join(
-            f"WHEN {fid} THEN CASE WHEN json_type(vals, '$[{i}]') IN ('integer', 'real')"
-            f" THEN json_extract(vals, '$[{i}]') END" for fid, i in where.items())
-        return list(where), f"CASE fieldset {cases} END" if where else "NULL"
 
     def buildDurations(self, builder=None, start=None, end=None):
         """``{builder: [(end time, build number, duration), ...]}`` by time, from the
@@ -470,14 +460,20 @@ class StoreReader:
 
     # -- the latest builds ------------------------------------------------------------------
 
-    def _fieldSql(self, field):
+    def _fieldSql(self, field, numeric=False):
         """``(fieldsets, SQL)``: the field sets holding ``field``, and the expression of its
-        value in a point of one of them (SQLite reads it: no JSON decoded here)."""
+        value in a point of one of them (SQLite reads it: no JSON decoded here);
+        ``numeric``: NULL where the value is not a number (a string, a boolean)."""
         where = {fid: names.index(field) for fid, names in self.names()[2].items()
                  if field in names}
-        cases = " ".join(f"WHEN {fid} THEN json_extract(vals, '$[{i}]')"
-                         for fid, i in where.items())
-        return list(where), f"CASE fieldset {cases} END" if where else "NULL"
+        cases = []
+        for fid, i in where.items():
+            value = f"json_extract(vals, '$[{i}]')"
+            if numeric:
+                value = (f"CASE WHEN json_type(vals, '$[{i}]') IN ('integer', 'real')"
+                         f" THEN {value} END")
+            cases.append(f"WHEN {fid} THEN {value}")
+        return list(where), f"CASE fieldset {' '.join(cases)} END" if where else "NULL"
 
     def recentDurations(self, builder=None, start=None, end=None, n=200):
         """``{builder: [(time, build number, duration), ...]}``: the latest ``n`` builds of
