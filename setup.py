@@ -37,6 +37,7 @@ setup(
         'twisted[tls]',  # https to InfluxDB (pyOpenSSL, service_identity)
         'treq',
         'tqdm',  # progress bar of buildbot-stats backfill
+        'fastdigest',  # the quantile sketches of the embedded store's rollups (Rust, no deps)
         'zope.interface',
     ],
     extras_require={

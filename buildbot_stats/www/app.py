@@ -19,7 +19,6 @@ import time
 
 import flask
 
-from buildbot_stats.reading.mirror import StoreMirror
 from buildbot_stats.reading.source import Source
 from buildbot_stats.registry import preferredStatsService
 from buildbot_stats.storage.sqlite.schema import StoreError
@@ -54,10 +53,8 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             default_range='7d', clock=time.time):
     app = flask.Flask(__name__)
     app.buildbot_api = None  # set by buildbot_wsgi_dashboards when the web server starts
-    # SQLite stores only: the rendered views while the store is unchanged, and the rows of
-    # the page's queries, brought up to date with what was written since the last view
+    # SQLite stores only: the rendered views while the store is unchanged
     app.view_cache = ViewCache()
-    app.store_mirror = StoreMirror()
 
     def master():
         api = app.buildbot_api
@@ -122,8 +119,7 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             with source.open() as reader:
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
-                                 cache=app.view_cache, mirror=app.store_mirror,
-                                 notices=warnings, facts=facts,
+                                 cache=app.view_cache, notices=warnings, facts=facts,
                                  detection=detectionOff(source))
         except StoreError as e:
             # a store not written yet, a server down: one sentence, the page stays up

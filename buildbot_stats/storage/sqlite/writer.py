@@ -1,7 +1,10 @@
 """What runs in the embedded store's writer thread: one connection, its transactions.
 
 Only :class:`~buildbot_stats.storage.sqlite.backend.SQLiteStorageService`'s one-thread pool
-calls it; nothing here runs on the reactor thread.
+calls it; nothing here runs on the reactor thread. It writes the points
+(:mod:`~buildbot_stats.storage.sqlite.layout`), hands them to the rollups
+(:mod:`~buildbot_stats.storage.sqlite.rollups`) and runs the maintenance: rollups, then
+retention (:mod:`~buildbot_stats.storage.sqlite.retention`).
 """
 
 from __future__ import annotations
@@ -12,14 +15,20 @@ import threading
 import time
 
 from buildbot_stats import __version__
+from buildbot_stats.storage.sqlite import retention
+from buildbot_stats.storage.sqlite.layout import INSERT_POINT
+from buildbot_stats.storage.sqlite.layout import Names
+from buildbot_stats.storage.sqlite.rollups import Rollups
 from buildbot_stats.storage.sqlite.schema import migrate
 
-# A point with the series, tags and time of one already stored replaces it (schema v2's
-# unique index): writing the same points twice (backfill, catch-up) adds no row.
-INSERT = (
-    "INSERT OR REPLACE INTO points (series, time_us, builder, build_number, tags, fields)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
+# A point with the series, tags and time of one already stored replaces it (the unique
+# index): writing the same points twice (backfill, catch-up) adds no row. Inserted first
+# without replacing: when every point is new (nearly always) the rollups know that no point
+# was counted twice.
+INSERT_NEW = INSERT_POINT.format('IGNORE')
+INSERT_REPLACING = INSERT_POINT.format('REPLACE')
+BUMP_GENERATION = ("INSERT INTO meta (key, value) VALUES ('generation', 1)"
+                   " ON CONFLICT (key) DO UPDATE SET value = value + 1")
 
 # A write waits for another program's lock in slices this long, so that a stop can give up
 # at once (:attr:`StoreWriter.abort`) instead of after the whole ``busy_timeout``.
@@ -40,6 +49,8 @@ class StoreWriter:
         self.conn = None
         # set by the reactor thread when stopping: a write waiting for a lock gives up
         self.abort = threading.Event()
+        self.names = Names()
+        self.rollups = Rollups(self.names)
 
     def open(self, path):
         if self.conn is not None and self.path == path:
@@ -57,28 +68,42 @@ class StoreWriter:
             # last transactions, never corrupt the file
             conn.execute("PRAGMA synchronous=NORMAL")
             migrate(conn, created_by=f"buildbot_stats {__version__}")
+            self.names = Names()
+            self.rollups = Rollups(self.names)
+            self.rollups.opened(conn)
         except BaseException:
             conn.close()
             raise
         self.conn, self.path = conn, path
         return conn
 
-    def write(self, path, rows):
-        """Write ``rows`` in one transaction, waiting up to ``busy_timeout`` for a lock held
-        by another program (less if :attr:`abort` is set meanwhile)."""
+    def _retrying(self, f, *args):
+        """``f(*args)``, again while another program holds a lock, up to ``busy_timeout``
+        (less if :attr:`abort` is set meanwhile)."""
         deadline = time.monotonic() + self.busy_timeout
         while True:
             try:
-                return self._writeOnce(path, rows)
+                return f(*args)
             except sqlite3.OperationalError as e:
                 if not _isBusy(e) or self.abort.is_set() or time.monotonic() >= deadline:
                     raise
+
+    def write(self, path, rows):
+        """Write ``rows`` (:func:`~buildbot_stats.storage.sqlite.values.encodeRow`'s) in one
+        transaction."""
+        return self._retrying(self._writeOnce, path, rows)
 
     def _writeOnce(self, path, rows):
         conn = self.open(path)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(INSERT, rows)
+            names = self.names
+            prepared = [names.row(conn, *row) for row in rows]
+            replaced = conn.executemany(INSERT_NEW, prepared).rowcount != len(prepared)
+            if replaced:
+                conn.executemany(INSERT_REPLACING, prepared)
+            kept = self.rollups.writing(conn, prepared, rows, replaced)
+            conn.execute(BUMP_GENERATION)
             conn.execute("COMMIT")
         except BaseException:
             # a failed transaction is rolled back whole: the batch is retried as one
@@ -86,8 +111,22 @@ class StoreWriter:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            self.names.forget()
+            self.rollups.forget()
             raise
+        self.names.committed()
+        self.rollups.written(kept)
         return len(rows)
+
+    def maintain(self, path, now, keep=None, keep_rollups=None):
+        """One round of maintenance at ``now`` (seconds): a step of rollups, then (once the
+        rollups are done) a few batches of retention (``keep``, ``keep_rollups``: seconds
+        or None). True when more remains: the caller runs another round soon."""
+        conn = self.open(path)
+        more = self._retrying(self.rollups.maintain, conn, now)
+        if not more and (keep is not None or keep_rollups is not None):
+            more = self._retrying(retention.pruneSteps, conn, now, keep, keep_rollups)
+        return more
 
     def close(self):
         if self.conn is not None:
