@@ -146,6 +146,30 @@ def measuredSeries(reader, builder=None, start=None, end=None):
     return {key: byTimeOnly(rows) for key, rows in out.items() if key[0] is not None}
 
 
+def newestSeries(reader, count, builder=None, start=None, end=None):
+    """:func:`measuredSeries` holding each series' newest ``count`` values only (those of
+    ``start <= time < end``), without reading the older ones: each builder's series are
+    read from the start ``reader.newestStarts(count)`` gives it (found without reading the
+    raw points). The answer is the one of reading every point and keeping each series'
+    last ``count`` rows: a series that comes back with fewer than ``count`` values from a
+    start (the counts found it more: hidden steps, a build written twice) is read again
+    from its builder's first point."""
+    starts = reader.newestStarts(count, builder)
+    builders = [builder] if builder is not None else sorted(
+        set(reader.builderNames()) | set(starts))
+    out = {}
+    for b in builders:
+        bound = starts.get(b)
+        if bound is not None and start is not None:
+            bound = max(bound, start)
+        rows = measuredSeries(reader, b, bound if bound is not None else start, end)
+        if bound is not None and bound != start and any(
+                len(v) < count for v in rows.values()):
+            rows = measuredSeries(reader, b, start, end)
+        out.update((key, v[-count:]) for key, v in rows.items() if key[0] == b)
+    return out
+
+
 def byTimeOnly(rows):
     """``rows`` by time (the readers answer by time: then no sort is made, a 1,000,000
     point store is read a third faster)."""

@@ -673,10 +673,75 @@ class StoreReader:
                 out.append(record)
         return changes.byTime(out)
 
-    def measuredSeries(self, builder=None, start=None, end=None):
+    def measuredSeries(self, builder=None, start=None, end=None, newest=None):
         """``{(builder, name): [(time, build number, value), ...]}``: every series change
-        detection looks at (:func:`buildbot_stats.reading.changes.measuredSeries`)."""
+        detection looks at (:func:`buildbot_stats.reading.changes.measuredSeries`);
+        ``newest``: each series' newest ``newest`` values only, read from
+        :meth:`newestStarts` on (:func:`buildbot_stats.reading.changes.newestSeries`)."""
+        if newest is not None:
+            return changes.newestSeries(self, newest, builder, start, end)
         return changes.measuredSeries(self, builder, start, end)
+
+    def newestStarts(self, count, builder=None):
+        """``{builder: start}``: for each builder (``builder``: that one), a time (seconds)
+        from which each of its measured series holds its newest ``count`` values, None: from
+        its first. Read from the rollups' counts (whole weeks, then days, then hours: a few
+        rows per group, field and week), never from the raw points: the cost does not grow
+        with the raw points a store holds. What the rollups do not count yet (the hours
+        from the watermark, the dirty ones) counts as nothing, so the start is earlier than
+        needed, never later; a series with fewer than ``count`` values rolled up is read
+        from its first rolled-up period (or the first dirty hour, if earlier)."""
+        names, tagsets, _ = self.names()
+        watermark, raw_since, dirty = self.rollupState()
+        builders = set(self.builderNames()) | {
+            n[:-len(BUILD_TIMES)] for n in names.values() if n.endswith(BUILD_TIMES)}
+        if builder is not None:
+            builders &= {builder}
+        measured = {sid: n for sid, n in names.items() if n in _MEASURED_FIELDS
+                    or n.endswith(BUILD_TIMES) or isCustom(n)}
+        if not watermark or not measured:
+            return dict.fromkeys(sorted(builders))
+        p = plan(None, None, watermark, raw_since, dirty)
+        counts = {}  # (builder, series id, group, field) -> [(period start, count)]
+        marks = ','.join('?' * len(measured))
+        for level, ranges in p.levels():
+            for lo, hi in ranges:
+                sql = ("SELECT series, tagset, field, start, count FROM rollups WHERE"
+                       f" series IN ({marks}) AND level = ? AND start >= ? AND start < ?")
+                for sid, gid, field, t, n in self._query(sql, (*measured, level, lo, hi)):
+                    name = measured[sid]
+                    wanted = _MEASURED_FIELDS.get(name)
+                    if field == '' or (wanted is not None and field != wanted) \
+                            or field in changes.NOT_MEASURED:
+                        continue
+                    b = name[:-len(BUILD_TIMES)] if name.endswith(BUILD_TIMES) \
+                        else tagsets.get(gid, {}).get('builder_name')
+                    if b is None or (builder is not None and b != builder):
+                        continue
+                    counts.setdefault((b, sid, gid, field), []).append((t, n))
+        # an hour rolled up again later (dirty) may hold values of any series
+        first_dirty = dirty[0] if dirty else None
+        out = {}
+        for (b, *_), periods in counts.items():
+            periods.sort(reverse=True)
+            total, start = 0, periods[-1][0]
+            for t, n in periods:
+                total += n
+                if total >= count:
+                    start = t
+                    break
+            if first_dirty is not None:
+                start = min(start, first_dirty)
+            out[b] = min(start, out.get(b, start))
+        for b in builders:
+            # no value rolled up: every value it has is in the hours not rolled up yet
+            out.setdefault(b, watermark if first_dirty is None else min(watermark, first_dirty))
+        return dict(sorted(out.items()))
+
+
+#: The field of a build statistics measurement counted for change detection (the one
+#: rolled up for each of its values: :mod:`buildbot_stats.reading.changes`).
+_MEASURED_FIELDS = {'steps': 'duration', 'build_requests': 'queue_time', 'tests': 'passed'}
 
 
 def _stats(agg):
