@@ -43,7 +43,9 @@ from buildbot_stats.storage.sqlite.aggregates import Aggregate
 from buildbot_stats.storage.sqlite.layout import NO_BUILD
 from buildbot_stats.storage.sqlite.layout import joinTags
 from buildbot_stats.storage.sqlite.layout import loadNames
+from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import HOUR
+from buildbot_stats.storage.sqlite.rollups import WEEK
 from buildbot_stats.storage.sqlite.schema import SCHEMA_VERSION
 from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
@@ -718,18 +720,12 @@ class StoreReader:
                         else tagsets.get(gid, {}).get('builder_name')
                     if b is None or (builder is not None and b != builder):
                         continue
-                    counts.setdefault((b, sid, gid, field), []).append((t, n))
+                    counts.setdefault((b, sid, gid, field), []).append((t, level, n))
         # an hour rolled up again later (dirty) may hold values of any series
         first_dirty = dirty[0] if dirty else None
         out = {}
-        for (b, *_), periods in counts.items():
-            periods.sort(reverse=True)
-            total, start = 0, periods[-1][0]
-            for t, n in periods:
-                total += n
-                if total >= count:
-                    start = t
-                    break
+        for (b, sid, gid, field), periods in counts.items():
+            start = self._countStart(sid, gid, field, sorted(periods, reverse=True), count)
             if first_dirty is not None:
                 start = min(start, first_dirty)
             out[b] = min(start, out.get(b, start))
@@ -738,7 +734,36 @@ class StoreReader:
             out.setdefault(b, watermark if first_dirty is None else min(watermark, first_dirty))
         return dict(sorted(out.items()))
 
+    def _countStart(self, sid, gid, field, periods, count):
+        """The start of the period, newest first among ``periods`` (``[(start, level,
+        count)]``, by start descending), where the counts of one group's field reach
+        ``count`` (not reached: the first period's); a week or day where they do is looked
+        into (its days, its hours), so that the start is within the hour of the
+        ``count``-th newest value rather than up to a week before it."""
+        total = 0
+        for t, level, n in periods:
+            if total + n < count:
+                total += n
+                continue
+            while level in _FINER:
+                finer = self._all(
+                    "SELECT start, count FROM rollups WHERE series = ? AND level = ? AND"
+                    " start >= ? AND start < ? AND tagset = ? AND field = ?"
+                    " ORDER BY start DESC", (sid, _FINER[level], t, t + level, gid, field))
+                if sum(c for _, c in finer) != n:
+                    return t  # the finer rows are gone (retention) or differ: the whole period
+                level = _FINER[level]
+                for t_finer, n_finer in finer:
+                    t, n = t_finer, n_finer
+                    if total + n >= count:
+                        break
+                    total += n
+            return t
+        return periods[-1][0]
 
+
+#: The finer level of each level of the rollups: the days of a week, the hours of a day.
+_FINER = {WEEK: DAY, DAY: HOUR}
 #: The field of a build statistics measurement counted for change detection (the one
 #: rolled up for each of its values: :mod:`buildbot_stats.reading.changes`).
 _MEASURED_FIELDS = {'steps': 'duration', 'build_requests': 'queue_time', 'tests': 'passed'}
