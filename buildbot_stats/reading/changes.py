@@ -4,8 +4,9 @@ points kept in the series ``change_points``), the records of the changes found a
 and their wording for the page, the command and the log.
 
 Pure functions over a reader's answers; each reader (:class:`StoreReader`,
-:class:`InfluxReader`) has
-the two queries as its methods ``measuredSeries`` and ``changePoints``.
+:class:`InfluxReader`) has the queries as its methods ``measuredSeries`` (``newest=``: each
+series' newest values only, :func:`newestSeries`), ``newestStarts`` (from when to read them,
+found without reading the raw points) and ``changePoints``.
 """
 
 from __future__ import annotations
