@@ -543,6 +543,12 @@ class BoundedRead(unittest.TestCase):
         # rolled up, the last one (dirty: builds 281+ written into it) counting none
         self.assertGreater(starts['alpha'], T0 + 60 * 100)
         self.assertLessEqual(starts['alpha'], T0 + 60 * (300 - HISTORY))
+        # 150: 120 in the two clean hours after the first day, 30 more in that day: the day
+        # is looked into, its last hour (builds 47 to 106) is where the read starts
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.newestStarts(150)['alpha'], 1_700_002_800)
+            self.assertEqual(reader.measuredSeries(newest=150),
+                             {k: v[-150:] for k, v in everything.items()})
         # beta's retired step is read from its first build on: all of its 40 values
         self.assertLessEqual(starts['beta'], T0 + 60)
         self.assertEqual(len(newest[('beta', 'step:lint')]), 40)
