@@ -113,6 +113,8 @@ operations = st.lists(st.one_of(
     st.tuples(st.just('maintain'), st.integers(0, 4 * 86400)),
     # retention: raw points older than (now - keep) go
     st.tuples(st.just('prune'), st.tuples(st.integers(0, 4 * 86400), st.integers(1, 60))),
+    # the master restarts: its writer opens the file again, its open hours not in memory
+    st.tuples(st.just('reopen'), st.none()),
 ), min_size=1, max_size=8)
 ranges = st.tuples(st.one_of(st.none(), st.integers(-3600, 3 * 86400)),
                    st.one_of(st.none(), st.integers(1, 3 * 86400 + 3600)))
@@ -147,6 +149,9 @@ class RollupsMatchRawTest(unittest.TestCase):
             elif op == 'maintain':
                 while writer.maintain(path, T0 + arg):
                     pass
+            elif op == 'reopen':
+                writer.close()
+                writer.open(path)
             else:
                 now, keep_hours = arg
                 while writer.maintain(path, T0 + now, keep=keep_hours * HOUR):
@@ -213,6 +218,27 @@ class RollupsMatchRawTest(unittest.TestCase):
         queries = [(k, None, (None, None), None) for k in ('durations', 'results', 'steps')]
         self.check(ops, queries, 300)
         self.check(ops[:3], queries, 300)
+
+    def test_open_hours_partly_written_elsewhere(self):
+        # the writer keeps the open hours' points in memory and closes an hour from them
+        # alone only when no other program and no earlier run of the writer wrote into it:
+        # another program writes into the hour open in memory and into the next one; the
+        # writer is restarted with points of hours 3 and 4 in the file
+        ops = [('write', [('alpha', 1, 60, 10.0, 'success')]),
+               ('other', [('alpha', 2, 120, 20.0, 'failure'),
+                          ('beta', 3, HOUR + 60, 7.5, 'success')]),
+               ('write', [('alpha', 4, 180, 12.5, 'success'),
+                          ('beta', 5, HOUR + 120, 5.0, 'success')]),
+               ('maintain', 2 * HOUR + 3600),
+               ('write', [('alpha', 6, 3 * HOUR + 60, 2.5, 'success'),
+                          ('beta', 7, 4 * HOUR + 60, 30.0, 'failure')]),
+               ('reopen', None),
+               ('write', [('alpha', 8, 3 * HOUR + 120, 15.0, 'success'),
+                          ('beta', 9, 5 * HOUR + 60, 17.5, 'success')]),
+               ('maintain', 86400)]
+        queries = [(k, b, (None, None), p) for k in ('durations', 'results', 'steps', 'custom')
+                   for b in (None, 'alpha') for p in (None, HOUR)]
+        self.check(ops, queries, 300)
 
 
 class PlanTest(unittest.TestCase):

@@ -38,6 +38,7 @@ import json
 
 from buildbot_stats.storage.sqlite.aggregates import Quantiles
 from buildbot_stats.storage.sqlite.aggregates import encodeSketch
+from buildbot_stats.storage.sqlite.layout import NO_BUILD
 from buildbot_stats.storage.sqlite.layout import tagsJson
 
 HOUR = 3600
@@ -140,37 +141,62 @@ def dirtyHours(conn, before=None):
 
 
 class HourAccumulator:
-    """The points of one hour: ``{(series id, tag set id): [fields]}``, grouped and rolled up
-    when the hour closes (one pass per field, in list comprehensions)."""
+    """The points of one hour as the writer committed them: the batches' rows, kept as they
+    came (one append per batch) and grouped only when the hour closes."""
 
     def __init__(self):
-        self.points = collections.defaultdict(list)
+        self.batches = []  # [(points rows, encoded rows)]
         self.count = 0
 
-    def rows(self, start, series_names, group_of):
-        """The rollup rows of the hour starting at ``start``; ``group_of(series id, tag set
-        id)``: the group's tag set id."""
-        groups = {}
-        for (sid, tid), dicts in self.points.items():
-            key = (sid, group_of(sid, tid))
-            if key in groups:
-                groups[key] = groups[key] + dicts
-            else:
-                groups[key] = dicts
-        for (sid, gid), dicts in groups.items():
-            name = series_names[sid]
-            fields = rolledFields(name)
-            if fields is None:
-                fields = sorted(set().union(*dicts) - NOT_ROLLED)
-            sketched = name not in COUNTED_ONLY
-            for f in fields:
-                if f == POINTS:
-                    yield (sid, HOUR, start, gid, f, len(dicts), None, None, None, None, None)
-                    continue
-                vs = [v for v in [d.get(f) for d in dicts] if type(v) is float or type(v) is int]
-                if vs:
-                    yield (sid, HOUR, start, gid, f, len(vs), sum(vs), min(vs), max(vs),
-                           len(vs) - vs.count(0), encodeSketch(vs) if sketched else None)
+    def add(self, prepared, rows):
+        self.batches.append((prepared, rows))
+        self.count += len(prepared)
+
+    def grouped(self, conn):
+        """``{(series id, tag set id): [fields]}`` of the hour's points, the field form of a
+        build counted in its tag form left out (as :meth:`Rollups._fromRaw` does)."""
+        points = {}
+        for prepared, rows in self.batches:
+            for p, row in zip(prepared, rows):
+                if p[3] == NO_BUILD and row[0] not in ROLLED:  # (a test without a call)
+                    number = fieldFormBuild(row[0], p[3], row[3])
+                    if number is not None and isTwin(conn, p[0], p[1],
+                                                     row[2].get('builder_name'), number):
+                        continue  # the build counts in its tag form
+                key = (p[0], p[2])
+                dicts = points.get(key)
+                if dicts is None:
+                    points[key] = [row[3]]
+                else:
+                    dicts.append(row[3])
+        return points
+
+
+def hourRows(start, points, series_names, group_of):
+    """The rollup rows of the hour starting at ``start`` from its points (``{(series id, tag
+    set id): [fields]}``); ``group_of(series id, tag set id)``: the group's tag set id. One
+    pass per field, in list comprehensions."""
+    groups = {}
+    for (sid, tid), dicts in points.items():
+        key = (sid, group_of(sid, tid))
+        if key in groups:
+            groups[key] = groups[key] + dicts
+        else:
+            groups[key] = dicts
+    for (sid, gid), dicts in groups.items():
+        name = series_names[sid]
+        fields = rolledFields(name)
+        if fields is None:
+            fields = sorted(set().union(*dicts) - NOT_ROLLED)
+        sketched = name not in COUNTED_ONLY
+        for f in fields:
+            if f == POINTS:
+                yield (sid, HOUR, start, gid, f, len(dicts), None, None, None, None, None)
+                continue
+            vs = [v for v in [d.get(f) for d in dicts] if type(v) is float or type(v) is int]
+            if vs:
+                yield (sid, HOUR, start, gid, f, len(vs), sum(vs), min(vs), max(vs),
+                       len(vs) - vs.count(0), encodeSketch(vs) if sketched else None)
 
 
 INSERT_ROLLUP = ("INSERT OR REPLACE INTO rollups (series, level, start, tagset, field, count,"
@@ -181,16 +207,28 @@ class Rollups:
     """The rollup maintenance of one connection (the writer's, or a command's).
 
     The writer hands the points it commits to :meth:`written`: points of hours not yet
-    rolled up wait in memory (a list per hour) until their hour closes, so that closing an
-    hour reads nothing back; an hour whose points are not all in memory (written before the
-    writer opened the file, or written again) is rolled up from the raw points.
+    rolled up wait in memory (the batches as they came, one append per batch) until their
+    hour closes, so that closing an hour reads nothing back; an hour whose points are not
+    all in memory (written before the writer opened the file, by another program, or
+    written again) is rolled up from the raw points. Between maintenances a transaction of
+    points reads the file's rollup state only when another program committed
+    (``PRAGMA data_version``).
     """
 
     def __init__(self, names):
         self.names = names  # layout.Names of the connection
-        self.pending = {}  # hour -> [(series id, tag set id, fields)]
+        self.pending = {}  # hour -> HourAccumulator
         self.from_raw = set()  # hours >= watermark to roll up from the raw points
         self.watermark = None  # as last read from the file
+        # the State as last read, and the file's data_version then: read again only when
+        # another program committed since (or this connection's maintenance ran)
+        self.state = None
+        self.data_version = None
+        # the last hour that may hold points this connection did not write (written before
+        # it opened the file, or by another program): its hours are checked against the raw
+        # points when they close; the hours after it are complete in memory
+        self.foreign_through = None
+        self.foreign_version = None
         self.group_ids = {}  # (series id, tag set id) -> group tag set id
         self.tagsets = {}  # tag set id -> tags (decoded, for the raw path)
         self.fieldsets = {}
@@ -203,6 +241,7 @@ class Rollups:
         """After the connection opened the file: nothing of it is in memory (its hours not
         rolled up yet are rolled up from the raw points)."""
         self.watermark = State.read(conn).watermark
+        self.state = self.foreign_version = None
         self.pending.clear()
         self.from_raw.clear()
 
@@ -226,6 +265,28 @@ class Rollups:
                 del self.pending[h]
             self.from_raw = {h for h in self.from_raw if h >= state.watermark}
 
+    def _state(self, conn):
+        """The file's State, in a transaction: read again only when another program
+        committed since it was last read (``PRAGMA data_version``, a fraction of a read)."""
+        version = self._foreign(conn)
+        if self.state is None or version != self.data_version:
+            self.state, self.data_version = State.read(conn), version
+            self._sync(self.state)
+        return self.state
+
+    def _foreign(self, conn):
+        """In a transaction: after the file was opened, or another program committed (its
+        ``data_version`` moved; this connection's own commits do not move it), the last
+        hour holding a point becomes :attr:`foreign_through`. Returns the data_version."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.foreign_version:
+            last = max((t for (t,) in conn.execute(
+                "SELECT (SELECT MAX(time_us) FROM points WHERE series = s.id) FROM series AS s")
+                if t is not None), default=None)
+            self.foreign_through = None if last is None else hourOf(last)
+            self.foreign_version = version
+        return version
+
     def groupId(self, conn, sid, tid):
         """The tag set id of the group of the points of series ``sid`` with tag set ``tid``
         (after :meth:`_loadNames`)."""
@@ -238,8 +299,10 @@ class Rollups:
         return gid
 
     def forget(self):
-        """After a rollback: ids added in it do not exist."""
+        """After a rollback: ids added in it do not exist (nor, perhaps, what was read)."""
         self.group_ids.clear()
+        self.series_names, self.tagsets, self.fieldsets = {}, {}, {}
+        self.state = self.foreign_version = None
 
     # -- points written ---------------------------------------------------------------------
 
@@ -250,23 +313,25 @@ class Rollups:
         ``replaced``: some replaced points already stored. Marks the rolled-up hours
         the points fall in as dirty; returns what :meth:`written` keeps once the transaction
         is committed."""
-        state = State.read(conn)
-        self._sync(state)
+        state = self._state(conn)
         wm_us, raw_since = state.watermark * US, state.raw_since
+        hour_us = HOUR * US
+        times = [p[1] for p in prepared]
+        lo, hi = min(times), max(times)
+        if lo >= wm_us and lo // hour_us == hi // hour_us:
+            # nearly every batch: new points of one open hour, kept whole
+            return {lo // hour_us * HOUR: (prepared, rows)}, replaced
         keep = {}
         dirty = set()
-        hour_us = HOUR * US
         for p, row in zip(prepared, rows):
             t = p[1]
-            number = fieldFormBuild(row[0], p[3], row[3])
-            if number is not None and isTwin(conn, p[0], t, row[2].get('builder_name'), number):
-                continue  # the build counts in its tag form
             if t >= wm_us:
                 hour = t // hour_us * HOUR
-                points = keep.get(hour)
-                if points is None:
-                    points = keep[hour] = collections.defaultdict(list)
-                points[p[0], p[2]].append(row[3])
+                kept = keep.get(hour)
+                if kept is None:
+                    kept = keep[hour] = ([], [])
+                kept[0].append(p)
+                kept[1].append(row)
             elif t >= raw_since:
                 dirty.add(t // hour_us * HOUR)
         if dirty:
@@ -277,7 +342,7 @@ class Rollups:
     def written(self, kept):
         """After the commit: the points of the open hours wait for their hour to close."""
         keep, replaced = kept
-        for hour, points in keep.items():
+        for hour, (prepared, rows) in keep.items():
             if replaced:
                 # a point written again: the hour's lists would count it twice
                 self.from_raw.add(hour)
@@ -286,9 +351,7 @@ class Rollups:
                 acc = self.pending.get(hour)
                 if acc is None:
                     acc = self.pending[hour] = HourAccumulator()
-                for key, dicts in points.items():
-                    acc.points[key].extend(dicts)
-                    acc.count += len(dicts)
+                acc.add(prepared, rows)
 
     # -- maintenance --------------------------------------------------------------------------
 
@@ -297,6 +360,7 @@ class Rollups:
         the hours whose end is more than :data:`GRACE` ago, roll up the dirty hours again,
         then the days they complete. At most ``max_hours`` hours are read from raw points;
         True when more remains."""
+        self.state = None  # changed here (and by the retention that may follow)
         conn.execute("BEGIN IMMEDIATE")
         try:
             more = self._maintain(conn, now, max_hours)
@@ -310,10 +374,13 @@ class Rollups:
         return more
 
     def _loadNames(self, conn):
-        self.series_names = dict(conn.execute("SELECT id, name FROM series"))
-        self.tagsets = {i: json.loads(t) for i, t in conn.execute("SELECT id, tags FROM tagsets")}
-        self.fieldsets = {i: json.loads(n)
-                          for i, n in conn.execute("SELECT id, names FROM fieldsets")}
+        """The names added since the last call (ids only grow; a rollback forgets them)."""
+        self.series_names.update(conn.execute(
+            "SELECT id, name FROM series WHERE id > ?", (max(self.series_names, default=0),)))
+        self.tagsets.update((i, json.loads(t)) for i, t in conn.execute(
+            "SELECT id, tags FROM tagsets WHERE id > ?", (max(self.tagsets, default=0),)))
+        self.fieldsets.update((i, json.loads(n)) for i, n in conn.execute(
+            "SELECT id, names FROM fieldsets WHERE id > ?", (max(self.fieldsets, default=0),)))
 
     def _maintain(self, conn, now, max_hours):
         state = State.read(conn)
@@ -323,6 +390,16 @@ class Rollups:
         budget = max_hours
         days = set()  # the days whose hours changed
         wm = start = state.watermark
+        self._foreign(conn)
+        if not self.from_raw and (self.foreign_through is None or self.foreign_through < wm):
+            # every point from the watermark on went through this writer (nearly always):
+            # the hours to close are those in memory, their points all there
+            closing = sorted(h for h in self.pending if h < target)
+            for hour in closing:
+                self._write(conn, hour, self.pending.pop(hour).grouped(conn), fresh=True)
+                days.add(hour // DAY * DAY)
+            start = start if start or not closing else closing[0]
+            wm = max(wm, target)
         while wm < target:
             first = self._nextPoint(conn, wm * US)
             if first is None or hourOf(first) >= target:
@@ -336,7 +413,7 @@ class Rollups:
                 acc = self.pending.get(hour)
                 if acc is not None and hour not in self.from_raw and acc.count == counts[hour]:
                     # every point of the hour went through this writer: from memory
-                    self._write(conn, hour, self.pending.pop(hour), fresh=True)
+                    self._write(conn, hour, self.pending.pop(hour).grouped(conn), fresh=True)
                 else:
                     # written by another program, before a restart, or written again
                     if budget <= 0:
@@ -399,7 +476,7 @@ class Rollups:
 
     def _fromRaw(self, conn, hour):
         """Roll up the hour starting at ``hour`` from its raw points."""
-        acc = HourAccumulator()
+        points = collections.defaultdict(list)
         lo, hi = hour * US, (hour + HOUR) * US
         for sid, series in self.series_names.items():
             rows = conn.execute("SELECT time_us, tagset, build, fieldset, vals FROM points"
@@ -411,20 +488,20 @@ class Rollups:
                 if number is not None and isTwin(conn, sid, t,
                                                  self.tagsets[tid].get('builder_name'), number):
                     continue  # the build counts in its tag form
-                acc.points[(sid, tid)].append(fields)
-        self._write(conn, hour, acc)
+                points[(sid, tid)].append(fields)
+        self._write(conn, hour, points)
 
     def _seriesIn(self):
         """``series IN (...)`` of every series: the rollups' primary key starts with it."""
         return f"series IN ({','.join(str(int(i)) for i in self.series_names) or 'NULL'})"
 
-    def _write(self, conn, hour, acc, fresh=False):
+    def _write(self, conn, hour, points, fresh=False):
         self.hours_rolled += 1
         if not fresh:
             conn.execute(f"DELETE FROM rollups WHERE {self._seriesIn()} AND level = ? AND"
                          " start = ?", (HOUR, hour))
-        conn.executemany(INSERT_ROLLUP, acc.rows(
-            hour, self.series_names, lambda sid, tid: self.groupId(conn, sid, tid)))
+        conn.executemany(INSERT_ROLLUP, hourRows(
+            hour, points, self.series_names, lambda sid, tid: self.groupId(conn, sid, tid)))
 
     def _rollUp(self, conn, finer, level, start):
         """The rows of ``level`` (a day, a week) starting at ``start`` from the rows of the
