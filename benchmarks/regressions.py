@@ -240,9 +240,11 @@ def cost(detector, series):
     return {'full': full, 'update': update}
 
 
-def storeCost(series, builders=10):
+def storeCost(series, builders=10, history=10000):
     """The master's full analysis and update (Regressions) reading an SQLite store of the
-    series: one builder per ``len(series) / builders`` series, a step per series."""
+    series: one builder per ``len(series) / builders`` series, a step per series; the full
+    analysis (its newest ``history`` builds per series) also as it was before its bounded
+    read, reading every point (``full_reading_everything``)."""
     from buildbot_stats.regressions import Regressions
     from buildbot_stats.storage.sqlite import SQLiteStorageService
     from buildbot_stats.storage.sqlite.values import encodeRow
@@ -270,6 +272,11 @@ def storeCost(series, builders=10):
             writer.write(path, rows)
             rows = []
     writer.write(path, rows)
+    # rolled up, as a master's writer keeps its store (the bounded read's starts come from
+    # the rollups' counts)
+    now = t0 + 60 * (len(series[0]) + 2) + 3600
+    while writer.maintain(path, now):
+        pass
     writer.close()
 
     class Service:  # what Regressions reads of the StatsService: its backends
@@ -279,12 +286,26 @@ def storeCost(series, builders=10):
     backend.path = path
     service = Service()
     service.backends = [backend]
-    regressions = Regressions()
+    # before the bounded read: every point read, each series' newest `history` analysed
+    unbounded = Regressions(history=history)
+    unbounded.attach(service)
+    from buildbot_stats.reading.sqlite import openStore
+    cpu, wall = time.process_time(), time.perf_counter()
+    with openStore(path) as reader:
+        new, _ = unbounded._analyse(reader.measuredSeries(), reader.changePoints(), history,
+                                    full=True)
+    everything = {'cpu_s': time.process_time() - cpu, 'wall_s': time.perf_counter() - wall,
+                  'series': len(unbounded.windows), 'changes_found': len(new)}
+    regressions = Regressions(history=history)
     regressions.attach(service)
     cpu, wall = time.process_time(), time.perf_counter()
     new, _ = regressions.analyseAll()
     full = {'cpu_s': time.process_time() - cpu, 'wall_s': time.perf_counter() - wall,
-            'series': len(regressions.windows), 'changes_found': len(new)}
+            'series': len(regressions.windows), 'changes_found': len(new),
+            'points': len(series) * len(series[0]), 'history': history,
+            'same_as_reading_everything': {
+                k: list(w.values) for k, w in regressions.windows.items()} == {
+                k: list(w.values) for k, w in unbounded.windows.items()}}
     # one build more of builder0 (all its series), then the update
     builds = len(series[0])
     rows = []
@@ -304,7 +325,7 @@ def storeCost(series, builders=10):
               'wall_ms': 1000 * (time.perf_counter() - wall)}
     import shutil
     shutil.rmtree(tmp, ignore_errors=True)
-    return {'full': full, 'update': update}
+    return {'full': full, 'full_reading_everything': everything, 'update': update}
 
 
 def main(argv=None):
@@ -319,12 +340,17 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=20)
     parser.add_argument('--no-store', action='store_true',
                         help="leave out the store variant (the master's, reading SQLite)")
+    parser.add_argument('--store-only', action='store_true',
+                        help="only the store variant (no quality, no detector cost)")
+    parser.add_argument('--history', type=int, default=10000,
+                        help="the store variant's Regressions(history=...)")
     args = parser.parse_args(argv)
     result = {'bench': 'regressions', 'machine': machine(), 'trials': args.trials,
               'noise': {'sigma': SIGMA, 'outliers': OUTLIERS, 'max_outlier': MAX_OUTLIER,
                         'whole_seconds_below': WHOLE_SECONDS_BELOW, 'levels': LEVELS}}
     series = manySeries(np.random.default_rng(args.seed + 1), args.series, args.builds)
-    for name, detector in detectors(args.detectors.split(',')).items():
+    for name, detector in ({} if args.store_only else detectors(
+            args.detectors.split(','))).items():
         rng = np.random.default_rng(args.seed)
         try:
             result[name] = {'quality': quality(detector, rng, args.trials, args.live_series),
@@ -332,7 +358,8 @@ def main(argv=None):
         except ImportError as e:
             result[name] = {'error': str(e)}
     if not args.no_store:
-        result['store'] = storeCost(series)
+        result['store'] = storeCost(series, history=args.history)
+        result['store']['load'] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(r(result)))
 
 

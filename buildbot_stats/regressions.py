@@ -371,7 +371,8 @@ class Regressions(ComparableMixin):
         Returns ``(new records, withdrawn records)``."""
         with self._reading() as reader:
             kept = reader.changePoints()
-            series = reader.measuredSeries()
+            # only the newest `history` values of each series: the older ones are not read
+            series = reader.measuredSeries(newest=self.history)
         return self._analyse(series, kept, self.history, full=True)
 
     def analyseBuilders(self, builders):

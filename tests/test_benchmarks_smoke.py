@@ -238,6 +238,11 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual(result['store']['full']['series'], 3)
         self.assertEqual(result['store']['full']['changes_found'],
                          result['otava']['cost']['full']['changes_found'])
+        # the bounded read (each series' newest history builds) sees what reading every
+        # point did
+        self.assertIs(result['store']['full']['same_as_reading_everything'], True)
+        self.assertEqual(result['store']['full_reading_everything']['changes_found'],
+                         result['store']['full']['changes_found'])
         self.assertMachine(result)
 
     def test_interrupt(self):

@@ -26,7 +26,10 @@ from buildbot_stats.storage.sqlite.values import encodeRow
 from tests.servers import INFLUXD
 from tests.servers import InfluxDB1Server
 from tests.test_cli import runCli
+from buildbot_stats.reading.influxdb import InfluxReader
+from tests.test_regressions_unit import HISTORY
 from tests.test_regressions_unit import Store
+from tests.test_regressions_unit import longHistory
 
 T0 = 1_700_000_000.0  # a build a minute from T0 + 60
 
@@ -212,3 +215,23 @@ class RegressionsOnInfluxDB(unittest.TestCase):
         answers.append(json.loads(out.getvalue()))
         self.assertEqual(answers[0], answers[1])
         self.assertEqual(len(answers[1]['changes']), 3)
+
+    def test_the_newest_values_are_those_of_reading_everything(self):
+        """InfluxDB's bounded read (newest first, per group) answers as reading everything:
+        each series' newest HISTORY values, the retired step's 40, the hidden step's."""
+        db = self.db + 'h'
+        self.influx.create_database(db)
+        encoder = LineEncoder()
+        self.influx.write_lines(db, [encoder.encode(s, f, t, to_epoch_ns(when))[0]
+                                     for s, t, f, when in longHistory()])
+        reader = InfluxReader(self.influx.url, db)
+        everything = reader.measuredSeries()
+        newest = reader.measuredSeries(newest=HISTORY)
+        self.assertEqual(newest, {k: v[-HISTORY:] for k, v in everything.items()})
+        self.assertEqual(len(newest[('alpha', 'duration')]), HISTORY)
+        self.assertEqual(len(newest[('beta', 'step:lint')]), 40)
+        starts = reader.newestStarts(HISTORY)
+        # alpha is read from the 120th newest value of its sparsest group: the step shown
+        # in even builds only (build 62, its step a second before the build's end)
+        self.assertEqual(starts['alpha'], T0 + 60 * 62 - 2)
+        self.assertIsNone(starts['beta'])  # its retired step has 40 points

@@ -465,3 +465,122 @@ class Records(unittest.TestCase):
         back = kept_changes.changeRecord(T0, kept_changes.changeTags(record), fields)
         self.assertEqual(back, record)
         self.assertIsNone(kept_changes.changeRecord(T0, {'series': 'x'}, fields))
+
+
+HISTORY = 120  # the newest builds the full analysis looks at, in the bounded read's tests
+
+
+def longHistory(builds=300):
+    """``[(series, tags, fields, time)]`` of a history longer than :data:`HISTORY`: alpha's
+    build duration and step 'test' +50 % from build 61 (older than the newest HISTORY
+    builds) and again from build 241 (among them); its step 'setup' hidden in odd builds
+    (the rollups count it, the reader leaves it out); its queue times, tests and a custom
+    series; beta steady, with a step 'lint' retired after build 40."""
+    rng = np.random.default_rng(20)
+    third = builds // 5
+    alpha = noisy([(third, 100.0), (builds - 2 * third, 150.0), (third, 225.0)], rng)
+    test = noisy([(third, 30.0), (builds - 2 * third, 45.0), (third, 67.5)], rng)
+    setup = noisy([(builds, 10.0)], rng)
+    beta = noisy([(builds, 40.0)], rng)
+    out = []
+    for i in range(builds):
+        number = i + 1
+        when = T0 + 60 * number
+        a = {'builder_name': 'alpha', 'build_number': str(number)}
+        b = {'builder_name': 'beta', 'build_number': str(number)}
+        out.append(('alpha-build-times', a, {'duration': float(alpha[i])}, when))
+        out.append(('steps', dict(a, step_name='test'),
+                    {'duration': float(test[i]), 'build_number': number}, when - 1))
+        hidden = {'hidden': 'true'} if number % 2 else {}
+        out.append(('steps', dict(a, step_name='setup', **hidden),
+                    {'duration': float(setup[i]), 'build_number': number}, when - 2))
+        out.append(('build_requests', a, {'queue_time': 1.0 + i % 7, 'build_number': number},
+                    when - 3))
+        out.append(('tests', a, {'passed': 50 + i % 3, 'failed': 0, 'skipped': 1,
+                                 'total': 51 + i % 3, 'build_number': number}, when))
+        out.append(('alpha-coverage', a, {'percent': 80.0 + (i % 5) / 10}, when - 4))
+        out.append(('beta-build-times', b, {'duration': float(beta[i])}, when + 1))
+        if number <= 40:
+            out.append(('steps', dict(b, step_name='lint'),
+                        {'duration': 5.0 + i % 2, 'build_number': number}, when))
+    return out
+
+
+class BoundedRead(unittest.TestCase):
+    """The full analysis reads each series' newest ``history`` values only (from a start
+    the rollups give, or newest first in InfluxDB): the same series and the same changes as
+    reading everything, on a store whose history is longer."""
+
+    def setUp(self):
+        if not changepoints.available():
+            raise SkipTest("needs apache-otava (pip install 'buildbot_stats[regressions]')")
+        self.path = os.path.abspath(self.mktemp())
+        self.store = Store(self.path)
+        rows = longHistory()
+        # rolled up as a master's writer does, but the newest builds: written after the
+        # maintenance, into hours not rolled up yet (or rolled up: dirty)
+        self.store.write([encodeRow(*p) for p in rows if p[3] < T0 + 60 * 281])
+        while self.store.writer.maintain(self.path, T0 + 60 * 280 + 1200):
+            pass
+        self.store.writer.close()
+        self.store.write([encodeRow(*p) for p in rows if p[3] >= T0 + 60 * 281])
+
+    def test_the_newest_values_are_those_of_reading_everything(self):
+        with openStore(self.path) as reader:
+            everything = reader.measuredSeries()
+            newest = reader.measuredSeries(newest=HISTORY)
+            starts = reader.newestStarts(HISTORY)
+            alpha = reader.measuredSeries('alpha', newest=HISTORY)
+        self.assertEqual(newest, {k: v[-HISTORY:] for k, v in everything.items()})
+        self.assertEqual(alpha, {k: v[-HISTORY:] for k, v in everything.items()
+                                 if k[0] == 'alpha'})
+        self.assertEqual(sorted(k[1] for k in newest if k[0] == 'alpha'),
+                         ['alpha-coverage.percent'.split('-', 1)[1], 'duration', 'queue',
+                          'step:setup', 'step:test', 'tests'])
+        self.assertEqual(len(newest[('alpha', 'duration')]), HISTORY)
+        self.assertEqual(newest[('alpha', 'duration')][0][1], 300 - HISTORY + 1)
+        # alpha is read from about its newest HISTORY builds, not its first: whole hours
+        # rolled up, the last one (dirty: builds 281+ written into it) counting none
+        self.assertGreater(starts['alpha'], T0 + 60 * 100)
+        self.assertLessEqual(starts['alpha'], T0 + 60 * (300 - HISTORY))
+        # 150: 120 in the two clean hours after the first day, 30 more in that day: the day
+        # is looked into, its last hour (builds 47 to 106) is where the read starts
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.newestStarts(150)['alpha'], 1_700_002_800)
+            self.assertEqual(reader.measuredSeries(newest=150),
+                             {k: v[-150:] for k, v in everything.items()})
+        # beta's retired step is read from its first build on: all of its 40 values
+        self.assertLessEqual(starts['beta'], T0 + 60)
+        self.assertEqual(len(newest[('beta', 'step:lint')]), 40)
+
+    def test_the_same_changes_as_reading_everything(self):
+        service = Service(self.path)
+        old = dict(time=T0 + 60 * 61, builder='alpha', series='duration', direction='up',
+                   build_number=61, last_build_number=60, before=100.0, after=150.0,
+                   size=0.5, confidence=0.9999, worse=True, withdrawn=False)
+        # a change kept from when it was among the newest builds
+        self.store.write([encodeRow(kept_changes.CHANGE_POINTS, kept_changes.changeTags(old),
+                                    kept_changes.changeFields(old), old['time'])])
+        bounded = Regressions(history=HISTORY)
+        bounded.attach(service)
+        new, gone = bounded.analyseAll()
+        unbounded = Regressions(history=HISTORY)
+        unbounded.attach(service)
+        with openStore(self.path) as reader:
+            kept = reader.changePoints()
+            expected = unbounded._analyse(reader.measuredSeries(), kept, HISTORY, full=True)
+
+        def shown(records):
+            return sorted((r['builder'], r['series'], r['build_number'], r['direction'])
+                          for r in records)
+        self.assertEqual(shown(new), shown(expected[0]))
+        self.assertEqual(shown(gone), shown(expected[1]))
+        # the change among the newest builds is found; the older one is neither found
+        # again nor withdrawn (it is not among the builds looked at)
+        self.assertIn(('alpha', 'duration', 241, 'up'), shown(new))
+        self.assertIn(('alpha', 'step:test', 241, 'up'), shown(new))
+        self.assertFalse([r for r in new if r['build_number'] < 300 - HISTORY])
+        self.assertEqual(gone, [])
+        self.assertEqual({k: list(w.values) for k, w in bounded.windows.items()},
+                         {k: list(w.values) for k, w in unbounded.windows.items()})
+        self.assertEqual(bounded.open, unbounded.open)

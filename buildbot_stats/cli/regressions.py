@@ -121,7 +121,7 @@ def analyse(reader, options, builders=None, patterns=None):
                            f"{', '.join(known[:8]) or 'none'}{', ...' if len(known) > 8 else ''})")
     series, kept = {}, []
     for b in builders or [None]:
-        series.update(reader.measuredSeries(b))
+        series.update(reader.measuredSeries(b, newest=options.history))
         kept.extend(reader.changePoints(b))
     if patterns:
         names = sorted({name for _, name in series})

@@ -4,8 +4,9 @@ points kept in the series ``change_points``), the records of the changes found a
 and their wording for the page, the command and the log.
 
 Pure functions over a reader's answers; each reader (:class:`StoreReader`,
-:class:`InfluxReader`) has
-the two queries as its methods ``measuredSeries`` and ``changePoints``.
+:class:`InfluxReader`) has the queries as its methods ``measuredSeries`` (``newest=``: each
+series' newest values only, :func:`newestSeries`), ``newestStarts`` (from when to read them,
+found without reading the raw points) and ``changePoints``.
 """
 
 from __future__ import annotations
@@ -144,6 +145,42 @@ def measuredSeries(reader, builder=None, start=None, end=None):
                 if field not in NOT_MEASURED:
                     out.setdefault((b, f"{short}.{field}"), []).append((t, n, value))
     return {key: byTimeOnly(rows) for key, rows in out.items() if key[0] is not None}
+
+
+def newestSeries(reader, count, builder=None, start=None, end=None):
+    """:func:`measuredSeries` holding each series' newest ``count`` values only (those of
+    ``start <= time < end``), without reading the older ones: each builder's series are
+    read from the start ``reader.newestStarts(count)`` gives it (found without reading the
+    raw points). The answer is the one of reading every point and keeping each series'
+    last ``count`` rows: a series that comes back with fewer (the store's counts found it
+    more values than the series has: a step hidden in some builds, a build written twice)
+    has its builder read again from the start of twice as many values, and so on, until
+    the start moves no more (the counts say nothing older is left) or there is none (its
+    first point)."""
+    starts = reader.newestStarts(count, builder)
+    builders = [builder] if builder is not None else sorted(
+        set(reader.builderNames()) | set(starts))
+    out = {}
+    for b in builders:
+        bound, target = _later(starts.get(b), start), count
+        rows = measuredSeries(reader, b, bound, end)
+        while bound is not None and bound != start and any(
+                len(v) < count for v in rows.values()):
+            target *= 2
+            earlier = _later(reader.newestStarts(target, b).get(b), start)
+            if earlier is not None and earlier >= bound:
+                break  # the values counted are all read: the short series have no more
+            bound = earlier
+            rows = measuredSeries(reader, b, bound, end)
+        out.update((key, v[-count:]) for key, v in rows.items() if key[0] == b)
+    return out
+
+
+def _later(bound, start):
+    """The later of a reader's start and the range's (None: unbounded)."""
+    if bound is None:
+        return start
+    return bound if start is None else max(bound, start)
 
 
 def byTimeOnly(rows):

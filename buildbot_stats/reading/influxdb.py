@@ -653,9 +653,47 @@ class InfluxReader:
                 out.append(record)
         return changes.byTime(out)
 
-    def measuredSeries(self, builder=None, start=None, end=None):
+    def measuredSeries(self, builder=None, start=None, end=None, newest=None):
         """Every series change detection looks at (same as the SQLite reader's)."""
+        if newest is not None:
+            return changes.newestSeries(self, newest, builder, start, end)
         return changes.measuredSeries(self, builder, start, end)
+
+    def newestStarts(self, count, builder=None):
+        """``{builder: start}`` (as the SQLite reader's): the time of the ``count``-th newest
+        point of each group of each measured measurement (``ORDER BY time DESC LIMIT 1
+        OFFSET count - 1`` per group: InfluxDB reads each series from its newest block), the
+        earliest of a builder's groups; None for a builder with a group of fewer points."""
+        reads = [(m, '"duration"', [DURATION_SET], ())
+                 for m in self._kindMeasurements(KINDS['durations'], builder)]
+        for m, fields, conditions, tags in (
+                ('steps', '"duration"', VISIBLE_STEPS, ('step_name',)),
+                ('build_requests', '"queue_time"', ['"queue_time" >= 0'], ()),
+                ('tests', '"total"', [TOTAL_SET], ())):
+            if m in self.measurements():
+                reads.append((m, fields, conditions, tags))
+        reads.extend((m, '*::field', [], ()) for m in self._customMeasurements(builder))
+        out = {}
+        for m, fields, conditions, tags in reads:
+            group = ' GROUP BY ' + ', '.join(quoteIdent(t) for t in ('builder_name',) + tags)
+            by_series = m[:-len(BUILD_TIMES)] if m.endswith(BUILD_TIMES) else None
+            where = self._where(None if by_series else builder, None, None, conditions)
+            base = f"SELECT {fields} FROM {self._from(m)}{where}"
+            bounds = {}
+            for offset in (0, count - 1):
+                for series in self.query(f"{base}{group} ORDER BY time DESC LIMIT 1"
+                                         f" OFFSET {offset}"):
+                    key = tuple(sorted((series.get('tags') or {}).items()))
+                    bounds[key] = series['values'][0][0] / 1e3 if offset else None
+            for key, t in bounds.items():
+                b = dict(key).get('builder_name') or by_series
+                if not b:
+                    continue
+                if b in out and (out[b] is None or t is None):
+                    out[b] = None
+                else:
+                    out[b] = t if b not in out else min(out[b], t)
+        return out
 
 
 def percentileBins(count, lo, hi, percentiles):

@@ -43,7 +43,9 @@ from buildbot_stats.storage.sqlite.aggregates import Aggregate
 from buildbot_stats.storage.sqlite.layout import NO_BUILD
 from buildbot_stats.storage.sqlite.layout import joinTags
 from buildbot_stats.storage.sqlite.layout import loadNames
+from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import HOUR
+from buildbot_stats.storage.sqlite.rollups import WEEK
 from buildbot_stats.storage.sqlite.schema import SCHEMA_VERSION
 from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
@@ -673,10 +675,98 @@ class StoreReader:
                 out.append(record)
         return changes.byTime(out)
 
-    def measuredSeries(self, builder=None, start=None, end=None):
+    def measuredSeries(self, builder=None, start=None, end=None, newest=None):
         """``{(builder, name): [(time, build number, value), ...]}``: every series change
-        detection looks at (:func:`buildbot_stats.reading.changes.measuredSeries`)."""
+        detection looks at (:func:`buildbot_stats.reading.changes.measuredSeries`);
+        ``newest``: each series' newest ``newest`` values only, read from
+        :meth:`newestStarts` on (:func:`buildbot_stats.reading.changes.newestSeries`)."""
+        if newest is not None:
+            return changes.newestSeries(self, newest, builder, start, end)
         return changes.measuredSeries(self, builder, start, end)
+
+    def newestStarts(self, count, builder=None):
+        """``{builder: start}``: for each builder (``builder``: that one), a time (seconds)
+        from which each of its measured series holds its newest ``count`` values, None: from
+        its first. Read from the rollups' counts (whole weeks, then days, then hours: a few
+        rows per group, field and week), never from the raw points: the cost does not grow
+        with the raw points a store holds. What the rollups do not count yet (the hours
+        from the watermark, the dirty ones) counts as nothing, so the start is earlier than
+        needed, never later; a series with fewer than ``count`` values rolled up is read
+        from its first rolled-up period (or the first dirty hour, if earlier)."""
+        names, tagsets, _ = self.names()
+        watermark, raw_since, dirty = self.rollupState()
+        builders = set(self.builderNames()) | {
+            n[:-len(BUILD_TIMES)] for n in names.values() if n.endswith(BUILD_TIMES)}
+        if builder is not None:
+            builders &= {builder}
+        measured = {sid: n for sid, n in names.items() if n in _MEASURED_FIELDS
+                    or n.endswith(BUILD_TIMES) or isCustom(n)}
+        if not watermark or not measured:
+            return dict.fromkeys(sorted(builders))
+        p = plan(None, None, watermark, raw_since, dirty)
+        counts = {}  # (builder, series id, group, field) -> [(period start, count)]
+        marks = ','.join('?' * len(measured))
+        for level, ranges in p.levels():
+            for lo, hi in ranges:
+                sql = ("SELECT series, tagset, field, start, count FROM rollups WHERE"
+                       f" series IN ({marks}) AND level = ? AND start >= ? AND start < ?")
+                for sid, gid, field, t, n in self._query(sql, (*measured, level, lo, hi)):
+                    name = measured[sid]
+                    wanted = _MEASURED_FIELDS.get(name)
+                    if field == '' or (wanted is not None and field != wanted) \
+                            or field in changes.NOT_MEASURED:
+                        continue
+                    b = name[:-len(BUILD_TIMES)] if name.endswith(BUILD_TIMES) \
+                        else tagsets.get(gid, {}).get('builder_name')
+                    if b is None or (builder is not None and b != builder):
+                        continue
+                    counts.setdefault((b, sid, gid, field), []).append((t, level, n))
+        # an hour rolled up again later (dirty) may hold values of any series
+        first_dirty = dirty[0] if dirty else None
+        out = {}
+        for (b, sid, gid, field), periods in counts.items():
+            start = self._countStart(sid, gid, field, sorted(periods, reverse=True), count)
+            if first_dirty is not None:
+                start = min(start, first_dirty)
+            out[b] = min(start, out.get(b, start))
+        for b in builders:
+            # no value rolled up: every value it has is in the hours not rolled up yet
+            out.setdefault(b, watermark if first_dirty is None else min(watermark, first_dirty))
+        return dict(sorted(out.items()))
+
+    def _countStart(self, sid, gid, field, periods, count):
+        """The start of the period, newest first among ``periods`` (``[(start, level,
+        count)]``, by start descending), where the counts of one group's field reach
+        ``count`` (not reached: the first period's); a week or day where they do is looked
+        into (its days, its hours), so that the start is within the hour of the
+        ``count``-th newest value rather than up to a week before it."""
+        total = 0
+        for t, level, n in periods:
+            if total + n < count:
+                total += n
+                continue
+            while level in _FINER:
+                finer = self._all(
+                    "SELECT start, count FROM rollups WHERE series = ? AND level = ? AND"
+                    " start >= ? AND start < ? AND tagset = ? AND field = ?"
+                    " ORDER BY start DESC", (sid, _FINER[level], t, t + level, gid, field))
+                if sum(c for _, c in finer) != n:
+                    return t  # the finer rows are gone (retention) or differ: the whole period
+                level = _FINER[level]
+                for t_finer, n_finer in finer:
+                    t, n = t_finer, n_finer
+                    if total + n >= count:
+                        break
+                    total += n
+            return t
+        return periods[-1][0]
+
+
+#: The finer level of each level of the rollups: the days of a week, the hours of a day.
+_FINER = {WEEK: DAY, DAY: HOUR}
+#: The field of a build statistics measurement counted for change detection (the one
+#: rolled up for each of its values: :mod:`buildbot_stats.reading.changes`).
+_MEASURED_FIELDS = {'steps': 'duration', 'build_requests': 'queue_time', 'tests': 'passed'}
 
 
 def _stats(agg):
