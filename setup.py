@@ -8,6 +8,7 @@ PLUGINS = [
     'CaptureData', 'CaptureDataAllBuilders', 'CaptureProperty', 'CapturePropertyAllBuilders',
     'InMemoryStorageService', 'StatsService', 'StatsStepMixin', 'StatsStorageBase',
     'CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes', 'CaptureTestResults',
+    'CaptureTestHistory', 'JUnitResults',
     'InfluxStorageService',
     'SQLiteStorageService',
     'PrometheusStorageService',
@@ -34,6 +35,8 @@ setup(
         'twisted[tls]',  # https to InfluxDB (pyOpenSSL, service_identity)
         'treq',
         'tqdm',  # progress bar of buildbot-stats backfill
+        # stats.JUnitResults reads test reports with it (pure Python, no dependency)
+        'junitparser>=3.1',
         'zope.interface',
     ],
     extras_require={
@@ -45,7 +48,9 @@ setup(
         # their smoke test) run that module side by side with ours. Not used by the package.
         # selenium drives Debian's chromium; autobahn and psycopg2 run Buildbot's multi-master
         # set-up (wamp MQ, PostgreSQL).
-        'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary', 'sphinx']
+        # pytest: the integration test's build runs a real pytest suite on the worker
+        'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary', 'sphinx',
+                 'pytest']
         + WWW + PROMETHEUS,
     },
     entry_points={

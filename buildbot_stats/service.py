@@ -21,6 +21,7 @@ from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
+from buildbot_stats.reading.gauges import TestGauges
 from buildbot_stats.registry import registerServiceClass
 from buildbot_stats.messages import normalizeMessage
 from buildbot_stats.storage.base import StatsStorageBase
@@ -62,6 +63,9 @@ class StatsService(service.BuildbotService):
         # replays at start what the backends missed (docs/history.rst)
         self.catch_up = True
         self.catchup = CatchUp(self)
+        # the flaky, failing and slower tests per builder for /metrics, read from the
+        # store the page reads (the answers' side: buildbot_stats.reading)
+        self.test_gauges = TestGauges(self)
 
     # -- configuration --------------------------------------------------------------
 

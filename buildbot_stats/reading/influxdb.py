@@ -19,11 +19,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from buildbot_stats.outcomes import OUTCOMES
 from buildbot_stats.reading.sqlite import MEASUREMENTS
 from buildbot_stats.reading.sqlite import isNumber
+from buildbot_stats.reading.tests import Run
+from buildbot_stats.reading.tests import TestQueries
+from buildbot_stats.storage.influxdb.testlines import SPAN_NS
+from buildbot_stats.storage.influxdb.testlines import TEST_CASES
+from buildbot_stats.storage.influxdb.testlines import TEST_MEASUREMENTS
+from buildbot_stats.storage.influxdb.testlines import TEST_RUNS
 from buildbot_stats.storage.sqlite.schema import StoreError
 
 __all__ = ['InfluxReader', 'checkSettings', 'quoteIdent', 'quoteString']
+
+#: test names per ``OR`` of a query of the per-test history
+NAME_CHUNK = 50
+_OUTCOME_CODES = {name: code for code, name in enumerate(OUTCOMES)}
 
 SETTINGS = ('url', 'db', 'user', 'password', 'token', 'retention_policy', 'ca_file',
             'verify_ssl', 'timeout')
@@ -59,7 +70,7 @@ def _int(value):
         return None
 
 
-class InfluxReader:
+class InfluxReader(TestQueries):
     """The read API of an InfluxDB 1.x database written by :class:`InfluxStorageService`.
 
     :param url: the server's base URL (``'http://localhost:8086'``)
@@ -255,7 +266,7 @@ class InfluxReader:
         statistics measurements); numeric fields only."""
         out = {}
         for m in self.measurements():
-            if m.endswith('-build-times') or m in MEASUREMENTS:
+            if m.endswith('-build-times') or m in MEASUREMENTS or m in TEST_MEASUREMENTS:
                 continue
             if builder is not None and not m.startswith(builder + '-'):
                 continue
@@ -267,3 +278,77 @@ class InfluxReader:
                     out.setdefault(m, []).append((row['time'] / 1e3, row.get('builder_name'),
                                                   _int(row.get('build_number')), numbers))
         return out
+
+    # -- the per-test history: the primitives of reading.tests.TestQueries --------------------
+    # A run's key is (builder, build number); a test's key is its name.
+
+    def testRuns(self, builder=None, start=None, end=None):
+        """The :class:`~buildbot_stats.reading.tests.Run` of every build with test results
+        (the ``test_runs`` measurement), by time."""
+        q = (f"SELECT * FROM {self._from(TEST_RUNS)}{self._where(builder, start, end)}")
+        runs = {}
+        for row in self._rows(q):
+            b, number = row.get('builder_name'), _int(row.get('build_number'))
+            if b is None or number is None:
+                continue
+            counts = tuple(_int(row.get(k)) or 0 for k in ('passed', 'failed', 'skipped',
+                                                          'flaky'))
+            revision = row.get('revision')
+            runs[(b, number)] = Run((b, number), b, number, _int(row.get('buildid')),
+                                    row['time'] / 1e3, None if revision is None else str(revision),
+                                    _int(row.get('buildset')), counts)
+        return sorted(runs.values(), key=lambda r: (r.time, r.number))
+
+    def _caseRows(self, columns, runs, conditions=()):
+        """The ``test_cases`` points of ``runs`` (one query per builder, over the time span
+        of its runs), as dicts, only those of these runs."""
+        keys = {r.key for r in runs}
+        by_builder = {}
+        for r in runs:
+            by_builder.setdefault(r.builder, []).append(r.time)
+        cols = ", ".join(quoteIdent(c) for c in ('builder_name', 'build_number', *columns))
+        for b, times in sorted(by_builder.items()):
+            lo, hi = min(times), max(times) + SPAN_NS / 1e9
+            where = self._where(b, lo, hi, conditions)
+            for row in self._rows(f"SELECT {cols} FROM {self._from(TEST_CASES)}{where}"):
+                key = (row.get('builder_name'), _int(row.get('build_number')))
+                if key in keys:
+                    yield key, row
+
+    def _failuresOf(self, runs):
+        out = []
+        for key, row in self._caseRows(
+                ['test', 'outcome'], runs, ['("outcome" = \'failed\' OR "outcome" = \'flaky\')']):
+            code = _OUTCOME_CODES.get(row.get('outcome'))
+            if code is not None and row.get('test') is not None:
+                out.append((key, row['test'], code))
+        return out
+
+    def _outcomesOf(self, test_keys, runs):
+        out = {}
+        names = sorted(test_keys)
+        for i in range(0, len(names), NAME_CHUNK):
+            chunk = names[i:i + NAME_CHUNK]
+            which = "(" + " OR ".join(f'"test" = {quoteString(n)}' for n in chunk) + ")"
+            for key, row in self._caseRows(['test', 'outcome', 'duration'], runs, [which]):
+                code = _OUTCOME_CODES.get(row.get('outcome'))
+                if code is None:
+                    continue
+                duration = row.get('duration')
+                out.setdefault(row['test'], {})[key] = (
+                    code, float(duration) if isNumber(duration) else None)
+        return out
+
+    def _durationsOf(self, runs):
+        out = {}
+        for key, row in self._caseRows(['test', 'duration'], runs, ['"duration" >= 0']):
+            duration = row.get('duration')
+            if row.get('test') is not None and isNumber(duration):
+                out.setdefault(row['test'], {})[key] = float(duration)
+        return out
+
+    def _testNames(self, test_keys):
+        return {k: k for k in test_keys}
+
+    def _testKeys(self, names):
+        return {n: n for n in names}

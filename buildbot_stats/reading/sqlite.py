@@ -17,9 +17,13 @@ import urllib.parse
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
+from buildbot_stats.reading.tests import Run
+from buildbot_stats.reading.tests import TestQueries
 from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
 from buildbot_stats.storage.sqlite.schema import describeReadError
+from buildbot_stats.storage.sqlite.schema import NAME_BITS
+from buildbot_stats.storage.sqlite.schema import NAME_MASK
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
 __all__ = ['StoreError', 'StoreReader', 'SeriesInfo', 'openStore']
@@ -38,7 +42,13 @@ def openStore(path):
     return StoreReader(path)
 
 
-class StoreReader:
+#: row ids per ``IN (...)`` of the per-test look-ups
+ID_CHUNK = 500
+#: the first schema version with the per-test history tables
+TESTS_VERSION = 3
+
+
+class StoreReader(TestQueries):
     def __init__(self, path):
         self.path = path
         if not os.path.exists(path):
@@ -137,7 +147,12 @@ class StoreReader:
         # two statements: each has SQLite's fast path (together they scan every row)
         count = self.countPoints()
         max_id = self.maxId()
-        return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id)
+        tests = None
+        if self.version >= TESTS_VERSION:
+            # a build's test results are written in one transaction with its run: the runs
+            # say when they changed
+            tests = self._one("SELECT COUNT(*), MAX(id) FROM test_runs")
+        return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id, tests)
 
     def countPoints(self):
         return next(self._query("SELECT COUNT(*) FROM points"))[0]
@@ -297,6 +312,84 @@ class StoreReader:
         statistics measurements: properties (:class:`CaptureProperty`) and data
         (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept."""
         return SHAPES['custom'](self.rows('custom', builder, start, end))
+
+
+    # -- the per-test history (schema v3): the primitives of reading.tests.TestQueries ---------
+
+    def testRuns(self, builder=None, start=None, end=None):
+        """The :class:`~buildbot_stats.reading.tests.Run` of every build with test results
+        (``CaptureTestHistory``) of ``builder`` (None: all) ending in ``start <= time <
+        end``, by time."""
+        if self.version < TESTS_VERSION:
+            return []
+        where, params = [], []
+        self._window(where, params, builder, start, end)
+        sql = ("SELECT id, builder, build_number, buildid, time_us, revision, buildset, passed,"
+               " failed, skipped, flaky FROM test_runs")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time_us, build_number"
+        return [Run(key, b, number, buildid, t / 1e6, revision, buildset, tuple(counts))
+                for key, b, number, buildid, t, revision, buildset, *counts
+                in self._query(sql, params)]
+
+    def _failuresOf(self, runs):
+        keys = {r.key for r in runs}
+        if not keys:
+            return []
+        # the partial index of the failures, within the row ids of these runs
+        rows = self._query(
+            "SELECT id, outcome FROM test_results WHERE outcome IN (1, 3)"
+            " AND id >= ? AND id < ?",
+            (min(keys) << NAME_BITS, (max(keys) + 1) << NAME_BITS))
+        return [(rid >> NAME_BITS, rid & NAME_MASK, outcome) for rid, outcome in rows
+                if rid >> NAME_BITS in keys]
+
+    def _outcomesOf(self, test_keys, runs):
+        ids = [(r.key << NAME_BITS) | t for t in test_keys for r in runs]
+        out = {}
+        for i in range(0, len(ids), ID_CHUNK):
+            chunk = ids[i:i + ID_CHUNK]
+            for rid, outcome, duration in self._query(
+                    "SELECT id, outcome, duration_us FROM test_results WHERE id IN"
+                    f" ({','.join('?' * len(chunk))})", chunk):
+                out.setdefault(rid & NAME_MASK, {})[rid >> NAME_BITS] = (
+                    outcome, None if duration is None else duration / 1e6)
+        return out
+
+    def _durationsOf(self, runs):
+        out = {}
+        for run in runs:
+            first = run.key << NAME_BITS
+            for rid, duration in self._query(
+                    "SELECT id, duration_us FROM test_results WHERE id BETWEEN ? AND ?"
+                    " AND duration_us IS NOT NULL", (first, first | NAME_MASK)):
+                test = rid & NAME_MASK
+                by_run = out.get(test)
+                if by_run is None:
+                    by_run = out[test] = {}
+                by_run[run.key] = duration / 1e6
+        return out
+
+    def _testNames(self, test_keys):
+        return self._lookUpNames("id", list(test_keys))
+
+    def _testKeys(self, names):
+        if self.version < TESTS_VERSION:
+            return {}
+        return {name: key for key, name in
+                self._lookUpNames("name", list(names)).items()}
+
+    def _lookUpNames(self, column, values):
+        """``{id: name}`` of the test names whose ``column`` is among ``values``."""
+        out = {}
+        for i in range(0, len(values), ID_CHUNK):
+            chunk = values[i:i + ID_CHUNK]
+            for key, name in self._query(
+                    f"SELECT id, name FROM test_names WHERE {column} IN"
+                    f" ({','.join('?' * len(chunk))})", chunk):
+                out[key] = name
+        return out
 
 
 # -- from rows to answers: shared by the reader and the page's mirror (reading.mirror) ----------

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 import urllib.parse
 
 import treq.client
 from twisted.internet import defer
 from twisted.internet import ssl
+from twisted.internet import task
 from twisted.python import log
 from twisted.web.client import Agent
 from twisted.web.client import HTTPConnectionPool
@@ -23,6 +25,7 @@ from zope.interface import implementer
 
 from buildbot import config
 from buildbot.interfaces import IRenderable
+from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
@@ -35,10 +38,13 @@ from buildbot_stats.delivery.writer import BatchWriter
 from buildbot_stats.point import to_epoch_ns
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
+from buildbot_stats.storage.influxdb.testlines import testPoints
 from buildbot_stats.tagging import TagPolicy
 
 DEFAULT_PORT = 8086
 DEFAULT_SPOOL_MAX_BYTES = 100 * 1024 * 1024
+#: Seconds of encoding a build's test results does per reactor turn, at most about
+TEST_SLICE = 0.005
 _NOT_GIVEN = object()
 
 
@@ -194,6 +200,9 @@ class InfluxStorageService(StatsStorageBase):
         self._injected_reactor = None
         self._warned_not_running = False
         self._reader_settings = None
+        # the builds' test results being encoded, a slice per reactor turn
+        self._encoding = DeferWaiter()
+        self._coop = None
 
     def readerSettings(self):
         """The :class:`~buildbot_stats.reading.influxdb.InfluxReader` arguments that
@@ -237,6 +246,8 @@ class InfluxStorageService(StatsStorageBase):
 
     @defer.inlineCallbacks
     def stopService(self):
+        # the test results being encoded join the writer first (milliseconds per build)
+        yield self._encoding.wait()
         writer, self._writer = self._writer, None
         if writer is not None:
             # one flush, with what is left of the StatsService's bound (docs/service.rst)
@@ -268,7 +279,13 @@ class InfluxStorageService(StatsStorageBase):
         down would otherwise hold its caller for ever."""
         if self._writer is None:
             return defer.succeed(True)
-        return self._writer.flush(self.options.stop_timeout if timeout is None else timeout)
+        timeout = self.options.stop_timeout if timeout is None else timeout
+        if self._encoding.has_waited():
+            d = self._encoding.wait()
+            d.addCallback(lambda _: self._writer.flush(timeout) if self._writer is not None
+                          else True)
+            return d
+        return self._writer.flush(timeout)
 
     # -- points ------------------------------------------------------------------------------
 
@@ -300,6 +317,60 @@ class InfluxStorageService(StatsStorageBase):
             log.msg(f"buildbot_stats: {self.describe()}: series {series_name!r}"
                     f"{describeBuildOf(context)}: left out {what}")
         writer.add(line.encode('utf-8'))
+
+    def postTestResults(self, run, cases):
+        """One build's test results as points of ``test_cases`` and ``test_runs`` (see
+        :mod:`~buildbot_stats.storage.influxdb.testlines`); returns at once. The lines are
+        encoded a slice of about :data:`TEST_SLICE` seconds per reactor turn."""
+        if not cases:
+            return
+        if self._writer is None:
+            n = len(cases) + 1
+            self.counters.added += n
+            self.counters.dropped += n
+            if not self._warned_not_running:
+                self._warned_not_running = True
+                log.msg(f"buildbot_stats: error: {self!r} got test results while not running "
+                        "(start it first); dropped")
+            return
+        extra = {}
+        service = self.parent
+        if hasattr(service, 'tag_policy'):
+            extra = service.tag_policy.addExtraTags({})
+        tags = self.tag_policy.addExtraTags(extra)
+        work = self._encodeTests(testPoints(run, cases, tags), run)
+        self._encoding.add(self._cooperator().cooperate(work).whenDone())
+
+    def _encodeTests(self, points, run):
+        where = f" (builder {run.builder!r}, build #{run.build_number})"
+        for series, fields, tags, ns in points:
+            writer = self._writer
+            if writer is None:  # stopped meanwhile: what is left is dropped
+                self.counters.added += 1
+                self.counters.dropped += 1
+                continue
+            try:
+                line, dropped = self.encoder.encode(series, fields, tags, ns)
+            except PointRejected as e:
+                self.counters.added += 1
+                self.counters.rejected += 1
+                log.msg(f"buildbot_stats: error: {self.describe()}: a point of {series!r}"
+                        f"{where} rejected: {e}")
+                continue
+            if dropped:
+                what = ', '.join(f"{w} ({why})" for w, why in dropped)
+                log.msg(f"buildbot_stats: {self.describe()}: {series!r}{where}: left out "
+                        f"{what}")
+            writer.add(line.encode('utf-8'))
+            yield None
+
+    def _cooperator(self):
+        if self._coop is None:
+            reactor = self.reactor
+            self._coop = task.Cooperator(
+                terminationPredicateFactory=lambda: _SliceOver(TEST_SLICE),
+                scheduler=lambda work: reactor.callLater(0, work))
+        return self._coop
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -369,6 +440,16 @@ def _baseUrl(url, port, ssl):
     if ':' in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}{path}"
+
+
+class _SliceOver:
+    """True once ``seconds`` have passed since it was made (a cooperator's slice)."""
+
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+
+    def __call__(self):
+        return time.monotonic() >= self.end
 
 
 @implementer(IPolicyForHTTPS)

@@ -54,6 +54,7 @@ try:
     from buildbot_stats.storage.prometheus.snapshot import slicedExposition
     from buildbot_stats.storage.prometheus.snapshot import healthFamilies
     from buildbot_stats.storage.prometheus.snapshot import presentFamilies
+    from buildbot_stats.storage.prometheus.snapshot import testFamilies
 except ImportError:  # pragma: no cover - reported by checkConfig
     CollectorRegistry = None
 
@@ -187,6 +188,7 @@ class PrometheusStorageService(StatsStorageBase):
         self.gauges = None
         self._present = SnapshotCollector()
         self._health = SnapshotCollector()
+        self._tests = SnapshotCollector()
         self._listening = None
         self._startedAt = None
         self._scrapeLock = defer.DeferredLock()
@@ -233,6 +235,7 @@ class PrometheusStorageService(StatsStorageBase):
         self.buildMetrics = BuildMetrics(registry, buckets, step_buckets, labels)
         self.gauges = LastValueGauges(registry, self._durationDivisor, self._keepLabel)
         registry.register(self._present)
+        registry.register(self._tests)
         registry.register(self._health)
         self.registry = registry
 
@@ -307,6 +310,20 @@ class PrometheusStorageService(StatsStorageBase):
         else:
             self.counters.rejected += 1
 
+    def postTestResults(self, run, cases):
+        """Count one build's test results by builder and outcome
+        (``buildbot_test_cases_total``); test names never become labels."""
+        n = len(cases)
+        self.counters.added += n
+        if self.registry is None:
+            self._newRegistry(DEFAULT_BUCKETS, DEFAULT_BUCKETS, ())
+        if (self._startedAt is not None and run.time < self._startedAt - HISTORY_MARGIN):
+            self.history_ignored += n
+            self.counters.rejected += n
+            return
+        self.buildMetrics.recordTests(run, cases, self._keepLabel)
+        self.counters.written += n
+
     def _logOnce(self, series_name, tags, problems):
         key = (series_name, tuple(problems))
         if key in self._logged:
@@ -359,6 +376,11 @@ class PrometheusStorageService(StatsStorageBase):
                 self._present.families = presentFamilies(*present, master.masterid,
                                                          master.reactor.seconds())
         service = self.parent if hasattr(self.parent, 'metrics') else None
+        gauges = getattr(service, 'test_gauges', None)
+        if gauges is not None and master is not None:
+            # the answers' side: read in a thread, at most once per gauges.max_age
+            counts = yield gauges.current(master.reactor)
+            self._tests.families = testFamilies(counts)
         if service is not None:
             self._health.families = healthFamilies(service.metrics())
         else:
@@ -395,7 +417,7 @@ class PrometheusStorageService(StatsStorageBase):
         """What a scrape writes, in this order: the build statistics, the last-value
         gauges, the present, the health."""
         return (list(self.buildMetrics.families) + list(self.gauges.gauges.values())
-                + [self._present, self._health])
+                + [self._present, self._tests, self._health])
 
     def _cooperator(self):
         if self._coop is None:

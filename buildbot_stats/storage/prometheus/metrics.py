@@ -15,6 +15,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from buildbot_stats.outcomes import OUTCOMES
+from buildbot_stats.outcomes import countOutcomes
 from buildbot_stats.point import to_epoch_seconds
 
 #: The label value of a tag the cardinality guard turned into a field.
@@ -148,10 +150,24 @@ class BuildMetrics:
             ('builder', 'step') + extra, step_buckets)
         self.tests = CounterFamily('buildbot_tests', 'Tests run by finished builds, by outcome',
                                    ('builder', 'outcome') + extra)
+        # one per test per build (CaptureTestHistory): flaky is a pass after a failure
+        self.test_cases = CounterFamily(
+            'buildbot_test_cases', 'Test results of finished builds, one per test, by outcome '
+            '(flaky: passed after a failed attempt)', ('builder', 'outcome') + extra)
         self.families = [self.builds, self.build_duration, self.queue, self.turnaround,
-                         self.step_duration, self.tests]
+                         self.step_duration, self.tests, self.test_cases]
         for family in self.families:
             registry.register(family)
+
+    def recordTests(self, run, cases, keepLabel=None):
+        """Count one build's test results (:class:`~buildbot_stats.outcomes.TestRun` and
+        its cases) by outcome; never a test name as a label."""
+        known = {'branch': run.branch}
+        extra = [str(known.get(k) or '') for k in self.labels]
+        builder = run.builder if keepLabel is None else keepLabel('builder_name', run.builder)
+        for outcome, count in zip(OUTCOMES, countOutcomes(cases)):
+            if count:
+                self.test_cases.inc((builder, outcome, *extra), count)
 
     def record(self, series, tags, fields):
         """Apply one point of a build statistics measurement; False if it held nothing

@@ -108,6 +108,30 @@ SERVICE_COUNTERS = (
 )
 
 
+#: the per-builder test counts of the answers' side (reading.gauges): key, name, help
+TEST_GAUGES = (
+    ('flaky', 'buildbot_tests_flaky',
+     'Tests the flaky-test analysis finds in the builds of the last 7 days'),
+    ('failing', 'buildbot_tests_failing', 'Tests failing in the latest build'),
+    ('slowing', 'buildbot_tests_slowing',
+     'Tests whose median duration rose over the latest builds'),
+)
+
+
+def testFamilies(counts):
+    """``{builder: {'flaky', 'failing', 'slowing'}}`` (reading.gauges) as gauges by
+    builder; none without counts."""
+    if not counts:
+        return []
+    families = []
+    for key, name, doc in TEST_GAUGES:
+        family = GaugeMetricFamily(name, doc, labels=['builder'])
+        for builder in sorted(counts):
+            family.add_metric([builder], counts[builder].get(key, 0))
+        families.append(family)
+    return families
+
+
 def healthFamilies(metrics):
     """The service's counters (StatsService.metrics()) as metric families."""
     families = []

@@ -16,6 +16,19 @@ Version 2: one point per (series, tags, time), as in InfluxDB, so that writing a
 
     UNIQUE INDEX points_key ON points (series, time_us, tags)   -- replaces points_series_time
 
+Version 3: the per-test history (:class:`~buildbot_stats.captures.CaptureTestHistory`), in
+tables of its own, about 15 bytes per test result::
+
+    test_runs(id INTEGER PRIMARY KEY, builder TEXT, build_number INTEGER, buildid INTEGER,
+              time_us INTEGER, revision TEXT, buildset INTEGER, branch TEXT,
+              passed INTEGER, failed INTEGER, skipped INTEGER, flaky INTEGER)
+        UNIQUE INDEX test_runs_build ON test_runs (builder, build_number)
+    test_names(id INTEGER PRIMARY KEY, name TEXT UNIQUE)
+    test_results(id INTEGER PRIMARY KEY, outcome INTEGER, duration_us INTEGER)
+        -- id = test_runs.id << 24 | test_names.id: the row id says whose result it is
+        INDEX test_results_failures ON test_results (outcome) WHERE outcome IN (1, 3)
+    VIEW test_history(builder, build_number, time_us, name, outcome, duration_us)
+
 ``PRAGMA user_version`` holds the schema version, ``PRAGMA application_id`` marks the file
 as ours so that a path pointed at another database (Buildbot's state.sqlite) is refused.
 """
@@ -24,7 +37,10 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: ``test_results.id`` is ``run id << NAME_BITS | name id``: 16.7 million test names.
+NAME_BITS = 24
+NAME_MASK = (1 << NAME_BITS) - 1
 # 'BBST' as a big-endian 32-bit integer: `PRAGMA application_id` of every store.
 APPLICATION_ID = 0x42425354
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -68,8 +84,47 @@ def _v2(conn):
     conn.execute("CREATE UNIQUE INDEX points_key ON points (series, time_us, tags)")
 
 
+def _v3(conn):
+    conn.execute(
+        "CREATE TABLE test_runs ("
+        " id INTEGER PRIMARY KEY,"
+        " builder TEXT NOT NULL,"
+        " build_number INTEGER NOT NULL,"
+        " buildid INTEGER,"
+        " time_us INTEGER NOT NULL,"  # the build's end, microseconds since the epoch
+        " revision TEXT,"
+        " buildset INTEGER,"
+        " branch TEXT,"
+        " passed INTEGER NOT NULL, failed INTEGER NOT NULL,"
+        " skipped INTEGER NOT NULL, flaky INTEGER NOT NULL"
+        ")"
+    )
+    conn.execute("CREATE UNIQUE INDEX test_runs_build ON test_runs (builder, build_number)")
+    conn.execute("CREATE TABLE test_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+    # one row per test per build; no other column says whose result it is: the row id does
+    # (run << NAME_BITS | name), so a build's results are one range of the table, written in
+    # order (full pages), and a test's result in a build is one look-up by row id
+    conn.execute(
+        "CREATE TABLE test_results ("
+        " id INTEGER PRIMARY KEY,"
+        " outcome INTEGER NOT NULL,"  # 0 passed, 1 failed, 2 skipped, 3 flaky
+        " duration_us INTEGER"
+        ")"
+    )
+    # the failures only (a few in a hundred results): the flaky and failing tests' tables
+    # start from them
+    conn.execute("CREATE INDEX test_results_failures ON test_results (outcome)"
+                 " WHERE outcome IN (1, 3)")
+    conn.execute(
+        "CREATE VIEW test_history AS"
+        " SELECT r.builder, r.build_number, r.time_us, n.name, t.outcome, t.duration_us"
+        f" FROM test_results AS t JOIN test_runs AS r ON r.id = t.id >> {NAME_BITS}"
+        f" JOIN test_names AS n ON n.id = t.id & {NAME_MASK}"
+    )
+
+
 # MIGRATIONS[n] turns a file at version n - 1 into version n, inside one transaction.
-MIGRATIONS = {1: _v1, 2: _v2}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
 
 
 def fileVersion(conn):
