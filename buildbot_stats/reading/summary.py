@@ -78,6 +78,15 @@ def fmtSeconds(s):
     return f"{s:.2f}s"
 
 
+def fmtShortSeconds(s):
+    """Seconds as :func:`fmtSeconds` says them, milliseconds below one second (tests)."""
+    if s < 0.01:
+        return f"{s * 1000:.1f}ms"
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    return fmtSeconds(s)
+
+
 def fmtTrend(st):
     if st['trend_ratio'] is None:
         return st['trend']

@@ -211,15 +211,16 @@ class TestQueries:
                                     for run, o, _ in history)
                 new.append({'builder': b, 'test': test, 'since': _build(since),
                             'builds': length, 'passed_before': passed_before})
+        # the failing tests are few: named before they are ordered (ties by name, as in
+        # every reader)
+        self._named({'flaky': flaky, 'failing': failing, 'new': new})
         flaky.sort(key=lambda r: (-(r['hidden'] + r['same_revision'] + r['same_buildset']
                                     > 0), -r['flip_rate'], -r['failures'], r['builder'],
                                   r['test']))
         failing.sort(key=lambda r: (-r['failures'], -r['last_failure']['time'], r['builder'],
                                     r['test']))
         new.sort(key=lambda r: (-r['since']['time'], r['builder'], r['test']))
-        tables = {'flaky': flaky[:limit], 'failing': failing[:limit],
-                  'new_failures': new[:limit]}
-        return self._named(tables)
+        return {'flaky': flaky[:limit], 'failing': failing[:limit], 'new_failures': new[:limit]}
 
     def _durationTables(self, runs, limit):
         """The slowest and slower tests over each builder's latest builds."""
@@ -239,10 +240,18 @@ class TestQueries:
                 slowing.append({'builder': b, 'test': test, 'before': shift.before,
                                 'after': shift.after, 'ratio': shift.ratio,
                                 'runs': shift.runs})
-        slowest.sort(key=lambda r: (-r['median'], r['builder'], str(r['test'])))
-        slowing.sort(key=lambda r: (-(r['after'] - r['before']), r['builder'],
-                                    str(r['test'])))
-        return self._named({'slowest': slowest[:limit], 'slowing': slowing[:limit]})
+        return {'slowest': self._top(slowest, limit, lambda r: r['median']),
+                'slowing': self._top(slowing, limit, lambda r: r['after'] - r['before'])}
+
+    def _top(self, rows, limit, value):
+        """The ``limit`` rows of highest ``value``, ties ordered by builder and test name:
+        only the rows at least as high as the last one kept are named."""
+        if len(rows) > limit:
+            bound = sorted((value(r) for r in rows), reverse=True)[limit - 1]
+            rows = [r for r in rows if value(r) >= bound]
+        self._named({'rows': rows})
+        rows.sort(key=lambda r: (-value(r), r['builder'], r['test']))
+        return rows[:limit]
 
     def _named(self, tables):
         """The tables with each test key replaced by its name."""

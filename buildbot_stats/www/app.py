@@ -6,6 +6,8 @@ Routes (under ``/plugins/wsgi_dashboards/<name>/``):
   inserts it as HTML, where a script would not run; it holds an ``<iframe>`` of ``view``,
   so the filters (links, a GET form) work inside Buildbot's page.
 - ``view?builder=<name>&range=24h|7d|30d|all``: the page itself (a whole HTML document).
+- ``test?builder=<name>&test=<test name>&range=...``: one test's history (pass/fail strip,
+  duration per build), linked from the page's test tables.
 
 Both run in the web server's WSGI thread pool, never on the reactor thread: the reads
 block there, the calls into the master (authz, builder ids) hop to the reactor with
@@ -28,6 +30,7 @@ from buildbot_stats.www import page
 from buildbot_stats.www.cache import ViewCache
 from buildbot_stats.www.ranges import RANGES
 from buildbot_stats.www.ranges import timeWindow
+from buildbot_stats.www.testpage import testPage
 
 HTML = 'text/html; charset=utf-8'
 # the page only links to Buildbot's UI; no script, no frame of it elsewhere
@@ -103,5 +106,35 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
                 page.messagePage("Statistics", f"The statistics cannot be read: {e}"),
                 content_type=HTML, headers=HEADERS)
         return flask.Response(text, content_type=HTML, headers=HEADERS)
+
+    @app.route('/test')
+    def test():
+        m = master()
+        if not access.isAllowed(m, flask.request.headers.get('Cookie')):
+            return refused()
+        args = flask.request.args
+        range_name = args.get('range') or default_range
+        if range_name not in RANGES:
+            range_name = default_range
+        builder, name = args.get('builder'), args.get('test')
+        if not builder or not name:
+            return flask.Response(
+                page.messagePage("Test history", "Which test? The page's test tables link "
+                                 "to the history of each test."),
+                status=400, content_type=HTML, headers=HEADERS)
+        service = preferredStatsService(m, stats_service)
+        source = Source(store=store, influxdb=influxdb, service=service,
+                        basedir=getattr(m, 'basedir', None))
+        start, end = timeWindow(range_name, clock())
+        ids = builderIds(m)
+        try:
+            with source.open() as reader:
+                history = reader.testHistory(builder, name, start, end)
+        except StoreError as e:
+            return flask.Response(
+                page.messagePage("Test history", f"The statistics cannot be read: {e}"),
+                content_type=HTML, headers=HEADERS)
+        return flask.Response(testPage(history, builder, name, range_name, ids, '../../../'),
+                              content_type=HTML, headers=HEADERS)
 
     return app

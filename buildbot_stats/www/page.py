@@ -20,15 +20,25 @@ from buildbot_stats.www.panels import PANELS
 from buildbot_stats.www.ranges import RANGES
 
 
-def collect(reader, builder, start, end):
-    """Everything the page shows, read once from ``reader``: the builder names, and each
-    query a panel ``reads`` (one call per data key, shared by the panels that need it)."""
-    data = {'builders': reader.builderNames()}
+def collect(reader, builder, start, end, snapshot=None):
+    """Everything the page shows, read once: the builder names, and each query a panel
+    ``reads`` (one call per data key, shared by the panels that need it), from
+    ``snapshot`` (a :class:`~buildbot_stats.reading.mirror.Snapshot`) for the queries it
+    holds, from ``reader`` for the others (the per-test tables)."""
+    first = snapshot or reader
+    data = {'builders': sorted(set(first.builderNames()) | set(_testBuilders(reader)))}
     for panel in PANELS:
         for key, method in panel.reads.items():
             if key not in data:
-                data[key] = getattr(reader, method)(builder, start, end)
+                source = first if hasattr(first, method) else reader
+                data[key] = getattr(source, method)(builder, start, end)
     return data
+
+
+def _testBuilders(reader):
+    """The builders with per-test results (the filter lists them too)."""
+    runs = getattr(reader, 'testRuns', None)
+    return {r.builder for r in runs()} if runs is not None else set()
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
@@ -53,7 +63,7 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
     try:
         # no snapshot while the mirror reads the whole store in the background: from the
         # store itself
-        data = collect(snapshot or reader, builder, start, end)
+        data = collect(reader, builder, start, end, snapshot)
         text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
                     now).render()
     finally:
@@ -86,6 +96,11 @@ class Page:
         if builder:
             params['builder'] = builder
         return 'view?' + urllib.parse.urlencode(params)
+
+    def testUrl(self, builder, test):
+        """The history page of one test (a route of this app, beside ``view``)."""
+        return 'test?' + urllib.parse.urlencode({'builder': builder, 'test': test,
+                                                 'range': self.range})
 
     def buildHref(self, builder, number):
         builderid = self.builder_ids.get(builder)
@@ -193,6 +208,7 @@ figure { margin: 1em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
 .filters a.range { margin: 0 .3em; } .filters a.current { font-weight: 700; }
 .bar { display: inline-block; width: 80px; height: 10px; background: #f3c4c4; }
 .bar span { display: block; height: 10px; background: #2ca02c; }
-.missing, .note { color: #666; } code { background: #f4f4f4; padding: 0 3px; }
+.missing, .note, .none, .scope { color: #666; } h3 { font-size: 1em; margin: 1em 0 .3em; }
+a.test { font-family: ui-monospace, monospace; font-size: .92em; } code { background: #f4f4f4; padding: 0 3px; }
 svg a circle { cursor: pointer; }
 """
