@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 from twisted.internet import task
+from twisted.python import log
 
 from buildbot import config
 from buildbot.process import buildstep
@@ -128,6 +129,8 @@ class JUnitResults(buildstep.BuildStep, CompositeStepMixin):
     renderables = ['path']
     flunkOnFailure = True
     haltOnFailure = False
+    # the glob and upload commands' own log lines (CompositeStepMixin reads it)
+    logEnviron = False
 
     def __init__(self, path=None, on_failures=FAILURE, on_bad_report=WARNINGS,
                  max_size=DEFAULT_MAX_SIZE, **kwargs):
@@ -162,7 +165,13 @@ class JUnitResults(buildstep.BuildStep, CompositeStepMixin):
         problems = []
         files = yield self._findReports(problems)
         for path in files:
-            yield self._readReport(path, collector, problems)
+            try:
+                yield self._readReport(path, collector, problems)
+            except Exception as e:  # a bug or a lost worker: this report, not the build
+                log.err(e, f"buildbot_stats: JUnitResults: reading {path}")
+                problems.append(path)
+                yield self.reports_log.addStderr(
+                    f"{path}: could not be read: {type(e).__name__}: {e}\n")
         if collector.long_names:
             yield self.reports_log.addStdout(
                 f"{collector.long_names} test names were longer than {MAX_NAME} characters "
@@ -206,9 +215,21 @@ class JUnitResults(buildstep.BuildStep, CompositeStepMixin):
             found.extend(m for m in matches if m not in found)
         return found
 
+    def shownPath(self, path):
+        """``path`` as the log shows it: relative to the workdir when the glob made it
+        absolute."""
+        builddir = self.build.getProperty('builddir')
+        if builddir and self.workdir:
+            base = self.build.path_module.join(builddir, self.workdir)
+            sep = self.build.path_module.sep
+            if path.startswith(base + sep):
+                return path[len(base) + len(sep):]
+        return path
+
     @defer.inlineCallbacks
     def _readReport(self, path, collector, problems):
-        parser = ReportParser(path, collector)
+        shown = self.shownPath(path)
+        parser = ReportParser(shown, collector)
         writer = ReportWriter(parser, self.max_size)
         args = {'workdir': self.workdir, 'writer': writer, 'maxsize': self.max_size,
                 'blocksize': BLOCK_SIZE, 'keepstamp': False, 'workersrc': path}
@@ -230,7 +251,7 @@ class JUnitResults(buildstep.BuildStep, CompositeStepMixin):
                 problem = str(e)
         if problem is None and cmd.didFail():
             problem = "was not sent whole by the worker"
-        line = f"{path}: {parser.cases} test cases"
+        line = f"{shown}: {parser.cases} test cases"
         if parser.bad_cases:
             line += (f"; {parser.bad_cases} <testcase> elements left out "
                      f"(the first: {parser.first_bad_case})")
@@ -238,7 +259,7 @@ class JUnitResults(buildstep.BuildStep, CompositeStepMixin):
         if problem is not None:
             problems.append(path)
             kept = f" ({parser.cases} test cases before it are kept)" if parser.cases else ""
-            yield self.reports_log.addStderr(f"{path}: {problem}{kept}\n")
+            yield self.reports_log.addStderr(f"{shown}: {problem}{kept}\n")
 
     @defer.inlineCallbacks
     def _submit(self, cases):
