@@ -82,9 +82,8 @@ def conflicts(history, key):
         failed, passed = seen.get(value, (False, False))
         if outcome == FAILED:
             failed = True
-        elif outcome == FLAKY:
-            failed = passed = True
         else:
+            # a flaky run passed in the end (its failure counts as hidden by a rerun)
             passed = True
         seen[value] = (failed, passed)
     return sum(1 for failed, passed in seen.values() if failed and passed)

@@ -63,6 +63,11 @@ def quoteString(value):
     return "'" + value.replace('\\', '\\\\').replace("'", "\\'") + "'"
 
 
+def _seconds(value):
+    """A test's duration as the SQLite store keeps it: whole microseconds."""
+    return round(float(value), 6) if isNumber(value) else None
+
+
 def _int(value):
     try:
         return int(value)
@@ -335,8 +340,7 @@ class InfluxReader(TestQueries):
                 if code is None:
                     continue
                 duration = row.get('duration')
-                out.setdefault(row['test'], {})[key] = (
-                    code, float(duration) if isNumber(duration) else None)
+                out.setdefault(row['test'], {})[key] = (code, _seconds(duration))
         return out
 
     def _durationsOf(self, runs):
@@ -344,7 +348,7 @@ class InfluxReader(TestQueries):
         for key, row in self._caseRows(['test', 'duration'], runs, ['"duration" >= 0']):
             duration = row.get('duration')
             if row.get('test') is not None and isNumber(duration):
-                out.setdefault(row['test'], {})[key] = float(duration)
+                out.setdefault(row['test'], {})[key] = _seconds(duration)
         return out
 
     def _testNames(self, test_keys):

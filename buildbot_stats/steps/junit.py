@@ -46,6 +46,7 @@ from buildbot_stats.outcomes import RERUN_CATEGORY
 from buildbot_stats.outcomes import SKIP_CATEGORY
 from buildbot_stats.outcomes import SKIPPED
 from buildbot_stats.outcomes import summaryText
+from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.steps.junitxml import MAX_NAME
 from buildbot_stats.steps.junitxml import Collector
 from buildbot_stats.steps.junitxml import ReportError
@@ -81,7 +82,10 @@ class ReportWriter(protocols.FileWriterImpl):
             self.cut = True
         self.remaining -= len(data)
         if data:
-            self.parser.feed(data)
+            # a block is read in about a millisecond; the test cases it keeps must not
+            # set off a collection of the master's whole heap meanwhile
+            with cyclicGCPaused():
+                self.parser.feed(data)
 
     def remote_utime(self, accessed_modified):
         pass
@@ -273,6 +277,7 @@ class JUnitResults(buildstep.BuildStep, CompositeStepMixin):
         skip_set = rerun_set = None
         for number, case in enumerate(cases):
             if number and number % SUBMIT_SLICE == 0:
+                # Buildbot's submitter sends a batch of 3,000 to the database meanwhile
                 yield task.deferLater(reactor, 0, lambda: None)
             counts[case.outcome] += 1
             kwargs = {'test_name': case.name}

@@ -38,6 +38,7 @@ from buildbot.data import resultspec
 
 from buildbot_stats.captures.builds import REPORT_IN_DIVISORS
 from buildbot_stats.checks import shown
+from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.prometheus.http import metricsSite
@@ -50,7 +51,6 @@ try:
     from buildbot_stats.storage.prometheus.metrics import LastValueGauges
     from buildbot_stats.storage.prometheus.snapshot import SnapshotCollector
     from buildbot_stats.storage.prometheus.snapshot import buildersOfMaster
-    from buildbot_stats.storage.prometheus.snapshot import cyclicGCPaused
     from buildbot_stats.storage.prometheus.snapshot import slicedExposition
     from buildbot_stats.storage.prometheus.snapshot import healthFamilies
     from buildbot_stats.storage.prometheus.snapshot import presentFamilies

@@ -1,0 +1,243 @@
+"""The per-test history in the stores: the SQLite store's tables (written by the backend's
+writer thread, replaced when a build is written again, about 15 bytes a result), InfluxDB
+(test names as fields: no series per test), and the same answers from both readers."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from buildbot_stats import stats
+from buildbot_stats.outcomes import FAILED
+from buildbot_stats.outcomes import FLAKY
+from buildbot_stats.outcomes import PASSED
+from buildbot_stats.outcomes import SKIPPED
+from buildbot_stats.outcomes import TestRun
+from buildbot_stats.reading.influxdb import InfluxReader
+from buildbot_stats.reading.sqlite import openStore
+from buildbot_stats.storage.sqlite import schema
+from tests.servers import InfluxDB1Server
+
+T0 = 1_700_000_000.0
+
+
+def sampleBuilds(builds=12, tests=40):
+    """``[(TestRun, cases)]`` of two builders: on ``alpha`` one test fails in odd builds,
+    one is broken since build 9, one passed on a rerun in build 4, one gets slower, one is
+    skipped; builds 6 and 7 of ``alpha`` tested the same revision."""
+    out = []
+    for b in range(1, builds + 1):
+        for builder, offset in (('alpha', 0), ('beta', 30)):
+            revision = 'r6' if (builder, b) in (('alpha', 6), ('alpha', 7)) else f"r{b}"
+            run = TestRun(builder, b, 100 * b + offset // 30, T0 + 60 * b + offset,
+                          revision=revision, buildset=1000 + b, branch='main')
+            cases = []
+            for i in range(tests):
+                name = f"pkg.test_mod.Test.test_{i:03d}"
+                outcome, duration = PASSED, 0.01 + i / 10000
+                if builder == 'alpha':
+                    if i == 1 and b % 2:
+                        outcome = FAILED
+                    if i == 2 and b >= 9:
+                        outcome = FAILED
+                    if i == 3 and b == 4:
+                        outcome = FLAKY
+                    if i == 4:
+                        duration = 0.1 * b
+                    if i == 5:
+                        outcome, duration = SKIPPED, None
+                cases.append((name, outcome, duration))
+            out.append((run, cases))
+    return out
+
+
+class SQLiteStore(unittest.TestCase):
+    timeout = 120
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, 'stats.sqlite')
+
+    @defer.inlineCallbacks
+    def started(self, **kwargs):
+        svc = stats.SQLiteStorageService(path=self.path, **kwargs)
+        yield svc.startService()
+        self.addCleanup(lambda: svc.stopService() if svc.running else None)
+        return svc
+
+    @defer.inlineCallbacks
+    def test_written_read_and_replaced(self):
+        svc = yield self.started(flush_interval=0.05)
+        builds = sampleBuilds()
+        for run, cases in builds:
+            svc.postTestResults(run, cases)
+        svc.postTestResults(builds[0][0], [])  # nothing to keep: not counted
+        self.assertTrue((yield svc.flush(30)))
+        n = sum(len(cases) for _, cases in builds)
+        self.assertEqual((svc.counters.added, svc.counters.written), (n, n))
+        with openStore(self.path) as store:
+            runs = store.testRuns()
+            self.assertEqual(len(runs), 24)
+            alpha = store.testRuns('alpha')
+            self.assertEqual([(r.number, r.revision, r.counts) for r in alpha[:4]],
+                             [(1, 'r1', (38, 1, 1, 0)), (2, 'r2', (39, 0, 1, 0)),
+                              (3, 'r3', (38, 1, 1, 0)), (4, 'r4', (38, 0, 1, 1))])
+            history = store.testHistory('alpha', 'pkg.test_mod.Test.test_001')
+            self.assertEqual([h['outcome'] for h in history],
+                             ['failed', 'passed'] * 6)
+            self.assertEqual(history[0]['duration'], 0.0101)
+            self.assertEqual(store.testHistory('alpha', 'no.such.test'), [])
+            self.assertEqual(store.testHistory('gamma', 'pkg.test_mod.Test.test_001'), [])
+        # a build written again (a backfill) replaces its results: here test_001 passes
+        run, cases = builds[0]
+        again = [(name, PASSED, d) for name, _, d in cases[:10]]
+        svc.postTestResults(run, again)
+        self.assertTrue((yield svc.flush(30)))
+        with openStore(self.path) as store:
+            self.assertEqual(len(store.testRuns()), 24)
+            self.assertEqual(store.testRuns('alpha')[0].counts, (10, 0, 0, 0))
+            history = store.testHistory('alpha', 'pkg.test_mod.Test.test_001')
+            self.assertEqual(history[0]['outcome'], 'passed')
+            self.assertIsNone(store.testHistory('alpha', 'pkg.test_mod.Test.test_030')[0][
+                'outcome'])
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM test_results").fetchone()[0],
+                         n - 40 + 10)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM test_names").fetchone()[0], 40)
+        # the view for people and spreadsheets
+        self.assertEqual(conn.execute(
+            "SELECT builder, build_number, name, outcome FROM test_history"
+            " WHERE name LIKE '%test_002' AND builder = 'alpha' ORDER BY build_number DESC"
+            " LIMIT 2").fetchall(),
+            [('alpha', 12, 'pkg.test_mod.Test.test_002', FAILED),
+             ('alpha', 11, 'pkg.test_mod.Test.test_002', FAILED)])
+
+    @defer.inlineCallbacks
+    def test_answers(self):
+        svc = yield self.started(flush_interval=0.05)
+        for run, cases in sampleBuilds():
+            svc.postTestResults(run, cases)
+        self.assertTrue((yield svc.flush(30)))
+        with openStore(self.path) as store:
+            answers = store.testAnswers()
+            self.assertEqual(answers['builds'], 24)
+            self.assertEqual(answers['builders'], ['alpha', 'beta'])
+            self.assertEqual(answers['tests'], 40)
+            flaky = [(r['test'][-8:], r['reasons']) for r in answers['flaky']]
+            self.assertEqual(flaky, [
+                # hidden failures and same-revision disagreements first
+                ('test_001', ['failed and passed on 1 revision', '11 flips']),
+                ('test_003', ['1 hidden by a rerun']),
+            ])
+            failing = [(r['test'][-8:], r['failures'], r['builds']) for r in answers['failing']]
+            self.assertEqual(failing, [('test_001', 6, 12), ('test_002', 4, 12),
+                                       ('test_003', 1, 12)])
+            new = answers['new_failures']
+            self.assertEqual([(r['test'][-8:], r['since']['number'], r['builds'],
+                               r['passed_before']) for r in new], [('test_002', 9, 4, True)])
+            self.assertEqual(answers['slowest'][0]['test'][-8:], 'test_004')
+            self.assertAlmostEqual(answers['slowest'][0]['median'], 0.65, places=9)
+            self.assertEqual([(r['builder'], r['test'][-8:]) for r in answers['slowing']],
+                             [('alpha', 'test_004')])
+            # one builder, a time range
+            self.assertEqual(store.flakyTests('beta'), [])
+            late = store.testAnswers('alpha', T0 + 60 * 9, None)
+            self.assertEqual(late['builds'], 4)
+            self.assertEqual([r['test'][-8:] for r in late['failing']],
+                             ['test_002', 'test_001'])
+            self.assertEqual(store.failingTests(limit=1)[0]['test'][-8:], 'test_001')
+            self.assertEqual(len(store.slowestTests(limit=3)), 3)
+
+    @defer.inlineCallbacks
+    def test_bytes_per_result(self):
+        svc = yield self.started(flush_interval=0.05)
+        names = [f"tests.unit.test_module_{i // 50}.TestSomething.test_case_{i}"
+                 for i in range(1000)]
+        for b in range(100):
+            run = TestRun('alpha', b, b, T0 + 60 * b, revision=f"{b:040x}", buildset=b)
+            svc.postTestResults(run, [(n, FAILED if (i * 7 + b) % 211 == 0 else PASSED,
+                                       0.001 * (i % 300)) for i, n in enumerate(names)])
+        self.assertTrue((yield svc.flush(60)))
+        yield svc.stopService()
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        conn.execute("VACUUM")
+        pages = conn.execute("SELECT SUM(pgsize) FROM dbstat WHERE name IN"
+                             " ('test_results', 'test_results_failures')").fetchone()[0]
+        # the table and its index of failures, per result: the target is 24
+        self.assertLess(pages / 100_000, 18)
+
+    def test_v2_file_gets_the_test_tables_and_keeps_its_points(self):
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(conn.close)
+        schema.migrate(conn, target=2)
+        conn.execute("INSERT INTO points (series, time_us, tags, fields) VALUES"
+                     " ('s', 1, '{}', '{\"v\": 1}')")
+        # read before the writer migrates it: no per-test results, no error
+        with openStore(self.path) as store:
+            self.assertEqual(store.version, 2)
+            self.assertEqual(store.testAnswers()['builds'], 0)
+            self.assertEqual(store.testHistory('a', 't'), [])
+        self.assertEqual(schema.migrate(conn), 2)
+        self.assertEqual(schema.fileVersion(conn), schema.SCHEMA_VERSION)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM points").fetchone()[0], 1)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM test_runs").fetchone()[0], 0)
+
+
+class InfluxDBStore(unittest.TestCase):
+    timeout = 120
+
+    def setUp(self):
+        self.influx = InfluxDB1Server.shared()
+        self.db = f"t{int(time.time() * 1000) % 10**9}_{id(self) % 10**6}"
+        self.influx.create_database(self.db)
+
+    @defer.inlineCallbacks
+    def test_same_answers_as_the_sqlite_store_and_no_series_per_test(self):
+        influx = stats.InfluxStorageService(self.influx.url, None, None, None, self.db, [],
+                                            flush_interval=0.05,
+                                            extra_tags={'master': 'm1'})
+        yield influx.startService()
+        self.addCleanup(lambda: influx.stopService() if influx.running else None)
+        path = os.path.join(os.path.abspath(self.mktemp()), 'stats.sqlite')
+        sqlite = stats.SQLiteStorageService(path=path, flush_interval=0.05)
+        yield sqlite.startService()
+        self.addCleanup(lambda: sqlite.stopService() if sqlite.running else None)
+        builds = sampleBuilds()
+        for run, cases in builds:
+            influx.postTestResults(run, cases)
+            sqlite.postTestResults(run, cases)
+        # written again (a backfill): the same points, nothing added
+        influx.postTestResults(*builds[0])
+        self.assertTrue((yield influx.flush(30)))
+        self.assertTrue((yield sqlite.flush(30)))
+        n = sum(len(cases) + 1 for _, cases in builds) + 41
+        self.assertEqual((influx.counters.written, influx.counters.rejected), (n, 0))
+        series = self.influx.query('SHOW SERIES FROM "test_cases"', db=self.db)
+        keys = sorted(v[0] for v in series['results'][0]['series'][0]['values'])
+        # builders x outcomes seen: never a series per test or per build
+        self.assertEqual(keys, [
+            'test_cases,builder_name=alpha,master=m1,outcome=failed',
+            'test_cases,builder_name=alpha,master=m1,outcome=flaky',
+            'test_cases,builder_name=alpha,master=m1,outcome=passed',
+            'test_cases,builder_name=alpha,master=m1,outcome=skipped',
+            'test_cases,builder_name=beta,master=m1,outcome=passed'])
+        self.assertEqual(self.influx.field_types(self.db, 'test_cases'),
+                         {'test': 'string', 'build_number': 'integer', 'duration': 'float'})
+        count = self.influx.query('SELECT count("test") FROM "test_cases"', db=self.db)
+        self.assertEqual(count['results'][0]['series'][0]['values'][0][1], 24 * 40)
+        reader = InfluxReader(self.influx.url, self.db)
+        with openStore(path) as store:
+            for args in ((), ('alpha',), ('alpha', T0 + 60 * 9, None)):
+                self.assertEqual(reader.testAnswers(*args), store.testAnswers(*args))
+            self.assertEqual(reader.testHistory('alpha', 'pkg.test_mod.Test.test_003'),
+                             store.testHistory('alpha', 'pkg.test_mod.Test.test_003'))
+        self.assertEqual(reader.testHistory('alpha', 'no.such.test'), [])
+        # the per-test measurements are not custom series
+        self.assertEqual(reader.customSeries(), {})
