@@ -484,7 +484,7 @@ class MigrationTest(unittest.TestCase):
             " VALUES (?, ?, 'a', 1, ?, ?)",
             [('s', 1, '{"b":"1"}', '{"v":1}'), ('s', 1, '{"b":"1"}', '{"v":2}'),
              ('s', 1, '{"b":"2"}', '{"v":3}'), ('s', 2, '{"b":"1"}', '{"v":4}')])
-        self.assertEqual(sqlite_schema.migrate(conn), 1)
+        self.assertEqual(sqlite_schema.migrate(conn, target=2), 1)
         self.assertEqual(sqlite_schema.fileVersion(conn), 2)
         self.assertEqual(conn.execute("SELECT series, time_us, tags, fields FROM points"
                                       " ORDER BY id").fetchall(),

@@ -168,6 +168,16 @@ class PageEscapingTest(unittest.TestCase):
             'steps': {(name, '<b>step'): {'runs': 1, 'median': 1.0, 'p90': 1.0, 'max': 1.0}},
             'tests': {name: [(t, 1, 3, 1, 0)]},
             'custom': {name + '-<img src=x>': [(t, name, 1, {'<i>field': 1.0})]},
+            'test_answers': {
+                'builds': 2, 'builders': [name], 'tests': 3,
+                'flaky': [{'builder': name, 'test': name + '.t', 'builds': 2, 'failures': 1,
+                           'hidden': 1, 'same_revision': 0, 'same_buildset': 0, 'flips': 1,
+                           'flip_rate': 1.0, 'reasons': ['1 hidden by a rerun'],
+                           'last_failure': {'number': 1, 'buildid': 5, 'time': t,
+                                            'revision': '<u>'}}],
+                'failing': [], 'new_failures': [], 'slowing': [],
+                'slowest': [{'builder': name, 'test': '<img src=y>', 'runs': 2, 'median': 1.0,
+                             'max': 1.0, 'last': 1.0}]},
         }
         text = Page(data, name, '7d', {name: 3}, '../../../', set(), '<store>', t).render()
         for raw in ('<script', '<img', '<b>', '<i>'):
@@ -177,6 +187,11 @@ class PageEscapingTest(unittest.TestCase):
         self.assertIn('href="view?range=7d&amp;builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"',
                       text)
         self.assertIn('href="../../../#/builders/3/builds/1"', text)
+        # a test's name, in the tables and in the link to its history
+        self.assertIn('title="&lt;script&gt;alert(1)&lt;/script&gt;.t">'
+                      '&lt;script&gt;alert(1)&lt;/script&gt;.t</a>', text)
+        self.assertIn('href="test?builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E&amp;'
+                      'test=%3Cimg+src%3Dy%3E&amp;range=7d"', text)
 
 
 class DashboardConfigTest(unittest.TestCase):

@@ -329,27 +329,31 @@ class InfluxReader(TestQueries):
                 out.append((key, row['test'], code))
         return out
 
-    def _outcomesOf(self, test_keys, runs):
+    def _outcomesAt(self, wanted):
         out = {}
-        names = sorted(test_keys)
+        names = sorted(wanted)
         for i in range(0, len(names), NAME_CHUNK):
             chunk = names[i:i + NAME_CHUNK]
+            runs = {r.key: r for n in chunk for r in wanted[n]}
+            keys = {n: {r.key for r in wanted[n]} for n in chunk}
             which = "(" + " OR ".join(f'"test" = {quoteString(n)}' for n in chunk) + ")"
-            for key, row in self._caseRows(['test', 'outcome', 'duration'], runs, [which]):
+            for key, row in self._caseRows(['test', 'outcome', 'duration'],
+                                           list(runs.values()), [which]):
                 code = _OUTCOME_CODES.get(row.get('outcome'))
-                if code is None:
+                if code is None or key not in keys.get(row.get('test'), ()):
                     continue
-                duration = row.get('duration')
-                out.setdefault(row['test'], {})[key] = (code, _seconds(duration))
+                out.setdefault(row['test'], {})[key] = (code, _seconds(row.get('duration')))
         return out
 
     def _durationsOf(self, runs):
-        out = {}
+        by_test = {}
         for key, row in self._caseRows(['test', 'duration'], runs, ['"duration" >= 0']):
             duration = row.get('duration')
             if row.get('test') is not None and isNumber(duration):
-                out.setdefault(row['test'], {})[key] = _seconds(duration)
-        return out
+                by_test.setdefault(row['test'], {})[key] = _seconds(duration)
+        order = [r.key for r in runs]
+        return {test: [by_run[k] for k in order if k in by_run]
+                for test, by_run in by_test.items()}
 
     def _testNames(self, test_keys):
         return {k: k for k in test_keys}

@@ -7,6 +7,7 @@ message is one line for a user.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fnmatch
 import json
@@ -94,6 +95,13 @@ class StoreReader(TestQueries):
             if not rows:
                 return
             yield from rows
+
+    def _all(self, sql, params=()):
+        """Every row of a query at once (a list), a problem a StoreError."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
 
     def _one(self, sql, params=()):
         """The first row of a query (None without one)."""
@@ -345,12 +353,12 @@ class StoreReader(TestQueries):
         return [(rid >> NAME_BITS, rid & NAME_MASK, outcome) for rid, outcome in rows
                 if rid >> NAME_BITS in keys]
 
-    def _outcomesOf(self, test_keys, runs):
-        ids = [(r.key << NAME_BITS) | t for t in test_keys for r in runs]
+    def _outcomesAt(self, wanted):
+        ids = [(r.key << NAME_BITS) | t for t, runs in wanted.items() for r in runs]
         out = {}
         for i in range(0, len(ids), ID_CHUNK):
             chunk = ids[i:i + ID_CHUNK]
-            for rid, outcome, duration in self._query(
+            for rid, outcome, duration in self._all(
                     "SELECT id, outcome, duration_us FROM test_results WHERE id IN"
                     f" ({','.join('?' * len(chunk))})", chunk):
                 out.setdefault(rid & NAME_MASK, {})[rid >> NAME_BITS] = (
@@ -358,17 +366,15 @@ class StoreReader(TestQueries):
         return out
 
     def _durationsOf(self, runs):
-        out = {}
+        out = collections.defaultdict(list)
         for run in runs:
             first = run.key << NAME_BITS
-            for rid, duration in self._query(
-                    "SELECT id, duration_us FROM test_results WHERE id BETWEEN ? AND ?"
-                    " AND duration_us IS NOT NULL", (first, first | NAME_MASK)):
-                test = rid & NAME_MASK
-                by_run = out.get(test)
-                if by_run is None:
-                    by_run = out[test] = {}
-                by_run[run.key] = duration / 1e6
+            # the name ids and durations in microseconds, as two lists: no row objects
+            rows = self._all(
+                "SELECT id & ?, duration_us FROM test_results WHERE id BETWEEN ? AND ?"
+                " AND duration_us IS NOT NULL", (NAME_MASK, first, first | NAME_MASK))
+            for test, duration in rows:
+                out[test].append(duration / 1e6)
         return out
 
     def _testNames(self, test_keys):

@@ -10,16 +10,18 @@ What is read, so that a store of 10,000 tests x 1,000 builds answers in well und
 second: the builds with test results in the range (:meth:`testRuns`), the failures
 (an index of the failed results only), the outcomes of the tests that failed over the
 builds that matter to them (the latest :data:`~buildbot_stats.analysis.tests.FLIP_WINDOW`
-of their builder, the builds of a revision or buildset built more than once, all of them
-for a test failing now), and the durations of every test over the latest
+of their builder, the other builds of the revisions and buildsets they failed on, all of
+them for a test failing now), and the durations of every test over the latest
 :data:`SLOW_WINDOW` builds of each builder (the slowest and slower tests).
 
 Primitives (``run keys`` and ``test keys`` are the reader's own: row ids, names):
 
 - ``testRuns(builder, start, end)``: the :class:`Run` of every build with test results
 - ``_failuresOf(runs)``: ``[(run key, test key, outcome)]`` of the failed and flaky results
-- ``_outcomesOf(test_keys, runs)``: ``{test key: {run key: (outcome, duration)}}``
-- ``_durationsOf(runs)``: ``{test key: {run key: duration}}`` of every test
+- ``_outcomesAt(wanted)``: ``{test key: {run key: (outcome, duration)}}`` of ``wanted``,
+  ``{test key: [runs]}``
+- ``_durationsOf(runs)``: ``{test key: [duration, ...]}`` of every test, in the order of
+  ``runs`` (the runs without a duration of the test left out)
 - ``_testNames(test_keys)``: ``{test key: name}``; ``_testKeys(names)``: the reverse
 """
 
@@ -73,14 +75,23 @@ def byBuilder(runs):
     return dict(out)
 
 
-def repeatedRuns(runs, key):
-    """The runs that share their ``key`` (revision, buildset) with another run."""
-    groups = collections.defaultdict(list)
-    for run in runs:
-        value = getattr(run, key)
-        if value is not None and value != '':
-            groups[value].append(run)
-    return [r for group in groups.values() if len(group) > 1 for r in group]
+def sameRevisionOrBuildset(runs):
+    """``{run key: [the other runs of its revision or buildset]}``, for the runs that share
+    one with another run."""
+    out = collections.defaultdict(dict)
+    for key in ('revision', 'buildset'):
+        groups = collections.defaultdict(list)
+        for run in runs:
+            value = getattr(run, key)
+            if value is not None and value != '':
+                groups[value].append(run)
+        for group in groups.values():
+            if len(group) > 1:
+                for run in group:
+                    for other in group:
+                        if other is not run:
+                            out[run.key][other.key] = other
+    return {k: list(v.values()) for k, v in out.items()}
 
 
 class TestQueries:
@@ -138,7 +149,7 @@ class TestQueries:
         if not runs or test not in keys:
             return []
         key = keys[test]
-        outcomes = self._outcomesOf([key], runs).get(key, {})
+        outcomes = self._outcomesAt({key: runs}).get(key, {})
         if not outcomes:
             return []
         out = []
@@ -159,34 +170,38 @@ class TestQueries:
             run = run_of.get(run_key)
             if run is not None:
                 failed[(run.builder, test)].append((run, outcome))
-        # which builds each failing test's outcomes are read over, per builder
-        recent, repeated, failing_now = {}, {}, set()
+        # which builds each failing test's outcomes are read over: its builder's latest
+        # ones (the flips), the other builds of the revisions and buildsets it failed on
+        # (the disagreements), every one for a test failing now (its streak)
+        recent, siblings, failing_now = {}, {}, set()
         for name, rs in builders.items():
             recent[name] = rs[-FLIP_WINDOW:]
-            repeated[name] = (repeatedRuns(rs, 'revision') + repeatedRuns(rs, 'buildset'))
+            siblings[name] = sameRevisionOrBuildset(rs)
         latest = {name: rs[-1].key for name, rs in builders.items()}
+        wanted = {}
         for (b, test), fails in failed.items():
             if any(run.key == latest[b] and outcome == FAILED for run, outcome in fails):
                 failing_now.add((b, test))
+                wanted[(b, test)] = builders[b]
+                continue
+            over = {r.key: r for r in recent[b]}
+            for run, _ in fails:
+                for other in siblings[b].get(run.key, ()):
+                    over[other.key] = other
+            wanted[(b, test)] = list(over.values())
         histories = {}
         for b in builders:
-            tests = [t for (bb, t) in failed if bb == b]
-            if not tests:
+            keys = {t: rs for (bb, t), rs in wanted.items() if bb == b}
+            if not keys:
                 continue
-            now = [t for t in tests if (b, t) in failing_now]
-            others = [t for t in tests if (b, t) not in failing_now]
-            wanted = {r.key: r for r in recent[b] + repeated[b]}
-            for group, over in ((now, builders[b]), (others, list(wanted.values()))):
-                if not group:
-                    continue
-                read = self._outcomesOf(group, over)
-                for t in group:
-                    got = dict(read.get(t, {}))
-                    for run, outcome in failed[(b, t)]:
-                        got.setdefault(run.key, (outcome, None))
-                    histories[(b, t)] = sorted(
-                        ((run_of[k], o, d) for k, (o, d) in got.items() if k in run_of),
-                        key=lambda h: (h[0].time, h[0].number))
+            read = self._outcomesAt(keys)
+            for t in keys:
+                got = dict(read.get(t, {}))
+                for run, outcome in failed[(b, t)]:
+                    got.setdefault(run.key, (outcome, None))
+                histories[(b, t)] = sorted(
+                    ((run_of[k], o, d) for k, (o, d) in got.items() if k in run_of),
+                    key=lambda h: (h[0].time, h[0].number))
         flaky, failing, new = [], [], []
         for (b, test), history in histories.items():
             count = len(builders[b])
@@ -226,12 +241,7 @@ class TestQueries:
         """The slowest and slower tests over each builder's latest builds."""
         slowest, slowing = [], []
         for b, rs in byBuilder(runs).items():
-            window = rs[-SLOW_WINDOW:]
-            order = {r.key: i for i, r in enumerate(window)}
-            durations = {}
-            for test, by_run in self._durationsOf(window).items():
-                durations[test] = [d for _, d in sorted(
-                    ((order[k], d) for k, d in by_run.items() if k in order))]
+            durations = self._durationsOf(rs[-SLOW_WINDOW:])
             for test, values in durations.items():
                 st = durationSummary(values)
                 if st is not None:
