@@ -26,7 +26,6 @@ Slower
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 from buildbot_stats.outcomes import FAILED

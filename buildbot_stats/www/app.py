@@ -79,32 +79,40 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             'style="width:100%;height:calc(100vh - 110px);min-height:600px;border:0">'
             '</iframe>', content_type=HTML, headers=HEADERS)
 
-    @app.route('/view')
-    def view():
-        m = master()
-        if not access.isAllowed(m, flask.request.headers.get('Cookie')):
-            return refused()
-        args = flask.request.args
-        range_name = args.get('range') or default_range
-        if range_name not in RANGES:
-            range_name = default_range
-        builder = args.get('builder') or None
+    def opened(m, range_name):
+        """What both pages read: ``(source, start, end, now, builder ids)``."""
         service = preferredStatsService(m, stats_service)
         source = Source(store=store, influxdb=influxdb, service=service,
                         basedir=getattr(m, 'basedir', None))
         now = clock()
         start, end = timeWindow(range_name, now)
-        ids = builderIds(m)
+        return source, start, end, now, builderIds(m)
+
+    def rangeOf(args):
+        range_name = args.get('range') or default_range
+        return range_name if range_name in RANGES else default_range
+
+    def unreadable(title, e):
+        # a store not written yet, a server down: one sentence, the page stays up
+        return flask.Response(
+            page.messagePage(title, f"The statistics cannot be read: {e}"),
+            content_type=HTML, headers=HEADERS)
+
+    @app.route('/view')
+    def view():
+        m = master()
+        if not access.isAllowed(m, flask.request.headers.get('Cookie')):
+            return refused()
+        range_name = rangeOf(flask.request.args)
+        builder = flask.request.args.get('builder') or None
+        source, start, end, now, ids = opened(m, range_name)
         try:
             with source.open() as reader:
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
                                  cache=app.view_cache, mirror=app.store_mirror)
         except StoreError as e:
-            # a store not written yet, a server down: one sentence, the page stays up
-            return flask.Response(
-                page.messagePage("Statistics", f"The statistics cannot be read: {e}"),
-                content_type=HTML, headers=HEADERS)
+            return unreadable("Statistics", e)
         return flask.Response(text, content_type=HTML, headers=HEADERS)
 
     @app.route('/test')
@@ -112,28 +120,19 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
         m = master()
         if not access.isAllowed(m, flask.request.headers.get('Cookie')):
             return refused()
-        args = flask.request.args
-        range_name = args.get('range') or default_range
-        if range_name not in RANGES:
-            range_name = default_range
-        builder, name = args.get('builder'), args.get('test')
+        range_name = rangeOf(flask.request.args)
+        builder, name = flask.request.args.get('builder'), flask.request.args.get('test')
         if not builder or not name:
             return flask.Response(
                 page.messagePage("Test history", "Which test? The page's test tables link "
                                  "to the history of each test."),
                 status=400, content_type=HTML, headers=HEADERS)
-        service = preferredStatsService(m, stats_service)
-        source = Source(store=store, influxdb=influxdb, service=service,
-                        basedir=getattr(m, 'basedir', None))
-        start, end = timeWindow(range_name, clock())
-        ids = builderIds(m)
+        source, start, end, _, ids = opened(m, range_name)
         try:
             with source.open() as reader:
                 history = reader.testHistory(builder, name, start, end)
         except StoreError as e:
-            return flask.Response(
-                page.messagePage("Test history", f"The statistics cannot be read: {e}"),
-                content_type=HTML, headers=HEADERS)
+            return unreadable("Test history", e)
         return flask.Response(testPage(history, builder, name, range_name, ids, '../../../'),
                               content_type=HTML, headers=HEADERS)
 

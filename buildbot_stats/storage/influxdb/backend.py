@@ -292,31 +292,17 @@ class InfluxStorageService(StatsStorageBase):
     def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
         writer = self._writer
         if writer is None:
-            self.counters.added += 1
-            self.counters.dropped += 1
-            if not self._warned_not_running:
-                self._warned_not_running = True
-                log.msg(f"buildbot_stats: error: {self!r} got a point while not running "
-                        "(start it first); point dropped")
+            self._droppedNotRunning(1)
             return
+        where = describeBuildOf(context)
         try:
             ts = self.reactor.seconds() if timestamp is None else timestamp
             tags = self.tag_policy.addExtraTags(context or {})
-            line, dropped = self.encoder.encode(series_name, post_data, tags, to_epoch_ns(ts))
-        except Exception as e:  # PointRejected, or a bad timestamp: count it, never raise
-            self.counters.added += 1
-            self.counters.rejected += 1
-            reason = e if isinstance(e, PointRejected) else f"{type(e).__name__}: {e}"
-            log.msg(f"buildbot_stats: error: {self.describe()}: point of series "
-                    f"{series_name!r} rejected{describeBuildOf(context)}: {reason}")
-            if not isinstance(e, (PointRejected, TypeError, ValueError, OverflowError)):
-                log.err(None, "buildbot_stats: unexpected encoder error")
+            ns = to_epoch_ns(ts)
+        except Exception as e:  # a bad timestamp: count it, never raise
+            self._rejected(series_name, where, e)
             return
-        if dropped:
-            what = ', '.join(f"{w} ({why})" for w, why in dropped)
-            log.msg(f"buildbot_stats: {self.describe()}: series {series_name!r}"
-                    f"{describeBuildOf(context)}: left out {what}")
-        writer.add(line.encode('utf-8'))
+        self._add(writer, series_name, post_data, tags, ns, where)
 
     def postTestResults(self, run, cases):
         """One build's test results as points of ``test_cases`` and ``test_runs`` (see
@@ -325,13 +311,7 @@ class InfluxStorageService(StatsStorageBase):
         if not cases:
             return
         if self._writer is None:
-            n = len(cases) + 1
-            self.counters.added += n
-            self.counters.dropped += n
-            if not self._warned_not_running:
-                self._warned_not_running = True
-                log.msg(f"buildbot_stats: error: {self!r} got test results while not running "
-                        "(start it first); dropped")
+            self._droppedNotRunning(len(cases) + 1)
             return
         extra = {}
         service = self.parent
@@ -349,20 +329,39 @@ class InfluxStorageService(StatsStorageBase):
                 self.counters.added += 1
                 self.counters.dropped += 1
                 continue
-            try:
-                line, dropped = self.encoder.encode(series, fields, tags, ns)
-            except PointRejected as e:
-                self.counters.added += 1
-                self.counters.rejected += 1
-                log.msg(f"buildbot_stats: error: {self.describe()}: a point of {series!r}"
-                        f"{where} rejected: {e}")
-                continue
-            if dropped:
-                what = ', '.join(f"{w} ({why})" for w, why in dropped)
-                log.msg(f"buildbot_stats: {self.describe()}: {series!r}{where}: left out "
-                        f"{what}")
-            writer.add(line.encode('utf-8'))
+            self._add(writer, series, fields, tags, ns, where)
             yield None
+
+    def _add(self, writer, series, fields, tags, ns, where):
+        """Encode one point and hand it to ``writer``; one that cannot be encoded is counted
+        as rejected and logged with its build (``where``), never raised."""
+        try:
+            line, dropped = self.encoder.encode(series, fields, tags, ns)
+        except Exception as e:  # PointRejected, or a value of a strange type
+            self._rejected(series, where, e)
+            return
+        if dropped:
+            what = ', '.join(f"{w} ({why})" for w, why in dropped)
+            log.msg(f"buildbot_stats: {self.describe()}: series {series!r}{where}: left out "
+                    f"{what}")
+        writer.add(line.encode('utf-8'))
+
+    def _rejected(self, series, where, e):
+        self.counters.added += 1
+        self.counters.rejected += 1
+        reason = e if isinstance(e, PointRejected) else f"{type(e).__name__}: {e}"
+        log.msg(f"buildbot_stats: error: {self.describe()}: point of series {series!r} "
+                f"rejected{where}: {reason}")
+        if not isinstance(e, (PointRejected, TypeError, ValueError, OverflowError)):
+            log.err(None, "buildbot_stats: unexpected encoder error")
+
+    def _droppedNotRunning(self, n):
+        self.counters.added += n
+        self.counters.dropped += n
+        if not self._warned_not_running:
+            self._warned_not_running = True
+            log.msg(f"buildbot_stats: error: {self!r} got a point while not running "
+                    "(start it first); point dropped")
 
     def _cooperator(self):
         if self._coop is None:
