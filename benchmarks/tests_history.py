@@ -34,6 +34,7 @@ Two parts, each variant in a fresh process; one JSON line:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import shutil
@@ -279,6 +280,7 @@ async def run_record(reactor, args, basedir):
 
     async def finishOnce(subscribed):
         buildid = await buildWithResults()
+        del gc_pauses[:]
         if subscribed:
             await svc.registerConsumers()
         else:
@@ -296,10 +298,22 @@ async def run_record(reactor, args, basedir):
             await task.deferLater(reactor, 0.05, lambda: None)
         cpu, rcpu = time.process_time() - cpu0, time.thread_time() - rcpu0
         longest = slices.stop()
+        gcs = max((p for p, _ in gc_pauses), default=0.0), sum(1 for _, g in gc_pauses if g == 2)
         # the last 50 ms wait of an unsubscribed run is idle: no CPU
-        return cpu, rcpu, probe.stop(), longest
+        return cpu, rcpu, probe.stop(), longest, gcs
 
     slices = ReactorSlices(reactor)
+    gc_pauses = []
+    gc_started = {}
+
+    def on_gc(phase, info):
+        if phase == 'start':
+            gc_started['t'] = (time.perf_counter(), info['generation'])
+        elif 't' in gc_started:
+            t, generation = gc_started.pop('t')
+            gc_pauses.append((time.perf_counter() - t, generation))
+
+    gc.callbacks.append(on_gc)
     await finishOnce(True)  # warm-up: imports, caches, the store's first open
     on, off = [], []
     for _ in range(args.repeat):
@@ -317,6 +331,9 @@ async def run_record(reactor, args, basedir):
         'off_longest_slice_ms': [1000 * run[3] for run in off],
         'on_worst_lag_ms': 1000 * max(run[2] for run in on),
         'off_worst_lag_ms': 1000 * max(run[2] for run in off),
+        # the garbage collector's longest pause and its full collections, in each run
+        'on_gc': [(1000 * run[4][0], run[4][1]) for run in on],
+        'off_gc': [(1000 * run[4][0], run[4][1]) for run in off],
         'counters': backend.counters.asDict(),
         'peak_rss_mb': harness.peak_rss_mb(),
     }

@@ -27,6 +27,7 @@ from twisted.internet import defer
 from twisted.python import log
 
 from buildbot_stats.messages import normalizing
+from buildbot_stats.slices import cyclicGCPaused
 
 SOURCE_TAGS = ('branch', 'repository', 'project')
 
@@ -391,7 +392,13 @@ class Lookups:
 
 
 def _readTestResults(conn, model, categories):
-    """In the database thread: the rows of :meth:`Lookups.getTestResults`."""
+    """In the database thread: the rows of :meth:`Lookups.getTestResults`, read with the
+    cyclic garbage collector paused (see :mod:`buildbot_stats.slices`)."""
+    with cyclicGCPaused():
+        return _testResultRows(conn, model, categories)
+
+
+def _testResultRows(conn, model, categories):
     results, names, paths = model.test_results, model.test_names, model.test_code_paths
     joined = results.outerjoin(names, results.c.test_nameid == names.c.id).outerjoin(
         paths, results.c.test_code_pathid == paths.c.id)

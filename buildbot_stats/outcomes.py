@@ -108,41 +108,39 @@ def mergeResults(results):
     ``rerun_fail`` set, is :data:`FLAKY`; skips count only when nothing else ran. The
     duration is that of the result that decided.
     """
-    # name -> [outcome of the last run (None: only skipped so far), duration, failed before]
-    tests = {}
+    # per name, in flat dicts of plain values (no container per test: 10,000 small lists
+    # would be promoted by the garbage collector and bring on a full collection of the
+    # master's heap): the outcome of the last run (None: only skipped so far), its duration,
+    # whether it failed before, whether it had a final result at all
+    last, durations, failed_before, final = {}, {}, set(), set()
     for category, name, value, duration_ns in results:
         if not name:
             continue
         outcome = resultOutcome(category, value)
         if outcome is None:
             continue
-        entry = tests.get(name)
-        if entry is None:
-            entry = tests[name] = [None, None, False, False]
         if outcome == 'rerun':
-            entry[2] = True
+            failed_before.add(name)
             continue
-        entry[3] = True
+        final.add(name)
+        previous = last.get(name)
         if outcome == SKIPPED:
-            if entry[0] is None:
-                entry[1] = durationSeconds(duration_ns)
+            if previous is None:
+                last[name] = None
+                durations[name] = durationSeconds(duration_ns)
             continue
-        if entry[0] == FAILED:
-            entry[2] = True
-        entry[0] = outcome
-        entry[1] = durationSeconds(duration_ns)
+        if previous == FAILED:
+            failed_before.add(name)
+        last[name] = outcome
+        durations[name] = durationSeconds(duration_ns)
     out = []
-    for name in sorted(tests):
-        last, duration, failed_before, final = tests[name]
-        if not final:
-            continue  # failed attempts without a final result: nothing to say
-        if last is None:
+    for name in sorted(final):
+        outcome = last[name]
+        if outcome is None:
             outcome = SKIPPED
-        elif last == PASSED and failed_before:
+        elif outcome == PASSED and name in failed_before:
             outcome = FLAKY
-        else:
-            outcome = last
-        out.append((name, outcome, duration))
+        out.append((name, outcome, durations[name]))
     return out
 
 

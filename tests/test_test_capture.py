@@ -19,6 +19,8 @@ from buildbot.test.util.logging import LoggingMixin
 from buildbot_stats import stats
 from buildbot_stats.captures.testhistory import revisionOf
 from buildbot_stats.cli.main import main as cli
+from buildbot_stats.history.reader import BuildReader
+from buildbot_stats.history.replay import Replayer
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
 from buildbot_stats.outcomes import PASSED
@@ -121,6 +123,24 @@ class Capture(FakeMasterMixin, LoggingMixin, unittest.TestCase):
                               if 'per-test history' in str(e.get('log_format', ''))
                               or 'per-test history' in ' '.join(map(str, e.get('message',
                                                                                ())))]), 1)
+
+    @defer.inlineCallbacks
+    def test_backfill_and_catch_up_replay_the_same_results(self):
+        mem = stats.InMemoryStorageService([stats.CaptureTestHistory()])
+        yield self.startStats([mem])
+        for n in range(3):
+            build = yield self.insertBuild(properties={'got_revision': f'rev{n}'})
+            yield self.master.db.insert_test_data(resultRows(build['buildid'], [
+                ('pass_fail', [('t.a', str(n % 2), 1000 * n), ('t.b', '1', None)]),
+                ('skip_only', [('t.c', '1', None)])]))
+            yield self.finishBuild(build)
+        live = list(mem.test_runs)
+        self.assertEqual(len(live), 3)
+        mem.clear()
+        reader = BuildReader(self.master.db)
+        result = yield Replayer(self.svc, reader, self.reactor, slice_seconds=3600).run()
+        self.assertEqual(result.builds, 3)
+        self.assertEqual(mem.test_runs, live)
 
     def test_revision(self):
         self.assertEqual(revisionOf({'got_revision': ('abc', 'Git')}, None), 'abc')

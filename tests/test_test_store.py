@@ -93,12 +93,15 @@ class SQLiteStore(unittest.TestCase):
             self.assertEqual(history[0]['duration'], 0.0101)
             self.assertEqual(store.testHistory('alpha', 'no.such.test'), [])
             self.assertEqual(store.testHistory('gamma', 'pkg.test_mod.Test.test_001'), [])
+            before = store.testsStateKey()
         # a build written again (a backfill) replaces its results: here test_001 passes
         run, cases = builds[0]
         again = [(name, PASSED, d) for name, _, d in cases[:10]]
         svc.postTestResults(run, again)
         self.assertTrue((yield svc.flush(30)))
         with openStore(self.path) as store:
+            # the page's kept tables are read again
+            self.assertNotEqual(store.testsStateKey(), before)
             self.assertEqual(len(store.testRuns()), 24)
             self.assertEqual(store.testRuns('alpha')[0].counts, (10, 0, 0, 0))
             history = store.testHistory('alpha', 'pkg.test_mod.Test.test_001')

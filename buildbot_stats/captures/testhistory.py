@@ -13,6 +13,15 @@ from buildbot_stats.captures.base import checkBuilderName
 from buildbot_stats.outcomes import TestRun
 from buildbot_stats.outcomes import mergeResults
 from buildbot_stats.point import to_epoch_seconds
+from buildbot_stats.slices import cyclicGCPaused
+
+
+def merged(rows):
+    """:func:`~buildbot_stats.outcomes.mergeResults` with the cyclic garbage collector
+    paused (see :mod:`buildbot_stats.slices`): what it makes is freed by reference
+    counting or kept, never a cycle."""
+    with cyclicGCPaused():
+        return mergeResults(rows)
 
 
 def revisionOf(properties, buildset):
@@ -62,7 +71,7 @@ class CaptureTestHistory(BuilderMatchMixin, Capture):
         reactor = self.master.reactor
         # 10,000 results take ~10 ms to merge: off the reactor
         cases = yield threads.deferToThreadPool(reactor, reactor.getThreadPool(),
-                                                mergeResults, rows)
+                                                merged, rows)
         if not cases:
             return
         run = yield self.testRun(msg, builder_name)

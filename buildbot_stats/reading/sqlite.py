@@ -155,12 +155,23 @@ class StoreReader(TestQueries):
         # two statements: each has SQLite's fast path (together they scan every row)
         count = self.countPoints()
         max_id = self.maxId()
-        tests = None
-        if self.version >= TESTS_VERSION:
-            # a build's test results are written in one transaction with its run: the runs
-            # say when they changed
-            tests = self._one("SELECT COUNT(*), MAX(id) FROM test_runs")
-        return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id, tests)
+        return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id,
+                self._testRunsState())
+
+    def testsStateKey(self):
+        """A value that changes whenever the per-test history changes: the file, its schema
+        version and its runs (a build's results are written, or replaced, in one
+        transaction with its run, which gets a new row id; a deletion lowers the count)."""
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot be read: {e.strerror}") from None
+        return (st.st_dev, st.st_ino, self.version, self._testRunsState())
+
+    def _testRunsState(self):
+        if self.version < TESTS_VERSION:
+            return None
+        return self._one("SELECT COUNT(*), MAX(id) FROM test_runs")
 
     def countPoints(self):
         return next(self._query("SELECT COUNT(*) FROM points"))[0]

@@ -47,6 +47,8 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
     # the page's queries, brought up to date with what was written since the last view
     app.view_cache = ViewCache()
     app.store_mirror = StoreMirror()
+    # the per-test tables of an SQLite store while its test results are unchanged
+    app.tests_cache = ViewCache()
 
     def master():
         api = app.buildbot_api
@@ -110,7 +112,8 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             with source.open() as reader:
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
-                                 cache=app.view_cache, mirror=app.store_mirror)
+                                 cache=app.view_cache, mirror=app.store_mirror,
+                                 tests_cache=app.tests_cache)
         except StoreError as e:
             return unreadable("Statistics", e)
         return flask.Response(text, content_type=HTML, headers=HEADERS)

@@ -20,13 +20,15 @@ from buildbot_stats.www.panels import PANELS
 from buildbot_stats.www.ranges import RANGES
 
 
-def collect(reader, builder, start, end, snapshot=None):
+def collect(reader, builder, start, end, snapshot=None, known=None):
     """Everything the page shows, read once: the builder names, and each query a panel
     ``reads`` (one call per data key, shared by the panels that need it), from
     ``snapshot`` (a :class:`~buildbot_stats.reading.mirror.Snapshot`) for the queries it
-    holds, from ``reader`` for the others (the per-test tables)."""
+    holds, from ``reader`` for the others (the per-test tables); ``known``: data keys
+    already read (kept from an earlier view)."""
     first = snapshot or reader
     data = {'builders': sorted(set(first.builderNames()) | set(_testBuilders(reader)))}
+    data.update(known or {})
     for panel in PANELS:
         for key, method in panel.reads.items():
             if key not in data:
@@ -42,13 +44,16 @@ def _testBuilders(reader):
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None, mirror=None):
+         source_name, now, cache=None, mirror=None, tests_cache=None):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
     state (``reader.stateKey()``; None: not cached). With a
     :class:`~buildbot_stats.reading.mirror.StoreMirror`, the data of an SQLite store
     comes from the mirror, brought up to date with the points written since its last view
-    (from the store itself while the mirror's first read runs in the background)."""
+    (from the store itself while the mirror's first read runs in the background). With
+    ``tests_cache`` (a ViewCache), the per-test tables of an SQLite store are kept while its
+    test results do not change (``reader.testsStateKey()``): a build without test results
+    does not make them be computed again."""
     key = None
     state = reader.stateKey() if cache is not None or mirror is not None else None
     if cache is not None and state is not None:
@@ -60,10 +65,19 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         if text is not None:
             return text
     snapshot = mirror.sync(reader) if mirror is not None and state is not None else None
+    tests_key, known = None, {}
+    tests_state = getattr(reader, 'testsStateKey', None)
+    if tests_cache is not None and tests_state is not None:
+        tests_key = (tests_state(), builder, range_name)
+        answers = tests_cache.get(tests_key, now)
+        if answers is not None:
+            known[TESTS_KEY] = answers
     try:
         # no snapshot while the mirror reads the whole store in the background: from the
         # store itself
-        data = collect(reader, builder, start, end, snapshot)
+        data = collect(reader, builder, start, end, snapshot, known)
+        if tests_key is not None and TESTS_KEY not in known and TESTS_KEY in data:
+            tests_cache.put(tests_key, now, data[TESTS_KEY])
         text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
                     now).render()
     finally:
@@ -74,6 +88,10 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
     if key is not None:
         cache.put(key, now, text)
     return text
+
+
+#: the data key of the per-test tables (TestCasesPanel.reads)
+TESTS_KEY = 'test_answers'
 
 
 class Page:

@@ -36,6 +36,7 @@ from buildbot_stats.delivery.sender import HTTPBatchSender
 from buildbot_stats.delivery.spool import Spool
 from buildbot_stats.delivery.writer import BatchWriter
 from buildbot_stats.point import to_epoch_ns
+from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.influxdb.testlines import testPoints
@@ -329,7 +330,8 @@ class InfluxStorageService(StatsStorageBase):
                 self.counters.added += 1
                 self.counters.dropped += 1
                 continue
-            self._add(writer, series, fields, tags, ns, where)
+            with cyclicGCPaused():
+                self._add(writer, series, fields, tags, ns, where)
             yield None
 
     def _add(self, writer, series, fields, tags, ns, where):

@@ -19,7 +19,8 @@ Version 2: one point per (series, tags, time), as in InfluxDB, so that writing a
 Version 3: the per-test history (:class:`~buildbot_stats.captures.CaptureTestHistory`), in
 tables of its own, about 15 bytes per test result::
 
-    test_runs(id INTEGER PRIMARY KEY, builder TEXT, build_number INTEGER, buildid INTEGER,
+    test_runs(id INTEGER PRIMARY KEY AUTOINCREMENT, builder TEXT, build_number INTEGER,
+              buildid INTEGER,
               time_us INTEGER, revision TEXT, buildset INTEGER, branch TEXT,
               passed INTEGER, failed INTEGER, skipped INTEGER, flaky INTEGER)
         UNIQUE INDEX test_runs_build ON test_runs (builder, build_number)
@@ -85,9 +86,11 @@ def _v2(conn):
 
 
 def _v3(conn):
+    # AUTOINCREMENT: a run's id is never given again (its results' row ids derive from it,
+    # and a build written again gets a new one: readers see the runs change)
     conn.execute(
         "CREATE TABLE test_runs ("
-        " id INTEGER PRIMARY KEY,"
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
         " builder TEXT NOT NULL,"
         " build_number INTEGER NOT NULL,"
         " buildid INTEGER,"

@@ -13,6 +13,7 @@ import time
 
 from buildbot_stats import __version__
 from buildbot_stats.outcomes import countOutcomes
+from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.sqlite.schema import NAME_BITS
 from buildbot_stats.storage.sqlite.schema import NAME_MASK
 from buildbot_stats.storage.sqlite.schema import migrate
@@ -27,8 +28,8 @@ INSERT = (
 # one build's test results (CaptureTestHistory): a build written again replaces its run
 RUN_OF = "SELECT id FROM test_runs WHERE builder = ? AND build_number = ?"
 INSERT_RUN = (
-    "INSERT OR REPLACE INTO test_runs (id, builder, build_number, buildid, time_us, revision,"
-    " buildset, branch, passed, failed, skipped, flaky) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO test_runs (builder, build_number, buildid, time_us, revision, buildset,"
+    " branch, passed, failed, skipped, flaky) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_RESULT = "INSERT INTO test_results (id, outcome, duration_us) VALUES (?, ?, ?)"
 # test names kept in the writer's memory (name -> id), to spare a look-up per result
@@ -104,7 +105,9 @@ class StoreWriter:
                 conn.executemany(INSERT, rows)
             results = 0
             for run, cases in tests:
-                results += self._writeRun(conn, run, cases)
+                # 10,000 rows made and dropped: no collection of the master's heap meanwhile
+                with cyclicGCPaused():
+                    results += self._writeRun(conn, run, cases)
             conn.execute("COMMIT")
         except BaseException:
             # a failed transaction is rolled back whole: the batch is retried as one (and
@@ -124,17 +127,17 @@ class StoreWriter:
         its results replaced. Returns the number of results."""
         found = conn.execute(RUN_OF, (run.builder, run.build_number)).fetchone()
         if found is not None:
-            run_id = found[0]
-            first = run_id << NAME_BITS
+            # written again under a new id: its results go to the end of the table (full
+            # pages), and readers see the runs change (StoreReader.testsStateKey)
+            first = found[0] << NAME_BITS
             conn.execute("DELETE FROM test_results WHERE id BETWEEN ? AND ?",
                          (first, first | NAME_MASK))
-        else:
-            run_id = None
+            conn.execute("DELETE FROM test_runs WHERE id = ?", (found[0],))
         passed, failed, skipped, flaky = countOutcomes(cases)
-        cursor = conn.execute(INSERT_RUN, (
-            run_id, run.builder, run.build_number, run.buildid, round(run.time * 1_000_000),
-            run.revision, run.buildset, run.branch, passed, failed, skipped, flaky))
-        run_id = cursor.lastrowid if run_id is None else run_id
+        run_id = conn.execute(INSERT_RUN, (
+            run.builder, run.build_number, run.buildid, round(run.time * 1_000_000),
+            run.revision, run.buildset, run.branch, passed, failed, skipped,
+            flaky)).lastrowid
         ids = self._nameIds(conn, [name for name, _, _ in cases])
         base = run_id << NAME_BITS
         rows = sorted(
