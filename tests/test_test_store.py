@@ -244,3 +244,47 @@ class InfluxDBStore(unittest.TestCase):
         self.assertEqual(reader.testHistory('alpha', 'no.such.test'), [])
         # the per-test measurements are not custom series
         self.assertEqual(reader.customSeries(), {})
+
+
+class PageKeepsTheTestTables(unittest.TestCase):
+    """The page computes the per-test tables again only when the test results changed."""
+
+    def test_kept_while_the_runs_are_the_same(self):
+        from buildbot_stats.www import page
+        from buildbot_stats.www.cache import ViewCache
+
+        class Reader:
+            state = 1
+            asked = 0
+
+            def builderNames(self):
+                return ['alpha']
+
+            def testRuns(self, *args):
+                return []
+
+            def testsStateKey(self):
+                return self.state
+
+            def testAnswers(self, builder, start, end):
+                self.asked += 1
+                return {'builds': 0, 'builders': [], 'tests': 0, 'flaky': [], 'failing': [],
+                        'new_failures': [], 'slowest': [], 'slowing': []}
+
+            def __getattr__(self, name):  # every other panel: no data
+                return lambda *args: {}
+
+        reader, cache = Reader(), ViewCache()
+
+        def show(now):
+            return page.view(reader, None, '7d', None, None, {}, '../../../', None, 'store',
+                             now, tests_cache=cache)
+
+        show(1000.0)
+        show(1001.0)
+        self.assertEqual(reader.asked, 1)
+        reader.state = 2  # a build with test results was written
+        show(1002.0)
+        self.assertEqual(reader.asked, 2)
+        show(1002.0 + 3600)  # kept for a minute at most: the range moves with the clock
+        self.assertEqual(reader.asked, 3)
