@@ -25,6 +25,7 @@ from buildbot_stats.storage.sqlite.schema import checkReadable
 from buildbot_stats.storage.sqlite.schema import describeReadError
 from buildbot_stats.storage.sqlite.schema import NAME_BITS
 from buildbot_stats.storage.sqlite.schema import NAME_MASK
+from buildbot_stats.storage.sqlite.schema import TESTS_VERSION
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
 __all__ = ['StoreError', 'StoreReader', 'SeriesInfo', 'openStore']
@@ -45,8 +46,6 @@ def openStore(path):
 
 #: row ids per ``IN (...)`` of the per-test look-ups
 ID_CHUNK = 500
-#: the first schema version with the per-test history tables
-TESTS_VERSION = 3
 
 
 class StoreReader(TestQueries):

@@ -39,6 +39,8 @@ from __future__ import annotations
 import sqlite3
 
 SCHEMA_VERSION = 3
+#: The first version with the per-test history tables (test_runs, test_names, test_results).
+TESTS_VERSION = 3
 #: ``test_results.id`` is ``run id << NAME_BITS | name id``: 16.7 million test names.
 NAME_BITS = 24
 NAME_MASK = (1 << NAME_BITS) - 1
