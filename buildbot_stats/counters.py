@@ -13,6 +13,11 @@ class DeliveryCounters:
     * ``dropped``: points discarded for lack of room (buffer or spool full) or time (stop)
     * ``retries``: write attempts repeated after a failure
     * ``pending``: points accepted and not yet written, rejected or dropped
+
+    ``limit_rejected``, the part of ``rejected`` that a server refused because a cardinality
+    limit was reached (InfluxDB's ``max-series-per-database``...), is kept beside them; a
+    backend that can meet such a limit adds it to its ``metrics()`` (the others never see
+    one), so it is not among :attr:`names`.
     """
 
     names = ('added', 'written', 'rejected', 'dropped', 'retries')
@@ -23,6 +28,7 @@ class DeliveryCounters:
         self.rejected = 0
         self.dropped = 0
         self.retries = 0
+        self.limit_rejected = 0
 
     @property
     def pending(self):

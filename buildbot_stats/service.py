@@ -40,6 +40,8 @@ class StatsService(service.BuildbotService):
     :param storage_backends: a list of :class:`StatsStorageBase` instances; ``None`` means
         the embedded default (see the docs)
     :param name: the service name (default ``'StatsService'``)
+    :param build_number: ``'tag'`` (default, Buildbot's layout) or ``'field'``: where the
+        seed's captures write the build number (docs/migration.rst)
     """
 
     name = "StatsService"
@@ -70,8 +72,9 @@ class StatsService(service.BuildbotService):
     # -- configuration --------------------------------------------------------------
 
     def checkConfig(self, storage_backends=None, extra_tags=None,
-                    max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True):
-        checkTagOptions("StatsService", extra_tags, max_tag_values)
+                    max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
+                    build_number='tag'):
+        checkTagOptions("StatsService", extra_tags, max_tag_values, build_number)
         if not isinstance(catch_up, bool):
             config.error(f"StatsService: catch_up must be True or False, got {shown(catch_up)}")
         if not isinstance(record_data, bool):
@@ -109,8 +112,9 @@ class StatsService(service.BuildbotService):
 
     @defer.inlineCallbacks
     def reconfigService(self, storage_backends=None, extra_tags=None,
-                        max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True):
-        self.tag_policy.configure(extra_tags, max_tag_values)
+                        max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
+                        build_number='tag'):
+        self.tag_policy.configure(extra_tags, max_tag_values, build_number)
         self.catch_up = catch_up
         self.record_data = record_data
         if storage_backends is None:
@@ -265,7 +269,9 @@ class StatsService(service.BuildbotService):
         ``capture_errors``, ``foreign_messages``, ``cache_misses`` (data API look-ups the
         :class:`~buildbot_stats.lookups.Lookups` could not answer), ``demoted_tags`` (tags written as fields past
         ``max_tag_values``), ``unrecorded_data`` (yieldMetricsValue calls not kept as
-        build data, see docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}``.
+        build data, see docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}``
+        (an InfluxDB backend's include ``limit_rejected`` and its database's series and
+        limit: docs/scaling.rst, "InfluxDB's series limit").
         """
         return {
             'capture_errors': self.capture_errors,

@@ -1,10 +1,16 @@
-"""Tags of the build statistics captures: extra tags and the cardinality guard.
+"""Tags: extra tags, the cardinality guard, and where the seed's captures put the build number.
 
 InfluxDB keeps an index entry per distinct tag value; a tag fed with unbounded values
 (build numbers, commit hashes, one branch per pull request) grows that index without end
 and finally gets writes refused. The captures of :mod:`buildbot_stats.captures.buildstats`
 therefore write unbounded numbers as fields, and every tag they write passes through
 :class:`TagPolicy`, which turns a tag into a field once it has seen too many values.
+
+The seed's captures (build times, properties, ``yieldMetricsValue`` data) tag
+``build_number`` as Buildbot's module does: a new series per build. With
+``StatsService(build_number='field')`` (:data:`BUILD_NUMBER_FORMS`) :meth:`TagPolicy.seedPoint`
+writes it as an integer field instead, and their other tags pass the cardinality guard too,
+so each builder keeps a fixed number of series (docs/scaling.rst).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from buildbot_stats.checks import shown
 #: measurement may take before it is written as a field instead.
 DEFAULT_MAX_TAG_VALUES = 1000
 
+#: ``StatsService(build_number=...)``: the seed's captures write the build number as a tag
+#: (Buildbot's layout, the default) or as a field.
+BUILD_NUMBER_FORMS = ('tag', 'field')
+
 #: Tag names the captures write themselves; ``extra_tags`` may not use them.
 RESERVED_TAGS = frozenset({
     'builder_name', 'build_number', 'worker', 'result', 'branch', 'repository', 'project',
@@ -26,8 +36,12 @@ RESERVED_TAGS = frozenset({
 })
 
 
-def checkTagOptions(owner, extra_tags, max_tag_values):
-    """``config.error`` for a bad ``extra_tags`` or ``max_tag_values`` (checkConfig)."""
+def checkTagOptions(owner, extra_tags, max_tag_values, build_number='tag'):
+    """``config.error`` for a bad ``extra_tags``, ``max_tag_values`` or ``build_number``
+    (checkConfig)."""
+    if build_number not in BUILD_NUMBER_FORMS or not isinstance(build_number, str):
+        config.error(f"{owner}: build_number must be 'tag' (Buildbot's layout: a new series "
+                     "per build) or 'field', got " + shown(build_number))
     if extra_tags is not None:
         if not isinstance(extra_tags, dict):
             config.error(f"{owner}: extra_tags must be a dict of tag names to strings, got "
@@ -53,29 +67,54 @@ def checkTagOptions(owner, extra_tags, max_tag_values):
 
 
 class TagPolicy:
-    """Adds the extra tags to every point and keeps the build statistics' tags bounded.
+    """Adds the extra tags to every point, keeps the build statistics' tags bounded, and
+    says where the seed's captures put the build number.
 
     :param extra_tags: tags added to every point (a capture's own tag of the same name wins)
     :param max_tag_values: distinct values a tag of one measurement may take; the value that
         would pass the limit, and every later value, is written as a field of the same name
         (one warning logged per measurement and tag). ``None``: no limit.
+    :param build_number: ``'tag'`` or ``'field'``: where :meth:`seedPoint` puts the seed's
+        build number (``StatsService(build_number=...)``)
     """
 
-    def __init__(self, extra_tags=None, max_tag_values=DEFAULT_MAX_TAG_VALUES):
+    def __init__(self, extra_tags=None, max_tag_values=DEFAULT_MAX_TAG_VALUES,
+                 build_number='tag'):
         self.extra_tags = {}
         self.max_tag_values = max_tag_values
+        self.build_number = build_number
         # (measurement, tag) -> the distinct values written as a tag so far
         self._seen = {}
         # (measurement, tag) pairs now written as fields
         self.demoted = set()
-        self.configure(extra_tags, max_tag_values)
+        self.configure(extra_tags, max_tag_values, build_number)
 
-    def configure(self, extra_tags, max_tag_values):
+    def configure(self, extra_tags, max_tag_values, build_number='tag'):
         self.extra_tags = dict(extra_tags or {})
         if max_tag_values != self.max_tag_values:
             # a new limit is a new decision: tags demoted under the old one may come back
             self.demoted.clear()
         self.max_tag_values = max_tag_values
+        self.build_number = build_number
+
+    @property
+    def buildNumberIsField(self):
+        return self.build_number == 'field'
+
+    def seedPoint(self, measurement, tags, fields):
+        """The (tags, fields) of a point of the seed's layout (``builder_name`` and
+        ``build_number`` tags): unchanged in the tag form; in the field form the build
+        number is an integer field and the other tags pass :meth:`apply` (the guard)."""
+        if not self.buildNumberIsField or 'build_number' not in tags:
+            return tags, fields
+        tags = dict(tags)
+        number = tags.pop('build_number')
+        fields = dict(fields)
+        try:
+            fields['build_number'] = int(number)
+        except (TypeError, ValueError):
+            fields['build_number'] = str(number)
+        return self.apply(measurement, tags, fields)
 
     def addExtraTags(self, tags):
         """``tags`` with the extra tags added. A given tag wins over an extra tag of the same

@@ -10,7 +10,13 @@ so the times are spread:
 * **build-number spread**: the build statistics captures (results, queue, steps, tests)
   write one series for every builder, with the build number as a field, so two builds of
   one builder ending in the same second would collide: their points move by (build number
-  mod ``BUILD_TIME_SLOTS``) * ``BUILD_TIME_SPREAD`` (milliseconds);
+  mod ``BUILD_TIME_SLOTS``) * ``BUILD_TIME_SPREAD`` (milliseconds). The seed's build time
+  and property captures do the same under ``StatsService(build_number='field')`` (in
+  Buildbot's layout the build number is a tag: each build has series of its own, and the
+  times stay the build's own). Two builds of a builder that end in the same second thus
+  never collide, unless their numbers differ by a multiple of ``BUILD_TIME_SLOTS``: a
+  thousand builds of that builder would have to end while one of them runs, and the two in
+  one second;
 * **data step**: two ``yieldMetricsValue`` calls at one reactor time get times at least
   ``DATA_TIME_STEP`` apart (:class:`DataClock`).
 """

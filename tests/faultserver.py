@@ -12,6 +12,10 @@ is used up)::
     ]
 
 ``server.requests`` records ``(path, body, headers)`` of every request, answered or not.
+
+Queries (a path ending in ``/query``: the InfluxDB backend's series checks) are apart:
+recorded in ``server.queries`` and answered by ``server.query_script`` (the same steps; an
+empty InfluxQL answer, 200, once it is used up), so that a script of writes is the writes'.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.web import resource
 from twisted.web import server as webserver
+
+
+EMPTY_ANSWER = b'{"results":[{"statement_id":0}]}'
 
 
 class _Root(resource.Resource):
@@ -30,9 +37,14 @@ class _Root(resource.Resource):
 
     def render(self, request):
         body = request.content.read()
-        self.fault.requests.append((request.path, body, request.requestHeaders))
-        self.fault.times.append(reactor.seconds())
-        step = self.fault.script.pop(0) if self.fault.script else ('status', 204, b'', {})
+        if request.path.endswith(b'/query'):
+            self.fault.queries.append((request.path, body, request.requestHeaders))
+            script, default = self.fault.query_script, ('status', 200, EMPTY_ANSWER, {})
+        else:
+            self.fault.requests.append((request.path, body, request.requestHeaders))
+            self.fault.times.append(reactor.seconds())
+            script, default = self.fault.script, ('status', 204, b'', {})
+        step = script.pop(0) if script else default
         kind = step[0]
         if kind == 'hang':
             self.fault.hanging.append(request)
@@ -55,6 +67,8 @@ class FaultServer:
     def __init__(self):
         self.script = []
         self.requests = []
+        self.query_script = []
+        self.queries = []
         self.times = []
         self.hanging = []
         self.site = webserver.Site(_Root(self))

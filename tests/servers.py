@@ -320,8 +320,21 @@ def measurement_regex(name: str) -> str:
                           for ch in name) + '$/'
 
 
+def _toml_value(value):
+    """A value of influxdb.conf (TOML): a bool, a number or a quoted string."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(str(value))
+
+
 class InfluxDB1Server(_ServerProcess):
-    """``influxd`` 1.x with every directory in a temporary dir and both its ports on loopback."""
+    """``influxd`` 1.x with every directory in a temporary dir and both its ports on loopback.
+
+    ``config`` adds settings to influxdb.conf, by section: ``{'data':
+    {'max-series-per-database': 30}}``. It is written at every :meth:`start`, so a test may
+    change ``server.config`` and :meth:`restart` the server (the data stays)."""
 
     name = 'influxd'
     binary = INFLUXD
@@ -329,13 +342,22 @@ class InfluxDB1Server(_ServerProcess):
     ready_path = '/ping'
     ready_status = 204
 
-    def __init__(self, basedir=None):
+    def __init__(self, basedir=None, config=None):
         super().__init__(basedir)
         # the RPC (backup/restore) port must differ per server so that parallel runs don't clash
         self.rpc_port = free_port()
         self.config_path = os.path.join(self.basedir, 'influxdb.conf')
+        self.config = {section: dict(settings) for section, settings in (config or {}).items()}
+
+    def _extra(self, section):
+        return ''.join(f'  {key} = {_toml_value(value)}\n'
+                       for key, value in self.config.get(section, {}).items())
 
     def prepare(self):
+        unknown = set(self.config) - {'data', 'http'}
+        if unknown:
+            raise ServerError(f'InfluxDB1Server: config sections {sorted(unknown)} are not '
+                              'supported (data, http)')
         d = self.basedir
         config = f'''\
 reporting-disabled = true
@@ -348,12 +370,12 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   dir = "{d}/data"
   wal-dir = "{d}/wal"
   query-log-enabled = false
-
+{self._extra('data')}
 [http]
   enabled = true
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
-
+{self._extra('http')}
 [monitor]
   store-enabled = false
 
@@ -457,6 +479,13 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         answer = self.query(f'SHOW TAG KEYS FROM {measurement_regex(measurement)}', db=db)
         series = answer['results'][0].get('series', [])
         return sorted(v[0] for s in series for v in s['values'])
+
+    def series_count(self, db, where=None):
+        """The exact number of series of ``db`` (``SHOW SERIES EXACT CARDINALITY``), of those
+        matching ``where`` (an InfluxQL condition) when given."""
+        q = 'SHOW SERIES EXACT CARDINALITY' + (f' WHERE {where}' if where else '')
+        answer = self.query(q, db=db)
+        return sum(v[0] for s in answer['results'][0].get('series', []) for v in s['values'])
 
 
 class VictoriaMetricsServer(_ServerProcess):

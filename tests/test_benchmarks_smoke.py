@@ -172,6 +172,21 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual(result['influx-catchup']['in_influxdb'], n)
         self.assertMachine(result)
 
+    def test_series(self):
+        n = 40
+        result = run_benchmark('series', '--n', n, '--captures', 'duration')
+        self.assertEqual((result['bench'], result['n']), ('series', n))
+        tag = self.assertVariantOk(result, 'tag', 'duration')['duration']
+        field = self.assertVariantOk(result, 'field', 'duration')['duration']
+        # a series per build in Buildbot's layout, at most one per builder (10) with the field
+        self.assertEqual((tag['series_all'], tag['series_per_build']), (n, 1.0))
+        self.assertLessEqual(field['series_all'], 10)
+        for res in (tag, field):
+            self.assertEqual((res['points'], res['points_lost']), (n, 0))
+            # no two points overwrote each other
+            self.assertEqual(res['points_stored'], n)
+        self.assertMachine(result)
+
     def test_www_page(self):
         result = run_benchmark('www_page', '--points', 900, '--repeat', 1)
         self.assertEqual((result['bench'], result['points']), ('www_page', 900))

@@ -289,3 +289,30 @@ class WriterTest(unittest.TestCase):
         ok = yield w.flush(timeout=1.0)
         self.assertTrue(ok)
         self.assertEqual(self.counters.written, 1)
+
+
+class CreatingAtStop(unittest.TestCase):
+
+    def test_a_creation_under_way_at_stop_leaves_no_timer(self):
+        clock = task.Clock()
+        sender = FakeSender()
+        sender.script = [S.Outcome(S.NOT_FOUND, 404, 'HTTP 404: database not found',
+                                   database_not_found=True)]
+        creating = []
+
+        def create():
+            # as the sender answers a cancelled request: a failure, never an error
+            d = defer.Deferred(lambda d: d.callback(False))
+            creating.append(d)
+            return d
+        w = BatchWriter(sender, WriteOptions(jitter=0.0), DeliveryCounters(), clock, 'test',
+                        create_database=create)
+        w.start()
+        w.add(b'm v=1i 1')
+        clock.advance(1.0)
+        self.assertEqual(len(creating), 1)
+        stopping = w.stop(timeout=0)
+        clock.advance(0)
+        self.successResultOf(stopping)
+        self.assertTrue(creating[0].called)
+        self.assertEqual(clock.getDelayedCalls(), [])

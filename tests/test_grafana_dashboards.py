@@ -34,10 +34,10 @@ def regexValues(values):
     return escaped[0] if len(escaped) == 1 else '(' + '|'.join(escaped) + ')'
 
 
-def expand(query, variables):
+def expand(query, variables, time_filter='time >= now() - 1h', interval='10s'):
     """Grafana's macros: ``$timeFilter``, ``$__interval`` and the template variables."""
-    query = query.replace('$timeFilter', 'time >= now() - 1h')
-    query = query.replace('$__interval', '10s')
+    query = query.replace('$timeFilter', time_filter)
+    query = query.replace('$__interval', interval)
     for name in sorted(variables, key=len, reverse=True):
         query = query.replace('$' + name, regexValues(variables[name]))
     assert '$' not in query.replace('$/', '').replace('$builder', ''), query

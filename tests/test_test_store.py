@@ -245,6 +245,45 @@ class InfluxDBStore(unittest.TestCase):
         # the per-test measurements are not custom series
         self.assertEqual(reader.customSeries(), {})
 
+    def test_a_build_number_tag_is_read_like_the_field(self):
+        # CaptureTestHistory writes build_number as a field whatever
+        # StatsService(build_number=...) says (no series per build); points written with the
+        # tag (by hand, or another writer) are read through the same buildOf as the seed's
+        t = int(T0 * 1e9)
+        self.influx.write_lines(self.db, [
+            f'test_runs,builder_name=alpha,build_number=7 passed=1i,failed=1i,skipped=0i,'
+            f'flaky=0i,tests=2i,buildid=70i {t}',
+            f'test_cases,builder_name=alpha,build_number=7,outcome=passed test="t.ok",'
+            f'duration=0.5 {t}',
+            f'test_cases,builder_name=alpha,build_number=7,outcome=failed test="t.bad",'
+            f'duration=0.25 {t + 1}',
+            f'test_runs,builder_name=alpha passed=2i,failed=0i,skipped=0i,flaky=0i,tests=2i,'
+            f'build_number=8i,buildid=80i {t + 60 * 10**9}',
+            f'test_cases,builder_name=alpha,outcome=passed test="t.ok",build_number=8i,'
+            f'duration=0.5 {t + 60 * 10**9}',
+            f'test_cases,builder_name=alpha,outcome=passed test="t.bad",build_number=8i,'
+            f'duration=0.75 {t + 60 * 10**9 + 1}'])
+        reader = InfluxReader(self.influx.url, self.db)
+        runs = reader.testRuns()
+        self.assertEqual([(r.builder, r.number, r.buildid, r.counts) for r in runs],
+                         [('alpha', 7, 70, (1, 1, 0, 0)), ('alpha', 8, 80, (2, 0, 0, 0))])
+        history = reader.testHistory('alpha', 't.bad')
+        self.assertEqual([(h['number'], h['buildid'], h['outcome'], h['duration'])
+                          for h in history],
+                         [(7, 70, 'failed', 0.25), (8, 80, 'passed', 0.75)])
+
+    def test_a_refused_batch_names_the_capture(self):
+        backend = stats.InfluxStorageService(
+            'localhost', None, None, None, 'db',
+            [stats.CaptureTestHistory('alpha'), stats.CaptureBuildResults()], name='influx')
+        lines = [b'test_cases,builder_name=alpha,outcome=failed test="t.bad",build_number=7i 1']
+        text = backend._describeRefused(lines)
+        self.assertIn("The refused batch wrote to test_cases (written by CaptureTestHistory(",
+                      text)
+        self.assertNotIn("Each build adds a new series", text)
+        self.assertNotIn("CaptureTestHistory", backend._describeRefused(
+            [b'test_cases,builder_name=beta,outcome=passed test="t",build_number=7i 1']))
+
 
 class PageKeepsTheTestTables(unittest.TestCase):
     """The page computes the per-test tables again only when the test results changed."""

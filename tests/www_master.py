@@ -61,7 +61,7 @@ def captures():
     ]
 
 
-def masterConfig(backends, restricted=False, dashboard=None):
+def masterConfig(backends, restricted=False, dashboard=None, service_options=None):
     c = {}
     c['schedulers'] = [schedulers.ForceScheduler(
         name="force", builderNames=["alpha", "beta"],
@@ -77,7 +77,8 @@ def masterConfig(backends, restricted=False, dashboard=None):
         util.BuilderConfig(name="alpha", workernames=["local1"], factory=alpha),
         util.BuilderConfig(name="beta", workernames=["local1"], factory=beta),
     ]
-    c['services'] = [stats.StatsService(storage_backends=backends, name="StatsService")]
+    c['services'] = [stats.StatsService(storage_backends=backends, name="StatsService",
+                                        **(service_options or {}))]
     c['www'] = {
         'port': 'tcp:0:interface=127.0.0.1',
         'plugins': {'wsgi_dashboards': [dashboard or stats.statsDashboard()]},
@@ -107,11 +108,12 @@ class PageMasterMixin:
     proto = 'pb'
 
     @defer.inlineCallbacks
-    def startMaster(self, restricted=False, backends=None, dashboard=None):
+    def startMaster(self, restricted=False, backends=None, dashboard=None,
+                    service_options=None):
         if backends is None:
             backends = [stats.SQLiteStorageService(path=STORE, captures=captures(),
                                                    flush_interval=0.1, name='sqlite')]
-        yield self.setup_master(masterConfig(backends, restricted, dashboard))
+        yield self.setup_master(masterConfig(backends, restricted, dashboard, service_options))
         self.master = self.tested_master.master
         self.base = f"http://127.0.0.1:{self.master.www.getPortnum()}/"
 

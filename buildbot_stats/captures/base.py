@@ -17,6 +17,7 @@ from buildbot import config
 from buildbot_stats.checks import shown
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.tagging import TagPolicy
+from buildbot_stats.timestamps import buildPointTime
 from buildbot_stats.timestamps import pointTime
 
 BUILD_FINISHED = ("builders", None, "builds", None, "finished")
@@ -157,6 +158,12 @@ class Capture:
         """A short, human name of this capture for log messages."""
         return type(self).__name__
 
+    def writesSeries(self, series, builder_name=None):
+        """True when this capture writes points of ``series`` for the builder
+        ``builder_name`` (None: any), for messages that name a series, such as a refused
+        one. A capture class that does not know says False."""
+        return False
+
     def namedBuilders(self):
         """The builder names this capture is limited to; empty when it takes every builder.
         (StatsService warns about a name the master has no builder for.)"""
@@ -197,6 +204,25 @@ class Capture:
         """A datetime (or epoch seconds) as the time of a point of this capture."""
         return pointTime(value, self._time_offset)
 
+    def writeBuildPoint(self, series, build, builder_name, fields, value, spread=True):
+        """Write a point of the seed's layout for ``build`` (a build dict) of
+        ``builder_name``: the tags of :meth:`defaultContext`, at the time ``value`` (a
+        datetime or epoch seconds) with this capture's offset.
+
+        Under ``StatsService(build_number='field')`` the build number is a field
+        (:meth:`TagPolicy.seedPoint <buildbot_stats.tagging.TagPolicy.seedPoint>`), so it no
+        longer keeps two builds of a builder apart in InfluxDB: with ``spread`` (times
+        of whole seconds: the build's start or end) the time also moves by the build number
+        (:func:`~buildbot_stats.timestamps.buildPointTime`); without (``yieldMetricsValue``
+        times, already apart) it does not."""
+        tags = self.defaultContext(build, builder_name)
+        time = self.pointTime(value)
+        if self.tag_policy.buildNumberIsField:
+            tags, fields = self.tag_policy.seedPoint(series, tags, fields)
+            if spread and value is not None:
+                time = buildPointTime(build, value, self._time_offset)
+        self.writePoint(series, tags, fields, time)
+
     # -- writing -----------------------------------------------------------------------
 
     def writePoint(self, series, tags, fields, time=None):
@@ -232,6 +258,11 @@ class BuilderMatchMixin:
 
     def namedBuilders(self):
         return [self._builder_name] if isinstance(self._builder_name, str) else []
+
+    def writesBuilder(self, builder_name):
+        """For :meth:`writesSeries`: this capture may write points of ``builder_name``
+        (None: unknown)."""
+        return builder_name is None or self.builderMatches(builder_name)
 
     def describe(self):
         return f"{type(self).__name__}(builder_name={self._builder_name!r})"

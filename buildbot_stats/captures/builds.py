@@ -48,8 +48,14 @@ class CaptureBuildTimes(BuilderMatchMixin, Capture):
                 f"{self.describe()}: callback raised {type(e).__name__}: {e} "
                 f"for build #{msg.get('number')} of builder {builder_name!r}"
             ) from e
-        self.writePoint(f"{builder_name}-build-times", self.defaultContext(msg, builder_name),
-                        {self._time_type: value}, self.pointTime(self.timestampOf(msg)))
+        self.writeBuildPoint(f"{builder_name}-build-times", msg, builder_name,
+                             {self._time_type: value}, self.timestampOf(msg))
+
+    def writesSeries(self, series, builder_name=None):
+        if builder_name is None:
+            return series.endswith('-build-times') and self._builder_name in (
+                None, series[:-len('-build-times')])
+        return series == f"{builder_name}-build-times" and self.writesBuilder(builder_name)
 
     def retValParams(self, msg):
         raise NotImplementedError

@@ -72,6 +72,9 @@ class BuildStatsCapture(BuilderMatchMixin, Capture):
     def capture(self, build, builder_name, tags):
         raise NotImplementedError
 
+    def writesSeries(self, series, builder_name=None):
+        return series == self.measurement and self.writesBuilder(builder_name)
+
     def buildTime(self, build, value):
         """The time of a point of ``build`` that happened at ``value`` (a datetime)."""
         return buildPointTime(build, value, self._time_offset)

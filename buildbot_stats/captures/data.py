@@ -61,9 +61,16 @@ class CaptureDataBase(BuilderMatchMixin, Capture):
                 f"{type(fields).__name__} for build #{build_data.get('number')} of "
                 f"builder {builder_name!r}"
             )
-        self.writePoint(f"{builder_name}-{self._data_name}",
-                        self.defaultContext(build_data, builder_name), fields,
-                        self.pointTime(msg.get('timestamp')))
+        # the times of yieldMetricsValue calls are apart already (DataClock): no spread
+        self.writeBuildPoint(f"{builder_name}-{self._data_name}", build_data, builder_name,
+                             fields, msg.get('timestamp'), spread=False)
+
+    def writesSeries(self, series, builder_name=None):
+        if builder_name is None:
+            return series.endswith(f"-{self._data_name}") and self._builder_name in (
+                None, series[:-len(self._data_name) - 1])
+        return (series == f"{builder_name}-{self._data_name}"
+                and self.writesBuilder(builder_name))
 
 
 class CaptureData(CaptureDataBase):

@@ -43,6 +43,14 @@ class CapturePropertyBase(BuilderMatchMixin, Capture):
             f"property_name={self._property_name!r})"
         )
 
+    def writesSeries(self, series, builder_name=None):
+        if builder_name is None or not series.startswith(f"{builder_name}-"):
+            return False
+        suffix = series[len(builder_name) + 1:]
+        named = (self._pattern.match(suffix) is not None if self._regex
+                 else suffix == self._property_name)
+        return named and self.writesBuilder(builder_name)
+
     def consumer(self, routingKey, msg):
         return then(self.lookups.builder_names.lookup(msg['builderid']), self._consumeOf, msg)
 
@@ -58,8 +66,6 @@ class CapturePropertyBase(BuilderMatchMixin, Capture):
         else:
             names = [self._property_name]
 
-        time = self.pointTime(msg['complete_at'])
-        tags = self.defaultContext(msg, builder_name)
         errors = []
         # one property that fails never hides the others
         for pn in names:
@@ -71,8 +77,8 @@ class CapturePropertyBase(BuilderMatchMixin, Capture):
             except Exception as e:
                 errors.append(f"callback raised {type(e).__name__}: {e} for property {pn!r}")
                 continue
-            self.writePoint(f"{builder_name}-{pn}", dict(tags), {"name": pn, "value": value},
-                            time)
+            self.writeBuildPoint(f"{builder_name}-{pn}", msg, builder_name,
+                                 {"name": pn, "value": value}, msg['complete_at'])
         if errors:
             raise CaptureError(
                 f"{self.describe()}: {'; '.join(errors)} in build #{msg.get('number')} of "

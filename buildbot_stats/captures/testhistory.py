@@ -15,6 +15,13 @@ from buildbot_stats.outcomes import mergeResults
 from buildbot_stats.point import to_epoch_seconds
 from buildbot_stats.slices import cyclicGCPaused
 
+#: The InfluxDB measurements this capture's results become (written by
+#: :mod:`buildbot_stats.storage.influxdb.testlines`): one point per test per build, and one
+#: per build.
+TEST_CASES = 'test_cases'
+TEST_RUNS = 'test_runs'
+TEST_MEASUREMENTS = (TEST_CASES, TEST_RUNS)
+
 
 def merged(rows):
     """:func:`~buildbot_stats.outcomes.mergeResults` with the cyclic garbage collector
@@ -59,6 +66,10 @@ class CaptureTestHistory(BuilderMatchMixin, Capture):
             checkBuilderName(type(self).__name__, builder_name)
         self._builder_name = builder_name
         super().__init__(BUILD_FINISHED, None)
+
+    def writesSeries(self, series, builder_name=None):
+        # the InfluxDB backend names the capture behind a refused series
+        return series in TEST_MEASUREMENTS and self.writesBuilder(builder_name)
 
     @defer.inlineCallbacks
     def consumer(self, routingKey, msg):

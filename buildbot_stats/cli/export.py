@@ -66,9 +66,13 @@ def writeCsv(points, f, counts):
     w.writerow(CSV_COLUMNS)
     for p in points:
         tags = dict(p.tags)
-        builder, number = tags.pop('builder_name', ''), tags.pop('build_number', '')
+        fields = dict(p.fields)
+        builder, number = tags.pop('builder_name', ''), tags.pop('build_number', None)
+        if number is None:
+            # StatsService(build_number='field'), or a build statistics measurement
+            number = fields.pop('build_number', '')
         extra = json.dumps(tags, sort_keys=True) if tags else ''
-        for name, value in p.fields.items():
+        for name, value in fields.items():
             w.writerow([exportTime(p.time), f"{p.time:.6f}", p.series, builder,
                         number, extra, name, csvValue(value)])
         counts['points'] += 1

@@ -14,6 +14,8 @@ from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.common import printable
 from buildbot_stats.cli.safewrite import checkOutput
 from buildbot_stats.cli.safewrite import writeText
+from buildbot_stats.reading.forms import isStatistic
+from buildbot_stats.reading.forms import oneFormPerBuild
 # the numbers live with the readers, shared with the Statistics page (buildbot_stats.www)
 from buildbot_stats.reading.summary import builderStats
 from buildbot_stats.reading.summary import fmtSeconds
@@ -62,6 +64,13 @@ def isNumber(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def pointBuild(p):
+    """``(series, builder, build number)`` of a point (its number a tag or a field), None
+    without a build number."""
+    number = p.tags.get('build_number', p.fields.get('build_number'))
+    return None if number is None else (p.series, p.tags.get('builder_name'), str(number))
+
+
 def collect(store):
     """Everything the summary and the HTML report show, read once."""
     builds = store.buildDurations()
@@ -70,9 +79,11 @@ def collect(store):
         if info.name.endswith('-build-times'):
             continue  # shown as durations per builder
         fields = {}
-        for p in store.points([info.name]):
+        # a build in both forms (reading.forms) counts once, the build number is no figure
+        for p in oneFormPerBuild(store.points([info.name]), pointBuild,
+                                 lambda p: 'build_number' in p.tags):
             for name, value in p.fields.items():
-                if isNumber(value):
+                if isNumber(value) and isStatistic(name):
                     fields.setdefault(name, []).append((p.time, float(value)))
         series.append((info, fields))
     return {

@@ -19,18 +19,41 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from buildbot_stats.captures.testhistory import TEST_CASES
+from buildbot_stats.captures.testhistory import TEST_MEASUREMENTS
+from buildbot_stats.captures.testhistory import TEST_RUNS
 from buildbot_stats.outcomes import OUTCOMES
+from buildbot_stats.reading.forms import BUILD_NUMBER
+from buildbot_stats.reading.forms import isStatistic
+from buildbot_stats.reading.forms import oneFormPerBuild
 from buildbot_stats.reading.sqlite import MEASUREMENTS
 from buildbot_stats.reading.sqlite import isNumber
 from buildbot_stats.reading.tests import Run
 from buildbot_stats.reading.tests import TestQueries
 from buildbot_stats.storage.influxdb.testlines import SPAN_NS
-from buildbot_stats.storage.influxdb.testlines import TEST_CASES
-from buildbot_stats.storage.influxdb.testlines import TEST_MEASUREMENTS
-from buildbot_stats.storage.influxdb.testlines import TEST_RUNS
 from buildbot_stats.storage.sqlite.schema import StoreError
 
-__all__ = ['InfluxReader', 'checkSettings', 'quoteIdent', 'quoteString']
+__all__ = ['BUILD_COLUMNS', 'InfluxReader', 'buildOf', 'checkSettings', 'quoteIdent',
+           'quoteString']
+
+#: The columns of a SELECT that find a point's build in either form (read them with
+#: :func:`buildOf`). ``"build_number"`` alone would not do: once a measurement holds the
+#: field, InfluxDB answers the field and leaves the rows of the tag form empty.
+BUILD_COLUMNS = (f'"builder_name", "{BUILD_NUMBER}"::tag AS "build_number_tag", '
+                 f'"{BUILD_NUMBER}"::field AS "build_number_field"')
+
+
+def buildOf(row):
+    """``(builder, build number, tagged)`` of a row selected with :data:`BUILD_COLUMNS`:
+    the build number is the ``build_number`` tag (Buildbot's layout: ``tagged`` True) or the
+    ``build_number`` field (the build statistics captures, and the seed's under
+    ``StatsService(build_number='field')``); None when the point has neither
+    (:mod:`buildbot_stats.reading.forms`)."""
+    tag = _int(row.get('build_number_tag'))
+    if tag is not None:
+        return row.get('builder_name'), tag, True
+    return row.get('builder_name'), _int(row.get('build_number_field')), False
+
 
 #: test names per ``OR`` of a query of the per-test history
 NAME_CHUNK = 50
@@ -198,9 +221,10 @@ class InfluxReader(TestQueries):
             b = m[:-len('-build-times')]
             seen = set()
             where = self._where(None, start, end, ['"duration" >= 0'])
-            q = f'SELECT "duration", "build_number" FROM {self._from(m)}{where}'
+            q = f'SELECT "duration", {BUILD_COLUMNS} FROM {self._from(m)}{where}'
             for row in self._rows(q):
-                number = _int(row.get('build_number'))
+                _, number, _ = buildOf(row)
+                # the first point of each build (by time: the tag form's, of a build in both)
                 if number in seen or not isNumber(row.get('duration')):
                     continue
                 seen.add(number)
@@ -208,12 +232,12 @@ class InfluxReader(TestQueries):
         return out
 
     def _measurement(self, measurement, columns, builder, start, end, conditions=()):
-        cols = ", ".join(quoteIdent(c) for c in ('builder_name', 'build_number', *columns))
-        q = (f"SELECT {cols} FROM {self._from(measurement)}"
+        cols = ", ".join(quoteIdent(c) for c in columns)
+        q = (f"SELECT {BUILD_COLUMNS}, {cols} FROM {self._from(measurement)}"
              f"{self._where(builder, start, end, conditions)}")
         for row in self._rows(q):
-            yield (row.get('builder_name'), row['time'] / 1e3, _int(row.get('build_number')),
-                   *(row.get(c) for c in columns))
+            b, number, _ = buildOf(row)
+            yield (b, row['time'] / 1e3, number, *(row.get(c) for c in columns))
 
     def buildResults(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, result), ...]}`` from ``builds``."""
@@ -268,32 +292,41 @@ class InfluxReader(TestQueries):
     def customSeries(self, builder=None, start=None, end=None):
         """``{series: [(time, builder, build number, {field: number}), ...]}`` of the
         property and data series (every measurement but ``*-build-times`` and the build
-        statistics measurements); numeric fields only."""
+        statistics measurements); numeric fields only, the build number left out; a build
+        in both forms counts in its tag form (:mod:`buildbot_stats.reading.forms`)."""
         out = {}
         for m in self.measurements():
             if m.endswith('-build-times') or m in MEASUREMENTS or m in TEST_MEASUREMENTS:
                 continue
             if builder is not None and not m.startswith(builder + '-'):
                 continue
-            q = f"SELECT * FROM {self._from(m)}{self._where(builder, start, end)}"
+            q = (f"SELECT *::field, {BUILD_COLUMNS} FROM {self._from(m)}"
+                 f"{self._where(builder, start, end)}")
+            points = []
             for row in self._rows(q):
-                # tags are strings: the numbers are the fields
-                numbers = {k: float(v) for k, v in row.items() if k != 'time' and isNumber(v)}
+                b, number, tagged = buildOf(row)
+                numbers = {k: float(v) for k, v in row.items()
+                           if k not in _NOT_FIELDS and isStatistic(k) and isNumber(v)}
                 if numbers:
-                    out.setdefault(m, []).append((row['time'] / 1e3, row.get('builder_name'),
-                                                  _int(row.get('build_number')), numbers))
+                    points.append(((row['time'] / 1e3, b, number, numbers), tagged))
+            kept = oneFormPerBuild(points, lambda p: None if p[0][2] is None else p[0][1:3],
+                                   lambda p: p[1])
+            if kept:
+                out[m] = [p for p, _ in kept]
         return out
 
     # -- the per-test history: the primitives of reading.tests.TestQueries --------------------
-    # A run's key is (builder, build number); a test's key is its name.
+    # A run's key is (builder, build number); a test's key is its name. CaptureTestHistory
+    # writes the build number as a field, but it is read through buildOf like every point's.
 
     def testRuns(self, builder=None, start=None, end=None):
         """The :class:`~buildbot_stats.reading.tests.Run` of every build with test results
         (the ``test_runs`` measurement), by time."""
-        q = (f"SELECT * FROM {self._from(TEST_RUNS)}{self._where(builder, start, end)}")
+        q = (f"SELECT *::field, {BUILD_COLUMNS} FROM {self._from(TEST_RUNS)}"
+             f"{self._where(builder, start, end)}")
         runs = {}
         for row in self._rows(q):
-            b, number = row.get('builder_name'), _int(row.get('build_number'))
+            b, number, _ = buildOf(row)
             if b is None or number is None:
                 continue
             counts = tuple(_int(row.get(k)) or 0 for k in ('passed', 'failed', 'skipped',
@@ -311,12 +344,13 @@ class InfluxReader(TestQueries):
         by_builder = {}
         for r in runs:
             by_builder.setdefault(r.builder, []).append(r.time)
-        cols = ", ".join(quoteIdent(c) for c in ('builder_name', 'build_number', *columns))
+        cols = ", ".join(quoteIdent(c) for c in columns)
         for b, times in sorted(by_builder.items()):
             lo, hi = min(times), max(times) + SPAN_NS / 1e9
             where = self._where(b, lo, hi, conditions)
-            for row in self._rows(f"SELECT {cols} FROM {self._from(TEST_CASES)}{where}"):
-                key = (row.get('builder_name'), _int(row.get('build_number')))
+            q = f"SELECT {BUILD_COLUMNS}, {cols} FROM {self._from(TEST_CASES)}{where}"
+            for row in self._rows(q):
+                key = buildOf(row)[:2]
                 if key in keys:
                     yield key, row
 
@@ -360,3 +394,7 @@ class InfluxReader(TestQueries):
 
     def _testKeys(self, names):
         return {n: n for n in names}
+
+
+#: The columns of a row that are not fields: its time and those of BUILD_COLUMNS.
+_NOT_FIELDS = frozenset({'time', 'builder_name', 'build_number_tag', 'build_number_field'})

@@ -18,6 +18,8 @@ import urllib.parse
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
+from buildbot_stats.reading.forms import BUILD_NUMBER
+from buildbot_stats.reading.forms import oneFormPerBuild
 from buildbot_stats.reading.tests import Run
 from buildbot_stats.reading.tests import TestQueries
 from buildbot_stats.storage.sqlite.schema import StoreError
@@ -265,10 +267,12 @@ class StoreReader(TestQueries):
                 return []
             where += [f"p.series IN ({','.join('?' * len(names))})",
                       "(p.builder IS NULL OR p.series != p.builder || '-build-times')",
-                      "j.type IN ('integer', 'real')"]
+                      "j.type IN ('integer', 'real')", f"j.key != '{BUILD_NUMBER}'"]
             params += names
-            # one row per numeric field (json_each), so no JSON is parsed in Python
-            sql = ("SELECT p.time_us, p.id, p.builder, p.series, p.build_number, j.key,"
+            # one row per numeric field (json_each), so no JSON is parsed in Python; and
+            # whether the build number is a tag (see buildbot_stats.reading.forms)
+            sql = ("SELECT p.time_us, p.id, p.builder, p.series, p.build_number,"
+                   f" json_type(p.tags, '$.{BUILD_NUMBER}') IS NOT NULL, j.key,"
                    " j.value FROM points AS p, json_each(p.fields) AS j WHERE {}")
         else:
             measurement, columns, numeric = MEASUREMENT_QUERIES[kind]
@@ -328,7 +332,9 @@ class StoreReader(TestQueries):
         """``{series: [(time, builder, build number, {field: number}), ...]}`` of every
         series that is neither a ``<builder>-build-times`` series nor one of the build
         statistics measurements: properties (:class:`CaptureProperty`) and data
-        (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept."""
+        (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept, the
+        build number left out; a build in both forms counts in its tag form
+        (:mod:`buildbot_stats.reading.forms`)."""
         return SHAPES['custom'](self.rows('custom', builder, start, end))
 
 
@@ -425,13 +431,14 @@ class StoreReader(TestQueries):
 # -- from rows to answers: shared by the reader and the page's mirror (reading.mirror) ----------
 
 def customPoints(rows):
-    """One ``(time_us, id, builder, series, build number, {field: number})`` per point of
-    the rows of ``json_each`` (one per field, by point)."""
+    """One ``(time_us, id, builder, series, build number, tagged, {field: number})`` per
+    point of the rows of ``json_each`` (one per field, by point); ``tagged``: the build
+    number is a tag."""
     out, last_id = [], None
-    for t, pid, b, series, number, key, value in rows:
+    for t, pid, b, series, number, tagged, key, value in rows:
         if pid != last_id:
             last_id, numbers = pid, {}
-            out.append((t, pid, b, series, number, numbers))
+            out.append((t, pid, b, series, number, bool(tagged), numbers))
         numbers[key] = float(value)
     return out
 
@@ -474,9 +481,15 @@ def _tests(rows):
     return out
 
 
+def _customBuild(point):
+    _, _, b, series, number, _, _ = point
+    return None if number is None else (series, b, number)
+
+
 def _custom(points):
     out = {}
-    for t, _, b, series, number, numbers in points:
+    for t, _, b, series, number, _, numbers in oneFormPerBuild(points, _customBuild,
+                                                                lambda p: p[5]):
         out.setdefault(series, []).append((t / 1e6, b, number, numbers))
     return dict(sorted(out.items()))
 

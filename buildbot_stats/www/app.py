@@ -28,6 +28,8 @@ from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.www import access
 from buildbot_stats.www import page
 from buildbot_stats.www.cache import ViewCache
+from buildbot_stats.www.notices import seriesFacts
+from buildbot_stats.www.notices import seriesNotices
 from buildbot_stats.www.ranges import RANGES
 from buildbot_stats.www.ranges import timeWindow
 from buildbot_stats.www.testpage import testPage
@@ -66,6 +68,17 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
         builders = blockingCallFromThread(m.reactor, m.data.get, ('builders',))
         return {b['name']: b['builderid'] for b in builders or []}
 
+    def notices(m, service):
+        """The page's warnings and facts about the service's backends (their counters are
+        read on the reactor, where they change)."""
+        if service is None or m is None:
+            return [], []
+        from twisted.internet.threads import blockingCallFromThread
+
+        metrics = blockingCallFromThread(m.reactor, service.metrics)
+        form = getattr(getattr(service, 'tag_policy', None), 'build_number', 'tag')
+        return seriesNotices(metrics, form), seriesFacts(metrics)
+
     @app.route('/index.html')
     def index():
         m = master()
@@ -82,13 +95,13 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             '</iframe>', content_type=HTML, headers=HEADERS)
 
     def opened(m, range_name):
-        """What both pages read: ``(source, start, end, now, builder ids)``."""
+        """What both pages read: ``(service, source, start, end, now, builder ids)``."""
         service = preferredStatsService(m, stats_service)
         source = Source(store=store, influxdb=influxdb, service=service,
                         basedir=getattr(m, 'basedir', None))
         now = clock()
         start, end = timeWindow(range_name, now)
-        return source, start, end, now, builderIds(m)
+        return service, source, start, end, now, builderIds(m)
 
     def rangeOf(args):
         range_name = args.get('range') or default_range
@@ -107,13 +120,14 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             return refused()
         range_name = rangeOf(flask.request.args)
         builder = flask.request.args.get('builder') or None
-        source, start, end, now, ids = opened(m, range_name)
+        service, source, start, end, now, ids = opened(m, range_name)
+        warnings, facts = notices(m, service)
         try:
             with source.open() as reader:
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
                                  cache=app.view_cache, mirror=app.store_mirror,
-                                 tests_cache=app.tests_cache)
+                                 tests_cache=app.tests_cache, notices=warnings, facts=facts)
         except StoreError as e:
             return unreadable("Statistics", e)
         return flask.Response(text, content_type=HTML, headers=HEADERS)
@@ -130,7 +144,7 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
                 page.messagePage("Test history", "Which test? The page's test tables link "
                                  "to the history of each test."),
                 status=400, content_type=HTML, headers=HEADERS)
-        source, start, end, _, ids = opened(m, range_name)
+        _, source, start, end, _, ids = opened(m, range_name)
         try:
             with source.open() as reader:
                 history = reader.testHistory(builder, name, start, end)

@@ -44,7 +44,7 @@ def _testBuilders(reader):
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None, mirror=None, tests_cache=None):
+         source_name, now, cache=None, mirror=None, tests_cache=None, notices=(), facts=()):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
     state (``reader.stateKey()``; None: not cached). With a
@@ -53,14 +53,17 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
     (from the store itself while the mirror's first read runs in the background). With
     ``tests_cache`` (a ViewCache), the per-test tables of an SQLite store are kept while its
     test results do not change (``reader.testsStateKey()``): a build without test results
-    does not make them be computed again."""
+    does not make them be computed again. ``notices``: warnings the page shows above its
+    panels, ``facts``: sentences under them (:mod:`buildbot_stats.www.notices`)."""
+    notices, facts = tuple(notices), tuple(facts)
     key = None
     state = reader.stateKey() if cache is not None or mirror is not None else None
     if cache is not None and state is not None:
         # the window (start, end) moves with the clock: the range's name is the key, the
         # cache's max_age bounds how far the window may have moved
         key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
-               None if captures is None else tuple(sorted(captures)), source_name)
+               None if captures is None else tuple(sorted(captures)), source_name, notices,
+               facts)
         text = cache.get(key, now)
         if text is not None:
             return text
@@ -79,7 +82,7 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         if tests_key is not None and TESTS_KEY not in known and TESTS_KEY in data:
             tests_cache.put(tests_key, now, data[TESTS_KEY])
         text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
-                    now).render()
+                    now, notices, facts).render()
     finally:
         if mirror is not None:
             # the mirror's full read, if due, starts once this view is answered: it would
@@ -101,10 +104,11 @@ class Page:
     unknown)."""
 
     def __init__(self, data, builder, range_name, builder_ids, ui_root, captures,
-                 source_name, now):
+                 source_name, now, notices=(), facts=()):
         self.data, self.builder, self.range = data, builder, range_name
         self.builder_ids, self.ui_root = builder_ids, ui_root
         self.captures, self.source_name, self.now = captures, source_name, now
+        self.notices, self.facts = list(notices), list(facts)
 
     # -- small pieces ---------------------------------------------------------------------
 
@@ -198,6 +202,14 @@ class Page:
                 f' <button type="submit">Show</button>'
                 f' <span class="ranges">Range: {ranges}</span></form>')
 
+    def warnings(self):
+        return "".join(f'<p class="warning" data-warning="series-limit">{e(text)}</p>'
+                       for text in self.notices)
+
+    def notes(self):
+        return "".join(f'<p class="note" data-note="series">{e(text)}</p>'
+                       for text in self.facts)
+
     def render(self):
         scope = f"builder {self.builder}" if self.builder else "all builders"
         body = "".join(f'<section id="{panel.id}"><h2>{e(panel.title)}</h2>'
@@ -205,9 +217,10 @@ class Page:
         return (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<title>Statistics: {e(scope)}</title><style>{CSS}</style></head><body>'
-            f'<h1>Build statistics: {e(scope)}, {e(self.range)}</h1>{self.filters()}'
+            f'<h1>Build statistics: {e(scope)}, {e(self.range)}</h1>{self.warnings()}'
+            f'{self.filters()}'
             f'{body}<p class="note">From the {e(self.source_name)}. Times in UTC; hover a '
-            'point for its build, click it to open the build.</p></body></html>')
+            f'point for its build, click it to open the build.</p>{self.notes()}</body></html>')
 
 
 def messagePage(title, text):
@@ -228,5 +241,6 @@ figure { margin: 1em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
 .bar span { display: block; height: 10px; background: #2ca02c; }
 .missing, .note, .none, .scope { color: #666; } h3 { font-size: 1em; margin: 1em 0 .3em; }
 a.test { font-family: ui-monospace, monospace; font-size: .92em; } code { background: #f4f4f4; padding: 0 3px; }
+.warning { background: #fff3cd; border: 1px solid #e0c36c; padding: .5em .8em; }
 svg a circle { cursor: pointer; }
 """

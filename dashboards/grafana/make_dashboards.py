@@ -73,6 +73,21 @@ def dashboard(uid, title, description, board, variables):
 
 B = '"builder_name" =~ /^$builder$/'
 
+
+def notExactly(word):
+    """An InfluxQL (RE2: no look-ahead) regex of every key but ``word``."""
+    alternatives = [word[:i] + f'[^{word[i]}].*' for i in range(len(word))]
+    alternatives += [f'{word}.+', f'.{{0,{len(word) - 1}}}']
+    return '/^(' + '|'.join(alternatives) + ')$/'
+
+
+# Every field and tag but build_number: a field under StatsService(build_number='field'),
+# it would be drawn as a line; a string tag in Buildbot's layout (docs/migration.rst)
+NOT_BUILD_NUMBER = notExactly('build_number')
+# The build number of a point in either form, as two columns (Grafana's table merges them)
+BUILD_NUMBER_COLUMNS = ('"build_number"::tag AS "build (tag)", '
+                        '"build_number"::field AS "build (field)"')
+
 # -- 1. the page's panels, from the build statistics captures --------------------------------
 b = Board()
 b.add("table", "Builders: builds, median, p90, last",
@@ -123,7 +138,8 @@ b.add("timeseries", "Tests passed and failed",
       description="CaptureTestResults: tests per interval, summed over the builds.")
 b.row("Custom series: $series")
 b.add("timeseries", "$series",
-      [target('SELECT * FROM /^$series$/ WHERE "builder_name" =~ /^$builder$/ AND $timeFilter')],
+      [target(f'SELECT {NOT_BUILD_NUMBER} FROM /^$series$/ WHERE "builder_name" =~ '
+              '/^$builder$/ AND $timeFilter')],
       w=12, description="Every numeric field of a property (CaptureProperty) or data "
       "(CaptureData, yieldMetricsValue) series.",
       extra={"repeat": "series", "repeatDirection": "h", "maxPerRow": 2})
@@ -155,12 +171,24 @@ h.add("timeseries", "Builds per interval",
               'AND $timeFilter GROUP BY time($__interval), "builder_name" fill(none)',
               alias="$tag_builder_name")])
 h.add("table", "Last builds: start and end times",
-      [target('SELECT "start-time", "end-time", "build_number" FROM /^$builder-build-times$/ '
-              'WHERE $timeFilter ORDER BY time DESC LIMIT 50', fmt="table")], w=24,
-      description="CaptureBuildStartTime / CaptureBuildEndTime: ISO 8601 strings.")
+      # the points of start and end times only (a selected field of every point, as the
+      # field build_number is, would bring the duration points too)
+      [target(f'SELECT "start-time", "end-time", {BUILD_NUMBER_COLUMNS} '
+              'FROM /^$builder-build-times$/ WHERE ("start-time" =~ /./ OR "end-time" =~ /./) '
+              'AND $timeFilter ORDER BY time DESC LIMIT 50', fmt="table")], w=24,
+      description="CaptureBuildStartTime / CaptureBuildEndTime: ISO 8601 strings. The build "
+      "number is a tag in Buildbot's layout and a field under "
+      "StatsService(build_number='field'): the table shows whichever the point has.",
+      extra={"transformations": [
+          {"id": "calculateField", "options": {
+              "mode": "reduceRow", "alias": "build",
+              "reduce": {"include": ["build (tag)", "build (field)"],
+                         "reducer": "firstNotNull"}, "replaceFields": False}},
+          {"id": "organize", "options": {
+              "excludeByName": {"build (tag)": True, "build (field)": True}}}]})
 h.row("Properties and data: $series")
 h.add("timeseries", "$series",
-      [target('SELECT * FROM /^$series$/ WHERE $timeFilter')], w=12,
+      [target(f'SELECT {NOT_BUILD_NUMBER} FROM /^$series$/ WHERE $timeFilter')], w=12,
       description="CaptureProperty (fields name and value) and CaptureData (the fields given "
       "to yieldMetricsValue): every numeric field.",
       extra={"repeat": "series", "repeatDirection": "h", "maxPerRow": 2})

@@ -39,6 +39,11 @@ from buildbot_stats.point import to_epoch_ns
 from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
+from buildbot_stats.storage.influxdb.series import CHECK_INTERVAL
+from buildbot_stats.storage.influxdb.series import LimitReport
+from buildbot_stats.storage.influxdb.series import SeriesWatch
+from buildbot_stats.storage.influxdb.series import measurementsOf
+from buildbot_stats.storage.influxdb.series import perBuildSeries
 from buildbot_stats.storage.influxdb.testlines import testPoints
 from buildbot_stats.tagging import TagPolicy
 
@@ -68,9 +73,20 @@ class InfluxStorageService(StatsStorageBase):
                     captures=None, *, org=None, bucket=None, token=None,
                     retention_policy=None, ssl=False, ca_file=None, verify_ssl=True,
                     spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES, spool_fsync=False,
-                    extra_tags=None, create_database=False, http_client=None, reactor=None,
+                    extra_tags=None, create_database=False, max_series=None,
+                    series_check_interval=CHECK_INTERVAL, http_client=None, reactor=None,
                     **write_options):
         me = self.describeForConfig()
+        if max_series is not None and (isinstance(max_series, bool)
+                                       or not isinstance(max_series, int) or max_series < 1):
+            config.error(f"{me}: max_series must be a positive integer (the database's series "
+                         f"limit) or None, got {shown(max_series)}")
+        if series_check_interval is not None and (
+                isinstance(series_check_interval, bool)
+                or not isinstance(series_check_interval, (int, float))
+                or series_check_interval < 0):
+            config.error(f"{me}: series_check_interval must be a number of seconds (0 or None: "
+                         f"no checks), got {shown(series_check_interval)}")
         if not isinstance(url, str) or not url.strip():
             config.error(f"{me}: url must be a host name or an http(s) URL, got {shown(url)}")
         else:
@@ -144,9 +160,13 @@ class InfluxStorageService(StatsStorageBase):
                         retention_policy=None, ssl=False, ca_file=None, verify_ssl=True,
                         spool_dir=None, spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES,
                         spool_fsync=False, extra_tags=None, create_database=False,
+                        max_series=None, series_check_interval=CHECK_INTERVAL,
                         http_client=None, reactor=None, **write_options):
         # positional secrets are not rendered by BuildbotService (it renders kwargs only)
         user, password, token = yield self.renderSecrets(user, password, token)
+        self.max_series = max_series
+        self.series_check_interval = series_check_interval or 0
+        self.org = org
         self._injected_reactor = reactor
         self.options = WriteOptions(**write_options)
         self.encoder = LineEncoder()
@@ -181,6 +201,9 @@ class InfluxStorageService(StatsStorageBase):
         elif user or password:
             basic = base64.b64encode(f"{user or ''}:{password or ''}".encode('utf-8'))
             self._headers[b'Authorization'] = [b'Basic ' + basic]
+        if self.series_watch is not None:
+            # its check under way goes with the old connections
+            yield self.series_watch.stop()
         if self._pool is not None:
             # a new destination or TLS setting: new connections
             yield self._pool.closeCachedConnections()
@@ -192,6 +215,8 @@ class InfluxStorageService(StatsStorageBase):
             if (spool_dir, spool_max_bytes, spool_fsync) != self._writer_spool:
                 log.msg(f"buildbot_stats: {self.describe()}: the new spool settings apply at "
                         "the next start")
+            # a new destination or new credentials: a new watch, checking now
+            self._startSeriesWatch()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -204,6 +229,8 @@ class InfluxStorageService(StatsStorageBase):
         # the builds' test results being encoded, a slice per reactor turn
         self._encoding = DeferWaiter()
         self._coop = None
+        self.series_watch = None
+        self.limit_report = None
 
     def readerSettings(self):
         """The :class:`~buildbot_stats.reading.influxdb.InfluxReader` arguments that
@@ -240,13 +267,33 @@ class InfluxStorageService(StatsStorageBase):
                           fsync=self.spool_fsync)
         self._writer_spool = (self.spool_dir, self.spool_max_bytes, self.spool_fsync)
         creator = self._createDatabase if self.create_database else None
+        self.limit_report = LimitReport(self.describe(), self.reactor,
+                                        describe=self._describeRefused, fix=self._limitFix)
         writer = BatchWriter(self._makeSender(), self.options, self.counters, self.reactor,
-                             self.describe(), spool=spool, create_database=creator)
+                             self.describe(), spool=spool, create_database=creator,
+                             on_limit=self.limit_report)
         self._writer = writer
         yield writer.start()
+        self._startSeriesWatch()
+
+    def _startSeriesWatch(self):
+        """Start the checks of the database's series (docs/storage-influxdb.rst), the
+        previous watch, if any, stopped."""
+        self.series_watch = SeriesWatch(
+            self.describe(), self._makeSender().ask, self.base_url, self._headers,
+            self.reactor, interval=self.series_check_interval, db=self.db,
+            bucket=self.bucket, org=self.org, configured=self.max_series,
+            hint=self._seriesHint)
+        if self.limit_report is not None:
+            self.limit_report.watch = self.series_watch
+            self.limit_report.label = self.describe()
+        self.series_watch.start()
 
     @defer.inlineCallbacks
     def stopService(self):
+        if self.series_watch is not None:
+            # a check under way is given up before the connections are closed
+            yield self.series_watch.stop()
         # the test results being encoded join the writer first (milliseconds per build)
         yield self._encoding.wait()
         writer, self._writer = self._writer, None
@@ -261,11 +308,19 @@ class InfluxStorageService(StatsStorageBase):
         return self.options.stop_timeout
 
     def metrics(self):
-        """The delivery counters, plus with a spool: ``spool_bytes`` (live files),
+        """The delivery counters, and ``limit_rejected`` (of ``rejected``, the points the
+        server refused because a series limit was reached); what the series checks know:
+        ``series`` (the database's series cardinality), ``series_limit`` (0: none),
+        ``build_number_values`` (the most values of the ``build_number`` tag in one
+        measurement), ``values_per_tag_limit``, ``series_limit_warning`` (1 past 80 % of a
+        limit), each once known; with a spool: ``spool_bytes`` (live files),
         ``spool_writes`` (journal writes, one per reactor iteration that accepted points),
         ``spool_write_errors``, ``spool_torn`` (files whose last write a crash cut short,
         found at start) and ``spool_corrupt`` (files renamed ``*.corrupt`` at start)."""
         out = super().metrics()
+        out['limit_rejected'] = self.counters.limit_rejected
+        if self.series_watch is not None:
+            out.update(self.series_watch.metrics())
         spool = self._writer.spool if self._writer is not None else None
         if spool is not None:
             out.update(spool_bytes=spool.bytes, spool_writes=spool.writes,
@@ -372,6 +427,51 @@ class InfluxStorageService(StatsStorageBase):
                 terminationPredicateFactory=lambda: _SliceOver(TEST_SLICE),
                 scheduler=lambda work: reactor.callLater(0, work))
         return self._coop
+
+    # -- the series limit (docs/scaling.rst) ---------------------------------------------------
+
+    def _buildNumberForm(self):
+        """How the StatsService writes the seed's build number: 'tag' or 'field'."""
+        return getattr(getattr(self.parent, 'tag_policy', None), 'build_number', 'tag')
+
+    def _seriesHint(self):
+        if self._buildNumberForm() == 'field':
+            return ''
+        return (" While build_number is a tag, the seed's captures (build times, properties, "
+                "yieldMetricsValue data) add series with every build: "
+                "StatsService(build_number='field') stops that (docs/migration.rst).")
+
+    def _describeRefused(self, lines):
+        """Which series (and captures) of a refused batch hit the limit."""
+        per_build = perBuildSeries(lines)
+        found = per_build or measurementsOf(lines)
+        parts = []
+        for measurement, (builder, key) in found.items():
+            owners = ', '.join(c.describe() for c in self.captures
+                               if c.writesSeries(measurement, builder))
+            parts.append(f"{measurement} (written by {owners or 'no capture of this backend'}"
+                         f"; for example the series {key})")
+        if not parts:
+            return ''
+        if per_build:
+            return (" Each build adds a new series to " + '; '.join(parts)
+                    + ", because build_number is a tag.")
+        return " The refused batch wrote to " + '; '.join(parts) + "."
+
+    def _limitFix(self, limit):
+        if limit.name in ('columns per table', 'tables per database'):
+            return ("Fix: fewer distinct field names per series (the yieldMetricsValue data, "
+                    "the properties captured), or ask the server's operator for a higher "
+                    "limit.")
+        raise_it = ("raise your plan's series quota" if limit.name == 'series cardinality'
+                    else f"raise {limit.name} in the [data] section of influxdb.conf (0: no "
+                    "limit) and restart InfluxDB")
+        if self._buildNumberForm() == 'tag':
+            return ("Fix: StatsService(build_number='field') writes the build number as a "
+                    "field, so that each builder keeps a fixed number of series "
+                    f"(docs/migration.rst); or {raise_it}.")
+        return (f"Fix: {raise_it}, or drop the series no longer written (DROP SERIES), or "
+                "lower StatsService(max_tag_values=...).")
 
     # -- HTTP --------------------------------------------------------------------------------
 

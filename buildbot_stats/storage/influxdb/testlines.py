@@ -22,14 +22,11 @@ Read back by :class:`~buildbot_stats.reading.influxdb.InfluxReader`.
 
 from __future__ import annotations
 
+from buildbot_stats.captures.testhistory import TEST_CASES
+from buildbot_stats.captures.testhistory import TEST_RUNS
 from buildbot_stats.outcomes import OUTCOMES
 from buildbot_stats.outcomes import countOutcomes
 from buildbot_stats.point import to_epoch_ns
-
-TEST_CASES = 'test_cases'
-TEST_RUNS = 'test_runs'
-#: The measurements of the per-test history.
-TEST_MEASUREMENTS = (TEST_CASES, TEST_RUNS)
 #: The points of one build span at most this many nanoseconds after its end (a build of
 #: more tests than this would run into the next microsecond: still distinct points).
 SPAN_NS = 1_000_000

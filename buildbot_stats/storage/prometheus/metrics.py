@@ -254,7 +254,11 @@ class LastValueGauges:
         return gauge
 
     def record(self, series, tags, fields):
-        """Set the gauges of one point; ``(values set, problems)``."""
+        """Set the gauges of one point; ``(values set, problems)``. The build number (a
+        field under ``StatsService(build_number='field')``) is no statistic: it is neither
+        a gauge nor a label (one per build would grow the registry without end)."""
+        if 'build_number' in fields:
+            fields = {k: v for k, v in fields.items() if k != 'build_number'}
         builder = tags.get('builder_name')
         if not builder or not series.startswith(f"{builder}-"):
             return 0, [f"series {series!r} is not one of builder {builder!r}"]

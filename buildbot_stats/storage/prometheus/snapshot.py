@@ -95,6 +95,24 @@ DELIVERY_COUNTERS = (
      'Points refused for their content, never retried'),
     ('dropped', 'buildbot_stats_points_dropped', 'Points discarded for lack of room or time'),
     ('retries', 'buildbot_stats_write_retries', 'Write attempts repeated after a failure'),
+    ('limit_rejected', 'buildbot_stats_points_rejected_by_limit',
+     "Of the rejected points, those the server refused because its series limit was reached "
+     "(InfluxDB's max-series-per-database, max-values-per-tag, a plan's series quota)"),
+)
+#: What a backend's series checks know (InfluxDB, docs/scaling.rst): (key of metrics(),
+#: metric name, help); a backend reports each once known.
+SERIES_GAUGES = (
+    ('series', 'buildbot_stats_series',
+     "Series of the backend's database (SHOW SERIES CARDINALITY), checked hourly"),
+    ('series_limit', 'buildbot_stats_series_limit',
+     "The database's series limit (max-series-per-database; 0: none), from the server, a "
+     "refusal or max_series"),
+    ('build_number_values', 'buildbot_stats_build_number_tag_values',
+     "The most values of the build_number tag in one measurement"),
+    ('values_per_tag_limit', 'buildbot_stats_values_per_tag_limit',
+     "The server's max-values-per-tag (0: none)"),
+    ('series_limit_warning', 'buildbot_stats_series_limit_warning',
+     "1 while the series (or build_number values) have passed 80 % of their limit"),
 )
 SERVICE_COUNTERS = (
     ('capture_errors', 'buildbot_stats_capture_errors',
@@ -143,7 +161,8 @@ def healthFamilies(metrics):
     pending = GaugeMetricFamily('buildbot_stats_points_pending',
                                 'Points accepted and not yet written, rejected or dropped',
                                 labels=['backend'])
-    standard = {k for k, _, _ in DELIVERY_COUNTERS} | {'pending'}
+    standard = ({k for k, _, _ in DELIVERY_COUNTERS} | {k for k, _, _ in SERIES_GAUGES}
+                | {'pending'})
     others = {}
     for backend in sorted(backends):
         counters = backends[backend]
@@ -153,6 +172,14 @@ def healthFamilies(metrics):
             if key not in standard and numeric(value) is not None:
                 others.setdefault(key, []).append((backend, value))
     families.append(pending)
+    for key, name, doc in SERIES_GAUGES:
+        held = [(b, numeric(backends[b].get(key))) for b in sorted(backends)]
+        held = [(b, v) for b, v in held if v is not None]
+        if held:
+            family = GaugeMetricFamily(name, doc, labels=['backend'])
+            for backend, value in held:
+                family.add_metric([backend], value)
+            families.append(family)
     for key in sorted(others):
         family = GaugeMetricFamily(metricName('buildbot_stats_backend', key),
                                    f"The backend counter {key!r}", labels=['backend'])

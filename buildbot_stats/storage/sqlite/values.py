@@ -109,11 +109,19 @@ def encodeTags(tags):
     return out
 
 
-def buildNumber(tags):
-    try:
-        return int(tags['build_number'])
-    except (KeyError, ValueError):
-        return None
+def buildNumber(tags, fields):
+    """The build number of a point: its ``build_number`` tag (the seed's captures in
+    Buildbot's layout), else its ``build_number`` field (the build statistics captures, and
+    the seed's under ``StatsService(build_number='field')``); None without one."""
+    for where in (tags, fields):
+        value = where.get('build_number')
+        if isinstance(value, bool):
+            continue
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def encodeRow(series, tags, fields, time):
@@ -128,7 +136,7 @@ def encodeRow(series, tags, fields, time):
         series,
         round(time * 1_000_000),
         tags.get('builder_name'),
-        buildNumber(tags),
+        buildNumber(tags, fields),
         json.dumps(tags, sort_keys=True, separators=(',', ':')),
         json.dumps(fields, separators=(',', ':'), allow_nan=False),
     )
