@@ -157,7 +157,7 @@ def generate(basedir, n):
 def child(args):
     from twisted.internet import reactor
 
-    from buildbot_stats.cli.demo import runReactor
+    from buildbot_stats.cli.common import runReactor
     from buildbot_stats.history import backfill as bf
     from buildbot_stats.history import replay
 

@@ -18,6 +18,24 @@ PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
 MAX_MARKERS = 400  # hover markers per line; beyond, the line alone (keeps files small)
+LEGEND_ROW = 16  # height of a row of the legend, above the plot
+CHAR_WIDTH = 7  # about, at font-size 11: where the next legend item starts
+
+
+def legendRows(labels, width):
+    """``[[(index, label, x), ...], ...]``: the legend items in rows no wider than
+    ``width``, each with its x offset."""
+    rows, row, lx = [], [], 0
+    for n, label in enumerate(labels):
+        item = 24 + CHAR_WIDTH * len(label)
+        if row and lx + item > width:
+            rows.append(row)
+            row, lx = [], 0
+        row.append((n, label, lx))
+        lx += item
+    if row:
+        rows.append(row)
+    return rows
 
 
 def niceTicks(lo, hi, count=5):
@@ -118,8 +136,13 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
     styles = styles or {}
     points = [p for _, pts in lines for p in pts]
     e = html.escape
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-           f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{e(title)}">']
+    # the legend has rows of its own above the plot: it never covers a point
+    legend = legendRows([label for label, _ in lines], WIDTH - LEFT - RIGHT) \
+        if len(lines) > 1 and points else []
+    top = TOP + LEGEND_ROW * len(legend)
+    height = HEIGHT + LEGEND_ROW * len(legend)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+           f'width="{WIDTH}" height="{height}" role="img" aria-label="{e(title)}">']
     if not points:
         out.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no data</text>'
                    '</svg>')
@@ -138,7 +161,7 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
         return LEFT + (t - t0) / (t1 - t0) * pw
 
     def y(v):
-        return TOP + ph - (v - y0) / (y1 - y0) * ph
+        return top + ph - (v - y0) / (y1 - y0) * ph
 
     out.append('<g class="axes" font-size="11" fill="#444">')
     for v in yticks:
@@ -150,12 +173,12 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
     xticks = [t0 + span * i / 4 for i in range(5)]
     for i, (t, label) in enumerate(zip(xticks, timeLabels(xticks, span))):
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
-        out.append(f'<text x="{x(t):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="{anchor}">'
+        out.append(f'<text x="{x(t):.1f}" y="{height - BOTTOM + 16}" text-anchor="{anchor}">'
                    f'{e(label)}</text>')
-    out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + ph}" y2="{TOP + ph}" '
+    out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{top + ph}" y2="{top + ph}" '
                'stroke="#888"/>')
     if y_label:
-        out.append(f'<text x="14" y="{TOP + ph / 2}" transform="rotate(-90 14 {TOP + ph / 2})" '
+        out.append(f'<text x="14" y="{top + ph / 2}" transform="rotate(-90 14 {top + ph / 2})" '
                    f'text-anchor="middle">{e(y_label)}</text>')
     out.append('</g>')
     # markers only ('points', the builds) are drawn last: on top, so hover and click reach
@@ -191,13 +214,13 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
                     marker = f'<a href="{e(meta["href"])}" target="_top">{marker}</a>'
                 out.append(marker)
         out.append('</g>')
-    if len(lines) > 1:
-        lx = LEFT + 8
-        for n, (label, _) in enumerate(lines):
+    for row_number, row in enumerate(legend):
+        ly = TOP - 8 + LEGEND_ROW * row_number  # above the plot, which starts at ``top``
+        for n, label, lx in row:
             color = PALETTE[n % len(PALETTE)]
-            out.append(f'<rect x="{lx}" y="{TOP + 2}" width="10" height="10" fill="{color}"/>'
-                       f'<text x="{lx + 14}" y="{TOP + 11}" font-size="11">{e(label)}</text>')
-            lx += 24 + 7 * len(label)
+            out.append(f'<rect class="legend" x="{LEFT + lx}" y="{ly + 2}" width="10" '
+                       f'height="10" fill="{color}"/><text x="{LEFT + lx + 14}" y="{ly + 11}" '
+                       f'font-size="11">{e(label)}</text>')
     out.append('</svg>')
     return "".join(out)
 

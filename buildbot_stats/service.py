@@ -14,6 +14,7 @@ from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import CaptureError
+from buildbot_stats.checks import CheckedArguments
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
 from buildbot_stats.deadline import within
@@ -34,7 +35,7 @@ from buildbot_stats.timestamps import captureOffset
 
 
 @registerServiceClass
-class StatsService(service.BuildbotService):
+class StatsService(CheckedArguments, service.BuildbotService):
     """Routes Buildbot's events through the captures to the storage backends.
 
     :param storage_backends: a list of :class:`StatsStorageBase` instances; ``None`` means
@@ -70,6 +71,23 @@ class StatsService(service.BuildbotService):
         self.test_gauges = TestGauges(self)
 
     # -- configuration --------------------------------------------------------------
+
+    #: set once the service has had a parent (a master): from then on, iterating it is
+    #: Buildbot's business (its children, the backends)
+    _attached = False
+
+    def setServiceParent(self, parent):
+        self._attached = True
+        return super().setServiceParent(parent)
+
+    def __iter__(self):
+        if not self._attached and not self.running:
+            # Buildbot's load_services iterates c['services']: a StatsService given alone,
+            # not in a list, is iterated as its children (none yet) and silently not run
+            config.error("c['services'] must be a list of services, got a StatsService: "
+                         "write c.setdefault('services', []).append(stats.StatsService(...))")
+            return iter(())
+        return super().__iter__()
 
     def checkConfig(self, storage_backends=None, extra_tags=None,
                     max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
@@ -324,6 +342,11 @@ class StatsService(service.BuildbotService):
     @defer.inlineCallbacks
     def startService(self):
         yield super().startService()
+        # what troubleshooting looks for first (docs/quickstart.rst): is the service there?
+        backends = ', '.join(
+            f"{type(b).__name__} {b.name!r} ({len(b.captures)} "
+            f"capture{'' if len(b.captures) == 1 else 's'})" for b in self.backends) or 'none'
+        log.msg(f"buildbot_stats: {self.name} started; backends: {backends}")
         if self.catch_up and self._hasHistory():
             # in the background: the master's start is not delayed
             self.catchup.start()

@@ -2,9 +2,10 @@
 
     from buildbot_stats import stats
 
-    c['services'] = [
-        stats.StatsService(storage_backends=[...], name='StatsService'),
-    ]
+    # appended: the services already in c['services'] (reporters...) stay
+    c.setdefault('services', []).append(
+        stats.StatsService(storage_backends=[stats.SQLiteStorageService()],
+                           name='StatsService'))
 """
 
 from buildbot_stats.captures import Capture

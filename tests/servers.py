@@ -568,17 +568,21 @@ class PrometheusServer(_ServerProcess):
     ready_path = '/-/ready'
     ready_status = 200
 
-    def __init__(self, basedir=None, targets=(), metrics_path='/metrics'):
+    def __init__(self, basedir=None, targets=(), metrics_path='/metrics', jobs=None):
+        """``jobs``: scrape configs of their own instead of the one job ``buildbot``, each
+        a dict of prometheus.yml's ``scrape_configs`` entry (``job_name``,
+        ``metrics_path``, ``static_configs``, ``authorization``, ``basic_auth``...)."""
         super().__init__(basedir)
         self.targets = list(targets)
         self.metrics_path = metrics_path
+        self.jobs = jobs
         self.config_path = os.path.join(self.basedir, 'prometheus.yml')
 
     def prepare(self):
         config = {
             'global': {'scrape_interval': '1s', 'scrape_timeout': '1s',
                        'evaluation_interval': '1s'},
-            'scrape_configs': [{
+            'scrape_configs': self.jobs if self.jobs is not None else [{
                 'job_name': 'buildbot',
                 'metrics_path': self.metrics_path,
                 'static_configs': [{'targets': self.targets}],
@@ -616,6 +620,13 @@ class PrometheusServer(_ServerProcess):
         status, body = _http('GET', f'{self.url}/api/v1/targets')
         return [(t['scrapeUrl'], t['health'], t.get('lastError'))
                 for t in json.loads(body)['data']['activeTargets']]
+
+    def jobs_health(self):
+        """``{job name: (health, last error)}`` of the targets, once each was scraped
+        (``'unknown'`` before)."""
+        status, body = _http('GET', f'{self.url}/api/v1/targets')
+        return {t['labels']['job']: (t['health'], t.get('lastError') or '')
+                for t in json.loads(body)['data']['activeTargets']}
 
 
 PG_BIN = os.environ.get('BUILDBOT_STATS_PG_BIN', '/usr/lib/postgresql/15/bin')

@@ -200,6 +200,16 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertGreater(result['views']['all builders all']['html_bytes'], 100_000)
         self.assertMachine(result)
 
+    def test_interrupt(self):
+        result = run_benchmark('interrupt', '--n', 1, '--points', 3000,
+                               '--scenarios', 'report,export-file,export-pipe')
+        self.assertEqual((result['bench'], result['n']), ('interrupt', 1))
+        for name, status in (('report', 130), ('export-file', 143), ('export-pipe', 130)):
+            self.assertEqual(result[name]['statuses'], [status], name)
+            self.assertGreater(result[name]['most_s'], 0)
+        self.assertEqual(len(result['load_before']), 3)
+        self.assertMachine(result)
+
     def test_tests_history(self):
         result = run_benchmark('tests_history', '--builds', 40, '--tests', 300, '--cases', 500,
                                '--repeat', 1)

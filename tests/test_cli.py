@@ -21,7 +21,7 @@ from buildbot_stats.cli import main as cli_main
 from buildbot_stats.cli import report
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import parseTime
-from buildbot_stats.cli.common import parseTimeRange
+from buildbot_stats.cli.common import timeRange
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -82,9 +82,9 @@ class ReportTest(StoreTestBase):
         lines = out.splitlines()
         self.assertEqual(lines[0].split(), ['builder', 'builds', 'median', 'p90', 'last',
                                             'trend'])
-        # alpha: 10..15 s: median 12.5, p90 (nearest rank) 15, fitted change 5 s = +40 %
+        # alpha: 10..15 s: median 12.5, p90 (nearest rank) 15, fitted 10 to 15 s = +50 %
         self.assertEqual(lines[2].split(),
-                         ['alpha', '6', '12.50s', '15.00s', '15.00s', '+40%', 'slower'])
+                         ['alpha', '6', '12.50s', '15.00s', '15.00s', '+50%', 'slower'])
         self.assertEqual(lines[3].split(),
                          ['beta', '2', '1.7m', '1.7m', '1.7m', 'too', 'few', 'builds'])
         self.assertIn("  alpha-warnings: 6 points; value=1", lines)
@@ -179,8 +179,19 @@ class ExportTest(StoreTestBase):
         self.assertEqual(report.trend([2, 2, 2]), (None, 'too few builds'))
         self.assertEqual(report.trend([3, 2, 2, 2, 2, 2, 2, 2])[1], 'steady')
         self.assertEqual(report.trend([2, 2, 3, 2, 2, 2, 3, 2, 2, 2])[1], 'steady')
+        # the fitted line goes from 10 to 4: 60 % faster
         ratio, word = report.trend([10, 8, 6, 4])
-        self.assertEqual((ratio, word), (-6 / 7, 'faster'))
+        self.assertEqual((ratio, word), (-0.6, 'faster'))
+        # whole seconds (Buildbot's build times): a change of one second is noise (it
+        # was "-100% faster")
+        self.assertEqual(report.trend([2, 2, 2, 1, 2, 1, 1, 1, 1, 1]), (None, 'steady'))
+        self.assertEqual(report.trend([1, 1, 1, 2, 1, 2, 2, 2, 2, 2]), (None, 'steady'))
+        # fractions have no such resolution; faster is never -100 % or beyond (relative to
+        # the median, this one was -128 %)
+        ratio, word = report.trend([1.2, 1.3, 1.1, 0.6, 0.5, 0.55, 0.6, 0.5])
+        self.assertEqual(word, 'faster')
+        self.assertAlmostEqual(ratio, -0.626, places=3)
+        self.assertEqual(report.trend([20, 18, 16, 14, 12, 10]), (-0.5, 'faster'))
         self.assertEqual(report.trend([2, 2, 2, 3, 2, 3, 3, 3, 4, 3])[1], 'slower')
 
     def test_time_parsing(self):
@@ -189,11 +200,18 @@ class ExportTest(StoreTestBase):
         self.assertEqual(parseTime('1700000000.5', '--start'), T0 + 0.5)
         self.assertEqual(parseTime('2d', '--start', now=T0), T0 - 2 * 86400)
         self.assertEqual(parseTime('90m', '--start', now=T0), T0 - 5400)
-        for bad in ('yesterday', '7x', 'nan', ''):
+        for bad in ('yesterday', '7x', 'nan', '', '99999999999999', '-99999999999999',
+                    '9999999w', '1e400'):
             with self.assertRaises(CliError):
                 parseTime(bad, '--start')
-        with self.assertRaises(CliError):
-            parseTimeRange('2d', '3d')
+        # the spelling the user wrote is the one the message names
+        parser = cli_main.makeParser()
+        for since, until in (('--start', '--end'), ('--since', '--until')):
+            args = parser.parse_args(['export', 'x', since, '2d', until, '3d'])
+            with self.assertRaises(CliError) as caught:
+                timeRange(args)
+            self.assertIn(f"{since} 2d (", str(caught.exception))
+            self.assertIn(f"is not before {until} 3d (", str(caught.exception))
 
 
 class ErrorPathTest(StoreTestBase):
@@ -246,7 +264,10 @@ class ErrorPathTest(StoreTestBase):
             ([], ['demo', 'report', 'export']),
             (['demo'], ['--dir', '--builds', '--timeout', '--no-progress']),
             (['report'], ['STORE', '--html', '--no-html']),
-            (['export'], ['--format', '--series', '--start', '--end', '--output']),
+            (['export'], ['--format', '--series', '--since', '--start', '--until', '--end',
+                          '--output']),
+            (['backfill'], ['MASTER_DIR', '--since', '--start', '--until', '--end',
+                            '--builder', '--dry-run']),
         ]:
             result = runCli(*args, '--help')
             self.assertEqual(result.returncode, 0, result.stderr)
@@ -267,8 +288,8 @@ class DemoTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertEqual(result.stderr, '')
         out = result.stdout
-        self.assertIn("6 builds in", out)
-        self.assertIn("(0 failed); master and worker stopped.", out)
+        self.assertRegex(out, r"\n6 builds in \d+\.\d s \(0 failed\)\.\nMaster and worker "
+                         r"stopped\.\n")
         # not a TTY: one plain line per build
         self.assertEqual(len(re.findall(r'^  build \d/6: (compile|test|docs) #\d', out, re.M)),
                          6)
@@ -359,6 +380,9 @@ class DemoServeTest(unittest.TestCase):
         except ImportError:
             raise unittest.SkipTest("needs pip install -e '.[www]'") from None
         workdir = os.path.abspath(self.mktemp())
+        import time
+
+        started = time.monotonic()
         proc = subprocess.Popen(
             [sys.executable, '-m', 'buildbot_stats.cli.main', 'demo', '--dir', workdir,
              '--builds', '3', '--serve'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -369,6 +393,7 @@ class DemoServeTest(unittest.TestCase):
             lines.append(line)
             if line.startswith('Statistics page: '):
                 break
+        serving = time.monotonic()
         url = lines[-1].split(': ', 1)[1].strip()
         self.assertRegex(url, r'^http://127\.0\.0\.1:\d+/#/stats$')
         view = url.replace('#/stats', 'plugins/wsgi_dashboards/stats/view?range=all')
@@ -379,10 +404,21 @@ class DemoServeTest(unittest.TestCase):
                                         r'data-style="points"><a ', body)), 3)
         self.assertIn('data-name="test-coverage"', body)
         self.assertNotIn('data-panel="queue"', body)
+        # the time the builds took, said before the master serves the page (it once
+        # counted the serving too)
+        building = float(re.search(r'\n3 builds in ([\d.]+) s \(0 failed\)\.\n',
+                                   ''.join(lines)).group(1))
+        self.assertLess(building, serving - started)
+        self.assertIn(f"HTML report: {workdir}/master/stats-report.html", ''.join(lines))
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
         self.assertEqual(proc.returncode, 0, err)
-        self.assertIn("3 builds in", out)
-        self.assertIn("master and worker stopped.", out)
+        self.assertEqual(err, '')  # the normal end: not "interrupted"
+        self.assertTrue(out.startswith("Stopping the master and the worker.\n"), out)
         self.assertEqual(processesUnder(workdir), [])
+        # every point of the 3 builds is kept (none taken for a build cut off)
+        conn = sqlite3.connect(os.path.join(workdir, 'master', 'stats.sqlite'))
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM points WHERE series = 'builds'")
+                         .fetchone(), (3,))
+        conn.close()
         shutil.rmtree(workdir)

@@ -211,6 +211,9 @@ class UnknownBuilderOnARealMaster(RunMasterBase):
         self.assertEqual(build['results'], SUCCESS)
         yield self.tested_master.shutdown()
 
+        # the line troubleshooting looks for first: the service is there, with its backends
+        self.assertIn("buildbot_stats: StatsService started; backends: InMemoryStorageService "
+                      "'mem' (4 captures), InfluxStorageService 'influx' (1 capture)", lines)
         warnings = [line for line in lines if 'which this master does not have' in line]
         self.assertEqual(warnings, [
             "buildbot_stats: warning: CaptureBuildDuration(builder_name='linux', "
@@ -229,3 +232,116 @@ class UnknownBuilderOnARealMaster(RunMasterBase):
         # the password is in no log line of the whole run, nor in a repr
         self.assertEqual([line for line in lines if PASSWORD in line], [])
         self.assertNotIn(PASSWORD, repr(secret))
+
+
+# -- an unknown keyword, a missing or extra argument ------------------------------------------
+
+def requiredArguments(check):
+    params = [p for p in inspect.signature(check).parameters.values()
+              if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return {p.name: GOOD_ARGUMENTS.get(p.name, 'x') for p in params
+            if p.default is inspect.Parameter.empty or p.name in GOOD_ARGUMENTS}
+
+
+def constructors():
+    """Every class and function of the master.cfg namespace a user calls, with the
+    arguments that make a good call."""
+    for name, cls in configurables():
+        yield name, cls, requiredArguments(
+            cls.checkConfig if hasattr(cls, 'checkConfig') else cls.__init__)
+    yield 'statsDashboard', stats.statsDashboard, {}
+
+
+class UnknownArguments(unittest.TestCase):
+    def errorsOf(self, func, *args, **kwargs):
+        """The configuration errors of one call, as ``buildbot checkconfig`` collects them;
+        any other exception fails the test."""
+        with config_errors.capture_config_errors() as errors:
+            try:
+                func(*args, **kwargs)
+            except config_errors.ConfigErrors:
+                raise  # one that ends the loading: collected as checkconfig does
+            except Exception as e:  # noqa: BLE001 - what the test is about
+                self.fail(f"{func.__name__}: raised {e!r}")
+        return errors.errors
+
+    def test_an_unknown_keyword_is_one_error_naming_it_on_every_constructor(self):
+        names = []
+        for name, func, good in constructors():
+            self.assertEqual(self.errorsOf(func, **good), [], name)
+            errors = self.errorsOf(func, **good, reportin=PASSWORD, zzz=['x'])
+            self.assertEqual(len(errors), 2, (name, errors))
+            self.assertTrue(errors[0].startswith(f"{name}: unknown argument reportin="),
+                            errors)
+            self.assertTrue(errors[1].startswith(f"{name}: unknown argument zzz=; it takes "),
+                            errors)
+            for message in errors:
+                self.assertNotIn(PASSWORD, message)
+                self.assertEqual(len(message.splitlines()), 1)
+            names.append(name)
+        # every capture, every backend, the service and the page
+        self.assertGreaterEqual(len(names), 20, names)
+        self.assertTrue({'CaptureBuildDuration', 'CaptureTestResults', 'SQLiteStorageService',
+                         'InfluxStorageService', 'PrometheusStorageService', 'StatsService',
+                         'InMemoryStorageService', 'statsDashboard'} <= set(names), names)
+
+    def test_the_message_lists_the_arguments_and_the_nearest_one(self):
+        self.assertEqual(
+            self.errorsOf(stats.CaptureBuildDuration, 'linux', reportin='minutes'),
+            ["CaptureBuildDuration: unknown argument reportin= (did you mean report_in=?); "
+             "it takes builder_name, report_in, callback"])
+        self.assertEqual(
+            self.errorsOf(stats.SQLiteStorageService, 'stats.sqlite', batchsize=10),
+            ["SQLiteStorageService: unknown argument batchsize= (did you mean batch_size=?); "
+             "it takes path, captures, batch_size, flush_interval, max_pending, "
+             "stop_timeout, busy_timeout, name"])
+        self.assertEqual(
+            self.errorsOf(stats.StatsService, storage_backend=[], name='s'),
+            ["StatsService 's': unknown argument storage_backend= (did you mean "
+             "storage_backends=?); it takes storage_backends, extra_tags, max_tag_values, "
+             "catch_up, record_data, build_number, name"])
+
+    def test_a_missing_or_extra_argument_is_an_error_too(self):
+        self.assertEqual(self.errorsOf(stats.CaptureBuildDuration),
+                         ["CaptureBuildDuration: missing a required argument: 'builder_name'"])
+        self.assertEqual(
+            self.errorsOf(stats.CaptureProperty, 'linux', 'p', None, False, PASSWORD),
+            ["CaptureProperty: too many positional arguments"])
+        self.assertEqual(
+            self.errorsOf(stats.InfluxStorageService, 'h', 8086, 'u', PASSWORD, 'db', [],
+                          url='h'),
+            ["InfluxStorageService: multiple values for argument 'url'"])
+
+    def test_a_capture_of_ones_own_is_checked_the_same_way(self):
+        class CaptureMine(stats.CaptureBuildDuration):
+            def __init__(self, builder_name, threshold=10):
+                super().__init__(builder_name)
+                self.threshold = threshold
+
+        self.assertEqual(self.errorsOf(CaptureMine, 'linux', treshold=3),
+                         ["CaptureMine: unknown argument treshold= (did you mean threshold=?); "
+                          "it takes builder_name, threshold"])
+        self.assertEqual(CaptureMine('linux', threshold=3).threshold, 3)
+
+
+class UnknownArgumentsInCheckconfig(unittest.TestCase):
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_the_issues_line_no_traceback_no_password(self):
+        # the case as reported: a misspelt keyword on the line that holds the password
+        captures = "[stats.CaptureBuildDuration('alpha', reportin='minutes')]"
+        services = ("c['services'] = [stats.StatsService(storage_backends=["
+                    f"{influx('influx', captures)}], extra_tag={{'a': 'b'}})]\n")
+        code, output = yield runCheckconfig(self, MASTER_CFG_HEAD + services)
+        self.assertEqual(code, 1, output)
+        self.assertNotIn('Traceback', output)
+        self.assertNotIn('error while parsing config file', output)
+        self.assertNotIn(PASSWORD, output)
+        self.assertEqual(configErrors(output), [
+            "CaptureBuildDuration: unknown argument reportin= (did you mean report_in=?); it "
+            "takes builder_name, report_in, callback",
+            "StatsService: unknown argument extra_tag= (did you mean extra_tags=?); it takes "
+            "storage_backends, extra_tags, max_tag_values, catch_up, record_data, "
+            "build_number, name",
+        ])

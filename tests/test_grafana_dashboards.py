@@ -108,6 +108,13 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
         tricky = "alpha' OR \"builder_name\" =~ /.*/ OR 'x"
         self.assertEqual(reader.buildResults(builder=tricky), {})
         self.assertEqual(sorted(reader.buildResults(builder='alpha')), ['alpha'])
+        # the page's steps: as the SQLite reader's, without the hidden step (hideStepIf,
+        # a tag InfluxDB has on its points only) and Buildbot's worker_preparation
+        self.assertEqual(set(reader.stepSummary()), {
+            ('alpha', 'shell'), ('alpha', 'maybe-fail'), ('alpha', 'unit-tests'), ('beta', 'shell')})
+        self.assertEqual(set(reader.stepDurations()), set(reader.stepSummary()))
+        hidden = reader.query('SELECT count("duration") FROM "steps" WHERE "hidden" = \'true\'')
+        self.assertEqual(hidden[0]['values'][0][1], 2)  # alpha's SetProperty, both builds
 
         # the same database through the page (the StatsService's InfluxDB backend)
         status, body, _ = yield self.get(VIEW + '?range=all')

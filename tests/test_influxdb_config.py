@@ -39,7 +39,7 @@ class CheckConfig(unittest.TestCase):
         self.assertConfigError("db is required", 'h', None, None, None, None, [])
         self.assertConfigError("batch_size must be a positive integer, got 0",
                                'h', None, None, None, 'db', [], batch_size=0)
-        self.assertConfigError("unknown option(s) batchsize",
+        self.assertConfigError("unknown argument batchsize= (did you mean batch_size=?)",
                                'h', None, None, None, 'db', [], batchsize=10)
         self.assertConfigError("extra_tags", 'h', None, None, None, 'db', [],
                                extra_tags='master=1')

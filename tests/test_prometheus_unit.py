@@ -428,11 +428,17 @@ class Snapshot(unittest.TestCase):
 class Resource(unittest.TestCase):
     """The /metrics resource without a server (twisted.web's DummyRequest)."""
 
-    def render(self, resource, postpath=()):
+    def render(self, resource, postpath=(), headers=None):
+        from twisted.web import server
         from twisted.web.test.requesthelper import DummyRequest
 
         request = DummyRequest(list(postpath))
+        for name, value in (headers or {}).items():
+            request.requestHeaders.setRawHeaders(name, [value])
         body = resource.render(request)
+        if body is server.NOT_DONE_YET:
+            self.assertEqual(request.finished, 1)  # answered at once (no backend to read)
+            body = b''.join(request.written)
         return request, body
 
     def test_no_backend_is_a_404_saying_why(self):
@@ -506,8 +512,14 @@ class DocumentedConfig(unittest.TestCase):
                                     "package (scripts/install-servers.sh does)")
 
     @defer.inlineCallbacks
-    def promtool(self, what, text):
+    def promtool(self, what, text, beside=()):
+        """``promtool check what`` of ``text``; ``beside``: files the configuration names,
+        made next to it (promtool checks that they exist)."""
         path = self.mktemp() + '.yml'
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        for name in beside:
+            with open(os.path.join(os.path.dirname(path), name), 'w') as f:
+                f.write('a-token\n')
         with open(path, 'w', encoding='utf-8') as f:
             f.write(text)
         out, err, code = yield utils.getProcessOutputAndValue(PROMTOOL, ['check', what, path])
@@ -523,7 +535,9 @@ class DocumentedConfig(unittest.TestCase):
     def test_scrape_config(self):
         text = docBlock('Scraping it')
         self.assertIn('job_name: buildbot', text)
-        code, output = yield self.promtool('config', text)
+        self.assertIn('credentials_file: buildbot-metrics.token', text)
+        self.assertIn('password_file: buildbot-metrics.token', text)
+        code, output = yield self.promtool('config', text, beside=['buildbot-metrics.token'])
         self.assertEqual(code, 0, output)
 
     def test_queries_are_found(self):

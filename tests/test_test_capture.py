@@ -12,6 +12,8 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from buildbot.process.results import FAILURE
+from buildbot.process.results import WARNINGS
 from buildbot.test import fakedb
 from buildbot.test.util.config import ConfigErrorsMixin
 from buildbot.test.util.logging import LoggingMixin
@@ -183,8 +185,17 @@ class Prometheus(unittest.TestCase):
 class StepConfig(ConfigErrorsMixin, unittest.TestCase):
 
     def test_mistakes(self):
-        with self.assertRaisesConfigError("JUnitResults: path is required"):
+        with self.assertRaisesConfigError("JUnitResults: missing a required argument: 'path'"):
             stats.JUnitResults()
+        with self.assertRaisesConfigError("JUnitResults: unknown argument on_failure= (did you "
+                                          "mean on_failures=?); it takes path, on_failures, "
+                                          "on_bad_report, max_size, alwaysRun, "):
+            stats.JUnitResults('r.xml', on_failure=WARNINGS)
+        with self.assertRaisesConfigError("JUnitResults: too many positional arguments"):
+            stats.JUnitResults('r.xml', FAILURE, WARNINGS, 10, 'x')
+        with self.assertRaisesConfigError("CaptureTestHistory: unknown argument buildername= "
+                                          "(did you mean builder_name=?)"):
+            stats.CaptureTestHistory(buildername='alpha')
         with self.assertRaisesConfigError("path must be a path, a glob or a list of them, "
                                           "got 3"):
             stats.JUnitResults(path=3)

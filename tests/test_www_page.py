@@ -32,6 +32,13 @@ def figures(body, kind):
     return out
 
 
+def shownSteps(body):
+    """``{(builder, step)}`` of the slowest steps table."""
+    table = re.search(r'<table class="steps">.*?</table>', body, re.S)
+    assert table is not None, body
+    return set(re.findall(r'<tr><td>([^<]*)</td><td>([^<]*)</td>', table.group(0)))
+
+
 class PageTest(PageMasterMixin, RunMasterBase):
 
     @defer.inlineCallbacks
@@ -78,6 +85,18 @@ class PageTest(PageMasterMixin, RunMasterBase):
         self.assertNotIn('class="missing"', body)
         self.assertIn('<td>alpha</td><td>3</td><td>3</td><td>1</td><td>2</td><td>3</td>', body)
         self.assertIn('data-name="alpha-coverage"', body)
+        # the slowest steps: the steps of the factories, not Buildbot's own
+        # worker_preparation nor the step hidden with hideStepIf (both in the store)
+        self.assertEqual(shownSteps(body), {('alpha', 'shell'), ('alpha', 'maybe-fail'),
+                                            ('alpha', 'unit-tests'), ('beta', 'shell')})
+        with sqlite3.connect(self.storePath()) as conn:
+            hidden = conn.execute(
+                "SELECT DISTINCT json_extract(tags, '$.step_name'),"
+                " json_extract(tags, '$.hidden') FROM points WHERE series = 'steps'"
+                " AND builder = 'alpha' ORDER BY 1").fetchall()
+        self.assertEqual(hidden, [('SetProperty', 'true'), ('maybe-fail', None),
+                                  ('shell', None), ('unit-tests', None),
+                                  ('worker_preparation', None)])
         # a series named <script> is text
         self.assertIn('data-name="alpha-&lt;script&gt;"', body)
         self.assertIn('<figcaption>alpha-&lt;script&gt;</figcaption>', body)

@@ -14,6 +14,7 @@ from twisted.python import log
 
 from buildbot import config
 
+from buildbot_stats.checks import checkArguments
 from buildbot_stats.checks import shown
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.tagging import TagPolicy
@@ -90,6 +91,18 @@ def _aliasHookSpellings(cls):
             setattr(cls, ours, asOurs(mine[theirs]) if asOurs else mine[theirs])
 
 
+def _checkedInit(init):
+    """``init`` (a capture's ``__init__``) whose argument mistakes are configuration
+    errors naming the class (:func:`~buildbot_stats.checks.checkArguments`), never a
+    ``TypeError`` whose traceback quotes the master.cfg line."""
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        args, kwargs = checkArguments(type(self).__name__, init, (self,) + args, kwargs)
+        return init(*args, **kwargs)
+    checked.checksArguments = True
+    return checked
+
+
 class Capture:
     """Base class of all captures; subclasses implement :meth:`consumer`.
 
@@ -109,6 +122,9 @@ class Capture:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _aliasHookSpellings(cls)
+        init = vars(cls).get('__init__')
+        if init is not None and not getattr(init, 'checksArguments', False):
+            cls.__init__ = _checkedInit(init)
 
     def __init__(self, routingKey, callback):
         self.routingKey = tuple(routingKey)
@@ -243,6 +259,9 @@ class Capture:
         """Buildbot's name and arguments of :meth:`writePoint`, for captures written for
         ``buildbot.statistics``."""
         self.writePoint(series_name, context, post_data, timestamp)
+
+
+Capture.__init__ = _checkedInit(Capture.__init__)
 
 
 class BuilderMatchMixin:

@@ -81,6 +81,9 @@ class CaptureStepTimes(BuildStatsCapture):
             if not self.stepMatches(step['name']):
                 continue
             step_tags = dict(tags, step_name=step['name'], result=resultName(step['results']))
+            if step.get('hidden'):
+                # hideStepIf: kept, tagged (only then: a visible step's series is as before)
+                step_tags['hidden'] = 'true'
             fields = {
                 'step_number': step['number'],
                 'build_number': build['number'],

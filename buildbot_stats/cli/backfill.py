@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import gc
 import sys
+import time
 
-from buildbot_stats.cli.common import TIME_HELP
 from buildbot_stats.cli.common import CliError
-from buildbot_stats.cli.common import isoTime
-from buildbot_stats.cli.common import parseTime
+from buildbot_stats.cli.common import addTimeRange
+from buildbot_stats.cli.common import runReactor
+from buildbot_stats.cli.common import timeRange
 
 
 #: the backfill ran to its end but a backend dropped points (see docs/cli.rst)
@@ -25,26 +26,14 @@ def addParser(sub):
         "or a run over a period already captured, adds nothing. The master may be running "
         "or stopped; its database is only read.")
     p.add_argument('master_dir', metavar='MASTER_DIR', help="the master's base directory")
-    p.add_argument('--since', metavar='WHEN',
-                   help=f"only builds that finished at or after WHEN: {TIME_HELP} "
-                   "(default: the first build)")
-    p.add_argument('--until', metavar='WHEN',
-                   help="only builds that finished before WHEN (default: now)")
+    addTimeRange(p, "only builds that finished at or after TIME (default: the first build)",
+                 "only builds that finished before TIME (default: now)")
     p.add_argument('--builder', metavar='NAME', action='append', dest='builders',
                    help="only this builder's builds; repeat for several (default: all)")
     p.add_argument('--dry-run', action='store_true',
                    help="count the points per series and write nothing")
     p.set_defaults(func=run)
     return p
-
-
-def parseRange(since, until, now=None):
-    lo = parseTime(since, '--since', now) if since is not None else None
-    hi = parseTime(until, '--until', now) if until is not None else None
-    if lo is not None and hi is not None and lo >= hi:
-        raise CliError(f"bad time range: --since {since} ({isoTime(lo)}) is not before "
-                       f"--until {until} ({isoTime(hi)})")
-    return lo, hi
 
 
 class TqdmProgress:
@@ -96,41 +85,91 @@ def formatSummary(result, seconds, sink, dry_run):
 class LogKeeper:
     """The twisted log of the run: not printed (Buildbot logs the config's traceback, the
     database URL...), but the first lines of buildbot_stats errors are kept for the
-    summary."""
+    summary, and a database that makes Buildbot wait (locked by another program, a server
+    gone) is said at once, on standard error, once per :data:`WAIT_NOTICE_EVERY` seconds."""
 
     MAX = 5
+    WAIT_NOTICE_EVERY = 30.0
+    #: what Buildbot's database pool logs when it retries a query ("retrying ... after sql
+    #: error ..."), and why
+    WAITS = (('database is locked', "locked by another program"),
+             ('Lost connection', "the connection to it was lost"))
 
-    def __init__(self):
+    def __init__(self, err=None, clock=time.monotonic):
         self.errors = []
+        #: how the notice names the database (openMaster tells it)
+        self.database = "(c['db'])"
+        self.err = sys.stderr if err is None else err
+        self.clock = clock
+        self.noticed = None
 
     def __call__(self, event):
         from twisted.logger import formatEvent
 
-        if len(self.errors) >= self.MAX:
-            return
         text = formatEvent(event) or ''
         failure = event.get('log_failure')
         if failure is not None:
             text = f"{text} {failure.getErrorMessage()}"
+        self.noticeWait(text)
+        if len(self.errors) >= self.MAX:
+            return
         if 'buildbot_stats' in text and ('error' in text or failure is not None):
             self.errors.append(' '.join(text.split()))
+
+    def noticeWait(self, text):
+        if 'after sql error' not in text:
+            return  # Buildbot's database pool retrying, not a backend's own error
+        for marker, why in self.WAITS:
+            if marker in text:
+                self.waiting(why)
+                return
+
+    def waiting(self, why):
+        """Say, on standard error, that the database makes the command wait (at most once
+        per :data:`WAIT_NOTICE_EVERY` seconds)."""
+        now = self.clock()
+        if self.noticed is not None and now - self.noticed < self.WAIT_NOTICE_EVERY:
+            return
+        self.noticed = now
+        print(f"buildbot-stats backfill: waiting for the master's database "
+              f"{self.database}: {why}; Buildbot retries until it answers (Ctrl-C to stop)",
+              file=self.err, flush=True)
 
 
 def run(args, out):
     from twisted.logger import globalLogBeginner
+    from twisted.logger import globalLogPublisher
 
-    from buildbot_stats.cli.demo import runReactor
+    since, until = timeRange(args)
+    keeper = LogKeeper()
+    if getattr(globalLogBeginner, '_temporaryObserver', True) is not None:
+        # from here, nothing of the log is printed (a config's traceback quotes its lines)
+        globalLogBeginner.beginLoggingTo([keeper], redirectStandardIO=False,
+                                         discardBuffer=True)
+    else:
+        # logging has begun (a test runner calling main()): the keeper beside it
+        globalLogPublisher.addObserver(keeper)
+    try:
+        return runBackfill(args, out, since, until, keeper)
+    finally:
+        globalLogPublisher.removeObserver(keeper)
+
+
+def runBackfill(args, out, since, until, keeper):
     from buildbot_stats.history.backfill import BackfillError
     from buildbot_stats.history.backfill import backfill
+    from buildbot_stats.history.backfill import loadMaster
     from buildbot_stats.history.backfill import openMaster
 
-    since, until = parseRange(args.since, args.until)
-    keeper = LogKeeper()
-    globalLogBeginner.beginLoggingTo([keeper], redirectStandardIO=False,
-                                     discardBuffer=True)
+    try:
+        # master.cfg and its StatsService: mistakes said before a reactor starts
+        loaded = loadMaster(args.master_dir)
+    except BackfillError as e:
+        raise CliError(str(e)) from None
 
     async def main(reactor):
-        master, svc = await openMaster(args.master_dir, reactor)
+        master, svc = await openMaster(args.master_dir, reactor, notices=keeper,
+                                       loaded=loaded)
         # what is loaded now (Buildbot, SQLAlchemy, master.cfg) lives until the end: out of
         # the collector's sight, full collections no longer pause the replay for 100+ ms
         # (and it runs about a third faster, benchmarks/backfill.py)

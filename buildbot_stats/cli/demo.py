@@ -15,8 +15,10 @@ import sqlite3
 import sys
 import time
 
+from buildbot_stats.cli import interrupt
 from buildbot_stats.cli import report
 from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import runReactor
 from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.demo_master_cfg import MASTER_CFG
 from buildbot_stats.cli.demo_master_cfg import SERVE_CFG
@@ -192,16 +194,27 @@ async def runBuilds(reactor, basedir, workerdir, port, total, progress, timeout,
     finally:
         if timer.active():
             timer.cancel()
+    state['builds_done_at'] = time.monotonic()  # what follows (--serve) is not build time
     return results
 
 
 async def stopAll(state):
-    """Worker, then master (its StatsService writes the queued points), then the DB pool."""
+    """The StatsService first (it writes what it holds and closes the store: from then on
+    the store is final, and ending the process cannot change it), then the master, the
+    worker and the DB pool. A master with builds running takes a second or two to stop
+    (Buildbot polls them once a second): Ctrl-C does not wait that long
+    (:mod:`buildbot_stats.cli.interrupt`)."""
     from twisted.internet import defer
+
+    from buildbot_stats.registry import statsServices
 
     # from here, a build that ends was cut off: neither printed nor kept
     state['stopping'] = True
     worker, master = state.pop('worker', None), state.pop('master', None)
+    if master is not None and master.running:
+        for _, service in statsServices(master):
+            if service.running:
+                await service.disownServiceParent()
     if worker is not None and worker.running:
         await defer.maybeDeferred(worker.stopService)
     if master is not None:
@@ -214,47 +227,56 @@ async def stopAll(state):
         consumer.stopConsuming()
 
 
-def keepOnly(store, builds):
+def endChildren():
+    """SIGKILL every process this one started and its process group (the worker runs
+    each command in a group of its own): what a forced end would otherwise leave
+    running. Linux (/proc); elsewhere nothing."""
+    import signal
+
+    me = os.getpid()
+    try:
+        pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(f'/proc/{pid}/stat', 'rb') as f:
+                ppid = int(f.read().rsplit(b')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid != me:
+            continue
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+#: A point's build number: its ``build_number`` tag (the seed's captures), else its field
+#: (the build statistics captures of ``--serve`` keep it as a field).
+BUILD_NUMBER = "COALESCE(build_number, json_extract(fields, '$.build_number'))"
+
+
+def keepOnly(store, builds, timeout=10.0):
     """Remove from the demo's ``store`` the points of every build not in ``builds``
     (``(builder, number)`` pairs): those cut off by Ctrl-C or the timeout. Their number."""
     if not os.path.exists(store):
         return 0
     keep = {(b, int(n)) for b, n in builds}
-    conn = sqlite3.connect(store, timeout=10)
+    conn = sqlite3.connect(store, timeout=timeout)
     try:
-        found = conn.execute("SELECT DISTINCT builder, build_number FROM points"
+        found = conn.execute(f"SELECT DISTINCT builder, {BUILD_NUMBER} FROM points"
                              " WHERE builder IS NOT NULL").fetchall()
-        cut = [pair for pair in found if pair not in keep]
+        cut = [pair for pair in found if pair not in keep and pair[1] is not None]
         with conn:
-            conn.executemany("DELETE FROM points WHERE builder = ? AND build_number = ?", cut)
+            conn.executemany(f"DELETE FROM points WHERE builder = ? AND {BUILD_NUMBER} = ?",
+                             cut)
         return len(cut)
     finally:
         conn.close()
-
-
-def runReactor(main):
-    """Run ``main(reactor)`` to completion on the global reactor; return or raise its result.
-    Ctrl-C stops the master and the worker before the reactor stops."""
-    from twisted.internet import defer
-    from twisted.internet import reactor
-
-    outcome = {}
-
-    def go():
-        d = defer.ensureDeferred(main(reactor))
-        d.addBoth(lambda r: outcome.setdefault('result', r))
-        d.addBoth(lambda _: reactor.stop())
-
-    reactor.callWhenRunning(go)
-    reactor.run()
-    result = outcome.get('result')
-    if result is None and 'result' not in outcome:
-        raise KeyboardInterrupt
-    from twisted.python.failure import Failure
-
-    if isinstance(result, Failure):
-        result.raiseException()
-    return result
 
 
 def masterCfg(port, www_port=None):
@@ -289,11 +311,10 @@ def writeSummary(out, store):
     return html
 
 
-async def serveUntilInterrupted(reactor, state, store, www_port, out):
-    """Flush the stats, print the summary (read in a thread) and the page's URL, then wait
-    for Ctrl-C (SIGINT) or SIGTERM."""
-    import signal
-
+async def serveUntilInterrupted(reactor, state, store, www_port, out, closing):
+    """Flush the stats, print the summary (read in a thread), the page's URL and
+    ``closing`` (the lines that end the demo), then wait for Ctrl-C (SIGINT) or SIGTERM:
+    the normal end of ``--serve``, not an interruption."""
     from twisted.internet import defer
     from twisted.internet import threads
 
@@ -303,25 +324,21 @@ async def serveUntilInterrupted(reactor, state, store, www_port, out):
     await service.drain()  # the captures of the last builds, then their points written
     for backend in service.backends:
         await backend.flush(30)
-    html = await threads.deferToThread(writeSummary, out, store)
+    await threads.deferToThread(writeSummary, out, store)
     url = f"http://127.0.0.1:{www_port}/#/stats"
     stopped = defer.Deferred()
-
-    def stop(signum, frame):
-        reactor.callFromThread(lambda: stopped.called or stopped.callback(None))
-
-    # replaces the reactor's handlers: Ctrl-C is the normal end of --serve, not an error
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    out.write(f"\nHTML report: {html}\n"
-              f"Statistics page: {url}\n"
+    guard = interrupt.current
+    if guard is not None:
+        guard.expected = True  # the stop that follows is the normal end: status 0
+        guard.onSignal = lambda signum: reactor.callFromThread(
+            lambda: stopped.called or stopped.callback(None))
+    out.write(closing)
+    out.write(f"Statistics page: {url}\n"
               "The master is up with its web UI; press Ctrl-C to stop it.\n")
     out.flush()
-    try:
-        await stopped
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    await stopped
     out.write("Stopping the master and the worker.\n")
+    out.flush()
 
 
 def commandName():
@@ -330,6 +347,16 @@ def commandName():
     if shutil.which('buildbot-stats') == script or not os.path.exists(script):
         return 'buildbot-stats'
     return os.path.relpath(script)
+
+
+def closingLines(store, basedir):
+    """Where everything is, and what to try next: the demo's last lines."""
+    cmd = commandName()
+    return (f"\nStore:       {store}\n"
+            f"HTML report: {report.defaultHtmlPath(store)} (open it in a browser)\n"
+            f"master.cfg:  {os.path.join(basedir, 'master.cfg')} (an example to copy)\n"
+            f"Try:         {cmd} report {os.path.relpath(store)}\n"
+            f"             {cmd} export {os.path.relpath(store)} --format line\n")
 
 
 def run(args, out):
@@ -366,45 +393,55 @@ def run(args, out):
         try:
             results = await runBuilds(reactor, basedir, workerdir, port, args.builds, progress,
                                       args.timeout, state)
+            # the builds' time, not the serving's
+            failed = sum(1 for r in results if r[3] != 0)
+            out.write(f"\n{plural(len(results), 'build')} in "
+                      f"{state['builds_done_at'] - t0:.1f} s ({failed} failed).\n")
+            out.flush()
             if args.serve:
-                await serveUntilInterrupted(reactor, state, store, www_port, out)
+                await serveUntilInterrupted(reactor, state, store, www_port, out,
+                                            closingLines(store, basedir))
             return results
         finally:
             await stopAll(state)
             reactor.removeSystemEventTrigger(trigger)
 
-    try:
-        results = runReactor(main)
-    except (KeyboardInterrupt, CliError):
-        # the builds cut off on the way out are not results: keep the store to those shown
-        done = [(b, n) for b, n, _, _ in state['results']]
+    def stoppedNote(timeout):
+        """Remove the builds cut off on the way out from the store (they are not
+        results); the line that says so."""
+        done = [(b, n) for b, n, _, _ in list(state['results'])]
         try:
-            cut = keepOnly(store, done)
+            cut = keepOnly(store, done, timeout=timeout)
             note = f"; {plural(cut, 'build')} cut off on the way out not kept" if cut else ""
         except sqlite3.Error as e:
             note = f"; the builds cut off on the way out could not be removed ({e})"
-        out.write(f"\n\nStopped after {plural(len(done), 'build')}; master and worker "
-                  f"stopped. The store keeps the builds above{note}: {store}\n")
-        out.flush()
+        return (f"\n\nStopped after {plural(len(done), 'build')}. The store keeps the builds "
+                f"above{note}: {store}\n")
+
+    def endNow():
+        # the process is being ended (cli.interrupt): no worker command left running, the
+        # store keeps the builds shown; nothing here may wait for the main thread
+        endChildren()
+        if 'builds_done_at' not in state:
+            os.write(1, stoppedNote(timeout=0.2).encode())
+
+    try:
+        with interrupt.onForcedExit(endNow):
+            results = runReactor(main)
+    except (KeyboardInterrupt, CliError):
+        if 'builds_done_at' not in state:
+            out.write(stoppedNote(timeout=10.0))
+            out.flush()
         raise
     finally:
         log.msg("buildbot-stats demo: stopped")
         logfile.close()
-    elapsed = time.monotonic() - t0
+    out.write("Master and worker stopped.\n")
+    if not args.serve:
+        out.write("\n")
+        writeSummary(out, store)
+        out.write(closingLines(store, basedir))
     failed = sum(1 for r in results if r[3] != 0)
-
-    out.write(f"\n{plural(len(results), 'build')} in {elapsed:.1f}s ({failed} failed); "
-              "master and worker stopped.\n\n")
-    if args.serve:
-        html = report.defaultHtmlPath(store)  # written while the master served
-    else:
-        html = writeSummary(out, store)
-    cmd = commandName()
-    out.write(f"\nStore:       {store}\n"
-              f"HTML report: {html}\n"
-              f"Try:         {cmd} report {os.path.relpath(store)}\n"
-              f"             {cmd} export {os.path.relpath(store)} --format line\n")
     if failed:
         raise CliError(f"{plural(failed, 'build')} failed; see {basedir}/twistd.log")
     return 0
-

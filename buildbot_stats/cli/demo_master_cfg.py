@@ -134,9 +134,9 @@ captures += [
     stats.CaptureStepTimes(),                            # steps: the slowest steps
 ]
 c['buildbotURL'] = 'http://127.0.0.1:@WWWPORT@/'
-c['www'] = {
-    'port': 'tcp:@WWWPORT@:interface=127.0.0.1',
-    # the one line that adds the Statistics page (menu entry "Statistics")
-    'plugins': {'wsgi_dashboards': [stats.statsDashboard()]},
-}
+c.setdefault('www', {})['port'] = 'tcp:@WWWPORT@:interface=127.0.0.1'
+# the one entry that adds the Statistics page (menu entry "Statistics"), beside the
+# plugins and dashboards c['www'] may already have
+c['www'].setdefault('plugins', {}).setdefault('wsgi_dashboards', []).append(
+    stats.statsDashboard())
 '''

@@ -5,13 +5,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
+import itertools
 import json
 import sys
 
-from buildbot_stats.cli.common import TIME_HELP
+from buildbot_stats.cli.common import addTimeRange
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
-from buildbot_stats.cli.common import parseTimeRange
+from buildbot_stats.cli.common import timeRange
 from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.safewrite import atomicOpen
 from buildbot_stats.cli.safewrite import checkOutput
@@ -37,8 +38,7 @@ def addParser(sub):
     p.add_argument('--series', '-s', action='append', metavar='NAME',
                    help="a series name or shell pattern (alpha-*); repeat for more; "
                    "default: every series")
-    p.add_argument('--start', metavar='TIME', help=f"first time included; {TIME_HELP}")
-    p.add_argument('--end', metavar='TIME', help="first time excluded (same forms)")
+    addTimeRange(p, "the first time included", "the first time excluded")
     p.add_argument('--output', '-o', metavar='FILE',
                    help="default: standard output; the file is replaced only once the "
                    "export is complete, and never when it is the store")
@@ -118,15 +118,24 @@ def outputFile(path, out, store):
         yield f
 
 
+def started(points):
+    """``points`` (an iterator) with its first item already read: the query has run, so a
+    store that fails it (damaged, locked) fails before a header is written to standard
+    output."""
+    first = next(points, None)
+    return iter(()) if first is None else itertools.chain([first], points)
+
+
 def run(args, out):
-    start, end = parseTimeRange(args.start, args.end)
-    if not toStdout(args.output):
-        checkOutput(args.output, '--output', protect=args.store)  # before anything is read
+    start, end = timeRange(args)
     with openStoreOrFail(args.store) as store:
+        if not toStdout(args.output):
+            checkOutput(args.output, '--output', protect=args.store)  # before the points
         names = store.matchSeries(args.series)
         counts = collections.Counter()
+        points = started(store.points(names, start, end))
         with outputFile(args.output, out, args.store) as f:
-            WRITERS[args.format](store.points(names, start, end), f, counts)
+            WRITERS[args.format](points, f, counts)
     notes = [f"{n} {what}" for what, n in sorted(counts.items()) if what != 'points']
     if not toStdout(args.output) or notes:
         msg = f"exported {plural(counts['points'], 'point')} of {len(names)} series"

@@ -20,13 +20,14 @@ import traceback
 from buildbot_stats import __version__
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import oneLine
+from buildbot_stats.cli.interrupt import SignalGuard
 from buildbot_stats.storage.sqlite.schema import StoreError
 
 PROG = 'buildbot-stats'
 EXIT_OK = 0
 EXIT_BUG = 1  # an unexpected exception: the traceback is in a file
 EXIT_ERROR = 2  # a mistake or a problem with a file: one line says which
-EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_INTERRUPTED = 130  # Ctrl-C (143 after SIGTERM: cli.interrupt)
 
 
 class Parser(argparse.ArgumentParser):
@@ -105,7 +106,13 @@ def silenceStdout():
 
 def runCommand(command, func, *args, argv=None):
     """The error boundary of every command: ``func(*args)``'s exit status, never a
-    traceback on the terminal."""
+    traceback on the terminal; Ctrl-C or SIGTERM ends it within a second
+    (:mod:`buildbot_stats.cli.interrupt`)."""
+    with SignalGuard(f"{PROG} {command}") as guard:
+        return _run(command, func, args, argv, guard)
+
+
+def _run(command, func, args, argv, guard):
     try:
         return func(*args) or EXIT_OK
     except (CliError, StoreError) as e:
@@ -119,7 +126,7 @@ def runCommand(command, func, *args, argv=None):
         return fail(command, f"the store cannot be read: {e}")
     except KeyboardInterrupt:
         print(f"{PROG} {command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return guard.exitStatus() if guard.signum is not None else EXIT_INTERRUPTED
     except Exception as e:
         return unexpected(command, argv, e)
 

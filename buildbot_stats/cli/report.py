@@ -43,9 +43,10 @@ def addParser(sub):
 
 def run(args, out):
     target = None if args.no_html else args.html or defaultHtmlPath(args.store)
-    if target is not None:
-        checkOutput(target, '--html', protect=args.store)  # before anything is read
-    with openStoreOrFail(args.store) as store:
+    with openStoreOrFail(args.store) as store:  # a missing store is named first
+        if target is not None:
+            checkOutput(target, '--html', protect=args.store,
+                        hint="give --html FILE elsewhere, or --no-html")  # before the points
         data = collect(store)
     out.write(terminalSummary(data))
     if target is not None:

@@ -19,6 +19,7 @@ import os
 import secrets
 import stat
 
+from buildbot_stats.cli import interrupt
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
@@ -58,11 +59,12 @@ def _describe(option, target):
     return f"{option} {target}" if option else target
 
 
-def checkOutput(target, option='', protect=None):
+def checkOutput(target, option='', protect=None, hint="choose another file"):
     """Raise :class:`CliError` unless ``target`` can be written as an output: not the store
     ``protect`` nor its side files, not a directory nor an SQLite database, in a directory
-    that exists. Commands call it before reading anything; :func:`atomicOpen` again.
-    Returns the path to write: ``target`` with symbolic links resolved."""
+    that exists and this user may write. Commands call it before reading anything;
+    :func:`atomicOpen` again. Returns the path to write: ``target`` with symbolic links
+    resolved. ``hint``: what a message of a directory that cannot be written suggests."""
     name = _describe(option, target)
     if protect is not None:
         checkNotStore(target, protect, option)
@@ -78,6 +80,10 @@ def checkOutput(target, option='', protect=None):
     if not os.path.isdir(directory):
         missing = "not a directory" if os.path.exists(directory) else "no such directory"
         raise CliError(f"{name}: cannot write it: {directory}: {missing}")
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in
+                     os.supports_effective_ids):
+        # a backup, a read-only mount, a master's directory read by another user
+        raise CliError(f"{name}: cannot write it: {directory}: permission denied; {hint}")
     return real
 
 
@@ -100,21 +106,27 @@ def atomicOpen(target, option='', protect=None, encoding='utf-8', newline=None):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except OSError as e:
         raise CliError(f"{name}: cannot write it: {e.strerror}") from None
-    try:
-        try:
-            with os.fdopen(fd, 'w', encoding=encoding, newline=newline) as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileNotFoundError):
-                # an existing file keeps its permissions
-                os.chmod(tmp, stat.S_IMODE(os.stat(real).st_mode))
-            os.replace(tmp, real)
-        except OSError as e:
-            raise CliError(f"{name}: cannot write it: {e.strerror or e}") from None
-    except BaseException:
+    def removeTmp():
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+    try:
+        # a process ended by a second Ctrl-C, or one that did not stop in time, leaves
+        # no temporary file either (cli.interrupt)
+        with interrupt.onForcedExit(removeTmp):
+            try:
+                with os.fdopen(fd, 'w', encoding=encoding, newline=newline) as f:
+                    yield f
+                    f.flush()
+                    os.fsync(f.fileno())
+                with contextlib.suppress(FileNotFoundError):
+                    # an existing file keeps its permissions
+                    os.chmod(tmp, stat.S_IMODE(os.stat(real).st_mode))
+                os.replace(tmp, real)
+            except OSError as e:
+                raise CliError(f"{name}: cannot write it: {e.strerror or e}") from None
+    except BaseException:
+        removeTmp()
         raise
 
 

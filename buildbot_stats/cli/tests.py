@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
-from buildbot_stats.cli.common import TIME_HELP
 from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import addTimeRange
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
-from buildbot_stats.cli.common import parseTimeRange
 from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.common import printable
+from buildbot_stats.cli.common import timeRange
 from buildbot_stats.reading.summary import fmtShortSeconds
 from buildbot_stats.reading.tests import TABLE_ROWS
 
@@ -49,8 +49,8 @@ def addParser(sub):
     which.add_argument('--history', metavar='TEST',
                        help="one test's result in every build of --builder")
     p.add_argument('--builder', '-b', metavar='NAME', help="one builder (default: all)")
-    p.add_argument('--start', metavar='TIME', help=f"first build end included; {TIME_HELP}")
-    p.add_argument('--end', metavar='TIME', help="first build end excluded (same forms)")
+    addTimeRange(p, "only builds that ended at or after TIME (default: the first build)",
+                 "only builds that ended before TIME (default: now)")
     p.add_argument('--limit', '-n', type=int, default=TABLE_ROWS, metavar='N',
                    help=f"rows per table (default {TABLE_ROWS})")
     p.add_argument('--format', '-f', choices=FORMATS, default='text',
@@ -64,7 +64,7 @@ def run(args, out):
         raise CliError(f"--limit must be at least 1, got {args.limit}")
     if args.history is not None and not args.builder:
         raise CliError("--history needs --builder: a test's history is of one builder")
-    start, end = parseTimeRange(args.start, args.end)
+    start, end = timeRange(args)
     with openStoreOrFail(args.store) as store:
         if args.history is not None:
             history = store.testHistory(args.builder, args.history, start, end)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import collections
 import os
+import sqlite3
 import time
+import urllib.parse
 import warnings
 
 import sqlalchemy as sa
 from twisted.internet import defer
+from twisted.internet import threads
 
 from buildbot.config.errors import ConfigErrors
 from buildbot.config.master import FileLoader
@@ -31,6 +34,26 @@ from buildbot.warnings import ConfigWarning
 from buildbot_stats.history.reader import BuildReader
 from buildbot_stats.history.replay import Replayer
 from buildbot_stats.registry import statsServices
+from buildbot_stats.storage.sqlite.schema import isLocked
+
+
+#: Seconds one read of a master's SQLite database waits for a lock before Buildbot retries.
+SQLITE_LOCK_WAIT = 1.0
+
+
+def isLockedNow(path, wait=0.5):
+    """True when the SQLite file ``path`` cannot be read for a lock another program holds
+    (``wait`` seconds at most). Blocks: call it in a thread."""
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=wait)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        return isLocked(e)
+    return False
 
 
 class BackfillError(Exception):
@@ -65,8 +88,9 @@ class ReplayMaster(service.MasterService):
     """The least of a master the StatsService and its backends need outside Buildbot:
     basedir, config, reactor, the database (read-only), the data API, secrets."""
 
-    def __init__(self, basedir, config, reactor):
+    def __init__(self, basedir, config, reactor, notices=None):
         super().__init__()
+        self.notices = notices
         self.setName('buildbot_stats-backfill')
         self.basedir = basedir
         self.config = config
@@ -100,16 +124,64 @@ class ReplayMaster(service.MasterService):
             path = os.path.join(self.basedir, path)
             if not os.path.exists(path):
                 raise BackfillError(f"the master's database {path} does not exist")
+            # a lock held by another program: each try gives up after a second (not
+            # SQLite's 5), so that Buildbot's retries, and the command's notice that it
+            # waits, come at once
+            connect_args = dict(db_config.engine_kwargs.get('connect_args') or {})
+            connect_args.setdefault('timeout', SQLITE_LOCK_WAIT)
+            db_config.engine_kwargs = dict(db_config.engine_kwargs, connect_args=connect_args)
+            shown = path
+            if self.notices is not None:
+                self.notices.database = shown
+                locked = yield threads.deferToThreadPool(
+                    self.reactor, self.reactor.getThreadPool(), isLockedNow, path)
+                if locked:
+                    self.notices.waiting("locked by another program")
+        elif self.notices is not None:
+            self.notices.database = shown
         try:
             yield self.db.setup(check_version=True, verbose=False)
         except DatabaseNotReadyError:
             raise BackfillError(
-                f"the master's database {shown!r} is not at this Buildbot's schema version: "
-                "run 'buildbot upgrade-master' first (backfill never upgrades it)") from None
+                (yield self.describeSchemaMismatch(shown))) from None
         except Exception as e:
             raise BackfillError(f"cannot reach the master's database {shown!r}: "
                                 f"{oneLine(e)}") from None
         sa.event.listen(self.db._engine, 'before_cursor_execute', refuseWrites)
+
+    @defer.inlineCallbacks
+    def describeSchemaMismatch(self, shown):
+        """Why the database is not at this Buildbot's schema version, and what to do: an
+        older one is upgraded by ``buildbot upgrade-master``; a newer one (the master runs
+        a newer Buildbot) needs that Buildbot where ``buildbot-stats`` runs."""
+        import alembic.runtime.migration
+        import buildbot
+
+        model = self.db.model
+
+        def revision(conn):
+            if not model.table_exists(conn, 'alembic_version'):
+                return None, False
+            rev = alembic.runtime.migration.MigrationContext.configure(
+                conn).get_current_revision()
+            try:
+                known = model.alembic_get_scripts().get_revision(rev) is not None
+            except Exception:  # alembic: an unknown revision id
+                known = False
+            return rev, known
+
+        try:
+            rev, known = yield self.db.pool.do(revision)
+        except Exception:
+            rev, known = None, True
+        if rev is not None and not known:
+            return (f"the master's database {shown!r} is at a newer schema version "
+                    f"({rev}) than this Buildbot {buildbot.version} knows: the master runs "
+                    "a newer Buildbot; install that version where buildbot-stats runs "
+                    "(backfill never changes the database)")
+        return (f"the master's database {shown!r} is at an older schema version than this "
+                f"Buildbot {buildbot.version}: run 'buildbot upgrade-master' first, as for "
+                "starting the master (backfill never upgrades it)")
 
     @defer.inlineCallbacks
     def close(self):
@@ -167,14 +239,24 @@ def findStatsService(config):
     return found[0]
 
 
+def loadMaster(basedir):
+    """``(config, service)``: the master's configuration, loaded as ``buildbot
+    checkconfig`` does, and its StatsService. No reactor needed: a command checks this
+    before it starts one."""
+    config = loadMasterConfig(os.path.abspath(basedir))
+    return config, findStatsService(config)
+
+
 @defer.inlineCallbacks
-def openMaster(basedir, reactor):
+def openMaster(basedir, reactor, notices=None, loaded=None):
     """``(master, service)``: the master's database opened, the service configured (its
-    backends not started)."""
+    backends not started). ``notices`` (optional) is told the database's file or URL,
+    without its password (its ``database`` attribute), and, with ``waiting(why)``, that
+    the database makes the backfill wait (an SQLite file locked by another program).
+    ``loaded``: what :func:`loadMaster` returned (else it is called)."""
     basedir = os.path.abspath(basedir)
-    config = loadMasterConfig(basedir)
-    svc = findStatsService(config)
-    master = ReplayMaster(basedir, config, reactor)
+    config, svc = loaded if loaded is not None else loadMaster(basedir)
+    master = ReplayMaster(basedir, config, reactor, notices=notices)
     try:
         yield master.setup()
         yield svc.setServiceParent(master)

@@ -27,6 +27,7 @@ from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import isStatistic
 from buildbot_stats.reading.forms import oneFormPerBuild
 from buildbot_stats.reading.sqlite import MEASUREMENTS
+from buildbot_stats.reading.sqlite import WORKER_PREPARATION
 from buildbot_stats.reading.sqlite import isNumber
 from buildbot_stats.reading.tests import Run
 from buildbot_stats.reading.tests import TestQueries
@@ -54,6 +55,12 @@ def buildOf(row):
         return row.get('builder_name'), tag, True
     return row.get('builder_name'), _int(row.get('build_number_field')), False
 
+
+#: The steps the page shows (as the SQLite reader): with a duration, not hidden
+#: (``hideStepIf``: a tag only hidden steps have; a missing tag compares as ''), not
+#: Buildbot's own worker_preparation.
+VISIBLE_STEPS = ['"duration" >= 0', '"hidden" != \'true\'',
+                 f'"step_name" != \'{WORKER_PREPARATION}\'']
 
 #: test names per ``OR`` of a query of the per-test history
 NAME_CHUNK = 50
@@ -260,14 +267,14 @@ class InfluxReader(TestQueries):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``."""
         out = {}
         for b, t, number, step, value in self._measurement(
-                'steps', ['step_name', 'duration'], builder, start, end, ['"duration" >= 0']):
+                'steps', ['step_name', 'duration'], builder, start, end, VISIBLE_STEPS):
             out.setdefault((b, step), []).append((t, number, float(value)))
         return out
 
     def stepSummary(self, builder=None, start=None, end=None):
         """``{(builder, step name): {'runs', 'median', 'p90', 'max'}}``, computed by
         InfluxDB (``percentile`` is nearest-rank, as in the SQLite reader)."""
-        where = self._where(builder, start, end, ['"duration" >= 0'])
+        where = self._where(builder, start, end, VISIBLE_STEPS)
         q = ('SELECT count("duration") AS "runs", median("duration") AS "median", '
              'percentile("duration", 90) AS "p90", max("duration") AS "max" '
              f'FROM {self._from("steps")}{where} GROUP BY "builder_name", "step_name"')

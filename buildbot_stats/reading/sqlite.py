@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import statistics
-import urllib.parse
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
@@ -24,6 +23,7 @@ from buildbot_stats.reading.tests import Run
 from buildbot_stats.reading.tests import TestQueries
 from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
+from buildbot_stats.storage.sqlite.schema import connectReadOnly
 from buildbot_stats.storage.sqlite.schema import describeReadError
 from buildbot_stats.storage.sqlite.schema import NAME_BITS
 from buildbot_stats.storage.sqlite.schema import NAME_MASK
@@ -31,6 +31,11 @@ from buildbot_stats.storage.sqlite.schema import TESTS_VERSION
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
 __all__ = ['StoreError', 'StoreReader', 'SeriesInfo', 'openStore']
+
+
+#: Seconds a reader waits for a lock: in WAL mode, readers and the writer work at once,
+#: so only another program's exclusive lock makes it wait; it is named after this.
+READ_BUSY_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,8 @@ class StoreReader(TestQueries):
             raise StoreError(f"{path}: is a directory, not a store file")
         if not looksLikeSQLite(path):
             raise StoreError(f"{path}: not an SQLite file")
-        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
         try:
-            self.conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+            self.conn = connectReadOnly(path, timeout=READ_BUSY_TIMEOUT)
             self.version = checkReadable(self.conn)
         except StoreError as e:
             raise StoreError(f"{path}: {e}") from None
@@ -204,13 +208,21 @@ class StoreReader(TestQueries):
             where.append(f"series IN ({','.join('?' * len(series))})")
             params.extend(series)
         self._window(where, params, None, start, end)
-        sql = "SELECT series, time_us, tags, fields FROM points"
+        sql = "SELECT id, series, time_us, tags, fields FROM points"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_us, id"
-        for series, time_us, tags, fields in self._query(sql, params):
-            yield Point(series=series, tags=json.loads(tags), fields=json.loads(fields),
-                        time=time_us / 1e6)
+        for row_id, series, time_us, tags, fields in self._query(sql, params):
+            try:
+                tags, fields = json.loads(tags), json.loads(fields)
+                if not isinstance(tags, dict) or not isinstance(fields, dict):
+                    raise ValueError("not a JSON object")
+                when = time_us / 1e6
+            except (TypeError, ValueError) as e:
+                # written by another program, or damaged: the store's, not a bug
+                raise StoreError(f"{self.path}: is damaged: the point of row {row_id} "
+                                 f"({series!r}) cannot be read ({type(e).__name__})") from None
+            yield Point(series=series, tags=tags, fields=fields, time=when)
 
     # -- the queries of the report and the web page (same names in reading.influxdb) -----------
 
@@ -278,6 +290,12 @@ class StoreReader(TestQueries):
             measurement, columns, numeric = MEASUREMENT_QUERIES[kind]
             where.append("series = ?")
             params.append(measurement)
+            if kind == 'steps':
+                # what Buildbot's UI hides (hideStepIf) and its own worker_preparation are
+                # not the steps of a build a user looks for
+                where += ["json_extract(tags, '$.hidden') IS NULL",
+                          "json_extract(tags, '$.step_name') IS NOT ?"]
+                params.append(WORKER_PREPARATION)
             sql = (f"SELECT time_us, id, builder, json_extract(fields, '$.build_number'),"
                    f" {', '.join(columns)} FROM points WHERE {{}}")
             if numeric:
@@ -313,7 +331,8 @@ class StoreReader(TestQueries):
 
     def stepDurations(self, builder=None, start=None, end=None):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``
-        (:class:`CaptureStepTimes`)."""
+        (:class:`CaptureStepTimes`), without the hidden steps (``hideStepIf``) and
+        Buildbot's own ``worker_preparation``."""
         return SHAPES['steps'](self.rows('steps', builder, start, end))
 
     def testCounts(self, builder=None, start=None, end=None):
@@ -524,6 +543,10 @@ MEASUREMENT_QUERIES = {
                         "json_extract(fields, '$.skipped')"], None),
 }
 
+
+#: Buildbot's own first step of every build (attaching the worker, starting a latent one):
+#: left out of the page's steps, as the steps Buildbot's UI hides are.
+WORKER_PREPARATION = 'worker_preparation'
 
 #: The measurements of the build statistics captures (results, queue times, steps, tests).
 MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')

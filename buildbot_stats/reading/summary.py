@@ -12,7 +12,7 @@ import math
 import operator
 import statistics
 
-TREND_STEADY = 0.10  # a fitted change within +-10 % of the median is "steady"
+TREND_STEADY = 0.10  # a fitted change within +-10 % of its start is "steady"
 TREND_WINDOW = 200  # the trend is of the latest builds (pairs grow as the square: the page
 # computes it per builder on every view, 200 builds are 19,900 slopes, a few milliseconds)
 
@@ -29,19 +29,21 @@ def percentile(values, q):
 
 
 def trend(durations):
-    """``(ratio, word)``: the change over the latest builds relative to their median.
+    """``(ratio, word)``: the change over the latest builds, relative to where it started.
 
-    The slope is Theil-Sen's (the median of the slopes between every two builds), so one
-    slow first build (a cold cache) or Buildbot's whole-second build times do not make a
-    trend, as they would with first-against-last or a least-squares line.
+    The line is Theil-Sen's (the slope is the median of the slopes between every two
+    builds, the level the median of what is left), so one slow first build (a cold cache)
+    does not make a trend, as it would with first-against-last or a least-squares line;
+    ``ratio`` is the change of that line from the first build shown to the last, relative
+    to its start (so "faster" is never -100 % or beyond). A change no larger than the
+    durations' resolution is "steady" with no ratio: Buildbot stamps builds in whole
+    seconds, so a build of 1.5 s reads 1 or 2, and 2, 2, 2, 1, 2, 1, 1 is noise, not a
+    build twice as fast.
     """
     durations = list(durations)[-TREND_WINDOW:]
     n = len(durations)
     if n < 4:
         return None, "too few builds"
-    median = statistics.median(durations)
-    if median <= 0:
-        return None, "n/a"
     # every (d[i + k] - d[i]) / k, gap by gap, in C loops (map): the page computes it per
     # builder on every view
     slopes = []
@@ -49,10 +51,22 @@ def trend(durations):
         slopes.extend(map(operator.truediv, map(operator.sub, durations[k:], durations[:-k]),
                           itertools.repeat(k, n - k)))
     slope = statistics.median(slopes)
-    ratio = slope * (n - 1) / median
+    start = statistics.median(d - slope * i for i, d in enumerate(durations))
+    if start <= 0:
+        return None, "n/a"
+    change = slope * (n - 1)
+    if abs(change) <= resolution(durations):
+        return None, "steady"
+    ratio = change / start
     if abs(ratio) < TREND_STEADY:
         return ratio, "steady"
     return ratio, "slower" if ratio > 0 else "faster"
+
+
+def resolution(durations):
+    """The smallest change ``durations`` can show: 1 when every one is a whole number
+    (Buildbot's build times are whole seconds), else 0."""
+    return 1.0 if all(float(d).is_integer() for d in durations) else 0.0
 
 
 def builderStats(builds):

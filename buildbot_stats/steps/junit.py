@@ -23,6 +23,9 @@ The step's summary reads ``512 passed, 3 failed, 2 skipped (1 flaky)``.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from twisted.internet import defer
 from twisted.internet import task
 from twisted.python import log
@@ -38,6 +41,7 @@ from buildbot.process.results import worst_status
 from buildbot.steps.worker import CompositeStepMixin
 from buildbot.worker.protocols import base as protocols
 
+from buildbot_stats.checks import checkArguments
 from buildbot_stats.checks import shown
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
@@ -106,6 +110,29 @@ def _checkResult(owner, name, value):
                      f"got {shown(value)}")
 
 
+def _checkedStepInit(init):
+    """``init`` (a step's ``__init__`` whose ``**kwargs`` go to BuildStep) with its
+    argument mistakes as configuration errors naming the step
+    (:func:`~buildbot_stats.checks.checkArguments`): its own arguments and BuildStep's are
+    declared, a misspelt one is named with the nearest, too many positional ones are one
+    message, never a TypeError whose traceback quotes the master.cfg line."""
+    sig = inspect.signature(init)
+    declared = sig.replace(parameters=[p for p in sig.parameters.values()
+                                       if p.kind is not p.VAR_KEYWORD])
+
+    def arguments(*args, **kwargs):
+        pass
+    arguments.__signature__ = declared
+    steps_own = tuple(buildstep.BuildStep._params_names)
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        args, kwargs = checkArguments(type(self).__name__, arguments, (self,) + args, kwargs,
+                                      also=steps_own)
+        return init(*args, **kwargs)
+    return checked
+
+
 def _paths(path):
     return [path] if isinstance(path, str) else list(path)
 
@@ -136,12 +163,11 @@ class JUnitResults(buildstep.BuildStep, CompositeStepMixin):
     # the glob and upload commands' own log lines (CompositeStepMixin reads it)
     logEnviron = False
 
-    def __init__(self, path=None, on_failures=FAILURE, on_bad_report=WARNINGS,
+    @_checkedStepInit
+    def __init__(self, path, on_failures=FAILURE, on_bad_report=WARNINGS,
                  max_size=DEFAULT_MAX_SIZE, **kwargs):
         owner = type(self).__name__
-        if path is None:
-            config.error(f"{owner}: path is required (the report, or a glob of reports)")
-        elif not (isinstance(path, str) and path) and not (
+        if not (isinstance(path, str) and path) and not (
                 isinstance(path, (list, tuple)) and path
                 and all(isinstance(p, str) and p for p in path)) \
                 and not hasattr(path, 'getRenderingFor'):

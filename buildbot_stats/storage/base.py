@@ -11,6 +11,7 @@ from buildbot import config
 from buildbot.util import service
 
 from buildbot_stats.captures.base import Capture
+from buildbot_stats.checks import CheckedArguments
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.counters import DeliveryCounters
 
@@ -29,7 +30,7 @@ def describeBuildOf(tags):
     return f" (builder {builder!r}, build #{number})"
 
 
-class StatsStorageBase(service.BuildbotService):
+class StatsStorageBase(CheckedArguments, service.BuildbotService):
     """Base class of every storage backend.
 
     A backend is a Buildbot service, child of the :class:`StatsService` that owns it, so it
@@ -47,28 +48,21 @@ class StatsStorageBase(service.BuildbotService):
             # Buildbot's own backend defaults to its class name; so do we. Two unnamed
             # backends of one class are reported by StatsService.checkConfig.
             kwargs['name'] = type(self).__name__
+        # an unknown keyword is a configuration error and left out (CheckedArguments)
         super().__init__(*args, **kwargs)
         # ``captures`` is read by StatsService before the backend is configured, to know
         # which consumers to run; it is the only argument taken here rather than in
         # reconfigService. It is checked here too, once for every backend (custom ones
         # included), and only Capture instances are kept.
-        self.captures = self._declaredCaptures(args, kwargs)
+        self.captures = self.checkCaptures(self.capturesArgument(), self.describeForConfig())
         self.counters = DeliveryCounters()
 
-    def _declaredCaptures(self, args, kwargs):
-        kwargs = {k: v for k, v in kwargs.items() if k != 'name'}
-        try:
-            bound = inspect.signature(self.checkConfig).bind(*args, **kwargs)
-        except TypeError:
-            return []
-        bound.apply_defaults()
-        return self.checkCaptures(bound.arguments.get('captures'), self.describeForConfig())
-
-    def describeForConfig(self):
-        """How configuration messages name this backend: its class, and its name when it
-        has one of its own."""
-        kind = type(self).__name__
-        return kind if self.name == kind else f"{kind} {self.name!r}"
+    def capturesArgument(self):
+        """The ``captures`` argument the backend was constructed with (None when it was
+        not given: a backend may then choose default captures)."""
+        bound = inspect.signature(self.checkConfig).bind(*self._config_args,
+                                                         **self._config_kwargs)
+        return bound.arguments.get('captures')
 
     @staticmethod
     def checkCaptures(captures, backend_name):

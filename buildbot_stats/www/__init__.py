@@ -1,8 +1,11 @@
 """The Statistics page in Buildbot's web UI (a ``buildbot-wsgi-dashboards`` dashboard).
 
-One line in master.cfg enables it::
+One entry in master.cfg enables it, beside the plugins and dashboards ``c['www']`` has::
 
-    c['www']['plugins']['wsgi_dashboards'] = [stats.statsDashboard()]
+    from buildbot_stats import stats
+
+    c['www'].setdefault('plugins', {}).setdefault('wsgi_dashboards', []).append(
+        stats.statsDashboard())
 
 Flask and the dashboards plugin come with ``pip install buildbot_stats[www]``; they are
 imported when :func:`statsDashboard` is called, never by ``import buildbot_stats``.
@@ -10,11 +13,13 @@ imported when :func:`statsDashboard` is called, never by ``import buildbot_stats
 
 from __future__ import annotations
 
+from buildbot_stats.checks import checkedArguments
 from buildbot_stats.www.ranges import RANGES
 
 __all__ = ['RANGES', 'statsDashboard']
 
 
+@checkedArguments
 def statsDashboard(name='stats', caption='Statistics', order=5, icon='FaChartLine',
                    store=None, influxdb=None, stats_service='StatsService',
                    default_range='7d'):

@@ -25,7 +25,7 @@ from buildbot_stats.reading.mirror import StoreMirror
 from buildbot_stats.reading.source import Source
 from buildbot_stats.registry import preferredStatsService
 from buildbot_stats.storage.sqlite.schema import StoreError
-from buildbot_stats.www import access
+from buildbot_stats import access
 from buildbot_stats.www import page
 from buildbot_stats.www.cache import ViewCache
 from buildbot_stats.www.notices import seriesFacts

@@ -28,7 +28,9 @@ from buildbot.interfaces import IRenderable
 from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.checks import aTypeName
+from buildbot_stats.checks import argumentNames
 from buildbot_stats.checks import shown
+from buildbot_stats.checks import unknownArgument
 from buildbot_stats.delivery.lineprotocol import LineEncoder
 from buildbot_stats.delivery.lineprotocol import PointRejected
 from buildbot_stats.delivery.retry import WriteOptions
@@ -147,10 +149,11 @@ class InfluxStorageService(StatsStorageBase):
             else:
                 for what, why in dropped:
                     config.error(f"{me}: extra_tags: extra {what} cannot be written ({why})")
-        unknown = sorted(set(write_options) - set(WriteOptions.names()))
-        if unknown:
-            config.error(f"{me}: unknown option(s) {', '.join(unknown)}")
-        else:
+        unknown = [k for k in write_options if k not in WriteOptions.names()]
+        for keyword in unknown:
+            config.error(unknownArgument(me, keyword, argumentNames(self.checkConfig)
+                                         + list(WriteOptions.names()) + ['name']))
+        if not unknown:
             for problem in WriteOptions(**write_options).problems():
                 config.error(f"{me}: {problem}")
 

@@ -23,7 +23,6 @@ What points become: :mod:`buildbot_stats.storage.prometheus.metrics`; a scrape:
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import zlib
@@ -34,14 +33,17 @@ from twisted.internet import task
 from twisted.python import log
 
 from buildbot import config
+from buildbot.interfaces import IRenderable
 from buildbot.data import resultspec
 
 from buildbot_stats.captures.builds import REPORT_IN_DIVISORS
+from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import shown
 from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.prometheus.http import metricsSite
+from buildbot_stats.storage.prometheus.http import tokenAccess
 
 try:
     from prometheus_client import CollectorRegistry
@@ -134,11 +136,18 @@ class PrometheusStorageService(StatsStorageBase):
     :param step_buckets: histogram bounds of step durations (default: ``buckets``)
     :param labels: tags of the build statistics points added as labels (default none;
         any of ``worker``, ``branch``, ``repository``, ``project``)
+    :param token: a token a scrape must present (``Authorization: Bearer <token>``, or
+        as the password of basic auth), a string or ``util.Secret(...)``; default None:
+        the own port answers every request (it listens on the loopback only by default).
+        ``/plugins/metrics`` takes it too.
     :param name: the backend name (default ``'PrometheusStorageService'``)
     """
 
+    # rendered by Buildbot before reconfigService, never logged
+    secrets = ['token']
+
     def checkConfig(self, port=DEFAULT_PORT, interface=DEFAULT_INTERFACE, captures=None,
-                    buckets=DEFAULT_BUCKETS, step_buckets=None, labels=()):
+                    buckets=DEFAULT_BUCKETS, step_buckets=None, labels=(), *, token=None):
         owner = self.describeForConfig()
         if CollectorRegistry is None:
             config.error(f"{owner}: the prometheus_client package is not installed "
@@ -155,6 +164,11 @@ class PrometheusStorageService(StatsStorageBase):
         if step_buckets is not None:
             checkBuckets(owner, 'step_buckets', step_buckets)
         checkLabels(owner, labels)
+        if token is not None and not IRenderable.providedBy(token) and (
+                not isinstance(token, str) or not token.strip()):
+            # the value itself is not shown: it is a secret
+            config.error(f"{owner}: token must be a non-empty string or a secret "
+                         f"(util.Secret), got {aTypeName(token)}")
         self._checkDurationUnits(owner, captures)
 
     def _checkDurationUnits(self, owner, captures):
@@ -179,9 +193,10 @@ class PrometheusStorageService(StatsStorageBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self._capturesGiven(args, kwargs) is None:
+        if self.capturesArgument() is None:
             self.captures = self.defaultCaptures()
         self.port = self.interface = self.buckets = self.step_buckets = None
+        self.token = None
         self.labels = ()
         self.registry = None
         self.buildMetrics = None
@@ -198,14 +213,6 @@ class PrometheusStorageService(StatsStorageBase):
         self.scrapes = 0
         self.snapshot_errors = 0
 
-    def _capturesGiven(self, args, kwargs):
-        try:
-            bound = inspect.signature(self.checkConfig).bind(
-                *args, **{k: v for k, v in kwargs.items() if k != 'name'})
-        except TypeError:
-            return None
-        return bound.arguments.get('captures')
-
     @staticmethod
     def defaultCaptures():
         """The build statistics captures, for every builder."""
@@ -216,7 +223,8 @@ class PrometheusStorageService(StatsStorageBase):
 
     @defer.inlineCallbacks
     def reconfigService(self, port=DEFAULT_PORT, interface=DEFAULT_INTERFACE, captures=None,
-                        buckets=DEFAULT_BUCKETS, step_buckets=None, labels=()):
+                        buckets=DEFAULT_BUCKETS, step_buckets=None, labels=(), *, token=None):
+        self.token = token
         buckets = tuple(buckets)
         step_buckets = tuple(step_buckets) if step_buckets is not None else buckets
         labels = tuple(labels)
@@ -246,7 +254,8 @@ class PrometheusStorageService(StatsStorageBase):
             return
         try:
             self._listening = self.master.reactor.listenTCP(
-                self.port, metricsSite(lambda: self), interface=self.interface)
+                self.port, metricsSite(lambda: self, tokenAccess(lambda: self.token)),
+                interface=self.interface)
         except error.CannotListenError as e:
             self._listening = None
             where = f"{self.interface or '*'}:{self.port}"

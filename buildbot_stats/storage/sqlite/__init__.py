@@ -5,9 +5,16 @@
 * :mod:`~.schema`: the file's layout, its version and its migrations
 * :mod:`~.values`: which field values a point may hold, and how they are encoded
 
-The store is read by :mod:`buildbot_stats.reading.sqlite`.
+The store is read by :mod:`buildbot_stats.reading.sqlite`, which needs only the schema:
+``SQLiteStorageService`` is imported when first used (PEP 562).
 """
 
-from buildbot_stats.storage.sqlite.backend import SQLiteStorageService
-
 __all__ = ['SQLiteStorageService']
+
+
+def __getattr__(name):
+    if name != 'SQLiteStorageService':
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from buildbot_stats.storage.sqlite.backend import SQLiteStorageService
+
+    return SQLiteStorageService

@@ -73,7 +73,7 @@ class SQLiteStorageService(StatsStorageBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self._capturesArgument(args, kwargs) is None:
+        if self.capturesArgument() is None:
             self.captures = defaultCaptures()
         self.path = None
         self._queue = collections.deque()
@@ -92,11 +92,6 @@ class SQLiteStorageService(StatsStorageBase):
         self._stopping = False
         self.rejections = collections.Counter()
         self.batches = 0
-
-    def _capturesArgument(self, args, kwargs):
-        if 'captures' in kwargs:
-            return kwargs['captures']
-        return args[1] if len(args) > 1 else None
 
     def reconfigService(self, path='stats.sqlite', captures=None, batch_size=1000,
                         flush_interval=1.0, max_pending=100000, stop_timeout=30.0,

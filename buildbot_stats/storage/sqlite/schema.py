@@ -36,7 +36,9 @@ as ours so that a path pointed at another database (Buildbot's state.sqlite) is 
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import urllib.parse
 
 SCHEMA_VERSION = 3
 #: The first version with the per-test history tables (test_runs, test_names, test_results).
@@ -199,6 +201,31 @@ def looksLikeSQLite(path):
         return False
 
 
+#: The files SQLite may keep beside a store whose presence means the file alone is not
+#: the whole store: a write-ahead log, a rollback journal.
+LOG_SUFFIXES = ('-wal', '-journal')
+
+
+def connectReadOnly(path, timeout=1.0):
+    """A read-only connection to the store ``path`` that never creates a file.
+
+    A reader opens a write-ahead-log store with ``mode=ro``, which reads what the log
+    holds but creates the ``-wal`` and ``-shm`` files beside the store when they are not
+    there (and then cannot, in a directory it may not write: a backup, a read-only mount,
+    a master's directory read by another user). So: with a log or a journal beside the
+    store (a master writing it, or one that stopped without checkpointing), ``mode=ro``,
+    which reads it; without one, the file is the whole store, and is opened
+    ``immutable`` (no lock, no side file; a master that starts writing meanwhile writes
+    to a new log, which this connection does not see). Works at any schema version.
+    """
+    real = os.path.realpath(path)
+    logged = any(os.path.exists(base + suffix) for base in {path, real}
+                 for suffix in LOG_SUFFIXES)
+    query = "mode=ro" if logged else "mode=ro&immutable=1"
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?{query}"
+    return sqlite3.connect(uri, uri=True, timeout=timeout)
+
+
 def isLocked(error):
     """True for SQLite's "database is locked" (another connection holds a lock)."""
     name = getattr(error, 'sqlite_errorname', '')
@@ -211,6 +238,12 @@ def describeReadError(error):
     if isLocked(error):
         return ("is locked by another program (one holding an exclusive lock, such as "
                 "PRAGMA locking_mode=EXCLUSIVE); try again once it has let go")
+    if getattr(error, 'sqlite_errorcode', None) in (sqlite3.SQLITE_READONLY,
+                                                     sqlite3.SQLITE_CANTOPEN):
+        # a log beside the store needs its -shm index, which this user cannot create
+        return (f"cannot be read from here ({error}): its -wal file needs a -shm file "
+                "beside it that this user cannot create; read it as the user that writes "
+                "it, or copy the store with its -wal file somewhere writable")
     return f"is not a readable SQLite database ({error})"
 
 
