@@ -153,6 +153,11 @@ class PageTest(PageMasterMixin, RunMasterBase):
         self.assertNotIn('<svg', body)
         status, body, _ = yield self.get('plugins/wsgi_dashboards/stats/index.html')
         self.assertNotIn('<iframe', body)
+        # a test's history page is under the same authz
+        test_page = VIEW.rsplit('/', 1)[0] + '/test?range=all&builder=beta&test=t'
+        status, body, _ = yield self.get(test_page)
+        self.assertEqual(status, 403)
+        self.assertNotIn('<svg', body)
         # a forged session cookie is anonymous
         status, _, _ = yield self.get(VIEW, cookie='TWISTED_SESSION=eyJhbGciOiJIUzI1NiJ9.e30.x')
         self.assertEqual(status, 403)
@@ -163,6 +168,9 @@ class PageTest(PageMasterMixin, RunMasterBase):
         status, body, _ = yield self.get(VIEW + '?range=all', cookie=cookie)
         self.assertEqual(status, 200, body)
         self.assertEqual(figures(body, 'duration'), {'beta': 1})
+        status, body, _ = yield self.get(test_page, cookie=cookie)
+        self.assertEqual(status, 200, body)
+        self.assertIn('<h1>Test <code>t</code> on beta, all</h1>', body)
         yield self.tested_master.shutdown()
 
 
