@@ -45,6 +45,7 @@ STEPS = 4
 MASTER_CFG = textwrap.dedent('''\
     import os
     from buildbot.plugins import schedulers, util, worker
+    from benchmarks.captures import everyFamily
     from buildbot_stats import stats
 
     c = BuildmasterConfig = {}
@@ -56,17 +57,7 @@ MASTER_CFG = textwrap.dedent('''\
     c['builders'] = [util.BuilderConfig(name=n, workernames=['w0'], factory=util.BuildFactory())
                      for n in names]
     c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=names)]
-    captures = [
-        stats.CaptureBuildStartTimeAllBuilders(),
-        stats.CaptureBuildEndTimeAllBuilders(),
-        stats.CaptureBuildDurationAllBuilders(),
-        stats.CapturePropertyAllBuilders('warnings'),
-        stats.CaptureDataAllBuilders('coverage'),
-        stats.CaptureBuildResults(),
-        stats.CaptureQueueTimes(),
-        stats.CaptureStepTimes(),
-        stats.CaptureTestResults(),
-    ]
+    captures = everyFamily('warnings', 'coverage')
     if os.environ['BENCH_BACKEND'] == 'influx':
         backend = stats.InfluxStorageService(os.environ['BENCH_INFLUX_URL'], None, None, None,
                                              os.environ['BENCH_DB'], captures,
@@ -87,6 +78,10 @@ def generate(basedir, n):
     import sqlalchemy as sa
 
     from buildbot.db import model
+
+    from buildbot_stats.history.builddata import RECORD_NAME
+    from buildbot_stats.history.builddata import encodeEntry
+    from buildbot_stats.history.builddata import encodeRecord
 
     t = model.Model.metadata.tables
     engine = sa.create_engine(f"sqlite:///{os.path.join(basedir, 'state.sqlite')}")
@@ -142,11 +137,11 @@ def generate(basedir, n):
             category='pass_fail', value_unit='boolean', tests_passed=rnd.randint(90, 100),
             tests_failed=rnd.randint(0, 3), complete=1))
         if i % 2:
-            value = json.dumps({'format': 1, 'values': [
-                {'timestamp': started + 10.5, 'post_data': {'percent': 80.0 + i % 10}}]})
-            rows['build_data'].append(dict(buildid=i, name='stats.coverage',
-                                           value=value.encode(), length=len(value),
-                                           source='buildbot_stats'))
+            # the record of yieldMetricsValue (buildbot_stats.history.builddata)
+            value = encodeRecord({'coverage': [
+                encodeEntry(started + 10.5, {'percent': 80.0 + i % 10})]})
+            rows['build_data'].append(dict(buildid=i, name=RECORD_NAME, value=value,
+                                           length=len(value), source='buildbot_stats'))
     with engine.begin() as conn:
         for table, values in rows.items():
             if values:

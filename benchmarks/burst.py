@@ -99,15 +99,10 @@ def stats_config(variant, port, db, basedir):
         svc = bbstats.StatsService(storage_backends=[backend], name='StatsService')
         return [svc], lambda: (done['n'] + done['failed'], {'failed': done['failed']})
 
+    from benchmarks.captures import seedCaptures
     from buildbot_stats import stats
 
-    captures = [
-        stats.CaptureBuildStartTimeAllBuilders(),
-        stats.CaptureBuildEndTimeAllBuilders(),
-        stats.CaptureBuildDurationAllBuilders(),
-        stats.CapturePropertyAllBuilders(PROPERTY),
-        stats.CaptureDataAllBuilders(DATA_NAME),
-    ]
+    captures = seedCaptures(PROPERTY, DATA_NAME)
     if variant in ('ours', 'ours_norecord'):
         backend = stats.InfluxStorageService(
             url=f'http://127.0.0.1:{port}', db=db, captures=captures, name='influx')
@@ -312,6 +307,10 @@ async def run_burst(reactor, args, basedir):
     expected = args.n * POINTS_PER_BUILD
     wall_points = wall_built
     details = await points_done((warm + args.n) * POINTS_PER_BUILD, args.timeout)
+    recorder = getattr(svc, 'build_data_recorder', None)
+    if recorder is not None:
+        # the build-data record of the last builds (written within a second of their end)
+        await recordWritten(recorder)
     if progress is not None:
         wall_points = time.monotonic() - wall0
     cpu = time.process_time() - cpu0
@@ -340,7 +339,7 @@ async def run_burst(reactor, args, basedir):
     result['user_s'], result['sys_s'] = ru.ru_utime - ru0.ru_utime, ru.ru_stime - ru0.ru_stime
     if details:
         result['counters'] = details
-    if args.alternate and args.mode == 'finish' and svc is not None:
+    if args.alternate and args.mode == 'finish' and recorder is not None:
         result['alternate'] = await alternate(args, svc, finish, progress, points_done,
                                               stats_on, warm)
     await master.stopService()
@@ -349,25 +348,89 @@ async def run_burst(reactor, args, basedir):
 
 
 async def alternate(args, svc, finish, progress, points_done, stats_on, warm):
-    """The same master finishes ``args.n`` builds with its stats service unsubscribed, then
-    subscribed, ``args.alternate`` times: the least CPU of each state, in one process, is
-    the measure least disturbed by other work on the machine (and by process start-up)."""
-    off, on = [], []
-    for _ in range(args.alternate):
-        await svc.removeConsumers()
-        stats_on['on'] = False
-        cpu0 = time.process_time()
-        await finish(args.n)
-        off.append(time.process_time() - cpu0)
-        await svc.registerConsumers()
-        stats_on['on'] = True
-        before = progress()[0]
-        cpu0 = time.process_time()
-        await finish(args.n)
-        await points_done(before + args.n * POINTS_PER_BUILD, args.timeout)
-        on.append(time.process_time() - cpu0)
-    return {'off_cpu_s': off, 'on_cpu_s': on,
-            'stats_us_per_build': 1e6 * (min(on) - min(off)) / args.n}
+    """The same master finishes ``--alternate-n`` builds (default ``--n``) in each of three
+    states: its stats service unsubscribed (``off``), subscribed without the build-data
+    record (``record_data=False``), and with it; ``args.alternate`` rounds, the order of the
+    states turning at each round (a state is not always the one that runs on the largest
+    database). The least CPU of each state, in one process, is the measure least disturbed by
+    other work on the machine (and by process start-up). With the record, the CPU counted
+    ends once its last rows are written.
+
+    Beside it, ``record_attributed_us_per_call``: the CPU the record's own code took, the
+    reactor thread's in ``record()`` plus Buildbot's database thread's in the recorder's
+    transactions (``time.thread_time`` around each), per call: what the record costs, read
+    without the noise of the rest of the master (it leaves out the thread hop of each
+    transaction, one a second or per 500 builds)."""
+    n = args.alternate_n or args.n
+    recorder = svc.build_data_recorder
+    attributed = attribute(recorder)
+    cpu = {'off': [], 'norecord': [], 'record': []}
+    states = list(cpu)
+    for round_ in range(args.alternate):
+        for state in states[round_ % 3:] + states[:round_ % 3]:
+            if state == 'off':
+                await svc.removeConsumers()
+                stats_on['on'] = False
+            else:
+                stats_on['on'] = True
+                svc.record_data = state == 'record'
+                await svc.registerConsumers()
+            before = progress()[0]
+            cpu0 = time.process_time()
+            await finish(n)
+            if state != 'off':
+                await points_done(before + n * POINTS_PER_BUILD, args.timeout)
+                await recordWritten(recorder)
+            cpu[state].append(time.process_time() - cpu0)
+    least = {state: min(values) for state, values in cpu.items()}
+    out = {'builds_per_run': n, 'off_cpu_s': cpu['off'], 'norecord_cpu_s': cpu['norecord'],
+           'on_cpu_s': cpu['record'],
+           'stats_us_per_build': 1e6 * (least['record'] - least['off']) / n,
+           'stats_us_per_build_norecord': 1e6 * (least['norecord'] - least['off']) / n,
+           # one yieldMetricsValue call per build: the record's cost per call
+           'record_us_per_call': 1e6 * (least['record'] - least['norecord']) / n}
+    if attributed is not None and attributed['calls']:
+        out['record_attributed_us_per_call'] = (
+            1e6 * (attributed['reactor'] + attributed['database']) / attributed['calls'])
+        out['record_attributed'] = attributed
+    return out
+
+
+def attribute(recorder):
+    """Counts the CPU of the record's own code (see :func:`alternate`); None for the recorder
+    before one row per build (it wrote through Buildbot's setBuildData)."""
+    thd_write = getattr(recorder, '_thdWrite', None)
+    if thd_write is None:
+        return None
+    spent = {'reactor': 0.0, 'database': 0.0, 'calls': 0, 'transactions': 0}
+    record = recorder.record
+
+    def timedRecord(*args):
+        t0 = time.thread_time()
+        try:
+            return record(*args)
+        finally:
+            spent['reactor'] += time.thread_time() - t0
+            spent['calls'] += 1
+
+    def timedWrite(*args):
+        t0 = time.thread_time()  # Buildbot's database thread
+        try:
+            return thd_write(*args)
+        finally:
+            spent['database'] += time.thread_time() - t0
+            spent['transactions'] += 1
+
+    recorder.record = timedRecord
+    recorder._thdWrite = timedWrite
+    return spent
+
+
+def recordWritten(recorder):
+    """A Deferred: every yieldMetricsValue call recorded so far is written (``flush``; the
+    recorder before one row per build had ``wait``: this script measures both)."""
+    flush = getattr(recorder, 'flush', None)
+    return flush() if flush is not None else recorder.wait()
 
 
 def task_sleep(reactor, seconds):
@@ -399,6 +462,7 @@ def parent(args):
                 key = f'{variant}_{k}'
             keys.append(key)
             extra = ['--mode', args.mode, '--alternate', args.alternate,
+                     '--alternate-n', args.alternate_n,
                      '--n', args.n, '--builders', args.builders, '--workers', args.workers,
                      '--window', args.window, '--warmup', args.warmup,
                      '--timeout', args.timeout, '--database', args.database]
@@ -462,8 +526,11 @@ def main(argv=None):
                         "in memory (default of --mode finish)")
     p.add_argument('--alternate', type=int, default=0,
                    help="with --mode finish: after the measured run, the stats variants "
-                        "also finish --n builds with their service unsubscribed and "
-                        "subscribed, this many times each, in the same process")
+                        "also finish --n builds with their service unsubscribed, "
+                        "subscribed with record_data=False and with record_data=True, this "
+                        "many rounds, in the same process")
+    p.add_argument('--alternate-n', type=int, default=0,
+                   help="builds of each state in a round of --alternate (default: --n)")
     p.add_argument('--mode', choices=('builds', 'finish'), default='builds',
                    help="'builds' (default): real builds on in-process workers; 'finish': "
                         "builds made and finished through master.data.updates only")

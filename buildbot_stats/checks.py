@@ -1,8 +1,30 @@
-"""What the configuration checks and the commands share: the wording that names a value by its
-type, never its content, and the one spelling of a duration (``90d``).
+"""The one set of option checks: one rule each for a port, a positive (or non-negative)
+integer, a duration and a boolean, used by every backend and the service; the wording that
+names a value by its type, never its content; the one spelling of a duration (``90d``).
 
-A master.cfg value in the wrong place may be a password (arguments shifted by one), so a
-check that rejects a value says what kind of value it got, not what it holds.
+Each rule is a function ``<kind>Problem(name, value, ...)`` that returns the problem as one
+line (``"port must be ..., got 70000"``), or None when the value is fine; :func:`report`
+turns a checkConfig's problems into ``config.error`` calls naming the owner. A master.cfg
+value in the wrong place may be a password (arguments shifted by one), so a check that
+rejects a value says what kind of value it got, not what it holds.
+
+The rules (docs/architecture.rst):
+
+* a **port** is an integer from 1 to 65535. 0 ("any free port") is refused everywhere: every
+  port of ours is one another program must find (the InfluxDB we connect to, the port
+  Prometheus scrapes, written in its configuration), which a port the system picks at each
+  start cannot be;
+* a **count** (batch sizes, limits) is an integer, at least 1 unless said otherwise; ``True``
+  is not a count;
+* a **duration** is a number of seconds or a string such as ``'30s'``, ``'2m'``, ``'12h'``,
+  ``'90d'`` (:func:`parseDuration`), more than 0 unless 0 has a meaning for that option (a
+  ``stop_timeout`` of 0: the stop does not wait); :func:`seconds` gives its value;
+* a **boolean** is ``True`` or ``False`` (not ``1``, not ``'yes'``).
+
+The arguments themselves are checked before any rule: an unknown keyword, a missing or an
+extra argument of a constructor is a one-line ``config.error`` naming it
+(:func:`checkArguments`, through :class:`CheckedArguments`, the first base of every service
+of the package, and :func:`checkedArguments` for a plain function).
 """
 
 from __future__ import annotations
@@ -50,6 +72,70 @@ def shown(value):
     if value is None or isinstance(value, (str, int, float, bool)):
         return repr(value)
     return aTypeName(value)
+
+
+# -- the rule of each kind of option ----------------------------------------------------------
+
+def _orNone(none_means):
+    return f" or None ({none_means})" if none_means else ""
+
+
+def portProblem(name, value, none_means=None):
+    """The problem of a TCP port option (see the module's rules); ``none_means``: what
+    ``None`` means, when the option allows it."""
+    if value is None and none_means:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        # a string here may be a shifted user or password: its type only
+        got = aTypeName(value) if isinstance(value, str) else shown(value)
+        return f"{name} must be a TCP port number (1-65535){_orNone(none_means)}, got {got}"
+    return None
+
+
+def countProblem(name, value, minimum=1, none_means=None):
+    """The problem of an integer option of at least ``minimum`` (a count, a size)."""
+    if value is None and none_means:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        return f"{name} must be {what}{_orNone(none_means)}, got {shown(value)}"
+    return None
+
+
+def durationProblem(name, value, zero=False, none_means=None):
+    """The problem of a duration option (seconds, or ``'30s'``, ``'12h'``...); ``zero``:
+    0 is allowed."""
+    if value is None and none_means:
+        return None
+    parsed = parseDuration(value)
+    if parsed is None or (parsed == 0 and not zero):
+        what = "a duration of 0 or more" if zero else "a positive duration"
+        return (f"{name} must be {what} ({DURATION_HELP}){_orNone(none_means)}, "
+                f"got {shown(value)}")
+    return None
+
+
+def seconds(value):
+    """The seconds (a float) of a duration option that passed :func:`durationProblem`
+    (None stays None)."""
+    return None if value is None else parseDuration(value)
+
+
+def booleanProblem(name, value):
+    """The problem of a True/False option."""
+    if not isinstance(value, bool):
+        return f"{name} must be True or False, got {shown(value)}"
+    return None
+
+
+def report(owner, *problems):
+    """``config.error(f"{owner}: {problem}")`` for each problem that is not None (in a
+    checkConfig: Buildbot gathers them, ``buildbot checkconfig`` prints each on a line)."""
+    from buildbot import config  # not at import: the commands use this module, not Buildbot
+
+    for problem in problems:
+        if problem is not None:
+            config.error(f"{owner}: {problem}")
 
 
 # -- the arguments of a constructor ------------------------------------------------------------

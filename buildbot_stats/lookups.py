@@ -6,8 +6,8 @@ and its buildset (for the queue times and the branch, repository and project tag
 steps and the test result sets. :class:`Lookups` answers each of them, most of the time
 without asking the database:
 
-* Buildbot already announces most of them on its MQ, and :meth:`Lookups.startConsuming`
-  listens: builders started, stopped and updated (names), builds new (the build dicts
+* Buildbot already announces most of them on its MQ, and the service's subscription table
+  hands :class:`Lookups` those messages (:meth:`Lookups.subscriptions`): builders started, stopped and updated (names), builds new (the build dicts
   ``yieldMetricsValue`` needs while a build runs), build property updates, workers
   (names), build requests new and buildsets new.
 * What the MQ did not announce (a build that started before the service did, an entry the
@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from twisted.internet import defer
 from twisted.python import log
 
-from buildbot_stats.messages import normalizing
 from buildbot_stats.slices import cyclicGCPaused
+from buildbot_stats.subscriptions import Subscription
 
 SOURCE_TAGS = ('branch', 'repository', 'project')
 
@@ -48,7 +48,8 @@ SIZES = {
 
 # The MQ messages that keep a cache current, and the method each goes to. A feed is consumed
 # only while a capture uses its cache (Capture.uses): every consumer costs a match on every
-# message the master produces.
+# message the master produces. A key here is consumed once by the service, whoever else
+# wants it (buildbot_stats.subscriptions).
 FEEDS = {
     # started, stopped, update
     'builder_names': (('builders', None, None), '_builderChanged'),
@@ -170,7 +171,8 @@ class Lookups:
                                            SIZES['test_result_sets'])
         # keyed by (workerid, buildrequestid): that is all the tags of a build depend on
         self.build_tags = OnceLookup(self._askBuildTags, SIZES['build_tags'])
-        self._consumers = {}  # cache name -> its feed's MQ consumer
+        self._following = set()  # the caches whose feed the service should consume
+        self._fed = set()  # the caches whose feed is consumed now
         # The property updates of a build are complete only when the lookups listened
         # before its first one: true of builds with an id above this (None: of none yet).
         self._trusted_above = None
@@ -188,37 +190,38 @@ class Lookups:
         """Look-ups the caches could not answer (each one data API query), by cache."""
         return {name: memo.misses for name, memo in self.memos().items()}
 
-    # -- the MQ feeds ------------------------------------------------------------------------
+    # -- the MQ feeds (a component of the service's subscription table) ---------------------
+
+    def follow(self, names):
+        """Keep the caches ``names`` (see :data:`FEEDS`) fed from the MQ, and only those:
+        a feed no longer named is left (its cache keeps what it holds, asking the data API
+        for the rest). Applied by the service's next :meth:`subscriptions`."""
+        self._following = set(names) & set(FEEDS)
+
+    def subscriptions(self):
+        """The feeds of the caches followed (the subscription contract, see
+        :mod:`buildbot_stats.subscriptions`): builder, worker and build messages of every
+        master, none replayed."""
+        return [Subscription(FEEDS[name][0], getattr(self, FEEDS[name][1]),
+                             f"lookups ({name})", every_master=True)
+                for name in sorted(self._following)]
 
     @defer.inlineCallbacks
-    def startConsuming(self, mq, names=tuple(FEEDS)):
-        """Listen to the feeds of the caches ``names`` (see :data:`FEEDS`), and only those:
-        a feed no longer named stops (its cache keeps what it holds, asking the data API
-        for the rest)."""
-        names = set(names) & set(FEEDS)
-        for name in sorted(set(self._consumers) - names):
-            yield self._stopFeed(name)
-        for name in sorted(names - set(self._consumers)):
-            key, method = FEEDS[name]
-            # messages in the data API's shape whatever the MQ (see buildbot_stats.messages)
-            self._consumers[name] = yield mq.startConsuming(
-                normalizing(getattr(self, method)), key)
-            if name == 'properties':
-                yield self._startTrusting()
-
-    @defer.inlineCallbacks
-    def stopConsuming(self):
-        for name in sorted(self._consumers):
-            yield self._stopFeed(name)
-
-    @defer.inlineCallbacks
-    def _stopFeed(self, name):
-        consumer = self._consumers.pop(name)
-        if name == 'properties':
+    def subscribed(self, keys):
+        """The feeds whose keys are in ``keys`` are delivered from now on."""
+        fed = {name for name, (key, _) in FEEDS.items() if tuple(key) in keys}
+        started, self._fed = fed - self._fed, fed
+        if 'properties' not in fed:
             # updates will be missed from now on: what is cached may go stale
             self._trusted_above = None
             self.properties.clear()
-        yield consumer.stopConsuming()
+        elif 'properties' in started:
+            yield self._startTrusting()
+
+    @property
+    def fed(self):
+        """The names of the caches whose MQ feed is delivered now."""
+        return set(self._fed)
 
     @defer.inlineCallbacks
     def _startTrusting(self):
@@ -230,7 +233,7 @@ class Lookups:
             log.msg(f"buildbot_stats: could not read the newest build id ({e}); build "
                     "properties are asked of the data API")
             return
-        if 'properties' in self._consumers:
+        if 'properties' in self._fed:
             self._trusted_above = newest[0]['buildid'] if newest else 0
 
     def _builderChanged(self, routingKey, msg):

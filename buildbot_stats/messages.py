@@ -7,11 +7,12 @@ seconds (an ``int``), tuples as lists. A capture or a user's callback written fo
 would then see other types under the other (``complete_at - started_at`` raises
 ``TypeError`` on ints).
 
-:func:`normalizeMessage` is called by the StatsService on every message before any capture
-sees it. It turns the fields the data API declares as dates (``types.DateTime``, read from
-Buildbot's own resource types, nested entities included) back into ``datetime`` objects in
-UTC, the shape the data API gives. A message that already has datetimes (the simple MQ) is
-returned as it is, and so is anything it does not know.
+:func:`normalizeMessage` is called once on every message the StatsService consumes, by its
+subscription table (:mod:`buildbot_stats.subscriptions`), before any capture or other
+component sees it. It turns the fields the data API declares as dates (``types.DateTime``,
+read from Buildbot's own resource types, nested entities included) back into ``datetime``
+objects in UTC, the shape the data API gives. A message that already has datetimes (the
+simple MQ) is returned as it is, and so is anything it does not know.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ UTC = datetime.timezone.utc
 
 #: The routing key of the StatsService's own ``yieldMetricsValue`` message.
 YIELD_DATA = ("stats-yieldMetricsValue", "stats-yield-data")
+#: The routing key under which the service consumes a build's end (Buildbot also announces
+#: it as ``('builds', id, 'finished')`` and ``('workers', id, 'builds', id, 'finished')``:
+#: everything of ours that follows builds ending uses this one, so it is consumed once).
+BUILD_FINISHED = ("builders", None, "builds", None, "finished")
 
 
 def _entityTypes():
@@ -153,10 +158,3 @@ def normalizeMessage(routingKey, msg):
     if entity is None:
         return msg
     return normalizeEntity(entity, msg)
-
-
-def normalizing(callback):
-    """``callback(routingKey, msg)`` that gets ``msg`` normalized (for MQ consumers)."""
-    def consume(routingKey, msg):
-        return callback(routingKey, normalizeMessage(routingKey, msg))
-    return consume

@@ -1,4 +1,5 @@
-"""StatsService: owns the backends and the MQ subscriptions of their captures."""
+"""StatsService: owns the backends, the one subscription table (the captures, the look-ups'
+feeds, the build-data recorder), the look-ups, the tag policy and the one stop bound."""
 
 from __future__ import annotations
 
@@ -6,27 +7,26 @@ import functools
 
 from twisted.internet import defer
 from twisted.python import log
-from twisted.python.failure import Failure
 
 from buildbot import config
 from buildbot.util import service
-from buildbot.util.deferwaiter import DeferWaiter
-
-from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.captures.base import CaptureError
 from buildbot_stats.checks import CheckedArguments
 from buildbot_stats.checks import aTypeName
-from buildbot_stats.checks import shown
+from buildbot_stats.checks import booleanProblem
+from buildbot_stats.checks import report
 from buildbot_stats.deadline import within
 from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
+from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.reading.gauges import TestGauges
 from buildbot_stats.registry import registerServiceClass
-from buildbot_stats.messages import normalizeMessage
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.sqlite import SQLiteStorageService
+from buildbot_stats.subscriptions import Subscription
+from buildbot_stats.subscriptions import SubscriptionTable
 from buildbot_stats.tagging import DEFAULT_MAX_TAG_VALUES
 from buildbot_stats.tagging import TagPolicy
 from buildbot_stats.tagging import checkTagOptions
@@ -50,24 +50,29 @@ class StatsService(CheckedArguments, service.BuildbotService):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.backends = []
-        self.consumers = {}
-        self._captures_by_key = {}
-        self._inflight = DeferWaiter()
+        self._captures = []  # of every backend, each once, in the order of the config
         self._data_clock = DataClock()
         # every cached look-up the captures share, kept current from the MQ
         self.lookups = Lookups(self)
         # the extra tags and the cardinality guard, configured by reconfigService
         self.tag_policy = TagPolicy()
         self.capture_errors = 0
-        self.foreign_messages = 0
         # yieldMetricsValue data kept as Buildbot build data, for backfill and catch-up
         self.build_data_recorder = BuildDataRecorder(self)
         self.record_data = True
         # replays at start what the backends missed (docs/history.rst)
         self.catch_up = True
         self.catchup = CatchUp(self)
+        # ONE MQ consumer per routing key, for every component that wants messages
+        # (buildbot_stats.subscriptions): the look-ups' feeds first, then the captures (this
+        # service's own subscriptions), the recorder, then any component subscribed later
+        self.subscription_table = SubscriptionTable(lambda: self.master)
+        self._own_components = (self.lookups, self, self.build_data_recorder)
+        self._components = list(self._own_components)
+        self._consuming = False  # between registerConsumers and removeConsumers
         # the flaky, failing and slower tests per builder for /metrics, read from the
-        # store the page reads (the answers' side: buildbot_stats.reading)
+        # store the page reads (the answers' side: buildbot_stats.reading); it consumes
+        # nothing from the MQ, so it is no component of the subscription table
         self.test_gauges = TestGauges(self)
 
     # -- configuration --------------------------------------------------------------
@@ -93,11 +98,8 @@ class StatsService(CheckedArguments, service.BuildbotService):
                     max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
                     build_number='tag'):
         checkTagOptions("StatsService", extra_tags, max_tag_values, build_number)
-        if not isinstance(catch_up, bool):
-            config.error(f"StatsService: catch_up must be True or False, got {shown(catch_up)}")
-        if not isinstance(record_data, bool):
-            config.error("StatsService: record_data must be True or False, got "
-                         f"{shown(record_data)}")
+        report("StatsService", booleanProblem('catch_up', catch_up),
+               booleanProblem('record_data', record_data))
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
@@ -183,11 +185,9 @@ class StatsService(CheckedArguments, service.BuildbotService):
                     owners[id(cap)] = []
                     captures.append(cap)
                 owners[id(cap)].append(backend)
-        by_key = {}
         for number, cap in enumerate(captures):
             cap.attach(self, owners[id(cap)], captureOffset(number))
-            by_key.setdefault(tuple(cap.routingKey), []).append(cap)
-        self._captures_by_key = by_key
+        self._captures = captures
 
     def _warnUnknownBuilders(self):
         """One log line for each capture naming a builder this master's configuration does
@@ -197,77 +197,83 @@ class StatsService(CheckedArguments, service.BuildbotService):
         if not isinstance(builders, (list, tuple)):
             return  # no master configuration to compare with (a backend used alone)
         known = {getattr(b, 'name', None) for b in builders}
-        for caps in self._captures_by_key.values():
-            for cap in caps:
-                for name in cap.namedBuilders():
-                    if name not in known:
-                        log.msg(f"buildbot_stats: warning: {cap.describe()} names the builder "
-                                f"{name!r}, which this master does not have; it records "
-                                "nothing until a builder of that name exists")
+        for cap in self._captures:
+            for name in cap.namedBuilders():
+                if name not in known:
+                    log.msg(f"buildbot_stats: warning: {cap.describe()} names the builder "
+                            f"{name!r}, which this master does not have; it records "
+                            "nothing until a builder of that name exists")
 
     # -- MQ subscriptions --------------------------------------------------------------
 
+    def subscribe(self, component):
+        """Add a component to the subscription table (the contract:
+        :mod:`buildbot_stats.subscriptions`): its ``subscriptions()`` are consumed from now
+        on (from the first configuration, when the service has none yet), and at every
+        reconfig. A Deferred, fired once its consumers are in place."""
+        if component not in self._components:
+            self._components.append(component)
+        return self.registerConsumers() if self._consuming else defer.succeed(None)
+
+    def unsubscribe(self, component):
+        """Remove a component added by :meth:`subscribe` (a Deferred)."""
+        if component in self._components and component not in self._own_components:
+            self._components.remove(component)
+            if hasattr(component, 'subscribed'):
+                component.subscribed(set())
+        return self.registerConsumers() if self._consuming else defer.succeed(None)
+
+    def subscriptions(self):
+        """The captures' part of the table: each capture's routing key, replayed messages
+        included, only those of builds this master ran."""
+        return [Subscription(cap.routingKey, cap.consumer, cap.describe(), replayed=True,
+                             failed=functools.partial(self._captureFailed, cap))
+                for cap in self._captures]
+
     @defer.inlineCallbacks
     def registerConsumers(self):
-        """Consume every routing key the captures need, once each.
-
-        One consumer per routing key dispatches to the captures current at the time of the
-        message, so a reconfig never leaves two consumers for a capture nor drops one.
-        """
-        wanted = set(self._captures_by_key)
-        for key in list(self.consumers):
-            if key not in wanted:
-                yield self.consumers.pop(key).stopConsuming()
-        for key in sorted(wanted - set(self.consumers), key=repr):
-            self.consumers[key] = yield self.master.mq.startConsuming(
-                functools.partial(self._dispatch, key), key
-            )
-        # the messages that keep current the look-ups the captures use
-        uses = {name for caps in self._captures_by_key.values() for cap in caps
-                for name in getattr(cap, 'uses', ())}
-        yield self.lookups.startConsuming(self.master.mq, uses)
-        # which builds are new (nothing recorded yet) and which ended, for the recorder
-        if self.record_data:
-            yield self.build_data_recorder.startConsuming(self.master.mq)
-        else:
-            yield self.build_data_recorder.stopConsuming()
+        """Consume every routing key the components want now, once each (see
+        :mod:`buildbot_stats.subscriptions`): keys no longer wanted are unsubscribed, new
+        ones subscribed. The consumers dispatch to what is current when a message arrives,
+        so a reconfig never leaves two consumers for a key nor drops one."""
+        # the caches the captures read are kept current from the MQ while they are used
+        self.lookups.follow({name for cap in self._captures for name in getattr(cap, 'uses', ())})
+        self.build_data_recorder.enabled = self.record_data
+        self._consuming = True
+        wanted = [(component, component.subscriptions()) for component in self._components]
+        yield self.subscription_table.update([sub for _, subs in wanted for sub in subs])
+        yield self._tellSubscribed(wanted)
 
     @defer.inlineCallbacks
     def removeConsumers(self):
-        consumers = list(self.consumers.values())
-        self.consumers = {}
-        for consumer in consumers:
-            yield consumer.stopConsuming()
-        yield self.lookups.stopConsuming()
-        yield self.build_data_recorder.stopConsuming()
+        """Consume nothing (the components are told; :meth:`registerConsumers` starts
+        again)."""
+        self._consuming = False
+        yield self.subscription_table.stop()
+        yield self._tellSubscribed([(c, ()) for c in self._components])
 
-    def _dispatch(self, key, routingKey, msg):
-        # the same shape under every MQ (the wamp MQ sends datetimes as epoch seconds)
-        msg = normalizeMessage(routingKey, msg)
-        if not self._fromThisMaster(msg):
-            self.foreign_messages += 1
-            return
-        for cap in self._captures_by_key.get(key, ()):
-            # most captures finish at once (their look-ups are cached): no Deferred then
-            try:
-                result = cap.consumer(routingKey, msg)
-            except Exception:
-                self._captureFailed(Failure(), cap, msg)
-                continue
-            if result is not None and isinstance(result, defer.Deferred):
-                result.addErrback(self._captureFailed, cap, msg)
-                self._inflight.add(result)
+    @defer.inlineCallbacks
+    def _tellSubscribed(self, wanted):
+        consumed = self.subscription_table.keys
+        for component, subs in wanted:
+            if hasattr(component, 'subscribed'):
+                yield component.subscribed({tuple(s.key) for s in subs} & consumed)
 
-    def _fromThisMaster(self, msg):
-        # With several masters on one MQ every master sees every build; only the one that
-        # ran the build (or took the yieldMetricsValue call) writes its points. A message
-        # without masterid is everyone's. Edge cases (a master dying mid-build):
-        # docs/multimaster.rst.
-        ours = self.master.masterid
-        theirs = msg.get('masterid') if isinstance(msg, dict) else None
-        return ours is None or theirs is None or theirs == ours
+    def dispatchReplayed(self, key, routingKey, msg):
+        """Hand a message a backfill or a catch-up replays to the subscriptions of ``key``
+        that take replayed messages (the captures), as if it came from the MQ."""
+        self.subscription_table.dispatch(tuple(key), routingKey, msg, replayed=True)
 
-    def _captureFailed(self, failure, cap, msg):
+    def wantsReplayed(self, key):
+        """Whether some subscription takes the replayed messages of ``key``."""
+        return self.subscription_table.wants(key, replayed=True)
+
+    @property
+    def foreign_messages(self):
+        """Messages skipped because another master ran the build."""
+        return self.subscription_table.foreign_messages
+
+    def _captureFailed(self, cap, failure, routingKey, msg):
         self.capture_errors += 1
         if failure.check(CaptureError):
             log.msg(f"buildbot_stats: error: {failure.value}")
@@ -284,16 +290,19 @@ class StatsService(CheckedArguments, service.BuildbotService):
     def metrics(self):
         """Every counter of the service in one dict: the one place to read them.
 
-        ``capture_errors``, ``foreign_messages``, ``cache_misses`` (data API look-ups the
-        :class:`~buildbot_stats.lookups.Lookups` could not answer), ``demoted_tags`` (tags written as fields past
-        ``max_tag_values``), ``unrecorded_data`` (yieldMetricsValue calls not kept as
-        build data, see docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}``
-        (an InfluxDB backend's include ``limit_rejected`` and its database's series and
-        limit: docs/scaling.rst, "InfluxDB's series limit").
+        ``capture_errors``, ``foreign_messages``, ``subscriber_errors`` (failures of the
+        other components of the subscription table: look-ups, recorder), ``cache_misses``
+        (data API look-ups the :class:`~buildbot_stats.lookups.Lookups` could not answer),
+        ``demoted_tags`` (tags written as fields past ``max_tag_values``),
+        ``unrecorded_data`` (yieldMetricsValue calls not kept as build data, see
+        docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}`` (an
+        InfluxDB backend's include ``limit_rejected`` and its database's series and limit:
+        docs/scaling.rst, "InfluxDB's series limit").
         """
         return {
             'capture_errors': self.capture_errors,
             'foreign_messages': self.foreign_messages,
+            'subscriber_errors': self.subscription_table.errors,
             'cache_misses': sum(self.lookups.misses.values()),
             'demoted_tags': len(self.tag_policy.demoted),
             'unrecorded_data': self.build_data_recorder.unrecorded,
@@ -307,9 +316,11 @@ class StatsService(CheckedArguments, service.BuildbotService):
 
         The point is stamped with the time of this call. It reaches the backends through
         the MQ message ``('stats-yieldMetricsValue', 'stats-yield-data')`` and the
-        CaptureData captures that match it. Unless ``record_data=False``, it is also
-        recorded as the build's data ``stats.<data_name>`` (docs/history.rst), so that a
-        backfill replays it; the Deferred fires once that write is done.
+        CaptureData captures that match it. Unless ``record_data=False``, it is also kept
+        for the build's record (one build-data row written when the build finishes,
+        docs/history.rst), so that a backfill replays it. The Deferred fires once the
+        message is produced (after a data API look-up of the build when its ``new``
+        message was not seen); it does not wait for the record.
         """
         timestamp = self._data_clock.next(self.master.reactor.seconds())
         build_data = self.lookups.builds.lookup(buildid)
@@ -332,10 +343,10 @@ class StatsService(CheckedArguments, service.BuildbotService):
             'timestamp': timestamp,
         }
         self.master.mq.produce(YIELD_DATA, msg)
-        if not self.record_data:
-            return defer.succeed(None)
-        # a Deferred: the step waits until the data is kept as build data
-        return self.build_data_recorder.record(buildid, data_name, post_data, timestamp)
+        if self.record_data:
+            # kept in memory, written when the build ends: the step does not wait for it
+            self.build_data_recorder.record(build_data, data_name, post_data, timestamp)
+        return defer.succeed(None)
 
     # -- catch-up -------------------------------------------------------------------------------
 
@@ -361,7 +372,7 @@ class StatsService(CheckedArguments, service.BuildbotService):
     def drain(self):
         """A Deferred that fires when every capture still running has handed its points
         to the backends (not when the backends have written them: see ``flush``)."""
-        return self._inflight.wait()
+        return self.subscription_table.drain()
 
     def stopBound(self):
         """The most seconds :meth:`stopService` waits for points to be written: the largest
@@ -374,8 +385,8 @@ class StatsService(CheckedArguments, service.BuildbotService):
         progress and consuming, let the captures still running hand over their points, then
         stop every backend at once, each flushing once with what is left of the bound (its
         own ``stop_timeout`` at most), then keeping (spool) or counting what is still
-        pending. The yieldMetricsValue calls still being recorded as build data (Buildbot's
-        database, not a backend) are written meanwhile, within their own bound. The
+        pending. The record of yieldMetricsValue calls (Buildbot's database, not a backend),
+        builds still running included, is written meanwhile, within its own bound. The
         catch-up's mark is recorded last, from the backends' final counters."""
         reactor = self.master.reactor
         deadline = reactor.seconds() + self.stopBound()
@@ -395,7 +406,7 @@ class StatsService(CheckedArguments, service.BuildbotService):
                 log.msg("buildbot_stats: error: captures still running at the stop bound "
                         f"({self.stopBound()} s); their points are not stored")
             # the backends are child services: stopped in parallel, each until the deadline;
-            # alongside, the build data still being recorded goes to Buildbot's database
+            # alongside, the record of yieldMetricsValue calls goes to Buildbot's database
             recorded = self.build_data_recorder.wait(RECORD_STOP_TIMEOUT)
             yield super().stopService()
             yield recorded

@@ -19,6 +19,8 @@ from twisted.python import log
 
 from buildbot import config
 
+from buildbot_stats.checks import countProblem
+from buildbot_stats.checks import report
 from buildbot_stats.checks import shown
 
 #: Default of ``StatsService(max_tag_values=...)``: distinct values one tag of one
@@ -58,12 +60,7 @@ def checkTagOptions(owner, extra_tags, max_tag_values, build_number='tag'):
                 if not isinstance(value, str) or not value:
                     config.error(f"{owner}: extra_tags: the value of {key!r} must be a "
                                  f"non-empty string, got {shown(value)}")
-    if max_tag_values is not None and (
-        isinstance(max_tag_values, bool) or not isinstance(max_tag_values, int)
-        or max_tag_values < 1
-    ):
-        config.error(f"{owner}: max_tag_values must be a positive integer or None (no limit), "
-                     f"got {shown(max_tag_values)}")
+    report(owner, countProblem('max_tag_values', max_tag_values, none_means="no limit"))
 
 
 class TagPolicy:

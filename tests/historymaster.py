@@ -1,6 +1,6 @@
-"""A real Buildbot master in a subprocess (``buildbot start --nodaemon``) with a local worker,
-for the backfill and catch-up tests: it can be killed with SIGKILL and started again on the
-same directory and database.
+"""The master of the backfill and catch-up tests: a real Buildbot master in a process of its
+own (:class:`tests.masterprocess.MasterProcess`) with local workers, that can be killed with
+SIGKILL and started again on the same directory and database.
 
 Its master.cfg reads what varies from environment variables: the InfluxDB URL and database
 (``STATS_INFLUX_URL``, ``STATS_DB``) and the SQLite store (``STATS_SQLITE``). Builds are asked
@@ -10,17 +10,14 @@ until it has submitted N (each builds ``alpha`` and ``beta``).
 
 from __future__ import annotations
 
+import json
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
 
-from tests.servers import read_log
-from tests.waiting import pollUntil
+from tests.masterprocess import MasterProcess
 
-RUNNER = ['-c', 'from buildbot.scripts.runner import run; run()']
 DEADLINE = 120.0  # seconds; generous for a loaded 2-core machine
 
 MASTER_CFG = textwrap.dedent('''\
@@ -34,6 +31,7 @@ MASTER_CFG = textwrap.dedent('''\
     from buildbot.process.results import SUCCESS
     from buildbot.util import service
 
+    from benchmarks.captures import everyFamily
     from buildbot_stats import stats
     from buildbot_stats.history import catchup
 
@@ -49,12 +47,6 @@ MASTER_CFG = textwrap.dedent('''\
             n = self.build.number
             yield self.yieldMetricsValue('coverage', {'percent': 50.5 + n, 'lines': 1000 + n})
             yield self.yieldMetricsValue('coverage', {'percent': 60.5 + n, 'lines': 2000 + n})
-            # what recording them cost, for the test to read in twistd.log
-            from twisted.python import log
-            from buildbot_stats.steps import findStatsService
-            recorder = findStatsService(self.master).build_data_recorder
-            log.msg(f"history test: build data reads {recorder.reads}, "
-                    f"writes {recorder.writes}")
             return SUCCESS
 
 
@@ -128,18 +120,9 @@ MASTER_CFG = textwrap.dedent('''\
         util.BuilderConfig(name='alpha', workernames=['local1'], factory=alpha),
         util.BuilderConfig(name='beta', workernames=['local2'], factory=beta),
     ]
-    captures = [
-        stats.CaptureBuildStartTimeAllBuilders(),
-        stats.CaptureBuildEndTimeAllBuilders(),
-        stats.CaptureBuildDuration('alpha', report_in='minutes'),
-        stats.CaptureBuildDurationAllBuilders(),
-        stats.CapturePropertyAllBuilders('warnings'),
-        stats.CaptureDataAllBuilders('coverage'),
-        stats.CaptureBuildResults(),
-        stats.CaptureQueueTimes(),
-        stats.CaptureStepTimes(),
-        stats.CaptureTestResults(),
-    ]
+    # one of every family, and one limited to a builder, in another unit
+    captures = everyFamily('warnings', 'coverage') + [
+        stats.CaptureBuildDuration('alpha', report_in='minutes')]
     c['services'] = [
         Submitter(),
         stats.StatsService(storage_backends=[
@@ -154,12 +137,6 @@ MASTER_CFG = textwrap.dedent('''\
 ''')
 
 
-def buildbot(*args, env=None, cwd=None, check=True):
-    return subprocess.run([sys.executable] + RUNNER + list(args), env=env, cwd=cwd,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          check=check, timeout=DEADLINE)
-
-
 def backfillCommand(*args, env=None):
     """``buildbot-stats backfill ARGS`` in a subprocess: (exit status, stdout, stderr)."""
     p = subprocess.run(
@@ -169,80 +146,28 @@ def backfillCommand(*args, env=None):
     return p.returncode, p.stdout, p.stderr
 
 
-class SubprocessMaster:
+class HistoryMaster(MasterProcess):
+    """The master of :data:`MASTER_CFG` in ``basedir``, writing to the InfluxDB at
+    ``influx_url`` (database ``db``) and to the SQLite store ``sqlite``; its own database at
+    ``db_url``."""
+
     def __init__(self, basedir, influx_url, db='live', sqlite='stats.sqlite',
                  db_url='sqlite:///state.sqlite'):
-        self.basedir = os.path.abspath(basedir)
-        self.db_url = db_url
-        self.env = dict(os.environ, STATS_INFLUX_URL=influx_url, STATS_DB=db,
-                        STATS_SQLITE=sqlite, STATS_DB_URL=db_url, PYTHONUNBUFFERED='1')
-        self.process = None
+        env = dict(os.environ, STATS_INFLUX_URL=influx_url, STATS_DB=db,
+                   STATS_SQLITE=sqlite, STATS_DB_URL=db_url)
+        super().__init__(basedir, env, db_url=db_url)
 
     def create(self):
-        buildbot('create-master', '-q', '-r', '--db', self.db_url, self.basedir, env=self.env)
-        with open(os.path.join(self.basedir, 'master.cfg'), 'w') as f:
-            f.write(MASTER_CFG)
+        """Its master.cfg, and its database's schema."""
+        self.writeConfig(MASTER_CFG)
+        self.upgrade()
         return self
-
-    @property
-    def log_path(self):
-        return os.path.join(self.basedir, 'twistd.log')
-
-    def log(self):
-        return read_log(self.log_path)
-
-    def start(self):
-        self._logOffset = len(self.log())
-        self.process = subprocess.Popen(
-            [sys.executable] + RUNNER + ['start', '--nodaemon', self.basedir], env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        def started():
-            if self.process.poll() is not None:
-                raise AssertionError(f"the master exited: {self.newLog()[-3000:]}")
-            return 'BuildMaster is running' in self.newLog()
-        pollUntil(started, 'the master to start', describe=lambda: self.newLog()[-3000:])
-
-    def newLog(self):
-        return self.log()[self._logOffset:]
 
     def submit(self, n):
         with open(os.path.join(self.basedir, 'submit'), 'w') as f:
             f.write(str(n))
 
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(DEADLINE)
-        self.process = None
-
-    def stop(self):
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(DEADLINE)
-        self.process = None
-
-    def cleanup(self):
-        if self.process is not None and self.process.poll() is None:
-            self.kill()
-
     # -- reading its database (read-only) -------------------------------------------------------
-
-    def query(self, sql, *args):
-        if self.db_url.startswith('postgresql'):
-            import psycopg2
-
-            conn = psycopg2.connect(self.db_url.replace('+psycopg2', ''))
-            try:
-                conn.set_session(readonly=True, autocommit=True)
-                with conn.cursor() as cur:
-                    cur.execute(sql.replace('?', '%s'), args)
-                    return [tuple(r) for r in cur.fetchall()]
-            finally:
-                conn.close()
-        path = os.path.join(self.basedir, 'state.sqlite')
-        conn = sqlite3.connect(f'file:{path}?mode=ro', uri=True, timeout=30)
-        try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            conn.close()
 
     def finishedBuilds(self):
         return self.query("SELECT COUNT(*) FROM builds WHERE complete_at IS NOT NULL")[0][0]
@@ -252,8 +177,6 @@ class SubprocessMaster:
 
     def marks(self):
         """{state name: value} of the catch-up marks in Buildbot's state table."""
-        import json
-
         rows = self.query(
             "SELECT o.name, s.name, s.value_json FROM object_state s JOIN objects o"
             " ON o.id = s.objectid WHERE o.class_name = 'buildbot_stats.catchup'")

@@ -9,8 +9,9 @@ Everything here is a real process on loopback with a temporary directory, in the
   its own by ``scripts/setup-crossbar.sh`` (``.venv-crossbar``), with a minimal config: one
   realm open to anonymous, one plain ``websocket`` transport (crossbar 26 answers ``/ws`` on a
   ``web`` transport without upgrading, and Buildbot then waits silently).
-- :class:`MasterProcess`: ``twistd`` running a master's ``buildbot.tac`` in the foreground,
-  through ``tests/multimaster_run.py`` (a short master liveness, see there).
+- :class:`SiteMaster`: a :class:`tests.masterprocess.MasterProcess` (the one subprocess-master
+  helper of the tests) with a short master liveness (``tests/master_run.py``) and Buildbot's
+  REST API.
 - :class:`WorkerProcess`: a real ``buildbot-worker`` connecting over PB.
 
 :class:`MultiMaster` puts them together: one database, one router, one InfluxDB (shared, from
@@ -30,17 +31,16 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import unittest
 import urllib.request
 
+from tests.masterprocess import VENV_BIN
+from tests.masterprocess import ChildProcess
+from tests.masterprocess import MasterProcess
 from tests.servers import PostgreSQLServer
 from tests.servers import ServerError
 from tests.servers import free_port
-from tests.servers import read_log
-from tests.waiting import pollUntil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -49,22 +49,12 @@ EXAMPLES = os.path.join(ROOT, 'examples', 'multimaster')
 CROSSBAR = os.environ.get('BUILDBOT_STATS_CROSSBAR', os.path.join(
     os.environ.get('BUILDBOT_STATS_CROSSBAR_VENV', os.path.join(ROOT, '.venv-crossbar')),
     'bin', 'crossbar'))
-VENV_BIN = os.path.dirname(sys.executable)
-# a master on a loaded 2-core machine takes 5-15 s to start (imports, schema checks)
-START_TIMEOUT = 120
-STOP_TIMEOUT = 30
 # how long a master's heartbeat may be missing before another master expires it: see
-# tests/multimaster_run.py (Buildbot's default is 10 minutes, its heartbeat every 60 s)
+# tests/master_run.py (Buildbot's default is 10 minutes, its heartbeat every 60 s)
 HEARTBEAT_SECONDS = 1
 EXPIRE_SECONDS = 12
-
-_running: set = set()
-
-
-@atexit.register
-def _kill_leftovers():
-    for proc in list(_running):
-        proc.kill()
+# a stop beyond this is a hang: the test goes on after a SIGKILL
+STOP_TIMEOUT = 30
 
 
 def missing():
@@ -91,74 +81,7 @@ def _portOpen(port):
         return False
 
 
-class _Process:
-    """One long-running child process in its own session, with a log file."""
-
-    name = 'process'
-
-    def __init__(self, basedir):
-        self.basedir = basedir
-        self.log_path = os.path.join(basedir, f'{self.name}.log')
-        self.process = None
-
-    @property
-    def running(self):
-        return self.process is not None and self.process.poll() is None
-
-    def _spawn(self, command, env=None, cwd=None, user=None):
-        with open(self.log_path, 'ab') as log:
-            self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=cwd or self.basedir, env=env, start_new_session=True, user=user)
-        _running.add(self)
-
-    def sendSignal(self, signum):
-        if self.running:
-            try:
-                os.killpg(self.process.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def stop(self, signum=signal.SIGTERM, timeout=STOP_TIMEOUT):
-        """``signum`` to the whole process group and wait; SIGKILL after ``timeout``."""
-        if self.process is None:
-            return
-        proc = self.process
-        if proc.poll() is None:
-            self.sendSignal(signum)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.sendSignal(signal.SIGKILL)
-                proc.wait()
-        # children that outlived the leader (crossbar's router worker)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.process = None
-        _running.discard(self)
-
-    def kill(self):
-        """SIGKILL, as a crash: nothing is flushed, nothing is said goodbye."""
-        self.stop(signal.SIGKILL)
-
-    def log_tail(self, lines=60):
-        return read_log(self.log_path, lines, '(no log)')
-
-    def waitFor(self, what, predicate, timeout=START_TIMEOUT):
-        """Poll ``predicate()`` until it is true; fail naming ``what`` (with the log tail) if
-        the process exits first or the deadline passes."""
-        def ready():
-            if self.process.poll() is not None:
-                raise ServerError(f'{what}: exited with code {self.process.returncode};'
-                                  f' log tail:\n{self.log_tail()}')
-            return predicate()
-
-        pollUntil(ready, what, timeout, describe=self.log_tail)
-
-
-class CrossbarRouter(_Process):
+class CrossbarRouter(ChildProcess):
     """crossbar with one realm and one websocket transport on a free loopback port."""
 
     name = 'crossbar'
@@ -204,24 +127,6 @@ class CrossbarRouter(_Process):
         shutil.rmtree(self.basedir, ignore_errors=True)
 
 
-MASTER_TAC = '''\
-import os
-
-from twisted.application import service
-from twisted.python.log import FileLogObserver
-from twisted.python.log import ILogObserver
-from twisted.python.logfile import LogFile
-
-from buildbot.master import BuildMaster
-
-basedir = os.path.abspath(os.path.dirname(__file__))
-application = service.Application('buildmaster')
-logfile = LogFile.fromFullPath(os.path.join(basedir, 'twistd.log'), rotateLength=10**8)
-application.setComponent(ILogObserver, FileLogObserver(logfile).emit)
-m = BuildMaster(basedir, 'master.cfg', None)
-m.setServiceParent(application)
-'''
-
 WORKER_TAC = '''\
 import os
 
@@ -237,72 +142,18 @@ Worker('127.0.0.1', {port}, {name!r}, {password!r}, basedir, 600, umask=0o22,
 '''
 
 
-class MasterProcess(_Process):
-    """A Buildbot master in its own process (twistd in the foreground)."""
-
-    name = 'master'
+class SiteMaster(MasterProcess):
+    """One master of the pair: its ports from its environment, its REST API (blocking)."""
 
     def __init__(self, basedir, master_name, env):
-        super().__init__(basedir)
-        self.master_name = master_name
-        self.env = env
-        self.log_path = os.path.join(basedir, 'twistd.log')
-        self.stdout_path = os.path.join(basedir, 'stdout.log')
+        super().__init__(basedir, env, liveness=(HEARTBEAT_SECONDS, EXPIRE_SECONDS),
+                         master_name=master_name)
         self.pb_port = int(env['BUILDBOT_PB_PORT'].split(':')[1])
         self.www_port = int(env['BUILDBOT_WWW_PORT'].split(':')[1])
         self.api = f'http://127.0.0.1:{self.www_port}/api/v2'
-        with open(os.path.join(basedir, 'buildbot.tac'), 'w', encoding='utf-8') as f:
-            f.write(MASTER_TAC)
-
-    @property
-    def cfg_path(self):
-        return os.path.join(self.basedir, 'master.cfg')
-
-    def logText(self):
-        return read_log(self.log_path)
-
-    def upgrade(self):
-        """``buildbot upgrade-master``: creates the schema in the shared database."""
-        result = subprocess.run([os.path.join(VENV_BIN, 'buildbot'), 'upgrade-master',
-                                 self.basedir], stdin=subprocess.DEVNULL, capture_output=True,
-                                text=True, env=self.env)
-        if result.returncode != 0:
-            raise ServerError(f'upgrade-master failed: {result.stdout}{result.stderr}')
-
-    def start(self):
-        mark = len(self.logText())
-        with open(self.stdout_path, 'ab') as out:
-            self.process = subprocess.Popen(
-                [sys.executable, os.path.join(HERE, 'multimaster_run.py'),
-                 str(HEARTBEAT_SECONDS), str(EXPIRE_SECONDS), self.basedir],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=self.basedir, env=self.env, start_new_session=True)
-        _running.add(self)
-        self.waitLog('BuildMaster is running', mark)
-
-    def waitLog(self, text, mark=0, timeout=START_TIMEOUT):
-        """Wait until ``text`` is in the master's log after offset ``mark``."""
-        def seen():
-            log = self.logText()[mark:]
-            if 'Halting master' in log or 'while starting BuildMaster' in log:
-                raise ServerError(f'{self.master_name} failed to start:\n{log[-4000:]}')
-            return text in log
-
-        self.waitFor(f'{self.master_name} ({text!r})', seen, timeout)
-
-    def reconfig(self):
-        """SIGHUP, and wait until the master says the new config is in effect."""
-        mark = len(self.logText())
-        self.sendSignal(signal.SIGHUP)
-        self.waitLog('configuration update complete', mark)
-        log = self.logText()[mark:]
-        if 'reconfig aborted' in log or 'configuration update failed' in log:
-            raise ServerError(f'{self.master_name}: reconfig failed:\n{log[-4000:]}')
 
     def stop(self, signum=signal.SIGTERM, timeout=STOP_TIMEOUT):
         super().stop(signum, timeout)
-
-    # -- the REST API (blocking) ----------------------------------------------------------
 
     def get(self, path):
         with urllib.request.urlopen(f'{self.api}/{path}', timeout=30) as resp:
@@ -320,7 +171,7 @@ class MasterProcess(_Process):
         return answer['result']
 
 
-class WorkerProcess(_Process):
+class WorkerProcess(ChildProcess):
     name = 'worker'
 
     def __init__(self, basedir, worker_name, master_port, password):
@@ -386,7 +237,7 @@ class MultiMaster:
             for name in self.NAMES:
                 basedir = os.path.join(self.basedir, name)
                 os.makedirs(basedir)
-                master = MasterProcess(basedir, name, self.env(free_port(), free_port()))
+                master = SiteMaster(basedir, name, self.env(free_port(), free_port()))
                 self.writeConfig(master)
                 self.masters[name] = master
             # the schema, once, in the shared database

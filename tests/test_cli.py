@@ -200,8 +200,9 @@ class ExportTest(StoreTestBase):
         self.assertEqual(parseTime('1700000000.5', '--start'), T0 + 0.5)
         self.assertEqual(parseTime('2d', '--start', now=T0), T0 - 2 * 86400)
         self.assertEqual(parseTime('90m', '--start', now=T0), T0 - 5400)
+        # an age too large for a float ('9...9d': it was an internal error, TypeError)
         for bad in ('yesterday', '7x', 'nan', '', '99999999999999', '-99999999999999',
-                    '9999999w', '1e400'):
+                    '9999999w', '1e400', '9' * 400 + 'd'):
             with self.assertRaises(CliError):
                 parseTime(bad, '--start')
         # the spelling the user wrote is the one the message names

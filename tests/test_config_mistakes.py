@@ -116,7 +116,8 @@ class CheckConfigMistakes(unittest.TestCase):
         self.assertEqual(configErrors(output), [
             "InfluxStorageService: url must not hold credentials; use user/password or token",
             "InfluxStorageService 'q': url must not have a query or fragment (?... or #...)",
-            "InfluxStorageService 'shifted': port must be an integer in 1-65535, got a str",
+            "InfluxStorageService 'shifted': port must be a TCP port number (1-65535) or None "
+            "(the URL's, else 8086), got a str",
         ])
 
     @defer.inlineCallbacks

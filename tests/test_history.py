@@ -4,14 +4,15 @@ a real InfluxDB (tests/servers.py) and the SQLite store; the command's bad-input
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sqlite3
 import textwrap
 
 from twisted.trial import unittest
 
-from tests.historymaster import SubprocessMaster
+from buildbot_stats.history.builddata import RECORD_NAME
+from buildbot_stats.history.builddata import decodeRecord
+from tests.historymaster import HistoryMaster
 from tests.historymaster import backfillCommand
 from tests.servers import INFLUXD
 from tests.servers import InfluxDB1Server
@@ -45,7 +46,7 @@ class HistoryOnARealMaster(unittest.TestCase):
         needInfluxd(self)
         self.influx = InfluxDB1Server.start_new()
         self.addCleanup(self.influx.cleanup)
-        self.master = SubprocessMaster(self.mktemp(), self.influx.url).create()
+        self.master = HistoryMaster(self.mktemp(), self.influx.url).create()
         self.addCleanup(self.master.cleanup)
 
     def backfill(self, *args, db='check', store='check.sqlite'):
@@ -76,17 +77,24 @@ class HistoryOnARealMaster(unittest.TestCase):
         m.submit(3)
         pollUntil(lambda: m.finishedBuilds() == 6, '6 finished builds')
         m.stop()
-        # the service saw each build new: its build data was written (2 calls in each of
-        # the 3 alpha builds) and never read first
-        counts = re.findall(r"history test: build data reads (\d+), writes (\d+)", m.log())
-        self.assertEqual(sorted(int(w) for _, w in counts), [2, 4, 6])
-        self.assertEqual({int(r) for r, _ in counts}, {0})
+        # the record of yieldMetricsValue: one row per alpha build (2 calls each), written
+        # when the build finished; beta reports nothing
+        rows = m.query("SELECT b.builderid, b.number, d.name, d.value FROM build_data d "
+                       "JOIN builds b ON b.id = d.buildid ORDER BY b.id")
+        alpha = m.query("SELECT id FROM builders WHERE name = 'alpha'")[0][0]
+        self.assertEqual([(builder, name) for builder, _, name, _ in rows],
+                         [(alpha, RECORD_NAME)] * 3)
+        for _, number, _, value in rows:
+            recorded = decodeRecord(value)
+            self.assertEqual([d for _, d in recorded['coverage']], [
+                {'percent': 50.5 + number, 'lines': 1000 + number},
+                {'percent': 60.5 + number, 'lines': 2000 + number}])
 
         out = self.assertBackfillEqualsLive()
         points = sum(len(p) for p in influxPoints(self.influx, 'live').values())
         self.assertIn("6 builds read", out)
         # the beta builds report no coverage: no stats.coverage build data
-        self.assertIn("3 had no stats.* build data (yieldMetricsValue values replayed: 6)", out)
+        self.assertIn("3 had no yieldMetricsValue record (values replayed: 6)", out)
         self.assertIn(f"backend 'InfluxStorageService': {points} points, {points} written, "
                       "0 rejected, 0 dropped", out)
 
@@ -154,6 +162,11 @@ class HistoryOnARealMaster(unittest.TestCase):
             'every build request complete')
         self.assertEqual(m.query("SELECT COUNT(*) FROM builds WHERE complete_at IS NULL"),
                          [(0,)])
+        # the record of yieldMetricsValue is written within a second of a build's end (a
+        # crash before loses it: docs/history.rst); the alpha builds' records are in
+        pollUntil(lambda: m.query(
+            "SELECT COUNT(*) FROM build_data WHERE name = ?", RECORD_NAME) == [(7,)],
+            'the build data record of the 7 alpha builds')
         m.kill()
         self.influx.start()
         self.assertEqual(len(self.influx.read_points('live', 'builds')), 4)
@@ -192,7 +205,7 @@ class BackfillFromPostgreSQL(unittest.TestCase):
         self.addCleanup(pg.cleanup)
         influx = InfluxDB1Server.start_new()
         self.addCleanup(influx.cleanup)
-        m = SubprocessMaster(self.mktemp(), influx.url, db_url=pg.url).create()
+        m = HistoryMaster(self.mktemp(), influx.url, db_url=pg.url).create()
         self.addCleanup(m.cleanup)
         m.start()
         m.submit(2)
@@ -286,7 +299,7 @@ class BadInput(unittest.TestCase):
 
     def test_unknown_builder(self):
         # a real (empty) master database
-        master = SubprocessMaster(self.dir, 'http://127.0.0.1:1')
+        master = HistoryMaster(self.dir, 'http://127.0.0.1:1')
         master.create()
         shutil.copy(os.path.join(master.basedir, 'master.cfg'),
                     os.path.join(master.basedir, 'master.cfg.orig'))

@@ -4,6 +4,7 @@ in-memory database). The real-master tests are in test_history.py."""
 from __future__ import annotations
 
 import datetime
+import json
 
 from twisted.internet import defer
 from twisted.python import log
@@ -14,8 +15,10 @@ from buildbot.test.util.config import ConfigErrorsMixin
 
 from buildbot_stats import stats
 from buildbot_stats.history import catchup
+from buildbot_stats.history import recorder
+from buildbot_stats.history.builddata import RECORD_NAME
+from buildbot_stats.history.builddata import decodeRecord
 from buildbot_stats.history.reader import BuildReader
-from buildbot_stats.history.reader import decodeBuildData
 from buildbot_stats.history.replay import Replayer
 from tests.fakes import COMPLETE_AT
 from tests.fakes import MASTERID
@@ -59,6 +62,8 @@ class ReplayTest(FakeMasterMixin, unittest.TestCase):
             yield self.yieldData('coverage', {'percent': 80.0 + number}, build)
             yield self.yieldData('coverage', {'percent': 90.0 + number}, build)
             yield self.finishBuild(build)
+        # the build data record is written once the builds finished
+        self.reactor.advance(recorder.WRITE_INTERVAL)
         live = sorted(map(key, self.backend.points))
         # start time, warnings, results, queue times of 3 builds; 2 alpha durations; 6 coverage
         self.assertEqual(len(live), 3 * 4 + 2 + 6)
@@ -77,15 +82,46 @@ class ReplayTest(FakeMasterMixin, unittest.TestCase):
         yield self.yieldData('coverage', {'percent': 1.5}, build)
         self.reactor.advance(2)
         yield self.yieldData('coverage', {'percent': 2.5, 'name': 'x'}, build)
-        model = yield self.master.db.build_data.getBuildData(build['buildid'], 'stats.coverage')
+        self.reactor.advance(recorder.WRITE_INTERVAL)
+        model = yield self.master.db.build_data.getBuildData(build['buildid'], RECORD_NAME)
         self.assertEqual(model.source, 'buildbot_stats')
         # the time of each call, as the live point has it (less the capture's offset)
         offset = self.backend.captures[3]._time_offset
         times = [p.time - offset for p in self.backend.points]
-        recorded = decodeBuildData(model.value)
+        recorded = decodeRecord(model.value)['coverage']
         self.assertEqual([d for _, d in recorded], [{'percent': 1.5}, {'percent': 2.5, 'name': 'x'}])
         self.assertEqual([round(t, 6) for t, _ in recorded], [round(t, 6) for t in times])
         self.assertEqual(round(recorded[1][0] - recorded[0][0], 6), 2.0)
+
+    @defer.inlineCallbacks
+    def test_the_rows_of_earlier_versions_are_replayed_too(self):
+        # stats.<data_name>, one row per name, as versions before this one wrote them
+        def old(*values):
+            return json.dumps({'format': 1, 'values': [
+                {'timestamp': t, 'post_data': {'percent': p}} for t, p in values]}).encode()
+
+        updates = self.master.data.updates
+        before = yield self.insertBuild(properties={'warnings': 0})
+        yield updates.setBuildData(before['buildid'], 'stats.coverage',
+                                   old((1000.0, 10.0), (1001.0, 11.0)), 'buildbot_stats')
+        # a build with both (its master upgraded in between), and one that is not ours
+        both = yield self.insertBuild(properties={'warnings': 0})
+        yield updates.setBuildData(both['buildid'], 'stats.coverage', old((2000.0, 20.0)),
+                                   'buildbot_stats')
+        yield self.yieldData('coverage', {'percent': 21.0}, both)
+        yield updates.setBuildData(both['buildid'], 'stats.other', b'not json',
+                                   'buildbot_stats')
+        yield updates.setBuildData(both['buildid'], 'unrelated', b'not ours', 'someone')
+        self.reactor.advance(recorder.WRITE_INTERVAL)
+        self.backend.clear()
+
+        result = yield self.replay()
+        coverage = [(round(p.time), p.fields['percent']) for p in self.backend.points
+                    if p.series == 'alpha-coverage']
+        self.assertEqual(coverage[:3], [(1000, 10.0), (1001, 11.0), (2000, 20.0)])
+        self.assertEqual([c[1] for c in coverage[3:]], [21.0])
+        self.assertEqual((result.builds, result.builds_without_data, result.data_values,
+                          result.bad_data), (2, 0, 4, 1))
 
     @defer.inlineCallbacks
     def test_data_json_cannot_hold_goes_live_only_counted_and_logged_once(self):
@@ -100,7 +136,8 @@ class ReplayTest(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(self.svc.metrics()['unrecorded_data'], 2)
         lines = [e for e in logged if 'not JSON' in ' '.join(map(str, e.get('message', ())))]
         self.assertEqual(len(lines), 1)
-        model = yield self.master.db.build_data.getBuildData(build['buildid'], 'stats.coverage')
+        self.reactor.advance(recorder.WRITE_INTERVAL)
+        model = yield self.master.db.build_data.getBuildData(build['buildid'], RECORD_NAME)
         self.assertIsNone(model)
 
     @defer.inlineCallbacks

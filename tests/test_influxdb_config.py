@@ -32,8 +32,11 @@ class CheckConfig(unittest.TestCase):
 
     def test_bad_values_are_named(self):
         self.assertConfigError("url must be a host name", '', 8086, None, None, 'db', [])
-        self.assertConfigError("port must be an integer in 1-65535, got 99999",
-                               'h', 99999, None, None, 'db', [])
+        self.assertConfigError("port must be a TCP port number (1-65535) or None (the URL's, "
+                               "else 8086), got 99999", 'h', 99999, None, None, 'db', [])
+        # one rule for every port (buildbot_stats.checks): 0, "any free port", is refused
+        self.assertConfigError("port must be a TCP port number (1-65535)", 'h', 0, None, None,
+                               'db', [])
         self.assertConfigError("says port 1 but port is 2", 'http://h:1', 2, None, None, 'db',
                                [])
         self.assertConfigError("db is required", 'h', None, None, None, None, [])

@@ -87,7 +87,7 @@ class OutageWithRealBuilds(RunMasterBase):
         self.influx.stop()
         a, b = yield self.runBuilds()
         svc = self.master.service_manager.namedServices['StatsService']
-        yield svc._inflight.wait()  # the captures have posted their points
+        yield svc.drain()  # the captures have posted their points
         yield waitUntil(lambda: backend.counters.retries >= 2, "the outage to go on a while")
         self.assertEqual(backend.counters.written, 0)
         self.assertEqual(backend.counters.pending, 8)  # alpha 5, beta 3

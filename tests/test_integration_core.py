@@ -155,10 +155,14 @@ class RealMasterTest(RunMasterBase):
         self.master.config_loader = DictLoader(cfg)
         yield self.master.reconfig()
 
-        finished = [q for q in self.master.mq.impl.qrefs if tuple(q.filter) == BUILD_FINISHED]
-        # ours, plus Buildbot's own consumers of that key (none in 4.3)
-        ours = [q for q in finished if 'StatsService' in repr(q.callback)]
-        self.assertEqual(len(ours), 1)
+        # the service's consumers (its one subscription table), beside Buildbot's own: every
+        # routing key once, the build's end included (the captures and the build-data record)
+        table = self.master.service_manager.namedServices['StatsService'].subscription_table
+        ours = [tuple(q.filter) for q in self.master.mq.impl.qrefs
+                if getattr(q.callback, 'func', None) == table._consume]
+        self.assertEqual(sorted(ours, key=repr), sorted(set(ours), key=repr))
+        self.assertIn(BUILD_FINISHED, ours)
+        self.assertEqual(set(ours), table.keys)
 
         yield self.doForceBuild(forceParams={'builderNames': ['alpha']})
         yield self.tested_master.shutdown()

@@ -95,9 +95,12 @@ class LookupsFedByTheMQ(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(svc.metrics()['cache_misses'], sum(misses.values()))
 
     def feedsConsumed(self):
-        feeds = {key: name for name, (key, _) in lookups_module.FEEDS.items()}
-        return sorted(feeds[tuple(q.filter)] for q in self.master.mq.qrefs
-                      if tuple(q.filter) in feeds)
+        """The look-ups' feeds consumed, each once: the service's subscription table runs
+        one MQ consumer per routing key, shared by everything that wants the key."""
+        filters = [tuple(q.filter) for q in self.master.mq.qrefs]
+        self.assertEqual(len(filters), len(set(filters)), filters)
+        feeds = {tuple(key): name for name, (key, _) in lookups_module.FEEDS.items()}
+        return sorted(feeds[f] for f in filters if f in feeds)
 
     @defer.inlineCallbacks
     def test_only_the_feeds_the_captures_use_and_stop_stops_them(self):
@@ -105,6 +108,7 @@ class LookupsFedByTheMQ(FakeMasterMixin, unittest.TestCase):
                                            name='mem')
         svc = yield self.startStats([mem])
         self.assertEqual(self.feedsConsumed(), ['builder_names'])
+        self.assertEqual(svc.lookups.fed, {'builder_names'})
         yield svc.reconfigServiceWithSibling(stats.StatsService(storage_backends=[
             stats.InMemoryStorageService([stats.CapturePropertyAllBuilders('p'),
                                           stats.CaptureQueueTimes()], name='mem')]))
@@ -118,3 +122,5 @@ class LookupsFedByTheMQ(FakeMasterMixin, unittest.TestCase):
         self.assertIsNone(svc.lookups._trusted_above)
         yield svc.disownServiceParent()
         self.assertEqual(self.feedsConsumed(), [])
+        self.assertEqual(self.master.mq.qrefs, [])
+        self.assertEqual(svc.lookups.fed, set())

@@ -76,10 +76,13 @@ class CheckConfig(unittest.TestCase):
                                            labels=['worker', 'branch']), [])
 
     def test_bad_values_are_named(self):
-        self.assertConfigError("port must be a TCP port number (0-65535) or None, got 70000",
-                               port=70000)
-        self.assertConfigError("port must be a TCP port number (0-65535) or None, got '9101'",
-                               port='9101')
+        self.assertConfigError("port must be a TCP port number (1-65535) or None (no server of "
+                               "its own), got 70000", port=70000)
+        # a string in a port's place may be a shifted secret: its type only, as everywhere
+        self.assertConfigError("port must be a TCP port number (1-65535) or None (no server of "
+                               "its own), got a str", port='9101')
+        # one rule for every port (buildbot_stats.checks): 0, "any free port", is refused
+        self.assertConfigError("port must be a TCP port number (1-65535)", port=0)
         self.assertConfigError("interface must be an address string", interface=None)
         self.assertConfigError("buckets must be a non-empty list of increasing positive "
                                "numbers of seconds, got an empty list", buckets=[])

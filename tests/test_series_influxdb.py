@@ -29,7 +29,7 @@ from twisted.trial.unittest import SkipTest
 from buildbot_stats import stats
 from buildbot_stats.cli import report
 from buildbot_stats.history.reader import BuildReader
-from buildbot_stats.history.reader import encodeBuildData
+from buildbot_stats.history import builddata
 from buildbot_stats.history.replay import Replayer
 from buildbot_stats.reading.influxdb import InfluxReader
 from buildbot_stats.reading.sqlite import openStore
@@ -122,10 +122,12 @@ def insertHistory(master, n, end):
                 tests_passed=90 + i % 10, tests_failed=i % 3, complete=1))
             if name == 'alpha':
                 # yieldMetricsValue times of one master are 1 ms apart at least (DataClock)
-                value = encodeBuildData([(started + 10.25 + i / 1000,
-                                          {'percent': 70.0 + i % 20})])
-                rows['build_data'].append(dict(buildid=bid, name='stats.coverage', value=value,
-                                               length=len(value), source='buildbot_stats'))
+                # the build's one build-data row, as the recorder writes it
+                value = builddata.encodeRecord({'coverage': [builddata.encodeEntry(
+                    started + 10.25 + i / 1000, {'percent': 70.0 + i % 20})]})
+                rows['build_data'].append(dict(
+                    buildid=bid, name=builddata.RECORD_NAME, value=value, length=len(value),
+                    source=builddata.SOURCE))
             ids.append(bid)
         for table, values in rows.items():
             conn.execute(model.metadata.tables[table].insert(), values)

@@ -479,15 +479,23 @@ class SeedCapturesInTheFieldForm(ConfigErrorsMixin, unittest.TestCase):
         with self.assertRaisesConfigError("build_number must be 'tag' (Buildbot's layout"):
             stats.StatsService(build_number='fields')
         stats.StatsService(build_number='field')
-        with self.assertRaisesConfigError("max_series must be a positive integer (the "
-                                          "database's series limit) or None, got 0"):
+        # the rules of every option (buildbot_stats.checks): a count, a duration
+        with self.assertRaisesConfigError("max_series must be a positive integer or None "
+                                          "(the limit the database reports), got 0"):
             stats.InfluxStorageService('localhost', None, None, None, 'db', [], max_series=0)
-        with self.assertRaisesConfigError("series_check_interval must be a number of seconds "
-                                          "(0 or None: no checks), got '1h'"):
+        with self.assertRaisesConfigError("series_check_interval must be a duration of 0 or "
+                                          "more (a number of seconds or a duration such as "
+                                          "30m, 12h, 90d, 2w) or None (no checks), got "
+                                          "'hourly'"):
             stats.InfluxStorageService('localhost', None, None, None, 'db', [],
-                                       series_check_interval='1h')
+                                       series_check_interval='hourly')
         stats.InfluxStorageService('localhost', None, None, None, 'db', [], max_series=5,
                                    series_check_interval=None)
+        backend = stats.InfluxStorageService('localhost', None, None, None, 'db', [],
+                                             series_check_interval='2h')
+        backend.reconfigService('localhost', None, None, None, 'db', [],
+                                series_check_interval='2h')
+        self.assertEqual(backend.series_check_interval, 7200.0)
 
     def points(self, capture, builds, form):
         backend = stats.InMemoryStorageService([capture])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -10,12 +12,25 @@ from buildbot.test.util.config import ConfigErrorsMixin
 from buildbot_stats import stats
 from buildbot_stats.captures import BUILD_FINISHED
 from buildbot_stats.steps import StatsServiceNotFound
+from buildbot_stats.subscriptions import Subscription
 from tests.fakes import MASTERID
 from tests.fakes import FakeMasterMixin
 
 
 def consumersOf(master, key):
     return [q for q in master.mq.qrefs if tuple(q.filter) == key]
+
+
+def consumedKeys(master):
+    """{routing key: how many consumers} of every MQ consumer of the master."""
+    return dict(collections.Counter(tuple(q.filter) for q in master.mq.qrefs))
+
+
+# the look-ups' feeds (buildbot_stats.lookups.FEEDS) of the captures used below
+BUILDER_NAMES = ('builders', None, None)
+BUILDS_NEW = ('builds', None, 'new')
+PROPERTIES = ('builds', None, 'properties', 'update')
+YIELD_DATA = ('stats-yieldMetricsValue', 'stats-yield-data')
 
 
 class ServiceConfigErrors(ConfigErrorsMixin, unittest.TestCase):
@@ -61,8 +76,29 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
             stats.CaptureProperty('alpha', 'x'), stats.CaptureData('d', 'alpha'),
         ])
         yield self.startStats([mem])
-        self.assertEqual(len(consumersOf(self.master, BUILD_FINISHED)), 1)
-        self.assertEqual(len(consumersOf(self.master, stats.CaptureData('d', 'a').routingKey)), 1)
+        # the captures, the look-ups' feeds and the build data recorder (which follows the
+        # builds' end under the captures' key): every key once, nothing else
+        self.assertEqual(consumedKeys(self.master), {
+            BUILD_FINISHED: 1, YIELD_DATA: 1, BUILDER_NAMES: 1, BUILDS_NEW: 1, PROPERTIES: 1})
+
+    @defer.inlineCallbacks
+    def test_a_build_end_is_consumed_once_for_the_captures_and_the_recorder(self):
+        mem = stats.InMemoryStorageService([stats.CaptureBuildDuration('alpha'),
+                                            stats.CaptureData('d', 'alpha')])
+        svc = yield self.startStats([mem])
+        build = yield self.insertBuild(complete_at=None)
+        self.master.mq.callConsumer(('builds', str(build['buildid']), 'new'), build)
+        yield self.yieldData('d', {'v': 1}, build)
+        done = yield self.master.data.get(('builds', build['buildid']))
+        done = dict(done, complete=True, complete_at=done['started_at'])
+        # the one consumer of the key hands the message to the capture and the recorder
+        [consumer] = consumersOf(self.master, BUILD_FINISHED)
+        consumer.callback(('builders', '79', 'builds', str(build['buildid']), 'finished'),
+                          done)
+        yield svc.drain()
+        self.assertEqual([p.series for p in mem.points], ['alpha-d', 'alpha-build-times'])
+        self.reactor.advance(60)
+        self.assertEqual(svc.build_data_recorder.rows, 1)
 
     @defer.inlineCallbacks
     def test_reconfig_swaps_captures_and_backends_without_duplicates(self):
@@ -82,6 +118,7 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         self.assertIs(svc.backends[0], mem)
         self.assertEqual(svc.backends[1], extra)
         self.assertTrue(extra.running)
+        self.assertEqual(set(consumedKeys(self.master).values()), {1})
         self.assertEqual(len(consumersOf(self.master, BUILD_FINISHED)), 1)
 
         yield self.finishBuild((yield self.insertBuild()))
@@ -98,12 +135,95 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         self.assertEqual(len(extra.points), 2)
 
     @defer.inlineCallbacks
-    def test_reconfig_to_no_capture_removes_the_consumers(self):
-        mem = stats.InMemoryStorageService([stats.CaptureBuildStartTime('alpha')], name='mem')
+    def test_reconfig_to_no_capture_keeps_only_what_the_recorder_follows(self):
+        mem = stats.InMemoryStorageService([stats.CaptureBuildStartTime('alpha'),
+                                            stats.CaptureData('d', 'alpha')], name='mem')
         svc = yield self.startStats([mem])
+        [consumer] = consumersOf(self.master, BUILD_FINISHED)
         yield svc.reconfigServiceWithSibling(stats.StatsService(
             storage_backends=[stats.InMemoryStorageService([], name='mem')]))
-        self.assertEqual(consumersOf(self.master, BUILD_FINISHED), [])
+        # the key stays consumed (the same consumer: no message lost in between) for the
+        # build data recorder; the captures' and look-ups' other keys are gone
+        self.assertEqual(consumedKeys(self.master), {BUILD_FINISHED: 1})
+        self.assertEqual(consumersOf(self.master, BUILD_FINISHED), [consumer])
+        yield svc.reconfigServiceWithSibling(stats.StatsService(
+            storage_backends=[stats.InMemoryStorageService([], name='mem')],
+            record_data=False))
+        self.assertEqual(consumedKeys(self.master), {})
+        yield svc.reconfigServiceWithSibling(stats.StatsService(storage_backends=[
+            stats.InMemoryStorageService([stats.CaptureBuildStartTime('alpha')], name='mem')],
+            record_data=False))
+        self.assertEqual(consumedKeys(self.master), {BUILD_FINISHED: 1, BUILDER_NAMES: 1})
+
+    @defer.inlineCallbacks
+    def test_a_component_subscribed_later_shares_the_consumers(self):
+        seen = []
+
+        class Follower:
+            """What a later feature (regressions, test history) plugs in."""
+
+            def subscriptions(self):
+                return [Subscription(BUILD_FINISHED, lambda key, msg: seen.append(msg['buildid']),
+                                     'follower')]
+
+            def subscribed(self, keys):
+                seen.append(sorted(keys))
+
+        mem = stats.InMemoryStorageService([stats.CaptureBuildDuration('alpha')], name='mem')
+        svc = yield self.startStats([mem])
+        follower = Follower()
+        yield svc.subscribe(follower)
+        self.assertEqual(seen, [[BUILD_FINISHED]])
+        self.assertEqual(len(consumersOf(self.master, BUILD_FINISHED)), 1)
+        build = yield self.insertBuild()
+        yield self.finishBuild(build)
+        self.assertEqual(seen[1:], [build['buildid']])
+        self.assertEqual(len(mem.points), 1)
+        # kept through a reconfig; another master's build is not for it
+        yield svc.reconfigServiceWithSibling(stats.StatsService(storage_backends=[mem]))
+        yield self.finishBuild((yield self.insertBuild(masterid=MASTERID + 1)))
+        self.assertEqual(seen[1:], [build['buildid']])
+        yield svc.unsubscribe(follower)
+        self.assertEqual(seen[-1], [])
+        yield self.finishBuild((yield self.insertBuild()))
+        self.assertEqual(len(seen), 3)
+
+    @defer.inlineCallbacks
+    def test_a_component_subscribed_before_the_start_is_consumed_from_the_start(self):
+        seen = []
+
+        class Follower:
+            def subscriptions(self):
+                return [Subscription(BUILD_FINISHED, lambda key, msg: seen.append(msg['buildid']),
+                                     'follower')]
+
+        svc = stats.StatsService(storage_backends=[stats.InMemoryStorageService([])])
+        yield svc.subscribe(Follower())
+        self.assertEqual(self.master.mq.qrefs, [])
+        yield svc.setServiceParent(self.master)
+        yield self.master.startService()
+        self.addCleanup(self.master.stopService)
+        self.svc = svc
+        build = yield self.insertBuild()
+        yield self.finishBuild(build)
+        self.assertEqual(seen, [build['buildid']])
+
+    @defer.inlineCallbacks
+    def test_a_failing_component_is_logged_and_counted_and_the_others_go_on(self):
+        class Broken:
+            def subscriptions(self):
+                return [Subscription(BUILD_FINISHED, self.fail, 'broken')]
+
+            def fail(self, key, msg):
+                raise RuntimeError('broken component')
+
+        mem = stats.InMemoryStorageService([stats.CaptureBuildDuration('alpha')], name='mem')
+        svc = yield self.startStats([mem])
+        yield svc.subscribe(Broken())
+        yield self.finishBuild((yield self.insertBuild()))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(len(mem.points), 1)
+        self.assertEqual((svc.metrics()['subscriber_errors'], svc.capture_errors), (1, 0))
 
     @defer.inlineCallbacks
     def test_builder_name_looked_up_once(self):
@@ -156,6 +276,7 @@ class ServiceBehaviour(FakeMasterMixin, unittest.TestCase):
         yield self.finishBuild(theirs)
         self.assertEqual(mem.points, [])
         self.assertEqual(svc.foreign_messages, 1)
+        self.assertEqual(svc.metrics()['foreign_messages'], 1)
         # a yieldMetricsValue taken by another master carries that master's id
         ours = yield self.insertBuild()
         self.master.mq.callConsumer(('stats-yieldMetricsValue', 'stats-yield-data'), {
@@ -265,6 +386,7 @@ class ServiceMetrics(FakeMasterMixin, unittest.TestCase):
         m = svc.metrics()
         self.assertEqual(m['capture_errors'], 0)
         self.assertEqual(m['foreign_messages'], 1)
+        self.assertEqual(m['subscriber_errors'], 0)
         self.assertEqual(m['demoted_tags'], 0)
         self.assertGreaterEqual(m['cache_misses'], 1)
         self.assertEqual(m['backends'], {'mem': {'added': 1, 'written': 1, 'rejected': 0,

@@ -135,7 +135,7 @@ class TestServiceOptions(TestReactorMixin, ConfigErrorsMixin, unittest.TestCase)
 
         build = yield master.data.get(('builds', 50))
         master.mq.callConsumer(('builders', '1', 'builds', '50', 'finished'), build)
-        yield svc._inflight.wait()
+        yield svc.drain()
 
         self.assertEqual(svc.capture_errors, 0)
         self.assertEqual(

@@ -23,6 +23,7 @@ from buildbot_stats.captures.testhistory import revisionOf
 from buildbot_stats.cli.main import main as cli
 from buildbot_stats.history.reader import BuildReader
 from buildbot_stats.history.replay import Replayer
+from buildbot_stats.messages import BUILD_FINISHED
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
 from buildbot_stats.outcomes import PASSED
@@ -86,6 +87,13 @@ class Capture(FakeMasterMixin, LoggingMixin, unittest.TestCase):
                                  ('t.rerun', FLAKY, 3e-06), ('t.skip', SKIPPED, None),
                                  ('t.surefire', FLAKY, 0.005)])
         self.assertEqual(mem.counters.written, 5)
+        # two backends' captures and the recorder: the service's one consumer of a build's
+        # end (buildbot_stats.subscriptions), the capture a row of its table, replays too
+        self.assertEqual([tuple(q.filter) for q in self.master.mq.qrefs
+                          if tuple(q.filter)[-1:] == ('finished',)], [BUILD_FINISHED])
+        self.assertEqual([(tuple(row.key), row.replayed, row.every_master)
+                          for row in self.svc.subscriptions()],
+                         [(BUILD_FINISHED, True, False)] * 2)  # one capture per backend
         counts = {labels: value for labels, value
                   in prom.buildMetrics.test_cases.children.items()}
         self.assertEqual(counts, {('alpha', 'passed'): 1.0, ('alpha', 'failed'): 1.0,
@@ -204,7 +212,9 @@ class StepConfig(ConfigErrorsMixin, unittest.TestCase):
             stats.JUnitResults(path='r.xml', on_failures='fail')
         with self.assertRaisesConfigError("on_bad_report must be"):
             stats.JUnitResults(path='r.xml', on_bad_report=7)
-        with self.assertRaisesConfigError("max_size must be a positive number of bytes"):
+        # checks.countProblem's rule, the one every count and size option follows
+        with self.assertRaisesConfigError("JUnitResults: max_size must be a positive "
+                                          "integer, got 0"):
             stats.JUnitResults(path='r.xml', max_size=0)
         with self.assertRaisesConfigError("CaptureTestHistory: builder_name must be"):
             stats.CaptureTestHistory(builder_name='')

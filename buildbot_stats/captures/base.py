@@ -17,11 +17,10 @@ from buildbot import config
 from buildbot_stats.checks import checkArguments
 from buildbot_stats.checks import shown
 from buildbot_stats.lookups import Lookups
+from buildbot_stats.messages import BUILD_FINISHED  # noqa: F401 (the captures' key)
 from buildbot_stats.tagging import TagPolicy
 from buildbot_stats.timestamps import buildPointTime
 from buildbot_stats.timestamps import pointTime
-
-BUILD_FINISHED = ("builders", None, "builds", None, "finished")
 
 
 class CaptureError(Exception):

@@ -58,14 +58,14 @@ def formatSummary(result, seconds, sink, dry_run):
     lines = []
     rate = result.builds / seconds if seconds > 0 else 0.0
     lines.append(f"{result.builds} builds read in {seconds:.1f} s ({rate:.0f} builds/s); "
-                 f"{result.builds_without_data} had no stats.* build data "
-                 f"(yieldMetricsValue values replayed: {result.data_values})")
+                 f"{result.builds_without_data} had no yieldMetricsValue record "
+                 f"(values replayed: {result.data_values})")
     if result.capture_errors:
         lines.append(f"{result.capture_errors} capture errors (the first ones below; the "
                      "master's twistd.log shows the same errors for its live builds)")
     if result.bad_data:
-        lines.append(f"{result.bad_data} stats.* build data entries could not be decoded and "
-                     "were skipped")
+        lines.append(f"{result.bad_data} yieldMetricsValue records (build data) could not be "
+                     "decoded and were skipped")
     if dry_run:
         lines.append(f"dry run: {sum(sink.series.values())} points would be written, nothing "
                      "was")

@@ -33,7 +33,9 @@ def parseTime(text, option, now=None):
     text = text.strip()
     now = time.time() if now is None else now
     if re.fullmatch(r'(\d+(?:\.\d+)?)([smhdw])', text):
-        seconds = now - parseDuration(text)
+        age = parseDuration(text)
+        # an age too large for a float ('9...9d') is before year 1 too
+        seconds = -math.inf if age is None else now - age
     else:
         seconds = _absoluteTime(text, option)
     if not EARLIEST <= seconds <= LATEST:

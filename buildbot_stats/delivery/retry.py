@@ -6,12 +6,26 @@ import random
 from dataclasses import dataclass
 from dataclasses import fields
 
+from buildbot_stats.checks import countProblem
+from buildbot_stats.checks import durationProblem
+from buildbot_stats.checks import seconds
+from buildbot_stats.checks import shown
+
+#: The options that are durations (seconds, or ``'30s'``, ``'2m'``...), and whether 0 is
+#: allowed (a stop_timeout of 0: the stop does not wait)
+DURATIONS = {'flush_interval': False, 'timeout': False, 'retry_interval': False,
+             'max_retry_delay': False, 'slow_retry_interval': False, 'report_interval': False,
+             'stop_timeout': True}
+#: The options that are counts
+COUNTS = ('batch_size', 'buffer_limit', 'max_in_flight')
+
 
 @dataclass
 class WriteOptions:
     """Batching, retry and buffering options, each with its default.
 
-    Times are seconds (floats).
+    Times are seconds (floats); a duration may also be given as a string such as ``'30s'``,
+    ``'2m'`` (:mod:`buildbot_stats.checks`), kept as its seconds.
 
     * ``batch_size`` (5000): most lines in one HTTP request
     * ``flush_interval`` (1.0): a partial batch is sent after at most this long
@@ -51,42 +65,35 @@ class WriteOptions:
     report_interval: float = 60.0
     max_in_flight: int = 2
 
+    def __post_init__(self):
+        # a duration given as '30s' is kept as its seconds; a bad one as given, for problems()
+        for name in DURATIONS:
+            value = getattr(self, name)
+            if durationProblem(name, value, zero=DURATIONS[name]) is None:
+                setattr(self, name, seconds(value))
+
     @classmethod
     def names(cls):
         return [f.name for f in fields(cls)]
 
     def problems(self):
-        """Human-readable problems with the values (empty when all are fine)."""
-        out = []
-
-        def positiveNumber(name, allow_zero=False):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                out.append(f"{name} must be a number of seconds, got {v!r}")
-            elif v < 0 or (v == 0 and not allow_zero):
-                out.append(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
-
-        for name in ('batch_size', 'buffer_limit', 'max_in_flight'):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                out.append(f"{name} must be a positive integer, got {v!r}")
-        for name in ('flush_interval', 'timeout', 'retry_interval', 'max_retry_delay',
-                     'slow_retry_interval', 'report_interval'):
-            positiveNumber(name)
-        positiveNumber('stop_timeout', allow_zero=True)
+        """Human-readable problems with the values (empty when all are fine), each by the
+        rules of :mod:`buildbot_stats.checks`."""
+        out = [countProblem(name, getattr(self, name)) for name in COUNTS]
+        out += [durationProblem(name, getattr(self, name), zero=zero)
+                for name, zero in DURATIONS.items()]
+        out.append(countProblem('max_retries', self.max_retries, minimum=0,
+                                none_means="retry for ever"))
+        out = [p for p in out if p is not None]
         if not out and self.buffer_limit < self.batch_size:
             out.append(f"buffer_limit ({self.buffer_limit}) must be at least batch_size "
                        f"({self.batch_size})")
         eb = self.exponential_base
-        if isinstance(eb, bool) or not isinstance(eb, (int, float)) or eb < 1:
-            out.append(f"exponential_base must be a number >= 1, got {eb!r}")
+        if isinstance(eb, bool) or not isinstance(eb, (int, float)) or not eb >= 1:
+            out.append(f"exponential_base must be a number >= 1, got {shown(eb)}")
         j = self.jitter
         if isinstance(j, bool) or not isinstance(j, (int, float)) or not 0 <= j < 1:
-            out.append(f"jitter must be a fraction in [0, 1), got {j!r}")
-        mr = self.max_retries
-        if mr is not None and (isinstance(mr, bool) or not isinstance(mr, int) or mr < 0):
-            out.append(f"max_retries must be None (retry for ever) or an integer >= 0, "
-                       f"got {mr!r}")
+            out.append(f"jitter must be a fraction in [0, 1), got {shown(j)}")
         return out
 
 

@@ -155,7 +155,8 @@ class CatchUp:
             return
         self.caught_up = True
         log.msg(f"buildbot_stats: catch-up: done, {result.builds} builds replayed, {points} "
-                f"points posted, {result.builds_without_data} builds without stats.* data, "
+                f"points posted, {result.builds_without_data} builds without a "
+                f"yieldMetricsValue record, "
                 f"{time.monotonic() - t0:.1f} s")
 
     # -- checkpoints ---------------------------------------------------------------------------

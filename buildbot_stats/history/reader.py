@@ -2,7 +2,7 @@
 
 Every query of a batch runs in Buildbot's database thread pool (``db.pool.do``), one
 round trip per table for the whole batch: the builds, then their properties, steps, test
-result sets, ``stats.*`` build data, build requests and builders. Rows become the same
+result sets, ``yieldMetricsValue``'s build data, build requests and builders. Rows become the same
 dicts the data API gives (Buildbot's own row and ``_db2data`` converters), so a capture
 cannot tell a replayed build from a live one. Nothing here writes to the database.
 """
@@ -22,10 +22,10 @@ from buildbot.data import steps as data_steps
 from buildbot.data import test_result_sets as data_test_result_sets
 from buildbot.util import datetime2epoch
 
-#: Build data names under which ``yieldMetricsValue`` records its values.
-BUILD_DATA_PREFIX = 'stats.'
-#: Version of the JSON document stored as build data (see docs/history.rst).
-BUILD_DATA_FORMAT = 1
+from buildbot_stats.history.builddata import OLD_PREFIX
+from buildbot_stats.history.builddata import RECORD_NAME
+from buildbot_stats.history.builddata import decodeRow
+from buildbot_stats.history.builddata import merged
 
 # SQLite allows 999 bound parameters per statement in old versions; stay well below
 IN_CHUNK = 500
@@ -39,34 +39,15 @@ class BuildRecord:
     properties: dict = field(default_factory=dict)
     steps: list = field(default_factory=list)
     test_result_sets: list = field(default_factory=list)
-    # data_name -> [(timestamp, post_data)], in call order
+    # data_name -> [(timestamp, post_data)], in call order (yieldMetricsValue's record)
     data: dict = field(default_factory=dict)
     buildrequest: dict | None = None
     buildset: dict | None = None
     bad_data: list = field(default_factory=list)  # build data names that did not decode
 
 
-def encodeBuildData(records):
-    """The build data value (bytes) of a list of ``(timestamp, post_data)``."""
-    doc = {'format': BUILD_DATA_FORMAT,
-           'values': [{'timestamp': ts, 'post_data': pd} for ts, pd in records]}
-    return json.dumps(doc, separators=(',', ':'), allow_nan=False).encode('utf-8')
-
-
-def decodeBuildData(value):
-    """The ``[(timestamp, post_data)]`` of a build data value; ValueError if it is not ours."""
-    if isinstance(value, memoryview):
-        value = value.tobytes()
-    doc = json.loads(value)
-    if not isinstance(doc, dict) or doc.get('format') != BUILD_DATA_FORMAT:
-        raise ValueError("not a buildbot_stats build data document")
-    out = []
-    for item in doc['values']:
-        out.append((float(item['timestamp']), item['post_data']))
-    return out
-
-
-def _chunks(ids):
+def chunks(ids):
+    """``ids`` in lists of at most :data:`IN_CHUNK` (bound parameters of one statement)."""
     ids = list(ids)
     for i in range(0, len(ids), IN_CHUNK):
         yield ids[i:i + IN_CHUNK]
@@ -152,7 +133,7 @@ class BuildReader:
 
     def _thdProperties(self, conn, records, ids):
         bp = self.db.model.build_properties
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             q = sa.select(bp.c.buildid, bp.c.name, bp.c.value, bp.c.source).where(
                 bp.c.buildid.in_(chunk))
             for row in conn.execute(q):
@@ -173,21 +154,25 @@ class BuildReader:
     def _thdPerBuild(conn, records, ids, table, order, attr, convert):
         """Rows of ``table`` for the builds ``ids``, as ``convert`` makes them, appended to
         each record's list ``attr`` in ``order``."""
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             q = table.select().where(table.c.buildid.in_(chunk)).order_by(*order)
             for row in conn.execute(q):
                 getattr(records[row.buildid], attr).append(convert(row))
 
     def _thdBuildData(self, conn, records, ids):
+        # the record of this version (one row per build) and of earlier ones (a row per
+        # data name): see buildbot_stats.history.builddata
         bd = self.db.model.build_data
-        for chunk in _chunks(ids):
-            q = sa.select(bd.c.buildid, bd.c.name, bd.c.value).where(sa.and_(
-                bd.c.buildid.in_(chunk), bd.c.name.like(BUILD_DATA_PREFIX + '%')))
+        for chunk in chunks(ids):
+            q = (sa.select(bd.c.buildid, bd.c.name, bd.c.value)
+                 .where(sa.and_(bd.c.buildid.in_(chunk),
+                                sa.or_(bd.c.name == RECORD_NAME,
+                                       bd.c.name.like(OLD_PREFIX + '%'))))
+                 .order_by(bd.c.buildid, bd.c.id))
             for row in conn.execute(q):
-                name = row.name[len(BUILD_DATA_PREFIX):]
                 try:
-                    records[row.buildid].data[name] = decodeBuildData(row.value)
-                except (ValueError, KeyError, TypeError):
+                    merged(records[row.buildid].data, decodeRow(row.name, row.value))
+                except (ValueError, KeyError, TypeError, AttributeError):
                     records[row.buildid].bad_data.append(row.name)
 
     def _thdBuildRequests(self, conn, records):
@@ -197,7 +182,7 @@ class BuildReader:
         for rec in records.values():
             if rec.build.get('buildrequestid') is not None:
                 by_request.setdefault(rec.build['buildrequestid'], []).append(rec)
-        for chunk in _chunks(by_request):
+        for chunk in chunks(by_request):
             q = comp._simple_sa_select_query().where(reqs.c.id.in_(chunk))
             for row in conn.execute(q):
                 request = data_buildrequests._db2data(comp._modelFromRow(row), None)
@@ -212,13 +197,13 @@ class BuildReader:
             if rec.buildrequest is not None:
                 by_set.setdefault(rec.buildrequest['buildsetid'], []).append(rec)
         models = []
-        for chunk in _chunks(by_set):
+        for chunk in chunks(by_set):
             for row in conn.execute(bs.select().where(bs.c.id.in_(chunk))).fetchall():
                 models.append(db.buildsets._thd_model_from_row(conn, row))
         ssids = sorted({ssid for m in models for ssid in m.sourcestamps})
         stamps = {}
         ss = db.model.sourcestamps
-        for chunk in _chunks(ssids):
+        for chunk in chunks(ssids):
             for row in conn.execute(ss.select().where(ss.c.id.in_(chunk))).fetchall():
                 stamps[row.id] = data_sourcestamps._db2data(
                     db.sourcestamps._rowToModel_thd(conn, row))

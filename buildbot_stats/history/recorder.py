@@ -1,249 +1,294 @@
 """What ``yieldMetricsValue`` leaves in Buildbot's database, so that it can be replayed.
 
-Each call is also recorded as Buildbot build data (``master.data.updates.setBuildData``)
-named ``stats.<data_name>``: a JSON document (UTF-8 bytes)::
+Every call of a build is kept in memory while the build runs; when the build's ``finished``
+message comes, its calls wait at most :data:`WRITE_INTERVAL` for the other builds finishing
+meanwhile, and they are all written in ONE transaction of Buildbot's database pool (an
+insert of every row): one build-data row per build, :data:`~buildbot_stats.history.builddata.RECORD_NAME`, holding
+every data name (:mod:`buildbot_stats.history.builddata`). The backfill command and the
+catch-up read it back (:mod:`buildbot_stats.history.reader`) and post the same points.
 
-    {"format": 1, "values": [{"timestamp": 1718000000.123456, "post_data": {...}}, ...]}
+Why this shape: Buildbot's ``setBuildData`` is a transaction per call (an update, then an
+insert), which made each ``yieldMetricsValue`` cost the master 0.5 to 3 ms of CPU; a row
+per build, written with the others of the same second, costs a fraction of one transaction
+(measured in docs/benchmarks.rst).
 
-one entry per call for that build and name, in call order, ``timestamp`` being the time the
-live point carries. The backfill command and the catch-up read it back
-(:mod:`buildbot_stats.history.reader`) and post the same points. Data that JSON cannot hold
-(a datetime, bytes, NaN...) still goes to the backends live but is not recorded: it is
-logged once per data name and counted in ``StatsService.metrics()['unrecorded_data']``.
+What a call's Deferred waits for: nothing of this; the record is written later. What a crash
+loses: the record of the builds still running and of those finished in the last
+:data:`WRITE_INTERVAL` (their live points went to the backends as usual). ``stopService``
+writes everything held, builds still running included, within :data:`STOP_TIMEOUT`.
 
-Each write replaces the whole document, so the recorder must know what is stored before it
-appends. It knows without reading when:
-
-* it saw the build's ``new`` message, with an id above every build it ever recorded for: no
-  one recorded anything for that build yet. Until the build's ``finished`` message, its
-  values stay in memory whatever their number (bounded by the builds running at once);
-* it wrote the values itself and still holds them (a bounded memo of finished or unknown
-  builds; one evicted is read back once at its next call).
-
-Calls for one build and name that arrive while a write of them is in flight are written
-together in the next single write, in call order.
+A row already stored for a build (a call after its end, a build pushed out of memory, a
+master that stopped consuming meanwhile) is read in the same transaction and appended to.
+Data that JSON cannot hold (a datetime, bytes, NaN...) still goes to the backends live but
+is not recorded: it is logged once per data name and counted in
+``StatsService.metrics()['unrecorded_data']``.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+import sqlalchemy as sa
 from twisted.internet import defer
 from twisted.python import log
 
-from buildbot.util.deferwaiter import DeferWaiter
-
-from buildbot_stats.history.reader import BUILD_DATA_PREFIX
-from buildbot_stats.history.reader import decodeBuildData
-from buildbot_stats.history.reader import encodeBuildData
 from buildbot_stats.deadline import within
-from buildbot_stats.messages import normalizing
+from buildbot_stats.history.builddata import RECORD_NAME
+from buildbot_stats.history.builddata import SOURCE
+from buildbot_stats.history.builddata import encodeEntry
+from buildbot_stats.history.builddata import encodeRecord
+from buildbot_stats.history.builddata import recordEntries
+from buildbot_stats.history.reader import IN_CHUNK
+from buildbot_stats.history.reader import chunks
+from buildbot_stats.messages import BUILD_FINISHED
+from buildbot_stats.subscriptions import Subscription
 
-SOURCE = 'buildbot_stats'
-
-#: Seconds ``StatsService.stopService`` waits for the writes in flight and pending: the master
-#: must stop even when its database hangs.
+#: Seconds the record of a finished build waits for those finishing after it, to share one
+#: transaction (and what a crash may lose of the builds that ended last).
+WRITE_INTERVAL = 1.0
+#: Most builds in one transaction (the statement reading what is stored binds their ids).
+MAX_BATCH = IN_CHUNK
+#: Most builds whose calls are held while they run; past it, the build called least recently
+#: is written as it stands (a later call appends to its row).
+MAX_RUNNING = 10000
+#: Ids of builds seen finishing, remembered so that a call arriving after the end is
+#: written instead of held.
+FINISHED_MEMO = 1000
+#: Seconds ``StatsService.stopService`` waits for the record to be written: the master must
+#: stop even when its database hangs.
 STOP_TIMEOUT = 120.0
 
-#: The MQ messages that tell the recorder which builds are new and which ones ended. Buildbot
-#: announces each build event under three routing keys (builders/.../builds/<number>,
-#: builds/<buildid>, workers/.../builds/<buildid>); these are ones neither the look-ups'
-#: feeds (buildbot_stats.lookups.FEEDS) nor the captures consume, so each routing key keeps
-#: one consumer.
-FEEDS = {
-    'new': ('workers', None, 'builds', None, 'new'),
-    'finished': ('builds', None, 'finished'),
-}
 
-
-class _Series:
-    """The recorded values of one build and data name, and the calls waiting to be
-    written."""
-
-    __slots__ = ('values', 'queue', 'waiters', 'busy')
-
-    def __init__(self, values):
-        # every value stored, in call order; None: not known (read it before writing)
-        self.values = values
-        self.queue = []
-        self.waiters = []
-        self.busy = False
+def _row(buildid, value):
+    return {'buildid': buildid, 'name': RECORD_NAME, 'value': value, 'length': len(value),
+            'source': SOURCE}
 
 
 class BuildDataRecorder:
-    """Appends each ``yieldMetricsValue`` call to its build's ``stats.<data_name>`` data.
+    """Keeps each build's ``yieldMetricsValue`` calls and writes them as one row when the
+    build finishes (see the module's doc).
+
+    A component of the service's subscription table (:mod:`buildbot_stats.subscriptions`):
+    it follows the builds' ``finished`` messages while :attr:`enabled`.
 
     :param owner: anything with a ``master`` attribute (the StatsService)
-    :param max_size: the values kept of builds not running (finished, or started before the
-        recorder listened), least recently used first out
     """
 
-    def __init__(self, owner, max_size=1000):
+    def __init__(self, owner):
         self._owner = owner
-        self._max_size = max_size
-        # (buildid, data_name) -> _Series: of running builds, and of any being written
-        self._active = {}
-        # (buildid, data_name) -> _Series of the others, idle; bounded
-        self._memo = OrderedDict()
-        # buildid -> the data names recorded for it, of builds known to have nothing stored
-        # by anyone else: 'new' seen, 'finished' not yet
-        self._running = {}
-        # the highest buildid ever recorded for: a 'new' message of a build at or below it
-        # (a late delivery) is not trusted to mean "nothing stored"
-        self._highest = 0
-        self._consumers = []
-        self._writing = DeferWaiter()
+        #: False (``record_data=False``): nothing recorded, no subscription
+        self.enabled = True
+        # buildid -> {data_name: [entry]} of running builds, the one called last at the end
+        self._held = OrderedDict()
+        # buildid -> {data_name: [entry]} waiting for the next write
+        self._ready = {}
+        self._finished = OrderedDict()  # buildid -> None, the last FINISHED_MEMO builds
+        # whether the 'finished' messages are delivered (else nothing is held)
+        self._seeing = False
+        self._timer = None
+        self._writing = None  # the Deferred of the write in flight
+        self._idle = []  # Deferreds fired when nothing is held for writing any more
         self._unencodable = set()
         self.unrecorded = 0
-        self.reads = 0
+        #: transactions, and build rows written (inserted or appended to)
         self.writes = 0
+        self.rows = 0
 
-    # -- the MQ feeds ----------------------------------------------------------------------
+    # -- the subscription contract -----------------------------------------------------------
 
-    @defer.inlineCallbacks
-    def startConsuming(self, mq):
-        """Listen to the builds' ``new`` and ``finished`` messages (once; a reconfig keeps
-        the feeds and what the recorder knows)."""
-        if self._consumers:
-            return
-        for name, key in sorted(FEEDS.items()):
-            method = self._buildNew if name == 'new' else self._buildFinished
-            self._consumers.append((yield mq.startConsuming(normalizing(method), key)))
+    def subscriptions(self):
+        """The builds' ``finished`` message (every master's: a build ends where it ran)."""
+        if not self.enabled:
+            return []
+        return [Subscription(BUILD_FINISHED, self._buildFinished, "build data recorder",
+                             every_master=True)]
 
-    @defer.inlineCallbacks
-    def stopConsuming(self):
-        """Stop listening. The builds it counted as running may end unseen from now on:
-        their values join the bounded memo, and a build started while not listening is read
-        before its first write."""
-        consumers, self._consumers = self._consumers, []
-        for consumer in consumers:
-            yield consumer.stopConsuming()
-        for buildid in list(self._running):
-            self._buildEnded(buildid)
-
-    def _buildNew(self, routingKey, msg):
-        buildid = msg.get('buildid') if isinstance(msg, dict) else None
-        if isinstance(buildid, int) and buildid > self._highest:
-            self._running.setdefault(buildid, set())
+    def subscribed(self, keys):
+        self._seeing = tuple(BUILD_FINISHED) in keys
+        if not self._seeing:
+            # their end would go unseen: what is held is written as it stands
+            self._queueHeld()
 
     def _buildFinished(self, routingKey, msg):
-        buildid = msg.get('buildid') if isinstance(msg, dict) else None
-        if buildid in self._running:
-            self._buildEnded(buildid)
+        buildid = msg.get('buildid')
+        if buildid is None:
+            return
+        self._finished[buildid] = None
+        if len(self._finished) > FINISHED_MEMO:
+            self._finished.popitem(last=False)
+        data = self._held.pop(buildid, None)
+        if data is not None:
+            self._queue(buildid, data)
 
-    def _buildEnded(self, buildid):
-        for name in self._running.pop(buildid):
-            key = (buildid, name)
-            series = self._active.get(key)
-            if series is not None and not series.busy:
-                self._rest(key, self._active.pop(key))
+    # -- recording ------------------------------------------------------------------------------
 
-    def _rest(self, key, series):
-        # an idle series of a build not running: the bounded memo keeps it
-        memo = self._memo
-        memo[key] = series
-        memo.move_to_end(key)
-        while len(memo) > self._max_size:
-            memo.popitem(last=False)
-
-    # -- recording -------------------------------------------------------------------------
-
-    def record(self, buildid, data_name, post_data, timestamp):
-        """Record one call; a Deferred that fires (with None) once it is written, or once
-        it failed (logged and counted in ``unrecorded``)."""
-        master = self._owner.master
-        updates = getattr(getattr(master, 'data', None), 'updates', None)
-        if updates is None or not hasattr(updates, 'setBuildData'):
-            return defer.succeed(None)
+    def record(self, build, data_name, post_data, timestamp):
+        """Keep one call of the build ``build`` (its data API dict) for the build's row."""
         try:
-            encodeBuildData([(timestamp, post_data)])
+            entry = encodeEntry(timestamp, post_data)
         except (TypeError, ValueError) as e:
             self.unrecorded += 1
             if data_name not in self._unencodable:
                 self._unencodable.add(data_name)
                 log.msg(f"buildbot_stats: yieldMetricsValue({data_name!r}) for buildid "
-                        f"{buildid}: the data is not JSON ({e}); it is stored live but not "
-                        "recorded as build data, so a backfill cannot rebuild it (logged once "
-                        "per data name)")
+                        f"{build.get('buildid')}: the data is not JSON ({e}); it is stored "
+                        "live but not recorded as build data, so a backfill cannot rebuild "
+                        "it (logged once per data name)")
+            return
+        db = getattr(self._owner.master, 'db', None)
+        if getattr(db, 'pool', None) is None or getattr(db, 'model', None) is None:
+            return  # no database to record in (a master of unit tests)
+        buildid = build['buildid']
+        held = self._held.get(buildid)
+        if held is None:
+            if not self._seeing or buildid in self._finished or build.get('complete'):
+                # its end was seen already, or will not be: written with the next batch
+                self._queue(buildid, {data_name: [entry]})
+                return
+            held = self._held[buildid] = {}
+            if len(self._held) > MAX_RUNNING:
+                self._queue(*self._held.popitem(last=False))
+        else:
+            self._held.move_to_end(buildid)
+        held.setdefault(data_name, []).append(entry)
+
+    def _queueHeld(self):
+        while self._held:
+            self._queue(*self._held.popitem(last=False))
+
+    def _queue(self, buildid, data):
+        ready = self._ready.setdefault(buildid, {})
+        for name, entries in data.items():
+            ready.setdefault(name, []).extend(entries)
+        self._schedule()
+
+    def _schedule(self, now=False):
+        if self._writing is not None or not self._ready:
+            return  # the write in flight schedules the next one when it ends
+        if now or len(self._ready) >= MAX_BATCH:
+            self._cancelTimer()
+            self._write()
+        elif self._timer is None:
+            self._timer = self._owner.master.reactor.callLater(WRITE_INTERVAL, self._timeUp)
+
+    def _timeUp(self):
+        self._timer = None
+        self._schedule(now=True)
+
+    def _cancelTimer(self):
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write(self):
+        batch = {}
+        for buildid in list(self._ready)[:MAX_BATCH]:
+            batch[buildid] = self._ready.pop(buildid)
+        db = getattr(self._owner.master, 'db', None)
+        self.writes += 1
+        d = self._writing = defer.maybeDeferred(db.pool.do, self._thdWrite,
+                                                db.model.build_data, batch)
+        d.addCallbacks(self._written, self._failed, callbackArgs=(batch,),
+                       errbackArgs=(batch,))
+        d.addBoth(self._writeEnded)
+
+    @staticmethod
+    def _thdWrite(conn, table, batch):
+        """In Buildbot's database thread: the rows of ``batch`` inserted in one transaction
+        (the common case: nothing is stored for a build that just ended), or, when one is
+        stored already, read and appended to in a second one. Returns the build ids whose
+        stored row is not ours (left alone)."""
+        try:
+            conn.execute(table.insert(), [_row(buildid, encodeRecord(entries))
+                                          for buildid, entries in batch.items()])
+            conn.commit()
+            return []
+        except sa.exc.IntegrityError:
+            conn.rollback()  # (buildid, name) is unique: some build has its row already
+        stored = {}
+        for chunk in chunks(batch):
+            q = sa.select(table.c.buildid, table.c.value).where(
+                sa.and_(table.c.buildid.in_(chunk), table.c.name == RECORD_NAME))
+            for row in conn.execute(q):
+                stored[row.buildid] = row.value
+        inserts, foreign = [], []
+        for buildid, entries in batch.items():
+            if buildid not in stored:
+                inserts.append(_row(buildid, encodeRecord(entries)))
+                continue
+            try:
+                old = recordEntries(stored[buildid])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                foreign.append(buildid)
+                continue
+            for name, items in entries.items():
+                old.setdefault(name, []).extend(items)
+            value = encodeRecord(old)
+            conn.execute(table.update().where(sa.and_(
+                table.c.buildid == buildid, table.c.name == RECORD_NAME)).values(
+                    value=value, length=len(value), source=SOURCE))
+        if inserts:
+            conn.execute(table.insert(), inserts)
+        conn.commit()
+        return foreign
+
+    def _written(self, foreign, batch):
+        self.rows += len(batch) - len(foreign)
+        for buildid in foreign:
+            calls = sum(len(entries) for entries in batch[buildid].values())
+            self.unrecorded += calls
+            log.msg(f"buildbot_stats: error: buildid {buildid} has a build data row named "
+                    f"{RECORD_NAME!r} that is not buildbot_stats' record; {calls} "
+                    "yieldMetricsValue calls were not recorded (the row is left alone)")
+
+    def _failed(self, failure, batch):
+        calls = sum(len(entries) for data in batch.values() for entries in data.values())
+        self.unrecorded += calls
+        log.err(failure, f"buildbot_stats: recording yieldMetricsValue as build data of "
+                         f"{len(batch)} builds ({calls} calls); they are counted in "
+                         "unrecorded_data")
+
+    def _writeEnded(self, _):
+        self._writing = None
+        if self._ready:
+            # while stopping (someone waits), at once; else the next interval
+            self._schedule(now=bool(self._idle))
+        else:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def flush(self):
+        """Write everything held now, builds still running included: a Deferred firing once
+        it is written (or failed, counted)."""
+        self._queueHeld()
+        if not self._ready and self._writing is None:
             return defer.succeed(None)
-        key = (buildid, data_name)
-        series = self._active.get(key)
-        if series is None:
-            series = self._memo.pop(key, None)
-            if series is None:
-                names = self._running.get(buildid)
-                series = _Series([] if names is not None else None)
-            self._active[key] = series
-            if buildid in self._running:
-                self._running[buildid].add(data_name)
-        if isinstance(buildid, int) and buildid > self._highest:
-            self._highest = buildid
         d = defer.Deferred()
-        series.queue.append((timestamp, post_data))
-        series.waiters.append(d)
-        if not series.busy:
-            series.busy = True
-            self._writing.add(self._write(master, updates, key, series))
+        self._idle.append(d)
+        self._schedule(now=True)
         return d
 
-    def wait(self, timeout=None):
-        """A Deferred that fires when every call recorded so far is written (or failed),
-        or, with ``timeout``, after that many seconds (logged with the calls not written)."""
-        waiting = self._writing.wait()
-        if timeout is None:
-            return waiting
-        # not a cancel: the writes go on, the stop just stops waiting for them
-        d = within(self._owner.master.reactor, waiting, timeout)
+    def wait(self, timeout):
+        """:meth:`flush`, waited for ``timeout`` seconds at most (then one log line says how
+        many calls were still being written: they are written if the database answers)."""
+        d = within(self._owner.master.reactor, self.flush(), timeout)
         d.addCallback(self._waited, timeout)
         return d
 
+    def pending(self):
+        """Calls held or waiting to be written (not the write in flight)."""
+        return sum(len(entries) for builds in (self._held, self._ready)
+                   for data in builds.values() for entries in data.values())
+
     def _waited(self, finished, timeout):
         if not finished:
-            pending = sum(len(series.queue) + (1 if series.busy else 0)
-                          for series in self._active.values())
             log.msg(f"buildbot_stats: stopping with yieldMetricsValue calls still being "
-                    f"recorded as build data after {timeout:g} s (about {pending}); they may "
-                    "be lost if the master stops first")
-
-    @defer.inlineCallbacks
-    def _write(self, master, updates, key, series):
-        buildid, data_name = key
-        name = BUILD_DATA_PREFIX + data_name
-        try:
-            while series.queue:
-                # what was queued until now goes in one write; what comes meanwhile, next
-                batch, series.queue = series.queue, []
-                waiters, series.waiters = series.waiters, []
-                try:
-                    if series.values is None:
-                        self.reads += 1
-                        series.values = yield self._stored(master, buildid, name)
-                    values = series.values + batch
-                    self.writes += 1
-                    yield updates.setBuildData(buildid, name, encodeBuildData(values), SOURCE)
-                    series.values = values
-                except Exception as e:
-                    # what is stored is not known now: read it before the next write
-                    series.values = None
-                    self.unrecorded += len(batch)
-                    log.err(e, f"buildbot_stats: recording yieldMetricsValue({data_name!r}) "
-                               f"as build data of buildid {buildid} ({len(batch)} calls)")
-                for w in waiters:
-                    w.callback(None)
-        finally:
-            series.busy = False
-            if buildid not in self._running and self._active.get(key) is series:
-                self._rest(key, self._active.pop(key))
-
-    @defer.inlineCallbacks
-    def _stored(self, master, buildid, name):
-        db = getattr(master, 'db', None)
-        if db is None or not hasattr(db, 'build_data'):
-            return []
-        model = yield db.build_data.getBuildData(buildid, name)
-        if model is None or model.value is None:
-            return []
-        try:
-            return decodeBuildData(model.value)
-        except (ValueError, KeyError, TypeError):
-            return []
+                    f"recorded as build data after {timeout:g} s (about "
+                    f"{self.pending()} waiting, and a write in flight); they may be lost if "
+                    "the master stops first")

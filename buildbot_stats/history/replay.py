@@ -2,8 +2,9 @@
 
 A replayed build becomes the very messages the live service consumes: the ``finished``
 message of the build (the data API's build dict) and one ``yieldMetricsValue`` message per
-value recorded as ``stats.<data_name>`` build data. They go through the service's own
-dispatch, so every capture, callback, time offset, extra tag and backend is the live one
+value of the build's record (:mod:`buildbot_stats.history.builddata`). They go through the
+service's own subscription table, to the subscriptions that take replayed messages (the
+captures), so every capture, callback, time offset, extra tag and backend is the live one
 and the points are identical. What the captures look up about the build (builder and
 worker names, properties, steps, test result sets, build request, buildset) is read with
 the build, in batches (:class:`~buildbot_stats.history.reader.BuildReader`), and handed to
@@ -17,7 +18,7 @@ import time
 from twisted.internet import defer
 from twisted.internet import task
 
-from buildbot_stats.captures.base import BUILD_FINISHED
+from buildbot_stats.messages import BUILD_FINISHED
 from buildbot_stats.messages import YIELD_DATA
 
 #: builds read per batch
@@ -28,8 +29,8 @@ MAX_PENDING = 20000
 
 
 class ReplayResult:
-    """What a replay did: builds read, builds without any ``stats.*`` data, data values
-    replayed, and per backend the delivery counters' change."""
+    """What a replay did: builds read, builds without any recorded ``yieldMetricsValue``
+    data, data values replayed, and per backend the delivery counters' change."""
 
     def __init__(self):
         self.builds = 0
@@ -147,9 +148,9 @@ class Replayer:
         self.result.bad_data += len(rec.bad_data)
         if not rec.data:
             self.result.builds_without_data += 1
-        if tuple(BUILD_FINISHED) in svc._captures_by_key:
-            svc._dispatch(tuple(BUILD_FINISHED), finishedRoutingKey(build), build)
-        if tuple(YIELD_DATA) in svc._captures_by_key:
+        if svc.wantsReplayed(BUILD_FINISHED):
+            svc.dispatchReplayed(BUILD_FINISHED, finishedRoutingKey(build), build)
+        if svc.wantsReplayed(YIELD_DATA):
             for data_name, values in sorted(rec.data.items()):
                 for timestamp, post_data in values:
                     self.result.data_values += 1
@@ -160,4 +161,4 @@ class Replayer:
                         'masterid': build.get('masterid'),
                         'timestamp': timestamp,
                     }
-                    svc._dispatch(tuple(YIELD_DATA), tuple(YIELD_DATA), msg)
+                    svc.dispatchReplayed(YIELD_DATA, YIELD_DATA, msg)

@@ -22,6 +22,7 @@ import urllib.request
 from buildbot_stats.captures.testhistory import TEST_CASES
 from buildbot_stats.captures.testhistory import TEST_MEASUREMENTS
 from buildbot_stats.captures.testhistory import TEST_RUNS
+from buildbot_stats.checks import shown
 from buildbot_stats.outcomes import OUTCOMES
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import isStatistic
@@ -73,13 +74,15 @@ SETTINGS = ('url', 'db', 'user', 'password', 'token', 'retention_policy', 'ca_fi
 def checkSettings(settings):
     """The problems (one line each) of a ``dict`` of :class:`InfluxReader` arguments."""
     if not isinstance(settings, dict):
-        return [f"must be a dict of {', '.join(SETTINGS)}, got {settings!r}"]
+        return [f"must be a dict of {', '.join(SETTINGS)}, got {shown(settings)}"]
     problems = [f"unknown key {k!r}" for k in sorted(settings) if k not in SETTINGS]
     url = settings.get('url')
     if not isinstance(url, str) or not url.startswith(('http://', 'https://')):
-        problems.append(f"url must be an http:// or https:// URL, got {url!r}")
+        # a URL may carry a user and password: only a string that is not one is shown
+        got = 'a URL of another scheme' if isinstance(url, str) and '://' in url else shown(url)
+        problems.append(f"url must be an http:// or https:// URL, got {got}")
     if not isinstance(settings.get('db'), str) or not settings.get('db'):
-        problems.append(f"db must be a database name, got {settings.get('db')!r}")
+        problems.append(f"db must be a database name, got {shown(settings.get('db'))}")
     return problems
 
 

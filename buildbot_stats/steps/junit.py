@@ -42,6 +42,8 @@ from buildbot.steps.worker import CompositeStepMixin
 from buildbot.worker.protocols import base as protocols
 
 from buildbot_stats.checks import checkArguments
+from buildbot_stats.checks import countProblem
+from buildbot_stats.checks import report
 from buildbot_stats.checks import shown
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
@@ -175,9 +177,7 @@ class JUnitResults(buildstep.BuildStep, CompositeStepMixin):
                          f"{shown(path)}")
         _checkResult(owner, 'on_failures', on_failures)
         _checkResult(owner, 'on_bad_report', on_bad_report)
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size <= 0:
-            config.error(f"{owner}: max_size must be a positive number of bytes, got "
-                         f"{shown(max_size)}")
+        report(owner, countProblem('max_size', max_size))  # bytes
         super().__init__(**kwargs)
         self.path = path
         self.on_failures = on_failures

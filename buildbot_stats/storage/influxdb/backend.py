@@ -29,6 +29,12 @@ from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import argumentNames
+from buildbot_stats.checks import booleanProblem
+from buildbot_stats.checks import countProblem
+from buildbot_stats.checks import durationProblem
+from buildbot_stats.checks import portProblem
+from buildbot_stats.checks import report
+from buildbot_stats.checks import seconds
 from buildbot_stats.checks import shown
 from buildbot_stats.checks import unknownArgument
 from buildbot_stats.delivery.lineprotocol import LineEncoder
@@ -79,28 +85,19 @@ class InfluxStorageService(StatsStorageBase):
                     series_check_interval=CHECK_INTERVAL, http_client=None, reactor=None,
                     **write_options):
         me = self.describeForConfig()
-        if max_series is not None and (isinstance(max_series, bool)
-                                       or not isinstance(max_series, int) or max_series < 1):
-            config.error(f"{me}: max_series must be a positive integer (the database's series "
-                         f"limit) or None, got {shown(max_series)}")
-        if series_check_interval is not None and (
-                isinstance(series_check_interval, bool)
-                or not isinstance(series_check_interval, (int, float))
-                or series_check_interval < 0):
-            config.error(f"{me}: series_check_interval must be a number of seconds (0 or None: "
-                         f"no checks), got {shown(series_check_interval)}")
+        port_problem = portProblem('port', port, none_means=f"the URL's, else {DEFAULT_PORT}")
+        report(me, countProblem('max_series', max_series,
+                                none_means="the limit the database reports"),
+               durationProblem('series_check_interval', series_check_interval, zero=True,
+                               none_means="no checks"))
         if not isinstance(url, str) or not url.strip():
             config.error(f"{me}: url must be a host name or an http(s) URL, got {shown(url)}")
-        else:
+        elif port_problem is None:
             try:
                 _baseUrl(url, port, ssl)
             except ValueError as e:
                 config.error(f"{me}: {e}")
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                                 or not 0 < port < 65536):
-            # a string here may be a shifted user or password: its type only
-            got = aTypeName(port) if isinstance(port, str) else shown(port)
-            config.error(f"{me}: port must be an integer in 1-65535, got {got}")
+        report(me, port_problem)
         for what, value in (('user', user), ('password', password), ('token', token)):
             if value is not None and not isinstance(value, str) \
                     and not IRenderable.providedBy(value):
@@ -119,20 +116,15 @@ class InfluxStorageService(StatsStorageBase):
                 config.error(f"{me}: org is only used with bucket (the /api/v2/write API)")
         if ca_file is not None and not isinstance(ca_file, str):
             config.error(f"{me}: ca_file must be a path to a PEM file, got {shown(ca_file)}")
-        for what, value in (('ssl', ssl), ('verify_ssl', verify_ssl),
-                            ('create_database', create_database),
-                            ('spool_fsync', spool_fsync)):
-            if not isinstance(value, bool):
-                config.error(f"{me}: {what} must be True or False, got {shown(value)}")
+        report(me, *(booleanProblem(what, value) for what, value in (
+            ('ssl', ssl), ('verify_ssl', verify_ssl), ('create_database', create_database),
+            ('spool_fsync', spool_fsync))))
         if create_database and bucket is not None:
             config.error(f"{me}: create_database works with db (InfluxDB 1.x), not with a "
                          "bucket")
         if spool_dir is not None and (not isinstance(spool_dir, str) or not spool_dir):
             config.error(f"{me}: spool_dir must be a directory path, got {shown(spool_dir)}")
-        if isinstance(spool_max_bytes, bool) or not isinstance(spool_max_bytes, int) \
-                or spool_max_bytes < 1:
-            config.error(f"{me}: spool_max_bytes must be a positive integer, got "
-                         f"{shown(spool_max_bytes)}")
+        report(me, countProblem('spool_max_bytes', spool_max_bytes))
         scalar = (str, int, float, bool, type(None))
         if extra_tags is not None and not (
                 isinstance(extra_tags, dict)
@@ -168,7 +160,7 @@ class InfluxStorageService(StatsStorageBase):
         # positional secrets are not rendered by BuildbotService (it renders kwargs only)
         user, password, token = yield self.renderSecrets(user, password, token)
         self.max_series = max_series
-        self.series_check_interval = series_check_interval or 0
+        self.series_check_interval = seconds(series_check_interval) or 0
         self.org = org
         self._injected_reactor = reactor
         self.options = WriteOptions(**write_options)

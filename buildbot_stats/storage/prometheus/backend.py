@@ -38,6 +38,8 @@ from buildbot.data import resultspec
 
 from buildbot_stats.captures.builds import REPORT_IN_DIVISORS
 from buildbot_stats.checks import aTypeName
+from buildbot_stats.checks import portProblem
+from buildbot_stats.checks import report
 from buildbot_stats.checks import shown
 from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.base import StatsStorageBase
@@ -152,10 +154,7 @@ class PrometheusStorageService(StatsStorageBase):
         if CollectorRegistry is None:
             config.error(f"{owner}: the prometheus_client package is not installed "
                          "(pip install 'buildbot_stats[prometheus]')")
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                                 or not 0 <= port <= 65535):
-            config.error(f"{owner}: port must be a TCP port number (0-65535) or None, "
-                         f"got {shown(port)}")
+        report(owner, portProblem('port', port, none_means="no server of its own"))
         if not isinstance(interface, str):
             config.error(f"{owner}: interface must be an address string ('' for every "
                          f"interface), got {shown(interface)}")

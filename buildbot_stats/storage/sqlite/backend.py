@@ -20,6 +20,10 @@ from twisted.python import threadpool
 from buildbot import config
 
 from buildbot_stats.captures.defaults import defaultCaptures
+from buildbot_stats.checks import countProblem
+from buildbot_stats.checks import durationProblem
+from buildbot_stats.checks import report
+from buildbot_stats.checks import seconds
 from buildbot_stats.checks import shown
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
@@ -30,13 +34,6 @@ from buildbot_stats.storage.sqlite.writer import StoreWriter
 
 #: the most test results one transaction writes (whole builds, at least one)
 TEST_BATCH = 50_000
-
-
-def _positive(owner, name, value, integer=False):
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        what = "a positive integer" if integer else "a positive number of seconds"
-        config.error(f"{owner}: {name} must be {what}, got {shown(value)}")
 
 
 class SQLiteStorageService(StatsStorageBase):
@@ -50,11 +47,13 @@ class SQLiteStorageService(StatsStorageBase):
     :param batch_size: most points per transaction; a queue this long is written at once
         (default 1000)
     :param flush_interval: seconds a point may wait in the queue (default 1.0)
+        (every duration here: seconds, or a string such as ``'2s'``, ``'1m'``)
     :param max_pending: points (and test results, see ``CaptureTestHistory``) the queue
         holds while the file cannot be written; beyond, the oldest are dropped and counted
         (default 100000; the test results of the latest build are always kept)
     :param stop_timeout: seconds ``stopService`` waits for the queue to be written
-        (default 30.0); under a :class:`StatsService`, see its one stop bound
+        (default 30.0; 0: it does not wait); under a :class:`StatsService`, see its one stop
+        bound
     :param busy_timeout: seconds one write waits for a lock held by another program
         (default 5.0)
     """
@@ -65,11 +64,12 @@ class SQLiteStorageService(StatsStorageBase):
         owner = self.name or type(self).__name__
         if not isinstance(path, str) or not path:
             config.error(f"{owner}: path must be a non-empty string, got {shown(path)}")
-        _positive(owner, 'batch_size', batch_size, integer=True)
-        _positive(owner, 'max_pending', max_pending, integer=True)
-        _positive(owner, 'flush_interval', flush_interval)
-        _positive(owner, 'stop_timeout', stop_timeout)
-        _positive(owner, 'busy_timeout', busy_timeout)
+        report(owner,
+               countProblem('batch_size', batch_size),
+               countProblem('max_pending', max_pending),
+               durationProblem('flush_interval', flush_interval),
+               durationProblem('stop_timeout', stop_timeout, zero=True),
+               durationProblem('busy_timeout', busy_timeout))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -98,12 +98,12 @@ class SQLiteStorageService(StatsStorageBase):
                         busy_timeout=5.0):
         self.path = self.resolvePath(path)
         self.batch_size = batch_size
-        self.flush_interval = flush_interval
+        self.flush_interval = seconds(flush_interval)
         self.max_pending = max_pending
-        self.stop_timeout = stop_timeout
-        self.busy_timeout = busy_timeout
+        self.stop_timeout = seconds(stop_timeout)
+        self.busy_timeout = seconds(busy_timeout)
         if self._writer is not None:
-            self._writer.busy_timeout = busy_timeout
+            self._writer.busy_timeout = self.busy_timeout
         return defer.succeed(None)
 
     def resolvePath(self, path):
