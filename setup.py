@@ -12,10 +12,13 @@ PLUGINS = [
     'InfluxStorageService',
     'SQLiteStorageService',
     'PrometheusStorageService',
+    'Regressions',
 ]
 
 WWW = ['buildbot-www>=4.0', 'buildbot-wsgi-dashboards>=4.0', 'flask']
 PROMETHEUS = ['prometheus-client']
+# change detection: Apache Otava (only otava.analysis is imported; it brings numpy, scipy)
+REGRESSIONS = ['apache-otava']
 
 with open('README.rst', encoding='utf-8') as f:
     long_description = f.read()
@@ -44,14 +47,16 @@ setup(
         'www': WWW,
         # the /metrics endpoint
         'prometheus': PROMETHEUS,
+        # change detection: what got slower, and since which build (docs/regressions.rst)
+        'regressions': REGRESSIONS,
         # influxdb: the client Buildbot's own statistics module needs; the benchmarks (and
         # their smoke test) run that module side by side with ours. Not used by the package.
         # selenium drives Debian's chromium; autobahn and psycopg2 run Buildbot's multi-master
-        # set-up (wamp MQ, PostgreSQL).
-        # pytest: the integration test's build runs a real pytest suite on the worker
+        # set-up (wamp MQ, PostgreSQL). ruptures: the change detection benchmark compares
+        # Otava with it. pytest: the integration test's build runs a real pytest suite on
+        # the worker.
         'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary', 'sphinx',
-                 'pytest']
-        + WWW + PROMETHEUS,
+                 'ruptures', 'pytest'] + WWW + PROMETHEUS + REGRESSIONS,
     },
     entry_points={
         'buildbot.util': [f'{n} = buildbot_stats.stats:{n}' for n in PLUGINS],

@@ -54,8 +54,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import harness  # noqa: E402
 
-# 'ours_norecord': 'ours' with StatsService(record_data=False) (no build data record)
-VARIANTS = ('none', 'buildbot', 'ours', 'sqlite', 'memory', 'ours_norecord')
+# 'ours_norecord': 'ours' with StatsService(record_data=False) (no build data record);
+# '*_noregressions': 'ours' or 'sqlite' with StatsService(regressions=False) (no change
+# detection after each build)
+VARIANTS = ('none', 'buildbot', 'ours', 'sqlite', 'memory', 'ours_norecord',
+            'ours_noregressions', 'sqlite_noregressions')
 DEFAULT_VARIANTS = ('none', 'buildbot', 'ours', 'sqlite')
 POINTS_PER_BUILD = 5
 # field values per build: 3 build times (one field each), property (name, value), data (value)
@@ -103,10 +106,10 @@ def stats_config(variant, port, db, basedir):
     from buildbot_stats import stats
 
     captures = seedCaptures(PROPERTY, DATA_NAME)
-    if variant in ('ours', 'ours_norecord'):
+    if variant in ('ours', 'ours_norecord', 'ours_noregressions'):
         backend = stats.InfluxStorageService(
             url=f'http://127.0.0.1:{port}', db=db, captures=captures, name='influx')
-    elif variant == 'sqlite':
+    elif variant in ('sqlite', 'sqlite_noregressions'):
         backend = stats.SQLiteStorageService(
             path=os.path.join(basedir, 'stats.sqlite'), captures=captures, name='sqlite')
     elif variant == 'memory':
@@ -114,7 +117,8 @@ def stats_config(variant, port, db, basedir):
     else:
         raise SystemExit(f"unknown variant {variant!r}")
     svc = stats.StatsService(storage_backends=[backend], name='StatsService',
-                             record_data=(variant != 'ours_norecord'))
+                             record_data=(variant != 'ours_norecord'),
+                             regressions=not variant.endswith('_noregressions'))
 
     def progress():
         c = backend.counters
@@ -446,7 +450,7 @@ def parent(args):
     harness.exit_on_sigterm()
     variants = args.variants.split(',')
     server = None
-    if {'buildbot', 'ours', 'ours_norecord'} & set(variants):
+    if {'buildbot', 'ours', 'ours_norecord', 'ours_noregressions'} & set(variants):
         server = harness.start_influxdb()
     out = {'bench': 'burst', 'mode': args.mode, 'n': args.n, 'builders': args.builders,
            'workers': args.workers, 'database': args.database}
@@ -471,7 +475,8 @@ def parent(args):
                 server.create_database(db)
                 extra += ['--influx-port', server.port, '--db', db]
             res = harness.run_child(__file__, variant, extra)
-            if (server is not None and variant in ('buildbot', 'ours', 'ours_norecord')
+            if (server is not None and variant in ('buildbot', 'ours', 'ours_norecord',
+                                                   'ours_noregressions')
                     and 'error' not in res):
                 res['influx_fields'] = harness.count_field_values(server.port, db)
                 res['influx_fields_expected'] = (

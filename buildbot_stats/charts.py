@@ -18,6 +18,8 @@ PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
 MAX_MARKERS = 400  # hover markers per line; beyond, the line alone (keeps files small)
+#: The colours of the events of :func:`lineChart` (changes for the worse, for the better).
+EVENT_COLORS = {'worse': '#d62728', 'better': '#2ca02c'}
 LEGEND_ROW = 16  # height of a row of the legend, above the plot
 CHAR_WIDTH = 7  # about, at font-size 11: where the next legend item starts
 
@@ -125,13 +127,18 @@ def columnExtremes(pts, x):
     return out
 
 
-def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS):
+def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS,
+              events=()):
     """An ``<svg>`` element: ``lines`` is ``[(label, [(time, value), ...]), ...]``.
 
     A point may carry a third item, a dict with ``tip`` (the hover text, instead of
     ``label: value at time``) and ``href`` (the marker becomes a link, opened in the top
     window). ``styles`` maps a label to ``'line'`` (the default: a line with markers),
     ``'points'`` (markers only) or ``'dashed'`` (a dashed line, no markers).
+
+    ``events``: ``[(time, tip, href, kind), ...]`` drawn as vertical lines across the plot
+    (where a change began): ``kind`` ``'worse'`` (red) or ``'better'`` (green), ``tip`` the
+    hover text, ``href`` a link or None. An event outside the time axis is not drawn.
     """
     styles = styles or {}
     points = [p for _, pts in lines for p in pts]
@@ -181,6 +188,19 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS)
         out.append(f'<text x="14" y="{top + ph / 2}" transform="rotate(-90 14 {top + ph / 2})" '
                    f'text-anchor="middle">{e(y_label)}</text>')
     out.append('</g>')
+    # the events under the lines and points: a build's marker stays on top to hover
+    for t, tip, href, kind in events:
+        if not t0 <= t <= t1:
+            continue
+        color = EVENT_COLORS.get(kind, '#555')
+        mark = (f'<g class="event" data-kind="{e(kind)}"><line x1="{x(t):.1f}" '
+                f'x2="{x(t):.1f}" y1="{top}" y2="{top + ph}" stroke="{color}" '
+                f'stroke-width="2" stroke-dasharray="3 3"/><polygon points="'
+                f'{x(t) - 5:.1f},{top} {x(t) + 5:.1f},{top} {x(t):.1f},{top + 7}" '
+                f'fill="{color}"/><title>{e(tip)}</title></g>')
+        if href:
+            mark = f'<a href="{e(href)}" target="_top">{mark}</a>'
+        out.append(mark)
     # markers only ('points', the builds) are drawn last: on top, so hover and click reach
     # them and not a line's marker at the same place
     order = sorted(range(len(lines)), key=lambda n: styles.get(lines[n][0]) == 'points')

@@ -1,5 +1,5 @@
 """The one set of option checks: one rule each for a port, a positive (or non-negative)
-integer, a duration and a boolean, used by every backend and the service; the wording that
+integer, a positive number, a duration and a boolean, used by every backend and the service; the wording that
 names a value by its type, never its content; the one spelling of a duration (``90d``).
 
 Each rule is a function ``<kind>Problem(name, value, ...)`` that returns the problem as one
@@ -16,6 +16,8 @@ The rules (docs/architecture.rst):
   start cannot be;
 * a **count** (batch sizes, limits) is an integer, at least 1 unless said otherwise; ``True``
   is not a count;
+* a **number** (a p-value, a relative size) is an int or a float, finite and more than 0, and
+  below its bound when it has one (a p-value: below 1); ``True`` is not a number;
 * a **duration** is a number of seconds or a string such as ``'30s'``, ``'2m'``, ``'12h'``,
   ``'90d'`` (:func:`parseDuration`), more than 0 unless 0 has a meaning for that option (a
   ``stop_timeout`` of 0: the stop does not wait); :func:`seconds` gives its value;
@@ -24,7 +26,8 @@ The rules (docs/architecture.rst):
 The arguments themselves are checked before any rule: an unknown keyword, a missing or an
 extra argument of a constructor is a one-line ``config.error`` naming it
 (:func:`checkArguments`, through :class:`CheckedArguments`, the first base of every service
-of the package, and :func:`checkedArguments` for a plain function).
+of the package, :func:`checkedArguments` for a plain function and :func:`checkedInit` for
+the constructor of a configuration object that is not a service: a capture, ``Regressions``).
 """
 
 from __future__ import annotations
@@ -99,6 +102,15 @@ def countProblem(name, value, minimum=1, none_means=None):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         return f"{name} must be {what}{_orNone(none_means)}, got {shown(value)}"
+    return None
+
+
+def numberProblem(name, value, below=None):
+    """The problem of a real-valued option more than 0 (and less than ``below``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0 or (below is not None and value >= below):
+        bound = f" below {below}" if below is not None else ""
+        return f"{name} must be a positive number{bound}, got {shown(value)}"
     return None
 
 
@@ -179,6 +191,18 @@ def checkedArguments(func):
     def checked(*args, **kwargs):
         args, kwargs = checkArguments(func.__name__, func, args, kwargs)
         return func(*args, **kwargs)
+    return checked
+
+
+def checkedInit(init):
+    """``init`` (a class's ``__init__``: a capture's, ``Regressions``') whose argument
+    mistakes are configuration errors naming the class (:func:`checkArguments`), never a
+    ``TypeError`` whose traceback quotes the master.cfg line."""
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        args, kwargs = checkArguments(type(self).__name__, init, (self,) + args, kwargs)
+        return init(*args, **kwargs)
+    checked.checksArguments = True
     return checked
 
 

@@ -15,6 +15,7 @@ from buildbot_stats.checks import CheckedArguments
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import booleanProblem
 from buildbot_stats.checks import report
+from buildbot_stats.checks import shown
 from buildbot_stats.deadline import within
 from buildbot_stats.history.catchup import CatchUp
 from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
@@ -23,6 +24,7 @@ from buildbot_stats.lookups import Lookups
 from buildbot_stats.messages import YIELD_DATA
 from buildbot_stats.reading.gauges import TestGauges
 from buildbot_stats.registry import registerServiceClass
+from buildbot_stats.regressions import Regressions
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.sqlite import SQLiteStorageService
 from buildbot_stats.subscriptions import Subscription
@@ -63,6 +65,9 @@ class StatsService(CheckedArguments, service.BuildbotService):
         # replays at start what the backends missed (docs/history.rst)
         self.catch_up = True
         self.catchup = CatchUp(self)
+        # change detection (docs/regressions.rst), None when off; a component of the
+        # subscription table (after the captures: the build's points are under way)
+        self.regressions = None
         # ONE MQ consumer per routing key, for every component that wants messages
         # (buildbot_stats.subscriptions): the look-ups' feeds first, then the captures (this
         # service's own subscriptions), the recorder, then any component subscribed later
@@ -96,10 +101,13 @@ class StatsService(CheckedArguments, service.BuildbotService):
 
     def checkConfig(self, storage_backends=None, extra_tags=None,
                     max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
-                    build_number='tag'):
+                    build_number='tag', regressions=True):
         checkTagOptions("StatsService", extra_tags, max_tag_values, build_number)
         report("StatsService", booleanProblem('catch_up', catch_up),
                booleanProblem('record_data', record_data))
+        if not isinstance(regressions, (bool, Regressions)) and regressions is not None:
+            config.error("StatsService: regressions must be True, False or "
+                         f"stats.Regressions(...), got {shown(regressions)}")
         if storage_backends is None:
             return
         if not isinstance(storage_backends, (list, tuple)):
@@ -133,7 +141,7 @@ class StatsService(CheckedArguments, service.BuildbotService):
     @defer.inlineCallbacks
     def reconfigService(self, storage_backends=None, extra_tags=None,
                         max_tag_values=DEFAULT_MAX_TAG_VALUES, catch_up=True, record_data=True,
-                        build_number='tag'):
+                        build_number='tag', regressions=True):
         self.tag_policy.configure(extra_tags, max_tag_values, build_number)
         self.catch_up = catch_up
         self.record_data = record_data
@@ -142,7 +150,29 @@ class StatsService(CheckedArguments, service.BuildbotService):
         yield self._reconfigBackends(list(storage_backends))
         self._wireCaptures()
         self._warnUnknownBuilders()
+        yield self._reconfigRegressions(regressions)
         yield self.registerConsumers()
+
+    @defer.inlineCallbacks
+    def _reconfigRegressions(self, regressions):
+        """The change detection of ``regressions`` (True: the default settings), a
+        component of the subscription table (:meth:`subscribe`); one already running with
+        the same settings keeps running (and what it holds)."""
+        new = Regressions() if regressions is True else (regressions or None)
+        old = self.regressions
+        if old is not None and new is not None and old.options() == new.options():
+            return
+        if old is not None and self.running:
+            yield old.stop(self.stopBound())
+        self.regressions = new
+        if new is not None:
+            new.attach(self)
+            # subscribed before the old one leaves: the key is never dropped meanwhile
+            yield self.subscribe(new)
+            if self.running:
+                new.start()
+        if old is not None:
+            yield self.unsubscribe(old)
 
     def defaultStorageBackends(self):
         """The backends used when ``storage_backends`` is not given: the embedded store,
@@ -291,23 +321,27 @@ class StatsService(CheckedArguments, service.BuildbotService):
         """Every counter of the service in one dict: the one place to read them.
 
         ``capture_errors``, ``foreign_messages``, ``subscriber_errors`` (failures of the
-        other components of the subscription table: look-ups, recorder), ``cache_misses``
-        (data API look-ups the :class:`~buildbot_stats.lookups.Lookups` could not answer),
-        ``demoted_tags`` (tags written as fields past ``max_tag_values``),
-        ``unrecorded_data`` (yieldMetricsValue calls not kept as build data, see
-        docs/history.rst) and ``backends``: ``{backend name: backend.metrics()}`` (an
-        InfluxDB backend's include ``limit_rejected`` and its database's series and limit:
-        docs/scaling.rst, "InfluxDB's series limit").
+        other components of the subscription table: look-ups, recorder, change detection),
+        ``cache_misses`` (data API look-ups the :class:`~buildbot_stats.lookups.Lookups`
+        could not answer), ``demoted_tags`` (tags written as fields past
+        ``max_tag_values``), ``unrecorded_data`` (yieldMetricsValue calls not kept as build
+        data, see docs/history.rst), ``regressions`` (change detection's counters,
+        docs/regressions.rst; absent when it is off) and ``backends``: ``{backend name:
+        backend.metrics()}`` (an InfluxDB backend's include ``limit_rejected`` and its
+        database's series and limit: docs/scaling.rst, "InfluxDB's series limit").
         """
-        return {
+        counters = {
             'capture_errors': self.capture_errors,
             'foreign_messages': self.foreign_messages,
             'subscriber_errors': self.subscription_table.errors,
             'cache_misses': sum(self.lookups.misses.values()),
             'demoted_tags': len(self.tag_policy.demoted),
             'unrecorded_data': self.build_data_recorder.unrecorded,
-            'backends': {b.name: b.metrics() for b in self.backends},
         }
+        if self.regressions is not None:
+            counters['regressions'] = self.regressions.metrics()
+        counters['backends'] = {b.name: b.metrics() for b in self.backends}
+        return counters
 
     # -- data from build steps --------------------------------------------------------------
 
@@ -361,6 +395,9 @@ class StatsService(CheckedArguments, service.BuildbotService):
         if self.catch_up and self._hasHistory():
             # in the background: the master's start is not delayed
             self.catchup.start()
+        if self.regressions is not None:
+            # the full analysis, once what the catch-up replays is in the store
+            self.regressions.start(after=self.catchup.whenDone())
 
     def _hasHistory(self):
         db = getattr(self.master, 'db', None)
@@ -401,6 +438,9 @@ class StatsService(CheckedArguments, service.BuildbotService):
                 log.msg("buildbot_stats: error: the catch-up was still running at the stop "
                         f"bound ({self.stopBound()} s); the next start replays from its mark")
             yield self.removeConsumers()
+            if self.regressions is not None:
+                # it writes through the backends: stopped before them
+                yield self.regressions.stop(max(0.0, deadline - reactor.seconds()))
             drained = yield within(reactor, self.drain(), deadline - reactor.seconds())
             if not drained:
                 log.msg("buildbot_stats: error: captures still running at the stop bound "

@@ -25,6 +25,7 @@ from buildbot_stats.captures import CaptureQueueTimes
 from buildbot_stats.captures import CaptureStepTimes
 from buildbot_stats.captures import CaptureTestHistory
 from buildbot_stats.captures import CaptureTestResults
+from buildbot_stats.regressions import Regressions
 from buildbot_stats.service import StatsService
 from buildbot_stats.steps import JUnitResults
 from buildbot_stats.steps import StatsStepMixin
@@ -54,6 +55,7 @@ __all__ = [
     'JUnitResults',
     'InfluxStorageService',
     'PrometheusStorageService',
+    'Regressions',
     'SQLiteStorageService',
     'StatsService',
     'StatsStepMixin',

@@ -203,6 +203,26 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertGreater(result['views']['all builders all']['html_bytes'], 100_000)
         self.assertMachine(result)
 
+    def test_regressions(self):
+        result = run_benchmark('regressions', '--trials', 4, '--live-series', 1,
+                               '--series', 3, '--builds', 600)
+        self.assertEqual((result['bench'], result['trials']), ('regressions', 4))
+        for detector in ('otava', 'ruptures'):
+            res = self.assertVariantOk(result, detector, 'quality', 'cost')
+            quality = res['quality']
+            self.assertEqual(quality['live_builds'], 1000)
+            for size in ('+20%', '+50%', '-20%'):
+                self.assertGreaterEqual(quality[size]['found_pct'], 0)
+            # +50 % steps, far above the noise: found by both
+            self.assertEqual(quality['+50%']['found_pct'], 100.0)
+            self.assertEqual(res['cost']['full']['series'], 3)
+            self.assertGreater(res['cost']['update']['cpu_ms_mean'], 0)
+        # the master's own analyses reading an SQLite store of the 3 series
+        self.assertEqual(result['store']['full']['series'], 3)
+        self.assertEqual(result['store']['full']['changes_found'],
+                         result['otava']['cost']['full']['changes_found'])
+        self.assertMachine(result)
+
     def test_interrupt(self):
         result = run_benchmark('interrupt', '--n', 1, '--points', 3000,
                                '--scenarios', 'report,export-file,export-pipe')

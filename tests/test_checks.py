@@ -12,6 +12,7 @@ from buildbot_stats import stats
 from buildbot_stats.checks import booleanProblem
 from buildbot_stats.checks import countProblem
 from buildbot_stats.checks import durationProblem
+from buildbot_stats.checks import numberProblem
 from buildbot_stats.checks import portProblem
 from buildbot_stats.checks import seconds
 from buildbot_stats.delivery.retry import WriteOptions
@@ -60,6 +61,18 @@ class Rules(unittest.TestCase):
         self.assertIsNone(durationProblem('stop_timeout', 0, zero=True))
         self.assertEqual(durationProblem('stop_timeout', -1, zero=True),
                          f"stop_timeout must be a duration of 0 or more {DURATIONS}, got -1")
+
+    def test_number(self):
+        for good in (1e-4, 0.5, 2, 10.0):
+            self.assertIsNone(numberProblem('min_size', good))
+        for bad, got in ((0, '0'), (-0.1, '-0.1'), (float('nan'), 'nan'),
+                         (float('inf'), 'inf'), (True, 'True'), ('0.1', "'0.1'"),
+                         (None, 'None')):
+            self.assertEqual(numberProblem('min_size', bad),
+                             f"min_size must be a positive number, got {got}")
+        self.assertIsNone(numberProblem('max_pvalue', 0.01, below=1))
+        self.assertEqual(numberProblem('max_pvalue', 1, below=1),
+                         "max_pvalue must be a positive number below 1, got 1")
 
     def test_boolean(self):
         self.assertIsNone(booleanProblem('ssl', False))

@@ -418,6 +418,51 @@ def testsCases():
     return cases
 
 
+def regressionsCases():
+    cases = [case('regressions', s, says=w) for s, w in STORE_PATHS]
+    for t, words in BAD_TIMES[:10]:
+        cases.append(case('regressions', '{d}/stats.sqlite', '--since', t,
+                          says=words.replace('{opt}', '--since')))
+    cases += [
+        # no change in 6 builds: exit 0 (1 is for a slowdown: tests.test_regressions_cli)
+        case('regressions', '{d}/stats.sqlite', status=0),
+        case('regressions', '{d}/stats.sqlite', '--since', '30m', '-f', 'json', status=0),
+        case('regressions', '{d}/link.sqlite', status=0),
+        case('regressions', '{d}/odd.sqlite', status=0),
+        case('regressions', '{d}/badjson.sqlite', says=('badjson.sqlite', 'malformed JSON')),
+        case('regressions', '{d}/stats.sqlite', hold='stats.sqlite',
+             says='is locked by another program'),
+        case('regressions', '{d}/stats.sqlite', '--builder', 'gamma',
+             says="unknown builder 'gamma' (the store has: alpha)"),
+        case('regressions', '{d}/stats.sqlite', '--builder', 'bad\nname\x1b[2J',
+             says="unknown builder 'bad\\nname\\x1b[2J'"),
+        case('regressions', '{d}/stats.sqlite', '--series', 'gamma-*',
+             says="no series matches 'gamma-*' (the store has: coverage.percent, duration)"),
+        case('regressions', '{d}/stats.sqlite', '--series', '', says="no series matches ''"),
+        case('regressions', '{d}/stats.sqlite', '-f', 'xml', says="invalid choice: 'xml'"),
+        case('regressions', '{d}/stats.sqlite', '--min-size', '0',
+             says="--min-size must be a percentage above 0, got 0"),
+        case('regressions', '{d}/stats.sqlite', '--min-size', 'nan',
+             says="--min-size must be a percentage above 0, got nan"),
+        case('regressions', '{d}/stats.sqlite', '--min-size', 'ten',
+             says="invalid float value: 'ten'"),
+        case('regressions', '{d}/stats.sqlite', '--higher-is-better', '',
+             says="--higher-is-better needs a series name or pattern"),
+        # InfluxDB: the URL's mistakes, never its password shown; a server not there
+        case('regressions', 'http://127.0.0.1:1/', says='names its database as its path'),
+        case('regressions', 'http://127.0.0.1:1/a/b', says='names its database as its path'),
+        case('regressions', f'http://admin:{PASSWORD}@127.0.0.1:1/',
+             says='give the InfluxDB credentials in $INFLUX_USERNAME'),
+        case('regressions', 'https://[::1/db', says='the InfluxDB URL is not valid'),
+        case('regressions', f'http://u:{PASSWORD}@127.0.0.1:99999/db',
+             says='the InfluxDB URL is not valid (Port out of range'),
+        case('regressions', 'http://127.0.0.1:1/db', says=('127.0.0.1:1', 'cannot be read')),
+        case('regressions', says='the following arguments are required: STORE'),
+        case('regressions', '{d}/stats.sqlite', '--since', says='expected one argument'),
+    ]
+    return cases
+
+
 def usageCases():
     return [
         case(says='the following arguments are required: COMMAND'),
@@ -430,7 +475,7 @@ def usageCases():
 
 #: Every case of the table, by command (a new command adds a function of its own).
 CASES = (reportCases() + exportCases() + backfillCases() + demoCases() + testsCases()
-         + usageCases())
+         + regressionsCases() + usageCases())
 
 
 @contextlib.contextmanager
@@ -574,6 +619,7 @@ SIGNAL_CASES = [
     SignalCase('backfill', signal.SIGINT, "backfill waiting for a locked database"),
     SignalCase('backfill', signal.SIGTERM, "backfill waiting for a locked database"),
     SignalCase('tests', signal.SIGINT, "tests, its tables flowing to a full pipe"),
+    SignalCase('regressions', signal.SIGINT, "regressions of a large store, once it is open"),
     # one demo run is enough: tests.test_cli_safety.DemoInterrupted (./run-demo, SIGINT)
     SignalCase('demo', signal.SIGINT, "./run-demo, once a build ended"),
 ]
@@ -674,6 +720,11 @@ class Signals(unittest.TestCase):
         first = proc.stdout.readline()
         self.assertTrue(first.startswith(b'time,timestamp,series'), first)
         self.assertInterrupted(self.interrupt(proc, signal.SIGINT), signal.SIGINT, 'export')
+        # regressions: once it has the store open, reading (or analysing) it
+        proc = self.start('regressions', store)
+        waitFor(proc, lambda: store in openFiles(proc.pid), "the store is open")
+        self.assertInterrupted(self.interrupt(proc, signal.SIGINT), signal.SIGINT,
+                               'regressions')
         self.assertSound(store, before)
         self.assertEqual(sorted(os.listdir(self.dir)), ['big.sqlite', 'old.csv'])
 
@@ -776,6 +827,9 @@ class AnotherUser(unittest.TestCase):
         status, out, err = self.runAsAnother('export', store)
         self.assertEqual(status, 0, err)
         self.assertEqual(len(out.splitlines()), 13)
+        status, out, err = self.runAsAnother('regressions', store)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(out, "0 changes in 2 series (0 for the worse), newest first.\n")
         status, out, err = self.runAsAnother('report', store)
         self.assertEqual(status, 2)
         self.assertEqual(err, f"buildbot-stats report: error: --html {ro}/stats-report.html: "

@@ -300,7 +300,7 @@ class UnknownArguments(unittest.TestCase):
             self.errorsOf(stats.StatsService, storage_backend=[], name='s'),
             ["StatsService 's': unknown argument storage_backend= (did you mean "
              "storage_backends=?); it takes storage_backends, extra_tags, max_tag_values, "
-             "catch_up, record_data, build_number, name"])
+             "catch_up, record_data, build_number, regressions, name"])
 
     def test_a_missing_or_extra_argument_is_an_error_too(self):
         self.assertEqual(self.errorsOf(stats.CaptureBuildDuration),
@@ -344,5 +344,5 @@ class UnknownArgumentsInCheckconfig(unittest.TestCase):
             "takes builder_name, report_in, callback",
             "StatsService: unknown argument extra_tag= (did you mean extra_tags=?); it takes "
             "storage_backends, extra_tags, max_tag_values, catch_up, record_data, "
-            "build_number, name",
+            "build_number, regressions, name",
         ])

@@ -77,9 +77,25 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
                                              captures() + spec, flush_interval=0.05,
                                              name='influx')
         yield self.startMaster(backends=[backend])
-        yield self.runBuilds([('alpha', False), ('alpha', True), ('beta', False)])
+        builds = yield self.runBuilds([('alpha', False), ('alpha', True), ('beta', False)])
+        # a change point kept as the master's change detection keeps one (three builds are
+        # too few to find one)
+        svc = self.master.service_manager.namedServices['StatsService']
+        alpha = [b for b in builds if b['number'] == 2 and b['builderid'] == builds[0]['builderid']]
+        kept = dict(time=alpha[0]['complete_at'].timestamp(), builder='alpha',
+                    series='duration', direction='up', build_number=2, last_build_number=1,
+                    before=1.0, after=3.0, size=2.0, confidence=0.99999, worse=True,
+                    withdrawn=False, revision='abc123', branch='main', url=None,
+                    authors=['alice'], comments=['slower'], changes=1, found_at=1.0)
+        svc.regressions.keep(dict(kept))
+        yield backend.flush(30)
 
         reader = InfluxReader(self.influx.url, self.db)
+        [found] = reader.changePoints()
+        self.assertEqual({k: found[k] for k in kept}, kept)
+        self.assertEqual(found['summary'], "alpha: build duration +200% slower (1.00s -> "
+                         "3.00s) since build #2 (revision abc123; branch main; 1 change by "
+                         "alice), confidence >99.99%")
         checked = 0
         for path in DASHBOARDS:
             with open(path, encoding='utf-8') as f:
@@ -103,7 +119,14 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
                         self.assertTrue(any(s['values'] for s in series),
                                         f"{os.path.basename(path)}: {panel['title']}: {q}")
                         checked += 1
-        self.assertGreaterEqual(checked, 15)
+            # the annotation of the change points
+            for annotation in board['annotations']['list']:
+                rows = reader.query(expand(annotation['query'], variables))
+                columns = rows[0]['columns']
+                self.assertEqual([dict(zip(columns, v))[annotation['textColumn']]
+                                  for v in rows[0]['values']], [found['summary']])
+                checked += 1
+        self.assertGreaterEqual(checked, 17)
         # a builder name is a quoted string in InfluxQL, whatever it holds
         tricky = "alpha' OR \"builder_name\" =~ /.*/ OR 'x"
         self.assertEqual(reader.buildResults(builder=tricky), {})
@@ -124,6 +147,9 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
         self.assertNotIn('class="missing"', body)
         self.assertIn('data-name="alpha-coverage"', body)
         self.assertIn('<td>alpha</td><td>2</td><td>1</td><td>1</td><td>0</td>', body)
+        # the change point, read from InfluxDB: in the Changes panel, on alpha's chart
+        self.assertIn('<td>alpha</td><td>build duration</td><td><span class="worse">', body)
+        self.assertIn('since build #2, revision abc123</title>', body)
         # the builder filter on InfluxDB: beta's build only, no alpha series
         status, body, _ = yield self.get(VIEW + '?range=all&builder=beta')
         self.assertEqual(figures(body, 'duration'), {'beta': 1})

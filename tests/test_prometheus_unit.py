@@ -413,6 +413,32 @@ class Snapshot(unittest.TestCase):
         self.assertEqual(got[('buildbot_stats_points_added_total', (('backend', 'prom'),))], 0)
 
     @defer.inlineCallbacks
+    def test_open_slowdowns_and_the_last_build_with_their_labels_guarded(self):
+        backend = self.backend(FakeData(self.ANSWERS))
+
+        class Regressions:
+            def openSlowdowns(self):
+                return {('a', 'duration'): 1, ('a', 'step:compile'): 2,
+                        ('a', 'step:link'): 1, ('b', 'duration'): 1}
+        backend.parent.regressions = Regressions()
+        backend.parent.tag_policy = TagPolicy(max_tag_values=2)
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'success'}, timestamp=1000.0)
+        backend.postStatsValue({'duration': 1.0}, 'builds',
+                               {'builder_name': 'a', 'result': 'failure'}, timestamp=900.0)
+        yield backend.snapshot()
+        got = samples(backend.registry)
+        open_ = {tuple(v for _, v in k[1]): n for k, n in got.items()
+                 if k[0] == 'buildbot_stats_open_slowdowns'}
+        # two series values kept; past them the label is demoted, as every guarded label:
+        # the counts under _other_
+        self.assertEqual(open_, {('a', 'duration'): 1, ('a', 'step:compile'): 2,
+                                 ('a', OTHER): 1, ('b', OTHER): 1})
+        # the latest end time, whatever the order of the points
+        self.assertEqual(got[('buildbot_build_last_finished_timestamp_seconds',
+                              (('builder', 'a'),))], 1000.0)
+
+    @defer.inlineCallbacks
     def test_a_failing_read_leaves_the_present_out_logged_once(self):
         backend = self.backend(FakeData(self.ANSWERS, fail=('workers',)))
         backend.postStatsValue({'duration': 1.0}, 'builds',

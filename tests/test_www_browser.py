@@ -42,8 +42,9 @@ def makeDriver(profile):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-class BrowserTest(PageMasterMixin, RunMasterBase):
-    timeout = 240
+class BrowserMixin:
+    """A chromium (``self.driver``) for the test, quit at its end; :meth:`stopAll` for a
+    test that runs a master with Buildbot's UI."""
 
     def setUp(self):
         if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
@@ -76,6 +77,10 @@ class BrowserTest(PageMasterMixin, RunMasterBase):
             owner = getattr(getattr(call.func, '__self__', None), '__class__', None)
             if owner is not None and owner.__module__.startswith('txaio'):
                 call.cancel()
+
+
+class BrowserTest(BrowserMixin, PageMasterMixin, RunMasterBase):
+    timeout = 240
 
     # -- helpers, each called in a thread ----------------------------------------------------
 

@@ -205,10 +205,21 @@ class PageEscapingTest(unittest.TestCase):
                 'failing': [], 'new_failures': [], 'slowing': [],
                 'slowest': [{'builder': name, 'test': '<img src=y>', 'runs': 2, 'median': 1.0,
                              'max': 1.0, 'last': 1.0}]},
+            'changes': [dict(
+                time=t + 60, builder=name, series=series, direction='up', build_number=2,
+                last_build_number=1, before=2.0, after=3.0, size=0.5, confidence=0.9999,
+                worse=True, withdrawn=False, revision='<q-rev>', branch='<q-branch>',
+                url=None, authors=['<q-author>'], comments=['<q-comment>'], changes=1,
+                found_at=t) for series in ('step:<b>step', 'duration')],
         }
         text = Page(data, name, '7d', {name: 3}, '../../../', set(), '<store>', t).render()
-        for raw in ('<script', '<img', '<b>', '<i>'):
+        for raw in ('<script', '<img', '<b>', '<i>', '<q-'):
             self.assertNotIn(raw, text)
+        # the change: in the table, and where it began on the builder's duration chart
+        self.assertIn("<td>step &#x27;&lt;b&gt;step&#x27;</td>", text)
+        self.assertIn('<title>&lt;script&gt;alert(1)&lt;/script&gt;: build duration +50% '
+                      'slower (2.00s -&gt; 3.00s) since build #2, revision &lt;q-rev&gt;</title>',
+                      text)
         self.assertIn('&lt;script&gt;alert(1)&lt;/script&gt; build #1: duration 2.00s', text)
         self.assertIn('<option value="&lt;script&gt;alert(1)&lt;/script&gt;" selected>', text)
         self.assertIn('href="view?range=7d&amp;builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"',

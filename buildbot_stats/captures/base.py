@@ -14,7 +14,7 @@ from twisted.python import log
 
 from buildbot import config
 
-from buildbot_stats.checks import checkArguments
+from buildbot_stats.checks import checkedInit
 from buildbot_stats.checks import shown
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.messages import BUILD_FINISHED  # noqa: F401 (the captures' key)
@@ -90,18 +90,6 @@ def _aliasHookSpellings(cls):
             setattr(cls, ours, asOurs(mine[theirs]) if asOurs else mine[theirs])
 
 
-def _checkedInit(init):
-    """``init`` (a capture's ``__init__``) whose argument mistakes are configuration
-    errors naming the class (:func:`~buildbot_stats.checks.checkArguments`), never a
-    ``TypeError`` whose traceback quotes the master.cfg line."""
-    @functools.wraps(init)
-    def checked(self, *args, **kwargs):
-        args, kwargs = checkArguments(type(self).__name__, init, (self,) + args, kwargs)
-        return init(*args, **kwargs)
-    checked.checksArguments = True
-    return checked
-
-
 class Capture:
     """Base class of all captures; subclasses implement :meth:`consumer`.
 
@@ -123,7 +111,7 @@ class Capture:
         _aliasHookSpellings(cls)
         init = vars(cls).get('__init__')
         if init is not None and not getattr(init, 'checksArguments', False):
-            cls.__init__ = _checkedInit(init)
+            cls.__init__ = checkedInit(init)
 
     def __init__(self, routingKey, callback):
         self.routingKey = tuple(routingKey)
@@ -260,7 +248,7 @@ class Capture:
         self.writePoint(series_name, context, post_data, timestamp)
 
 
-Capture.__init__ = _checkedInit(Capture.__init__)
+Capture.__init__ = checkedInit(Capture.__init__)
 
 
 class BuilderMatchMixin:

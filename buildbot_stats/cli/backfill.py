@@ -79,6 +79,11 @@ def formatSummary(result, seconds, sink, dry_run):
         lines.append(f"  backend {name!r}: {c.get('added', 0)} points, "
                      f"{c.get('written', 0)} written, {c.get('rejected', 0)} rejected, "
                      f"{c.get('dropped', 0)} dropped")
+    if getattr(result, 'changes', None) is not None:
+        found, withdrawn = result.changes
+        lines.append(f"change detection: {found} new change points kept"
+                     + (f", {withdrawn} withdrawn" if withdrawn else "")
+                     + " (buildbot-stats regressions lists them)")
     return '\n'.join(lines) + '\n'
 
 

@@ -41,14 +41,15 @@ def makeParser():
     from buildbot_stats.cli import backfill
     from buildbot_stats.cli import demo
     from buildbot_stats.cli import export
+    from buildbot_stats.cli import regressions
     from buildbot_stats.cli import report
     from buildbot_stats.cli import tests
 
     parser = Parser(
         prog=PROG,
         description="Build statistics from a Buildbot master's embedded store: run a demo, "
-        "summarize and chart a store, export it, backfill past builds, find flaky, failing "
-        "and slow tests.")
+        "summarize and chart a store, export it, backfill past builds, find what got "
+        "slower, find flaky, failing and slow tests.")
     parser.add_argument('--version', action='version', version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     sub.required = True
@@ -56,6 +57,7 @@ def makeParser():
     report.addParser(sub)
     export.addParser(sub)
     backfill.addParser(sub)
+    regressions.addParser(sub)
     tests.addParser(sub)
     return parser
 

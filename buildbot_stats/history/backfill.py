@@ -315,6 +315,9 @@ def backfill(master, svc, since=None, until=None, builders=None, dry_run=False,
         replayer = Replayer(svc, reader, master.reactor, progress=progress,
                             wait_for_backends=not dry_run)
         result = yield replayer.run()
+        if not dry_run and svc.regressions is not None:
+            # the history replayed is analysed as a master analyses its own at start
+            result.changes = yield svc.regressions.analyseNow()
     finally:
         if not dry_run:
             for b in svc.backends:

@@ -103,6 +103,18 @@ class CatchUp:
         d.addErrback(log.err, "buildbot_stats: catch-up failed; the next start retries it")
         d.addBoth(self._ran)
 
+    def whenDone(self):
+        """A Deferred firing (with None) once the replay under way, if any, has ended."""
+        if self._running is None:
+            return defer.succeed(None)
+        done = defer.Deferred()
+
+        def fire(result):
+            done.callback(None)
+            return result
+        self._running.addBoth(fire)
+        return done
+
     def _ran(self, _):
         self._running = None
         if self.service.running and not self._stopped and self._loop is None:

@@ -42,6 +42,9 @@ class ReplayResult:
         # the most CPU time (of the reactor thread, in seconds) one run of replay work took
         # between two turns of the reactor
         self.longest_slice = 0.0
+        # (change points found, withdrawn) by the change detection after a backfill, or
+        # None when it did not run (docs/regressions.rst)
+        self.changes = None
 
 
 def finishedRoutingKey(build):

@@ -24,10 +24,11 @@ from buildbot_stats.captures.testhistory import TEST_MEASUREMENTS
 from buildbot_stats.captures.testhistory import TEST_RUNS
 from buildbot_stats.checks import shown
 from buildbot_stats.outcomes import OUTCOMES
+from buildbot_stats.reading import changes
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import isStatistic
 from buildbot_stats.reading.forms import oneFormPerBuild
-from buildbot_stats.reading.sqlite import MEASUREMENTS
+from buildbot_stats.reading.sqlite import NOT_CUSTOM
 from buildbot_stats.reading.sqlite import WORKER_PREPARATION
 from buildbot_stats.reading.sqlite import isNumber
 from buildbot_stats.reading.tests import Run
@@ -306,7 +307,7 @@ class InfluxReader(TestQueries):
         in both forms counts in its tag form (:mod:`buildbot_stats.reading.forms`)."""
         out = {}
         for m in self.measurements():
-            if m.endswith('-build-times') or m in MEASUREMENTS or m in TEST_MEASUREMENTS:
+            if m.endswith('-build-times') or m in NOT_CUSTOM or m in TEST_MEASUREMENTS:
                 continue
             if builder is not None and not m.startswith(builder + '-'):
                 continue
@@ -324,6 +325,25 @@ class InfluxReader(TestQueries):
             if kept:
                 out[m] = [p for p, _ in kept]
         return out
+
+    def changePoints(self, builder=None, start=None, end=None):
+        """The change points kept in ``change_points``, newest first (same as the SQLite
+        reader's)."""
+        if changes.CHANGE_POINTS not in self.measurements():
+            return []
+        q = (f"SELECT * FROM {self._from(changes.CHANGE_POINTS)}"
+             f"{self._where(builder, start, end)}")
+        out = []
+        for row in self._rows(q):
+            tags = {k: row.get(k) for k in ('builder_name', 'series', 'direction')}
+            record = changes.changeRecord(row['time'] / 1e3, tags, row)
+            if record is not None:
+                out.append(record)
+        return changes.byTime(out)
+
+    def measuredSeries(self, builder=None, start=None, end=None):
+        """Every series change detection looks at (same as the SQLite reader's)."""
+        return changes.measuredSeries(self, builder, start, end)
 
     # -- the per-test history: the primitives of reading.tests.TestQueries --------------------
     # A run's key is (builder, build number); a test's key is its name. CaptureTestHistory

@@ -29,6 +29,7 @@ import threading
 
 from twisted.python import log
 
+from buildbot_stats.reading import changes
 from buildbot_stats.reading.sqlite import KINDS
 from buildbot_stats.reading.sqlite import SHAPES
 from buildbot_stats.reading.sqlite import StoreError
@@ -90,6 +91,12 @@ class Snapshot:
 
     def customSeries(self, builder=None, start=None, end=None):
         return SHAPES['custom'](self._select('custom', builder, start, end))
+
+    def changePoints(self, builder=None, start=None, end=None):
+        return SHAPES['changes'](self._select('changes', builder, start, end))
+
+    def measuredSeries(self, builder=None, start=None, end=None):
+        return changes.measuredSeries(self, builder, start, end)
 
 
 #: A store with more points is not mirrored (about 250 MB of memory at this size).

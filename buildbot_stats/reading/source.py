@@ -46,12 +46,14 @@ class Source:
             return f"SQLite store {self.store}"
         if self.influxdb is not None:
             return f"InfluxDB {self.influxdb['url']} db {self.influxdb['db']}"
-        backend = self._serviceBackend()
+        backend = self.backend()
         if backend is None:
             return "no store"
         return f"{type(backend).__name__} {backend.name!r}"
 
-    def _serviceBackend(self):
+    def backend(self):
+        """The service's backend the page and change detection read: its first SQLite
+        backend, else its first InfluxDB 1.x one; None."""
         if self.service is None:
             return None
         backends = list(self.service.backends)
@@ -72,7 +74,7 @@ class Source:
             return openStore(path)
         if self.influxdb is not None:
             return InfluxReader(**self.influxdb)
-        backend = self._serviceBackend()
+        backend = self.backend()
         if backend is None:
             raise StoreError("the StatsService has no SQLite or InfluxDB 1.x backend to read "
                              "(give statsDashboard(store=...) or influxdb=...)")

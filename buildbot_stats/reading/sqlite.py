@@ -17,6 +17,7 @@ import statistics
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
+from buildbot_stats.reading import changes
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import oneFormPerBuild
 from buildbot_stats.reading.tests import Run
@@ -274,7 +275,7 @@ class StoreReader(TestQueries):
                    " json_extract(fields, '$.duration') AS v FROM points WHERE {})"
                    " WHERE typeof(v) IN ('integer', 'real')")
         elif kind == 'custom':
-            names = [s for s in self._distinct('series') if s not in MEASUREMENTS]
+            names = [s for s in self._distinct('series') if s not in NOT_CUSTOM]
             if not names:
                 return []
             where += [f"p.series IN ({','.join('?' * len(names))})",
@@ -355,6 +356,16 @@ class StoreReader(TestQueries):
         build number left out; a build in both forms counts in its tag form
         (:mod:`buildbot_stats.reading.forms`)."""
         return SHAPES['custom'](self.rows('custom', builder, start, end))
+
+    def changePoints(self, builder=None, start=None, end=None):
+        """The change points kept in the store (series ``change_points``), newest first,
+        each a dict (:func:`buildbot_stats.reading.changes.changeRecord`)."""
+        return SHAPES['changes'](self.rows('changes', builder, start, end))
+
+    def measuredSeries(self, builder=None, start=None, end=None):
+        """``{(builder, name): [(time, build number, value), ...]}``: every series change
+        detection looks at (:func:`buildbot_stats.reading.changes.measuredSeries`)."""
+        return changes.measuredSeries(self, builder, start, end)
 
 
     # -- the per-test history (schema v3): the primitives of reading.tests.TestQueries ---------
@@ -513,6 +524,15 @@ def _custom(points):
     return dict(sorted(out.items()))
 
 
+def _changes(rows):
+    out = []
+    for t, _, _, _, tags, fields in rows:
+        record = changes.changeRecord(t / 1e6, json.loads(tags), json.loads(fields))
+        if record is not None:
+            out.append(record)
+    return changes.byTime(out)
+
+
 def stepSummary(rows):
     """``{(builder, step): {'runs', 'median', 'p90', 'max'}}`` of ``rows('steps')``."""
     groups = {}
@@ -529,7 +549,7 @@ def stepSummary(rows):
 
 #: ``kind``: the function from :meth:`StoreReader.rows` to the answer of its query.
 SHAPES = {'durations': _durations, 'results': _byBuilder, 'queue': _queue, 'steps': _steps,
-          'tests': _tests, 'custom': _custom}
+          'tests': _tests, 'custom': _custom, 'changes': _changes}
 #: The kinds of :meth:`StoreReader.rows`.
 KINDS = tuple(SHAPES)
 #: ``kind``: (measurement, the extracted columns after the build number, the field that
@@ -541,6 +561,7 @@ MEASUREMENT_QUERIES = {
                         "json_extract(fields, '$.duration')"], 'duration'),
     'tests': ('tests', ["json_extract(fields, '$.passed')", "json_extract(fields, '$.failed')",
                         "json_extract(fields, '$.skipped')"], None),
+    'changes': (changes.CHANGE_POINTS, ['tags', 'fields'], None),
 }
 
 
@@ -550,6 +571,8 @@ WORKER_PREPARATION = 'worker_preparation'
 
 #: The measurements of the build statistics captures (results, queue times, steps, tests).
 MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
+#: The series that are not custom series: those, and the kept change points.
+NOT_CUSTOM = MEASUREMENTS + (changes.CHANGE_POINTS,)
 
 
 def isNumber(v):

@@ -92,6 +92,10 @@ class StatsStorageBase(CheckedArguments, service.BuildbotService):
                              "Capture instance (use the stats.Capture* classes)")
         return kept
 
+    #: True when the backend keeps the points it is given (a store): change detection
+    #: writes the change points it finds to such backends (docs/regressions.rst)
+    keepsPoints = True
+
     def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
         """Store one point; return at once.
 

@@ -41,6 +41,18 @@ HEADERS = {'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inl
            'X-Content-Type-Options': 'nosniff', 'Cache-Control': 'no-store'}
 
 
+def detectionOff(source):
+    """Why the change detection of the store the page shows is off; None when it runs or
+    when the page shows a store of its own (``store=``, ``influxdb=``)."""
+    service = source.service
+    if service is None or source.store is not None or source.influxdb is not None:
+        return None
+    regressions = getattr(service, 'regressions', None)
+    if regressions is None:
+        return "the StatsService is configured with regressions=False"
+    return regressions.whyOff()
+
+
 def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService',
             default_range='7d', clock=time.time):
     app = flask.Flask(__name__)
@@ -127,7 +139,8 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
                                  cache=app.view_cache, mirror=app.store_mirror,
-                                 tests_cache=app.tests_cache, notices=warnings, facts=facts)
+                                 tests_cache=app.tests_cache, notices=warnings, facts=facts,
+                                 detection=detectionOff(source))
         except StoreError as e:
             return unreadable("Statistics", e)
         return flask.Response(text, content_type=HTML, headers=HEADERS)

@@ -44,7 +44,8 @@ def _testBuilders(reader):
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None, mirror=None, tests_cache=None, notices=(), facts=()):
+         source_name, now, cache=None, mirror=None, tests_cache=None, notices=(), facts=(),
+         detection=None):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
     state (``reader.stateKey()``; None: not cached). With a
@@ -54,7 +55,8 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
     ``tests_cache`` (a ViewCache), the per-test tables of an SQLite store are kept while its
     test results do not change (``reader.testsStateKey()``): a build without test results
     does not make them be computed again. ``notices``: warnings the page shows above its
-    panels, ``facts``: sentences under them (:mod:`buildbot_stats.www.notices`)."""
+    panels, ``facts``: sentences under them (:mod:`buildbot_stats.www.notices`);
+    ``detection``: why change detection is off, None when it runs (or is not known)."""
     notices, facts = tuple(notices), tuple(facts)
     key = None
     state = reader.stateKey() if cache is not None or mirror is not None else None
@@ -63,7 +65,7 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         # cache's max_age bounds how far the window may have moved
         key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
                None if captures is None else tuple(sorted(captures)), source_name, notices,
-               facts)
+               facts, detection)
         text = cache.get(key, now)
         if text is not None:
             return text
@@ -82,7 +84,7 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         if tests_key is not None and TESTS_KEY not in known and TESTS_KEY in data:
             tests_cache.put(tests_key, now, data[TESTS_KEY])
         text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
-                    now, notices, facts).render()
+                    now, notices, facts, detection).render()
     finally:
         if mirror is not None:
             # the mirror's full read, if due, starts once this view is answered: it would
@@ -101,14 +103,16 @@ class Page:
     """Renders one view. ``builder_ids``: ``{builder name: builderid}`` for the links to
     the builds (``#/builders/<id>/builds/<n>``); ``ui_root``: the URL of Buildbot's UI
     relative to this page; ``captures``: the configured capture class names (None:
-    unknown)."""
+    unknown); ``notices`` and ``facts``: see :func:`view`; ``detection``: why change
+    detection is off (None: it runs, or unknown)."""
 
     def __init__(self, data, builder, range_name, builder_ids, ui_root, captures,
-                 source_name, now, notices=(), facts=()):
+                 source_name, now, notices=(), facts=(), detection=None):
         self.data, self.builder, self.range = data, builder, range_name
         self.builder_ids, self.ui_root = builder_ids, ui_root
         self.captures, self.source_name, self.now = captures, source_name, now
         self.notices, self.facts = list(notices), list(facts)
+        self.detection = detection
 
     # -- small pieces ---------------------------------------------------------------------
 
@@ -242,5 +246,6 @@ figure { margin: 1em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
 .missing, .note, .none, .scope { color: #666; } h3 { font-size: 1em; margin: 1em 0 .3em; }
 a.test { font-family: ui-monospace, monospace; font-size: .92em; } code { background: #f4f4f4; padding: 0 3px; }
 .warning { background: #fff3cd; border: 1px solid #e0c36c; padding: .5em .8em; }
+.worse { color: #b71c1c; font-weight: 600; } .better { color: #1b5e20; font-weight: 600; }
 svg a circle { cursor: pointer; }
 """

@@ -59,6 +59,18 @@ class Board:
         self.y += 1
 
 
+def changesAnnotation():
+    """Where change detection found a change (docs/regressions.rst): the points of
+    ``change_points``, as an annotation on every panel of the time range."""
+    query = ('SELECT "summary", "builder_name", "series", "direction" FROM "change_points" '
+             'WHERE "builder_name" =~ /^$builder$/ AND "withdrawn" = 0 AND $timeFilter')
+    return {"name": "Changes", "datasource": DS, "enable": True, "hide": False,
+            "iconColor": "#d62728", "query": query,
+            "target": {"query": query, "rawQuery": True, "resultFormat": "table"},
+            "textColumn": "summary", "tagsColumn": "builder_name,series,direction",
+            "titleColumn": ""}
+
+
 def dashboard(uid, title, description, board, variables):
     return {
         "uid": uid, "title": title, "description": description,
@@ -66,7 +78,7 @@ def dashboard(uid, title, description, board, variables):
         "schemaVersion": 39, "version": 1, "refresh": "1m",
         "time": {"from": "now-7d", "to": "now"},
         "templating": {"list": variables},
-        "annotations": {"list": []},
+        "annotations": {"list": [changesAnnotation()]},
         "panels": board.panels,
     }
 

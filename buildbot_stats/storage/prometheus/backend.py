@@ -54,6 +54,7 @@ try:
     from buildbot_stats.storage.prometheus.metrics import BuildMetrics
     from buildbot_stats.storage.prometheus.metrics import LastValueGauges
     from buildbot_stats.storage.prometheus.snapshot import SnapshotCollector
+    from buildbot_stats.storage.prometheus.snapshot import changeFamilies
     from buildbot_stats.storage.prometheus.snapshot import buildersOfMaster
     from buildbot_stats.storage.prometheus.snapshot import slicedExposition
     from buildbot_stats.storage.prometheus.snapshot import healthFamilies
@@ -145,6 +146,9 @@ class PrometheusStorageService(StatsStorageBase):
     :param name: the backend name (default ``'PrometheusStorageService'``)
     """
 
+    # its metrics are counts and last values, not points: change points are not written
+    # here (the open slowdowns are a gauge of the scrape instead)
+    keepsPoints = False
     # rendered by Buildbot before reconfigService, never logged
     secrets = ['token']
 
@@ -203,6 +207,7 @@ class PrometheusStorageService(StatsStorageBase):
         self._present = SnapshotCollector()
         self._health = SnapshotCollector()
         self._tests = SnapshotCollector()
+        self._changes = SnapshotCollector()
         self._listening = None
         self._startedAt = None
         self._scrapeLock = defer.DeferredLock()
@@ -243,6 +248,7 @@ class PrometheusStorageService(StatsStorageBase):
         self.gauges = LastValueGauges(registry, self._durationDivisor, self._keepLabel)
         registry.register(self._present)
         registry.register(self._tests)
+        registry.register(self._changes)
         registry.register(self._health)
         self.registry = registry
 
@@ -301,7 +307,7 @@ class PrometheusStorageService(StatsStorageBase):
             return
         try:
             if series_name in BUILD_MEASUREMENTS:
-                used = self.buildMetrics.record(series_name, tags, post_data)
+                used = self.buildMetrics.record(series_name, tags, post_data, timestamp)
                 problems = [] if used else [f"no field these metrics use in {sorted(post_data)}"]
             else:
                 used, problems = self.gauges.record(series_name, tags, post_data)
@@ -389,6 +395,10 @@ class PrometheusStorageService(StatsStorageBase):
             # the answers' side: read in a thread, at most once per gauges.max_age
             counts = yield gauges.current(master.reactor)
             self._tests.families = testFamilies(counts)
+        regressions = getattr(self.parent, 'regressions', None)
+        if regressions is not None:
+            self._changes.families = changeFamilies(regressions.openSlowdowns(),
+                                                    self._keepLabel)
         if service is not None:
             self._health.families = healthFamilies(service.metrics())
         else:
@@ -423,9 +433,9 @@ class PrometheusStorageService(StatsStorageBase):
 
     def sources(self):
         """What a scrape writes, in this order: the build statistics, the last-value
-        gauges, the present, the health."""
+        gauges, the present, the tests' counts, the open slowdowns, the health."""
         return (list(self.buildMetrics.families) + list(self.gauges.gauges.values())
-                + [self._present, self._tests, self._health])
+                + [self._present, self._tests, self._changes, self._health])
 
     def _cooperator(self):
         if self._coop is None:

@@ -12,6 +12,7 @@ import re
 
 from prometheus_client import Gauge
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
@@ -92,6 +93,21 @@ class CounterFamily:
         return [self.family(list(self.children.items()))]
 
 
+class GaugeFamily(CounterFamily):
+    """A labelled gauge kept as a dict (see :class:`CounterFamily`); :meth:`setMax` keeps
+    the largest value set."""
+
+    def setMax(self, labelvalues, value):
+        if value > self.children.get(labelvalues, -math.inf):
+            self.children[labelvalues] = value
+
+    def family(self, items):
+        family = GaugeMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labelvalues, value in items:
+            family.add_metric(labelvalues, value)
+        return family
+
+
 class HistogramFamily:
     """A labelled histogram kept as lists of bucket counts (see :class:`CounterFamily`).
 
@@ -154,8 +170,13 @@ class BuildMetrics:
         self.test_cases = CounterFamily(
             'buildbot_test_cases', 'Test results of finished builds, one per test, by outcome '
             '(flaky: passed after a failed attempt)', ('builder', 'outcome') + extra)
+        # not labelled by the extra labels: one time per builder (the alert "no build for
+        # a day" in dashboards/prometheus/alerts.yml)
+        self.last_finished = GaugeFamily(
+            'buildbot_build_last_finished_timestamp_seconds',
+            'End time of the last build finished since the master started', ('builder',))
         self.families = [self.builds, self.build_duration, self.queue, self.turnaround,
-                         self.step_duration, self.tests, self.test_cases]
+                         self.step_duration, self.tests, self.test_cases, self.last_finished]
         for family in self.families:
             registry.register(family)
 
@@ -169,9 +190,9 @@ class BuildMetrics:
             if count:
                 self.test_cases.inc((builder, outcome, *extra), count)
 
-    def record(self, series, tags, fields):
-        """Apply one point of a build statistics measurement; False if it held nothing
-        these metrics use."""
+    def record(self, series, tags, fields, time=None):
+        """Apply one point of a build statistics measurement (``time``: the point's, epoch
+        seconds); False if it held nothing these metrics use."""
         def label(key):
             value = tags.get(key)
             if value is None and key in fields:
@@ -183,6 +204,8 @@ class BuildMetrics:
         builder = label('builder_name')
         if series == 'builds':
             self.builds.inc((builder, label('result'), *extra))
+            if time is not None:
+                self.last_finished.setMax((builder,), float(time))
             duration = numeric(fields.get('duration'))
             if duration is not None:
                 self.build_duration.observe((builder, label('result'), *extra), duration)

@@ -87,6 +87,24 @@ def presentFamilies(builder_names, name_of, running, pending, workers, masterid,
     ]
 
 
+def changeFamilies(open_slowdowns, keepLabel):
+    """The gauge of the changes for the worse still open (``{(builder, series): count}``,
+    :meth:`buildbot_stats.regressions.Regressions.openSlowdowns`), its label values
+    guarded as every other label (``keepLabel(label, value)``): a series past the guard
+    adds to the ``_other_`` one."""
+    values = {}
+    for (builder, series), count in open_slowdowns.items():
+        key = (keepLabel('builder', builder), keepLabel('series', series))
+        values[key] = values.get(key, 0) + count
+    family = GaugeMetricFamily(
+        'buildbot_stats_open_slowdowns',
+        'Changes for the worse (slowdowns) found and not followed by a change back',
+        labels=['builder', 'series'])
+    for key in sorted(values):
+        family.add_metric(list(key), values[key])
+    return [family]
+
+
 #: Delivery counters of a backend: (key of metrics(), metric name, help)
 DELIVERY_COUNTERS = (
     ('added', 'buildbot_stats_points_added', 'Points handed to the backend'),

@@ -7,6 +7,7 @@ in :data:`PANELS`.
 """
 
 from buildbot_stats.www.panels.builders import BuildersPanel
+from buildbot_stats.www.panels.changes import ChangesPanel
 from buildbot_stats.www.panels.custom import CustomPanel
 from buildbot_stats.www.panels.durations import DurationsPanel
 from buildbot_stats.www.panels.queue import QueuePanel
@@ -16,7 +17,7 @@ from buildbot_stats.www.panels.testcases import TestCasesPanel
 from buildbot_stats.www.panels.tests import TestsPanel
 
 #: The page's panels, top to bottom.
-PANELS = (BuildersPanel(), DurationsPanel(), ResultsPanel(), QueuePanel(), StepsPanel(),
-          TestsPanel(), TestCasesPanel(), CustomPanel())
+PANELS = (BuildersPanel(), ChangesPanel(), DurationsPanel(), ResultsPanel(), QueuePanel(),
+          StepsPanel(), TestsPanel(), TestCasesPanel(), CustomPanel())
 
 __all__ = ['PANELS']

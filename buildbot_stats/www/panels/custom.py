@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from buildbot_stats import charts
+from buildbot_stats.www.panels import changes
 from buildbot_stats.www.panels.base import Panel
+
+
+def ofSeries(series):
+    """Whether a change record is of a field of ``series`` (``<builder>-<name>``: the
+    change's series is ``<name>.<field>``)."""
+    def pick(record):
+        prefix = f"{record['builder']}-"
+        return (series.startswith(prefix)
+                and record['series'].startswith(series[len(prefix):] + '.'))
+    return pick
 
 
 class CustomPanel(Panel):
     id = 'custom'
     title = "Custom series"
-    reads = {'custom': 'customSeries'}
+    reads = {'custom': 'customSeries', 'changes': 'changePoints'}
     captured_by = ('CaptureDataBase', 'CapturePropertyBase')
     add_line = ("stats.CaptureDataAllBuilders('<name>') for yieldMetricsValue data, or "
                 "stats.CapturePropertyAllBuilders('<property>')")
@@ -26,5 +37,6 @@ class CustomPanel(Panel):
                     fields.setdefault(name, []).append((b, t, n, v))
             lines = [(name, page.points(rows, name)) for name, rows in sorted(fields.items())]
             out.append(page.figure('series', series, series,
-                                   charts.lineChart(lines, title=series)))
+                                   charts.lineChart(lines, title=series, events=changes.events(
+                                       page, data, ofSeries(series)))))
         return "".join(out)

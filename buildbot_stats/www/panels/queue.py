@@ -6,15 +6,17 @@ import statistics
 
 from buildbot_stats import charts
 from buildbot_stats.reading import summary
+from buildbot_stats.reading.changes import QUEUE
 from buildbot_stats.reading.summary import fmtSeconds
 from buildbot_stats.www.html import e
+from buildbot_stats.www.panels import changes
 from buildbot_stats.www.panels.base import Panel
 
 
 class QueuePanel(Panel):
     id = 'queue'
     title = "Queue time"
-    reads = {'queue': 'queueTimes'}
+    reads = {'queue': 'queueTimes', 'changes': 'changePoints'}
     captured_by = ('CaptureQueueTimes',)
     add_line = "stats.CaptureQueueTimes()"
 
@@ -33,5 +35,7 @@ class QueuePanel(Panel):
         lines = page.periodLines(every, "queue time")
         chart = page.figure('queue', 'queue', "Queue time per period",
                             charts.lineChart(lines, y_label="seconds", title="Queue time",
-                                             styles={lines[1][0]: 'dashed'}))
+                                             styles={lines[1][0]: 'dashed'},
+                                             events=changes.events(
+                                                 page, data, lambda r: r['series'] == QUEUE)))
         return table + chart

@@ -22,7 +22,7 @@ class TestCasesPanel(Panel):
     add_line = "stats.CaptureTestHistory()"
 
     def render(self, page, data):
-        answers = data['test_answers']
+        answers = data.get('test_answers')
         if not answers or not answers.get('builds'):
             return page.missing(self, "Per-test results")
         out = [f'<p class="scope">{answers["builds"]} builds with test results'

@@ -4,14 +4,16 @@ of passed and failed per build."""
 from __future__ import annotations
 
 from buildbot_stats import charts
+from buildbot_stats.reading.changes import TESTS
 from buildbot_stats.www.html import e
+from buildbot_stats.www.panels import changes
 from buildbot_stats.www.panels.base import Panel
 
 
 class TestsPanel(Panel):
     id = 'tests'
     title = "Tests"
-    reads = {'tests': 'testCounts'}
+    reads = {'tests': 'testCounts', 'changes': 'changePoints'}
     captured_by = ('CaptureTestResults',)
     add_line = "stats.CaptureTestResults()"
 
@@ -31,5 +33,7 @@ class TestsPanel(Panel):
                             "skipped (last)", "builds with failures"), rows, "tests")
         chart = page.figure('tests', 'tests', "Tests passed and failed per build",
                             charts.lineChart([("passed", passed), ("failed", failed)],
-                                             y_label="tests", title="Tests"))
+                                             y_label="tests", title="Tests",
+                                             events=changes.events(
+                                                 page, data, lambda r: r['series'] == TESTS)))
         return table + chart
