@@ -12,8 +12,9 @@ Two parts, each variant in a fresh process; one JSON line:
   second build of the same revision. It reports the bytes per stored result (the ``test_results`` table and its
   index of failures, from SQLite's ``dbstat``; and the whole file), and the time of each
   answer (least and median of ``--repeat`` runs, from a reader opened afresh): the flaky,
-  failing and slowest tables alone, every table at once (what the page asks), one test's
-  history, each over every build and over the last 7 days.
+  failing, slowest and slower tables alone, every table at once (what the page asks), one
+  test's history, each over every build and over the last 7 days; and whether the slower
+  tests were found by change detection at the build where they began.
 
 * ``record``: a real ``BuildMaster`` (SQLite database file, as a master runs) with a
   ``StatsService`` whose backend runs ``CaptureTestHistory``: a build with ``--cases``
@@ -151,6 +152,7 @@ def run_store(args):
                     ('flaky', lambda r: r.flakyTests(b, start, stop)),
                     ('failing', lambda r: r.failingTests(b, start, stop)),
                     ('slowest', lambda r: r.slowestTests(b, start, stop)),
+                    ('slowing', lambda r: r.slowingTests(b, start, stop)),
                     ('all_tables', lambda r: r.testAnswers(b, start, stop)),
                     ('history', lambda r: r.testHistory(BUILDER, flaky_name, start, stop))):
                 def fresh(call=call):
@@ -165,6 +167,11 @@ def run_store(args):
                         'flaky_rows': len(found['flaky']),
                         'slowing': len(set(found['slowing']) & set(expected['slowing'])),
                         'slowing_rows': len(found['slowing']),
+                        # change detection names the first slower build (the 10th last)
+                        'slowing_method': answer['slowing_method'],
+                        'slowing_since_right': sum(
+                            1 for row in answer['slowing']
+                            if (row['since'] or {}).get('number') == args.builds - 9),
                         'failing_now': sorted(set(found['new_failures'])
                                               & set(expected['failing_now'])) ==
                         expected['failing_now'],

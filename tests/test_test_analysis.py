@@ -165,8 +165,12 @@ class Slower(unittest.TestCase):
         self.assertEqual((shift.before, shift.after), (0.3, 0.675))
 
     def test_slowing_tests_takes_any_detector(self):
-        found = analysis.slowingTests({'a': [1, 1, 2, 2], 'b': [1, 1, 1, 1]})
+        found = analysis.slowingTests({'a': [1, 1, 2, 2], 'b': [1, 1, 1, 1]},
+                                      detect=analysis.medianShift)
         self.assertEqual(list(found), ['a'])
+        # by default change detection, which needs 5 durations each side of a change
+        self.assertEqual(analysis.slowingTests({'a': [1, 1, 2, 2]}), {})
+        self.assertEqual(list(analysis.slowingTests({'a': [1] * 5 + [2] * 5})), ['a'])
         always = analysis.slowingTests({'a': [1], 'b': [2]},
                                        detect=lambda values: analysis.Shift(0.0, 1.0, 1))
         self.assertEqual(sorted(always), ['a', 'b'])
@@ -176,3 +180,73 @@ class Slower(unittest.TestCase):
         self.assertEqual(analysis.durationSummary([None, 3.0, 1.0, 2.0]),
                          {'runs': 3, 'median': 2.0, 'max': 3.0, 'last': 2.0})
         self.assertIsNone(analysis.durationSummary([None]))
+
+
+def noisy(rng, level, n, sigma=0.05):
+    return [level * rng.lognormvariate(0, sigma) for _ in range(n)]
+
+
+class SlowerByChangeDetection(unittest.TestCase):
+    """analysis.tests.changeShift: issue 20's change detection on a test's durations."""
+
+    def test_a_step_is_found_at_its_build(self):
+        # 1.0 s for 12 builds, then 1.5 s from the 13th (position 12) on
+        for seed in range(20):
+            rng = random.Random(seed)
+            values = noisy(rng, 1.0, 12) + noisy(rng, 1.5, 8)
+            shift = analysis.changeShift(values)
+            self.assertEqual(shift.at, 12, seed)
+            self.assertLess(abs(shift.before - 1.0), 0.05)
+            self.assertLess(abs(shift.after - 1.5), 0.075)
+            self.assertLess(abs(shift.ratio - 0.5), 0.15)
+            self.assertEqual(shift.runs, 20)
+            self.assertGreater(shift.confidence, 0.9999)
+
+    def test_positions_count_the_runs_without_a_duration(self):
+        values = [1.0] * 6 + [None] * 3 + [1.0] * 3 + [1.5] * 6
+        shift = analysis.changeShift(values)
+        self.assertEqual((shift.at, shift.before, shift.after, shift.runs), (12, 1.0, 1.5, 15))
+
+    def test_noisy_steady_tests_are_not_slowing(self):
+        # 8 % noise (more than the step test's) and an outlier up to 3x now and then: 500
+        # tests of 20 builds, none slowing (about 1 in 25 passes the cheap screen and goes
+        # to change detection, which finds nothing)
+        rng = random.Random(7)
+        found = 0
+        for _ in range(500):
+            values = noisy(rng, 0.5 + rng.random() * 5, 20, sigma=0.08)
+            if rng.random() < 0.2:
+                values[rng.randrange(20)] *= rng.uniform(1, 3)
+            found += analysis.changeShift(values) is not None
+        self.assertEqual(found, 0)
+
+    def test_what_is_not_getting_slower(self):
+        rng = random.Random(3)
+        # faster; slower then fixed (the latest change is a fall)
+        self.assertIsNone(analysis.changeShift(noisy(rng, 1.5, 10) + noisy(rng, 1.0, 10)))
+        self.assertIsNone(analysis.changeShift(
+            noisy(rng, 1.0, 6) + noisy(rng, 1.5, 7) + noisy(rng, 1.0, 7)))
+        # too few durations after the change (5 needed), or in all
+        self.assertIsNone(analysis.changeShift([1.0] * 16 + [1.5] * 4))
+        self.assertIsNone(analysis.changeShift([1.0] * 4 + [1.5] * 5))
+        # +100 % of 10 ms, +10 % of 1 s: under 50 ms, under 20 %
+        self.assertIsNone(analysis.changeShift([0.01] * 10 + [0.02] * 10))
+        self.assertIsNone(analysis.changeShift([1.0] * 10 + [1.1] * 10))
+        self.assertIsNotNone(analysis.changeShift([1.0] * 10 + [1.25] * 10))
+
+    def test_without_otava_the_median_comparison_says_so(self):
+        from buildbot_stats.analysis import changepoints
+
+        self.assertEqual(analysis.slowdownDetection(),
+                         (analysis.changeShift, analysis.CHANGE_POINTS))
+        sentence, install = analysis.slowdownWords(analysis.CHANGE_POINTS)
+        self.assertIsNone(install)
+        self.assertIn("change detection (Apache Otava)", sentence)
+        self.patch(changepoints, 'TTestSignificanceTester', None)
+        self.assertEqual(analysis.slowdownDetection(), (analysis.medianShift, analysis.MEDIAN))
+        found = analysis.slowingTests({'t': [1.0] * 5 + [1.5] * 5})
+        self.assertEqual((found['t'].before, found['t'].after, found['t'].at), (1.0, 1.5, None))
+        sentence, install = analysis.slowdownWords(analysis.MEDIAN)
+        self.assertEqual(install, "pip install 'buildbot_stats[regressions]'")
+        self.assertIn("comparing medians", sentence)
+        self.assertIn("apache-otava", sentence)

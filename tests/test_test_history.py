@@ -37,7 +37,8 @@ STORE = 'stats.sqlite'
 VIEW = 'plugins/wsgi_dashboards/stats/view'
 SECRET = 'TOPSECRET-ENTITY-21'
 
-# the suite each build runs: one test fails in odd builds, one sleeps longer each build
+# the suite each build runs: one test fails in odd builds, one sleeps longer from build 7 on
+# (change detection needs 5 builds each side of a change)
 SUITE = textwrap.dedent('''\
     import os
     import time
@@ -54,12 +55,13 @@ SUITE = textwrap.dedent('''\
 
 
     def test_gets_slower():
-        time.sleep(0.15 * N)
+        time.sleep(0.05 if N < 7 else 0.4)
 ''')
 ALWAYS = 'test_suite.test_always'
 FLAKY = 'test_suite.test_odd_builds_fail'
 SLOWING = 'test_suite.test_gets_slower'
-BUILDS = 5
+BUILDS = 12
+SLOW_FROM = 7  # the first build of the slower test_gets_slower
 
 GOOD = ('<testsuites><testsuite name="s"><testcase classname="good" name="ok" time="0.1"/>'
         '<testcase classname="good" name="&lt;script&gt;alert(21)&lt;/script&gt;" '
@@ -181,7 +183,7 @@ class TestHistoryOnARealMaster(PageMasterMixin, RunMasterBase):
                              sorted([(ALWAYS, '1'), (FLAKY, '0' if failed else '1'),
                                      (SLOWING, '1')]))
             slow = [r for r in results if r['test_name'] == SLOWING][0]
-            self.assertGreaterEqual(slow['duration_ns'], 0.15 * n * 1e9)
+            self.assertGreaterEqual(slow['duration_ns'], (0.05 if n < SLOW_FROM else 0.4) * 1e9)
         # the same over HTTP, at the API path Buildbot 4.3 has
         status, body = yield self.getJson(
             f"api/v2/test_result_sets/{sets[0]['test_result_setid']}/results")
@@ -198,7 +200,13 @@ class TestHistoryOnARealMaster(PageMasterMixin, RunMasterBase):
                           for b in builds])
         self.assertEqual([(r['builder'], r['test']) for r in answers['flaky']],
                          [('pytest', FLAKY)])
-        self.assertEqual([r['test'] for r in answers['slowing']], [SLOWING])
+        # found by change detection, at the build where it began, 0.05 s -> 0.4 s
+        self.assertEqual(answers['slowing_method'], 'changepoints')
+        [slowing] = answers['slowing']
+        self.assertEqual((slowing['test'], slowing['since']['number']), (SLOWING, SLOW_FROM))
+        self.assertGreaterEqual(slowing['before'], 0.05)
+        self.assertLess(slowing['before'], 0.3)
+        self.assertGreaterEqual(slowing['after'], 0.4)
         self.assertEqual(answers['slowest'][0]['test'], SLOWING)
 
         # the page: the tables name them, each links to its history
@@ -211,13 +219,16 @@ class TestHistoryOnARealMaster(PageMasterMixin, RunMasterBase):
         slowing_table = re.search(r'<table class="tests-slowing">(.*?)</table>', body, re.S)
         self.assertIn(f'>{SLOWING}</a>', slowing_table.group(1))
         self.assertNotIn(FLAKY, slowing_table.group(1))
+        ids = {b['name']: b['builderid'] for b in (yield self.master.data.get(('builders',)))}
+        self.assertIn(f'href="../../../#/builders/{ids["pytest"]}/builds/{SLOW_FROM}"',
+                      slowing_table.group(1))
+        self.assertIn('Found by change detection (Apache Otava)', body)
         link = re.search(r'<a class="test" href="(test\?[^"]*)" title="%s"' % re.escape(FLAKY),
                          body).group(1).replace('&amp;', '&')
         status, history, _ = yield self.get('plugins/wsgi_dashboards/stats/' + link)
         self.assertEqual(status, 200, history)
         outcomes = re.findall(r'data-outcome="(\w+)"', history)
         self.assertEqual(outcomes, ['failed' if b['number'] % 2 else 'passed' for b in builds])
-        ids = {b['name']: b['builderid'] for b in (yield self.master.data.get(('builders',)))}
         self.assertIn(f'href="../../../#/builders/{ids["pytest"]}/builds/{builds[0]["number"]}"',
                       history)
 
@@ -230,7 +241,8 @@ class TestHistoryOnARealMaster(PageMasterMixin, RunMasterBase):
                          [('pytest', FLAKY, (BUILDS + 1) // 2, BUILDS)])
         out = io.StringIO()
         self.assertEqual(cli(['tests', path, '--slowing'], out=out), 0)
-        self.assertIn(SLOWING, out.getvalue())
+        [row] = [line for line in out.getvalue().splitlines() if SLOWING in line]
+        self.assertIn(f" #{SLOW_FROM} ", row)
         self.assertNotIn(FLAKY, out.getvalue())
 
         # /metrics: counts by builder, never a test name

@@ -27,8 +27,9 @@ T0 = 1_700_000_000.0
 
 def sampleBuilds(builds=12, tests=40):
     """``[(TestRun, cases)]`` of two builders: on ``alpha`` one test fails in odd builds,
-    one is broken since build 9, one passed on a rerun in build 4, one gets slower, one is
-    skipped; builds 6 and 7 of ``alpha`` tested the same revision."""
+    one is broken since build 9, one passed on a rerun in build 4, one gets slower from
+    build 8 on (0.5 s -> 0.8 s; no duration in build 3), one is skipped; builds 6 and 7 of
+    ``alpha`` tested the same revision."""
     out = []
     for b in range(1, builds + 1):
         for builder, offset in (('alpha', 0), ('beta', 30)):
@@ -47,7 +48,7 @@ def sampleBuilds(builds=12, tests=40):
                     if i == 3 and b == 4:
                         outcome = FLAKY
                     if i == 4:
-                        duration = 0.1 * b
+                        duration = None if b == 3 else 0.5 if b < 8 else 0.8
                     if i == 5:
                         outcome, duration = SKIPPED, None
                 cases.append((name, outcome, duration))
@@ -145,9 +146,14 @@ class SQLiteStore(unittest.TestCase):
             self.assertEqual([(r['test'][-8:], r['since']['number'], r['builds'],
                                r['passed_before']) for r in new], [('test_002', 9, 4, True)])
             self.assertEqual(answers['slowest'][0]['test'][-8:], 'test_004')
-            self.assertAlmostEqual(answers['slowest'][0]['median'], 0.65, places=9)
-            self.assertEqual([(r['builder'], r['test'][-8:]) for r in answers['slowing']],
-                             [('alpha', 'test_004')])
+            self.assertEqual({k: answers['slowest'][0][k] for k in ('median', 'max', 'runs')},
+                             {'median': 0.5, 'max': 0.8, 'runs': 11})
+            # found by change detection at the build it began (build 3 had no duration)
+            self.assertEqual(answers['slowing_method'], 'changepoints')
+            self.assertEqual([(r['builder'], r['test'][-8:], r['since']['number'], r['before'],
+                               r['after'], r['runs']) for r in answers['slowing']],
+                             [('alpha', 'test_004', 8, 0.5, 0.8, 11)])
+            self.assertGreater(answers['slowing'][0]['confidence'], 0.9999)
             # one builder, a time range
             self.assertEqual(store.flakyTests('beta'), [])
             late = store.testAnswers('alpha', T0 + 60 * 9, None)

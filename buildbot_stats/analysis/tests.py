@@ -19,15 +19,21 @@ Flaky
     The flip rate (flips over the transitions between those runs) orders the table.
 
 Slower
-    :func:`medianShift` compares the median duration of the older half of the recent runs
-    with that of the newer half. It is the seam for a change-point detector
-    (:func:`slowingTests` takes any ``detect(durations)``).
+    :func:`changeShift` looks for the change points of a test's durations with the change
+    detection of :mod:`buildbot_stats.analysis.changepoints` (Apache Otava): a test is
+    slower when the latest persistent, significant change of its durations is a rise of at
+    least :data:`MIN_SLOWDOWN_RATIO` and :data:`MIN_SLOWDOWN_SECONDS`, and it names the run
+    where the rise began. Without Apache Otava, :func:`medianShift` compares the median of
+    the older half of the durations with that of the newer half (it cannot say where the
+    rise began). :func:`slowdownDetection` says which one runs; :func:`slowingTests` takes
+    either (or any ``detect(durations)``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from buildbot_stats.analysis import changepoints
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
 from buildbot_stats.outcomes import PASSED
@@ -43,6 +49,19 @@ MIN_SLOWDOWN_RATIO = 0.2
 MIN_SLOWDOWN_SECONDS = 0.05
 #: Durations needed to compare two medians (half of them on each side).
 MIN_DURATIONS = 4
+#: The change detection of the tests' durations: Otava's, with the tests' own smallest
+#: change (the significance and the runs each side a change needs are the defaults of
+#: :class:`~buildbot_stats.analysis.changepoints.ChangeDetector`: p < 0.0001, 5 runs).
+DETECTOR = changepoints.ChangeDetector(min_magnitude=MIN_SLOWDOWN_RATIO)
+#: The cheap screen before a test's durations go to change detection: the median of its
+#: last ``min_run`` durations must exceed that of its first ``min_run`` by this share of
+#: the smallest change reported (relative and in seconds). A persistent rise with
+#: ``min_run`` runs each side has its first runs before it and its last runs after it; a
+#: steady test rarely passes, so 10,000 tests cost one detection each only when they moved.
+SCREEN = 0.5
+#: How the tests getting slower were found (:func:`slowdownDetection`).
+CHANGE_POINTS = 'changepoints'
+MEDIAN = 'median'
 
 
 def _passedOrFailed(outcome):
@@ -164,11 +183,18 @@ def failingStreak(history):
 
 @dataclass(frozen=True)
 class Shift:
-    """A change in a test's duration: the medians before and after, in seconds."""
+    """A change in a test's duration: the medians before and after, in seconds.
+
+    ``at``: the position, in the durations given (None included), of the first slower run
+    (None: not located, as by :func:`medianShift`); ``confidence``: ``1 - p-value`` of the
+    change found (None for the median comparison).
+    """
 
     before: float
     after: float
     runs: int  # durations compared
+    at: int | None = None
+    confidence: float | None = None
 
     @property
     def ratio(self):
@@ -200,9 +226,61 @@ def medianShift(durations, min_ratio=MIN_SLOWDOWN_RATIO, min_seconds=MIN_SLOWDOW
     return Shift(float(before), float(after), len(values))
 
 
-def slowingTests(durations_by_test, detect=medianShift):
-    """``{test: Shift}`` of the tests whose durations (seconds in time order, by test key)
-    got slower according to ``detect(durations)`` (a :class:`Shift` or None)."""
+def changeShift(durations, detector=DETECTOR, min_seconds=MIN_SLOWDOWN_SECONDS):
+    """A :class:`Shift` when the latest change point of ``durations`` (seconds in time
+    order, None where the test has none) is a rise of at least ``detector.min_magnitude``
+    and ``min_seconds``: ``at`` is the position of the first slower run, ``before`` and
+    ``after`` the medians each side, ``confidence`` the change's. Else None (also with
+    fewer than ``2 x detector.min_run`` durations, or when the latest change is a fall: a
+    test made fast again is not getting slower). Needs Apache Otava
+    (:func:`~buildbot_stats.analysis.changepoints.available`)."""
+    positions = [i for i, d in enumerate(durations) if d is not None]
+    values = [float(durations[i]) for i in positions]
+    run = detector.min_run
+    if len(values) < 2 * run:
+        return None
+    head, tail = median(values[:run]), median(values[-run:])
+    if (tail - head < min_seconds * SCREEN
+            or tail < head * (1.0 + detector.min_magnitude * SCREEN)):
+        return None
+    found = changepoints.findChanges(values, detector)
+    if not found:
+        return None
+    last = found[-1]
+    if last.direction != 'up' or last.after - last.before < min_seconds:
+        return None
+    return Shift(float(last.before), float(last.after), len(values), positions[last.index],
+                 float(last.confidence))
+
+
+def slowdownDetection():
+    """``(detect, method)``: :func:`changeShift` and :data:`CHANGE_POINTS` when Apache
+    Otava is installed, else :func:`medianShift` and :data:`MEDIAN`."""
+    if changepoints.available():
+        return changeShift, CHANGE_POINTS
+    return medianShift, MEDIAN
+
+
+def slowdownWords(method):
+    """``(sentence, command)``: how the page and the command say how the tests getting
+    slower were found (``method``: :data:`CHANGE_POINTS` or :data:`MEDIAN`); ``command``
+    is what to install for change detection, None when it ran."""
+    if method == CHANGE_POINTS:
+        return (f"Found by change detection (Apache Otava) over each builder's latest builds: "
+                f"a persistent, significant rise of at least {MIN_SLOWDOWN_RATIO:.0%} and "
+                f"{MIN_SLOWDOWN_SECONDS * 1000:.0f} ms, since the first slower build.", None)
+    return (f"Found by comparing medians (the newer half of each builder's latest builds "
+            f"{MIN_SLOWDOWN_RATIO:.0%} and {MIN_SLOWDOWN_SECONDS * 1000:.0f} ms slower than "
+            f"the older half), which cannot say since which build: change detection needs "
+            f"the {changepoints.PACKAGE} package:", changepoints.INSTALL)
+
+
+def slowingTests(durations_by_test, detect=None):
+    """``{test: Shift}`` of the tests whose durations (seconds in time order, None where a
+    run has none, by test key) got slower according to ``detect(durations)`` (a
+    :class:`Shift` or None; default: :func:`slowdownDetection`'s)."""
+    if detect is None:
+        detect = slowdownDetection()[0]
     out = {}
     for test, durations in durations_by_test.items():
         shift = detect(durations)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from buildbot_stats.analysis.tests import slowdownWords
 from buildbot_stats.cli.common import CliError
 from buildbot_stats.cli.common import addTimeRange
 from buildbot_stats.cli.common import isoTime
@@ -79,6 +80,8 @@ def run(args, out):
     if args.format == 'json':
         doc = {'builds': answers['builds'], 'builders': answers['builders']}
         doc.update({t: answers[TABLES[t][0]] for t in tables})
+        if 'slowing' in tables:
+            doc['slowing_method'] = answers['slowing_method']
         out.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     else:
         out.write(answersText(answers, tables))
@@ -115,10 +118,11 @@ ROWS = {
     'slowest': (("test", "builder", "median", "max", "last"),
                 lambda r: (r['test'], r['builder'], fmtShortSeconds(r['median']),
                            fmtShortSeconds(r['max']), fmtShortSeconds(r['last']))),
-    'slowing': (("test", "builder", "before", "after", "change"),
+    'slowing': (("test", "builder", "before", "after", "change", "since"),
                 lambda r: (r['test'], r['builder'], fmtShortSeconds(r['before']),
                            fmtShortSeconds(r['after']),
-                           "new" if r['before'] <= 0 else f"+{r['ratio'] * 100:.0f}%")),
+                           "new" if r['before'] <= 0 else f"+{r['ratio'] * 100:.0f}%",
+                           build(r['since']))),
 }
 
 
@@ -137,6 +141,9 @@ def answersText(answers, tables):
             headers, cells = ROWS[t]
             lines.extend(columns([headers] + [tuple(printable(c) for c in cells(r))
                                               for r in rows]))
+        if t == 'slowing':
+            sentence, install = slowdownWords(answers['slowing_method'])
+            lines.append(sentence + (f" {install}" if install else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -416,8 +416,7 @@ class InfluxReader(TestQueries):
             if row.get('test') is not None and isNumber(duration):
                 by_test.setdefault(row['test'], {})[key] = _seconds(duration)
         order = [r.key for r in runs]
-        return {test: [by_run[k] for k in order if k in by_run]
-                for test, by_run in by_test.items()}
+        return {test: [by_run.get(k) for k in order] for test, by_run in by_test.items()}
 
     def _testNames(self, test_keys):
         return {k: k for k in test_keys}

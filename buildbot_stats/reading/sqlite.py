@@ -7,7 +7,6 @@ message is one line for a user.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import fnmatch
 import json
@@ -413,7 +412,7 @@ class StoreReader(TestQueries):
 
     def _durationsOf(self, runs):
         columns = []
-        for run in runs:
+        for at, run in enumerate(runs):
             first = run.key << NAME_BITS
             # a build's name ids and durations as two strings that SQLite joins in one pass
             # over the same rows (so they line up): 10,000 results are two strings, not
@@ -423,18 +422,21 @@ class StoreReader(TestQueries):
                 " WHERE id BETWEEN ? AND ? AND duration_us IS NOT NULL",
                 (NAME_MASK, first, first | NAME_MASK))
             if ids:
-                columns.append((ids, durations))
+                columns.append((at, ids, durations))
         if not columns:
             return {}
-        if all(ids == columns[0][0] for ids, _ in columns):
+        if len(columns) == len(runs) and all(ids == columns[0][1] for _, ids, _ in columns):
             # the same tests in every build (the usual case): one list per test at once
-            tests = map(int, columns[0][0].split(','))
-            values = zip(*(map(int, d.split(',')) for _, d in columns))
+            tests = map(int, columns[0][1].split(','))
+            values = zip(*(map(int, d.split(',')) for _, _, d in columns))
             return {t: [v / 1e6 for v in vs] for t, vs in zip(tests, values)}
-        out = collections.defaultdict(list)
-        for ids, durations in columns:
+        out = {}
+        for at, ids, durations in columns:
             for t, v in zip(map(int, ids.split(',')), map(int, durations.split(','))):
-                out[t].append(v / 1e6)
+                row = out.get(t)
+                if row is None:
+                    row = out[t] = [None] * len(runs)
+                row[at] = v / 1e6
         return out
 
     def _testNames(self, test_keys):

@@ -20,8 +20,8 @@ Primitives (``run keys`` and ``test keys`` are the reader's own: row ids, names)
 - ``_failuresOf(runs)``: ``[(run key, test key, outcome)]`` of the failed and flaky results
 - ``_outcomesAt(wanted)``: ``{test key: {run key: (outcome, duration)}}`` of ``wanted``,
   ``{test key: [runs]}``
-- ``_durationsOf(runs)``: ``{test key: [duration, ...]}`` of every test, in the order of
-  ``runs`` (the runs without a duration of the test left out)
+- ``_durationsOf(runs)``: ``{test key: [duration, ...]}`` of every test, one per run of
+  ``runs`` in their order (None where the test has no duration in that run)
 - ``_testNames(test_keys)``: ``{test key: name}``; ``_testKeys(names)``: the reverse
 """
 
@@ -34,7 +34,7 @@ from buildbot_stats.analysis.tests import FLIP_WINDOW
 from buildbot_stats.analysis.tests import durationSummary
 from buildbot_stats.analysis.tests import failingStreak
 from buildbot_stats.analysis.tests import flakiness
-from buildbot_stats.analysis.tests import medianShift
+from buildbot_stats.analysis.tests import slowdownDetection
 from buildbot_stats.analysis.tests import slowingTests
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
@@ -102,9 +102,9 @@ class TestQueries:
     def testAnswers(self, builder=None, start=None, end=None, limit=TABLE_ROWS):
         """Every table of the page's test panel, read once: ``{'builds': number of builds
         with test results, 'builders': their builders, 'tests': tests in the latest build,
-        'flaky', 'failing',
-        'new_failures', 'slowest', 'slowing'}`` (each a list of dicts, see the methods of
-        the same names)."""
+        'flaky', 'failing', 'new_failures', 'slowest', 'slowing'}`` (each a list of dicts,
+        see the methods of the same names) and ``'slowing_method'``: how the tests getting
+        slower were found (``'changepoints'``, or ``'median'`` without Apache Otava)."""
         runs = self.testRuns(builder, start, end)
         answers = {'builds': len(runs), 'builders': sorted({r.builder for r in runs})}
         answers.update(self._failureTables(runs, limit))
@@ -135,9 +135,12 @@ class TestQueries:
         return self._durationTables(self.testRuns(builder, start, end), limit)['slowest']
 
     def slowingTests(self, builder=None, start=None, end=None, limit=TABLE_ROWS):
-        """``[{'builder', 'test', 'before', 'after', 'ratio', 'runs'}]``: the tests whose
-        median duration rose over those builds (:func:`~buildbot_stats.analysis.tests.
-        medianShift`), the largest rise in seconds first."""
+        """``[{'builder', 'test', 'before', 'after', 'ratio', 'runs', 'since',
+        'confidence'}]``: the tests whose duration rose over those builds, the largest rise
+        in seconds first: found by change detection
+        (:func:`~buildbot_stats.analysis.tests.changeShift`: ``since`` is the first slower
+        build, ``confidence`` the change's), or without Apache Otava by the median
+        comparison (:func:`~buildbot_stats.analysis.tests.medianShift`: both None)."""
         return self._durationTables(self.testRuns(builder, start, end), limit)['slowing']
 
     def testHistory(self, builder, test, start=None, end=None):
@@ -238,20 +241,25 @@ class TestQueries:
         return {'flaky': flaky[:limit], 'failing': failing[:limit], 'new_failures': new[:limit]}
 
     def _durationTables(self, runs, limit):
-        """The slowest and slower tests over each builder's latest builds."""
+        """The slowest and slower tests over each builder's latest builds, and how the
+        slower ones were found."""
+        detect, method = slowdownDetection()
         slowest, slowing = [], []
         for b, rs in byBuilder(runs).items():
-            durations = self._durationsOf(rs[-SLOW_WINDOW:])
+            window = rs[-SLOW_WINDOW:]
+            durations = self._durationsOf(window)
             for test, values in durations.items():
                 st = durationSummary(values)
                 if st is not None:
                     slowest.append(dict(st, builder=b, test=test))
-            for test, shift in slowingTests(durations, detect=medianShift).items():
+            for test, shift in slowingTests(durations, detect).items():
                 slowing.append({'builder': b, 'test': test, 'before': shift.before,
                                 'after': shift.after, 'ratio': shift.ratio,
-                                'runs': shift.runs})
+                                'runs': shift.runs, 'confidence': shift.confidence,
+                                'since': None if shift.at is None else _build(window[shift.at])})
         return {'slowest': self._top(slowest, limit, lambda r: r['median']),
-                'slowing': self._top(slowing, limit, lambda r: r['after'] - r['before'])}
+                'slowing': self._top(slowing, limit, lambda r: r['after'] - r['before']),
+                'slowing_method': method}
 
     def _top(self, rows, limit, value):
         """The ``limit`` rows of highest ``value``, ties ordered by builder and test name:

@@ -3,6 +3,7 @@ each test a link to its own history page (``test?builder=...&test=...``)."""
 
 from __future__ import annotations
 
+from buildbot_stats.analysis.tests import slowdownWords
 from buildbot_stats.reading.summary import fmtShortSeconds as fmtSeconds
 from buildbot_stats.www.html import e
 from buildbot_stats.www.html import fullTime
@@ -44,8 +45,11 @@ class TestCasesPanel(Panel):
                                 ("test", "builder", "median", "max", "last"), self.slowRow,
                                 "No test durations."))
         out.append(self.section(page, "Tests getting slower", 'slowing', answers['slowing'],
-                                ("test", "builder", "before", "after", "change"),
+                                ("test", "builder", "before", "after", "change", "since"),
                                 self.slowingRow, "No test got slower over the latest builds."))
+        method, install = slowdownWords(answers.get('slowing_method'))
+        out.append(f'<p class="note" data-table="slowing-method">{e(method)}'
+                   + (f' <code>{e(install)}</code>.' if install else '') + '</p>')
         return "".join(out)
 
     def section(self, page, heading, kind, rows, headers, row, empty):
@@ -96,4 +100,5 @@ class TestCasesPanel(Panel):
     def slowingRow(self, page, r):
         change = "new" if r['before'] <= 0 else f"+{r['ratio'] * 100:.0f}%"
         return [self.testLink(page, r['builder'], r['test']), e(r['builder']),
-                fmtSeconds(r['before']), fmtSeconds(r['after']), e(change)]
+                fmtSeconds(r['before']), fmtSeconds(r['after']), e(change),
+                self.buildLink(page, r['builder'], r.get('since'))]
