@@ -31,9 +31,9 @@ Slower
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from buildbot_stats.analysis import changepoints
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
 from buildbot_stats.outcomes import PASSED
@@ -49,10 +49,9 @@ MIN_SLOWDOWN_RATIO = 0.2
 MIN_SLOWDOWN_SECONDS = 0.05
 #: Durations needed to compare two medians (half of them on each side).
 MIN_DURATIONS = 4
-#: The change detection of the tests' durations: Otava's, with the tests' own smallest
-#: change (the significance and the runs each side a change needs are the defaults of
-#: :class:`~buildbot_stats.analysis.changepoints.ChangeDetector`: p < 0.0001, 5 runs).
-DETECTOR = changepoints.ChangeDetector(min_magnitude=MIN_SLOWDOWN_RATIO)
+#: Runs that must follow (and precede) a change of a test's duration (as
+#: :class:`~buildbot_stats.analysis.changepoints.ChangeDetector`'s default).
+MIN_RUN = 5
 #: The cheap screen before a test's durations go to change detection: the median of its
 #: last ``min_run`` durations must exceed that of its first ``min_run`` by this share of
 #: the smallest change reported (relative and in seconds). A persistent rise with
@@ -62,6 +61,21 @@ SCREEN = 0.5
 #: How the tests getting slower were found (:func:`slowdownDetection`).
 CHANGE_POINTS = 'changepoints'
 MEDIAN = 'median'
+
+
+def _changepoints():
+    """:mod:`buildbot_stats.analysis.changepoints`, imported when first needed: it brings
+    NumPy and Otava, which the command line must not load to start (only to analyse)."""
+    from buildbot_stats.analysis import changepoints as module
+    return module
+
+
+@functools.lru_cache(maxsize=1)
+def detector():
+    """The change detection of the tests' durations: Otava's, with the tests' own smallest
+    change (the significance, p < 0.0001, is
+    :class:`~buildbot_stats.analysis.changepoints.ChangeDetector`'s default)."""
+    return _changepoints().ChangeDetector(min_magnitude=MIN_SLOWDOWN_RATIO, min_run=MIN_RUN)
 
 
 def _passedOrFailed(outcome):
@@ -226,28 +240,27 @@ def medianShift(durations, min_ratio=MIN_SLOWDOWN_RATIO, min_seconds=MIN_SLOWDOW
     return Shift(float(before), float(after), len(values))
 
 
-def changeShift(durations, detector=DETECTOR, min_seconds=MIN_SLOWDOWN_SECONDS):
+def changeShift(durations, min_ratio=MIN_SLOWDOWN_RATIO, min_seconds=MIN_SLOWDOWN_SECONDS):
     """A :class:`Shift` when the latest change point of ``durations`` (seconds in time
-    order, None where the test has none) is a rise of at least ``detector.min_magnitude``
-    and ``min_seconds``: ``at`` is the position of the first slower run, ``before`` and
-    ``after`` the medians each side, ``confidence`` the change's. Else None (also with
-    fewer than ``2 x detector.min_run`` durations, or when the latest change is a fall: a
+    order, None where the test has none), found by :func:`detector`, is a rise of at least
+    ``min_ratio`` and ``min_seconds``: ``at`` is the position of the first slower run,
+    ``before`` and ``after`` the medians each side, ``confidence`` the change's. Else None
+    (also with fewer than ``2 x MIN_RUN`` durations, or when the latest change is a fall: a
     test made fast again is not getting slower). Needs Apache Otava
     (:func:`~buildbot_stats.analysis.changepoints.available`)."""
     positions = [i for i, d in enumerate(durations) if d is not None]
     values = [float(durations[i]) for i in positions]
-    run = detector.min_run
-    if len(values) < 2 * run:
+    if len(values) < 2 * MIN_RUN:
         return None
-    head, tail = median(values[:run]), median(values[-run:])
-    if (tail - head < min_seconds * SCREEN
-            or tail < head * (1.0 + detector.min_magnitude * SCREEN)):
+    head, tail = median(values[:MIN_RUN]), median(values[-MIN_RUN:])
+    if tail - head < min_seconds * SCREEN or tail < head * (1.0 + min_ratio * SCREEN):
         return None
-    found = changepoints.findChanges(values, detector)
+    found = _changepoints().findChanges(values, detector())
     if not found:
         return None
     last = found[-1]
-    if last.direction != 'up' or last.after - last.before < min_seconds:
+    if (last.direction != 'up' or last.after - last.before < min_seconds
+            or last.after < last.before * (1.0 + min_ratio)):
         return None
     return Shift(float(last.before), float(last.after), len(values), positions[last.index],
                  float(last.confidence))
@@ -256,7 +269,7 @@ def changeShift(durations, detector=DETECTOR, min_seconds=MIN_SLOWDOWN_SECONDS):
 def slowdownDetection():
     """``(detect, method)``: :func:`changeShift` and :data:`CHANGE_POINTS` when Apache
     Otava is installed, else :func:`medianShift` and :data:`MEDIAN`."""
-    if changepoints.available():
+    if _changepoints().available():
         return changeShift, CHANGE_POINTS
     return medianShift, MEDIAN
 
@@ -272,7 +285,7 @@ def slowdownWords(method):
     return (f"Found by comparing medians (the newer half of each builder's latest builds "
             f"{MIN_SLOWDOWN_RATIO:.0%} and {MIN_SLOWDOWN_SECONDS * 1000:.0f} ms slower than "
             f"the older half), which cannot say since which build: change detection needs "
-            f"the {changepoints.PACKAGE} package:", changepoints.INSTALL)
+            f"the {_changepoints().PACKAGE} package:", _changepoints().INSTALL)
 
 
 def slowingTests(durations_by_test, detect=None):
