@@ -40,6 +40,7 @@ setup(
         'tqdm',  # progress bar of buildbot-stats backfill
         # stats.JUnitResults reads test reports with it (pure Python, no dependency)
         'junitparser>=3.1',
+        'fastdigest',  # the quantile sketches of the embedded store's rollups (Rust, no deps)
         'zope.interface',
     ],
     extras_require={

@@ -1,27 +1,31 @@
-"""The Statistics page's server time on a large store: read every panel's data and render the
-HTML, for each range and for all builders or one.
+"""The Statistics page's server time and memory on a large store, and ``buildbot-stats report``'s,
+for each range and for all builders or one, on the embedded store and on InfluxDB.
 
-``python benchmarks/www_page.py --points 100000`` builds a store of that many points (spread
-over 30 days, 4 builders, 9 points per build: duration, result, queue time, tests, 4 steps,
-one data value), then times ``page.view`` (``collect`` + ``Page.render``, what the ``view`` route does
-between the authz check and the answer, ``page.view``) and prints ONE JSON line: per view,
-the median and the worst of ``--repeat`` runs in milliseconds with the page's cache empty
-(``median_ms``, ``max_ms``; ``cpu_median_ms``: the CPU time of the process, less sensitive
-to a loaded machine), the same view again while the store is unchanged (``cached_median_ms``,
-``cached_max_ms``: the page's :class:`ViewCache`), and the HTML size. The target (issue 11) is
-at most 300 ms per view for 100,000 points. Not included: the two hops to the reactor per
-request (the authz check and the builder ids, a data API read each), a few milliseconds.
+``python benchmarks/www_page.py --points 100000`` builds a store of that many points with
+:mod:`benchmarks.storegen` (``--store FILE --now T``: use one it wrote, e.g. 10,000,000
+points), then, for each view (all builders or one; 24h, 7d, 30d, all), in a fresh process
+each (the first view after a start: nothing cached, the reader opened for the request), times
+``page.view`` (``collect`` + ``Page.render``: what the ``view`` route does between the authz
+check and the answer) and measures the memory it takes (``tracemalloc``'s peak of Python's
+allocations, plus SQLite's page cache: ``rss_growth_mb``, the process's peak resident memory
+minus its size before the view). Then the same view again in that process, and the view
+served from the page's :class:`ViewCache`. ``--influxdb-dir DIR`` also times the views on
+the InfluxDB 1.x database ``bench`` kept in DIR (started for the run; see
+``benchmarks/storegen.py --influxdb``). ``--report`` times ``buildbot-stats report`` on the
+store (a fresh process: its wall time and peak memory). Prints ONE JSON line.
+
+Targets (issue 19): every view <= 200 ms on 10,000,000 points in SQLite, <= 300 ms in
+InfluxDB 1.6; the page's memory <= 64 MB; the report <= 3 s and <= 150 MB.
+Not included: the two hops to the reactor per request (authz, builder ids), a few ms.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import random
-import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,139 +36,170 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import harness  # noqa: E402
-from buildbot_stats.reading.sqlite import openStore  # noqa: E402
-from buildbot_stats.storage.sqlite.schema import migrate  # noqa: E402
-from buildbot_stats.storage.sqlite.values import encodeRow  # noqa: E402
-from buildbot_stats.www import page  # noqa: E402
+from benchmarks import storegen  # noqa: E402
 
-BUILDERS = ('compile', 'test', 'docs', 'package')
-STEPS = ('checkout', 'configure', 'build', 'upload')
-POINTS_PER_BUILD = 9
-DAYS = 30
+BUILDERS = storegen.BUILDERS
+RANGES = ('24h', '7d', '30d', 'all')
 
 
-def row(series, fields, tags, time):
-    return encodeRow(series=series, tags=tags, fields=fields, time=time)
+def rssMb():
+    with open('/proc/self/status', encoding='ascii') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
-def buildRows(builder, number, t, duration, ok, queue_time, coverage):
-    """The 9 points of one build (duration, result, queue time, tests, 4 steps, coverage)."""
-    base = {'builder_name': builder}
-    rows = [row(f'{builder}-build-times', {'duration': duration},
-                dict(base, build_number=str(number)), t),
-            row('builds', {'result_code': 0 if ok else 2, 'success': int(ok),
-                           'build_number': number, 'duration': duration},
-                dict(base, result='success' if ok else 'failure'), t),
-            row('build_requests', {'queue_time': queue_time, 'build_number': number}, base, t),
-            row('tests', {'passed': 500, 'failed': int(not ok), 'skipped': 3,
-                          'total': 503 + int(not ok), 'build_number': number}, base, t)]
-    rows += [row('steps', {'duration': duration / 4, 'step_number': n, 'build_number': number,
-                           'result_code': 0}, dict(base, step_name=step), t)
-             for n, step in enumerate(STEPS)]
-    rows.append(row(f'{builder}-coverage', {'percent': coverage},
-                    dict(base, build_number=str(number)), t))
-    return rows
+def hwmMb():
+    with open('/proc/self/status', encoding='ascii') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
-def insert(conn, rows):
-    conn.execute("BEGIN")
-    conn.executemany("INSERT INTO points (series, time_us, builder, build_number, tags, fields)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", rows)
-    conn.execute("COMMIT")
+def openReader(source):
+    if source['kind'] == 'sqlite':
+        from buildbot_stats.reading.sqlite import openStore
+
+        return openStore(source['path'])
+    from buildbot_stats.reading.influxdb import InfluxReader
+
+    return InfluxReader(source['url'], source['db'], timeout=300)
 
 
-def fillStore(path, points, now, seed=1):
-    rnd = random.Random(seed)
-    builds = points // POINTS_PER_BUILD
-    conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn)
-    rows = []
-    for i in range(builds):
-        t = now - DAYS * 86400 + i * (DAYS * 86400 / builds)
-        duration = 60 + 30 * rnd.random() + 20 * (i / builds)
-        ok = rnd.random() > 0.1
-        queue_time = 5 * rnd.random()
-        rows += buildRows(BUILDERS[i % len(BUILDERS)], i // len(BUILDERS) + 1, t, duration, ok,
-                          queue_time, 80 + rnd.random())
-    insert(conn, rows)
-    conn.close()
-    return len(rows)
+def child(source, builder, range_name, now, repeat):
+    """One view in this fresh process: first, again, from the cache."""
+    import tracemalloc
 
-
-def addBuild(path, number, t):
-    """One more build of every builder at ``t``, as a master writes them (a transaction)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    insert(conn, [r for builder in BUILDERS
-                  for r in buildRows(builder, number, t, 70.0, True, 1.0, 80.0)])
-    conn.close()
-
-
-def timeView(path, builder, range_name, now, repeat, numbers):
-    """Per run: ``cold``, the view as the first after the master started (the page's mirror
-    and cache empty: the view is read from the store while the mirror reads the whole store
-    in a thread of its own, ``mirror_load``, until it is done); ``cached``, the same view
-    again (store unchanged); ``after_write``, the view after one more build of every builder
-    was written (the mirror reads those points only, the page is computed and rendered)."""
-    from buildbot_stats.reading.mirror import StoreMirror
+    # what the master has imported before its first view
+    import buildbot_stats.reading.influxdb  # noqa: F401
+    import buildbot_stats.reading.sqlite  # noqa: F401
+    from buildbot_stats.www import page
     from buildbot_stats.www.cache import ViewCache
     from buildbot_stats.www.ranges import timeWindow
 
     ids = {b: n + 1 for n, b in enumerate(BUILDERS)}
+    start, end = timeWindow(range_name, now)
+    base_rss = rssMb()
+    cache = ViewCache()
 
-    def once(cache, mirror):
+    def once(cache):
         t0, c0 = time.perf_counter(), time.process_time()
-        start, end = timeWindow(range_name, now)
-        with openStore(path) as reader:
+        with openReader(source) as reader:
             html = page.view(reader, builder, range_name, start, end, ids, '../../../', None,
-                             'store', now, cache=cache, mirror=mirror)
+                             'store', now, cache=cache)
         return (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000, html
 
-    figures = {k: [] for k in ('cold', 'cold_cpu', 'mirror_load', 'cached', 'after_write',
-                               'after_write_cpu')}
-    for _ in range(repeat):
-        cache, mirror = ViewCache(), StoreMirror()
-        t0 = time.perf_counter()
-        ms, cpu, html = once(cache, mirror)
-        figures['cold'].append(ms)
-        figures['cold_cpu'].append(cpu)
-        mirror.idle.wait()
-        figures['mirror_load'].append((time.perf_counter() - t0) * 1000)
-        assert mirror.full_reads == 1
-        figures['cached'].append(once(cache, mirror)[0])
-        number = next(numbers)
-        # a time of its own: schema v2 keeps one point per series, tags and time
-        addBuild(path, number, now - 60 + (number % 10_000) / 100)
-        ms, cpu, _ = once(cache, mirror)
-        assert mirror.updates == 1
-        figures['after_write'].append(ms)
-        figures['after_write_cpu'].append(cpu)
+    first_ms, first_cpu, html = once(cache)
+    growth = hwmMb() - base_rss
+    again = [once(None)[:2] for _ in range(repeat)]
+    cached = once(cache)[0]
+    # Python's allocations of one view (tracemalloc slows it down: not timed)
+    tracemalloc.start()
+    once(None)
+    traced_peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    tracemalloc.stop()
+    return {'first_ms': first_ms, 'first_cpu_ms': first_cpu,
+            'again_median_ms': statistics.median(a[0] for a in again),
+            'again_cpu_median_ms': statistics.median(a[1] for a in again),
+            'cached_ms': cached, 'traced_peak_mb': traced_peak, 'rss_growth_mb': growth,
+            'html_bytes': len(html), 'marks': html.count('<circle')}
+
+
+def runChild(source, builder, range_name, now, repeat):
+    res = subprocess.run([sys.executable, __file__, '--child', json.dumps(
+        {'source': source, 'builder': builder, 'range': range_name, 'now': now,
+         'repeat': repeat})], capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-2000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def views(source, now, repeat):
     out = {}
-    for k, v in figures.items():
-        out[f'{k}_median_ms'] = statistics.median(v)
-        if not k.endswith('cpu'):
-            out[f'{k}_max_ms'] = max(v)
-    out['html_bytes'] = len(html)
+    for builder in (None, BUILDERS[0]):
+        for range_name in RANGES:
+            key = f"{builder or 'all builders'} {range_name}"
+            out[key] = runChild(source, builder, range_name, now, repeat)
+    worst = max(v['first_ms'] for v in out.values())
+    return {'views': out, 'worst_first_ms': worst,
+            'worst_again_ms': max(v['again_median_ms'] for v in out.values()),
+            'worst_traced_peak_mb': max(v['traced_peak_mb'] for v in out.values()),
+            'worst_rss_growth_mb': max(v['rss_growth_mb'] for v in out.values())}
+
+
+# the command as a user runs it, then its peak resident memory on stderr
+REPORT = ("import sys\nfrom buildbot_stats.cli.main import main\nstatus = main(sys.argv[1:])\n"
+          "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+          "sys.stderr.write('HWM ' + hwm.split()[1] + '\\n')\nsys.exit(status)\n")
+
+
+def timeReport(path):
+    """``buildbot-stats report`` on the store in a fresh process: wall time (imports
+    included), peak memory."""
+    out = {}
+    for args, key in ((['--no-html'], 'terminal'), ([], 'html')):
+        html = os.path.join(tempfile.mkdtemp(), 'report.html')
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, '-c', REPORT, 'report', path, '--html', html,
+                              *args], capture_output=True, text=True, cwd=ROOT)
+        seconds = time.perf_counter() - t0
+        if res.returncode:
+            raise RuntimeError(res.stderr)
+        hwm = [line for line in res.stderr.splitlines() if line.startswith('HWM ')]
+        out[key] = {'seconds': seconds,
+                    'peak_rss_mb': int(hwm[0].split()[1]) / 1024 if hwm else None,
+                    'html_bytes': os.path.getsize(html) if not args else 0,
+                    'lines': len(res.stdout.splitlines())}
     return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--points', type=int, default=100_000, help='points (default 100,000)')
-    p.add_argument('--repeat', type=int, default=5, help='runs per view (default 5)')
+    p.add_argument('--days', type=int, default=30, help='days of builds (default 30)')
+    p.add_argument('--store', help="a store written by benchmarks/storegen.py")
+    p.add_argument('--now', type=float, help="its time (storegen's --now)")
+    p.add_argument('--influxdb-dir', help="an InfluxDB data directory with db bench")
+    p.add_argument('--repeat', type=int, default=3, help='views again per view (default 3)')
+    p.add_argument('--report', action='store_true', help="also time buildbot-stats report")
+    p.add_argument('--child', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    now = time.time()
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, 'stats.sqlite')
-        written = fillStore(path, args.points, now)
-        views = {}
-        numbers = itertools.count(10_000_000)  # the build numbers of addBuild
-        for builder in (None, BUILDERS[0]):
-            for range_name in ('24h', '7d', '30d', 'all'):
-                key = f"{builder or 'all builders'} {range_name}"
-                views[key] = timeView(path, builder, range_name, now, args.repeat, numbers)
-    print(json.dumps(harness.r({'bench': 'www_page', 'points': written,
-                                'target_ms': 300, 'views': views,
-                                'machine': harness.machine()})))
+    if args.child:
+        c = json.loads(args.child)
+        print(json.dumps(child(c['source'], c['builder'], c['range'], c['now'], c['repeat'])))
+        return
+    out = {'bench': 'www_page'}
+    tmp = None
+    if args.store:
+        path, now = args.store, args.now
+        from buildbot_stats.reading.sqlite import openStore
+
+        with openStore(path) as reader:
+            out['points'] = reader.countPoints()
+    else:
+        tmp = tempfile.mkdtemp()
+        path = os.path.join(tmp, 'stats.sqlite')
+        now = time.time() // 3600 * 3600
+        out['points'], out['rollup_s'] = storegen.fillStore(path, args.points, args.days, now)
+    out['store_bytes_per_point'] = os.path.getsize(path) / max(1, out['points'])
+    out['sqlite'] = views({'kind': 'sqlite', 'path': path}, now, args.repeat)
+    out['sqlite']['target_ms'] = 200
+    if args.report:
+        out['report'] = timeReport(path)
+    if args.influxdb_dir:
+        server = harness.servers_module().InfluxDB1Server(basedir=args.influxdb_dir)
+        server.start()
+        try:
+            out['influxdb'] = views({'kind': 'influx', 'url': server.url, 'db': 'bench'}, now,
+                                    args.repeat)
+            out['influxdb']['target_ms'] = 300
+        finally:
+            server.stop()
+    out['load'] = os.getloadavg()
+    out['machine'] = harness.machine()
+    print(json.dumps(harness.r(out)))
 
 
 if __name__ == '__main__':

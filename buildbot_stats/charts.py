@@ -17,6 +17,8 @@ PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e
            '#17becf']
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
+#: The width of a chart's plot, in pixels: no line needs more marks.
+PLOT_WIDTH = WIDTH - LEFT - RIGHT
 MAX_MARKERS = 400  # hover markers per line; beyond, the line alone (keeps files small)
 #: The colours of the events of :func:`lineChart` (changes for the worse, for the better).
 EVENT_COLORS = {'worse': '#d62728', 'better': '#2ca02c'}

@@ -191,17 +191,34 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertMachine(result)
 
     def test_www_page(self):
-        result = run_benchmark('www_page', '--points', 900, '--repeat', 1)
+        result = run_benchmark('www_page', '--points', 900, '--days', 3, '--repeat', 1,
+                               '--report')
         self.assertEqual((result['bench'], result['points']), ('www_page', 900))
-        self.assertEqual(len(result['views']), 8)
-        for name, view in result['views'].items():
-            # the first view, the mirror's load, the view after a build, the view again
-            for key in ('cold_median_ms', 'mirror_load_median_ms', 'after_write_median_ms',
-                        'cached_median_ms'):
+        self.assertEqual(len(result['sqlite']['views']), 8)
+        for name, view in result['sqlite']['views'].items():
+            # the first view after a start, the same again, from the cache; its memory
+            for key in ('first_ms', 'again_median_ms', 'cached_ms', 'traced_peak_mb'):
                 self.assertGreater(view[key], 0, (name, key))
-        # the 100 builds' charts, with a hover marker each (about 1 kB per build)
-        self.assertGreater(result['views']['all builders all']['html_bytes'], 100_000)
+        # 100 builds in 3 days: every build drawn (about 1 kB each) in the 'all' view
+        self.assertGreater(result['sqlite']['views']['all builders all']['html_bytes'],
+                           100_000)
+        self.assertGreater(result['report']['html']['peak_rss_mb'], 10)
+        self.assertGreater(result['store_bytes_per_point'], 20)
         self.assertMachine(result)
+
+    def test_store_costs_and_sketches(self):
+        result = run_benchmark('store_costs', '--points', 3000, '--days', 2, '--repeat', 1,
+                               '--batches', 100)
+        costs = result['batches']['100']
+        self.assertEqual(costs['with_rollups']['points'], 2997)
+        self.assertGreater(costs['with_rollups']['maintain_cpu_s'], 0)
+        self.assertIn('rollup_share', costs)
+        result = run_benchmark('sketches', '--days', 3, '--builds-per-day', 40,
+                               '--candidates', 'td=300')
+        fastdigest = result['candidates']['fastdigest max_centroids=300']
+        # few values per day: every sketch holds them all, the quantiles are all but exact
+        self.assertLess(fastdigest['max_rel_error'], 0.05)
+        self.assertGreater(fastdigest['hour_bytes'], 0)
 
     def test_regressions(self):
         result = run_benchmark('regressions', '--trials', 4, '--live-series', 1,

@@ -87,9 +87,12 @@ class ReportTest(StoreTestBase):
                          ['alpha', '6', '12.50s', '15.00s', '15.00s', '+50%', 'slower'])
         self.assertEqual(lines[3].split(),
                          ['beta', '2', '1.7m', '1.7m', '1.7m', 'too', 'few', 'builds'])
-        self.assertIn("  alpha-warnings: 6 points; value=1", lines)
-        self.assertIn("  beta-coverage: 2 points; percent=81.5", lines)
-        self.assertEqual(lines[-1], "22 points in the store.")
+        # the custom series: the page's panel, one row per numeric field
+        custom = lines[lines.index("Custom series:") + 3:]
+        self.assertEqual(custom[0].split(), ['alpha-warnings', 'value', '6', '3.5', '1', '6'])
+        self.assertEqual(custom[1].split(), ['beta-coverage', 'percent', '2', '81', '80.5',
+                                             '81.5'])
+        self.assertEqual(lines[-1].split(';')[0], "8 builds of 2 builders")
         self.assertFalse(os.path.exists(os.path.join(self.dir, 'stats-report.html')))
 
     def test_html_report_has_a_chart_per_builder_and_series_and_is_offline(self):
@@ -111,8 +114,8 @@ class ReportTest(StoreTestBase):
                          {'http://www.w3.org/2000/svg'})
         # every duration of alpha is a point with its value in the hover text
         alpha = text.split('data-name="alpha"')[1].split('</figure>')[0]
-        self.assertEqual(re.findall(r'<title>alpha: ([\d.]+) at', alpha),
-                         ['10', '11', '12', '13', '14', '15'])
+        self.assertEqual(re.findall(r'<title>alpha build #\d: duration ([\d.]+)s at', alpha),
+                         ['10.00', '11.00', '12.00', '13.00', '14.00', '15.00'])
         coverage = text.split('data-name="beta-coverage"')[1].split('</figure>')[0]
         self.assertEqual(re.findall(r'data-label="(\w+)"', coverage), ['percent'])
 
@@ -121,9 +124,10 @@ class ReportTest(StoreTestBase):
         status, _ = self.main('report', self.store, '--html', target)
         self.assertEqual(status, 0)
         self.assertTrue(os.path.getsize(target) > 1000)
+        with report.openStoreOrFail(self.store) as reader:
+            data = report.collect(reader)
         with self.assertRaises(CliError):
-            report.writeHtml({'builders': {}, 'series': [], 'points': 0},
-                             os.path.join(self.dir, 'no', 'such', 'dir.html'), self.store)
+            report.writeHtml(data, os.path.join(self.dir, 'no', 'such', 'dir.html'), self.store)
 
 
 class ExportTest(StoreTestBase):
@@ -297,14 +301,15 @@ class DemoTest(unittest.TestCase):
 
         store = os.path.join(workdir, 'master', 'stats.sqlite')
         conn = sqlite3.connect(store)
-        counts = dict(conn.execute("SELECT series, COUNT(*) FROM points GROUP BY series"))
+        # the documented view with the rows of schema version 2
+        counts = dict(conn.execute("SELECT series, COUNT(*) FROM points_json GROUP BY series"))
         builds = conn.execute(
-            "SELECT builder, COUNT(DISTINCT build_number) FROM points"
+            "SELECT builder, COUNT(DISTINCT build_number) FROM points_json"
             " WHERE series = builder || '-build-times' GROUP BY builder").fetchall()
         coverage = [json.loads(r[0]) for r in conn.execute(
-            "SELECT fields FROM points WHERE series = 'test-coverage'")]
+            "SELECT fields FROM points_json WHERE series = 'test-coverage'")]
         warnings = [r[0] for r in conn.execute(
-            "SELECT json_extract(fields, '$.value') FROM points"
+            "SELECT json_extract(fields, '$.value') FROM points_json"
             " WHERE series = 'compile-warnings'")]
         conn.close()
         # 2 builds per builder; 3 build-time points each; the properties and the data
@@ -319,7 +324,7 @@ class DemoTest(unittest.TestCase):
         for w in warnings:
             self.assertIsInstance(w, int)  # counted from the worker's real output
             self.assertTrue(0 <= w <= 20, w)
-        self.assertIn("26 points in the store.", out)
+        self.assertIn("6 builds of 3 builders", out)
 
         html = os.path.join(workdir, 'master', 'stats-report.html')
         self.assertIn(f"HTML report: {html}", out)
@@ -327,11 +332,13 @@ class DemoTest(unittest.TestCase):
             text = f.read()
         figures = re.findall(r'<figure class="chart" data-kind="(\w+)" data-name="([^"]+)"',
                              text)
+        # coverage's percent and lines on their own axes
         self.assertEqual(figures, [
             ('duration', 'compile'), ('duration', 'docs'), ('duration', 'test'),
             ('series', 'compile-warnings'), ('series', 'docs-pages'),
-            ('series', 'test-coverage'), ('series', 'test-tests_run')])
-        self.assertEqual(text.count('<svg'), 7)
+            ('series', 'test-coverage (%)'), ('series', 'test-coverage (lines)'),
+            ('series', 'test-tests_run')])
+        self.assertEqual(text.count('<svg'), 8)
         # the master.cfg it wrote is the example to copy
         with open(os.path.join(workdir, 'master', 'master.cfg')) as f:
             cfg = f.read()
@@ -346,7 +353,7 @@ class DemoTest(unittest.TestCase):
         self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
         conn = sqlite3.connect(store)
         self.assertEqual(conn.execute("SELECT COUNT(DISTINCT builder || build_number)"
-                                      " FROM points").fetchone()[0], 3)
+                                      " FROM points_json").fetchone()[0], 3)
         conn.close()
         shutil.rmtree(workdir)
 
@@ -403,7 +410,7 @@ class DemoServeTest(unittest.TestCase):
         # one marker per build, 3 builders; the demo's captures fill the panels
         self.assertEqual(len(re.findall(r'<g class="line" data-label="[a-z]+ builds" '
                                         r'data-style="points"><a ', body)), 3)
-        self.assertIn('data-name="test-coverage"', body)
+        self.assertIn('data-name="test-coverage (%)"', body)
         self.assertNotIn('data-panel="queue"', body)
         # the time the builds took, said before the master serves the page (it once
         # counted the serving too)
@@ -419,7 +426,7 @@ class DemoServeTest(unittest.TestCase):
         self.assertEqual(processesUnder(workdir), [])
         # every point of the 3 builds is kept (none taken for a build cut off)
         conn = sqlite3.connect(os.path.join(workdir, 'master', 'stats.sqlite'))
-        self.assertEqual(conn.execute("SELECT COUNT(*) FROM points WHERE series = 'builds'")
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM points_json WHERE series = 'builds'")
                          .fetchone(), (3,))
         conn.close()
         shutil.rmtree(workdir)

@@ -153,7 +153,7 @@ def buildFixture(d):
     writeTestStore(os.path.join(d, 'tests.sqlite'))
     writeStore(os.path.join(d, 'badjson.sqlite'), storePoints(3))
     sqlite(os.path.join(d, 'badjson.sqlite'),
-           "UPDATE points SET fields = 'not json' WHERE id = 2")
+           "UPDATE points SET vals = 'not json' WHERE id = 2")
     writeStore(os.path.join(d, 'odd.sqlite'), [
         ('two\nlines-build-times', {'builder_name': 'two\nlines', 'build_number': '1'},
          {'duration': 3.0}, T0)])
@@ -286,7 +286,12 @@ def reportCases():
         case('report', '{d}/stats.sqlite', '--no-html', hold='stats.sqlite',
              says='is locked by another program'),
         case('report', '{d}/stats.sqlite', '--no-html', '--html', '{d}/r.html', status=0),
-        case('report', says='the following arguments are required: STORE'),
+        case('report', says='give STORE, or --influxdb URL --db NAME'),
+        case('report', '--influxdb', 'http://127.0.0.1:9', '--db', 'x', '--no-html',
+             says=('http://127.0.0.1:9 db x: cannot be read', 'refused')),
+        case('report', '{d}/stats.sqlite', '--influxdb', 'http://127.0.0.1:9', '--db', 'x',
+             says='give STORE or --influxdb URL --db NAME, not both'),
+        case('report', '{d}/stats.sqlite', '--db', 'x', says='--db and --user go with --influxdb'),
         case('report', '{d}/stats.sqlite', 'extra', says='unrecognized arguments: extra'),
         case('report', '{d}/stats.sqlite', '--html', says='expected one argument'),
     ]
@@ -418,6 +423,49 @@ def testsCases():
     return cases
 
 
+def pruneCases():
+    cases = [case('prune', s, '--older-than', '90d', says=w) for s, w in STORE_PATHS]
+    cases += [
+        # a dry run reads only: nothing written, no -wal or -shm beside the store
+        case('prune', '{d}/stats.sqlite', '--older-than', '1d', '--dry-run', status=0),
+        case('prune', '{d}/link.sqlite', '--older-than', '1d', '--rollups-older-than', '30d',
+             '--dry-run', status=0),
+        case('prune', '{d}/badjson.sqlite', '--older-than', '1d', '--dry-run', status=0,
+             label='prune --dry-run counts a store with a damaged point'),
+        case('prune', '{d}/stats.sqlite', '--older-than', '90d', '--busy-timeout', '0.3',
+             hold='stats.sqlite', says='is locked by another program'),
+        case('prune', '{d}/stats.sqlite', '--older-than', 'soon',
+             says="bad age for --older-than: 'soon'"),
+        case('prune', '{d}/stats.sqlite', '--older-than', '0d',
+             says="bad age for --older-than: '0d'"),
+        case('prune', '{d}/stats.sqlite', '--older-than', '',
+             says="bad age for --older-than: ''"),
+        case('prune', '{d}/stats.sqlite', '--older-than', '90d', '--rollups-older-than', '1d',
+             says='--rollups-older-than must be at least --older-than'),
+        case('prune', '{d}/stats.sqlite', '--older-than', '90d', '--busy-timeout', '-1',
+             says="'-1' must be a positive number of seconds"),
+        case('prune', '{d}/stats.sqlite', says='the following arguments are required: '
+             '--older-than'),
+        case('prune', says='the following arguments are required: STORE, --older-than'),
+    ]
+    return cases
+
+
+def compactCases():
+    cases = [case('compact', s, says=w) for s, w in STORE_PATHS[:11]]
+    cases += [
+        case('compact', '{d}/stats.sqlite', '--busy-timeout', '0.3', hold='stats.sqlite',
+             says='is locked by another program'),
+        case('compact', '{d}/stats.sqlite', '--busy-timeout', 'nan',
+             says="'nan' must be a positive number of seconds"),
+        case('compact', '{d}/stats.sqlite', '--busy-timeout', 'soon',
+             says="'soon' is not a number of seconds"),
+        case('compact', '{d}/stats.sqlite', 'extra', says='unrecognized arguments: extra'),
+        case('compact', says='the following arguments are required: STORE'),
+    ]
+    return cases
+
+
 def regressionsCases():
     cases = [case('regressions', s, says=w) for s, w in STORE_PATHS]
     for t, words in BAD_TIMES[:10]:
@@ -429,7 +477,8 @@ def regressionsCases():
         case('regressions', '{d}/stats.sqlite', '--since', '30m', '-f', 'json', status=0),
         case('regressions', '{d}/link.sqlite', status=0),
         case('regressions', '{d}/odd.sqlite', status=0),
-        case('regressions', '{d}/badjson.sqlite', says=('badjson.sqlite', 'malformed JSON')),
+        case('regressions', '{d}/badjson.sqlite',
+             says=('badjson.sqlite', 'is damaged: the point of row 2')),
         case('regressions', '{d}/stats.sqlite', hold='stats.sqlite',
              says='is locked by another program'),
         case('regressions', '{d}/stats.sqlite', '--builder', 'gamma',
@@ -463,6 +512,46 @@ def regressionsCases():
     return cases
 
 
+def rebuildRollupsCases():
+    cases = [case('rebuild-rollups', s, says=w) for s, w in STORE_PATHS[:11]]
+    for option in ('--since', '--start'):
+        for t, words in BAD_TIMES[:4] + BAD_TIMES[7:8]:
+            cases.append(case('rebuild-rollups', '{d}/stats.sqlite', option, t,
+                              says=words.replace('{opt}', option)))
+    cases += [
+        case('rebuild-rollups', '{d}/stats.sqlite', '--busy-timeout', '0.3',
+             hold='stats.sqlite', says='is locked by another program'),
+        case('rebuild-rollups', says='the following arguments are required: STORE'),
+    ]
+    return cases
+
+
+def influxdbRollupsCases():
+    # no server is needed to be refused; one that cannot be reached is named
+    db = ['--db', 'buildbot']
+    return [
+        case('influxdb-rollups', says='the following arguments are required: --influxdb, '
+             '--db'),
+        case('influxdb-rollups', '--influxdb', 'http://127.0.0.1:9',
+             says='the following arguments are required: --db'),
+        case('influxdb-rollups', '--influxdb', 'localhost:8086', *db,
+             says="url must be an http:// or https:// URL, got 'localhost:8086'"),
+        case('influxdb-rollups', '--influxdb', 'http://127.0.0.1:9', '--db', '',
+             says="--influxdb needs --db NAME"),
+        case('influxdb-rollups', '--influxdb', 'http://127.0.0.1:9', *db,
+             says=('http://127.0.0.1:9 db buildbot: cannot be read', 'refused')),
+        case('influxdb-rollups', '--influxdb', 'http://127.0.0.1:9', *db, '--since', '2d',
+             says='--since goes with --backfill'),
+        case('influxdb-rollups', '--influxdb', 'http://127.0.0.1:9', *db, '--backfill',
+             '--start', 'yesterday', says="bad time for --start: 'yesterday'"),
+        case('influxdb-rollups', '--influxdb', 'http://127.0.0.1:9', *db, '--backfill',
+             '--since', '99999999999999', says='is out of range'),
+        # --print runs nothing: no server needed
+        case('influxdb-rollups', '--influxdb', 'http://127.0.0.1:9', *db, '--backfill',
+             '--since', '2d', '--print', status=0),
+    ]
+
+
 def usageCases():
     return [
         case(says='the following arguments are required: COMMAND'),
@@ -475,7 +564,8 @@ def usageCases():
 
 #: Every case of the table, by command (a new command adds a function of its own).
 CASES = (reportCases() + exportCases() + backfillCases() + demoCases() + testsCases()
-         + regressionsCases() + usageCases())
+         + regressionsCases() + pruneCases() + compactCases() + rebuildRollupsCases() + influxdbRollupsCases()
+         + usageCases())
 
 
 @contextlib.contextmanager
@@ -488,6 +578,19 @@ def exclusiveLock(path):
         holder.execute("COMMIT")  # the lock stays: exclusive locking mode
         yield
     finally:
+        holder.close()
+
+
+@contextlib.contextmanager
+def writeInProgress(path):
+    """``path`` with another program's write transaction open (readers go on, in WAL mode;
+    a writer waits)."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder.execute("ROLLBACK")
         holder.close()
 
 
@@ -620,6 +723,12 @@ SIGNAL_CASES = [
     SignalCase('backfill', signal.SIGTERM, "backfill waiting for a locked database"),
     SignalCase('tests', signal.SIGINT, "tests, its tables flowing to a full pipe"),
     SignalCase('regressions', signal.SIGINT, "regressions of a large store, once it is open"),
+    SignalCase('prune', signal.SIGINT, "prune waiting for a store another program locks"),
+    SignalCase('compact', signal.SIGTERM, "compact waiting for a store another program locks"),
+    SignalCase('rebuild-rollups', signal.SIGINT,
+               "rebuild-rollups waiting for a store another program locks"),
+    SignalCase('influxdb-rollups', signal.SIGINT, "influxdb-rollups waiting for a server "
+               "that does not answer"),
     # one demo run is enough: tests.test_cli_safety.DemoInterrupted (./run-demo, SIGINT)
     SignalCase('demo', signal.SIGINT, "./run-demo, once a build ended"),
 ]
@@ -742,6 +851,36 @@ class Signals(unittest.TestCase):
         self.assertSound(store, before)
         self.assertEqual(sorted(os.listdir(self.dir)), ['tests.sqlite'])
 
+    def test_store_commands_waiting_for_a_lock(self):
+        store = os.path.join(self.dir, 'stats.sqlite')
+        writeStore(store, storePoints())
+        with open(store, 'rb') as f:
+            before = f.read()
+        for args, signum in ((['prune', store, '--older-than', '1d'], signal.SIGINT),
+                             (['compact', store], signal.SIGTERM),
+                             (['rebuild-rollups', store], signal.SIGINT)):
+            with writeInProgress(store):
+                # each waits for the write to end (10 s and more): the signal ends it at once
+                proc = self.start(*args)
+                waitFor(proc, lambda: store in openFiles(proc.pid), "the store is open")
+                self.assertInterrupted(self.interrupt(proc, signum), signum, args[0])
+            self.assertSound(store, before)
+        self.assertEqual(sorted(os.listdir(self.dir)), ['stats.sqlite'])
+
+    def test_influxdb_rollups_waiting_for_a_server(self):
+        import socket
+
+        server = socket.socket()
+        self.addCleanup(server.close)
+        server.bind(('127.0.0.1', 0))
+        server.listen(1)  # accepts the connection, never answers
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        proc = self.start('influxdb-rollups', '--influxdb', url, '--db', 'buildbot')
+        conn, _ = server.accept()
+        self.addCleanup(conn.close)
+        self.assertInterrupted(self.interrupt(proc, signal.SIGINT), signal.SIGINT,
+                               'influxdb-rollups')
+
     @defer.inlineCallbacks
     def test_backfill_waiting_for_a_locked_database(self):
         basedir = os.path.join(self.dir, 'master')
@@ -835,6 +974,15 @@ class AnotherUser(unittest.TestCase):
         self.assertEqual(err, f"buildbot-stats report: error: --html {ro}/stats-report.html: "
                          f"cannot write it: {ro}: permission denied; give --html FILE "
                          "elsewhere, or --no-html\n")
+        status, out, err = self.runAsAnother('prune', store, '--older-than', '1h', '--dry-run')
+        self.assertEqual(status, 0, err)
+        self.assertIn("would delete 12 raw points older than", out)
+        for command in (['compact'], ['prune', '--older-than', '1h'], ['rebuild-rollups']):
+            status, out, err = self.runAsAnother(command[0], store, *command[1:])
+            self.assertEqual(status, 2, err)
+            self.assertEqual(err, f"buildbot-stats {command[0]}: error: {store}: cannot change "
+                             "it: permission denied (the store and its directory must be "
+                             "writable: run it as the user that runs the master)\n")
         status, out, err = self.runAsAnother('report', damaged, '--no-html')
         self.assertEqual(status, 2)
         self.assertIn('is not a readable SQLite database', err)

@@ -295,7 +295,13 @@ class UnknownArguments(unittest.TestCase):
             self.errorsOf(stats.SQLiteStorageService, 'stats.sqlite', batchsize=10),
             ["SQLiteStorageService: unknown argument batchsize= (did you mean batch_size=?); "
              "it takes path, captures, batch_size, flush_interval, max_pending, "
-             "stop_timeout, busy_timeout, name"])
+             "stop_timeout, busy_timeout, keep, keep_rollups, name"])
+        # retention's keywords are declared as the others (keep= misspelt is named)
+        self.assertEqual(
+            self.errorsOf(stats.SQLiteStorageService, 'stats.sqlite', keep_rollup='1y'),
+            ["SQLiteStorageService: unknown argument keep_rollup= (did you mean "
+             "keep_rollups=?); it takes path, captures, batch_size, flush_interval, "
+             "max_pending, stop_timeout, busy_timeout, keep, keep_rollups, name"])
         self.assertEqual(
             self.errorsOf(stats.StatsService, storage_backend=[], name='s'),
             ["StatsService 's': unknown argument storage_backend= (did you mean "

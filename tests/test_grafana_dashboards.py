@@ -108,6 +108,8 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
                 self.assertTrue(values, f"{os.path.basename(path)}: variable {var['name']}")
                 variables[var['name']] = values
             self.assertEqual(variables['builder'], ['alpha', 'beta'])
+            # the change points kept are no custom series (the page's readers agree)
+            self.assertNotIn('change_points', variables.get('series', []))
             for panel in board['panels']:
                 for t in panel.get('targets', []):
                     # a repeated panel runs once per value of its variable
@@ -133,9 +135,11 @@ class GrafanaDashboardsTest(PageMasterMixin, RunMasterBase):
         self.assertEqual(sorted(reader.buildResults(builder='alpha')), ['alpha'])
         # the page's steps: as the SQLite reader's, without the hidden step (hideStepIf,
         # a tag InfluxDB has on its points only) and Buildbot's worker_preparation
-        self.assertEqual(set(reader.stepSummary()), {
-            ('alpha', 'shell'), ('alpha', 'maybe-fail'), ('alpha', 'unit-tests'), ('beta', 'shell')})
-        self.assertEqual(set(reader.stepDurations()), set(reader.stepSummary()))
+        shown = {('alpha', 'shell'), ('alpha', 'maybe-fail'), ('alpha', 'unit-tests'),
+                 ('beta', 'shell')}
+        self.assertEqual(set(reader.summarize('steps')), shown)
+        self.assertEqual(set(reader.summarize('steps', period=86400)), shown)
+        self.assertEqual(set(reader.stepDurations()), shown)
         hidden = reader.query('SELECT count("duration") FROM "steps" WHERE "hidden" = \'true\'')
         self.assertEqual(hidden[0]['values'][0][1], 2)  # alpha's SetProperty, both builds
 

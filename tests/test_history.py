@@ -30,7 +30,7 @@ def storeRows(path):
     conn = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
     try:
         return sorted(conn.execute(
-            "SELECT series, time_us, builder, build_number, tags, fields FROM points"))
+            "SELECT series, time_us, builder, build_number, tags, fields FROM points_json"))
     finally:
         conn.close()
 

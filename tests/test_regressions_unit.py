@@ -1,7 +1,8 @@
 """Regressions (the master's change detection) over a real SQLite store: the full analysis,
 the analysis after a build, what is kept and withdrawn, a restart, backfilled history, the
 attribution from Buildbot's data API (fake master), the configuration; and the readers'
-queries of it (SQLite, the page's mirror)."""
+queries of it (the SQLite reader, v3 layout: change points as raw points, never rolled
+up)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from benchmarks.regressions import noisy
 from buildbot_stats import stats
 from buildbot_stats.analysis import changepoints
 from buildbot_stats.reading import changes as kept_changes
-from buildbot_stats.reading.mirror import StoreMirror
 from buildbot_stats.reading.sqlite import openStore
 from buildbot_stats.history.attribution import attribute
 from buildbot_stats.reading.changes import logLine
@@ -149,9 +149,20 @@ class Analyses(unittest.TestCase):
             stored = reader.changePoints()
             self.assertEqual([c['series'] for c in stored], ['step:test', 'duration'])
             self.assertEqual(stored, reader.changePoints(start=T0))  # newest first
-            snapshot = StoreMirror().sync(reader, background=False)
-            self.assertEqual(snapshot.changePoints(), stored)
-            self.assertEqual(snapshot.measuredSeries(), reader.measuredSeries())
+            measured = reader.measuredSeries()
+        # the hours roll up (long closed): the change points stay raw points, read the same,
+        # and no rollup row is theirs
+        while self.store.writer.maintain(self.path, T0 + 86400):
+            pass
+        self.store.writer.close()
+        with openStore(self.path) as reader:
+            self.assertGreater(reader.rollupState()[0], T0 + 60 * 200)
+            self.assertEqual(reader.changePoints(), stored)
+            self.assertEqual(reader.measuredSeries(), measured)
+            self.assertEqual(reader.summarize('custom'), {})
+            self.assertEqual(reader._one(
+                "SELECT COUNT(*) FROM rollups r JOIN series s ON s.id = r.series"
+                " WHERE s.name = ?", (kept_changes.CHANGE_POINTS,))[0], 0)
         again, _ = Regressions(), None
         again.attach(Service(self.path))
         self.assertEqual(again.analyseAll(), ([], []))
@@ -370,8 +381,11 @@ class Off(FakeMasterMixin, unittest.TestCase):
         with self.assertRaises(ImportError):
             changepoints.findChanges([1.0] * 20)
         # the page's Changes panel says which package to install
-        data = {'builders': [], 'durations': {}, 'results': {}, 'queue': {}, 'steps': {},
-                'tests': {}, 'custom': {}, 'changes': []}
+        from buildbot_stats.www.panels import PANELS
+
+        # every panel's model empty, the Changes panel's without a change
+        data = dict({panel.id: None for panel in PANELS}, builder_names=[], period=3600,
+                    changes={'changes': []})
         text = Page(data, None, '7d', {}, '../../../', None, 'store', T0, detection=why).render()
         self.assertIn('<p class="none" data-panel="changes">Change detection is off: the '
                       'apache-otava package is not installed (pip install '

@@ -188,7 +188,7 @@ def readerAnswers(reader):
                    for s, v in reader.customSeries().items()},
         'results': {b: sorted((n, r) for _, n, r in v)
                     for b, v in reader.buildResults().items()},
-        'steps': reader.stepSummary(),
+        'steps': reader.summarize('steps'),
     }
 
 
@@ -215,12 +215,11 @@ def answersOf(open_reader):
 
 
 def reportParts(path):
+    """The report's builders table and its custom series' numbers per field."""
     with openStore(path) as store:
         data = report.collect(store)
-    return ({b: st for b, (st, _) in data['builders'].items()},
-            {info.name: (info.points, {k: sorted(v for _, v in vals)
-                                       for k, vals in fields.items()})
-             for info, fields in data['series']})
+    return ({row['builder']: row for row in data['builders'] or []},
+            {s['series']: dict(s['stats']) for s in data['custom'] or []})
 
 
 class SeriesOnARealInfluxDB(PageMasterMixin, RunMasterBase):
@@ -412,7 +411,9 @@ class SeriesOnARealInfluxDB(PageMasterMixin, RunMasterBase):
             self.assertEqual(answers, (yield threads.deferToThread(answersOf, open_tag)))
             # the page
             field_page = yield threads.deferToThread(pageParts, open_field, now)
-            self.assertEqual(field_page[1], {'alpha': 250, 'beta': 250})
+            # 250 builds a builder: drawn per period, not one by one; the table has them
+            self.assertEqual(field_page[1], {'alpha': 0, 'beta': 0})
+            self.assertIn('>alpha</a></td><td>250</td>', field_page[0][0])
             self.assertEqual(field_page, (yield threads.deferToThread(pageParts, open_tag,
                                                                       now)))
         # the report
@@ -483,5 +484,5 @@ class SeriesOnARealInfluxDB(PageMasterMixin, RunMasterBase):
         builders, series = yield threads.deferToThread(reportParts, path)
         self.assertEqual({b: st['builds'] for b, st in builders.items()},
                          {'alpha': 32, 'beta': 32})
-        self.assertEqual(len(series['alpha-coverage'][1]['percent']), 32)
-        self.assertNotIn('build_number', series['alpha-warnings'][1])
+        self.assertEqual(series['alpha-coverage']['percent'].count, 32)
+        self.assertNotIn('build_number', series['alpha-warnings'])

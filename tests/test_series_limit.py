@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import urllib.parse
 
 import treq.client
@@ -559,11 +560,27 @@ class SeedCapturesInTheFieldForm(ConfigErrorsMixin, unittest.TestCase):
                          ({'build_number': '1'}, {'v': 1}))
 
     def test_the_other_backends_read_the_field_form(self):
-        # the embedded store's build_number column, from the tag or the field
-        row = encodeRow('alpha-x', {'builder_name': 'alpha'}, {'v': 1, 'build_number': 9}, 1.0)
-        self.assertEqual(row[2:4], ('alpha', 9))
-        row = encodeRow('alpha-x', {'builder_name': 'alpha', 'build_number': '9'}, {'v': 1}, 1.0)
-        self.assertEqual(row[2:4], ('alpha', 9))
+        # the embedded store's build number, from the tag or the field (its reader, and the
+        # build_number column of its documented views)
+        import sqlite3
+        import tempfile
+
+        from buildbot_stats.reading.sqlite import openStore
+        from buildbot_stats.storage.sqlite.writer import StoreWriter
+
+        path = os.path.join(tempfile.mkdtemp(), 'stats.sqlite')
+        writer = StoreWriter(5.0)
+        writer.write(path, [
+            encodeRow('alpha-x', {'builder_name': 'alpha'}, {'v': 1, 'build_number': 9}, 1.0),
+            encodeRow('alpha-x', {'builder_name': 'alpha', 'build_number': '8'}, {'v': 1}, 2.0)])
+        writer.close()
+        with openStore(path) as reader:
+            self.assertEqual([(b, n) for _, b, n, _ in reader.customSeries()['alpha-x']],
+                             [('alpha', 9), ('alpha', 8)])
+        conn = sqlite3.connect(path)
+        self.assertEqual(conn.execute("SELECT builder, build_number FROM points_json"
+                                      " ORDER BY time_us").fetchall(), [('alpha', 9), ('alpha', 8)])
+        conn.close()
         # Prometheus: the build number is neither a gauge nor a label
         backend = stats.PrometheusStorageService(port=None, captures=[])
         backend.postStatsValue({'name': 'warnings', 'value': 3, 'build_number': 9},

@@ -32,7 +32,7 @@ from tests.waiting import waitUntil
 TAGS = {'builder_name': 'alpha', 'build_number': '7'}
 
 
-def rows(path, sql="SELECT series, time_us, builder, build_number, tags, fields FROM points"
+def rows(path, sql="SELECT series, time_us, builder, build_number, tags, fields FROM points_json"
          " ORDER BY id"):
     conn = sqlite3.connect(path)
     try:
@@ -134,7 +134,7 @@ class FakeClockTest(TestReactorMixin, unittest.TestCase):
         self.assertEqual(svc.counters.written, 3)
         self.assertEqual(svc.batches, 1)
         self.assertEqual(
-            rows(path, "SELECT series, time_us, fields FROM points ORDER BY id"),
+            rows(path, "SELECT series, time_us, fields FROM points_json ORDER BY id"),
             [('alpha-build-times', 1_000_000_000 + i * 1_000_000, f'{{"duration":{i}.0}}')
              for i in range(3)])
 
@@ -149,7 +149,7 @@ class FakeClockTest(TestReactorMixin, unittest.TestCase):
         self.assertEqual(svc.counters.pending, 2)
         yield svc.flush()
         self.assertEqual(svc.counters.written, 12)
-        self.assertEqual({r[0] for r in rows(svc.path, "SELECT time_us FROM points")},
+        self.assertEqual({r[0] for r in rows(svc.path, "SELECT time_us FROM points_json")},
                          {1_234_500_000})
 
 
@@ -197,7 +197,7 @@ class RealFileTest(unittest.TestCase):
                  ('alpha-build-times', {'duration': 2.5}, '8', 200.0)])
             self.assertEqual(store.buildDurations(),
                              {'alpha': [(100.000001, 7, 1.5), (200.0, 8, 2.5)]})
-        self.assertEqual(rows(self.path, "SELECT builder, build_number FROM points"),
+        self.assertEqual(rows(self.path, "SELECT builder, build_number FROM points_json"),
                          [('alpha', 7), ('alpha', 7), ('alpha', 8)])
 
     @defer.inlineCallbacks
@@ -238,7 +238,7 @@ class RealFileTest(unittest.TestCase):
         # measured by benchmarks/burst.py, not asserted here)
         self.assertLessEqual(svc.batches, n // 1000 + 5)
         self.assertEqual(rows(self.path, "SELECT COUNT(*), COUNT(DISTINCT build_number)"
-                                         " FROM points"), [(n, n)])
+                                         " FROM points_json"), [(n, n)])
 
     @defer.inlineCallbacks
     def test_bad_values_are_stored_as_documented_or_rejected_and_counted(self):
@@ -351,7 +351,7 @@ class RealFileTest(unittest.TestCase):
         yield svc.stopService()
         self.assertEqual(svc.counters.written, 4)
         self.assertEqual(svc.counters.dropped, 0)
-        self.assertEqual(rows(self.path, "SELECT json_extract(fields, '$.v') FROM points"),
+        self.assertEqual(rows(self.path, "SELECT json_extract(fields, '$.v') FROM points_json"),
                          [(0,), (1,), (2,), (3,)])
         # one error line for the whole outage, one for the recovery
         self.assertEqual(len(logs.matching('cannot write')), 1)
@@ -419,7 +419,7 @@ class RealFileTest(unittest.TestCase):
             yield svc.stopService()
             self.assertEqual(svc.counters.written, 2)
         # the last write wins, as in InfluxDB
-        self.assertEqual(rows(self.path, "SELECT series, fields FROM points ORDER BY series"),
+        self.assertEqual(rows(self.path, "SELECT series, fields FROM points_json ORDER BY series"),
                          [('alpha-build-times', '{"duration":2.0}'), ('other', '{"v":1}')])
 
 
@@ -435,8 +435,9 @@ class MigrationTest(unittest.TestCase):
     def test_upgrade_runs_each_step_once_in_order(self):
         conn = self.connect()
         self.assertEqual(sqlite_schema.migrate(conn), 0)
-        conn.execute("INSERT INTO points (series, time_us, tags, fields) VALUES"
-                     " ('s', 1, '{}', '{\"v\": 1}')")
+        conn.execute("INSERT INTO series (name) VALUES ('s')")
+        conn.execute("INSERT INTO points (series, time_us, tagset, build, fieldset, vals)"
+                     " VALUES (1, 1, 1, -1, 1, '[1]')")
         calls = []
 
         def v2(c):
@@ -449,7 +450,7 @@ class MigrationTest(unittest.TestCase):
         self.assertEqual(calls, [NEXT])
         self.assertEqual(sqlite_schema.fileVersion(conn), NEXT)
         self.assertEqual(conn.execute("SELECT series, note FROM points").fetchall(),
-                         [('s', None)])
+                         [(1, None)])
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         self.assertEqual(meta['schema_version'], str(NEXT))
 

@@ -4,7 +4,9 @@ writer thread, replaced when a build is written again, about 15 bytes a result),
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import sqlite3
 import time
 
@@ -12,6 +14,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from buildbot_stats import stats
+from buildbot_stats.cli import main as cli_main
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
 from buildbot_stats.outcomes import PASSED
@@ -20,9 +23,14 @@ from buildbot_stats.outcomes import TestRun
 from buildbot_stats.reading.influxdb import InfluxReader
 from buildbot_stats.reading.sqlite import openStore
 from buildbot_stats.storage.sqlite import schema
+from buildbot_stats.storage.sqlite import testruns
+from buildbot_stats.storage.sqlite.writer import StoreWriter
 from tests.servers import InfluxDB1Server
 
 T0 = 1_700_000_000.0
+#: issue 19's store written by the schema v2 release
+V2_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures',
+                          'store-v2.sqlite')
 
 
 def sampleBuilds(builds=12, tests=40):
@@ -182,21 +190,124 @@ class SQLiteStore(unittest.TestCase):
         # the table and its index of failures, per result: the target is 24
         self.assertLess(pages / 100_000, 18)
 
-    def test_v2_file_gets_the_test_tables_and_keeps_its_points(self):
+    def test_v2_store_through_v3_to_v4(self):
+        """Issue 19's store of the v2 release gets the lean layout (v3), then the test
+        tables (v4): every point kept; read at v3 without per-test results."""
+        shutil.copy(V2_FIXTURE, self.path)
         conn = sqlite3.connect(self.path, isolation_level=None)
         self.addCleanup(conn.close)
-        schema.migrate(conn, target=2)
-        conn.execute("INSERT INTO points (series, time_us, tags, fields) VALUES"
-                     " ('s', 1, '{}', '{\"v\": 1}')")
-        # read before the writer migrates it: no per-test results, no error
+        points = conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+        self.assertGreater(points, 0)
+        # the readers read v3 and later: a v2 store is upgraded first
+        with self.assertRaisesRegex(schema.StoreError, 'rebuild-rollups'):
+            openStore(self.path)
+        self.assertEqual(schema.migrate(conn, target=3), 2)
         with openStore(self.path) as store:
-            self.assertEqual(store.version, 2)
+            self.assertEqual(store.version, 3)
             self.assertEqual(store.testAnswers()['builds'], 0)
             self.assertEqual(store.testHistory('a', 't'), [])
-        self.assertEqual(schema.migrate(conn), 2)
+            before = [(p.series, p.tags, p.fields, p.time) for p in store.points()]
+        self.assertEqual(len(before), points)
+        self.assertEqual(schema.migrate(conn), 3)
         self.assertEqual(schema.fileVersion(conn), schema.SCHEMA_VERSION)
-        self.assertEqual(conn.execute("SELECT COUNT(*) FROM points").fetchone()[0], 1)
         self.assertEqual(conn.execute("SELECT COUNT(*) FROM test_runs").fetchone()[0], 0)
+        with openStore(self.path) as store:
+            self.assertEqual([(p.series, p.tags, p.fields, p.time) for p in store.points()],
+                             before)
+
+    def test_v2_store_straight_to_v4_by_the_writer(self):
+        shutil.copy(V2_FIXTURE, self.path)
+        writer = StoreWriter(5.0)
+        self.addCleanup(writer.close)
+        run, cases = sampleBuilds(builds=2)[0]
+        self.assertEqual(writer.write(self.path, [], tests=[(run, cases)]), len(cases))
+        with openStore(self.path) as store:
+            self.assertEqual(store.version, schema.SCHEMA_VERSION)
+            self.assertEqual(len(list(store.points())), self.v2Points())
+            self.assertEqual([r.number for r in store.testRuns()], [run.build_number])
+
+    def v2Points(self):
+        conn = sqlite3.connect(V2_FIXTURE)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+        finally:
+            conn.close()
+
+    def test_retention_deletes_old_test_results_in_batches(self):
+        writer = StoreWriter(5.0)
+        self.addCleanup(writer.close)
+        builds = sampleBuilds(builds=6, tests=40)
+        writer.write(self.path, [], tests=builds)
+        cutoff = builds[2][0].time + 1  # the first three builds of each builder end before
+        old = [(r, c) for r, c in builds if r.time < cutoff]
+        conn = writer.conn
+        runs, results = testruns.count(conn, round(cutoff * 1e6))
+        self.assertEqual((runs, results), (len(old), sum(len(c) for _, c in old)))
+        # batches of 15 rows: a run's row goes with its last result, never before
+        gone = testruns.deleteBatch(conn, round(cutoff * 1e6), batch=15)
+        self.assertEqual(gone, 15)
+        with openStore(self.path) as store:
+            self.assertEqual(len(store.testRuns()), len(builds))
+        while testruns.deleteBatch(conn, round(cutoff * 1e6), batch=15) == 15:
+            pass
+        self.assertEqual(testruns.count(conn, round(cutoff * 1e6)), (0, 0))
+        with openStore(self.path) as store:
+            kept = store.testRuns()
+            self.assertEqual(sorted((r.builder, r.number) for r in kept),
+                             sorted((r.builder, r.build_number) for r, _ in builds
+                                    if r.time >= cutoff))
+            self.assertEqual(sum(sum(r.counts) for r in kept),
+                             sum(len(c) for r, c in builds if r.time >= cutoff))
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM test_results").fetchone()[0],
+                         sum(len(c) for r, c in builds if r.time >= cutoff))
+
+    def test_report_shows_the_test_tables(self):
+        from buildbot_stats.cli import report
+
+        writer = StoreWriter(5.0)
+        self.addCleanup(writer.close)
+        writer.write(self.path, [], tests=sampleBuilds())
+        with openStore(self.path) as store:
+            data = report.collect(store, now=T0 + 3600)
+        text = report.terminalSummary(data)
+        self.assertIn("Flaky, failing and slow tests:", text)
+        lines = [line.split() for line in text.splitlines()]
+        # test_001 fails in odd builds (flaky), test_002 since build 9 (failing)
+        self.assertIn(['pkg.test_mod.Test.test_001', 'alpha', 'flaky', '6', 'of', '12', 'flip',
+                       'rate', '100%'], lines)
+        self.assertIn(['pkg.test_mod.Test.test_002', 'alpha', 'failing', '4', 'of', '12',
+                       'last', '#12'], lines)
+        html = report.renderHtml(data, self.path)
+        self.assertIn('<span class="test" title="pkg.test_mod.Test.test_001">', html)
+        self.assertNotIn('href="test?', html)
+
+    def test_keep_and_prune_delete_old_test_results(self):
+        writer = StoreWriter(5.0)
+        self.addCleanup(writer.close)
+        builds = sampleBuilds(builds=6, tests=40)
+        writer.write(self.path, [], tests=builds)
+        newest = max(r.time for r, _ in builds)
+        kept = [(r, c) for r, c in builds if r.time >= newest - 120]
+        # the master's maintenance with keep=: the same age as the raw points
+        while writer.maintain(self.path, newest + 10, keep=130):
+            pass
+        with openStore(self.path) as store:
+            self.assertEqual(len(store.testRuns()), len(kept))
+        # prune by hand: a dry run counts, then every result older goes
+        out = io.StringIO()
+        args = cli_main.makeParser().parse_args(
+            ['prune', self.path, '--older-than', '70s', '--dry-run'])
+        self.assertEqual(args.func(args, out, now=newest + 10), 0)
+        left = [(r, c) for r, c in kept if r.time < newest - 60]
+        self.assertIn(f", {sum(len(c) for _, c in left)} test results of {len(left)} builds",
+                      out.getvalue())
+        writer.close()
+        out = io.StringIO()
+        args = cli_main.makeParser().parse_args(['prune', self.path, '--older-than', '70s'])
+        self.assertEqual(args.func(args, out, now=newest + 10), 0)
+        self.assertIn(f", {sum(len(c) for _, c in left)} test results", out.getvalue())
+        with openStore(self.path) as store:
+            self.assertEqual(len(store.testRuns()), len(kept) - len(left))
 
 
 class InfluxDBStore(unittest.TestCase):
@@ -295,41 +406,38 @@ class PageKeepsTheTestTables(unittest.TestCase):
     """The page computes the per-test tables again only when the test results changed."""
 
     def test_kept_while_the_runs_are_the_same(self):
+        from buildbot_stats.storage.sqlite.values import encodeRow
         from buildbot_stats.www import page
         from buildbot_stats.www.cache import ViewCache
 
-        class Reader:
-            state = 1
-            asked = 0
-
-            def builderNames(self):
-                return ['alpha']
-
-            def testRuns(self, *args):
-                return []
-
-            def testsStateKey(self):
-                return self.state
-
-            def testAnswers(self, builder, start, end):
-                self.asked += 1
-                return {'builds': 0, 'builders': [], 'tests': 0, 'flaky': [], 'failing': [],
-                        'new_failures': [], 'slowest': [], 'slowing': []}
-
-            def __getattr__(self, name):  # every other panel: no data
-                return lambda *args: {}
-
-        reader, cache = Reader(), ViewCache()
+        path = os.path.join(os.path.abspath(self.mktemp()), 'stats.sqlite')
+        writer = StoreWriter(5.0)
+        self.addCleanup(writer.close)
+        builds = sampleBuilds(builds=4, tests=10)
+        writer.write(path, [], tests=builds[:-1])
+        cache, asked = ViewCache(), []
 
         def show(now):
-            return page.view(reader, None, '7d', None, None, {}, '../../../', None, 'store',
-                             now, tests_cache=cache)
+            with openStore(path) as reader:
+                answers = reader.testAnswers
 
-        show(1000.0)
-        show(1001.0)
-        self.assertEqual(reader.asked, 1)
-        reader.state = 2  # a build with test results was written
-        show(1002.0)
-        self.assertEqual(reader.asked, 2)
-        show(1002.0 + 3600)  # kept for a minute at most: the range moves with the clock
-        self.assertEqual(reader.asked, 3)
+                def counted(*args, **kwargs):
+                    asked.append(args)
+                    return answers(*args, **kwargs)
+                reader.testAnswers = counted
+                return page.view(reader, None, 'all', None, None, {}, '../../../', None,
+                                 'store', now, tests_cache=cache)
+
+        first = show(T0 + 1000)
+        self.assertIn('pkg.test_mod.Test.test_001', first)
+        # a build without test results (a point): the tables are not computed again
+        writer.write(path, [encodeRow('alpha-build-times',
+                                      {'builder_name': 'alpha', 'build_number': '9'},
+                                      {'duration': 1.0}, T0 + 900)])
+        show(T0 + 1001)
+        self.assertEqual(len(asked), 1)
+        writer.write(path, [], tests=builds[-1:])  # a build with test results
+        show(T0 + 1002)
+        self.assertEqual(len(asked), 2)
+        show(T0 + 1002 + 3600)  # kept for a minute at most: the range moves with the clock
+        self.assertEqual(len(asked), 3)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
+import statistics
 import tempfile
 import time
 
@@ -17,9 +17,16 @@ from twisted.internet import defer
 from twisted.internet import threads
 from twisted.trial.unittest import SkipTest
 
+from buildbot_stats import stats
+from buildbot_stats.reading.sqlite import openStore
+from buildbot_stats.reading.summary import fmtSeconds
+from tests.www_master import STORE
 from tests.www_master import PageMasterMixin
 from tests.www_master import RunMasterBase
+from tests.www_master import captures
+from tests.www_master import maintainStore
 from tests.www_master import oldBuildRow
+from tests.www_master import writeRows
 
 CHROMIUM = os.environ.get('BUILDBOT_STATS_CHROMIUM', '/usr/bin/chromium')
 CHROMEDRIVER = os.environ.get('BUILDBOT_STATS_CHROMEDRIVER', '/usr/bin/chromedriver')
@@ -127,15 +134,29 @@ class BrowserTest(BrowserMixin, PageMasterMixin, RunMasterBase):
         from selenium.webdriver.support import expected_conditions as EC
         from selenium.webdriver.support.ui import Select
 
-        yield self.startMaster()
+        # the store keeps raw points 15 days, their rollups for ever
+        yield self.startMaster(backends=[stats.SQLiteStorageService(
+            path=STORE, captures=captures(), flush_interval=0.1, name='sqlite', keep='15d')])
         builds = yield self.runBuilds([('alpha', False), ('beta', False), ('alpha', True),
                                        ('alpha', False), ('beta', False)])
         ids = {b['name']: b['builderid'] for b in (yield self.master.data.get(('builders',)))}
-        # history: a build of beta 10 days ago, outside the default 7 days
-        with sqlite3.connect(self.storePath()) as conn:
-            conn.execute("INSERT INTO points (series, time_us, builder, build_number, tags,"
-                         " fields) VALUES (?, ?, ?, ?, ?, ?)",
-                         oldBuildRow('beta', 900, 42.0, time.time() - 10 * 86400))
+        # history: a build of beta 10 days ago, outside the default 7 days, and three 20
+        # days ago, which the retention prunes once their days are rolled up (by the
+        # master's own writer, while it writes)
+        old = [(900, 42.0, 10), (901, 40.0, 20), (902, 46.0, 20.01), (903, 44.0, 20.02)]
+        yield writeRows(self.storePath(), [oldBuildRow('beta', n, d, time.time() - days * 86400)
+                                           for n, d, days in old])
+        yield maintainStore(self.master)
+        with openStore(self.storePath()) as reader:
+            kept = [n for _, n, _ in reader.buildDurations('beta')['beta']]
+            beta = reader.summarize('durations', 'beta')['beta']
+        self.assertEqual(sorted(kept), sorted([900] + [b['number'] for b in builds
+                                                       if b['builderid'] == ids['beta']]))
+        durations = [42.0, 40.0, 46.0, 44.0] + [
+            (b['complete_at'] - b['started_at']).total_seconds() for b in builds
+            if b['builderid'] == ids['beta']]
+        self.assertEqual((beta.count, beta.median, beta.p90),
+                         (6, statistics.median(durations), sorted(durations)[5]))
 
         def menuAndChart():
             self.openFromMenu()
@@ -183,11 +204,19 @@ class BrowserTest(BrowserMixin, PageMasterMixin, RunMasterBase):
             self.wait(EC.presence_of_element_located(
                 (By.XPATH, f"//a[contains(@class, 'current')][text()='{name}']")))
             return self.durationPoints()
-        self.assertEqual((yield threads.deferToThread(chooseRange, 'all')), {'beta': 3})
+        # every range reaching before the raw points kept: the median and p90 per period,
+        # from the rollups, no build to hover; the table counts every build
+        self.assertEqual((yield threads.deferToThread(chooseRange, 'all')), {'beta': 0})
+
+        def builderRow():
+            return [td.text for td in self.driver.find_elements(
+                By.CSS_SELECTOR, 'table.builders tr:nth-child(2) td')]
+        row = yield threads.deferToThread(builderRow)
+        self.assertEqual(row[:4], ['beta', '6', fmtSeconds(beta.median), fmtSeconds(beta.p90)])
         self.assertEqual((yield threads.deferToThread(chooseRange, '24h')), {'beta': 2})
 
         def clickBuild():
-            chooseRange('all')
+            chooseRange('7d')
             # the newest build's marker, drawn last, so on top of any it overlaps
             link = self.driver.find_elements(
                 By.CSS_SELECTOR, 'figure[data-name="beta"] g[data-style="points"] a')[-1]

@@ -17,6 +17,7 @@ from buildbot_stats.reading.summary import fmtSeconds
 from tests.www_master import ADMIN
 from tests.www_master import PageMasterMixin
 from tests.www_master import RunMasterBase
+from tests.www_master import writeRows
 
 VIEW = 'plugins/wsgi_dashboards/stats/view'
 
@@ -59,6 +60,7 @@ class PageTest(PageMasterMixin, RunMasterBase):
         with openStore(self.storePath()) as store:
             durations = store.buildDurations()
             data = report.collect(store)
+        data.update(range='all')
         for builder, builds_of in durations.items():
             st = builderStats(builds_of)
             row = (f'<td><a href="view?range=all&amp;builder={builder}">{builder}</a></td>'
@@ -92,7 +94,7 @@ class PageTest(PageMasterMixin, RunMasterBase):
         with sqlite3.connect(self.storePath()) as conn:
             hidden = conn.execute(
                 "SELECT DISTINCT json_extract(tags, '$.step_name'),"
-                " json_extract(tags, '$.hidden') FROM points WHERE series = 'steps'"
+                " json_extract(tags, '$.hidden') FROM points_json WHERE series = 'steps'"
                 " AND builder = 'alpha' ORDER BY 1").fetchall()
         self.assertEqual(hidden, [('SetProperty', 'true'), ('maybe-fail', None),
                                   ('shell', None), ('unit-tests', None),
@@ -106,10 +108,7 @@ class PageTest(PageMasterMixin, RunMasterBase):
         self.assertEqual(figures(body, 'duration'), {'beta': 1})
         self.assertIn('<option value="beta" selected>beta</option>', body)
         # the range: a build of 10 days ago is in 'all' and '30d', not in '7d'
-        with sqlite3.connect(self.storePath()) as conn:
-            conn.execute("INSERT INTO points (series, time_us, builder, build_number, tags,"
-                         " fields) VALUES (?, ?, ?, ?, ?, ?)",
-                         report_old_row(builds[0]))
+        yield writeRows(self.storePath(), [report_old_row(builds[0])])
         for range_name, expected in (('all', 2), ('30d', 2), ('7d', 1), ('24h', 1)):
             status, body, _ = yield self.get(VIEW + f'?range={range_name}&builder=beta')
             self.assertEqual(figures(body, 'duration'), {'beta': expected}, range_name)
@@ -181,38 +180,53 @@ def report_old_row(build):
 
 
 class PageEscapingTest(unittest.TestCase):
-    """Names from the store reach the HTML as text (unit test of the renderer)."""
+    """Names from the store reach the HTML as text (the renderer on a store)."""
 
     def test_every_name_is_escaped(self):
-        from buildbot_stats.www.page import Page
+        import os
+        import tempfile
+        import time
 
-        name, t = '<script>alert(1)</script>', 1_700_000_000.0
-        data = {
-            'builders': [name],
-            'durations': {name: [(t, 1, 2.0), (t + 60, 2, 3.0)]},
-            'results': {name: [(t, 1, 'failure'), (t + 60, 2, 'success')]},
-            'queue': {name: [(t, 1, 1.0)]},
-            'steps': {(name, '<b>step'): {'runs': 1, 'median': 1.0, 'p90': 1.0, 'max': 1.0}},
-            'tests': {name: [(t, 1, 3, 1, 0)]},
-            'custom': {name + '-<img src=x>': [(t, name, 1, {'<i>field': 1.0})]},
-            'test_answers': {
-                'builds': 2, 'builders': [name], 'tests': 3,
-                'flaky': [{'builder': name, 'test': name + '.t', 'builds': 2, 'failures': 1,
-                           'hidden': 1, 'same_revision': 0, 'same_buildset': 0, 'flips': 1,
-                           'flip_rate': 1.0, 'reasons': ['1 hidden by a rerun'],
-                           'last_failure': {'number': 1, 'buildid': 5, 'time': t,
-                                            'revision': '<u>'}}],
-                'failing': [], 'new_failures': [], 'slowing': [],
-                'slowest': [{'builder': name, 'test': '<img src=y>', 'runs': 2, 'median': 1.0,
-                             'max': 1.0, 'last': 1.0}]},
-            'changes': [dict(
+        from buildbot_stats.outcomes import FLAKY
+        from buildbot_stats.outcomes import PASSED
+        from buildbot_stats.outcomes import TestRun
+        from buildbot_stats.reading import changes
+        from buildbot_stats.storage.sqlite.values import encodeRow
+        from buildbot_stats.storage.sqlite.writer import StoreWriter
+        from buildbot_stats.www import page
+
+        name, t = '<script>alert(1)</script>', time.time() - 3600
+        base = {'builder_name': name}
+        path = os.path.join(tempfile.mkdtemp(), 'stats.sqlite')
+        writer = StoreWriter(5.0)
+        self.addCleanup(writer.close)
+        writer.write(path, [
+            encodeRow(f'{name}-build-times', dict(base, build_number='1'), {'duration': 2.0}, t),
+            encodeRow(f'{name}-build-times', dict(base, build_number='2'), {'duration': 3.0},
+                      t + 60),
+            encodeRow('builds', dict(base, result='failure'), {'build_number': 1}, t),
+            encodeRow('build_requests', base, {'queue_time': 1.0, 'build_number': 1}, t),
+            encodeRow('steps', dict(base, step_name='<b>step'), {'duration': 1.0}, t),
+            encodeRow('tests', base, {'passed': 3, 'failed': 1, 'skipped': 0}, t),
+            encodeRow(name + '-<img src=x>', dict(base, build_number='1'), {'<i>field': 1.0},
+                      t)] + [
+            # the change points kept (docs/regressions.rst), through the v3 layout
+            encodeRow(changes.CHANGE_POINTS, changes.changeTags(record),
+                      changes.changeFields(record), record['time'])
+            for record in (dict(
                 time=t + 60, builder=name, series=series, direction='up', build_number=2,
                 last_build_number=1, before=2.0, after=3.0, size=0.5, confidence=0.9999,
                 worse=True, withdrawn=False, revision='<q-rev>', branch='<q-branch>',
                 url=None, authors=['<q-author>'], comments=['<q-comment>'], changes=1,
-                found_at=t) for series in ('step:<b>step', 'duration')],
-        }
-        text = Page(data, name, '7d', {name: 3}, '../../../', set(), '<store>', t).render()
+                found_at=t) for series in ('step:<b>step', 'duration'))])
+        # the per-test history: a test flaky in build 1 (failed, then passed on a rerun)
+        writer.write(path, [], tests=[
+            (TestRun(name, n, n, t + 60 * (n - 1), revision='<u>'),
+             [(name + '.t', FLAKY if n == 1 else PASSED, 0.5), ('<img src=y>', PASSED, 1.0)])
+            for n in (1, 2)])
+        with openStore(path) as reader:
+            text = page.view(reader, name, '7d', time.time() - 7 * 86400, None, {name: 3},
+                             '../../../', set(), '<store>', time.time())
         for raw in ('<script', '<img', '<b>', '<i>', '<q-'):
             self.assertNotIn(raw, text)
         # the change: in the table, and where it began on the builder's duration chart
@@ -225,6 +239,8 @@ class PageEscapingTest(unittest.TestCase):
         self.assertIn('href="view?range=7d&amp;builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"',
                       text)
         self.assertIn('href="../../../#/builders/3/builds/1"', text)
+        self.assertIn('&lt;b&gt;step', text)
+        self.assertIn('&lt;i&gt;field', text)
         # a test's name, in the tables and in the link to its history
         self.assertIn('title="&lt;script&gt;alert(1)&lt;/script&gt;.t">'
                       '&lt;script&gt;alert(1)&lt;/script&gt;.t</a>', text)

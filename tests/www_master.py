@@ -21,6 +21,7 @@ from buildbot.test.util.integration import RunMasterBase
 from buildbot_stats import stats
 from tests import test_integration_buildstats as buildstats
 from buildbot_stats.storage.sqlite.values import encodeRow
+from buildbot_stats.storage.sqlite.writer import StoreWriter
 
 STORE = 'stats.sqlite'
 ADMIN = ('admin', 'secret-pw')
@@ -93,9 +94,32 @@ def masterConfig(backends, restricted=False, dashboard=None, service_options=Non
 
 
 def oldBuildRow(builder, number, duration, when):
-    """A point of a build ``when`` seconds ago (history older than the test's builds)."""
+    """A point of a build at ``when`` (history older than the test's builds)."""
     return encodeRow(series=f'{builder}-build-times', fields={'duration': duration},
                      tags={'builder_name': builder, 'build_number': str(number)}, time=when)
+
+
+def writeRows(path, rows):
+    """Write points into the store as another program would, while the master writes it
+    (each waits for the other's transaction), in a thread."""
+    def write():
+        writer = StoreWriter(30.0)
+        try:
+            writer.write(path, rows)
+        finally:
+            writer.close()
+    return threads.deferToThread(write)
+
+
+@defer.inlineCallbacks
+def maintainStore(master):
+    """Run the SQLite backend's maintenance (rollups, retention) until it is done, as its
+    timer does every minute."""
+    service = master.service_manager.namedServices['StatsService']
+    for backend in service.backends:
+        if hasattr(backend, 'maintain'):
+            while (yield backend.maintain()):
+                pass
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -159,4 +183,5 @@ class PageMasterMixin:
         return d
 
 
-__all__ = ['ADMIN', 'PageMasterMixin', 'RunMasterBase', 'masterConfig', 'oldBuildRow']
+__all__ = ['ADMIN', 'PageMasterMixin', 'RunMasterBase', 'maintainStore', 'masterConfig',
+           'oldBuildRow', 'writeRows']

@@ -116,6 +116,95 @@ def oneLine(message):
     return printable(message)
 
 
+#: The environment variable holding the InfluxDB password (never on the command line).
+PASSWORD_ENV = 'BUILDBOT_STATS_INFLUXDB_PASSWORD'
+
+
+def addInfluxArguments(p, required=False):
+    """``--influxdb URL --db NAME --user NAME``: an InfluxDB 1.x to read."""
+    p.add_argument('--influxdb', metavar='URL', required=required,
+                   help="an InfluxDB 1.x at URL (http://host:8086); the password, if any, from "
+                   f"the environment variable {PASSWORD_ENV}")
+    p.add_argument('--db', metavar='NAME', required=required, help="the InfluxDB database")
+    p.add_argument('--user', metavar='NAME', help="the InfluxDB user (default: none)")
+
+
+def influxSettings(args):
+    """The :class:`InfluxReader` arguments of ``--influxdb``, ``--db``, ``--user`` and the
+    password's environment variable; a :class:`CliError` names a mistake."""
+    import os
+
+    from buildbot_stats.reading.influxdb import checkSettings
+
+    if not args.db:
+        raise CliError("--influxdb needs --db NAME")
+    settings = {'url': args.influxdb, 'db': args.db, 'user': args.user,
+                'password': os.environ.get(PASSWORD_ENV)}
+    problems = checkSettings({k: v for k, v in settings.items() if v is not None})
+    if problems:
+        raise CliError(f"--influxdb: {problems[0]}")
+    return settings
+
+
+def openStoreForWriting(path, busy_timeout=10.0):
+    """A :class:`~buildbot_stats.storage.sqlite.writer.StoreWriter` with ``path`` open (an
+    older store is upgraded, as the master does): for the commands that change a store.
+
+    Never creates a file. The file is checked read-only first, so that another program's
+    database (Buildbot's ``state.sqlite``), a damaged or a newer store is refused as it is,
+    never switched to WAL; a store this user may not write, or one another program keeps
+    locked for more than ``busy_timeout`` seconds, is one line saying so, nothing changed."""
+    import os
+    import sqlite3
+
+    from buildbot_stats.storage.sqlite.schema import checkReadable
+    from buildbot_stats.storage.sqlite.schema import connectReadOnly
+    from buildbot_stats.storage.sqlite.schema import describeReadError
+    from buildbot_stats.storage.sqlite.schema import isLocked
+    from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
+    from buildbot_stats.storage.sqlite.writer import StoreWriter
+
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CliError(f"{path}: is a directory, not a store file")
+    if not looksLikeSQLite(path):
+        raise CliError(f"{path}: not an SQLite file")
+    try:
+        conn = connectReadOnly(path, timeout=min(busy_timeout, 1.0))
+        try:
+            checkReadable(conn)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except StoreError as e:
+        raise CliError(f"{path}: {e}") from None
+    except sqlite3.Error as e:
+        if not isLocked(e):
+            raise CliError(f"{path}: {describeReadError(e)}") from None
+    directory = os.path.dirname(os.path.abspath(os.path.realpath(path)))
+    effective = os.access in os.supports_effective_ids
+    if not (os.access(path, os.R_OK | os.W_OK, effective_ids=effective)
+            and os.access(directory, os.W_OK | os.X_OK, effective_ids=effective)):
+        # a backup, a read-only mount, the master's store seen by another user: SQLite
+        # needs to write the store and its -wal and -shm files beside it
+        raise CliError(f"{path}: cannot change it: permission denied (the store and its "
+                       "directory must be writable: run it as the user that runs the master)")
+    writer = StoreWriter(busy_timeout)
+    try:
+        writer._retrying(writer.open, path)
+    except StoreError as e:
+        writer.close()
+        raise CliError(f"{path}: {e}") from None
+    except sqlite3.Error as e:
+        writer.close()
+        if isLocked(e):
+            raise CliError(f"{path}: locked by another program's write for more than "
+                           f"{busy_timeout:g} s; nothing was changed, try again") from None
+        raise CliError(f"{path}: {describeReadError(e)}") from None
+    return writer
+
+
 def runReactor(main):
     """Run ``main(reactor)`` (a coroutine function) to completion on the global reactor;
     return or raise its result.
@@ -165,6 +254,24 @@ def runReactor(main):
     if isinstance(result, Failure):
         result.raiseException()
     return result
+
+
+def addBusyTimeout(parser, default):
+    """``--busy-timeout SECONDS``: how long a command that changes a store waits for
+    another program's write (the master's is a fraction of a second)."""
+    parser.add_argument('--busy-timeout', metavar='SECONDS', type=positiveSeconds,
+                        default=default, help="how long to wait for another program's write "
+                        f"in progress, such as the master's (default {default:g})")
+
+
+def positiveSeconds(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return seconds
 
 
 def openStoreOrFail(path):

@@ -255,25 +255,18 @@ def endChildren():
             pass
 
 
-#: A point's build number: its ``build_number`` tag (the seed's captures), else its field
-#: (the build statistics captures of ``--serve`` keep it as a field).
-BUILD_NUMBER = "COALESCE(build_number, json_extract(fields, '$.build_number'))"
-
-
 def keepOnly(store, builds, timeout=10.0):
     """Remove from the demo's ``store`` the points of every build not in ``builds``
     (``(builder, number)`` pairs): those cut off by Ctrl-C or the timeout. Their number."""
     if not os.path.exists(store):
         return 0
+    from buildbot_stats.storage.sqlite import retention
+
     keep = {(b, int(n)) for b, n in builds}
-    conn = sqlite3.connect(store, timeout=timeout)
+    conn = sqlite3.connect(store, timeout=timeout, isolation_level=None)
     try:
-        found = conn.execute(f"SELECT DISTINCT builder, {BUILD_NUMBER} FROM points"
-                             " WHERE builder IS NOT NULL").fetchall()
-        cut = [pair for pair in found if pair not in keep and pair[1] is not None]
-        with conn:
-            conn.executemany(f"DELETE FROM points WHERE builder = ? AND {BUILD_NUMBER} = ?",
-                             cut)
+        cut = [pair for pair in retention.builds(conn) if pair not in keep]
+        retention.deleteBuilds(conn, cut)
         return len(cut)
     finally:
         conn.close()

@@ -39,17 +39,22 @@ class Parser(argparse.ArgumentParser):
 
 def makeParser():
     from buildbot_stats.cli import backfill
+    from buildbot_stats.cli import compact
     from buildbot_stats.cli import demo
     from buildbot_stats.cli import export
+    from buildbot_stats.cli import influxdb_rollups
+    from buildbot_stats.cli import prune
     from buildbot_stats.cli import regressions
     from buildbot_stats.cli import report
+    from buildbot_stats.cli import rollups
     from buildbot_stats.cli import tests
 
     parser = Parser(
         prog=PROG,
         description="Build statistics from a Buildbot master's embedded store: run a demo, "
         "summarize and chart a store, export it, backfill past builds, find what got "
-        "slower, find flaky, failing and slow tests.")
+        "slower, find flaky, failing and slow tests, prune and compact a store, rebuild its "
+        "rollups.")
     parser.add_argument('--version', action='version', version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     sub.required = True
@@ -58,6 +63,10 @@ def makeParser():
     export.addParser(sub)
     backfill.addParser(sub)
     regressions.addParser(sub)
+    prune.addParser(sub)
+    compact.addParser(sub)
+    rollups.addParser(sub)
+    influxdb_rollups.addParser(sub)
     tests.addParser(sub)
     return parser
 

@@ -1,4 +1,6 @@
-"""``buildbot-stats report STORE``: a terminal summary and a self-contained HTML report."""
+"""``buildbot-stats report STORE``: a terminal summary and a self-contained HTML report of the
+Statistics page's panels (the same numbers: :mod:`buildbot_stats.www.panels`), from an
+SQLite store or an InfluxDB 1.x database (``--influxdb URL --db NAME``)."""
 
 from __future__ import annotations
 
@@ -7,20 +9,25 @@ import os
 import time
 
 from buildbot_stats import __version__
-from buildbot_stats import charts
+from buildbot_stats.cli.common import CliError
+from buildbot_stats.cli.common import addInfluxArguments
+from buildbot_stats.cli.common import influxSettings
 from buildbot_stats.cli.common import isoTime
 from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import plural
 from buildbot_stats.cli.common import printable
 from buildbot_stats.cli.safewrite import checkOutput
 from buildbot_stats.cli.safewrite import writeText
-from buildbot_stats.reading.forms import isStatistic
-from buildbot_stats.reading.forms import oneFormPerBuild
-# the numbers live with the readers, shared with the Statistics page (buildbot_stats.www)
+# the numbers of the Statistics page, computed by its panels from the reader
 from buildbot_stats.reading.summary import builderStats
-from buildbot_stats.reading.summary import fmtSeconds
-from buildbot_stats.reading.summary import fmtTrend
 from buildbot_stats.reading.summary import trend
+from buildbot_stats.www.page import CSS as PAGE_CSS
+from buildbot_stats.www.page import Page
+from buildbot_stats.www.page import collect as collectPanels
+from buildbot_stats.www.panels import PANELS
+from buildbot_stats.www.panels.base import periodWord
+from buildbot_stats.www.ranges import RANGES
+from buildbot_stats.www.ranges import timeWindow
 
 __all__ = ['addParser', 'builderStats', 'collect', 'renderHtml', 'run', 'terminalSummary',
            'trend', 'writeHtml']
@@ -29,25 +36,63 @@ __all__ = ['addParser', 'builderStats', 'collect', 'renderHtml', 'run', 'termina
 def addParser(sub):
     p = sub.add_parser(
         'report', help="summarize a store in the terminal and write an HTML report",
-        description="Print, per builder, the number of builds, the median and 90th-percentile "
-        "duration and the trend; write a self-contained HTML report with charts (duration "
-        "over time per builder, every numeric field of every other series).")
-    p.add_argument('store', metavar='STORE', help="the SQLite store (e.g. master/stats.sqlite)")
+        description="Print the Statistics page's tables (builders with the median and "
+        "90th-percentile duration and the trend, success rates, queue times, slowest steps, "
+        "tests, custom series) and write a self-contained HTML report with its charts, from "
+        "an SQLite store or an InfluxDB 1.x database.")
+    p.add_argument('store', metavar='STORE', nargs='?',
+                   help="the SQLite store (e.g. master/stats.sqlite); not with --influxdb")
+    addInfluxArguments(p)
+    p.add_argument('--range', choices=tuple(RANGES), default='all',
+                   help="the last 24h, 7d, 30d or everything (default: all)")
+    p.add_argument('--builder', metavar='NAME', help="one builder only (default: all)")
     p.add_argument('--html', metavar='FILE',
                    help="where to write the HTML report (default: STORE's name with "
-                   "'-report.html', next to it); replaced only once complete, never the store")
+                   "'-report.html', next to it; with --influxdb: DB-report.html here); "
+                   "replaced only once complete, never the store")
     p.add_argument('--no-html', action='store_true', help="only print the summary")
     p.set_defaults(func=run)
     return p
 
 
+def readerSettings(args):
+    """The :class:`InfluxReader` arguments of ``--influxdb``, None for a store; checks the
+    arguments (a :class:`CliError` names the mistake)."""
+    if args.influxdb is None:
+        if args.store is None:
+            raise CliError("give STORE, or --influxdb URL --db NAME")
+        if args.db or args.user:
+            raise CliError("--db and --user go with --influxdb")
+        return None
+    if args.store is not None:
+        raise CliError("give STORE or --influxdb URL --db NAME, not both")
+    return influxSettings(args)
+
+
+def openReader(args, settings):
+    """The reader the arguments name, and a short description of it."""
+    if settings is None:
+        return openStoreOrFail(args.store), f"SQLite store {os.path.abspath(args.store)}"
+    from buildbot_stats.reading.influxdb import InfluxReader
+
+    return InfluxReader(**settings), f"InfluxDB {args.influxdb} db {args.db}"
+
+
 def run(args, out):
-    target = None if args.no_html else args.html or defaultHtmlPath(args.store)
-    with openStoreOrFail(args.store) as store:  # a missing store is named first
+    settings = readerSettings(args)
+    target = None
+    if not args.no_html:
+        target = args.html or (defaultHtmlPath(args.store) if settings is None
+                               else f"{args.db}-report.html")
+    reader, source = openReader(args, settings)  # a missing store is named first
+    with reader:
         if target is not None:
             checkOutput(target, '--html', protect=args.store,
                         hint="give --html FILE elsewhere, or --no-html")  # before the points
-        data = collect(store)
+        now = time.time()
+        start, end = timeWindow(args.range, now)
+        data = collect(reader, args.builder, start, end, now)
+    data.update(source=source, range=args.range, builder=args.builder)
     out.write(terminalSummary(data))
     if target is not None:
         writeHtml(data, target, args.store)
@@ -59,126 +104,81 @@ def defaultHtmlPath(store_path):
     return os.path.splitext(store_path)[0] + '-report.html'
 
 
-# -- numbers ------------------------------------------------------------------------------
-
-def isNumber(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def pointBuild(p):
-    """``(series, builder, build number)`` of a point (its number a tag or a field), None
-    without a build number."""
-    number = p.tags.get('build_number', p.fields.get('build_number'))
-    return None if number is None else (p.series, p.tags.get('builder_name'), str(number))
+def collect(reader, builder=None, start=None, end=None, now=None):
+    """Every panel's model (the page's :func:`~buildbot_stats.www.page.collect`)."""
+    now = time.time() if now is None else now
+    data = collectPanels(reader, builder, start, end, now)
+    data.update(now=now, source=getattr(reader, 'path', ''), range='all', builder=builder)
+    return data
 
 
-def collect(store):
-    """Everything the summary and the HTML report show, read once."""
-    builds = store.buildDurations()
-    series = []
-    for info in store.series():
-        if info.name.endswith('-build-times'):
-            continue  # shown as durations per builder
-        fields = {}
-        # a build in both forms (reading.forms) counts once, the build number is no figure
-        for p in oneFormPerBuild(store.points([info.name]), pointBuild,
-                                 lambda p: 'build_number' in p.tags):
-            for name, value in p.fields.items():
-                if isNumber(value) and isStatistic(name):
-                    fields.setdefault(name, []).append((p.time, float(value)))
-        series.append((info, fields))
-    return {
-        'builders': {b: (builderStats(v), v) for b, v in sorted(builds.items())},
-        'series': series,
-        'points': store.countPoints(),
-    }
+# -- the terminal -----------------------------------------------------------------------------
+
+def table(rows):
+    """Aligned columns: the first row is the header; a column of numbers to the right."""
+    rows = [tuple(printable(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    right = [i > 0 and all(_numeric(r[i]) for r in rows[1:] if r[i]) for i in range(len(widths))]
+    lines = []
+    for n, r in enumerate(rows):
+        lines.append("  ".join(c.rjust(w) if right[i] else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def _numeric(text):
+    return text[:1].isdigit() or text[:1] in ('+', '-', '.') and text[1:2].isdigit()
 
 
 def terminalSummary(data):
     lines = []
-    if not data['builders']:
-        lines.append("No build durations in this store (no '<builder>-build-times' series "
-                     "with a 'duration' field).")
-    else:
-        rows = [("builder", "builds", "median", "p90", "last", "trend")]
-        for builder, (st, _) in data['builders'].items():
-            rows.append((printable(builder), str(st['builds']), fmtSeconds(st['median']),
-                         fmtSeconds(st['p90']), fmtSeconds(st['last']), fmtTrend(st)))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for n, r in enumerate(rows):
-            lines.append("  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w)
-                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths))
-    others = [(info, fields) for info, fields in data['series'] if fields]
-    if others:
+    for panel in PANELS:
+        model = data.get(panel.id)
+        if not model:
+            if panel.id == 'builders':
+                lines += ["No build durations in this range (no '<builder>-build-times' "
+                          "series with a 'duration' field).", ""]
+            continue
+        rows = panel.text(model)
+        if not rows:
+            continue
+        if panel.id != 'builders':
+            lines.append(f"{panel.title}:")
+        lines += table(rows)
         lines.append("")
-        lines.append("Other series (last value of each numeric field):")
-        for info, fields in others:
-            last = ", ".join(f"{printable(k)}={charts.formatNumber(v[-1][1])}"
-                             for k, v in sorted(fields.items()))
-            lines.append(f"  {printable(info.name)}: {plural(info.points, 'point')}; {last}")
-    lines.append("")
-    lines.append(f"{plural(data['points'], 'point')} in the store.")
+    builds = sum(r['builds'] for r in data.get('builders') or [])
+    lines.append(f"{plural(builds, 'build')} of {plural(len(data['builder_names']), 'builder')}"
+                 f"{'' if data.get('range', 'all') == 'all' else ' in the last ' + data['range']}"
+                 f"; charts per {periodWord(data['period'])} beyond "
+                 "a few hundred builds.")
     return "\n".join(lines) + "\n"
 
 
 # -- HTML ------------------------------------------------------------------------------------
 
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 820px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
-table { border-collapse: collapse; } td, th { padding: 4px 10px; text-align: right; }
-th { border-bottom: 1px solid #888; } td:first-child, th:first-child { text-align: left; }
-figure { margin: 1.5em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
-.note { color: #666; font-size: 0.9em; }
+CSS = PAGE_CSS + """
+body { max-width: 820px; margin: 2em auto; }
 """
 
 
-def chartFigure(kind, name, caption, lines, y_label):
+def renderHtml(data, store_path=None):
     e = html.escape
-    return (f'<figure class="chart" data-kind="{kind}" data-name="{e(name)}">'
-            f'<figcaption>{e(caption)}</figcaption>'
-            f'{charts.lineChart(lines, y_label=y_label, title=caption)}</figure>')
-
-
-def renderHtml(data, store_path):
-    e = html.escape
+    page = Page(data, data.get('builder'), data.get('range', 'all'), {}, '', None,
+                data.get('source') or store_path or '', data['now'], links=False)
+    scope = f"builder {data['builder']}" if data.get('builder') else "all builders"
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Build statistics: {e(os.path.basename(store_path))}</title>",
+        f"<title>Build statistics: {e(scope)}</title>",
         f"<style>{CSS}</style></head><body>",
-        "<h1>Build statistics</h1>",
-        f'<p class="note">Store {e(os.path.abspath(store_path))}: '
-        f'{plural(data["points"], "point")}. '
-        f"Made by buildbot_stats {e(__version__)}; times in UTC; hover a point for its value."
-        "</p>",
+        f"<h1>Build statistics: {e(scope)}, {e(data.get('range', 'all'))}</h1>",
+        f'<p class="note">From the {e(data.get("source") or store_path or "")}. Made by '
+        f"buildbot_stats {e(__version__)}; times in UTC; hover a point for its value.</p>",
+        page.sections(),
+        f'<p class="note">Generated {e(isoTime(data["now"]))}.</p>',
+        "</body></html>",
     ]
-    if data['builders']:
-        parts.append("<h2>Builders</h2><table><tr><th>builder</th><th>builds</th>"
-                     "<th>median</th><th>p90</th><th>last</th><th>trend</th></tr>")
-        for builder, (st, _) in data['builders'].items():
-            parts.append(f"<tr><td>{e(builder)}</td><td>{st['builds']}</td>"
-                         f"<td>{fmtSeconds(st['median'])}</td><td>{fmtSeconds(st['p90'])}</td>"
-                         f"<td>{fmtSeconds(st['last'])}</td><td>{e(fmtTrend(st))}</td></tr>")
-        parts.append("</table><h2>Build duration over time</h2>")
-        for builder, (_, builds) in data['builders'].items():
-            lines = [(builder, [(t, d) for t, _, d in builds])]
-            parts.append(chartFigure('duration', builder, f"{builder}: build duration",
-                                     lines, "seconds"))
-    charted = [(info, fields) for info, fields in data['series'] if fields]
-    if charted:
-        parts.append("<h2>Properties and data over time</h2>")
-        for info, fields in charted:
-            # a property series has fields name (text) and value: label it by the name
-            lines = sorted(fields.items())
-            parts.append(chartFigure('series', info.name, info.name, lines, ""))
-    skipped = [info.name for info, fields in data['series'] if not fields]
-    if skipped:
-        parts.append('<p class="note">Series without a numeric field (not charted): '
-                     f'{e(", ".join(skipped))}.</p>')
-    parts.append(f'<p class="note">Generated {e(isoTime(time.time()))}.</p>')
-    parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 

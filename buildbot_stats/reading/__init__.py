@@ -1,7 +1,8 @@
 """The read side: answers come up from the stores, never from the write path's objects.
 
 * :mod:`~.sqlite`: ``StoreReader``, the embedded store opened read-only, and its queries
-* :mod:`~.mirror`: the rows of those queries kept in memory for the page, kept current
+* :mod:`~.plan`: which level of the store (raw points, hourly or daily rollups) answers what
+* :mod:`~.kinds`: what each of the page's questions reads, for every reader
 * :mod:`~.influxdb`: ``InfluxReader``, the same queries asked of InfluxDB (InfluxQL)
 * :mod:`~.source`: which reader a page or a command opens for a master's StatsService
 * :mod:`~.summary`: the numbers the page and the report derive from a reader's answers

@@ -4,7 +4,7 @@ points kept in the series ``change_points``), the records of the changes found a
 and their wording for the page, the command and the log.
 
 Pure functions over a reader's answers; each reader (:class:`StoreReader`,
-:class:`InfluxReader`, the page's :class:`~buildbot_stats.reading.mirror.Snapshot`) has
+:class:`InfluxReader`) has
 the two queries as its methods ``measuredSeries`` and ``changePoints``.
 """
 
@@ -18,9 +18,8 @@ import json
 import operator
 
 from buildbot_stats.reading.summary import fmtSeconds
-
-#: The series the kept change points are written to.
-CHANGE_POINTS = 'change_points'
+# the series the kept change points are written to (the store's rollups leave it out)
+from buildbot_stats.storage.sqlite.rollups import CHANGE_POINTS
 
 #: The measured series' names (``name`` of ``(builder, name)``), by where they come from:
 #: the build's duration, a step's (``step:<step name>``), the queue time, the number of

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import time
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from buildbot_stats.captures.testhistory import TEST_CASES
-from buildbot_stats.captures.testhistory import TEST_MEASUREMENTS
 from buildbot_stats.captures.testhistory import TEST_RUNS
 from buildbot_stats.checks import shown
 from buildbot_stats.outcomes import OUTCOMES
@@ -28,11 +29,27 @@ from buildbot_stats.reading import changes
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import isStatistic
 from buildbot_stats.reading.forms import oneFormPerBuild
-from buildbot_stats.reading.sqlite import NOT_CUSTOM
-from buildbot_stats.reading.sqlite import WORKER_PREPARATION
-from buildbot_stats.reading.sqlite import isNumber
+from buildbot_stats.reading.kinds import BUILD_TIMES
+from buildbot_stats.reading.kinds import IDENTIFIERS
+from buildbot_stats.reading.kinds import KINDS
+from buildbot_stats.reading.kinds import POINTS
+from buildbot_stats.reading.kinds import WORKER_PREPARATION
+from buildbot_stats.reading.kinds import isCustom
+from buildbot_stats.reading.kinds import isNumber
+from buildbot_stats.reading.plan import plan
+from buildbot_stats.reading.summary import NOT_COUNTED_RESULTS
+from buildbot_stats.reading.summary import PASSED_RESULTS
+from buildbot_stats.reading.summary import Stats
 from buildbot_stats.reading.tests import Run
 from buildbot_stats.reading.tests import TestQueries
+from buildbot_stats.storage.influxdb.rollups import DAILY
+from buildbot_stats.storage.influxdb.rollups import HOURLY
+from buildbot_stats.storage.influxdb.rollups import LEVELS
+from buildbot_stats.storage.influxdb.rollups import WEEKLY
+from buildbot_stats.storage.influxdb.rollups import rollupColumns
+from buildbot_stats.storage.influxdb.rollups import PERCENTILES
+from buildbot_stats.storage.influxdb.rollups import SETTLED
+from buildbot_stats.storage.sqlite.aggregates import Aggregate
 from buildbot_stats.storage.influxdb.testlines import SPAN_NS
 from buildbot_stats.storage.sqlite.schema import StoreError
 
@@ -51,18 +68,21 @@ def buildOf(row):
     the build number is the ``build_number`` tag (Buildbot's layout: ``tagged`` True) or the
     ``build_number`` field (the build statistics captures, and the seed's under
     ``StatsService(build_number='field')``); None when the point has neither
-    (:mod:`buildbot_stats.reading.forms`)."""
+    (:mod:`buildbot_stats.reading.forms`). The one place that knows where a point's build
+    is."""
     tag = _int(row.get('build_number_tag'))
     if tag is not None:
         return row.get('builder_name'), tag, True
     return row.get('builder_name'), _int(row.get('build_number_field')), False
 
 
-#: The steps the page shows (as the SQLite reader): with a duration, not hidden
-#: (``hideStepIf``: a tag only hidden steps have; a missing tag compares as ''), not
-#: Buildbot's own worker_preparation.
-VISIBLE_STEPS = ['"duration" >= 0', '"hidden" != \'true\'',
-                 f'"step_name" != \'{WORKER_PREPARATION}\'']
+#: The steps the page shows (as :meth:`Kind.shows <buildbot_stats.reading.kinds.Kind.shows>`):
+#: not hidden (``hideStepIf``: a tag only hidden steps have; a missing tag compares as
+#: ''), not Buildbot's own worker_preparation. Tags only: raw points and rollups have them.
+SHOWN_STEPS = ['"hidden" != \'true\'', f'"step_name" != \'{WORKER_PREPARATION}\'']
+VISIBLE_STEPS = ['"duration" >= 0'] + SHOWN_STEPS
+#: The conditions on tags of the points a kind reads.
+KIND_CONDITIONS = {'steps': SHOWN_STEPS}
 
 #: test names per ``OR`` of a query of the per-test history
 NAME_CHUNK = 50
@@ -109,6 +129,17 @@ def _int(value):
         return None
 
 
+#: What InfluxDB computes per field: the columns of :class:`Stats` (median: the middle
+#: value, or the mean of the two middle ones; percentile: nearest rank).
+AGGREGATES = (('count', 'count({})'), ('sum', 'sum({})'), ('min', 'min({})'),
+              ('max', 'max({})'), ('median', 'median({})'), ('p90', 'percentile({}, 90)'))
+DURATION_SET = '"duration" >= 0'
+TOTAL_SET = '"total" >= 0'
+#: The tags an answer is grouped by, per kind (with by_builder=False, the builder's left out).
+GROUP_TAGS = {'durations': (), 'results': ('result',), 'queue': (), 'steps': ('step_name',),
+              'tests': (), 'custom': ()}
+
+
 class InfluxReader(TestQueries):
     """The read API of an InfluxDB 1.x database written by :class:`InfluxStorageService`.
 
@@ -126,10 +157,14 @@ class InfluxReader(TestQueries):
     """
 
     def __init__(self, url, db, user=None, password=None, token=None,
-                 retention_policy=None, ca_file=None, verify_ssl=True, timeout=10.0):
+                 retention_policy=None, ca_file=None, verify_ssl=True, timeout=10.0,
+                 clock=time.time):
         self.url = url.rstrip('/')
         self.db = db
         self.rp = retention_policy
+        self.clock = clock
+        # what the database holds, asked once per reader (a reader serves one view)
+        self._known = {}
         self.timeout = timeout
         self.path = f"{self.url} db {db}"  # how messages name the store
         self._headers = {}
@@ -209,8 +244,14 @@ class InfluxReader(TestQueries):
         (:class:`buildbot_stats.www.cache.ViewCache`)."""
         return None
 
+    def _once(self, key, ask):
+        if key not in self._known:
+            self._known[key] = ask()
+        return self._known[key]
+
     def measurements(self):
-        return [v[0] for s in self.query("SHOW MEASUREMENTS") for v in s['values']]
+        return self._once('measurements', lambda: [
+            v[0] for s in self.query("SHOW MEASUREMENTS") for v in s['values']])
 
     def builderNames(self):
         """Every builder with points, sorted."""
@@ -275,22 +316,6 @@ class InfluxReader(TestQueries):
             out.setdefault((b, step), []).append((t, number, float(value)))
         return out
 
-    def stepSummary(self, builder=None, start=None, end=None):
-        """``{(builder, step name): {'runs', 'median', 'p90', 'max'}}``, computed by
-        InfluxDB (``percentile`` is nearest-rank, as in the SQLite reader)."""
-        where = self._where(builder, start, end, VISIBLE_STEPS)
-        q = ('SELECT count("duration") AS "runs", median("duration") AS "median", '
-             'percentile("duration", 90) AS "p90", max("duration") AS "max" '
-             f'FROM {self._from("steps")}{where} GROUP BY "builder_name", "step_name"')
-        out = {}
-        for s in self.query(q):
-            tags = s.get('tags') or {}
-            row = dict(zip(s['columns'], s['values'][0]))
-            out[(tags.get('builder_name'), tags.get('step_name'))] = {
-                'runs': row['runs'], 'median': float(row['median']),
-                'p90': float(row['p90']), 'max': float(row['max'])}
-        return out
-
     def testCounts(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``."""
         out = {}
@@ -303,27 +328,329 @@ class InfluxReader(TestQueries):
     def customSeries(self, builder=None, start=None, end=None):
         """``{series: [(time, builder, build number, {field: number}), ...]}`` of the
         property and data series (every measurement but ``*-build-times`` and the build
-        statistics measurements); numeric fields only, the build number left out; a build
-        in both forms counts in its tag form (:mod:`buildbot_stats.reading.forms`)."""
+        statistics measurements); numeric fields only, not the identifiers (the build
+        number...); a build in both forms counts in its tag form
+        (:mod:`buildbot_stats.reading.forms`)."""
         out = {}
-        for m in self.measurements():
-            if m.endswith('-build-times') or m in NOT_CUSTOM or m in TEST_MEASUREMENTS:
-                continue
-            if builder is not None and not m.startswith(builder + '-'):
-                continue
+        for m in self._customMeasurements(builder):
             q = (f"SELECT *::field, {BUILD_COLUMNS} FROM {self._from(m)}"
                  f"{self._where(builder, start, end)}")
             points = []
             for row in self._rows(q):
                 b, number, tagged = buildOf(row)
                 numbers = {k: float(v) for k, v in row.items()
-                           if k not in _NOT_FIELDS and isStatistic(k) and isNumber(v)}
+                           if k not in _NOT_FIELDS and k not in IDENTIFIERS and isStatistic(k)
+                           and isNumber(v)}
                 if numbers:
                     points.append(((row['time'] / 1e3, b, number, numbers), tagged))
             kept = oneFormPerBuild(points, lambda p: None if p[0][2] is None else p[0][1:3],
                                    lambda p: p[1])
             if kept:
                 out[m] = [p for p, _ in kept]
+        return dict(sorted(out.items()))
+
+    def _customMeasurements(self, builder):
+        return [m for m in self.measurements() if isCustom(m)
+                and (builder is None or m.startswith(builder + '-'))]
+
+    # -- what InfluxDB computes ---------------------------------------------------------------
+
+    def rawSince(self):
+        """0: what InfluxDB holds is read as it is (a retention policy's deletions are not
+        known here)."""
+        return 0
+
+    def firstTime(self):
+        """The time (seconds) of the oldest point, None for an empty database: the first
+        point of each measurement (``LIMIT 1``, which reads the first block of each series,
+        where ``first()`` would read them all)."""
+        def ask():
+            firsts = []
+            for m in self.numericFields():
+                for s in self.query(f"SELECT * FROM {self._from(m)} LIMIT 1"):
+                    firsts.extend(v[0] / 1e3 for v in s['values'] if v[0] is not None)
+            return min(firsts, default=None)
+        return self._once('first', ask)
+
+    def numericFields(self):
+        """``{measurement: [numeric field names]}`` (``SHOW FIELD KEYS``)."""
+        def ask():
+            out = {}
+            for s in self.query("SHOW FIELD KEYS"):
+                names = [k for k, kind in s['values'] if kind in ('float', 'integer')]
+                if names:
+                    out[s['name']] = names
+            return out
+        return self._once('fields', ask)
+
+    def _kindMeasurements(self, kind, builder):
+        """``{measurement: [fields]}`` a kind reads."""
+        fields = self.numericFields()
+        if kind.name == 'durations':
+            names = [m for m in fields if m.endswith(BUILD_TIMES)
+                     and (builder is None or m == f"{builder}{BUILD_TIMES}")]
+        elif kind.name == 'custom':
+            names = [m for m in self._customMeasurements(builder) if m in fields]
+        else:
+            names = [kind.measurement] if kind.measurement in fields else []
+        out = {}
+        for m in names:
+            if kind.fields == (POINTS,):
+                # a count of the points: of a field every point of the capture has
+                wanted = [f for f in ('result_code', 'build_number', 'success')
+                          if f in fields[m]][:1]
+            elif kind.fields:
+                wanted = [f for f in kind.fields if f in fields[m]]
+            else:
+                wanted = [f for f in fields[m] if f not in IDENTIFIERS]
+            if wanted:
+                out[m] = wanted
+        return out
+
+    def hasRollups(self):
+        """True when the database has the rollups of ``buildbot-stats influxdb-rollups``
+        (:mod:`buildbot_stats.storage.influxdb.rollups`)."""
+        def ask():
+            names = {v[0] for s in self.query(f"SHOW RETENTION POLICIES ON {quoteIdent(self.db)}")
+                     for v in s['values']}
+            return all(policy in names for policy, _, _, _ in LEVELS)
+        return self._once('rollups', ask)
+
+    def summarize(self, kind_name, builder=None, start=None, end=None, period=None,
+                  by_builder=True):
+        """The same answer as :meth:`StoreReader.summarize
+        <buildbot_stats.reading.sqlite.StoreReader.summarize>`. With the rollups of
+        ``buildbot-stats influxdb-rollups``, from them for the whole hours and days they
+        cover and from the raw points elsewhere (:meth:`summarizeRollups`); without, computed
+        by InfluxDB from the raw points (:meth:`summarizeRaw`)."""
+        if self.hasRollups():
+            return self.summarizeRollups(kind_name, builder, start, end, period, by_builder)
+        return self.summarizeRaw(kind_name, builder, start, end, period, by_builder)
+
+    def summarizeRollups(self, kind_name, builder=None, start=None, end=None, period=None,
+                         by_builder=True):
+        """:meth:`summarize` from the rollups: counts, sums, minimums and maximums exact,
+        medians and 90th percentiles estimated from the hours' and days' percentiles (the
+        custom series: the median, from the periods' medians)."""
+        kind = KINDS[kind_name]
+        measurements = self._kindMeasurements(kind, builder)
+        if not measurements:
+            return {}
+        if period is not None and start is None:
+            first = self.firstTime()
+            if first is None:
+                return {}
+            start = first // period * period
+        watermark = int((self.clock() - SETTLED) // 3600 * 3600)
+        p = plan(start, end, watermark, 0, [], period)
+        counted = kind.fields == (POINTS,) or kind.name == 'tests'
+        acc = {}
+
+        def bucket(key, t):
+            k = (key, None if period is None else int(t // period * period))
+            agg = acc.get(k)
+            if agg is None:
+                agg = acc[k] = Aggregate(sketched=not counted)
+            return agg
+
+        tags = [quoteIdent(t) for t in (('builder_name',) + GROUP_TAGS[kind.name])]
+        conditions = KIND_CONDITIONS.get(kind.name, ())
+        for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days), (WEEKLY, p.weeks)):
+            for lo, hi in ranges:
+                for m, fields in measurements.items():
+                    columns = ", ".join(quoteIdent(c) for c in rollupColumns(kind, fields))
+                    q = (f"SELECT {columns} FROM {quoteIdent(policy)}.{quoteIdent(m)}"
+                         f"{self._where(builder, lo, hi, conditions)}"
+                         f" GROUP BY {', '.join(tags)}")
+                    for series in self.query(q):
+                        row_tags = series.get('tags') or {}
+                        for values in series['values']:
+                            row = dict(zip(series['columns'], values))
+                            self._addRollupRow(kind, m, fields, row_tags, row, by_builder,
+                                               bucket)
+        for lo, hi in p.raw:
+            for m, fields in measurements.items():
+                cols = ", ".join(quoteIdent(f) for f in fields)
+                q = (f"SELECT {cols} FROM {self._from(m)}"
+                     f"{self._where(builder, lo, hi, conditions)} GROUP BY {', '.join(tags)}")
+                for series in self.query(q):
+                    row_tags = series.get('tags') or {}
+                    values = {}
+                    for row in series['values']:
+                        t = row[0] / 1e3
+                        for f, v in zip(fields, row[1:]):
+                            if isNumber(v):
+                                field = POINTS if kind.fields == (POINTS,) else f
+                                values.setdefault(
+                                    (kind.group(m, row_tags, field, by_builder),
+                                     t // period * period if period else 0), []).append(v)
+                    for (key, t), vs in values.items():
+                        agg = bucket(key, t)
+                        if kind.fields == (POINTS,):
+                            agg.count += len(vs)
+                        else:
+                            agg.addValues(vs)
+        out = {}
+        for (key, when), agg in acc.items():
+            st = _aggregateStats(agg)
+            if period is None:
+                out[key] = st
+            else:
+                out.setdefault(key, []).append((when, st))
+        if period is not None:
+            for rows in out.values():
+                rows.sort(key=lambda r: r[0])
+        return out
+
+    @staticmethod
+    def _addRollupRow(kind, m, fields, tags, row, by_builder, bucket):
+        t = row['time'] / 1e3
+        if kind.fields == (POINTS,):
+            if row.get('points'):
+                bucket(kind.group(m, tags, POINTS, by_builder), t).count += row['points']
+            return
+        for f in fields:
+            if kind.name == 'custom':
+                names = {k: f"{k}_{f}" for k in ('count', 'sum', 'min', 'max', 'median')}
+            else:
+                names = {k: f"{f}_{k}" for k in ('count', 'sum', 'min', 'max')}
+            n = row.get(names['count'])
+            if not n:
+                continue
+            agg = bucket(kind.group(m, tags, f, by_builder), t)
+            # the values not zero: counted for the failed tests only
+            nonzero = (row.get('failed_nonzero') or 0) if f == 'failed' else n
+            agg.addRow(n, row.get(names['sum']), row.get(names['min']), row.get(names['max']),
+                       nonzero, None)
+            if agg.quantiles is not None:
+                if kind.name == 'custom':
+                    median = row.get(names['median'])
+                    if median is not None:
+                        agg.quantiles.addWeighted([median], [n])
+                else:
+                    agg.quantiles.addWeighted(*percentileBins(
+                        n, row.get(names['min']), row.get(names['max']),
+                        [row.get(f"{f}_p{q:02d}") for q in PERCENTILES]))
+
+    def summarizeRaw(self, kind_name, builder=None, start=None, end=None, period=None,
+                     by_builder=True):
+        """:meth:`summarize` computed by InfluxDB from the raw points (``count``, ``sum``,
+        ``min``, ``max``, ``median``, ``percentile(.., 90)``, ``GROUP BY time(period)``):
+        exact, but it reads every point of the range."""
+        kind = KINDS[kind_name]
+        counted_only = kind.fields == (POINTS,) or kind.name == 'tests'
+        tags = (('builder_name',) if by_builder and kind.name != 'durations' else ()) \
+            + GROUP_TAGS[kind.name]
+        if period is not None and start is None:
+            first = self.firstTime()
+            if first is None:
+                return {}
+            start = first // period * period
+        out = {}
+        for m, fields in self._kindMeasurements(kind, builder).items():
+            columns = [f"{fn.format(quoteIdent(f))} AS {quoteIdent(f'{f}|{name}')}"
+                       for f in fields for name, fn in AGGREGATES
+                       if not (counted_only and name in ('median', 'p90'))]
+            group = [quoteIdent(t) for t in tags]
+            if period is not None:
+                group.insert(0, f"time({int(period)}s)")
+            q = (f"SELECT {', '.join(columns)} FROM {self._from(m)}"
+                 f"{self._where(builder, start, end, KIND_CONDITIONS.get(kind.name, ()))}"
+                 + (f" GROUP BY {', '.join(group)}" if group else "")
+                 + (" fill(none)" if period is not None else ""))
+            answers = self.query(q)
+            nonzero = self._nonzero(m, fields, builder, start, end, group, period) \
+                if kind.name == 'tests' else {}
+            for series in answers:
+                row_tags = series.get('tags') or {}
+                for values in series['values']:
+                    row = dict(zip(series['columns'], values))
+                    when = None if period is None else row['time'] / 1e3
+                    for f in fields:
+                        count = row.get(f"{f}|count")
+                        if not count:
+                            continue
+                        field = POINTS if kind.fields == (POINTS,) else f
+                        key = kind.group(m, row_tags, field, by_builder)
+                        if counted_only and kind.fields == (POINTS,):
+                            stats = Stats(count)
+                        else:
+                            stats = Stats(count, row.get(f"{f}|sum"), row.get(f"{f}|min"),
+                                          row.get(f"{f}|max"),
+                                          nonzero.get((tuple(sorted(row_tags.items())), when, f)),
+                                          row.get(f"{f}|median"), row.get(f"{f}|p90"))
+                        if period is None:
+                            out[key] = _merged(out.get(key), stats)
+                        else:
+                            out.setdefault(key, {})[when] = _merged(
+                                out.get(key, {}).get(when), stats)
+        if period is not None:
+            out = {k: sorted(v.items()) for k, v in out.items()}
+        return out
+
+    def _nonzero(self, m, fields, builder, start, end, group, period):
+        """``{(tags, time, field): count of non-zero values}`` (tests' builds with failures)."""
+        out = {}
+        for f in fields:
+            q = (f"SELECT count({quoteIdent(f)}) AS \"n\" FROM {self._from(m)}"
+                 f"{self._where(builder, start, end, [f'{quoteIdent(f)} != 0'])}"
+                 + (f" GROUP BY {', '.join(group)}" if group else ""))
+            for series in self.query(q):
+                tags = tuple(sorted((series.get('tags') or {}).items()))
+                for t, n in series['values']:
+                    out[(tags, None if period is None else t / 1e3, f)] = n
+        return out
+
+    # -- the latest builds ------------------------------------------------------------------
+
+    def recentDurations(self, builder=None, start=None, end=None, n=200):
+        """``{builder: [(time, build number, duration), ...]}``: the latest ``n`` builds of
+        each builder in the range, by time."""
+        out = {}
+        for m in self._kindMeasurements(KINDS['durations'], builder):
+            # a few more than n: a build in both forms (its first point counts)
+            q = (f'SELECT "duration", {BUILD_COLUMNS} FROM {self._from(m)}'
+                 f"{self._where(None, start, end, [DURATION_SET])}"
+                 f" ORDER BY time DESC LIMIT {int(n) + 20}")
+            rows, seen = [], set()
+            for row in sorted(self._rows(q), key=lambda r: r['time']):
+                _, number, _ = buildOf(row)
+                if number is None or number not in seen:
+                    seen.add(number)
+                    rows.append((row['time'] / 1e3, number, float(row['duration'])))
+            if rows:
+                out[m[:-len(BUILD_TIMES)]] = rows[-n:]
+        return dict(sorted(out.items()))
+
+    def lastTests(self, builder=None, start=None, end=None):
+        """``{builder: (time, build number, passed, failed, skipped)}``: the last ``tests``
+        point of each builder in the range."""
+        out = {}
+        q = (f'SELECT "passed", "failed", "skipped", {BUILD_COLUMNS} FROM {self._from("tests")}'
+             f"{self._where(builder, start, end, [TOTAL_SET])}"
+             ' GROUP BY "builder_name" ORDER BY time DESC LIMIT 1')
+        for s in self.query(q):
+            for values in s['values']:
+                row = dict(zip(s['columns'], values), **(s.get('tags') or {}))
+                b, number, _ = buildOf(row)
+                out[b] = (row['time'] / 1e3, number,
+                          *(row.get(f) or 0 for f in ('passed', 'failed', 'skipped')))
+        return out
+
+    def lastFailures(self, builder=None, start=None, end=None):
+        """``{builder: (time, build number, result)}``: the last build of each builder whose
+        result counts as failed."""
+        skip = sorted(PASSED_RESULTS | NOT_COUNTED_RESULTS)
+        conditions = [f'"result" != {quoteString(r)}' for r in skip]
+        q = (f'SELECT "result_code", "result", {BUILD_COLUMNS} FROM {self._from("builds")}'
+             f"{self._where(builder, start, end, conditions)}"
+             ' GROUP BY "builder_name" ORDER BY time DESC LIMIT 1')
+        out = {}
+        for s in self.query(q):
+            for values in s['values']:
+                row = dict(zip(s['columns'], values), **(s.get('tags') or {}))
+                b, number, _ = buildOf(row)
+                out[b] = (row['time'] / 1e3, number, row.get('result'))
         return out
 
     def changePoints(self, builder=None, start=None, end=None):
@@ -423,6 +750,62 @@ class InfluxReader(TestQueries):
 
     def _testKeys(self, names):
         return {n: n for n in names}
+
+
+def percentileBins(count, lo, hi, percentiles):
+    """``(values, weights)``: a period's values as far as its minimum, maximum and
+    percentiles tell them. InfluxDB's ``percentile(f, p)`` of ``n`` values is the one of rank
+    ``floor(n * p / 100 + 0.5)`` (none below rank 1), so each is a known value of a known
+    rank; the values between two known ranks, unknown, are put halfway between them. A
+    period of at most 20 values is known whole."""
+    n = int(count)
+    known = {}
+    if lo is not None:
+        known[1] = lo
+    if hi is not None:
+        known[n] = hi
+    for p, v in zip(PERCENTILES, percentiles):
+        k = math.floor(n * p / 100 + 0.5)
+        if v is not None and 1 <= k <= n:
+            known[k] = v
+    ranks = sorted(known)
+    values, weights = [], []
+    for i, k in enumerate(ranks):
+        values.append(known[k])
+        weights.append(1.0)
+        if i + 1 < len(ranks) and ranks[i + 1] - k > 1:
+            values.append((known[k] + known[ranks[i + 1]]) / 2)
+            weights.append(float(ranks[i + 1] - k - 1))
+    return values, weights
+
+
+def _aggregateStats(agg):
+    if agg.min is None:
+        return Stats(agg.count)
+    if agg.quantiles is None:
+        return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero)
+    median, p90 = agg.quantiles.medianAndP90()
+    return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero, median, p90,
+                 agg.quantiles.exact)
+
+
+def _merged(a, b):
+    """Two answers of one group (from two measurements or two series): counts and sums add
+    up; the median and p90 of the larger one stand for both (InfluxDB answers per query)."""
+    if a is None:
+        return b
+    big = a if a.count >= b.count else b
+    return Stats(a.count + b.count, _add(a.sum, b.sum), _pick(min, a.min, b.min),
+                 _pick(max, a.max, b.max), _add(a.nonzero, b.nonzero), big.median, big.p90,
+                 exact=False)
+
+
+def _add(x, y):
+    return y if x is None else x if y is None else x + y
+
+
+def _pick(f, x, y):
+    return y if x is None else x if y is None else f(x, y)
 
 
 #: The columns of a row that are not fields: its time and those of BUILD_COLUMNS.

@@ -1,8 +1,20 @@
-"""Reading the embedded store: the one read API of ``buildbot-stats report`` and ``export``.
+"""Reading the embedded store: the one read API of the Statistics page, ``buildbot-stats
+report`` and ``export``.
 
 Opens the file read-only, so it is safe while a master writes it (WAL mode lets readers
 and the writer work at once). Every problem with the file is a :class:`StoreError` whose
 message is one line for a user.
+
+Two kinds of queries (the same names and answers in :mod:`buildbot_stats.reading.influxdb`):
+
+* **aggregates** (:meth:`StoreReader.summarize`): per group, the count, sum, min, max,
+  median and 90th percentile of a range or of each period of it, from the rollups where they
+  cover the range and from raw points elsewhere (:mod:`~buildbot_stats.reading.plan`): a few
+  hundred rows whatever the store's size;
+* **raw points** (:meth:`~StoreReader.buildDurations` and the others): every build of a
+  range, for the charts that draw each build (few, by the page's choice), and the latest
+  builds (:meth:`~StoreReader.recentDurations`, :meth:`~StoreReader.lastTests`,
+  :meth:`~StoreReader.lastFailures`).
 """
 
 from __future__ import annotations
@@ -12,7 +24,6 @@ import fnmatch
 import json
 import os
 import sqlite3
-import statistics
 from dataclasses import dataclass
 
 from buildbot_stats.point import Point
@@ -21,6 +32,21 @@ from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import oneFormPerBuild
 from buildbot_stats.reading.tests import Run
 from buildbot_stats.reading.tests import TestQueries
+from buildbot_stats.reading.kinds import BUILD_TIMES
+from buildbot_stats.reading.kinds import KINDS
+from buildbot_stats.reading.kinds import MEASUREMENTS
+from buildbot_stats.reading.kinds import isCustom
+from buildbot_stats.reading.kinds import isNumber
+from buildbot_stats.reading.plan import plan
+from buildbot_stats.reading.summary import NOT_COUNTED_RESULTS
+from buildbot_stats.reading.summary import PASSED_RESULTS
+from buildbot_stats.reading.summary import Stats
+from buildbot_stats.storage.sqlite.aggregates import Aggregate
+from buildbot_stats.storage.sqlite.layout import NO_BUILD
+from buildbot_stats.storage.sqlite.layout import joinTags
+from buildbot_stats.storage.sqlite.layout import loadNames
+from buildbot_stats.storage.sqlite.rollups import HOUR
+from buildbot_stats.storage.sqlite.schema import READABLE_VERSION
 from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
 from buildbot_stats.storage.sqlite.schema import connectReadOnly
@@ -30,7 +56,9 @@ from buildbot_stats.storage.sqlite.schema import NAME_MASK
 from buildbot_stats.storage.sqlite.schema import TESTS_VERSION
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
-__all__ = ['StoreError', 'StoreReader', 'SeriesInfo', 'openStore']
+__all__ = ['MEASUREMENTS', 'StoreError', 'StoreReader', 'SeriesInfo', 'isNumber', 'openStore']
+
+US = 1_000_000
 
 
 #: Seconds a reader waits for a lock: in WAL mode, readers and the writer work at once,
@@ -71,6 +99,13 @@ class StoreReader(TestQueries):
             raise StoreError(f"{path}: {e}") from None
         except sqlite3.Error as e:
             raise StoreError(f"{path}: {describeReadError(e)}") from None
+        if self.version < READABLE_VERSION:
+            self.conn.close()
+            raise StoreError(
+                f"{path}: has schema version {self.version}, older than the {READABLE_VERSION} "
+                "this buildbot_stats reads; the master upgrades it when it starts with this "
+                f"version, or run: buildbot-stats rebuild-rollups {path}")
+        self._names = None
 
     def close(self):
         self.conn.close()
@@ -112,6 +147,15 @@ class StoreReader(TestQueries):
         """The first row of a query (None without one)."""
         return next(self._query(sql, params), None)
 
+    def guarded(self, f, *args):
+        """``f(*args)`` (a function of the store's layout given :attr:`conn`, such as
+        :mod:`~buildbot_stats.storage.sqlite.retention`'s counts), a problem met on the
+        way a :class:`StoreError`."""
+        try:
+            return f(*args)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
     @contextlib.contextmanager
     def readTransaction(self):
         """Every query in the block sees one state of the file (a writer may commit
@@ -120,48 +164,60 @@ class StoreReader(TestQueries):
             self.conn.execute("BEGIN")
         except sqlite3.Error as e:
             raise self._error(e) from None
+        self._names = None
         try:
             yield self
         finally:
             self.conn.rollback()
+            self._names = None
 
-    def maxId(self):
-        """The highest row id (None for an empty store): the newest row written."""
-        return self._one("SELECT MAX(id) FROM points")[0]
+    # -- what the store holds -------------------------------------------------------------
 
-    def rowKey(self, row_id):
-        """``(series, time_us)`` of the row ``row_id``, None when there is none."""
-        return self._one("SELECT series, time_us FROM points WHERE id = ?", (row_id,))
+    def names(self):
+        """``(series {id: name}, tag sets {id: tags}, field names {id: [names]})``: read once
+        per transaction (a few hundred rows)."""
+        if self._names is None:
+            try:
+                self._names = loadNames(self.conn)
+            except sqlite3.Error as e:
+                raise self._error(e) from None
+        return self._names
 
-    def countAfter(self, row_id):
-        """The number of points with a higher row id than ``row_id``."""
-        return self._one("SELECT COUNT(*) FROM points WHERE id > ?", (row_id,))[0]
+    def _seriesIds(self, names):
+        wanted = set(names)
+        return {i: n for i, n in self.names()[0].items() if n in wanted}
 
-    def series(self):
-        """Every series with its number of points and its time range, by name."""
-        rows = self._query(
-            "SELECT series, COUNT(*), MIN(time_us), MAX(time_us) FROM points"
-            " GROUP BY series ORDER BY series"
-        )
-        return [SeriesInfo(name, n, lo / 1e6, hi / 1e6) for name, n, lo, hi in rows]
+    def rollupState(self):
+        """``(watermark, raw_since, dirty hours)``: rollups cover the hours before
+        ``watermark`` (seconds) but the ``dirty`` ones; raw points before ``raw_since``
+        (seconds) were deleted."""
+        meta = dict(self._all("SELECT key, value FROM meta WHERE key IN"
+                              " ('rollup_watermark', 'raw_since')"))
+        dirty = [r[0] for r in self._all("SELECT hour FROM rollup_dirty ORDER BY hour")]
+        return (int(meta.get('rollup_watermark', 0)), int(meta.get('raw_since', 0)) / US,
+                dirty)
+
+    def rawSince(self):
+        """Raw points before this time (seconds) were deleted (0: none)."""
+        return self.rollupState()[1]
 
     def stateKey(self):
-        """A value that changes whenever the points change: the file (device, inode and
-        change time: a new file may get the inode of a deleted one), its schema version,
-        its number of points and its highest row id. A write adds rows
-        with higher ids (SQLite gives a new row the highest id + 1, an ``INSERT OR
-        REPLACE`` too: the replaced row's id goes), a deletion lowers the count; so a
-        cached view of the same key shows the same points. Two cheap queries (the count
-        walks the smallest index, the highest id is the last row)."""
+        """A value that changes whenever the points change: the file (device, inode), the
+        writers' count of transactions (``generation``), and the size and change time of the
+        file and its write-ahead log (a program writing it with other tools). Cheap: one row
+        and two ``stat``."""
         try:
             st = os.stat(self.path)
         except OSError as e:
             raise StoreError(f"{self.path}: cannot be read: {e.strerror}") from None
-        # two statements: each has SQLite's fast path (together they scan every row)
-        count = self.countPoints()
-        max_id = self.maxId()
-        return (st.st_dev, st.st_ino, st.st_ctime_ns, self.version, count, max_id,
-                self._testRunsState())
+        try:
+            wal = os.stat(self.path + '-wal')
+            wal = (wal.st_size, wal.st_mtime_ns)
+        except OSError:
+            wal = None
+        row = self._one("SELECT value FROM meta WHERE key = 'generation'")
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, wal, self.version,
+                row and row[0])
 
     def testsStateKey(self):
         """A value that changes whenever the per-test history changes: the file, its schema
@@ -179,12 +235,22 @@ class StoreReader(TestQueries):
         return self._one("SELECT COUNT(*), MAX(id) FROM test_runs")
 
     def countPoints(self):
-        return next(self._query("SELECT COUNT(*) FROM points"))[0]
+        return self._one("SELECT COUNT(*) FROM points")[0]
+
+    def series(self):
+        """Every series with its number of raw points and their time range, by name."""
+        out = []
+        for sid, name in sorted(self.names()[0].items(), key=lambda kv: kv[1]):
+            n, lo, hi = self._one("SELECT COUNT(*), MIN(time_us), MAX(time_us) FROM points"
+                                  " WHERE series = ?", (sid,))
+            if n:
+                out.append(SeriesInfo(name, n, lo / US, hi / US))
+        return out
 
     def matchSeries(self, patterns):
         """The series names matching ``patterns`` (names or shell globs such as
         ``'alpha-*'``); a pattern that matches nothing raises :class:`StoreError`."""
-        names = [s.name for s in self.series()]
+        names = sorted(self.names()[0].values())
         if not patterns:
             return names
         chosen = []
@@ -201,173 +267,443 @@ class StoreReader(TestQueries):
     def points(self, series=None, start=None, end=None):
         """The points of ``series`` (a list of names; None: all) with ``start <= time <
         end`` (seconds; None: unbounded), ordered by time."""
+        names = self.names()[0]
         where, params = [], []
         if series is not None:
-            if not series:
+            ids = self._seriesIds(series)
+            if not ids:
                 return
-            where.append(f"series IN ({','.join('?' * len(series))})")
-            params.extend(series)
-        self._window(where, params, None, start, end)
-        sql = "SELECT id, series, time_us, tags, fields FROM points"
+            where.append(f"series IN ({','.join('?' * len(ids))})")
+            params.extend(ids)
+        self._window(where, params, start, end)
+        sql = "SELECT id, series, time_us, tagset, build, fieldset, vals FROM points"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_us, id"
-        for row_id, series, time_us, tags, fields in self._query(sql, params):
-            try:
-                tags, fields = json.loads(tags), json.loads(fields)
-                if not isinstance(tags, dict) or not isinstance(fields, dict):
-                    raise ValueError("not a JSON object")
-                when = time_us / 1e6
-            except (TypeError, ValueError) as e:
-                # written by another program, or damaged: the store's, not a bug
-                raise StoreError(f"{self.path}: is damaged: the point of row {row_id} "
-                                 f"({series!r}) cannot be read ({type(e).__name__})") from None
-            yield Point(series=series, tags=tags, fields=fields, time=when)
+        for row_id, sid, time_us, tid, build, fid, vals in self._query(sql, params):
+            tags, fields = self._decode(row_id, names.get(sid, sid), tid, build, fid, vals)
+            yield Point(series=names[sid], tags=tags, fields=fields, time=time_us / US)
 
-    # -- the queries of the report and the web page (same names in reading.influxdb) -----------
+    def _decode(self, row_id, series, tagset, build, fieldset, vals):
+        """``(tags, fields)`` of a raw point's row; a row another program wrote wrong, or
+        damaged, is a :class:`StoreError` naming it (the store's fault, not a bug)."""
+        _, tagsets, fieldsets = self.names()
+        try:
+            values = json.loads(vals)
+            if not isinstance(values, list) or not isinstance(tagsets[tagset], dict):
+                raise ValueError("not a JSON array")
+            return joinTags(tagsets[tagset], build), dict(zip(fieldsets[fieldset], values))
+        except (TypeError, ValueError, KeyError) as e:
+            raise StoreError(f"{self.path}: is damaged: the point of row {row_id} "
+                             f"({series!r}) cannot be read ({type(e).__name__})") from None
 
     @staticmethod
-    def _window(where, params, builder, start, end, table=''):
-        """Add the conditions of one builder (None: all) and ``start <= time < end``
-        (seconds; None: unbounded) to ``where`` and ``params``; ``table``: a column prefix
-        (``'p.'``)."""
-        if builder is not None:
-            where.append(f"{table}builder = ?")
-            params.append(builder)
+    def _window(where, params, start, end):
+        """Add ``start <= time < end`` (seconds; None: unbounded) to ``where``."""
         if start is not None:
-            where.append(f"{table}time_us >= ?")
-            params.append(round(start * 1e6))
+            where.append("time_us >= ?")
+            params.append(round(start * US))
         if end is not None:
-            where.append(f"{table}time_us < ?")
-            params.append(round(end * 1e6))
+            where.append("time_us < ?")
+            params.append(round(end * US))
 
     def builderNames(self):
-        """Every builder with points in the store, sorted."""
-        return self._distinct('builder')
+        """Every builder with points or rollups in the store, sorted."""
+        return sorted({t['builder_name'] for t in self.names()[1].values()
+                       if 'builder_name' in t})
 
-    def _distinct(self, column):
-        """The distinct non-null values of an indexed ``column`` (``builder``, ``series``),
-        sorted: one index look-up per value (a skip scan), not a walk over every point."""
-        rows = self._query(
-            f"WITH RECURSIVE v(x) AS (SELECT MIN({column}) FROM points UNION ALL"
-            f" SELECT (SELECT MIN({column}) FROM points WHERE {column} > x) FROM v"
-            " WHERE x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")
-        return [r[0] for r in rows]
+    def _tagsetsOf(self, builder):
+        return [i for i, t in self.names()[1].items() if t.get('builder_name') == builder]
 
-    def rows(self, kind, builder=None, start=None, end=None, after_id=None):
-        """The rows behind one of the page's queries (``kind``: one of :data:`KINDS`), each
-        ``(time_us, id, builder, ...)`` (see :data:`KINDS`), by time then id; only the fields
-        each needs are extracted (``json_extract``, in SQLite), a field of the wrong type
-        is left out as the query's docstring says. ``after_id``: only the points with a
-        higher row id (what was written since; :mod:`buildbot_stats.reading.mirror`)."""
-        where, params = [], []
-        if kind == 'durations':
-            names = self.builderNames() if builder is None else [builder]
-            if not names:
-                return []
-            # the series by name: SQLite reads them through the (series, time) index
-            # instead of every point of the store
-            where += [f"series IN ({','.join('?' * len(names))})",
-                      "series = builder || '-build-times'"]
-            params += [f"{name}-build-times" for name in names]
-            sql = ("SELECT * FROM (SELECT time_us, id, builder, build_number,"
-                   " json_extract(fields, '$.duration') AS v FROM points WHERE {})"
-                   " WHERE typeof(v) IN ('integer', 'real')")
-        elif kind == 'custom':
-            names = [s for s in self._distinct('series') if s not in NOT_CUSTOM]
-            if not names:
-                return []
-            where += [f"p.series IN ({','.join('?' * len(names))})",
-                      "(p.builder IS NULL OR p.series != p.builder || '-build-times')",
-                      "j.type IN ('integer', 'real')", f"j.key != '{BUILD_NUMBER}'"]
-            params += names
-            # one row per numeric field (json_each), so no JSON is parsed in Python; and
-            # whether the build number is a tag (see buildbot_stats.reading.forms)
-            sql = ("SELECT p.time_us, p.id, p.builder, p.series, p.build_number,"
-                   f" json_type(p.tags, '$.{BUILD_NUMBER}') IS NOT NULL, j.key,"
-                   " j.value FROM points AS p, json_each(p.fields) AS j WHERE {}")
-        else:
-            measurement, columns, numeric = MEASUREMENT_QUERIES[kind]
-            where.append("series = ?")
-            params.append(measurement)
-            if kind == 'steps':
-                # what Buildbot's UI hides (hideStepIf) and its own worker_preparation are
-                # not the steps of a build a user looks for
-                where += ["json_extract(tags, '$.hidden') IS NULL",
-                          "json_extract(tags, '$.step_name') IS NOT ?"]
-                params.append(WORKER_PREPARATION)
-            sql = (f"SELECT time_us, id, builder, json_extract(fields, '$.build_number'),"
-                   f" {', '.join(columns)} FROM points WHERE {{}}")
-            if numeric:
-                where.append(f"json_type(fields, '$.{numeric}') IN ('integer', 'real')")
-        table = 'p.' if kind == 'custom' else ''
-        self._window(where, params, builder, start, end, table=table)
-        if after_id is not None:
-            where.append(f"{table}id > ?")
-            params.append(after_id)
-        order = " ORDER BY p.time_us, p.id" if kind == 'custom' else " ORDER BY time_us, id"
-        rows = list(self._query(sql.format(' AND '.join(where)) + order, params))
-        if kind == 'custom':
-            rows = customPoints(rows)
-        return rows
+    def _kindSeries(self, kind, builder):
+        """``{series id: name}`` a kind reads (for one builder, or None: all)."""
+        all_series = self.names()[0]
+        if kind.name == 'durations':
+            builders = self.builderNames() if builder is None else [builder]
+            wanted = {f"{b}{BUILD_TIMES}" for b in builders}
+            return {i: n for i, n in all_series.items() if n in wanted}
+        if kind.name == 'custom':
+            return {i: n for i, n in all_series.items() if isCustom(n)}
+        return {i: n for i, n in all_series.items() if n == kind.measurement}
+
+    # -- raw points ---------------------------------------------------------------------------
+
+    def _raw(self, series, builder, start, end, order="ASC", limit=None, tagsets=None):
+        """``(series name, time_us, tags, fields)`` of the raw points of ``series`` (``{id:
+        name}``), one series after the other, by time in each."""
+        if tagsets is None and builder is not None and not all(
+                n.endswith(BUILD_TIMES) for n in series.values()):
+            tagsets = self._tagsetsOf(builder)
+        for sid, name in series.items():
+            where, params = ["series = ?"], [sid]
+            if tagsets is not None:
+                if not tagsets:
+                    return
+                where.append(f"tagset IN ({','.join('?' * len(tagsets))})")
+                params.extend(tagsets)
+            self._window(where, params, start, end)
+            sql = (f"SELECT id, time_us, tagset, build, fieldset, vals FROM points WHERE"
+                   f" {' AND '.join(where)} ORDER BY time_us {order}, id {order}")
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            for row_id, t, tid, build, fid, vals in self._query(sql, params):
+                yield (name, t, *self._decode(row_id, name, tid, build, fid, vals))
+
+    def _rawByKind(self, kind_name, builder, start, end):
+        kind = KINDS[kind_name]
+        rows = self._raw(self._kindSeries(kind, builder), builder, start, end)
+        return kind, sorted((r for r in rows if kind.shows(r[2])), key=lambda r: r[1])
+
+    def _fieldRows(self, kind_name, builder, start, end, fields):
+        """``(series name, time_us, tags of its tag set, build number, [values of
+        fields])`` of the raw points of a kind the page shows, by time in each series; a
+        value that is not a number is None. SQLite picks the values out of each point (no
+        JSON decoded here): the reads of many builds (each build's dots, change detection's
+        series at a master's start) cost half of decoding each point."""
+        kind = KINDS[kind_name]
+        _, tagsets, _ = self.names()
+        only = None
+        if builder is not None and kind.name != 'durations':
+            only = self._tagsetsOf(builder)
+            if not only:
+                return
+        columns = ", ".join([self._fieldSql(BUILD_NUMBER, numeric=True)[1]]
+                            + [self._fieldSql(f, numeric=True)[1] for f in fields])
+        for sid, name in self._kindSeries(kind, builder).items():
+            where, params = ["series = ?"], [sid]
+            if only is not None:
+                where.append(f"tagset IN ({','.join('?' * len(only))})")
+                params.extend(only)
+            self._window(where, params, start, end)
+            sql = (f"SELECT time_us, tagset, build, {columns} FROM points WHERE"
+                   f" {' AND '.join(where)} ORDER BY time_us, id")
+            for t, tid, build, in_field, *values in self._query(sql, params):
+                tags = tagsets[tid]
+                if not kind.shows(tags):
+                    continue
+                if build != NO_BUILD:
+                    number = build
+                else:  # buildOf's rule: the tag (one not stored as a number), else the field
+                    number = _int(tags.get(BUILD_NUMBER))
+                    if number is None and in_field is not None:
+                        number = int(in_field)
+                yield name, t, tags, number, values
 
     def buildDurations(self, builder=None, start=None, end=None):
         """``{builder: [(end time, build number, duration), ...]}`` by time, from the
         ``duration`` field of the ``<builder>-build-times`` series (the first point of each
         build, in the unit it was captured in: seconds by default). ``builder``: one
         builder's (None: all); ``start <= time < end`` (seconds; None: unbounded)."""
-        return SHAPES['durations'](self.rows('durations', builder, start, end))
+        out, seen = {}, set()
+        for series, t, tags, number, (d,) in self._fieldRows('durations', builder, start, end,
+                                                             ('duration',)):
+            b = series[:-len(BUILD_TIMES)]
+            if d is None or tags.get('builder_name', b) != b:
+                continue
+            if (b, number) in seen:
+                continue  # the first point of each build (of a build in both forms, the tag's)
+            seen.add((b, number))
+            out.setdefault(b, []).append((t / US, number, float(d)))
+        return dict(sorted(out.items()))
 
     def buildResults(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, result), ...]}`` from the ``builds``
         measurement (:class:`CaptureBuildResults`); ``result`` is Buildbot's name
         (``'success'``, ``'failure'``...)."""
-        return SHAPES['results'](self.rows('results', builder, start, end))
+        out = {}
+        for _, t, tags, number, _ in self._fieldRows('results', builder, start, end, ()):
+            out.setdefault(tags.get('builder_name'), []).append(
+                (t / US, number, tags.get('result')))
+        return out
 
     def queueTimes(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, queue time), ...]}`` from ``build_requests``
         (:class:`CaptureQueueTimes`)."""
-        return SHAPES['queue'](self.rows('queue', builder, start, end))
+        out = {}
+        for _, t, tags, number, (v,) in self._fieldRows('queue', builder, start, end,
+                                                        ('queue_time',)):
+            if v is not None:
+                out.setdefault(tags.get('builder_name'), []).append((t / US, number, float(v)))
+        return out
 
     def stepDurations(self, builder=None, start=None, end=None):
         """``{(builder, step name): [(time, build number, duration), ...]}`` from ``steps``
         (:class:`CaptureStepTimes`), without the hidden steps (``hideStepIf``) and
-        Buildbot's own ``worker_preparation``."""
-        return SHAPES['steps'](self.rows('steps', builder, start, end))
+        Buildbot's own ``worker_preparation`` (:meth:`~buildbot_stats.reading.kinds.Kind.shows`)."""
+        out = {}
+        for _, t, tags, number, (v,) in self._fieldRows('steps', builder, start, end,
+                                                        ('duration',)):
+            if v is not None:
+                out.setdefault((tags.get('builder_name'), tags.get('step_name')), []).append(
+                    (t / US, number, float(v)))
+        return out
 
     def testCounts(self, builder=None, start=None, end=None):
         """``{builder: [(time, build number, passed, failed, skipped), ...]}`` from ``tests``
         (:class:`CaptureTestResults`)."""
-        return SHAPES['tests'](self.rows('tests', builder, start, end))
-
-    def stepSummary(self, builder=None, start=None, end=None):
-        """``{(builder, step name): {'runs', 'median', 'p90', 'max'}}`` of the step
-        durations in ``steps`` (the page's slowest steps). ``median`` is the middle value
-        (the mean of the two middle ones for an even count), ``p90`` the nearest-rank 90th
-        percentile."""
-        return stepSummary(self.rows('steps', builder, start, end))
+        out = {}
+        for _, t, tags, number, counts in self._fieldRows('tests', builder, start, end,
+                                                          ('passed', 'failed', 'skipped')):
+            out.setdefault(tags.get('builder_name'), []).append(
+                (t / US, number, *(_count(c) for c in counts)))
+        return out
 
     def customSeries(self, builder=None, start=None, end=None):
         """``{series: [(time, builder, build number, {field: number}), ...]}`` of every
         series that is neither a ``<builder>-build-times`` series nor one of the build
         statistics measurements: properties (:class:`CaptureProperty`) and data
-        (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept, the
-        build number left out; a build in both forms counts in its tag form
-        (:mod:`buildbot_stats.reading.forms`)."""
-        return SHAPES['custom'](self.rows('custom', builder, start, end))
+        (:class:`CaptureData`, ``yieldMetricsValue``). Only numeric fields are kept, not
+        the identifiers (``build_number``...)."""
+        kind, rows = self._rawByKind('custom', builder, start, end)
+        points = []
+        for series, t, tags, fields in rows:
+            numbers = {f: float(v) for f, v in kind.numbers(fields)}
+            if numbers:
+                number, tagged = buildOf(tags, fields)
+                points.append((series, t / US, tags.get('builder_name'), number, numbers,
+                               tagged))
+        out = {}
+        for series, t, b, number, numbers, _ in oneFormPerBuild(
+                points, lambda p: None if p[3] is None else (p[0], p[2], p[3]),
+                lambda p: p[5]):
+            out.setdefault(series, []).append((t, b, number, numbers))
+        return dict(sorted(out.items()))
+
+    def firstTime(self):
+        """The time (seconds) of the oldest point or rollup, None for an empty store."""
+        firsts = []
+        for sid in self.names()[0]:
+            t = self._one("SELECT MIN(time_us) FROM points WHERE series = ?", (sid,))[0]
+            if t is not None:
+                firsts.append(t / US)
+            # the hours (a day's or week's row starts before its first point)
+            t = self._one("SELECT MIN(start) FROM rollups WHERE series = ? AND level = ?",
+                          (sid, HOUR))[0]
+            if t is not None:
+                firsts.append(float(t))
+        return min(firsts, default=None)
+
+    # -- the latest builds ------------------------------------------------------------------
+
+    def _fieldSql(self, field, numeric=False):
+        """``(fieldsets, SQL)``: the field sets holding ``field``, and the expression of its
+        value in a point of one of them (SQLite reads it: no JSON decoded here);
+        ``numeric``: NULL where the value is not a number (a string, a boolean)."""
+        where = {fid: names.index(field) for fid, names in self.names()[2].items()
+                 if field in names}
+        cases = []
+        for fid, i in where.items():
+            value = f"json_extract(vals, '$[{i}]')"
+            if numeric:
+                value = (f"CASE WHEN json_type(vals, '$[{i}]') IN ('integer', 'real')"
+                         f" THEN {value} END")
+            cases.append(f"WHEN {fid} THEN {value}")
+        return list(where), f"CASE fieldset {' '.join(cases)} END" if where else "NULL"
+
+    def recentDurations(self, builder=None, start=None, end=None, n=200):
+        """``{builder: [(time, build number, duration), ...]}``: the latest ``n`` builds of
+        each builder in the range, by time (the trend and the last build)."""
+        kind = KINDS['durations']
+        fieldsets, value = self._fieldSql('duration')
+        if not fieldsets:
+            return {}
+        _, field_number = self._fieldSql(BUILD_NUMBER)
+        _, tagsets, _ = self.names()
+        out = {}
+        for sid, name in self._kindSeries(kind, builder).items():
+            b = name[:-len(BUILD_TIMES)]
+            where, params = ["series = ?", f"fieldset IN ({','.join('?' * len(fieldsets))})"], \
+                [sid, *fieldsets]
+            self._window(where, params, start, end)
+            # a few more than n: a build written twice (its first point counts)
+            rows = self._all(f"SELECT time_us, tagset, build, {value}, {field_number} FROM"
+                             f" points WHERE {' AND '.join(where)}"
+                             f" ORDER BY time_us DESC, id DESC LIMIT {int(n) + 20}", params)
+            builds, seen = [], set()
+            for t, tid, build, d, in_field in reversed(rows):
+                tags = tagsets[tid]
+                number, _ = buildOf(joinTags(tags, build), {BUILD_NUMBER: in_field})
+                # the first point of each build (of a build in both forms, the tag's)
+                if isNumber(d) and tags.get('builder_name', b) == b and number not in seen:
+                    seen.add(number)
+                    builds.append((t / US, number, float(d)))
+            if builds:
+                out[b] = builds[-n:]
+        return dict(sorted(out.items()))
+
+    def lastTests(self, builder=None, start=None, end=None):
+        """``{builder: (time, build number, passed, failed, skipped)}``: the last ``tests``
+        point of each builder in the range."""
+        out = {}
+        series = self._kindSeries(KINDS['tests'], None)
+        for b in ([builder] if builder is not None else self.builderNames()):
+            for _, t, tags, fields in self._raw(series, b, start, end, order="DESC", limit=1):
+                out[b] = (t / US, buildOf(tags, fields)[0],
+                          *(_count(fields.get(f)) for f in ('passed', 'failed', 'skipped')))
+        return out
+
+    def lastFailures(self, builder=None, start=None, end=None):
+        """``{builder: (time, build number, result)}``: the last build of each builder in
+        the range whose result counts as failed (not passed, not left out). From the
+        rollups, the last hour with a failure is found first; its raw point gives the build
+        number (None when retention deleted it: the time is then the hour's)."""
+        _, tagsets, _ = self.names()
+        series = self._kindSeries(KINDS['results'], None)
+        if not series:
+            return {}
+        sid = next(iter(series))
+        failed = {}
+        for tid, tags in tagsets.items():
+            result = tags.get('result')
+            if result is not None and result not in PASSED_RESULTS \
+                    and result not in NOT_COUNTED_RESULTS and 'builder_name' in tags:
+                failed.setdefault(tags['builder_name'], []).append(tid)
+        watermark, _, dirty = self.rollupState()
+        out = {}
+        for b in ([builder] if builder is not None else sorted(failed)):
+            ids = failed.get(b)
+            if not ids:
+                continue
+            # the last rolled-up hour with a failure bounds the raw search
+            marks = ','.join('?' * len(ids))
+            where, params = [f"series = ? AND level = ? AND tagset IN ({marks})"], [sid, HOUR,
+                                                                                       *ids]
+            if start is not None:
+                where.append("start >= ?")
+                params.append(int(start // HOUR * HOUR))
+            if end is not None:
+                where.append("start < ?")
+                params.append(end)
+            last_hour = self._one(f"SELECT MAX(start) FROM rollups WHERE {' AND '.join(where)}",
+                                  params)[0]
+            # the raw points from the last rolled-up failure, the first dirty hour or the
+            # watermark (what is not rolled up) to the end
+            lo = min([watermark] + dirty[:1] + ([last_hour] if last_hour is not None else []))
+            if start is not None:
+                lo = max(lo, start)
+            found = None
+            for _, t, tags, fields in self._raw(series, b, lo, end, order="DESC", limit=1,
+                                                tagsets=ids):
+                found = (t / US, buildOf(tags, fields)[0], tags.get('result'))
+            if found is None and last_hour is not None:
+                # its raw points are gone: the hour is all we know
+                result = self._one(
+                    f"SELECT t.tags FROM rollups r JOIN tagsets t ON t.id = r.tagset"
+                    f" WHERE r.series = ? AND r.level = ? AND r.start = ? AND r.tagset IN"
+                    f" ({marks}) LIMIT 1", (sid, HOUR, last_hour, *ids))
+                found = (float(last_hour), None, json.loads(result[0]).get('result'))
+            if found is not None:
+                out[b] = found
+        return out
+
+    # -- aggregates ------------------------------------------------------------------------------
+
+    def summarize(self, kind_name, builder=None, start=None, end=None, period=None,
+                  by_builder=True):
+        """Per group of the kind (:mod:`~buildbot_stats.reading.kinds`; ``by_builder=False``:
+        all builders together), the :class:`Stats` of ``start <= time < end`` (seconds;
+        None: unbounded); with ``period`` (seconds, a multiple of an hour), ``[(period
+        start, Stats), ...]`` by time instead, periods starting on multiples of ``period``
+        since the epoch.
+
+        From the rollups where they cover the range, else from raw points: exact when the
+        range's values are few, estimated from the rollups' sketches beyond (within 0.5 % on
+        the benchmark data, see docs/benchmarks.rst)."""
+        kind = KINDS[kind_name]
+        series = self._kindSeries(kind, builder)
+        if not series:
+            return {}
+        watermark, raw_since, dirty = self.rollupState()
+        p = plan(start, end, watermark, raw_since, dirty, period)
+        acc = {}  # (group, period start or None) -> Aggregate
+        sketched = kind.fields != ('',) and kind.name != 'tests'
+
+        def bucket(group, t):
+            key = (group, None if period is None else int(t // period * period))
+            agg = acc.get(key)
+            if agg is None:
+                agg = acc[key] = Aggregate(sketched=sketched)
+            return agg
+
+        self._addRollups(kind, series, builder, p, bucket, by_builder)
+        values = {}
+        for lo, hi in p.raw:
+            rows = self._raw(series, builder, lo, hi)
+            if kind.measurement is None:
+                # the seed's series: a build in both forms counts once, as the rollups do
+                rows = oneFormPerBuild(rows, _pointBuild, lambda r: BUILD_NUMBER in r[2])
+            for name, t, tags, fields in rows:
+                if not kind.shows(tags) or kind.name == 'durations' and tags.get(
+                        'builder_name', name[:-len(BUILD_TIMES)]) != name[:-len(BUILD_TIMES)]:
+                    continue
+                when = t / US
+                for field, v in kind.numbers(fields):
+                    key = (kind.group(name, tags, field, by_builder),
+                           None if period is None else int(when // period * period))
+                    values.setdefault(key, []).append(v)
+        for (group, when), vs in values.items():
+            agg = bucket(group, when if when is not None else 0)
+            if vs[0] is None:
+                agg.count += len(vs)
+            else:
+                agg.addValues(vs)
+        out = {}
+        for (group, when), agg in acc.items():
+            stats = _stats(agg)
+            if period is None:
+                out[group] = stats
+            else:
+                out.setdefault(group, []).append((when, stats))
+        if period is not None:
+            for rows in out.values():
+                rows.sort(key=lambda r: r[0])
+        return out
+
+    def _addRollups(self, kind, series, builder, p, bucket, by_builder):
+        _, tagsets, _ = self.names()
+        fields = kind.fields or None
+        for level, ranges in p.levels():
+            for lo, hi in ranges:
+                where = [f"series IN ({','.join('?' * len(series))})", "level = ?",
+                         "start >= ?", "start < ?"]
+                params = [*series, level, lo, hi]
+                if fields is not None:
+                    where.append(f"field IN ({','.join('?' * len(fields))})")
+                    params.extend(fields)
+                else:
+                    where.append("field != ''")
+                if builder is not None:
+                    ids = self._tagsetsOf(builder)
+                    where.append(f"tagset IN ({','.join('?' * len(ids))})")
+                    params.extend(ids)
+                sql = ("SELECT series, start, tagset, field, count, sum, min, max, nonzero,"
+                       f" sketch FROM rollups WHERE {' AND '.join(where)}")
+                for sid, t, gid, field, *row in self._query(sql, params):
+                    name = series[sid]
+                    tags = tagsets[gid]
+                    if not kind.shows(tags) or kind.name == 'durations' and tags.get(
+                            'builder_name', name[:-len(BUILD_TIMES)]) != name[:-len(BUILD_TIMES)]:
+                        continue
+                    bucket(kind.group(name, tags, field, by_builder), t).addRow(*row)
 
     def changePoints(self, builder=None, start=None, end=None):
-        """The change points kept in the store (series ``change_points``), newest first,
-        each a dict (:func:`buildbot_stats.reading.changes.changeRecord`)."""
-        return SHAPES['changes'](self.rows('changes', builder, start, end))
+        """The change points kept in the store (series ``change_points``, raw points: never
+        rolled up), newest first, each a dict
+        (:func:`buildbot_stats.reading.changes.changeRecord`)."""
+        out = []
+        series = self._seriesIds([changes.CHANGE_POINTS])
+        for _, t, tags, fields in self._raw(series, builder, start, end):
+            record = changes.changeRecord(t / US, tags, fields)
+            if record is not None:
+                out.append(record)
+        return changes.byTime(out)
 
     def measuredSeries(self, builder=None, start=None, end=None):
         """``{(builder, name): [(time, build number, value), ...]}``: every series change
         detection looks at (:func:`buildbot_stats.reading.changes.measuredSeries`)."""
         return changes.measuredSeries(self, builder, start, end)
 
-
-    # -- the per-test history (schema v3): the primitives of reading.tests.TestQueries ---------
+    # -- the per-test history (schema v4): the primitives of reading.tests.TestQueries ---------
 
     def testRuns(self, builder=None, start=None, end=None):
         """The :class:`~buildbot_stats.reading.tests.Run` of every build with test results
@@ -376,7 +712,10 @@ class StoreReader(TestQueries):
         if self.version < TESTS_VERSION:
             return []
         where, params = [], []
-        self._window(where, params, builder, start, end)
+        if builder is not None:
+            where.append("builder = ?")
+            params.append(builder)
+        self._window(where, params, start, end)
         sql = ("SELECT id, builder, build_number, buildid, time_us, revision, buildset, passed,"
                " failed, skipped, flaky FROM test_runs")
         if where:
@@ -460,122 +799,42 @@ class StoreReader(TestQueries):
         return out
 
 
-# -- from rows to answers: shared by the reader and the page's mirror (reading.mirror) ----------
-
-def customPoints(rows):
-    """One ``(time_us, id, builder, series, build number, tagged, {field: number})`` per
-    point of the rows of ``json_each`` (one per field, by point); ``tagged``: the build
-    number is a tag."""
-    out, last_id = [], None
-    for t, pid, b, series, number, tagged, key, value in rows:
-        if pid != last_id:
-            last_id, numbers = pid, {}
-            out.append((t, pid, b, series, number, bool(tagged), numbers))
-        numbers[key] = float(value)
-    return out
+def _stats(agg):
+    """The :class:`Stats` of an aggregate (exact when its quantiles are)."""
+    q = agg.quantiles
+    if agg.min is None:
+        return Stats(agg.count)
+    if q is None:
+        return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero)
+    median, p90 = q.medianAndP90()
+    return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero, median, p90, q.exact)
 
 
-def _durations(rows):
-    out, seen = {}, set()
-    for t, _, b, number, value in rows:
-        # the first point of each build (rows are by time)
-        if (b, number) not in seen:
-            seen.add((b, number))
-            out.setdefault(b, []).append((t / 1e6, number, float(value)))
-    return dict(sorted(out.items(), key=lambda kv: (kv[0] is not None, kv[0] or '')))
+def _pointBuild(row):
+    """``(series, builder, build number)`` of a raw row, None without a build number."""
+    series, _, tags, fields = row
+    number, _ = buildOf(tags, fields)
+    return None if number is None else (series, tags.get('builder_name'), number)
 
 
-def _byBuilder(rows):
-    out = {}
-    for t, _, b, number, value in rows:
-        out.setdefault(b, []).append((t / 1e6, number, value))
-    return out
+def buildOf(tags, fields):
+    """``(build number, tagged)`` of a point: its ``build_number`` tag (Buildbot's layout,
+    ``tagged`` True) or its ``build_number`` field (the build statistics captures, and the
+    seed's under ``StatsService(build_number='field')``); None without one. The one place
+    the store's reader finds a point's build (:mod:`buildbot_stats.reading.forms`)."""
+    number = _int(tags.get(BUILD_NUMBER))
+    if number is not None:
+        return number, True
+    value = fields.get(BUILD_NUMBER)
+    return (None if isinstance(value, bool) else _int(value)), False
 
 
-def _queue(rows):
-    out = {}
-    for t, _, b, number, value in rows:
-        out.setdefault(b, []).append((t / 1e6, number, float(value)))
-    return out
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
-def _steps(rows):
-    out = {}
-    for t, _, b, number, step, value in rows:
-        out.setdefault((b, step), []).append((t / 1e6, number, float(value)))
-    return out
-
-
-def _tests(rows):
-    out = {}
-    for t, _, b, number, passed, failed, skipped in rows:
-        out.setdefault(b, []).append((t / 1e6, number, passed or 0, failed or 0, skipped or 0))
-    return out
-
-
-def _customBuild(point):
-    _, _, b, series, number, _, _ = point
-    return None if number is None else (series, b, number)
-
-
-def _custom(points):
-    out = {}
-    for t, _, b, series, number, _, numbers in oneFormPerBuild(points, _customBuild,
-                                                                lambda p: p[5]):
-        out.setdefault(series, []).append((t / 1e6, b, number, numbers))
-    return dict(sorted(out.items()))
-
-
-def _changes(rows):
-    out = []
-    for t, _, _, _, tags, fields in rows:
-        record = changes.changeRecord(t / 1e6, json.loads(tags), json.loads(fields))
-        if record is not None:
-            out.append(record)
-    return changes.byTime(out)
-
-
-def stepSummary(rows):
-    """``{(builder, step): {'runs', 'median', 'p90', 'max'}}`` of ``rows('steps')``."""
-    groups = {}
-    for _, _, b, _, step, value in rows:
-        groups.setdefault((b, step), []).append(value)
-    out = {}
-    for key, values in groups.items():
-        values.sort()
-        n = len(values)
-        out[key] = {'runs': n, 'median': float(statistics.median(values)),
-                    'p90': float(values[(9 * n + 9) // 10 - 1]), 'max': float(values[-1])}
-    return out
-
-
-#: ``kind``: the function from :meth:`StoreReader.rows` to the answer of its query.
-SHAPES = {'durations': _durations, 'results': _byBuilder, 'queue': _queue, 'steps': _steps,
-          'tests': _tests, 'custom': _custom, 'changes': _changes}
-#: The kinds of :meth:`StoreReader.rows`.
-KINDS = tuple(SHAPES)
-#: ``kind``: (measurement, the extracted columns after the build number, the field that
-#: must be a number or None).
-MEASUREMENT_QUERIES = {
-    'results': ('builds', ["json_extract(tags, '$.result')"], None),
-    'queue': ('build_requests', ["json_extract(fields, '$.queue_time')"], 'queue_time'),
-    'steps': ('steps', ["json_extract(tags, '$.step_name')",
-                        "json_extract(fields, '$.duration')"], 'duration'),
-    'tests': ('tests', ["json_extract(fields, '$.passed')", "json_extract(fields, '$.failed')",
-                        "json_extract(fields, '$.skipped')"], None),
-    'changes': (changes.CHANGE_POINTS, ['tags', 'fields'], None),
-}
-
-
-#: Buildbot's own first step of every build (attaching the worker, starting a latent one):
-#: left out of the page's steps, as the steps Buildbot's UI hides are.
-WORKER_PREPARATION = 'worker_preparation'
-
-#: The measurements of the build statistics captures (results, queue times, steps, tests).
-MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
-#: The series that are not custom series: those, and the kept change points.
-NOT_CUSTOM = MEASUREMENTS + (changes.CHANGE_POINTS,)
-
-
-def isNumber(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _count(value):
+    return value if isNumber(value) else 0

@@ -11,6 +11,7 @@ import itertools
 import math
 import operator
 import statistics
+from dataclasses import dataclass
 
 TREND_STEADY = 0.10  # a fitted change within +-10 % of its start is "steady"
 TREND_WINDOW = 200  # the trend is of the latest builds (pairs grow as the square: the page
@@ -20,6 +21,30 @@ TREND_WINDOW = 200  # the trend is of the latest builds (pairs grow as the squar
 PASSED_RESULTS = frozenset({'success', 'warnings'})
 #: Results left out of the success rate: the build did not run to a verdict.
 NOT_COUNTED_RESULTS = frozenset({'skipped', 'retry', 'cancelled'})
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What a reader says of the numbers of one group (a builder, a step...) over a range or
+    a period: every reader answers its aggregate queries with these.
+
+    ``median`` and ``p90`` are exact (``exact``: the middle value, or the mean of the two
+    middle ones, and the nearest-rank 90th percentile) when computed from the values, else
+    estimates (from rollups' sketches, or from InfluxDB); None without values (a count
+    only)."""
+
+    count: int
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+    nonzero: int | None = None
+    median: float | None = None
+    p90: float | None = None
+    exact: bool = True
+
+    @property
+    def mean(self):
+        return None if self.sum is None or not self.count else self.sum / self.count
 
 
 def percentile(values, q):
@@ -101,45 +126,6 @@ def fmtShortSeconds(s):
     return fmtSeconds(s)
 
 
-def fmtTrend(st):
-    if st['trend_ratio'] is None:
-        return st['trend']
-    return f"{st['trend_ratio'] * 100:+.0f}% {st['trend']}"
-
-
-def periodLength(span):
-    """The period of the per-period median and p90 for a time span (seconds): an hour up
-    to two days, a day up to ~two months, then a week."""
-    if span <= 2 * 86400:
-        return 3600
-    if span <= 62 * 86400:
-        return 86400
-    return 7 * 86400
-
-
-def perPeriod(points, period):
-    """``points``: ``[(time, value), ...]``. ``[(time, median, p90, count), ...]`` of the
-    periods that hold points, by time; periods start on multiples of ``period`` since the
-    epoch (UTC midnight for days); ``time`` is the mean time of the period's points, so a
-    period's mark sits among its builds."""
-    buckets = {}
-    for t, v in points:
-        buckets.setdefault(int(t // period), []).append((t, v))
-    out = []
-    for _, tvs in sorted(buckets.items()):
-        vs = [v for _, v in tvs]
-        out.append((sum(t for t, _ in tvs) / len(tvs), statistics.median(vs),
-                    percentile(vs, 0.9), len(vs)))
-    return out
-
-
-def resultCounts(results):
-    """``results``: ``[(time, number, result name), ...]``. ``{'builds', 'passed',
-    'failed', 'other', 'rate'}``; ``rate`` is passed / (passed + failed), None without a
-    verdict. Failed counts failure and exception."""
-    passed = sum(1 for r in results if r[2] in PASSED_RESULTS)
-    other = sum(1 for r in results if r[2] in NOT_COUNTED_RESULTS)
-    failed = len(results) - passed - other
-    rate = passed / (passed + failed) if passed + failed else None
-    return {'builds': len(results), 'passed': passed, 'failed': failed, 'other': other,
-            'rate': rate}
+def fmtTrend(ratio, word):
+    """``'+12% slower'``, or the word alone without a ratio."""
+    return word if ratio is None else f"{ratio * 100:+.0f}% {word}"

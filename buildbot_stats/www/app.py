@@ -21,7 +21,6 @@ import time
 
 import flask
 
-from buildbot_stats.reading.mirror import StoreMirror
 from buildbot_stats.reading.source import Source
 from buildbot_stats.registry import preferredStatsService
 from buildbot_stats.storage.sqlite.schema import StoreError
@@ -57,10 +56,8 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             default_range='7d', clock=time.time):
     app = flask.Flask(__name__)
     app.buildbot_api = None  # set by buildbot_wsgi_dashboards when the web server starts
-    # SQLite stores only: the rendered views while the store is unchanged, and the rows of
-    # the page's queries, brought up to date with what was written since the last view
+    # SQLite stores only: the rendered views while the store is unchanged
     app.view_cache = ViewCache()
-    app.store_mirror = StoreMirror()
     # the per-test tables of an SQLite store while its test results are unchanged
     app.tests_cache = ViewCache()
 
@@ -138,8 +135,8 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             with source.open() as reader:
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
-                                 cache=app.view_cache, mirror=app.store_mirror,
-                                 tests_cache=app.tests_cache, notices=warnings, facts=facts,
+                                 cache=app.view_cache, tests_cache=app.tests_cache,
+                                 notices=warnings, facts=facts,
                                  detection=detectionOff(source))
         except StoreError as e:
             return unreadable("Statistics", e)

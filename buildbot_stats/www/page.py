@@ -9,31 +9,31 @@ Every text from the store (builder, step, series names...) goes through
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 
 from buildbot_stats import charts
-from buildbot_stats.reading import summary
-from buildbot_stats.reading.summary import fmtSeconds
 from buildbot_stats.www.html import e
 from buildbot_stats.www.html import fullTime
 from buildbot_stats.www.panels import PANELS
+from buildbot_stats.www.panels.base import Query
+from buildbot_stats.www.panels.base import periodWord
 from buildbot_stats.www.ranges import RANGES
 
 
-def collect(reader, builder, start, end, snapshot=None, known=None):
-    """Everything the page shows, read once: the builder names, and each query a panel
-    ``reads`` (one call per data key, shared by the panels that need it), from
-    ``snapshot`` (a :class:`~buildbot_stats.reading.mirror.Snapshot`) for the queries it
-    holds, from ``reader`` for the others (the per-test tables); ``known``: data keys
-    already read (kept from an earlier view)."""
-    first = snapshot or reader
-    data = {'builders': sorted(set(first.builderNames()) | set(_testBuilders(reader)))}
-    data.update(known or {})
-    for panel in PANELS:
-        for key, method in panel.reads.items():
-            if key not in data:
-                source = first if hasattr(first, method) else reader
-                data[key] = getattr(source, method)(builder, start, end)
+def collect(reader, builder, start, end, now, known=None):
+    """Every panel's model for one view: :meth:`Panel.compute` of each, through one
+    :class:`~buildbot_stats.www.panels.base.Query` (each reader question asked once), in
+    one read transaction of an SQLite store (one state of the file); ``known``: ``{panel
+    id: model}`` kept from an earlier view (the per-test tables), not computed again."""
+    known = known or {}
+    transaction = getattr(reader, 'readTransaction', None)
+    with (transaction() if transaction is not None else contextlib.nullcontext()):
+        q = Query(reader, builder, start, end, now)
+        names = set(q.ask('builderNames')) | _testBuilders(reader)
+        data = {'builder_names': sorted(names), 'period': q.period}
+        for panel in PANELS:
+            data[panel.id] = known[panel.id] if panel.id in known else panel.compute(q)
     return data
 
 
@@ -44,23 +44,20 @@ def _testBuilders(reader):
 
 
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None, mirror=None, tests_cache=None, notices=(), facts=(),
+         source_name, now, cache=None, tests_cache=None, notices=(), facts=(),
          detection=None):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
-    state (``reader.stateKey()``; None: not cached). With a
-    :class:`~buildbot_stats.reading.mirror.StoreMirror`, the data of an SQLite store
-    comes from the mirror, brought up to date with the points written since its last view
-    (from the store itself while the mirror's first read runs in the background). With
-    ``tests_cache`` (a ViewCache), the per-test tables of an SQLite store are kept while its
-    test results do not change (``reader.testsStateKey()``): a build without test results
-    does not make them be computed again. ``notices``: warnings the page shows above its
-    panels, ``facts``: sentences under them (:mod:`buildbot_stats.www.notices`);
+    state (``reader.stateKey()``; None: not cached). With ``tests_cache`` (a ViewCache),
+    the per-test tables of an SQLite store are kept while its test results do not change
+    (``reader.testsStateKey()``): a build without test results does not make them be
+    computed again. ``notices``: warnings the page shows above its panels, ``facts``:
+    sentences under them (:mod:`buildbot_stats.www.notices`);
     ``detection``: why change detection is off, None when it runs (or is not known)."""
     notices, facts = tuple(notices), tuple(facts)
     key = None
-    state = reader.stateKey() if cache is not None or mirror is not None else None
-    if cache is not None and state is not None:
+    state = reader.stateKey() if cache is not None else None
+    if state is not None:
         # the window (start, end) moves with the clock: the range's name is the key, the
         # cache's max_age bounds how far the window may have moved
         key = (state, builder, range_name, tuple(sorted(builder_ids.items())), ui_root,
@@ -69,34 +66,25 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         text = cache.get(key, now)
         if text is not None:
             return text
-    snapshot = mirror.sync(reader) if mirror is not None and state is not None else None
     tests_key, known = None, {}
     tests_state = getattr(reader, 'testsStateKey', None)
     if tests_cache is not None and tests_state is not None:
         tests_key = (tests_state(), builder, range_name)
-        answers = tests_cache.get(tests_key, now)
-        if answers is not None:
-            known[TESTS_KEY] = answers
-    try:
-        # no snapshot while the mirror reads the whole store in the background: from the
-        # store itself
-        data = collect(reader, builder, start, end, snapshot, known)
-        if tests_key is not None and TESTS_KEY not in known and TESTS_KEY in data:
-            tests_cache.put(tests_key, now, data[TESTS_KEY])
-        text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
-                    now, notices, facts, detection).render()
-    finally:
-        if mirror is not None:
-            # the mirror's full read, if due, starts once this view is answered: it would
-            # only slow it down
-            mirror.startLoading()
+        model = tests_cache.get(tests_key, now)
+        if model is not None:
+            known[TESTS_PANEL] = model
+    data = collect(reader, builder, start, end, now, known)
+    if tests_key is not None and TESTS_PANEL not in known:
+        tests_cache.put(tests_key, now, data[TESTS_PANEL])
+    text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
+                now, notices, facts, detection=detection).render()
     if key is not None:
         cache.put(key, now, text)
     return text
 
 
-#: the data key of the per-test tables (TestCasesPanel.reads)
-TESTS_KEY = 'test_answers'
+#: the panel of the per-test tables (TestCasesPanel), kept by ``view``'s ``tests_cache``
+TESTS_PANEL = 'test-cases'
 
 
 class Page:
@@ -107,12 +95,21 @@ class Page:
     detection is off (None: it runs, or unknown)."""
 
     def __init__(self, data, builder, range_name, builder_ids, ui_root, captures,
-                 source_name, now, notices=(), facts=(), detection=None):
+                 source_name, now, notices=(), facts=(), links=True, detection=None):
         self.data, self.builder, self.range = data, builder, range_name
         self.builder_ids, self.ui_root = builder_ids, ui_root
         self.captures, self.source_name, self.now = captures, source_name, now
         self.notices, self.facts = list(notices), list(facts)
         self.detection = detection
+        # False: a file of its own (buildbot-stats report), no link anywhere
+        self.links = links
+
+    def link(self, text, href, top=False):
+        """``text`` (HTML) as a link to ``href``, or alone without links or href."""
+        if not self.links or not href:
+            return text
+        target = ' target="_top"' if top else ''
+        return f'<a href="{e(href)}"{target}>{text}</a>'
 
     # -- small pieces ---------------------------------------------------------------------
 
@@ -124,13 +121,16 @@ class Page:
         return 'view?' + urllib.parse.urlencode(params)
 
     def testUrl(self, builder, test):
-        """The history page of one test (a route of this app, beside ``view``)."""
+        """The history page of one test (a route of this app, beside ``view``); None
+        without links (``buildbot-stats report``)."""
+        if not self.links:
+            return None
         return 'test?' + urllib.parse.urlencode({'builder': builder, 'test': test,
                                                  'range': self.range})
 
     def buildHref(self, builder, number):
         builderid = self.builder_ids.get(builder)
-        if builderid is None or number is None:
+        if builderid is None or number is None or not self.links:
             return None
         return f"{self.ui_root}#/builders/{int(builderid)}/builds/{int(number)}"
 
@@ -140,30 +140,40 @@ class Page:
 
     def points(self, rows, what, fmt=charts.formatNumber):
         """``rows``: ``[(builder, time, number, value), ...]``. Chart points with hover and
-        link; beyond :data:`charts.MAX_MARKERS` the chart draws no markers, so plain points
-        (the page stays fast on a large store)."""
-        if len(rows) > charts.MAX_MARKERS:
-            return [(t, v) for _, t, _, v in rows]
+        link (a panel draws each build only when few: :data:`MAX_BUILD_MARKS`)."""
         return [self.point(b, t, n, v, what, fmt) for b, t, n, v in rows]
 
-    def missing(self, panel, what):
+    def missing(self, panel):
         """The text of a panel without data: what to add to master.cfg, or no data."""
         configured = (None if self.captures is None
                       else any(c in self.captures for c in panel.captured_by))
         add = (f'Add <code>{e(panel.add_line)}</code> to the <code>captures</code> of a '
                'storage backend in <code>master.cfg</code>.')
         if configured is False:
-            text = f"{e(what)} are not captured. {add}"
+            text = f"{e(panel.what)} are not captured. {add}"
         elif configured:
-            text = f"No {e(what.lower())} in this range."
+            text = f"No {e(panel.what.lower())} in this range."
         else:
-            text = f"No {e(what.lower())} in this range. If they are not captured: {add}"
+            text = f"No {e(panel.what.lower())} in this range. If they are not captured: {add}"
         return f'<p class="missing" data-panel="{panel.id}">{text}</p>'
 
     @staticmethod
     def figure(kind, name, caption, chart):
         return (f'<figure class="chart" data-kind="{kind}" data-name="{e(name)}">'
                 f'<figcaption>{e(caption)}</figcaption>{chart}</figure>')
+
+    @staticmethod
+    def chart(lines, y_label, title, events=()):
+        """A line chart; lines named "... builds" or plain points are dots, "p90 ..." dashed;
+        ``events``: where changes began (:func:`buildbot_stats.www.panels.changes.events`)."""
+        styles = {}
+        for label, _ in lines:
+            if label.endswith(' builds'):
+                styles[label] = 'points'
+            elif label.startswith('p90 '):
+                styles[label] = 'dashed'
+        return charts.lineChart(lines, y_label=y_label, title=title, styles=styles,
+                                events=events)
 
     @staticmethod
     def table(headers, rows, kind):
@@ -175,20 +185,38 @@ class Page:
         out.append("</table>")
         return "".join(out)
 
-    def periodLines(self, points, what):
-        """The median and p90 per period of ``[(time, value)]`` as two chart lines."""
-        if not points:
+    @staticmethod
+    def estimated(any_estimate):
+        """The note under a table whose medians and p90 come from rollups' sketches."""
+        if not any_estimate:
+            return ""
+        return ('<p class="note estimated">Medians and 90th percentiles of many builds are '
+                'computed from the rollups: within 1% of the exact ones.</p>')
+
+    def periodWord(self):
+        return periodWord(self.data['period'])
+
+    def periodMarks(self, periods, what, stat, unit, fmt=charts.formatNumber):
+        """The marks of one statistic (``'median'``, ``'p90'``, ``'mean'``) of
+        ``[(period start, Stats)]``, each in the middle of its period, with its hover."""
+        period, word = self.data['period'], self.periodWord()
+        out = []
+        for t, st in periods:
+            v = getattr(st, stat)
+            if v is None:
+                continue
+            tip = (f"{what} {stat} of the {word} from {fullTime(t)} UTC: {fmt(v)} "
+                   f"({st.count} {unit})")
+            out.append((t + period / 2, v, {'tip': tip}))
+        return out
+
+    def periodLines(self, periods, what, unit, fmt=charts.formatNumber):
+        """The median and p90 per period of ``[(period start, Stats)]`` as two lines."""
+        if not periods:
             return []
-        ts = [t for t, _ in points]
-        span = max(self.now - min(ts), max(ts) - min(ts))
-        period = summary.periodLength(span)
-        rows = summary.perPeriod(points, period)
-        word = {3600: "hour", 86400: "day"}.get(period, "week")
-        median = [(t, m, {'tip': f"{what} median of the {word}: {fmtSeconds(m)} ({n} builds)"})
-                  for t, m, _, n in rows]
-        p90 = [(t, p, {'tip': f"{what} p90 of the {word}: {fmtSeconds(p)} ({n} builds)"})
-               for t, _, p, n in rows]
-        return [(f"median per {word}", median), (f"p90 per {word}", p90)]
+        word = self.periodWord()
+        return [(f"median per {word}", self.periodMarks(periods, what, 'median', unit, fmt)),
+                (f"p90 per {word}", self.periodMarks(periods, what, 'p90', unit, fmt))]
 
     # -- the whole page -----------------------------------------------------------------------
 
@@ -197,7 +225,7 @@ class Page:
             f'<a class="range{" current" if r == self.range else ""}" '
             f'href="{e(self.url(range_name=r))}">{e(r)}</a>' for r in RANGES)
         options = ['<option value="">all builders</option>']
-        for b in self.data['builders']:
+        for b in self.data['builder_names']:
             sel = ' selected' if b == self.builder else ''
             options.append(f'<option value="{e(b)}"{sel}>{e(b)}</option>')
         return (f'<form class="filters" method="get" action="view">'
@@ -205,6 +233,12 @@ class Page:
                 f'<input type="hidden" name="range" value="{e(self.range)}">'
                 f' <button type="submit">Show</button>'
                 f' <span class="ranges">Range: {ranges}</span></form>')
+
+    def sections(self):
+        return "".join(
+            f'<section id="{panel.id}"><h2>{e(panel.title)}</h2>'
+            f'{panel.render(self, self.data[panel.id]) if self.data[panel.id] else self.missing(panel)}'
+            '</section>' for panel in PANELS)
 
     def warnings(self):
         return "".join(f'<p class="warning" data-warning="series-limit">{e(text)}</p>'
@@ -216,8 +250,7 @@ class Page:
 
     def render(self):
         scope = f"builder {self.builder}" if self.builder else "all builders"
-        body = "".join(f'<section id="{panel.id}"><h2>{e(panel.title)}</h2>'
-                       f'{panel.render(self, self.data)}</section>' for panel in PANELS)
+        body = self.sections()
         return (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<title>Statistics: {e(scope)}</title><style>{CSS}</style></head><body>'

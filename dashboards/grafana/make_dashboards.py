@@ -155,7 +155,10 @@ b.add("timeseries", "$series",
       w=12, description="Every numeric field of a property (CaptureProperty) or data "
       "(CaptureData, yieldMetricsValue) series.",
       extra={"repeat": "series", "repeatDirection": "h", "maxPerRow": 2})
-NOT_CUSTOM = r"/^(?!.*-build-times$)(?!(builds|build_requests|steps|tests)$)(.*)$/"
+# the build statistics measurements and the change points kept (docs/regressions.rst) are no
+# custom series
+NOT_CUSTOM = (r"/^(?!.*-build-times$)(?!(builds|build_requests|steps|tests|change_points)$)"
+              r"(.*)$/")
 page = dashboard(
     "buildbot-stats", "Buildbot statistics",
     "buildbot_stats' build statistics captures in InfluxDB 1.x (InfluxQL): the panels of the "

@@ -3,8 +3,9 @@
 The reactor thread only encodes a point (a few microseconds) and appends it to a queue.
 One writer thread (a one-thread pool) owns the connection and commits the queue in
 batches, one transaction each, in WAL mode so that other programs can read the file while
-the master writes it. Layout: :mod:`buildbot_stats.storage.sqlite.schema`; value rules:
-:mod:`buildbot_stats.storage.sqlite.values`; user docs: docs/storage-sqlite.rst.
+the master writes it, and runs the maintenance between them (rollups, retention) every
+:data:`MAINTENANCE_INTERVAL` seconds. Layout: :mod:`buildbot_stats.storage.sqlite.schema`;
+value rules: :mod:`buildbot_stats.storage.sqlite.values`; user docs: docs/storage-sqlite.rst.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from buildbot_stats.storage.sqlite.writer import StoreWriter
 
 #: the most test results one transaction writes (whole builds, at least one)
 TEST_BATCH = 50_000
+#: Seconds between two rounds of maintenance (rollups of the hours that closed, retention);
+#: a round that leaves work is followed by the next at once (after the points queued).
+MAINTENANCE_INTERVAL = 60.0
 
 
 class SQLiteStorageService(StatsStorageBase):
@@ -56,11 +60,16 @@ class SQLiteStorageService(StatsStorageBase):
         bound
     :param busy_timeout: seconds one write waits for a lock held by another program
         (default 5.0)
+    :param keep: how long raw points are kept (``'90d'``, or seconds); older ones are
+        deleted in small batches, their rollups stay, and the test results of the builds
+        older than that go too (default None: kept forever)
+    :param keep_rollups: how long the hourly and daily rollups are kept (default None:
+        forever); at least ``keep``
     """
 
     def checkConfig(self, path='stats.sqlite', captures=None, batch_size=1000,
                     flush_interval=1.0, max_pending=100000, stop_timeout=30.0,
-                    busy_timeout=5.0):
+                    busy_timeout=5.0, keep=None, keep_rollups=None):
         owner = self.name or type(self).__name__
         if not isinstance(path, str) or not path:
             config.error(f"{owner}: path must be a non-empty string, got {shown(path)}")
@@ -69,7 +78,13 @@ class SQLiteStorageService(StatsStorageBase):
                countProblem('max_pending', max_pending),
                durationProblem('flush_interval', flush_interval),
                durationProblem('stop_timeout', stop_timeout, zero=True),
-               durationProblem('busy_timeout', busy_timeout))
+               durationProblem('busy_timeout', busy_timeout),
+               durationProblem('keep', keep, none_means='raw points kept forever'),
+               durationProblem('keep_rollups', keep_rollups, none_means='rollups kept forever'))
+        raw, rolled = seconds(keep), seconds(keep_rollups)
+        if raw is not None and rolled is not None and rolled < raw:
+            config.error(f"{owner}: keep_rollups ({shown(keep_rollups)}) must be at least "
+                         f"keep ({shown(keep)}): the rollups summarize the points deleted")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -92,11 +107,17 @@ class SQLiteStorageService(StatsStorageBase):
         self._stopping = False
         self.rejections = collections.Counter()
         self.batches = 0
+        self._maintenance = None  # the timer of the next round
+        self._maintaining = None  # the Deferred of the round being run
+        self._maintenance_failing = False
+        self.maintenance_rounds = 0
 
     def reconfigService(self, path='stats.sqlite', captures=None, batch_size=1000,
                         flush_interval=1.0, max_pending=100000, stop_timeout=30.0,
-                        busy_timeout=5.0):
+                        busy_timeout=5.0, keep=None, keep_rollups=None):
         self.path = self.resolvePath(path)
+        self.keep = seconds(keep)
+        self.keep_rollups = seconds(keep_rollups)
         self.batch_size = batch_size
         self.flush_interval = seconds(flush_interval)
         self.max_pending = max_pending
@@ -135,6 +156,7 @@ class SQLiteStorageService(StatsStorageBase):
         self._shutdown_trigger = self.reactor.addSystemEventTrigger(
             'during', 'shutdown', self._stopPool)
         self._kick()
+        self._scheduleMaintenance(MAINTENANCE_INTERVAL)
 
     def _stopPool(self):
         self._shutdown_trigger = None
@@ -153,9 +175,12 @@ class SQLiteStorageService(StatsStorageBase):
             # no new write from now on; one waiting for a lock gives up within BUSY_SLICE
             self._stopping = True
             self._cancelTimer()
+            self._cancelMaintenance()
             self._writer.abort.set()
             if self._writing is not None:
                 yield self._writing
+            if self._maintaining is not None:
+                yield self._maintaining
             if self._queue or self._tests:
                 lost = len(self._queue) + self._queued_results
                 self._queue.clear()
@@ -172,6 +197,7 @@ class SQLiteStorageService(StatsStorageBase):
                 self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
             self._stopPool()
         self._cancelTimer()
+        self._cancelMaintenance()
         self._stopping = False
         self._fireFlushWaiters(force=True)
         yield super().stopService()
@@ -309,6 +335,55 @@ class SQLiteStorageService(StatsStorageBase):
         if self._timer is None and self._pool is not None and not self._stopping:
             self._timer = self.reactor.callLater(self.flush_interval, self._onTimer)
         self._fireFlushWaiters()
+
+    # -- maintenance -------------------------------------------------------------------
+
+    def _scheduleMaintenance(self, delay):
+        self._cancelMaintenance()
+        if self._pool is not None and not self._stopping:
+            self._maintenance = self.reactor.callLater(delay, self.maintain)
+
+    def _cancelMaintenance(self):
+        if self._maintenance is not None and self._maintenance.active():
+            self._maintenance.cancel()
+        self._maintenance = None
+
+    def maintain(self):
+        """Run one round of maintenance now, in the writer thread after the batches queued
+        (rollups of the hours that closed, then retention); the next round follows at once
+        when work remains, else after :data:`MAINTENANCE_INTERVAL`. A Deferred firing True
+        when work remains."""
+        self._cancelMaintenance()
+        if self._pool is None or self._stopping:
+            return defer.succeed(False)
+        if self._maintaining is not None:
+            return self._maintaining
+        now = self.reactor.seconds()
+        self._maintaining = d = self._inThread(self._writer.maintain, self.path, now,
+                                               self.keep, self.keep_rollups)
+
+        def done(more):
+            self._maintaining = None
+            self.maintenance_rounds += 1
+            if self._maintenance_failing:
+                self._maintenance_failing = False
+                log.msg(f"buildbot_stats: {self.name}: the maintenance of {self.path} works "
+                        "again")
+            self._scheduleMaintenance(0 if more else MAINTENANCE_INTERVAL)
+            return more
+
+        def failed(failure):
+            self._maintaining = None
+            if not self._maintenance_failing:
+                self._maintenance_failing = True
+                log.msg(f"buildbot_stats: {self.name}: error: the maintenance of {self.path} "
+                        f"(rollups, retention) failed: {failure.getErrorMessage()}; retried "
+                        f"every {MAINTENANCE_INTERVAL:g}s, the points are still written")
+            self._scheduleMaintenance(MAINTENANCE_INTERVAL)
+            return False
+
+        d.addCallbacks(done, failed)
+        return d
 
     # -- flushing ----------------------------------------------------------------------
 

@@ -16,7 +16,18 @@ Version 2: one point per (series, tags, time), as in InfluxDB, so that writing a
 
     UNIQUE INDEX points_key ON points (series, time_us, tags)   -- replaces points_series_time
 
-Version 3: the per-test history (:class:`~buildbot_stats.captures.CaptureTestHistory`), in
+Version 3: a lean layout (interned series, tag sets and field names, the build number as an
+integer, no copies: :mod:`~buildbot_stats.storage.sqlite.layout`) and rollups per hour and day
+(:mod:`~buildbot_stats.storage.sqlite.rollups`)::
+
+    series(id, name UNIQUE)   tagsets(id, tags UNIQUE (JSON), builder)   fieldsets(id, names UNIQUE)
+    points(id INTEGER PRIMARY KEY, series, time_us, tagset, build, fieldset, vals (JSON array))
+    UNIQUE INDEX points_key ON points (series, time_us, tagset, build)
+    rollups(series, level, start, tagset, field, count, sum, min, max, nonzero, sketch)
+    rollup_dirty(hour)
+    VIEW points_json (the rows of version 2), VIEW field_values (as in version 1), VIEW rollup_rows
+
+Version 4: the per-test history (:class:`~buildbot_stats.captures.CaptureTestHistory`), in
 tables of its own, about 15 bytes per test result::
 
     test_runs(id INTEGER PRIMARY KEY AUTOINCREMENT, builder TEXT, build_number INTEGER,
@@ -24,6 +35,7 @@ tables of its own, about 15 bytes per test result::
               time_us INTEGER, revision TEXT, buildset INTEGER, branch TEXT,
               passed INTEGER, failed INTEGER, skipped INTEGER, flaky INTEGER)
         UNIQUE INDEX test_runs_build ON test_runs (builder, build_number)
+        INDEX test_runs_time ON test_runs (time_us)
     test_names(id INTEGER PRIMARY KEY, name TEXT UNIQUE)
     test_results(id INTEGER PRIMARY KEY, outcome INTEGER, duration_us INTEGER)
         -- id = test_runs.id << 24 | test_names.id: the row id says whose result it is
@@ -36,13 +48,17 @@ as ours so that a path pointed at another database (Buildbot's state.sqlite) is 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import urllib.parse
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: The first version of the layout the readers read (points, rollups); a file of version 3
+#: is read as it is (without per-test history) until the master upgrades it.
+READABLE_VERSION = 3
 #: The first version with the per-test history tables (test_runs, test_names, test_results).
-TESTS_VERSION = 3
+TESTS_VERSION = 4
 #: ``test_results.id`` is ``run id << NAME_BITS | name id``: 16.7 million test names.
 NAME_BITS = 24
 NAME_MASK = (1 << NAME_BITS) - 1
@@ -90,6 +106,86 @@ def _v2(conn):
 
 
 def _v3(conn):
+    from buildbot_stats.storage.sqlite.layout import Names
+
+    conn.execute("DROP VIEW field_values")
+    conn.execute("ALTER TABLE points RENAME TO points_v2")
+    conn.execute("DROP INDEX IF EXISTS points_key")
+    conn.execute("DROP INDEX IF EXISTS points_builder_time")
+    conn.execute("CREATE TABLE series (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+    conn.execute("CREATE TABLE tagsets (id INTEGER PRIMARY KEY, tags TEXT NOT NULL UNIQUE,"
+                 " builder TEXT)")  # tags: JSON object; builder: its builder_name
+    conn.execute("CREATE TABLE fieldsets (id INTEGER PRIMARY KEY, names TEXT NOT NULL UNIQUE)")
+    conn.execute(
+        "CREATE TABLE points ("
+        " id INTEGER PRIMARY KEY,"
+        " series INTEGER NOT NULL,"  # series.id
+        " time_us INTEGER NOT NULL,"  # microseconds since the Unix epoch, UTC
+        " tagset INTEGER NOT NULL,"  # tagsets.id: the tags but a plain build_number
+        " build INTEGER NOT NULL,"  # the build_number tag, -1 without one
+        " fieldset INTEGER NOT NULL,"  # fieldsets.id: the field names
+        " vals TEXT NOT NULL"  # JSON array of the field values
+        ")")
+    conn.execute("CREATE UNIQUE INDEX points_key ON points (series, time_us, tagset, build)")
+    conn.execute(
+        "CREATE TABLE rollups ("
+        " series INTEGER NOT NULL, level INTEGER NOT NULL, start INTEGER NOT NULL,"
+        " tagset INTEGER NOT NULL, field TEXT NOT NULL, count INTEGER NOT NULL,"
+        " sum REAL, min REAL, max REAL, nonzero INTEGER, sketch BLOB,"
+        " PRIMARY KEY (series, level, start, tagset, field)) WITHOUT ROWID")
+    conn.execute("CREATE TABLE rollup_dirty (hour INTEGER PRIMARY KEY)")
+    names = Names()
+    old = conn.execute("SELECT series, time_us, tags, fields FROM points_v2 ORDER BY id")
+    while True:
+        rows = old.fetchmany(5000)
+        if not rows:
+            break
+        conn.executemany(
+            "INSERT OR REPLACE INTO points (series, time_us, tagset, build, fieldset, vals)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [names.row(conn, series, t, json.loads(tags), json.loads(fields))
+             for series, t, tags, fields in rows])
+    conn.execute("DROP TABLE points_v2")
+    _v3views(conn)
+    # nothing is rolled up yet: the writer rolls the file up from its first point on
+    conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                     [('rollup_watermark', '0'), ('raw_since', '0'), ('generation', '0')])
+
+
+# a field value as JSON (json_each gives 1 and 0 for true and false, and text for nested)
+_JSON_VALUE = ("CASE j.type WHEN 'true' THEN json('true') WHEN 'false' THEN json('false')"
+               " WHEN 'object' THEN json(j.value) WHEN 'array' THEN json(j.value)"
+               " ELSE j.value END")
+_TAGS = ("CASE WHEN p.build = -1 THEN t.tags"
+         " ELSE json_set(t.tags, '$.build_number', CAST(p.build AS TEXT)) END")
+# the build number: the tag's (the build column), else the build_number field's
+_BUILD = ("COALESCE(NULLIF(p.build, -1), (SELECT json_extract(p.vals, '$[' || k.key || ']')"
+          " FROM json_each(f.names) AS k WHERE k.value = 'build_number'))")
+_FROM = ("FROM points AS p JOIN series AS s ON s.id = p.series"
+         " JOIN tagsets AS t ON t.id = p.tagset JOIN fieldsets AS f ON f.id = p.fieldset")
+
+
+def _v3views(conn):
+    # the rows of version 2, for other tools
+    conn.execute(
+        "CREATE VIEW points_json AS SELECT p.id AS id, s.name AS series, p.time_us,"
+        " t.builder, " + _BUILD + " AS build_number, " + _TAGS + " AS tags,"
+        " (SELECT json_group_object(json_extract(f.names, '$[' || j.key || ']'), "
+        + _JSON_VALUE + ") FROM json_each(p.vals) AS j) AS fields " + _FROM)
+    # one row per field: what a spreadsheet or a dashboard wants
+    conn.execute(
+        "CREATE VIEW field_values AS SELECT p.id AS point_id, s.name AS series, p.time_us,"
+        " t.builder, " + _BUILD + " AS build_number, " + _TAGS + " AS tags,"
+        " json_extract(f.names, '$[' || j.key || ']') AS field, j.value AS value,"
+        " j.type AS type " + _FROM + ", json_each(p.vals) AS j")
+    conn.execute(
+        "CREATE VIEW rollup_rows AS SELECT s.name AS series, r.level, r.start, t.builder,"
+        " t.tags, r.field, r.count, r.sum, r.min, r.max, r.nonzero"
+        " FROM rollups AS r JOIN series AS s ON s.id = r.series"
+        " JOIN tagsets AS t ON t.id = r.tagset")
+
+
+def _v4(conn):
     # AUTOINCREMENT: a run's id is never given again (its results' row ids derive from it,
     # and a build written again gets a new one: readers see the runs change)
     conn.execute(
@@ -107,6 +203,8 @@ def _v3(conn):
         ")"
     )
     conn.execute("CREATE UNIQUE INDEX test_runs_build ON test_runs (builder, build_number)")
+    # retention deletes the runs that ended before its cutoff, oldest first
+    conn.execute("CREATE INDEX test_runs_time ON test_runs (time_us)")
     conn.execute("CREATE TABLE test_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
     # one row per test per build; no other column says whose result it is: the row id does
     # (run << NAME_BITS | name), so a build's results are one range of the table, written in
@@ -131,7 +229,7 @@ def _v3(conn):
 
 
 # MIGRATIONS[n] turns a file at version n - 1 into version n, inside one transaction.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 
 
 def fileVersion(conn):

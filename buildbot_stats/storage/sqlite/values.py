@@ -2,10 +2,11 @@
 
 Runs on the reactor thread when the point is posted: the row is a snapshot (a caller may
 change its dict afterwards) and a bad value is refused at once, with a reason, instead of
-failing later in the writer thread.
+failing later in the writer thread, which writes the JSON
+(:mod:`~buildbot_stats.storage.sqlite.layout`).
 
 =====================================  ==============================================
-value                                  stored as (in the JSON of ``fields``)
+value                                  stored as (in the JSON of the values)
 =====================================  ==============================================
 bool, int, str                         itself
 float                                  itself; NaN and infinities are rejected
@@ -21,7 +22,6 @@ bytes, set, any other type             rejected
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import numbers
 
@@ -109,34 +109,11 @@ def encodeTags(tags):
     return out
 
 
-def buildNumber(tags, fields):
-    """The build number of a point: its ``build_number`` tag (the seed's captures in
-    Buildbot's layout), else its ``build_number`` field (the build statistics captures, and
-    the seed's under ``StatsService(build_number='field')``); None without one."""
-    for where in (tags, fields):
-        value = where.get('build_number')
-        if isinstance(value, bool):
-            continue
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
 def encodeRow(series, tags, fields, time):
-    """The row ``(series, time_us, builder, build_number, tags, fields)`` of a point."""
+    """The row ``(series, time_us, tags, fields)`` of a point: its tags and fields converted
+    (new dicts), its time in whole microseconds."""
     if not isinstance(series, str) or not series:
         raise Rejected(f"series name {series!r} is not a non-empty string")
     if isinstance(time, bool) or not isinstance(time, (int, float)) or not math.isfinite(time):
         raise Rejected(f"timestamp {time!r} is not a finite number of seconds")
-    fields = encodeFields(fields)
-    tags = encodeTags(tags)
-    return (
-        series,
-        round(time * 1_000_000),
-        tags.get('builder_name'),
-        buildNumber(tags, fields),
-        json.dumps(tags, sort_keys=True, separators=(',', ':')),
-        json.dumps(fields, separators=(',', ':'), allow_nan=False),
-    )
+    return (series, round(time * 1_000_000), encodeTags(tags), encodeFields(fields))

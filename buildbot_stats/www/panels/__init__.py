@@ -1,9 +1,10 @@
 """The panels of the Statistics page, one module each, in the order the page shows them.
 
-A panel says which reader queries it needs (``reads``: data key -> reader method), which
-captures feed it (to tell "not captured" from "no data"), and renders its section from
-what :func:`buildbot_stats.www.page.collect` read. A new panel is a module here and a line
-in :data:`PANELS`.
+A panel computes its model from the reader through the view's one
+:class:`~buildbot_stats.www.panels.base.Query` (:func:`buildbot_stats.www.page.collect`),
+says which captures feed it (to tell "not captured" from "no data"), and renders its
+section (the page) or its lines (``buildbot-stats report``) from that model. A new panel is
+a module here and a line in :data:`PANELS`.
 """
 
 from buildbot_stats.www.panels.builders import BuildersPanel

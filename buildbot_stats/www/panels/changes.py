@@ -4,7 +4,6 @@ began."""
 
 from __future__ import annotations
 
-from buildbot_stats.analysis import changepoints
 from buildbot_stats.reading.changes import describeSeries
 from buildbot_stats.reading.changes import fmtConfidence
 from buildbot_stats.reading.changes import fmtSize
@@ -17,6 +16,8 @@ from buildbot_stats.www.panels.base import Panel
 
 #: Characters of a change's comment shown in the table (the whole one on hover).
 COMMENT_CHARS = 80
+HEADERS = ("since", "builder", "series", "change", "median before/after", "first build",
+           "revision", "branch", "changes", "confidence")
 
 
 def tip(record):
@@ -27,12 +28,19 @@ def tip(record):
     return text
 
 
-def events(page, data, pick):
-    """The events (:func:`buildbot_stats.charts.lineChart`) of the changes in
-    ``data['changes']`` (not withdrawn) for which ``pick(record)`` is true."""
+def changesOf(q, pick):
+    """The change records of a view (its :class:`~buildbot_stats.www.panels.base.Query`:
+    ``changePoints`` is asked once for every chart) that are not withdrawn and for which
+    ``pick(record)`` is true: what a chart's model keeps for its markers."""
+    return [r for r in q.window('changePoints') if not r['withdrawn'] and pick(r)]
+
+
+def events(page, records, pick=None):
+    """The events (:func:`buildbot_stats.charts.lineChart`) of the change ``records`` (not
+    withdrawn) for which ``pick(record)`` is true (None: all)."""
     out = []
-    for record in data.get('changes') or ():
-        if record['withdrawn'] or not pick(record):
+    for record in records or ():
+        if record['withdrawn'] or pick is not None and not pick(record):
             continue
         out.append((record['time'], tip(record),
                     page.buildHref(record['builder'], record['build_number']),
@@ -43,19 +51,23 @@ def events(page, data, pick):
 class ChangesPanel(Panel):
     id = 'changes'
     title = "Changes"
-    reads = {'changes': 'changePoints'}
     captured_by = ()
+    what = "Changes"
 
-    def render(self, page, data):
-        records = [r for r in data['changes'] if not r['withdrawn']]
-        withdrawn = len(data['changes']) - len(records)
+    def compute(self, q):
+        """``{'changes': [change record, ...]}``, newest first (withdrawn ones included:
+        the panel counts them); always true (the panel says why it has none)."""
+        return {'changes': q.window('changePoints')}
+
+    def render(self, page, model):
+        records = [r for r in model['changes'] if not r['withdrawn']]
+        withdrawn = len(model['changes']) - len(records)
         if not records:
             return self.nothing(page, withdrawn)
         rows = []
         for r in records:
             href = page.buildHref(r['builder'], r['build_number'])
-            label = f"#{r['build_number']}"
-            build = f'<a href="{e(href)}" target="_top">{label}</a>' if href else label
+            build = page.link(f"#{r['build_number']}", href, top=True)
             arrow = '&#9650;' if r['direction'] == 'up' else '&#9660;'
             kind = 'worse' if r['worse'] else 'better'
             rows.append([
@@ -67,9 +79,7 @@ class ChangesPanel(Panel):
                 self.commits(r),
                 e(fmtConfidence(r['confidence'])),
             ])
-        table = page.table(("since", "builder", "series", "change", "median before/after",
-                            "first build", "revision", "branch", "changes", "confidence"),
-                           rows, "changes")
+        table = page.table(HEADERS, rows, "changes")
         note = (f'<p class="note">{withdrawn} change{"s" if withdrawn != 1 else ""} found '
                 'earlier and no longer found by a later analysis (withdrawn) not shown.</p>'
                 if withdrawn else '')
@@ -93,6 +103,10 @@ class ChangesPanel(Panel):
 
     def nothing(self, page, withdrawn):
         """The text of the panel without a change to show: why, if detection cannot run."""
+        # here, not at import: buildbot-stats report imports the panels, and must start
+        # without NumPy and Otava (tests.test_regressions_cli.QuickStart)
+        from buildbot_stats.analysis import changepoints
+
         why = page.detection
         if why is not None:
             text = f"Change detection is off: {e(why)}."
@@ -104,3 +118,17 @@ class ChangesPanel(Panel):
         if withdrawn:
             text += f" ({withdrawn} withdrawn.)"
         return f'<p class="none" data-panel="{self.id}">{text}</p>'
+
+    def text(self, model):
+        rows = [("since", "builder", "series", "change", "median before/after",
+                 "first build", "revision", "confidence")]
+        for r in model['changes']:
+            if r['withdrawn']:
+                continue
+            rows.append((fullTime(r['time']), r['builder'], describeSeries(r['series']),
+                         f"{fmtSize(r)} {word(r)}",
+                         f"{fmtValue(r['series'], r['before'])} -> "
+                         f"{fmtValue(r['series'], r['after'])}",
+                         f"#{r['build_number']}", r.get('revision') or '',
+                         fmtConfidence(r['confidence'])))
+        return rows if len(rows) > 1 else []

@@ -2,40 +2,47 @@
 
 from __future__ import annotations
 
-import statistics
-
-from buildbot_stats import charts
-from buildbot_stats.reading import summary
 from buildbot_stats.reading.changes import QUEUE
 from buildbot_stats.reading.summary import fmtSeconds
 from buildbot_stats.www.html import e
 from buildbot_stats.www.panels import changes
 from buildbot_stats.www.panels.base import Panel
 
+HEADERS = ("builder", "builds", "median", "p90", "max")
+
 
 class QueuePanel(Panel):
     id = 'queue'
     title = "Queue time"
-    reads = {'queue': 'queueTimes', 'changes': 'changePoints'}
     captured_by = ('CaptureQueueTimes',)
     add_line = "stats.CaptureQueueTimes()"
+    what = "Queue times"
 
-    def render(self, page, data):
-        queue = data['queue']
-        if not queue:
-            return page.missing(self, "Queue times")
-        rows = []
-        for b, qs in sorted(queue.items()):
-            values = [v for _, _, v in qs]
-            rows.append([e(b), str(len(values)), fmtSeconds(statistics.median(values)),
-                         fmtSeconds(summary.percentile(values, 0.9)),
-                         fmtSeconds(max(values))])
-        table = page.table(("builder", "builds", "median", "p90", "max"), rows, "queue")
-        every = [(t, v) for qs in queue.values() for t, _, v in qs]
-        lines = page.periodLines(every, "queue time")
+    def compute(self, q):
+        """``{'builders': {builder: Stats}, 'periods': [(period start, Stats)], 'changes':
+        [change record]}`` (the periods of every builder's requests together)."""
+        stats = q.summary('queue')
+        if not stats:
+            return None
+        return {'builders': stats,
+                'periods': q.summary('queue', per_period=True, by_builder=False).get(None, []),
+                'changes': changes.changesOf(q, lambda r: r['series'] == QUEUE)}
+
+    @staticmethod
+    def rows(model):
+        return [(b or '', str(st.count), fmtSeconds(st.median), fmtSeconds(st.p90),
+                 fmtSeconds(st.max))
+                for b, st in sorted(model['builders'].items(),
+                                    key=lambda kv: (kv[0] is None, kv[0] or ''))]
+
+    def render(self, page, model):
+        table = page.table(HEADERS, [list(map(e, r)) for r in self.rows(model)], "queue")
+        lines = page.periodLines(model['periods'], "queue time", "requests", fmtSeconds)
         chart = page.figure('queue', 'queue', "Queue time per period",
-                            charts.lineChart(lines, y_label="seconds", title="Queue time",
-                                             styles={lines[1][0]: 'dashed'},
-                                             events=changes.events(
-                                                 page, data, lambda r: r['series'] == QUEUE)))
-        return table + chart
+                            page.chart(lines, "seconds", "Queue time",
+                                       changes.events(page, model['changes'])))
+        return table + page.estimated(
+            any(not st.exact for st in model['builders'].values())) + chart
+
+    def text(self, model):
+        return [HEADERS] + self.rows(model)

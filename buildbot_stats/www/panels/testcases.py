@@ -18,14 +18,19 @@ class TestCasesPanel(Panel):
 
     id = 'test-cases'
     title = "Flaky, failing and slow tests"
-    reads = {'test_answers': 'testAnswers'}
     captured_by = ('CaptureTestHistory',)
     add_line = "stats.CaptureTestHistory()"
+    what = "Per-test results"
 
-    def render(self, page, data):
-        answers = data.get('test_answers')
-        if not answers or not answers.get('builds'):
-            return page.missing(self, "Per-test results")
+    def compute(self, q):
+        """The reader's ``testAnswers`` of the view (every table, read once: see
+        :meth:`buildbot_stats.reading.tests.TestQueries.testAnswers`); None without a build
+        with per-test results. Not from the rollups: the test results are never rolled up;
+        its reads start from the failures' index and the builds of the range."""
+        answers = q.window('testAnswers')
+        return answers if answers and answers.get('builds') else None
+
+    def render(self, page, answers):
         out = [f'<p class="scope">{answers["builds"]} builds with test results'
                f'{", " + str(answers["tests"]) + " tests in the latest" if answers["tests"] else ""}'
                '.</p>']
@@ -63,7 +68,10 @@ class TestCasesPanel(Panel):
     @staticmethod
     def testLink(page, builder, test):
         shown = test if len(test) <= SHOWN_NAME else test[:SHOWN_NAME - 1] + "\u2026"
-        return (f'<a class="test" href="{e(page.testUrl(builder, test))}" title="{e(test)}">'
+        href = page.testUrl(builder, test)
+        if href is None:  # the report: no page to link to
+            return f'<span class="test" title="{e(test)}">{e(shown)}</span>'
+        return (f'<a class="test" href="{e(href)}" title="{e(test)}">'
                 f'{e(shown)}</a>')
 
     @staticmethod
@@ -102,3 +110,27 @@ class TestCasesPanel(Panel):
         return [self.testLink(page, r['builder'], r['test']), e(r['builder']),
                 fmtSeconds(r['before']), fmtSeconds(r['after']), e(change),
                 self.buildLink(page, r['builder'], r.get('since'))]
+
+    # -- buildbot-stats report ----------------------------------------------------------------
+
+    def text(self, answers):
+        """The flaky, failing and slowing tests (the page's tables without their links);
+        the slowest tests stay on the page and in ``buildbot-stats tests --slowest``."""
+        rows = [("test", "builder", "table", "builds", "detail")]
+        for r in answers['flaky']:
+            rows.append((shortName(r['test']), r['builder'], "flaky",
+                         f"{r['failures']} of {r['builds']}",
+                         f"flip rate {r['flip_rate'] * 100:.0f}%"))
+        for r in answers['failing']:
+            rows.append((shortName(r['test']), r['builder'], "failing",
+                         f"{r['failures']} of {r['builds']}",
+                         f"last #{r['last_failure']['number']}" if r['last_failure'] else ""))
+        for r in answers['slowing']:
+            change = "new" if r['before'] <= 0 else f"+{r['ratio'] * 100:.0f}%"
+            rows.append((shortName(r['test']), r['builder'], "slower", "",
+                         f"{fmtSeconds(r['before'])} -> {fmtSeconds(r['after'])} ({change})"))
+        return rows if len(rows) > 1 else []
+
+
+def shortName(test, width=60):
+    return test if len(test) <= width else "\u2026" + test[-(width - 1):]

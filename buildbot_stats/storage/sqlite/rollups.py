@@ -1,0 +1,469 @@
+"""The rollups of the embedded store: per series, group and field, per hour, day and week,
+the count, sum, min, max, non-zero count and quantile sketch of the values, kept beside the
+raw points so that a range of months is read from a few hundred rows.
+
+Rules (docs/storage-sqlite.rst, "Rollups"):
+
+* a **group** is the series and the tags of :func:`groupTags` (the builder; the step of a
+  ``steps`` point; the result of a ``builds`` point), stored as a tag set;
+* the fields rolled up are those the Statistics page reads (:func:`rolledFields`): of the
+  build statistics measurements, the ones it shows (the pseudo field ``''`` counts the
+  ``builds`` points by result); of every other series, every numeric field but the
+  identifiers of :data:`NOT_ROLLED`; a sketch is kept for the fields whose quantiles the page
+  shows (not those of :data:`COUNTED_ONLY`'s measurements);
+* hours are rolled up once closed: when the clock passes their end by :data:`GRACE`. The
+  store's ``rollup_watermark`` (meta) is the first hour not rolled up: readers read raw
+  points from there on, and for the hours listed in ``rollup_dirty`` (a point written into
+  an hour already rolled up: late, or written again), which are rolled up again from the
+  raw points at the next maintenance;
+* a day is rolled up from its hours once all are closed, a week from its days;
+* points older than ``raw_since`` (meta: retention deleted the raw points before it) change
+  no rollup: their hours are summarized already (a replay of old builds, such as
+  ``buildbot-stats backfill``, must not count them twice);
+* a build in both forms of its build number (a tag, then a field after
+  ``StatsService(build_number='field')``: the catch-up after the switch writes it again,
+  up to a second later; :mod:`buildbot_stats.reading.forms`) counts once, in the tag form:
+  the field form's point is stored but not rolled up (:func:`isTwin`).
+
+Maintenance runs in the writer's thread (:class:`~buildbot_stats.storage.sqlite.writer.StoreWriter`),
+or in a command (``buildbot-stats prune``, ``rebuild-rollups``) on the same file: every
+step is a transaction, and the state lives in the file, so that two programs and a crash
+agree.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+
+from buildbot_stats.storage.sqlite.aggregates import Quantiles
+from buildbot_stats.storage.sqlite.aggregates import encodeSketch
+from buildbot_stats.storage.sqlite.layout import tagsJson
+
+HOUR = 3600
+DAY = 86400
+WEEK = 7 * DAY  # weeks start on multiples of 7 days since the epoch (a Thursday)
+LEVELS = (HOUR, DAY, WEEK)
+#: An hour is rolled up this many seconds after its end: the points of a build come a
+#: little after the build's end time (its last step, a slow capture).
+GRACE = 600
+#: Fields that identify rather than measure: not rolled up.
+NOT_ROLLED = frozenset({'build_number', 'step_number', 'result_code'})
+#: The pseudo field of the count of points.
+POINTS = ''
+#: The end of the name of a ``<builder>-build-times`` series (the seed's captures').
+BUILD_TIMES = '-build-times'
+#: The series of the change points change detection keeps (docs/regressions.rst): a few
+#: records, read as raw points, never rolled up nor counted among the custom series.
+CHANGE_POINTS = 'change_points'
+#: The fields rolled up of the build statistics measurements (what the page reads), and of
+#: the change points (none).
+ROLLED = {'builds': (POINTS,), 'build_requests': ('queue_time',), 'steps': ('duration',),
+          'tests': ('passed', 'failed', 'skipped'), CHANGE_POINTS: ()}
+BUILD_TIMES_FIELDS = ('duration',)
+#: Measurements whose fields are counted and summed, never shown as quantiles: no sketch.
+COUNTED_ONLY = frozenset({'builds', 'tests'})
+#: The tags that make a group, by measurement (others: the builder only).
+GROUP_TAGS = {'builds': ('builder_name', 'result'), 'steps': ('builder_name', 'step_name')}
+DEFAULT_GROUP_TAGS = ('builder_name',)
+#: Hours rolled up from raw points per maintenance transaction (the writer's points wait
+#: meanwhile).
+HOURS_PER_STEP = 24
+
+US = 1_000_000
+
+
+def rolledFields(series):
+    """The fields of ``series`` rolled up; None: every numeric one but :data:`NOT_ROLLED`."""
+    fields = ROLLED.get(series)
+    if fields is None and series.endswith(BUILD_TIMES):
+        return BUILD_TIMES_FIELDS
+    return fields
+
+
+#: How far (microseconds) a build's point in the field form may be from its tag form's (the
+#: build-number spread of :mod:`buildbot_stats.timestamps`, under a second, and some slack).
+TWIN_WINDOW = 1_500_000
+
+
+def fieldFormBuild(series, build, fields):
+    """The build number of a point of a seed capture in the field form (no ``build_number``
+    tag, an integer ``build_number`` field), None for any other point."""
+    if build != -1 or series in ROLLED:
+        return None
+    number = fields.get('build_number')
+    return number if type(number) is int else None
+
+
+def isTwin(conn, sid, time_us, builder, number):
+    """True when the store has the tag form of this build's point: same series and builder,
+    the same build number as a tag, within :data:`TWIN_WINDOW`."""
+    return conn.execute(
+        "SELECT 1 FROM points WHERE series = ? AND time_us >= ? AND time_us <= ? AND build = ?"
+        " AND tagset IN (SELECT id FROM tagsets WHERE builder IS ?) LIMIT 1",
+        (sid, time_us - TWIN_WINDOW, time_us + TWIN_WINDOW, number, builder)).fetchone() \
+        is not None
+
+
+def groupTags(series, tags):
+    keys = GROUP_TAGS.get(series, DEFAULT_GROUP_TAGS)
+    return {k: tags[k] for k in keys if k in tags}
+
+
+def hourOf(time_us):
+    return time_us // (HOUR * US) * HOUR
+
+
+class State:
+    """What the file says about its rollups: the first hour not rolled up, the time before
+    which raw points were deleted (microseconds), the hours to roll up again."""
+
+    def __init__(self, watermark, raw_since):
+        self.watermark, self.raw_since = watermark, raw_since
+
+    @classmethod
+    def read(cls, conn):
+        meta = dict(conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('rollup_watermark', 'raw_since')"))
+        return cls(int(meta.get('rollup_watermark', 0)), int(meta.get('raw_since', 0)))
+
+    @staticmethod
+    def write(conn, key, value):
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+
+def dirtyHours(conn, before=None):
+    sql = "SELECT hour FROM rollup_dirty"
+    if before is not None:
+        sql += f" WHERE hour < {int(before)}"
+    return [r[0] for r in conn.execute(sql + " ORDER BY hour")]
+
+
+class HourAccumulator:
+    """The points of one hour: ``{(series id, tag set id): [fields]}``, grouped and rolled up
+    when the hour closes (one pass per field, in list comprehensions)."""
+
+    def __init__(self):
+        self.points = collections.defaultdict(list)
+        self.count = 0
+
+    def rows(self, start, series_names, group_of):
+        """The rollup rows of the hour starting at ``start``; ``group_of(series id, tag set
+        id)``: the group's tag set id."""
+        groups = {}
+        for (sid, tid), dicts in self.points.items():
+            key = (sid, group_of(sid, tid))
+            if key in groups:
+                groups[key] = groups[key] + dicts
+            else:
+                groups[key] = dicts
+        for (sid, gid), dicts in groups.items():
+            name = series_names[sid]
+            fields = rolledFields(name)
+            if fields is None:
+                fields = sorted(set().union(*dicts) - NOT_ROLLED)
+            sketched = name not in COUNTED_ONLY
+            for f in fields:
+                if f == POINTS:
+                    yield (sid, HOUR, start, gid, f, len(dicts), None, None, None, None, None)
+                    continue
+                vs = [v for v in [d.get(f) for d in dicts] if type(v) is float or type(v) is int]
+                if vs:
+                    yield (sid, HOUR, start, gid, f, len(vs), sum(vs), min(vs), max(vs),
+                           len(vs) - vs.count(0), encodeSketch(vs) if sketched else None)
+
+
+INSERT_ROLLUP = ("INSERT OR REPLACE INTO rollups (series, level, start, tagset, field, count,"
+                 " sum, min, max, nonzero, sketch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+class Rollups:
+    """The rollup maintenance of one connection (the writer's, or a command's).
+
+    The writer hands the points it commits to :meth:`written`: points of hours not yet
+    rolled up wait in memory (a list per hour) until their hour closes, so that closing an
+    hour reads nothing back; an hour whose points are not all in memory (written before the
+    writer opened the file, or written again) is rolled up from the raw points.
+    """
+
+    def __init__(self, names):
+        self.names = names  # layout.Names of the connection
+        self.pending = {}  # hour -> [(series id, tag set id, fields)]
+        self.from_raw = set()  # hours >= watermark to roll up from the raw points
+        self.watermark = None  # as last read from the file
+        self.group_ids = {}  # (series id, tag set id) -> group tag set id
+        self.tagsets = {}  # tag set id -> tags (decoded, for the raw path)
+        self.fieldsets = {}
+        self.series_names = {}
+        self.hours_rolled = 0  # hours rolled up by this connection (for the commands)
+
+    # -- the state --------------------------------------------------------------------------
+
+    def opened(self, conn):
+        """After the connection opened the file: nothing of it is in memory (its hours not
+        rolled up yet are rolled up from the raw points)."""
+        self.watermark = State.read(conn).watermark
+        self.pending.clear()
+        self.from_raw.clear()
+
+    def _rawHours(self, conn, since_us, before_us=None):
+        hours = set()
+        for (sid,) in conn.execute("SELECT id FROM series").fetchall():
+            sql = ("SELECT DISTINCT time_us / ? FROM points WHERE series = ? AND time_us >= ?")
+            params = [HOUR * US, sid, since_us]
+            if before_us is not None:
+                sql += " AND time_us < ?"
+                params.append(before_us)
+            hours.update(h * HOUR for (h,) in conn.execute(sql, params))
+        return hours
+
+    def _sync(self, state):
+        """Another program (a command) may have moved the watermark: what it rolled up is
+        no longer pending here."""
+        if state.watermark != self.watermark:
+            self.watermark = state.watermark
+            for h in [h for h in self.pending if h < state.watermark]:
+                del self.pending[h]
+            self.from_raw = {h for h in self.from_raw if h >= state.watermark}
+
+    def groupId(self, conn, sid, tid):
+        """The tag set id of the group of the points of series ``sid`` with tag set ``tid``
+        (after :meth:`_loadNames`)."""
+        key = (sid, tid)
+        gid = self.group_ids.get(key)
+        if gid is None:
+            group = groupTags(self.series_names[sid], self.tagsets[tid])
+            gid = self.names.tagsetId(conn, tagsJson(group), group.get('builder_name'))
+            self.group_ids[key] = gid
+        return gid
+
+    def forget(self):
+        """After a rollback: ids added in it do not exist."""
+        self.group_ids.clear()
+
+    # -- points written ---------------------------------------------------------------------
+
+    def writing(self, conn, prepared, rows, replaced):
+        """In the writer's transaction, after its points were inserted: ``prepared`` are
+        their rows (:meth:`Names.row <buildbot_stats.storage.sqlite.layout.Names.row>`),
+        ``rows`` the points (:func:`~buildbot_stats.storage.sqlite.values.encodeRow`'s);
+        ``replaced``: some replaced points already stored. Marks the rolled-up hours
+        the points fall in as dirty; returns what :meth:`written` keeps once the transaction
+        is committed."""
+        state = State.read(conn)
+        self._sync(state)
+        wm_us, raw_since = state.watermark * US, state.raw_since
+        keep = {}
+        dirty = set()
+        hour_us = HOUR * US
+        for p, row in zip(prepared, rows):
+            t = p[1]
+            number = fieldFormBuild(row[0], p[3], row[3])
+            if number is not None and isTwin(conn, p[0], t, row[2].get('builder_name'), number):
+                continue  # the build counts in its tag form
+            if t >= wm_us:
+                hour = t // hour_us * HOUR
+                points = keep.get(hour)
+                if points is None:
+                    points = keep[hour] = collections.defaultdict(list)
+                points[p[0], p[2]].append(row[3])
+            elif t >= raw_since:
+                dirty.add(t // hour_us * HOUR)
+        if dirty:
+            conn.executemany("INSERT OR IGNORE INTO rollup_dirty (hour) VALUES (?)",
+                             [(h,) for h in dirty])
+        return keep, replaced
+
+    def written(self, kept):
+        """After the commit: the points of the open hours wait for their hour to close."""
+        keep, replaced = kept
+        for hour, points in keep.items():
+            if replaced:
+                # a point written again: the hour's lists would count it twice
+                self.from_raw.add(hour)
+                self.pending.pop(hour, None)
+            elif hour not in self.from_raw:
+                acc = self.pending.get(hour)
+                if acc is None:
+                    acc = self.pending[hour] = HourAccumulator()
+                for key, dicts in points.items():
+                    acc.points[key].extend(dicts)
+                    acc.count += len(dicts)
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def maintain(self, conn, now, max_hours=HOURS_PER_STEP):
+        """One step of maintenance in one transaction (``conn`` in autocommit mode): close
+        the hours whose end is more than :data:`GRACE` ago, roll up the dirty hours again,
+        then the days they complete. At most ``max_hours`` hours are read from raw points;
+        True when more remains."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            more = self._maintain(conn, now, max_hours)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self.forget()
+            self.names.forget()
+            raise
+        self.names.committed()
+        return more
+
+    def _loadNames(self, conn):
+        self.series_names = dict(conn.execute("SELECT id, name FROM series"))
+        self.tagsets = {i: json.loads(t) for i, t in conn.execute("SELECT id, tags FROM tagsets")}
+        self.fieldsets = {i: json.loads(n)
+                          for i, n in conn.execute("SELECT id, names FROM fieldsets")}
+
+    def _maintain(self, conn, now, max_hours):
+        state = State.read(conn)
+        self._sync(state)
+        self._loadNames(conn)
+        target = int((now - GRACE) // HOUR * HOUR)
+        budget = max_hours
+        days = set()  # the days whose hours changed
+        wm = start = state.watermark
+        while wm < target:
+            first = self._nextPoint(conn, wm * US)
+            if first is None or hourOf(first) >= target:
+                wm = target
+                break
+            wm = hourOf(first)  # the hours before hold no point
+            start = start if start else wm
+            window = min(target, wm + DAY)
+            counts = self._hourCounts(conn, wm * US, window * US)
+            for hour in sorted(counts):
+                acc = self.pending.get(hour)
+                if acc is not None and hour not in self.from_raw and acc.count == counts[hour]:
+                    # every point of the hour went through this writer: from memory
+                    self._write(conn, hour, self.pending.pop(hour), fresh=True)
+                else:
+                    # written by another program, before a restart, or written again
+                    if budget <= 0:
+                        window = hour
+                        break
+                    budget -= 1
+                    self.pending.pop(hour, None)
+                    self.from_raw.discard(hour)
+                    self._fromRaw(conn, hour)
+                days.add(hour // DAY * DAY)
+            wm = window
+            if budget <= 0 and wm < target:
+                break
+        if wm != state.watermark:
+            State.write(conn, 'rollup_watermark', wm)
+            # every day whose end the watermark passed is complete now
+            days.update(d for d in range(start // DAY * DAY, wm, DAY)
+                        if state.watermark < d + DAY <= wm)
+        self.watermark = wm
+        for h in [h for h in self.pending if h < wm]:
+            del self.pending[h]  # (an hour emptied by another program meanwhile)
+        # the hours written into after they were rolled up
+        for hour in dirtyHours(conn, before=self.watermark):
+            if budget <= 0:
+                break
+            budget -= 1
+            if hour * US >= state.raw_since:
+                self._fromRaw(conn, hour)
+            conn.execute("DELETE FROM rollup_dirty WHERE hour = ?", (hour,))
+            days.add(hour // DAY * DAY)
+        weeks = set()
+        for day in sorted(days):
+            if day + DAY <= self.watermark:
+                self._rollUp(conn, HOUR, DAY, day)
+                weeks.add(day // WEEK * WEEK)
+        for week in sorted(weeks):
+            if week + WEEK <= self.watermark:
+                self._rollUp(conn, DAY, WEEK, week)
+        return self.watermark < target or bool(dirtyHours(conn, before=self.watermark))
+
+    def _nextPoint(self, conn, since_us):
+        """The time of the first raw point at or after ``since_us``, None without one."""
+        times = [conn.execute("SELECT time_us FROM points WHERE series = ? AND time_us >= ?"
+                              " ORDER BY time_us LIMIT 1", (sid, since_us)).fetchone()
+                 for sid in self.series_names]
+        return min((t[0] for t in times if t is not None), default=None)
+
+    def _hourCounts(self, conn, lo_us, hi_us):
+        """``{hour: raw points}`` of ``[lo_us, hi_us)``."""
+        return dict(conn.execute(
+            f"SELECT time_us / {HOUR * US} * {HOUR}, COUNT(*) FROM points"
+            f" WHERE {self._seriesIn()} AND time_us >= ? AND time_us < ? GROUP BY 1",
+            (lo_us, hi_us)))
+
+    def _firstTime(self, conn):
+        firsts = [conn.execute("SELECT MIN(time_us) FROM points WHERE series = ?",
+                               (sid,)).fetchone()[0] for sid in self.series_names]
+        firsts = [t for t in firsts if t is not None]
+        return min(firsts) if firsts else None
+
+    def _fromRaw(self, conn, hour):
+        """Roll up the hour starting at ``hour`` from its raw points."""
+        acc = HourAccumulator()
+        lo, hi = hour * US, (hour + HOUR) * US
+        for sid, series in self.series_names.items():
+            rows = conn.execute("SELECT time_us, tagset, build, fieldset, vals FROM points"
+                                " WHERE series = ? AND time_us >= ? AND time_us < ?",
+                                (sid, lo, hi)).fetchall()
+            for t, tid, build, fid, vals in rows:
+                fields = dict(zip(self.fieldsets[fid], json.loads(vals)))
+                number = fieldFormBuild(series, build, fields)
+                if number is not None and isTwin(conn, sid, t,
+                                                 self.tagsets[tid].get('builder_name'), number):
+                    continue  # the build counts in its tag form
+                acc.points[(sid, tid)].append(fields)
+        self._write(conn, hour, acc)
+
+    def _seriesIn(self):
+        """``series IN (...)`` of every series: the rollups' primary key starts with it."""
+        return f"series IN ({','.join(str(int(i)) for i in self.series_names) or 'NULL'})"
+
+    def _write(self, conn, hour, acc, fresh=False):
+        self.hours_rolled += 1
+        if not fresh:
+            conn.execute(f"DELETE FROM rollups WHERE {self._seriesIn()} AND level = ? AND"
+                         " start = ?", (HOUR, hour))
+        conn.executemany(INSERT_ROLLUP, acc.rows(
+            hour, self.series_names, lambda sid, tid: self.groupId(conn, sid, tid)))
+
+    def _rollUp(self, conn, finer, level, start):
+        """The rows of ``level`` (a day, a week) starting at ``start`` from the rows of the
+        ``finer`` level in it: the numbers added up by SQLite, the sketches merged."""
+        series_in = self._seriesIn()
+        parts = (finer, start, start + level)
+        conn.execute(f"DELETE FROM rollups WHERE {series_in} AND level = ? AND start = ?",
+                     (level, start))
+        conn.execute(
+            "INSERT INTO rollups (series, level, start, tagset, field, count, sum, min, max,"
+            " nonzero, sketch) SELECT series, ?, ?, tagset, field, SUM(count), SUM(sum),"
+            " MIN(min), MAX(max), SUM(nonzero), NULL FROM rollups"
+            f" WHERE {series_in} AND level = ? AND start >= ? AND start < ?"
+            " GROUP BY series, tagset, field", (level, start, *parts))
+        sketches = collections.defaultdict(Quantiles)
+        for sid, gid, field, blob in conn.execute(
+                f"SELECT series, tagset, field, sketch FROM rollups WHERE {series_in} AND"
+                " level = ? AND start >= ? AND start < ? AND sketch IS NOT NULL", parts):
+            sketches[(sid, gid, field)].addSketch(blob)
+        conn.executemany(
+            "UPDATE rollups SET sketch = ? WHERE series = ? AND level = ? AND start = ?"
+            " AND tagset = ? AND field = ?",
+            [(q.encoded(), sid, level, start, gid, field)
+             for (sid, gid, field), q in sketches.items()])
+
+    # -- rebuilding ----------------------------------------------------------------------------
+
+    def markForRebuild(self, conn, since=None):
+        """Every rolled-up hour holding raw points (from ``since``, seconds) becomes dirty:
+        the next maintenance steps roll them up again. Returns how many."""
+        state = State.read(conn)
+        lo = max(state.raw_since, 0 if since is None else int(since * US))
+        hours = self._rawHours(conn, lo, state.watermark * US)
+        # hours with rollups but no raw point left (their points deleted by hand) too
+        self._loadNames(conn)
+        rows = conn.execute(f"SELECT DISTINCT start FROM rollups WHERE {self._seriesIn()} AND"
+                            " level = ? AND start >= ? AND start < ?",
+                            (HOUR, lo // US, state.watermark)).fetchall()
+        hours.update(h for (h,) in rows if h * US >= state.raw_since)
+        conn.executemany("INSERT OR IGNORE INTO rollup_dirty (hour) VALUES (?)",
+                         [(h,) for h in sorted(hours)])
+        return len(hours)
