@@ -32,6 +32,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+#: The InfluxDB measurements CaptureTestHistory's results become (written by
+#: :mod:`buildbot_stats.storage.influxdb.testlines`): one point per test per build, and one
+#: per build. Here, below every room that names them (the readers, kinds.py: never a custom
+#: series), without bringing Buildbot along.
+TEST_CASES = 'test_cases'
+TEST_RUNS = 'test_runs'
+TEST_MEASUREMENTS = (TEST_CASES, TEST_RUNS)
+
 PASSED = 0
 FAILED = 1
 SKIPPED = 2

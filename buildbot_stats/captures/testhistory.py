@@ -10,17 +10,12 @@ from buildbot_stats.captures.base import BUILD_FINISHED
 from buildbot_stats.captures.base import BuilderMatchMixin
 from buildbot_stats.captures.base import Capture
 from buildbot_stats.captures.base import checkBuilderName
+from buildbot_stats.outcomes import TEST_MEASUREMENTS
 from buildbot_stats.outcomes import TestRun
 from buildbot_stats.outcomes import mergeResults
 from buildbot_stats.point import to_epoch_seconds
 from buildbot_stats.slices import cyclicGCPaused
 
-#: The InfluxDB measurements this capture's results become (written by
-#: :mod:`buildbot_stats.storage.influxdb.testlines`): one point per test per build, and one
-#: per build.
-TEST_CASES = 'test_cases'
-TEST_RUNS = 'test_runs'
-TEST_MEASUREMENTS = (TEST_CASES, TEST_RUNS)
 
 
 def merged(rows):

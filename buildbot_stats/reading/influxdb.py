@@ -21,10 +21,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from buildbot_stats.captures.testhistory import TEST_CASES
-from buildbot_stats.captures.testhistory import TEST_RUNS
 from buildbot_stats.checks import shown
 from buildbot_stats.outcomes import OUTCOMES
+from buildbot_stats.outcomes import TEST_CASES
+from buildbot_stats.outcomes import TEST_RUNS
 from buildbot_stats.reading import changes
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import isStatistic

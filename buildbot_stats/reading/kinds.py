@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from buildbot_stats.captures.testhistory import TEST_MEASUREMENTS
+from buildbot_stats.outcomes import TEST_MEASUREMENTS
 from buildbot_stats.storage.sqlite.rollups import BUILD_TIMES
 from buildbot_stats.storage.sqlite.rollups import CHANGE_POINTS
 from buildbot_stats.storage.sqlite.rollups import NOT_ROLLED

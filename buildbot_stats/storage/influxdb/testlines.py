@@ -22,8 +22,8 @@ Read back by :class:`~buildbot_stats.reading.influxdb.InfluxReader`.
 
 from __future__ import annotations
 
-from buildbot_stats.captures.testhistory import TEST_CASES
-from buildbot_stats.captures.testhistory import TEST_RUNS
+from buildbot_stats.outcomes import TEST_CASES
+from buildbot_stats.outcomes import TEST_RUNS
 from buildbot_stats.outcomes import OUTCOMES
 from buildbot_stats.outcomes import countOutcomes
 from buildbot_stats.point import to_epoch_ns
