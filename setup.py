@@ -8,6 +8,7 @@ PLUGINS = [
     'CaptureData', 'CaptureDataAllBuilders', 'CaptureProperty', 'CapturePropertyAllBuilders',
     'InMemoryStorageService', 'StatsService', 'StatsStepMixin', 'StatsStorageBase',
     'CaptureBuildResults', 'CaptureQueueTimes', 'CaptureStepTimes', 'CaptureTestResults',
+    'CaptureTestHistory', 'JUnitResults',
     'InfluxStorageService',
     'SQLiteStorageService',
     'PrometheusStorageService',
@@ -37,6 +38,8 @@ setup(
         'twisted[tls]',  # https to InfluxDB (pyOpenSSL, service_identity)
         'treq',
         'tqdm',  # progress bar of buildbot-stats backfill
+        # stats.JUnitResults reads test reports with it (pure Python, no dependency)
+        'junitparser>=3.1',
         'fastdigest',  # the quantile sketches of the embedded store's rollups (Rust, no deps)
         'zope.interface',
     ],
@@ -51,9 +54,10 @@ setup(
         # their smoke test) run that module side by side with ours. Not used by the package.
         # selenium drives Debian's chromium; autobahn and psycopg2 run Buildbot's multi-master
         # set-up (wamp MQ, PostgreSQL). ruptures: the change detection benchmark compares
-        # Otava with it.
+        # Otava with it. pytest: the integration test's build runs a real pytest suite on
+        # the worker.
         'test': ['hypothesis', 'influxdb', 'selenium', 'autobahn', 'psycopg2-binary', 'sphinx',
-                 'ruptures'] + WWW + PROMETHEUS + REGRESSIONS,
+                 'ruptures', 'pytest'] + WWW + PROMETHEUS + REGRESSIONS,
     },
     entry_points={
         'buildbot.util': [f'{n} = buildbot_stats.stats:{n}' for n in PLUGINS],

@@ -245,3 +245,38 @@ def lineChart(lines, y_label="", title="", styles=None, max_markers=MAX_MARKERS,
                        f'font-size="11">{e(label)}</text>')
     out.append('</svg>')
     return "".join(out)
+
+
+#: The colour of each test outcome in :func:`outcomeStrip` (None: the test did not run).
+OUTCOME_COLOURS = {'passed': '#2ca02c', 'failed': '#d62728', 'flaky': '#ff7f0e',
+                   'skipped': '#bbbbbb', None: '#ffffff'}
+MAX_CELLS = 600  # builds drawn in a strip (the latest): one pixel each at least
+
+
+def outcomeStrip(cells, title=""):
+    """An ``<svg>`` pass/fail strip: one cell per build, oldest first, coloured by outcome.
+
+    ``cells`` is ``[(outcome, tip, href), ...]``: ``outcome`` one of
+    :data:`OUTCOME_COLOURS`' keys, ``tip`` the hover text, ``href`` the build's link (or
+    None). Only the latest :data:`MAX_CELLS` are drawn.
+    """
+    e = html.escape
+    cells = list(cells)[-MAX_CELLS:]
+    height = 28
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+           f'width="{WIDTH}" height="{height}" role="img" aria-label="{e(title)}" '
+           'class="strip">']
+    if not cells:
+        out.append(f'<text x="{WIDTH / 2}" y="18" text-anchor="middle">no data</text></svg>')
+        return "".join(out)
+    width = WIDTH / len(cells)
+    for n, (outcome, tip, href) in enumerate(cells):
+        colour = OUTCOME_COLOURS.get(outcome, OUTCOME_COLOURS[None])
+        cell = (f'<rect x="{n * width:.2f}" y="2" width="{max(width - 1, 1):.2f}" '
+                f'height="{height - 4}" fill="{colour}" stroke="#ddd" stroke-width="0.5" '
+                f'data-outcome="{e(str(outcome))}"><title>{e(tip)}</title></rect>')
+        if href:
+            cell = f'<a href="{e(href)}" target="_top">{cell}</a>'
+        out.append(cell)
+    out.append('</svg>')
+    return "".join(out)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import sqlalchemy as sa
 from twisted.internet import defer
 from twisted.python import log
 
+from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.subscriptions import Subscription
 
 SOURCE_TAGS = ('branch', 'repository', 'project')
@@ -312,6 +314,29 @@ class Lookups:
     def getTestResultSets(self, buildid):
         return self.test_result_sets.get(buildid)
 
+    @defer.inlineCallbacks
+    def getTestResults(self, buildid):
+        """``[(category, test name, value, duration_ns), ...]``: every result of the complete
+        test result sets of a finished build, sets by id, results by id (the test's code
+        path stands for a missing name). Not cached (a build may have 100,000): read in
+        Buildbot's database thread, rows to tuples there too, so that the reactor only gets
+        the list; the data API when the master has no database of its own."""
+        sets = yield self.getTestResultSets(buildid)
+        sets = [rs for rs in sets or [] if rs.get('complete')]
+        if not sets:
+            return []
+        categories = {rs['test_result_setid']: rs.get('category') for rs in sets}
+        db = getattr(self._owner.master, 'db', None)
+        if getattr(db, 'pool', None) is not None and hasattr(db, 'model'):
+            return (yield db.pool.do(_readTestResults, db.model, categories))
+        out = []
+        for setid in sorted(categories):
+            results = yield self.data.get(('test_result_sets', setid, 'results'))
+            for r in sorted(results or [], key=lambda r: r.get('test_resultid') or 0):
+                out.append((categories[setid], r.get('test_name') or r.get('test_code_path'),
+                            r.get('value'), r.get('duration_ns')))
+        return out
+
     def getBuildTags(self, build):
         """``{'worker', 'branch', 'repository', 'project'}`` of a build, those known.
 
@@ -367,6 +392,26 @@ class Lookups:
         if not buildset:
             return {}
         return sourceTags(buildset.get('sourcestamps') or [])
+
+
+def _readTestResults(conn, model, categories):
+    """In the database thread: the rows of :meth:`Lookups.getTestResults`, read with the
+    cyclic garbage collector paused (see :mod:`buildbot_stats.slices`)."""
+    with cyclicGCPaused():
+        return _testResultRows(conn, model, categories)
+
+
+def _testResultRows(conn, model, categories):
+    results, names, paths = model.test_results, model.test_names, model.test_code_paths
+    joined = results.outerjoin(names, results.c.test_nameid == names.c.id).outerjoin(
+        paths, results.c.test_code_pathid == paths.c.id)
+    q = (sa.select(results.c.test_result_setid, names.c.name, paths.c.path, results.c.value,
+                   results.c.duration_ns)
+         .select_from(joined)
+         .where(results.c.test_result_setid.in_(sorted(categories)))
+         .order_by(results.c.test_result_setid, results.c.id))
+    return [(categories[setid], name or path, value, duration_ns)
+            for setid, name, path, value, duration_ns in conn.execute(q)]
 
 
 def sourceTags(sourcestamps):

@@ -22,6 +22,7 @@ from buildbot_stats.history.recorder import STOP_TIMEOUT as RECORD_STOP_TIMEOUT
 from buildbot_stats.history.recorder import BuildDataRecorder
 from buildbot_stats.lookups import Lookups
 from buildbot_stats.messages import YIELD_DATA
+from buildbot_stats.reading.gauges import TestGauges
 from buildbot_stats.registry import registerServiceClass
 from buildbot_stats.regressions import Regressions
 from buildbot_stats.storage.base import StatsStorageBase
@@ -74,6 +75,10 @@ class StatsService(CheckedArguments, service.BuildbotService):
         self._own_components = (self.lookups, self, self.build_data_recorder)
         self._components = list(self._own_components)
         self._consuming = False  # between registerConsumers and removeConsumers
+        # the flaky, failing and slower tests per builder for /metrics, read from the
+        # store the page reads (the answers' side: buildbot_stats.reading); it consumes
+        # nothing from the MQ, so it is no component of the subscription table
+        self.test_gauges = TestGauges(self)
 
     # -- configuration --------------------------------------------------------------
 

@@ -23,9 +23,11 @@ from buildbot_stats.captures import CapturePropertyAllBuilders
 from buildbot_stats.captures import CaptureBuildResults
 from buildbot_stats.captures import CaptureQueueTimes
 from buildbot_stats.captures import CaptureStepTimes
+from buildbot_stats.captures import CaptureTestHistory
 from buildbot_stats.captures import CaptureTestResults
 from buildbot_stats.regressions import Regressions
 from buildbot_stats.service import StatsService
+from buildbot_stats.steps import JUnitResults
 from buildbot_stats.steps import StatsStepMixin
 from buildbot_stats.steps import findStatsService
 from buildbot_stats.steps import yieldMetricsValue
@@ -50,6 +52,7 @@ __all__ = [
     'CaptureProperty',
     'CapturePropertyAllBuilders',
     'InMemoryStorageService',
+    'JUnitResults',
     'InfluxStorageService',
     'PrometheusStorageService',
     'Regressions',
@@ -62,6 +65,7 @@ __all__ = [
     'CaptureBuildResults',
     'CaptureQueueTimes',
     'CaptureStepTimes',
+    'CaptureTestHistory',
     'CaptureTestResults',
     'statsDashboard',
 ]

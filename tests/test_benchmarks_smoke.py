@@ -254,3 +254,27 @@ class BenchmarksSmokeTest(unittest.TestCase):
             self.assertGreater(result[name]['most_s'], 0)
         self.assertEqual(len(result['load_before']), 3)
         self.assertMachine(result)
+
+    def test_tests_history(self):
+        result = run_benchmark('tests_history', '--builds', 40, '--tests', 300, '--cases', 500,
+                               '--repeat', 1)
+        self.assertEqual((result['bench'], result['builds'], result['tests']),
+                         ('tests_history', 40, 300))
+        store = result['store']
+        self.assertNotIn('error', store, store.get('error'))
+        self.assertEqual(store['results'], 12_000)
+        self.assertGreater(store['bytes_per_result'], 5)
+        for window in ('all', '7d'):
+            for answer in ('flaky', 'failing', 'slowest', 'all_tables', 'history'):
+                self.assertGreater(store[window][answer]['least_ms'], 0, (window, answer))
+        # the generated flaky tests are the ones the table names (30 of them, 20 rows)
+        self.assertEqual(store['all']['found']['flaky'], store['all']['found']['flaky_rows'])
+        self.assertTrue(store['all']['found']['failing_now'])
+        for variant in ('record_sqlite', 'record_influx'):
+            res = self.assertVariantOk(result, variant, 'record_cpu_ms', 'on_longest_slice_ms',
+                                       'on_worst_lag_ms')
+            counters = res['counters']
+            self.assertEqual((counters['dropped'], counters['rejected'], counters['pending']),
+                             (0, 0, 0))
+            self.assertEqual(counters['written'], counters['added'])
+        self.assertMachine(result)

@@ -34,6 +34,9 @@ from twisted.trial import unittest
 
 from buildbot_stats.cli import main as cli_main
 from buildbot_stats.cli.safewrite import TEMP_SUFFIX
+from buildbot_stats.outcomes import FAILED
+from buildbot_stats.outcomes import PASSED
+from buildbot_stats.outcomes import TestRun
 from buildbot_stats.storage.sqlite.schema import APPLICATION_ID
 from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.storage.sqlite.writer import StoreWriter
@@ -69,6 +72,22 @@ def storePoints(n_builds=6, builder='alpha'):
         points.append((f'{builder}-build-times', tags, {'duration': 10.0 + i}, T0 + 60 * i))
         points.append((f'{builder}-coverage', tags, {'percent': 80.0 + i}, T0 + 60 * i + 1))
     return points
+
+
+def writeTestStore(path, builds=4, tests=3, prefix='pkg.test_'):
+    """A store of per-test history (CaptureTestHistory's tables): on ``alpha``, ``tests``
+    tests in each of ``builds`` builds, each failing in the odd builds (all flaky), and
+    one whose name holds a line break and a terminal escape."""
+    runs = []
+    for b in range(1, builds + 1):
+        run = TestRun('alpha', b, 100 + b, T0 + 60 * b, revision=f"r{b}", buildset=b)
+        cases = [(f"{prefix}{i:05d}", FAILED if b % 2 else PASSED, 0.01 * (i % 7))
+                 for i in range(tests)]
+        cases.append(("odd\nname\x1b[2J", PASSED, 0.5))
+        runs.append((run, cases))
+    writer = StoreWriter(busy_timeout=5.0)
+    writer.write(path, [], tests=runs)
+    writer.close()
 
 
 def masterCfg(services, head=''):
@@ -131,6 +150,7 @@ def buildFixture(d):
         writeStore(os.path.join(d, name), storePoints(2))
         sqlite(os.path.join(d, name), f"PRAGMA user_version = {version}",
                f"PRAGMA application_id = {app}")
+    writeTestStore(os.path.join(d, 'tests.sqlite'))
     writeStore(os.path.join(d, 'badjson.sqlite'), storePoints(3))
     sqlite(os.path.join(d, 'badjson.sqlite'),
            "UPDATE points SET vals = 'not json' WHERE id = 2")
@@ -360,6 +380,49 @@ def demoCases():
     ]
 
 
+def testsCases():
+    cases = [case('tests', s, says=w) for s, w in STORE_PATHS]
+    for t, words in BAD_TIMES[:8]:
+        cases.append(case('tests', '{d}/tests.sqlite', '--since', t,
+                          says=words.replace('{opt}', '--since')))
+    for t, words in BAD_TIMES[8:]:
+        cases.append(case('tests', '{d}/tests.sqlite', '--end', t,
+                          says=words.replace('{opt}', '--end')))
+    for lo, hi in REVERSED[:2]:
+        cases.append(case('tests', '{d}/tests.sqlite', '--start', lo, '--until', hi,
+                          says=f"bad time range: --start {lo} ("))
+    cases += [
+        case('tests', '{d}/tests.sqlite', status=0),
+        case('tests', '{d}/tests.sqlite', '--flaky', '-f', 'json', status=0),
+        case('tests', '{d}/tests.sqlite', '--since', '2023-11-14', '--until', '2d', status=0,
+             label='tests, a good range'),
+        case('tests', '{d}/tests.sqlite', '--history', 'odd\nname\x1b[2J', '-b', 'alpha',
+             status=0, label='tests, the history of a test with a line break in its name'),
+        case('tests', '{d}/tests.sqlite', '--history', 'no.such.test', '-b', 'nope',
+             status=0),
+        # no per-test history: says so, reads no point (a damaged one neither)
+        case('tests', '{d}/stats.sqlite', status=0),
+        case('tests', '{d}/badjson.sqlite', '--slowest', status=0),
+        case('tests', '{d}/odd.sqlite', status=0),
+        case('tests', '{d}/tests.sqlite', '--history', 'pkg.test_00001',
+             says='--history needs --builder'),
+        case('tests', '{d}/tests.sqlite', '--limit', '0', says='--limit must be at least 1'),
+        case('tests', '{d}/tests.sqlite', '-n', '-5', says='--limit must be at least 1'),
+        case('tests', '{d}/tests.sqlite', '--limit', 'ten', says="invalid int value: 'ten'"),
+        case('tests', '{d}/tests.sqlite', '--flaky', '--slowest',
+             says='not allowed with argument'),
+        case('tests', '{d}/tests.sqlite', '--history', 'x', '--failing',
+             says='not allowed with argument'),
+        case('tests', '{d}/tests.sqlite', '-f', 'xml', says="invalid choice: 'xml'"),
+        case('tests', '{d}/tests.sqlite', hold='tests.sqlite',
+             says='is locked by another program'),
+        case('tests', '{d}/tests.sqlite', '--builder', says='expected one argument'),
+        case('tests', says='the following arguments are required: STORE'),
+        case('tests', '{d}/tests.sqlite', 'extra', says='unrecognized arguments: extra'),
+    ]
+    return cases
+
+
 def pruneCases():
     cases = [case('prune', s, '--older-than', '90d', says=w) for s, w in STORE_PATHS]
     cases += [
@@ -500,8 +563,8 @@ def usageCases():
 
 
 #: Every case of the table, by command (a new command adds a function of its own).
-CASES = (reportCases() + exportCases() + backfillCases() + demoCases() + regressionsCases()
-         + pruneCases() + compactCases() + rebuildRollupsCases() + influxdbRollupsCases()
+CASES = (reportCases() + exportCases() + backfillCases() + demoCases() + testsCases()
+         + regressionsCases() + pruneCases() + compactCases() + rebuildRollupsCases() + influxdbRollupsCases()
          + usageCases())
 
 
@@ -658,6 +721,7 @@ SIGNAL_CASES = [
     SignalCase('export', signal.SIGINT, "export to a pipe, once rows arrive"),
     SignalCase('backfill', signal.SIGINT, "backfill waiting for a locked database"),
     SignalCase('backfill', signal.SIGTERM, "backfill waiting for a locked database"),
+    SignalCase('tests', signal.SIGINT, "tests, its tables flowing to a full pipe"),
     SignalCase('regressions', signal.SIGINT, "regressions of a large store, once it is open"),
     SignalCase('prune', signal.SIGINT, "prune waiting for a store another program locks"),
     SignalCase('compact', signal.SIGTERM, "compact waiting for a store another program locks"),
@@ -772,6 +836,20 @@ class Signals(unittest.TestCase):
                                'regressions')
         self.assertSound(store, before)
         self.assertEqual(sorted(os.listdir(self.dir)), ['big.sqlite', 'old.csv'])
+
+    def test_tests_writing_to_a_full_pipe(self):
+        # 3,000 flaky tests: some 400 kB of tables, more than a pipe holds, so the command
+        # is still writing when the signal comes
+        store = os.path.join(self.dir, 'tests.sqlite')
+        writeTestStore(store, builds=6, tests=3000, prefix='pkg.module.TestClass.test_')
+        with open(store, 'rb') as f:
+            before = f.read()
+        proc = self.start('tests', store, '--flaky', '--limit', '5000')
+        first = proc.stdout.readline()
+        self.assertEqual(first, b'6 builds with test results (alpha).\n')
+        self.assertInterrupted(self.interrupt(proc, signal.SIGINT), signal.SIGINT, 'tests')
+        self.assertSound(store, before)
+        self.assertEqual(sorted(os.listdir(self.dir)), ['tests.sqlite'])
 
     def test_store_commands_waiting_for_a_lock(self):
         store = os.path.join(self.dir, 'stats.sqlite')

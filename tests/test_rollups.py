@@ -30,6 +30,7 @@ from buildbot_stats.reading.plan import plan
 from buildbot_stats.reading.sqlite import openStore
 from buildbot_stats.storage.sqlite import aggregates
 from buildbot_stats.storage.sqlite import retention
+from buildbot_stats.storage.sqlite import schema
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.storage.sqlite.writer import StoreWriter
@@ -309,7 +310,8 @@ class MigrationTest(unittest.TestCase):
         yield svc.stopService()
         conn = sqlite3.connect(self.path)
         self.addCleanup(conn.close)
-        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 3)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0],
+                         schema.SCHEMA_VERSION)
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         self.assertIn('migrated_by', meta)
         with openStore(self.path) as reader:

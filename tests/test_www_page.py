@@ -152,6 +152,11 @@ class PageTest(PageMasterMixin, RunMasterBase):
         self.assertNotIn('<svg', body)
         status, body, _ = yield self.get('plugins/wsgi_dashboards/stats/index.html')
         self.assertNotIn('<iframe', body)
+        # a test's history page is under the same authz
+        test_page = VIEW.rsplit('/', 1)[0] + '/test?range=all&builder=beta&test=t'
+        status, body, _ = yield self.get(test_page)
+        self.assertEqual(status, 403)
+        self.assertNotIn('<svg', body)
         # a forged session cookie is anonymous
         status, _, _ = yield self.get(VIEW, cookie='TWISTED_SESSION=eyJhbGciOiJIUzI1NiJ9.e30.x')
         self.assertEqual(status, 403)
@@ -162,6 +167,9 @@ class PageTest(PageMasterMixin, RunMasterBase):
         status, body, _ = yield self.get(VIEW + '?range=all', cookie=cookie)
         self.assertEqual(status, 200, body)
         self.assertEqual(figures(body, 'duration'), {'beta': 1})
+        status, body, _ = yield self.get(test_page, cookie=cookie)
+        self.assertEqual(status, 200, body)
+        self.assertIn('<h1>Test <code>t</code> on beta, all</h1>', body)
         yield self.tested_master.shutdown()
 
 
@@ -179,6 +187,9 @@ class PageEscapingTest(unittest.TestCase):
         import tempfile
         import time
 
+        from buildbot_stats.outcomes import FLAKY
+        from buildbot_stats.outcomes import PASSED
+        from buildbot_stats.outcomes import TestRun
         from buildbot_stats.reading import changes
         from buildbot_stats.storage.sqlite.values import encodeRow
         from buildbot_stats.storage.sqlite.writer import StoreWriter
@@ -208,6 +219,11 @@ class PageEscapingTest(unittest.TestCase):
                 worse=True, withdrawn=False, revision='<q-rev>', branch='<q-branch>',
                 url=None, authors=['<q-author>'], comments=['<q-comment>'], changes=1,
                 found_at=t) for series in ('step:<b>step', 'duration'))])
+        # the per-test history: a test flaky in build 1 (failed, then passed on a rerun)
+        writer.write(path, [], tests=[
+            (TestRun(name, n, n, t + 60 * (n - 1), revision='<u>'),
+             [(name + '.t', FLAKY if n == 1 else PASSED, 0.5), ('<img src=y>', PASSED, 1.0)])
+            for n in (1, 2)])
         with openStore(path) as reader:
             text = page.view(reader, name, '7d', time.time() - 7 * 86400, None, {name: 3},
                              '../../../', set(), '<store>', time.time())
@@ -225,6 +241,11 @@ class PageEscapingTest(unittest.TestCase):
         self.assertIn('href="../../../#/builders/3/builds/1"', text)
         self.assertIn('&lt;b&gt;step', text)
         self.assertIn('&lt;i&gt;field', text)
+        # a test's name, in the tables and in the link to its history
+        self.assertIn('title="&lt;script&gt;alert(1)&lt;/script&gt;.t">'
+                      '&lt;script&gt;alert(1)&lt;/script&gt;.t</a>', text)
+        self.assertIn('href="test?builder=%3Cscript%3Ealert%281%29%3C%2Fscript%3E&amp;'
+                      'test=%3Cimg+src%3Dy%3E&amp;range=7d"', text)
 
 
 class DashboardConfigTest(unittest.TestCase):

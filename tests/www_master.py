@@ -56,6 +56,7 @@ def captures():
         stats.CaptureQueueTimes(),
         stats.CaptureStepTimes(),
         stats.CaptureTestResults(),
+        stats.CaptureTestHistory(),
         stats.CaptureDataAllBuilders('coverage'),
         stats.CaptureDataAllBuilders('<script>'),
     ]

@@ -19,6 +19,7 @@ from buildbot_stats.captures.buildsteps import CaptureStepTimes
 from buildbot_stats.captures.buildstats import BuildStatsCapture
 from buildbot_stats.captures.queue import CaptureQueueTimes
 from buildbot_stats.captures.results import CaptureBuildResults
+from buildbot_stats.captures.testhistory import CaptureTestHistory
 from buildbot_stats.captures.testresults import CaptureTestResults
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     'CaptureBuildResults',
     'CaptureQueueTimes',
     'CaptureStepTimes',
+    'CaptureTestHistory',
     'CaptureTestResults',
 ]

@@ -6,12 +6,13 @@ from twisted.internet import defer
 
 from buildbot_stats.captures.buildstats import BuildStatsCapture
 from buildbot_stats.captures.buildstats import resultName
+# A test result set of category SKIP_CATEGORY counts each of its results as one skipped
+# test (Buildbot's own categories have no skipped count: buildbot_stats' convention);
+# NOT_TESTS: categories whose counts are not tests (lint findings), left out of the sums
+from buildbot_stats.outcomes import NOT_TESTS
+from buildbot_stats.outcomes import SKIP_CATEGORY
 
-#: A test result set of this category counts each of its results as one skipped test.
-#: Buildbot's own categories have no skipped count; this is buildbot_stats' convention.
-SKIP_CATEGORY = 'skip_only'
-#: Categories whose counts are not tests (lint findings): left out of the sums.
-NOT_TESTS = frozenset({'code_issue'})
+__all__ = ['CaptureTestResults', 'NOT_TESTS', 'SKIP_CATEGORY']
 
 
 class CaptureTestResults(BuildStatsCapture):

@@ -47,12 +47,14 @@ def makeParser():
     from buildbot_stats.cli import regressions
     from buildbot_stats.cli import report
     from buildbot_stats.cli import rollups
+    from buildbot_stats.cli import tests
 
     parser = Parser(
         prog=PROG,
         description="Build statistics from a Buildbot master's embedded store: run a demo, "
         "summarize and chart a store, export it, backfill past builds, find what got "
-        "slower, prune and compact a store, rebuild its rollups.")
+        "slower, find flaky, failing and slow tests, prune and compact a store, rebuild its "
+        "rollups.")
     parser.add_argument('--version', action='version', version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     sub.required = True
@@ -65,6 +67,7 @@ def makeParser():
     compact.addParser(sub)
     rollups.addParser(sub)
     influxdb_rollups.addParser(sub)
+    tests.addParser(sub)
     return parser
 
 

@@ -1,5 +1,7 @@
-"""``buildbot-stats prune STORE --older-than 90d``: delete old raw points, keep their rollups
-(what ``SQLiteStorageService(keep=...)`` does in the master, by hand; docs/storage-sqlite.rst).
+"""``buildbot-stats prune STORE --older-than 90d``: delete old raw points, keep their rollups,
+and the test results of the builds older than that (the per-test history is raw history too,
+never rolled up) (what ``SQLiteStorageService(keep=...)`` does in the master, by hand;
+docs/storage-sqlite.rst).
 
 Safe with the master running (each batch is a short transaction the master's writer waits
 for) and safe to interrupt (Ctrl-C, a kill, a crash): run it again and it goes on.
@@ -18,6 +20,7 @@ from buildbot_stats.cli.common import openStoreForWriting
 from buildbot_stats.cli.common import openStoreOrFail
 from buildbot_stats.cli.common import plural
 from buildbot_stats.storage.sqlite import retention
+from buildbot_stats.storage.sqlite import testruns
 
 
 def addParser(sub):
@@ -25,7 +28,8 @@ def addParser(sub):
         'prune', help="delete raw points older than an age, keeping their rollups",
         description="Delete the raw points of STORE older than --older-than, in small "
         "batches; their hourly and daily rollups stay, so the page and the report still show "
-        "those days (without each build). The rollups are brought up to date first. Safe "
+        "those days (without each build). The per-test results of the builds older than "
+        "--older-than go too (they have no rollups). The rollups are brought up to date first. Safe "
         "while the master runs, and to interrupt: run it again to finish. The file keeps its "
         "size (its free pages are reused); 'buildbot-stats compact' gives them back.")
     p.add_argument('store', metavar='STORE', help="the SQLite store")
@@ -76,6 +80,9 @@ def run(args, out, now=None, progress=None):
             if n < retention.BATCH:
                 break
         line = f"deleted {plural(deleted, 'raw point')} older than {isoTime(cutoff)}"
+        results = pruneTests(writer, conn, now - raw_age)
+        if results:
+            line += f", {plural(results, 'test result')} (with their builds' runs)"
         if rolled_age is not None:
             rolled_cutoff = retention.rollupCutoff(now, rolled_age)
             gone = 0
@@ -92,6 +99,16 @@ def run(args, out, now=None, progress=None):
         writer.close()
 
 
+def pruneTests(writer, conn, cutoff):
+    """Delete the test results of the builds that ended before ``cutoff`` (seconds), a
+    batch a transaction; how many results went."""
+    cutoff_us = round(cutoff * 1_000_000)
+    before = writer._retrying(testruns.count, conn, cutoff_us)[1]
+    while writer._retrying(testruns.deleteBatch, conn, cutoff_us) == testruns.BATCH:
+        pass
+    return before - writer._retrying(testruns.count, conn, cutoff_us)[1]
+
+
 def dryRun(path, raw_age, rolled_age, now, out):
     """What :func:`run` would delete, counted on a read-only connection: the store and the
     directory are left as they are (no -wal, no -shm), a read-only copy can be asked."""
@@ -99,6 +116,11 @@ def dryRun(path, raw_age, rolled_age, now, out):
         cutoff = retention.plannedCutoff(reader.conn, raw_age, now)
         raw = reader.guarded(retention.countRaw, reader.conn, cutoff)
         line = f"would delete {plural(raw, 'raw point')} older than {isoTime(cutoff)}"
+        runs, results = reader.guarded(testruns.count, reader.conn,
+                                       round((now - raw_age) * 1_000_000))
+        if runs:
+            line += (f", {plural(results, 'test result')} of {plural(runs, 'build')} older "
+                     f"than {isoTime(now - raw_age, 'seconds')}")
         if rolled_age is not None:
             rolled = reader.guarded(retention.countRollups, reader.conn,
                                     retention.rollupCutoff(now, rolled_age))

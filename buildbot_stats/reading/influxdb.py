@@ -22,6 +22,9 @@ import urllib.parse
 import urllib.request
 
 from buildbot_stats.checks import shown
+from buildbot_stats.outcomes import OUTCOMES
+from buildbot_stats.outcomes import TEST_CASES
+from buildbot_stats.outcomes import TEST_RUNS
 from buildbot_stats.reading import changes
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import isStatistic
@@ -33,10 +36,12 @@ from buildbot_stats.reading.kinds import POINTS
 from buildbot_stats.reading.kinds import WORKER_PREPARATION
 from buildbot_stats.reading.kinds import isCustom
 from buildbot_stats.reading.kinds import isNumber
+from buildbot_stats.reading.plan import plan
 from buildbot_stats.reading.summary import NOT_COUNTED_RESULTS
 from buildbot_stats.reading.summary import PASSED_RESULTS
-from buildbot_stats.reading.plan import plan
 from buildbot_stats.reading.summary import Stats
+from buildbot_stats.reading.tests import Run
+from buildbot_stats.reading.tests import TestQueries
 from buildbot_stats.storage.influxdb.rollups import DAILY
 from buildbot_stats.storage.influxdb.rollups import HOURLY
 from buildbot_stats.storage.influxdb.rollups import LEVELS
@@ -45,6 +50,7 @@ from buildbot_stats.storage.influxdb.rollups import rollupColumns
 from buildbot_stats.storage.influxdb.rollups import PERCENTILES
 from buildbot_stats.storage.influxdb.rollups import SETTLED
 from buildbot_stats.storage.sqlite.aggregates import Aggregate
+from buildbot_stats.storage.influxdb.testlines import SPAN_NS
 from buildbot_stats.storage.sqlite.schema import StoreError
 
 __all__ = ['BUILD_COLUMNS', 'InfluxReader', 'buildOf', 'checkSettings', 'quoteIdent',
@@ -78,6 +84,10 @@ VISIBLE_STEPS = ['"duration" >= 0'] + SHOWN_STEPS
 #: The conditions on tags of the points a kind reads.
 KIND_CONDITIONS = {'steps': SHOWN_STEPS}
 
+#: test names per ``OR`` of a query of the per-test history
+NAME_CHUNK = 50
+_OUTCOME_CODES = {name: code for code, name in enumerate(OUTCOMES)}
+
 SETTINGS = ('url', 'db', 'user', 'password', 'token', 'retention_policy', 'ca_file',
             'verify_ssl', 'timeout')
 
@@ -107,6 +117,11 @@ def quoteString(value):
     return "'" + value.replace('\\', '\\\\').replace("'", "\\'") + "'"
 
 
+def _seconds(value):
+    """A test's duration as the SQLite store keeps it: whole microseconds."""
+    return round(float(value), 6) if isNumber(value) else None
+
+
 def _int(value):
     try:
         return int(value)
@@ -125,7 +140,7 @@ GROUP_TAGS = {'durations': (), 'results': ('result',), 'queue': (), 'steps': ('s
               'tests': (), 'custom': ()}
 
 
-class InfluxReader:
+class InfluxReader(TestQueries):
     """The read API of an InfluxDB 1.x database written by :class:`InfluxStorageService`.
 
     :param url: the server's base URL (``'http://localhost:8086'``)
@@ -694,6 +709,85 @@ class InfluxReader:
                 else:
                     out[b] = t if b not in out else min(out[b], t)
         return out
+
+    # -- the per-test history: the primitives of reading.tests.TestQueries --------------------
+    # A run's key is (builder, build number); a test's key is its name. CaptureTestHistory
+    # writes the build number as a field, but it is read through buildOf like every point's.
+
+    def testRuns(self, builder=None, start=None, end=None):
+        """The :class:`~buildbot_stats.reading.tests.Run` of every build with test results
+        (the ``test_runs`` measurement), by time."""
+        q = (f"SELECT *::field, {BUILD_COLUMNS} FROM {self._from(TEST_RUNS)}"
+             f"{self._where(builder, start, end)}")
+        runs = {}
+        for row in self._rows(q):
+            b, number, _ = buildOf(row)
+            if b is None or number is None:
+                continue
+            counts = tuple(_int(row.get(k)) or 0 for k in ('passed', 'failed', 'skipped',
+                                                          'flaky'))
+            revision = row.get('revision')
+            runs[(b, number)] = Run((b, number), b, number, _int(row.get('buildid')),
+                                    row['time'] / 1e3, None if revision is None else str(revision),
+                                    _int(row.get('buildset')), counts)
+        return sorted(runs.values(), key=lambda r: (r.time, r.number))
+
+    def _caseRows(self, columns, runs, conditions=()):
+        """The ``test_cases`` points of ``runs`` (one query per builder, over the time span
+        of its runs), as dicts, only those of these runs."""
+        keys = {r.key for r in runs}
+        by_builder = {}
+        for r in runs:
+            by_builder.setdefault(r.builder, []).append(r.time)
+        cols = ", ".join(quoteIdent(c) for c in columns)
+        for b, times in sorted(by_builder.items()):
+            lo, hi = min(times), max(times) + SPAN_NS / 1e9
+            where = self._where(b, lo, hi, conditions)
+            q = f"SELECT {BUILD_COLUMNS}, {cols} FROM {self._from(TEST_CASES)}{where}"
+            for row in self._rows(q):
+                key = buildOf(row)[:2]
+                if key in keys:
+                    yield key, row
+
+    def _failuresOf(self, runs):
+        out = []
+        for key, row in self._caseRows(
+                ['test', 'outcome'], runs, ['("outcome" = \'failed\' OR "outcome" = \'flaky\')']):
+            code = _OUTCOME_CODES.get(row.get('outcome'))
+            if code is not None and row.get('test') is not None:
+                out.append((key, row['test'], code))
+        return out
+
+    def _outcomesAt(self, wanted):
+        out = {}
+        names = sorted(wanted)
+        for i in range(0, len(names), NAME_CHUNK):
+            chunk = names[i:i + NAME_CHUNK]
+            runs = {r.key: r for n in chunk for r in wanted[n]}
+            keys = {n: {r.key for r in wanted[n]} for n in chunk}
+            which = "(" + " OR ".join(f'"test" = {quoteString(n)}' for n in chunk) + ")"
+            for key, row in self._caseRows(['test', 'outcome', 'duration'],
+                                           list(runs.values()), [which]):
+                code = _OUTCOME_CODES.get(row.get('outcome'))
+                if code is None or key not in keys.get(row.get('test'), ()):
+                    continue
+                out.setdefault(row['test'], {})[key] = (code, _seconds(row.get('duration')))
+        return out
+
+    def _durationsOf(self, runs):
+        by_test = {}
+        for key, row in self._caseRows(['test', 'duration'], runs, ['"duration" >= 0']):
+            duration = row.get('duration')
+            if row.get('test') is not None and isNumber(duration):
+                by_test.setdefault(row['test'], {})[key] = _seconds(duration)
+        order = [r.key for r in runs]
+        return {test: [by_run.get(k) for k in order] for test, by_run in by_test.items()}
+
+    def _testNames(self, test_keys):
+        return {k: k for k in test_keys}
+
+    def _testKeys(self, names):
+        return {n: n for n in names}
 
 
 def percentileBins(count, lo, hi, percentiles):

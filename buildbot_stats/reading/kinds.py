@@ -10,7 +10,8 @@ queue    ``build_requests``             ``queue_time``              builder
 steps    ``steps``                      ``duration``                (builder, step name)
 tests    ``tests``                      passed, failed, skipped     (builder, field)
 custom   every other series (but the    every numeric field         (series, field)
-         change points)
+         change points and the tests'
+         ``test_cases``, ``test_runs``)
 ======== ============================== =========================== ==========================
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from buildbot_stats.outcomes import TEST_MEASUREMENTS
 from buildbot_stats.storage.sqlite.rollups import BUILD_TIMES
 from buildbot_stats.storage.sqlite.rollups import CHANGE_POINTS
 from buildbot_stats.storage.sqlite.rollups import NOT_ROLLED
@@ -25,8 +27,9 @@ from buildbot_stats.storage.sqlite.rollups import POINTS
 
 #: The measurements of the build statistics captures (results, queue times, steps, tests).
 MEASUREMENTS = ('builds', 'build_requests', 'steps', 'tests')
-#: The series that are not custom series: those, and the change points kept.
-NOT_CUSTOM = MEASUREMENTS + (CHANGE_POINTS,)
+#: The series that are not custom series: those, the change points kept, and the per-test
+#: history's InfluxDB measurements (read by :mod:`buildbot_stats.reading.tests` only).
+NOT_CUSTOM = MEASUREMENTS + (CHANGE_POINTS,) + TEST_MEASUREMENTS
 #: Buildbot's own first step of every build (attaching the worker, starting a latent one):
 #: left out of the page's steps, as the steps Buildbot's UI hides are.
 WORKER_PREPARATION = 'worker_preparation'

@@ -30,6 +30,8 @@ from buildbot_stats.point import Point
 from buildbot_stats.reading import changes
 from buildbot_stats.reading.forms import BUILD_NUMBER
 from buildbot_stats.reading.forms import oneFormPerBuild
+from buildbot_stats.reading.tests import Run
+from buildbot_stats.reading.tests import TestQueries
 from buildbot_stats.reading.kinds import BUILD_TIMES
 from buildbot_stats.reading.kinds import KINDS
 from buildbot_stats.reading.kinds import MEASUREMENTS
@@ -46,11 +48,14 @@ from buildbot_stats.storage.sqlite.layout import loadNames
 from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.rollups import WEEK
-from buildbot_stats.storage.sqlite.schema import SCHEMA_VERSION
+from buildbot_stats.storage.sqlite.schema import READABLE_VERSION
 from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
 from buildbot_stats.storage.sqlite.schema import connectReadOnly
 from buildbot_stats.storage.sqlite.schema import describeReadError
+from buildbot_stats.storage.sqlite.schema import NAME_BITS
+from buildbot_stats.storage.sqlite.schema import NAME_MASK
+from buildbot_stats.storage.sqlite.schema import TESTS_VERSION
 from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
 
 __all__ = ['MEASUREMENTS', 'StoreError', 'StoreReader', 'SeriesInfo', 'isNumber', 'openStore']
@@ -76,7 +81,11 @@ def openStore(path):
     return StoreReader(path)
 
 
-class StoreReader:
+#: row ids per ``IN (...)`` of the per-test look-ups
+ID_CHUNK = 500
+
+
+class StoreReader(TestQueries):
     def __init__(self, path):
         self.path = path
         if not os.path.exists(path):
@@ -92,10 +101,10 @@ class StoreReader:
             raise StoreError(f"{path}: {e}") from None
         except sqlite3.Error as e:
             raise StoreError(f"{path}: {describeReadError(e)}") from None
-        if self.version < SCHEMA_VERSION:
+        if self.version < READABLE_VERSION:
             self.conn.close()
             raise StoreError(
-                f"{path}: has schema version {self.version}, older than the {SCHEMA_VERSION} "
+                f"{path}: has schema version {self.version}, older than the {READABLE_VERSION} "
                 "this buildbot_stats reads; the master upgrades it when it starts with this "
                 f"version, or run: buildbot-stats rebuild-rollups {path}")
         self._names = None
@@ -130,6 +139,7 @@ class StoreReader:
             yield from rows
 
     def _all(self, sql, params=()):
+        """Every row of a query at once (a list), a problem a StoreError."""
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as e:
@@ -210,6 +220,21 @@ class StoreReader:
         row = self._one("SELECT value FROM meta WHERE key = 'generation'")
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, wal, self.version,
                 row and row[0])
+
+    def testsStateKey(self):
+        """A value that changes whenever the per-test history changes: the file, its schema
+        version and its runs (a build's results are written, or replaced, in one
+        transaction with its run, which gets a new row id; a deletion lowers the count)."""
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot be read: {e.strerror}") from None
+        return (st.st_dev, st.st_ino, self.version, self._testRunsState())
+
+    def _testRunsState(self):
+        if self.version < TESTS_VERSION:
+            return None
+        return self._one("SELECT COUNT(*), MAX(id) FROM test_runs")
 
     def countPoints(self):
         return self._one("SELECT COUNT(*) FROM points")[0]
@@ -760,6 +785,101 @@ class StoreReader:
                     total += n
             return t
         return periods[-1][0]
+
+    # -- the per-test history (schema v4): the primitives of reading.tests.TestQueries ---------
+
+    def testRuns(self, builder=None, start=None, end=None):
+        """The :class:`~buildbot_stats.reading.tests.Run` of every build with test results
+        (``CaptureTestHistory``) of ``builder`` (None: all) ending in ``start <= time <
+        end``, by time."""
+        if self.version < TESTS_VERSION:
+            return []
+        where, params = [], []
+        if builder is not None:
+            where.append("builder = ?")
+            params.append(builder)
+        self._window(where, params, start, end)
+        sql = ("SELECT id, builder, build_number, buildid, time_us, revision, buildset, passed,"
+               " failed, skipped, flaky FROM test_runs")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time_us, build_number"
+        return [Run(key, b, number, buildid, t / 1e6, revision, buildset, tuple(counts))
+                for key, b, number, buildid, t, revision, buildset, *counts
+                in self._query(sql, params)]
+
+    def _failuresOf(self, runs):
+        keys = {r.key for r in runs}
+        if not keys:
+            return []
+        # the partial index of the failures, within the row ids of these runs
+        rows = self._query(
+            "SELECT id, outcome FROM test_results WHERE outcome IN (1, 3)"
+            " AND id >= ? AND id < ?",
+            (min(keys) << NAME_BITS, (max(keys) + 1) << NAME_BITS))
+        return [(rid >> NAME_BITS, rid & NAME_MASK, outcome) for rid, outcome in rows
+                if rid >> NAME_BITS in keys]
+
+    def _outcomesAt(self, wanted):
+        ids = [(r.key << NAME_BITS) | t for t, runs in wanted.items() for r in runs]
+        out = {}
+        for i in range(0, len(ids), ID_CHUNK):
+            chunk = ids[i:i + ID_CHUNK]
+            for rid, outcome, duration in self._all(
+                    "SELECT id, outcome, duration_us FROM test_results WHERE id IN"
+                    f" ({','.join('?' * len(chunk))})", chunk):
+                out.setdefault(rid & NAME_MASK, {})[rid >> NAME_BITS] = (
+                    outcome, None if duration is None else duration / 1e6)
+        return out
+
+    def _durationsOf(self, runs):
+        columns = []
+        for at, run in enumerate(runs):
+            first = run.key << NAME_BITS
+            # a build's name ids and durations as two strings that SQLite joins in one pass
+            # over the same rows (so they line up): 10,000 results are two strings, not
+            # 10,000 row objects
+            ids, durations = self._one(
+                "SELECT group_concat(id & ?), group_concat(duration_us) FROM test_results"
+                " WHERE id BETWEEN ? AND ? AND duration_us IS NOT NULL",
+                (NAME_MASK, first, first | NAME_MASK))
+            if ids:
+                columns.append((at, ids, durations))
+        if not columns:
+            return {}
+        if len(columns) == len(runs) and all(ids == columns[0][1] for _, ids, _ in columns):
+            # the same tests in every build (the usual case): one list per test at once
+            tests = map(int, columns[0][1].split(','))
+            values = zip(*(map(int, d.split(',')) for _, _, d in columns))
+            return {t: [v / 1e6 for v in vs] for t, vs in zip(tests, values)}
+        out = {}
+        for at, ids, durations in columns:
+            for t, v in zip(map(int, ids.split(',')), map(int, durations.split(','))):
+                row = out.get(t)
+                if row is None:
+                    row = out[t] = [None] * len(runs)
+                row[at] = v / 1e6
+        return out
+
+    def _testNames(self, test_keys):
+        return self._lookUpNames("id", list(test_keys))
+
+    def _testKeys(self, names):
+        if self.version < TESTS_VERSION:
+            return {}
+        return {name: key for key, name in
+                self._lookUpNames("name", list(names)).items()}
+
+    def _lookUpNames(self, column, values):
+        """``{id: name}`` of the test names whose ``column`` is among ``values``."""
+        out = {}
+        for i in range(0, len(values), ID_CHUNK):
+            chunk = values[i:i + ID_CHUNK]
+            for key, name in self._query(
+                    f"SELECT id, name FROM test_names WHERE {column} IN"
+                    f" ({','.join('?' * len(chunk))})", chunk):
+                out[key] = name
+        return out
 
 
 #: The finer level of each level of the rollups: the days of a week, the hours of a day.

@@ -117,6 +117,15 @@ def fmtSeconds(s):
     return f"{s:.2f}s"
 
 
+def fmtShortSeconds(s):
+    """Seconds as :func:`fmtSeconds` says them, milliseconds below one second (tests)."""
+    if s < 0.01:
+        return f"{s * 1000:.1f}ms"
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    return fmtSeconds(s)
+
+
 def fmtTrend(ratio, word):
     """``'+12% slower'``, or the word alone without a ratio."""
     return word if ratio is None else f"{ratio * 100:+.0f}% {word}"

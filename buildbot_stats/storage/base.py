@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 from twisted.internet import defer
+from twisted.python import log
 
 from buildbot import config
 from buildbot.util import service
@@ -104,6 +105,21 @@ class StatsStorageBase(CheckedArguments, service.BuildbotService):
         :param timestamp: seconds since the epoch (float); ``None`` means now
         """
         raise NotImplementedError
+
+    def postTestResults(self, run, cases):
+        """Keep the test results of one build (:class:`CaptureTestHistory`); return at once.
+
+        :param run: a :class:`~buildbot_stats.outcomes.TestRun` (builder, build number,
+            end time, revision, buildset...)
+        :param cases: ``[(test name, outcome code, duration seconds or None), ...]``, one
+            per test, sorted by name (codes of :mod:`buildbot_stats.outcomes`)
+
+        A backend that keeps no per-test history (this default) logs it once and ignores
+        them."""
+        if not getattr(self, '_warned_no_tests', False):
+            self._warned_no_tests = True
+            log.msg(f"buildbot_stats: {self!r} keeps no per-test history: the test results "
+                    "CaptureTestHistory hands it are ignored")
 
     def flush(self, timeout=None):
         """Write what is pending: a Deferred firing True once every point handed over so

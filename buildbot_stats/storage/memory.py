@@ -29,6 +29,8 @@ class InMemoryStorageService(StatsStorageBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.points = []
+        #: ``[(TestRun, cases), ...]`` handed over by CaptureTestHistory
+        self.test_runs = []
         self._waiters = []
 
     def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
@@ -39,6 +41,11 @@ class InMemoryStorageService(StatsStorageBase):
         self.counters.added += 1
         self.counters.written += 1
         self._wakeWaiters()
+
+    def postTestResults(self, run, cases):
+        self.test_runs.append((run, list(cases)))
+        self.counters.added += len(cases)
+        self.counters.written += len(cases)
 
     def pointsOf(self, series):
         """The recorded points of one series, in the order they came."""
@@ -53,6 +60,7 @@ class InMemoryStorageService(StatsStorageBase):
 
     def clear(self):
         self.points = []
+        self.test_runs = []
 
     def _wakeWaiters(self):
         waiting = []

@@ -6,6 +6,8 @@ Routes (under ``/plugins/wsgi_dashboards/<name>/``):
   inserts it as HTML, where a script would not run; it holds an ``<iframe>`` of ``view``,
   so the filters (links, a GET form) work inside Buildbot's page.
 - ``view?builder=<name>&range=24h|7d|30d|all``: the page itself (a whole HTML document).
+- ``test?builder=<name>&test=<test name>&range=...``: one test's history (pass/fail strip,
+  duration per build), linked from the page's test tables.
 
 Both run in the web server's WSGI thread pool, never on the reactor thread: the reads
 block there, the calls into the master (authz, builder ids) hop to the reactor with
@@ -29,6 +31,7 @@ from buildbot_stats.www.notices import seriesFacts
 from buildbot_stats.www.notices import seriesNotices
 from buildbot_stats.www.ranges import RANGES
 from buildbot_stats.www.ranges import timeWindow
+from buildbot_stats.www.testpage import testPage
 
 HTML = 'text/html; charset=utf-8'
 # the page only links to Buildbot's UI; no script, no frame of it elsewhere
@@ -55,6 +58,8 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
     app.buildbot_api = None  # set by buildbot_wsgi_dashboards when the web server starts
     # SQLite stores only: the rendered views while the store is unchanged
     app.view_cache = ViewCache()
+    # the per-test tables of an SQLite store while its test results are unchanged
+    app.tests_cache = ViewCache()
 
     def master():
         api = app.buildbot_api
@@ -98,34 +103,64 @@ def makeApp(name='stats', store=None, influxdb=None, stats_service='StatsService
             'style="width:100%;height:calc(100vh - 110px);min-height:600px;border:0">'
             '</iframe>', content_type=HTML, headers=HEADERS)
 
-    @app.route('/view')
-    def view():
-        m = master()
-        if not access.isAllowed(m, flask.request.headers.get('Cookie')):
-            return refused()
-        args = flask.request.args
-        range_name = args.get('range') or default_range
-        if range_name not in RANGES:
-            range_name = default_range
-        builder = args.get('builder') or None
+    def opened(m, range_name):
+        """What both pages read: ``(service, source, start, end, now, builder ids)``."""
         service = preferredStatsService(m, stats_service)
         source = Source(store=store, influxdb=influxdb, service=service,
                         basedir=getattr(m, 'basedir', None))
         now = clock()
         start, end = timeWindow(range_name, now)
-        ids = builderIds(m)
+        return service, source, start, end, now, builderIds(m)
+
+    def rangeOf(args):
+        range_name = args.get('range') or default_range
+        return range_name if range_name in RANGES else default_range
+
+    def unreadable(title, e):
+        # a store not written yet, a server down: one sentence, the page stays up
+        return flask.Response(
+            page.messagePage(title, f"The statistics cannot be read: {e}"),
+            content_type=HTML, headers=HEADERS)
+
+    @app.route('/view')
+    def view():
+        m = master()
+        if not access.isAllowed(m, flask.request.headers.get('Cookie')):
+            return refused()
+        range_name = rangeOf(flask.request.args)
+        builder = flask.request.args.get('builder') or None
+        service, source, start, end, now, ids = opened(m, range_name)
         warnings, facts = notices(m, service)
         try:
             with source.open() as reader:
                 text = page.view(reader, builder, range_name, start, end, ids, '../../../',
                                  source.captureNames(), source.describe(), now,
-                                 cache=app.view_cache, notices=warnings, facts=facts,
+                                 cache=app.view_cache, tests_cache=app.tests_cache,
+                                 notices=warnings, facts=facts,
                                  detection=detectionOff(source))
         except StoreError as e:
-            # a store not written yet, a server down: one sentence, the page stays up
-            return flask.Response(
-                page.messagePage("Statistics", f"The statistics cannot be read: {e}"),
-                content_type=HTML, headers=HEADERS)
+            return unreadable("Statistics", e)
         return flask.Response(text, content_type=HTML, headers=HEADERS)
+
+    @app.route('/test')
+    def test():
+        m = master()
+        if not access.isAllowed(m, flask.request.headers.get('Cookie')):
+            return refused()
+        range_name = rangeOf(flask.request.args)
+        builder, name = flask.request.args.get('builder'), flask.request.args.get('test')
+        if not builder or not name:
+            return flask.Response(
+                page.messagePage("Test history", "Which test? The page's test tables link "
+                                 "to the history of each test."),
+                status=400, content_type=HTML, headers=HEADERS)
+        _, source, start, end, _, ids = opened(m, range_name)
+        try:
+            with source.open() as reader:
+                history = reader.testHistory(builder, name, start, end)
+        except StoreError as e:
+            return unreadable("Test history", e)
+        return flask.Response(testPage(history, builder, name, range_name, ids, '../../../'),
+                              content_type=HTML, headers=HEADERS)
 
     return app

@@ -21,25 +21,38 @@ from buildbot_stats.www.panels.base import periodWord
 from buildbot_stats.www.ranges import RANGES
 
 
-def collect(reader, builder, start, end, now):
+def collect(reader, builder, start, end, now, known=None):
     """Every panel's model for one view: :meth:`Panel.compute` of each, through one
     :class:`~buildbot_stats.www.panels.base.Query` (each reader question asked once), in
-    one read transaction of an SQLite store (one state of the file)."""
+    one read transaction of an SQLite store (one state of the file); ``known``: ``{panel
+    id: model}`` kept from an earlier view (the per-test tables), not computed again."""
+    known = known or {}
     transaction = getattr(reader, 'readTransaction', None)
     with (transaction() if transaction is not None else contextlib.nullcontext()):
         q = Query(reader, builder, start, end, now)
-        data = {'builder_names': q.ask('builderNames'), 'period': q.period}
+        names = set(q.ask('builderNames')) | _testBuilders(reader)
+        data = {'builder_names': sorted(names), 'period': q.period}
         for panel in PANELS:
-            data[panel.id] = panel.compute(q)
+            data[panel.id] = known[panel.id] if panel.id in known else panel.compute(q)
     return data
 
 
+def _testBuilders(reader):
+    """The builders with per-test results (the filter lists them too)."""
+    runs = getattr(reader, 'testRuns', None)
+    return {r.builder for r in runs()} if runs is not None else set()
+
+
 def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures,
-         source_name, now, cache=None, notices=(), facts=(), detection=None):
+         source_name, now, cache=None, tests_cache=None, notices=(), facts=(),
+         detection=None):
     """The HTML of one view: :func:`collect` then :meth:`Page.render`, or the text a
     :class:`~buildbot_stats.www.cache.ViewCache` kept of the same view of the same store
-    state (``reader.stateKey()``; None: not cached). ``notices``: warnings the page shows
-    above its panels, ``facts``: sentences under them (:mod:`buildbot_stats.www.notices`);
+    state (``reader.stateKey()``; None: not cached). With ``tests_cache`` (a ViewCache),
+    the per-test tables of an SQLite store are kept while its test results do not change
+    (``reader.testsStateKey()``): a build without test results does not make them be
+    computed again. ``notices``: warnings the page shows above its panels, ``facts``:
+    sentences under them (:mod:`buildbot_stats.www.notices`);
     ``detection``: why change detection is off, None when it runs (or is not known)."""
     notices, facts = tuple(notices), tuple(facts)
     key = None
@@ -53,12 +66,25 @@ def view(reader, builder, range_name, start, end, builder_ids, ui_root, captures
         text = cache.get(key, now)
         if text is not None:
             return text
-    data = collect(reader, builder, start, end, now)
+    tests_key, known = None, {}
+    tests_state = getattr(reader, 'testsStateKey', None)
+    if tests_cache is not None and tests_state is not None:
+        tests_key = (tests_state(), builder, range_name)
+        model = tests_cache.get(tests_key, now)
+        if model is not None:
+            known[TESTS_PANEL] = model
+    data = collect(reader, builder, start, end, now, known)
+    if tests_key is not None and TESTS_PANEL not in known:
+        tests_cache.put(tests_key, now, data[TESTS_PANEL])
     text = Page(data, builder, range_name, builder_ids, ui_root, captures, source_name,
                 now, notices, facts, detection=detection).render()
     if key is not None:
         cache.put(key, now, text)
     return text
+
+
+#: the panel of the per-test tables (TestCasesPanel), kept by ``view``'s ``tests_cache``
+TESTS_PANEL = 'test-cases'
 
 
 class Page:
@@ -93,6 +119,14 @@ class Page:
         if builder:
             params['builder'] = builder
         return 'view?' + urllib.parse.urlencode(params)
+
+    def testUrl(self, builder, test):
+        """The history page of one test (a route of this app, beside ``view``); None
+        without links (``buildbot-stats report``)."""
+        if not self.links:
+            return None
+        return 'test?' + urllib.parse.urlencode({'builder': builder, 'test': test,
+                                                 'range': self.range})
 
     def buildHref(self, builder, number):
         builderid = self.builder_ids.get(builder)
@@ -242,7 +276,8 @@ figure { margin: 1em 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
 .filters a.range { margin: 0 .3em; } .filters a.current { font-weight: 700; }
 .bar { display: inline-block; width: 80px; height: 10px; background: #f3c4c4; }
 .bar span { display: block; height: 10px; background: #2ca02c; }
-.missing, .note, .none { color: #666; } code { background: #f4f4f4; padding: 0 3px; }
+.missing, .note, .none, .scope { color: #666; } h3 { font-size: 1em; margin: 1em 0 .3em; }
+a.test { font-family: ui-monospace, monospace; font-size: .92em; } code { background: #f4f4f4; padding: 0 3px; }
 .warning { background: #fff3cd; border: 1px solid #e0c36c; padding: .5em .8em; }
 .worse { color: #b71c1c; font-weight: 600; } .better { color: #1b5e20; font-weight: 600; }
 svg a circle { cursor: pointer; }

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 import urllib.parse
 
 import treq.client
 from twisted.internet import defer
 from twisted.internet import ssl
+from twisted.internet import task
 from twisted.python import log
 from twisted.web.client import Agent
 from twisted.web.client import HTTPConnectionPool
@@ -23,6 +25,7 @@ from zope.interface import implementer
 
 from buildbot import config
 from buildbot.interfaces import IRenderable
+from buildbot.util.deferwaiter import DeferWaiter
 
 from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import argumentNames
@@ -41,6 +44,7 @@ from buildbot_stats.delivery.sender import HTTPBatchSender
 from buildbot_stats.delivery.spool import Spool
 from buildbot_stats.delivery.writer import BatchWriter
 from buildbot_stats.point import to_epoch_ns
+from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.influxdb.series import CHECK_INTERVAL
@@ -48,10 +52,13 @@ from buildbot_stats.storage.influxdb.series import LimitReport
 from buildbot_stats.storage.influxdb.series import SeriesWatch
 from buildbot_stats.storage.influxdb.series import measurementsOf
 from buildbot_stats.storage.influxdb.series import perBuildSeries
+from buildbot_stats.storage.influxdb.testlines import testPoints
 from buildbot_stats.tagging import TagPolicy
 
 DEFAULT_PORT = 8086
 DEFAULT_SPOOL_MAX_BYTES = 100 * 1024 * 1024
+#: Seconds of encoding a build's test results does per reactor turn, at most about
+TEST_SLICE = 0.005
 _NOT_GIVEN = object()
 
 
@@ -214,6 +221,9 @@ class InfluxStorageService(StatsStorageBase):
         self._injected_reactor = None
         self._warned_not_running = False
         self._reader_settings = None
+        # the builds' test results being encoded, a slice per reactor turn
+        self._encoding = DeferWaiter()
+        self._coop = None
         self.series_watch = None
         self.limit_report = None
 
@@ -279,6 +289,8 @@ class InfluxStorageService(StatsStorageBase):
         if self.series_watch is not None:
             # a check under way is given up before the connections are closed
             yield self.series_watch.stop()
+        # the test results being encoded join the writer first (milliseconds per build)
+        yield self._encoding.wait()
         writer, self._writer = self._writer, None
         if writer is not None:
             # one flush, with what is left of the StatsService's bound (docs/service.rst)
@@ -318,38 +330,98 @@ class InfluxStorageService(StatsStorageBase):
         down would otherwise hold its caller for ever."""
         if self._writer is None:
             return defer.succeed(True)
-        return self._writer.flush(self.options.stop_timeout if timeout is None else timeout)
+        timeout = self.options.stop_timeout if timeout is None else timeout
+        if self._encoding.has_waited():
+            d = self._encoding.wait()
+            d.addCallback(lambda _: self._writer.flush(timeout) if self._writer is not None
+                          else True)
+            return d
+        return self._writer.flush(timeout)
 
     # -- points ------------------------------------------------------------------------------
 
     def postStatsValue(self, post_data, series_name, context=None, timestamp=None):
         writer = self._writer
         if writer is None:
-            self.counters.added += 1
-            self.counters.dropped += 1
-            if not self._warned_not_running:
-                self._warned_not_running = True
-                log.msg(f"buildbot_stats: error: {self!r} got a point while not running "
-                        "(start it first); point dropped")
+            self._droppedNotRunning(1)
             return
+        where = describeBuildOf(context)
         try:
             ts = self.reactor.seconds() if timestamp is None else timestamp
             tags = self.tag_policy.addExtraTags(context or {})
-            line, dropped = self.encoder.encode(series_name, post_data, tags, to_epoch_ns(ts))
-        except Exception as e:  # PointRejected, or a bad timestamp: count it, never raise
-            self.counters.added += 1
-            self.counters.rejected += 1
-            reason = e if isinstance(e, PointRejected) else f"{type(e).__name__}: {e}"
-            log.msg(f"buildbot_stats: error: {self.describe()}: point of series "
-                    f"{series_name!r} rejected{describeBuildOf(context)}: {reason}")
-            if not isinstance(e, (PointRejected, TypeError, ValueError, OverflowError)):
-                log.err(None, "buildbot_stats: unexpected encoder error")
+            ns = to_epoch_ns(ts)
+        except Exception as e:  # a bad timestamp: count it, never raise
+            self._rejected(series_name, where, e)
+            return
+        self._add(writer, series_name, post_data, tags, ns, where)
+
+    def postTestResults(self, run, cases):
+        """One build's test results as points of ``test_cases`` and ``test_runs`` (see
+        :mod:`~buildbot_stats.storage.influxdb.testlines`); returns at once. The lines are
+        encoded a slice of about :data:`TEST_SLICE` seconds per reactor turn."""
+        if not cases:
+            return
+        if self._writer is None:
+            self._droppedNotRunning(len(cases) + 1)
+            return
+        extra = {}
+        service = self.parent
+        if hasattr(service, 'tag_policy'):
+            extra = service.tag_policy.addExtraTags({})
+        tags = self.tag_policy.addExtraTags(extra)
+        work = self._encodeTests(testPoints(run, cases, tags), run)
+        self._encoding.add(self._cooperator().cooperate(work).whenDone())
+
+    def _encodeTests(self, points, run):
+        where = f" (builder {run.builder!r}, build #{run.build_number})"
+        for series, fields, tags, ns in points:
+            writer = self._writer
+            if writer is None:  # stopped meanwhile: what is left is dropped
+                self.counters.added += 1
+                self.counters.dropped += 1
+                continue
+            with cyclicGCPaused():
+                self._add(writer, series, fields, tags, ns, where)
+            yield None
+
+    def _add(self, writer, series, fields, tags, ns, where):
+        """Encode one point and hand it to ``writer``; one that cannot be encoded is counted
+        as rejected and logged with its build (``where``), never raised."""
+        try:
+            line, dropped = self.encoder.encode(series, fields, tags, ns)
+        except Exception as e:  # PointRejected, or a value of a strange type
+            self._rejected(series, where, e)
             return
         if dropped:
             what = ', '.join(f"{w} ({why})" for w, why in dropped)
-            log.msg(f"buildbot_stats: {self.describe()}: series {series_name!r}"
-                    f"{describeBuildOf(context)}: left out {what}")
+            log.msg(f"buildbot_stats: {self.describe()}: series {series!r}{where}: left out "
+                    f"{what}")
         writer.add(line.encode('utf-8'))
+
+    def _rejected(self, series, where, e):
+        self.counters.added += 1
+        self.counters.rejected += 1
+        reason = e if isinstance(e, PointRejected) else f"{type(e).__name__}: {e}"
+        log.msg(f"buildbot_stats: error: {self.describe()}: point of series {series!r} "
+                f"rejected{where}: {reason}")
+        if not isinstance(e, (PointRejected, TypeError, ValueError, OverflowError)):
+            log.err(None, "buildbot_stats: unexpected encoder error")
+
+    def _droppedNotRunning(self, n):
+        self.counters.added += n
+        self.counters.dropped += n
+        if not self._warned_not_running:
+            self._warned_not_running = True
+            log.msg(f"buildbot_stats: error: {self!r} got a point while not running "
+                    "(start it first); point dropped")
+
+    def _cooperator(self):
+        if self._coop is None:
+            reactor = self.reactor
+            self._coop = task.Cooperator(
+                terminationPredicateFactory=lambda: _SliceOver(TEST_SLICE),
+                scheduler=lambda work: reactor.callLater(0, work))
+        return self._coop
 
     # -- the series limit (docs/scaling.rst) ---------------------------------------------------
 
@@ -464,6 +536,16 @@ def _baseUrl(url, port, ssl):
     if ':' in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}{path}"
+
+
+class _SliceOver:
+    """True once ``seconds`` have passed since it was made (a cooperator's slice)."""
+
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+
+    def __call__(self):
+        return time.monotonic() >= self.end
 
 
 @implementer(IPolicyForHTTPS)

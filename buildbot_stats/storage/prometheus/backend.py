@@ -41,6 +41,7 @@ from buildbot_stats.checks import aTypeName
 from buildbot_stats.checks import portProblem
 from buildbot_stats.checks import report
 from buildbot_stats.checks import shown
+from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
 from buildbot_stats.storage.prometheus.http import metricsSite
@@ -55,10 +56,10 @@ try:
     from buildbot_stats.storage.prometheus.snapshot import SnapshotCollector
     from buildbot_stats.storage.prometheus.snapshot import changeFamilies
     from buildbot_stats.storage.prometheus.snapshot import buildersOfMaster
-    from buildbot_stats.storage.prometheus.snapshot import cyclicGCPaused
     from buildbot_stats.storage.prometheus.snapshot import slicedExposition
     from buildbot_stats.storage.prometheus.snapshot import healthFamilies
     from buildbot_stats.storage.prometheus.snapshot import presentFamilies
+    from buildbot_stats.storage.prometheus.snapshot import testFamilies
 except ImportError:  # pragma: no cover - reported by checkConfig
     CollectorRegistry = None
 
@@ -205,6 +206,7 @@ class PrometheusStorageService(StatsStorageBase):
         self.gauges = None
         self._present = SnapshotCollector()
         self._health = SnapshotCollector()
+        self._tests = SnapshotCollector()
         self._changes = SnapshotCollector()
         self._listening = None
         self._startedAt = None
@@ -245,8 +247,9 @@ class PrometheusStorageService(StatsStorageBase):
         self.buildMetrics = BuildMetrics(registry, buckets, step_buckets, labels)
         self.gauges = LastValueGauges(registry, self._durationDivisor, self._keepLabel)
         registry.register(self._present)
-        registry.register(self._health)
+        registry.register(self._tests)
         registry.register(self._changes)
+        registry.register(self._health)
         self.registry = registry
 
     # -- its own HTTP server --------------------------------------------------------------
@@ -321,6 +324,20 @@ class PrometheusStorageService(StatsStorageBase):
         else:
             self.counters.rejected += 1
 
+    def postTestResults(self, run, cases):
+        """Count one build's test results by builder and outcome
+        (``buildbot_test_cases_total``); test names never become labels."""
+        n = len(cases)
+        self.counters.added += n
+        if self.registry is None:
+            self._newRegistry(DEFAULT_BUCKETS, DEFAULT_BUCKETS, ())
+        if (self._startedAt is not None and run.time < self._startedAt - HISTORY_MARGIN):
+            self.history_ignored += n
+            self.counters.rejected += n
+            return
+        self.buildMetrics.recordTests(run, cases, self._keepLabel)
+        self.counters.written += n
+
     def _logOnce(self, series_name, tags, problems):
         key = (series_name, tuple(problems))
         if key in self._logged:
@@ -373,6 +390,11 @@ class PrometheusStorageService(StatsStorageBase):
                 self._present.families = presentFamilies(*present, master.masterid,
                                                          master.reactor.seconds())
         service = self.parent if hasattr(self.parent, 'metrics') else None
+        gauges = getattr(service, 'test_gauges', None)
+        if gauges is not None and master is not None:
+            # the answers' side: read in a thread, at most once per gauges.max_age
+            counts = yield gauges.current(master.reactor)
+            self._tests.families = testFamilies(counts)
         regressions = getattr(self.parent, 'regressions', None)
         if regressions is not None:
             self._changes.families = changeFamilies(regressions.openSlowdowns(),
@@ -411,9 +433,9 @@ class PrometheusStorageService(StatsStorageBase):
 
     def sources(self):
         """What a scrape writes, in this order: the build statistics, the last-value
-        gauges, the present, the health."""
+        gauges, the present, the tests' counts, the open slowdowns, the health."""
         return (list(self.buildMetrics.families) + list(self.gauges.gauges.values())
-                + [self._present, self._changes, self._health])
+                + [self._present, self._tests, self._changes, self._health])
 
     def _cooperator(self):
         if self._coop is None:

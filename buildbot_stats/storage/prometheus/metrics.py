@@ -16,6 +16,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from buildbot_stats.outcomes import OUTCOMES
+from buildbot_stats.outcomes import countOutcomes
 from buildbot_stats.point import to_epoch_seconds
 
 #: The label value of a tag the cardinality guard turned into a field.
@@ -164,15 +166,29 @@ class BuildMetrics:
             ('builder', 'step') + extra, step_buckets)
         self.tests = CounterFamily('buildbot_tests', 'Tests run by finished builds, by outcome',
                                    ('builder', 'outcome') + extra)
+        # one per test per build (CaptureTestHistory): flaky is a pass after a failure
+        self.test_cases = CounterFamily(
+            'buildbot_test_cases', 'Test results of finished builds, one per test, by outcome '
+            '(flaky: passed after a failed attempt)', ('builder', 'outcome') + extra)
         # not labelled by the extra labels: one time per builder (the alert "no build for
         # a day" in dashboards/prometheus/alerts.yml)
         self.last_finished = GaugeFamily(
             'buildbot_build_last_finished_timestamp_seconds',
             'End time of the last build finished since the master started', ('builder',))
         self.families = [self.builds, self.build_duration, self.queue, self.turnaround,
-                         self.step_duration, self.tests, self.last_finished]
+                         self.step_duration, self.tests, self.test_cases, self.last_finished]
         for family in self.families:
             registry.register(family)
+
+    def recordTests(self, run, cases, keepLabel=None):
+        """Count one build's test results (:class:`~buildbot_stats.outcomes.TestRun` and
+        its cases) by outcome; never a test name as a label."""
+        known = {'branch': run.branch}
+        extra = [str(known.get(k) or '') for k in self.labels]
+        builder = run.builder if keepLabel is None else keepLabel('builder_name', run.builder)
+        for outcome, count in zip(OUTCOMES, countOutcomes(cases)):
+            if count:
+                self.test_cases.inc((builder, outcome, *extra), count)
 
     def record(self, series, tags, fields, time=None):
         """Apply one point of a build statistics measurement (``time``: the point's, epoch

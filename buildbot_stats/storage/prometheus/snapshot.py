@@ -4,8 +4,6 @@ families swapped in on the reactor, and the exposition, a slice at a time
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import gzip
 
 from prometheus_client.core import CounterMetricFamily
@@ -144,6 +142,30 @@ SERVICE_COUNTERS = (
 )
 
 
+#: the per-builder test counts of the answers' side (reading.gauges): key, name, help
+TEST_GAUGES = (
+    ('flaky', 'buildbot_tests_flaky',
+     'Tests the flaky-test analysis finds in the builds of the last 7 days'),
+    ('failing', 'buildbot_tests_failing', 'Tests failing in the latest build'),
+    ('slowing', 'buildbot_tests_slowing',
+     'Tests whose median duration rose over the latest builds'),
+)
+
+
+def testFamilies(counts):
+    """``{builder: {'flaky', 'failing', 'slowing'}}`` (reading.gauges) as gauges by
+    builder; none without counts."""
+    if not counts:
+        return []
+    families = []
+    for key, name, doc in TEST_GAUGES:
+        family = GaugeMetricFamily(name, doc, labels=['builder'])
+        for builder in sorted(counts):
+            family.add_metric([builder], counts[builder].get(key, 0))
+        families.append(family)
+    return families
+
+
 def healthFamilies(metrics):
     """The service's counters (StatsService.metrics()) as metric families."""
     families = []
@@ -191,27 +213,6 @@ def healthFamilies(metrics):
             'Tags (and labels) past max_tag_values, now written as fields',
             value=metrics['demoted_tags']))
     return families
-
-
-@contextlib.contextmanager
-def cyclicGCPaused():
-    """Python's cyclic garbage collector off for the block (when it was on).
-
-    A piece of a scrape allocates a sample object and a label dict per sample. A young
-    collection that happens while a piece is being written promotes the piece's live objects
-    to the older generations, and enough of those trigger a full collection of the master's
-    whole heap: 50 ms and more on the reactor with 500 builders x 20 steps (the benchmark).
-    The piece's objects are freed by reference counting when it is written, not by the
-    collector: with the collector off for the piece (about 2 ms), none of them is promoted.
-    """
-    was_enabled = gc.isenabled()
-    if was_enabled:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def exposition(registry, accept, accept_encoding):

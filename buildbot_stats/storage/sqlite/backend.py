@@ -33,6 +33,8 @@ from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.storage.sqlite.writer import StoreWriter
 
 
+#: the most test results one transaction writes (whole builds, at least one)
+TEST_BATCH = 50_000
 #: Seconds between two rounds of maintenance (rollups of the hours that closed, retention);
 #: a round that leaves work is followed by the next at once (after the points queued).
 MAINTENANCE_INTERVAL = 60.0
@@ -50,15 +52,17 @@ class SQLiteStorageService(StatsStorageBase):
         (default 1000)
     :param flush_interval: seconds a point may wait in the queue (default 1.0)
         (every duration here: seconds, or a string such as ``'2s'``, ``'1m'``)
-    :param max_pending: points the queue holds while the file cannot be written; beyond,
-        the oldest are dropped and counted (default 100000)
+    :param max_pending: points (and test results, see ``CaptureTestHistory``) the queue
+        holds while the file cannot be written; beyond, the oldest are dropped and counted
+        (default 100000; the test results of the latest build are always kept)
     :param stop_timeout: seconds ``stopService`` waits for the queue to be written
         (default 30.0; 0: it does not wait); under a :class:`StatsService`, see its one stop
         bound
     :param busy_timeout: seconds one write waits for a lock held by another program
         (default 5.0)
     :param keep: how long raw points are kept (``'90d'``, or seconds); older ones are
-        deleted in small batches, their rollups stay (default None: kept forever)
+        deleted in small batches, their rollups stay, and the test results of the builds
+        older than that go too (default None: kept forever)
     :param keep_rollups: how long the hourly and daily rollups are kept (default None:
         forever); at least ``keep``
     """
@@ -88,6 +92,10 @@ class SQLiteStorageService(StatsStorageBase):
             self.captures = defaultCaptures()
         self.path = None
         self._queue = collections.deque()
+        # whole builds' test results (CaptureTestHistory): (TestRun, cases), and how many
+        # results they hold
+        self._tests = collections.deque()
+        self._queued_results = 0
         self._pool = None
         self._shutdown_trigger = None
         self._writer = None
@@ -173,9 +181,11 @@ class SQLiteStorageService(StatsStorageBase):
                 yield self._writing
             if self._maintaining is not None:
                 yield self._maintaining
-            if self._queue:
-                lost = len(self._queue)
+            if self._queue or self._tests:
+                lost = len(self._queue) + self._queued_results
                 self._queue.clear()
+                self._tests.clear()
+                self._queued_results = 0
                 self.counters.dropped += lost
                 log.msg(f"buildbot_stats: {self.name}: error: {lost} points could not be written "
                         f"to {self.path} within the stop bound ({budget:g} s) and are lost")
@@ -216,6 +226,27 @@ class SQLiteStorageService(StatsStorageBase):
                         "points dropped so far")
         self._kick()
 
+    def postTestResults(self, run, cases):
+        """Keep one build's test results (a :class:`~buildbot_stats.outcomes.TestRun` and
+        its ``(name, outcome, duration)`` cases) in the store's test tables; returns at
+        once. Each result counts as a point in the delivery counters."""
+        n = len(cases)
+        if not n:
+            return
+        self.counters.added += n
+        self._tests.append((run, cases))
+        self._queued_results += n
+        # the oldest builds' results go first; the newest build's are always kept
+        while (len(self._queue) + self._queued_results > self.max_pending
+               and len(self._tests) > 1):
+            _, dropped = self._tests.popleft()
+            self._queued_results -= len(dropped)
+            self.counters.dropped += len(dropped)
+            log.msg(f"buildbot_stats: {self.name}: error: the queue is full "
+                    f"(max_pending={self.max_pending}); the test results of a build "
+                    f"({len(dropped)}) were dropped")
+        self._kick()
+
     def _reject(self, e, series, tags):
         self.counters.rejected += 1
         self.rejections[e.reason.split(':')[0]] += 1
@@ -237,9 +268,12 @@ class SQLiteStorageService(StatsStorageBase):
 
         While the file cannot be written only the timer retries, once per flush_interval.
         """
-        if self._pool is None or self._stopping or self._writing is not None or not self._queue:
+        if self._pool is None or self._stopping or self._writing is not None or not (
+                self._queue or self._tests):
             return
-        due = now or self._flush_waiters or len(self._queue) >= self.batch_size
+        # a build's test results are written at once: they come in thousands
+        due = (now or self._flush_waiters or len(self._queue) >= self.batch_size
+               or self._tests)
         if due and not (self._failing and self._timer is not None):
             self._startWrite()
         elif self._timer is None:
@@ -258,8 +292,14 @@ class SQLiteStorageService(StatsStorageBase):
         self._cancelTimer()
         n = min(len(self._queue), self.batch_size)
         batch = [self._queue.popleft() for _ in range(n)]
-        self._writing = d = self._inThread(self._writer.write, self.path, batch)
-        d.addCallbacks(self._written, self._writeFailed, errbackArgs=(batch,))
+        # whole builds of test results, at least one, up to TEST_BATCH results
+        tests, results = [], 0
+        while self._tests and (not tests or results + len(self._tests[0][1]) <= TEST_BATCH):
+            tests.append(self._tests.popleft())
+            results += len(tests[-1][1])
+        self._queued_results -= results
+        self._writing = d = self._inThread(self._writer.write, self.path, batch, tests)
+        d.addCallbacks(self._written, self._writeFailed, errbackArgs=(batch, tests))
         d.addErrback(log.err, f"buildbot_stats: {self.name}: the writer")
 
     def _written(self, n):
@@ -272,10 +312,17 @@ class SQLiteStorageService(StatsStorageBase):
         self._fireFlushWaiters()
         self._kick()
 
-    def _writeFailed(self, failure, batch):
+    def _writeFailed(self, failure, batch, tests=()):
         self._writing = None
         # back at the front, in order; retried after flush_interval
         self._queue.extendleft(reversed(batch))
+        self._tests.extendleft(reversed(tests))
+        self._queued_results += sum(len(cases) for _, cases in tests)
+        while (len(self._queue) + self._queued_results > self.max_pending
+               and len(self._tests) > 1):
+            _, cases = self._tests.pop()
+            self._queued_results -= len(cases)
+            self.counters.dropped += len(cases)
         while len(self._queue) > self.max_pending:
             self._queue.pop()
             self.counters.dropped += 1

@@ -27,6 +27,21 @@ integer, no copies: :mod:`~buildbot_stats.storage.sqlite.layout`) and rollups pe
     rollup_dirty(hour)
     VIEW points_json (the rows of version 2), VIEW field_values (as in version 1), VIEW rollup_rows
 
+Version 4: the per-test history (:class:`~buildbot_stats.captures.CaptureTestHistory`), in
+tables of its own, about 15 bytes per test result::
+
+    test_runs(id INTEGER PRIMARY KEY AUTOINCREMENT, builder TEXT, build_number INTEGER,
+              buildid INTEGER,
+              time_us INTEGER, revision TEXT, buildset INTEGER, branch TEXT,
+              passed INTEGER, failed INTEGER, skipped INTEGER, flaky INTEGER)
+        UNIQUE INDEX test_runs_build ON test_runs (builder, build_number)
+        INDEX test_runs_time ON test_runs (time_us)
+    test_names(id INTEGER PRIMARY KEY, name TEXT UNIQUE)
+    test_results(id INTEGER PRIMARY KEY, outcome INTEGER, duration_us INTEGER)
+        -- id = test_runs.id << 24 | test_names.id: the row id says whose result it is
+        INDEX test_results_failures ON test_results (outcome) WHERE outcome IN (1, 3)
+    VIEW test_history(builder, build_number, time_us, name, outcome, duration_us)
+
 ``PRAGMA user_version`` holds the schema version, ``PRAGMA application_id`` marks the file
 as ours so that a path pointed at another database (Buildbot's state.sqlite) is refused.
 """
@@ -38,7 +53,15 @@ import os
 import sqlite3
 import urllib.parse
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: The first version of the layout the readers read (points, rollups); a file of version 3
+#: is read as it is (without per-test history) until the master upgrades it.
+READABLE_VERSION = 3
+#: The first version with the per-test history tables (test_runs, test_names, test_results).
+TESTS_VERSION = 4
+#: ``test_results.id`` is ``run id << NAME_BITS | name id``: 16.7 million test names.
+NAME_BITS = 24
+NAME_MASK = (1 << NAME_BITS) - 1
 # 'BBST' as a big-endian 32-bit integer: `PRAGMA application_id` of every store.
 APPLICATION_ID = 0x42425354
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -162,8 +185,51 @@ def _v3views(conn):
         " JOIN tagsets AS t ON t.id = r.tagset")
 
 
+def _v4(conn):
+    # AUTOINCREMENT: a run's id is never given again (its results' row ids derive from it,
+    # and a build written again gets a new one: readers see the runs change)
+    conn.execute(
+        "CREATE TABLE test_runs ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " builder TEXT NOT NULL,"
+        " build_number INTEGER NOT NULL,"
+        " buildid INTEGER,"
+        " time_us INTEGER NOT NULL,"  # the build's end, microseconds since the epoch
+        " revision TEXT,"
+        " buildset INTEGER,"
+        " branch TEXT,"
+        " passed INTEGER NOT NULL, failed INTEGER NOT NULL,"
+        " skipped INTEGER NOT NULL, flaky INTEGER NOT NULL"
+        ")"
+    )
+    conn.execute("CREATE UNIQUE INDEX test_runs_build ON test_runs (builder, build_number)")
+    # retention deletes the runs that ended before its cutoff, oldest first
+    conn.execute("CREATE INDEX test_runs_time ON test_runs (time_us)")
+    conn.execute("CREATE TABLE test_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+    # one row per test per build; no other column says whose result it is: the row id does
+    # (run << NAME_BITS | name), so a build's results are one range of the table, written in
+    # order (full pages), and a test's result in a build is one look-up by row id
+    conn.execute(
+        "CREATE TABLE test_results ("
+        " id INTEGER PRIMARY KEY,"
+        " outcome INTEGER NOT NULL,"  # 0 passed, 1 failed, 2 skipped, 3 flaky
+        " duration_us INTEGER"
+        ")"
+    )
+    # the failures only (a few in a hundred results): the flaky and failing tests' tables
+    # start from them
+    conn.execute("CREATE INDEX test_results_failures ON test_results (outcome)"
+                 " WHERE outcome IN (1, 3)")
+    conn.execute(
+        "CREATE VIEW test_history AS"
+        " SELECT r.builder, r.build_number, r.time_us, n.name, t.outcome, t.duration_us"
+        f" FROM test_results AS t JOIN test_runs AS r ON r.id = t.id >> {NAME_BITS}"
+        f" JOIN test_names AS n ON n.id = t.id & {NAME_MASK}"
+    )
+
+
 # MIGRATIONS[n] turns a file at version n - 1 into version n, inside one transaction.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 
 
 def fileVersion(conn):

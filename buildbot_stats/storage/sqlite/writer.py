@@ -4,7 +4,10 @@ Only :class:`~buildbot_stats.storage.sqlite.backend.SQLiteStorageService`'s one-
 calls it; nothing here runs on the reactor thread. It writes the points
 (:mod:`~buildbot_stats.storage.sqlite.layout`), hands them to the rollups
 (:mod:`~buildbot_stats.storage.sqlite.rollups`) and runs the maintenance: rollups, then
-retention (:mod:`~buildbot_stats.storage.sqlite.retention`).
+retention (:mod:`~buildbot_stats.storage.sqlite.retention`, and the test results'
+:mod:`~buildbot_stats.storage.sqlite.testruns`). Builds' test results are written by
+:mod:`~buildbot_stats.storage.sqlite.testruns` in the points' transaction; they are never
+rolled up.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import threading
 import time
 
 from buildbot_stats import __version__
+from buildbot_stats.slices import cyclicGCPaused
 from buildbot_stats.storage.sqlite import retention
+from buildbot_stats.storage.sqlite import testruns
 from buildbot_stats.storage.sqlite.layout import INSERT_POINT
 from buildbot_stats.storage.sqlite.layout import Names
 from buildbot_stats.storage.sqlite.rollups import Rollups
@@ -47,6 +52,7 @@ class StoreWriter:
         self.busy_timeout = busy_timeout
         self.path = None
         self.conn = None
+        self.name_ids = {}  # test name -> test_names.id, of this connection's file
         # set by the reactor thread when stopping: a write waiting for a lock gives up
         self.abort = threading.Event()
         self.names = Names()
@@ -75,6 +81,7 @@ class StoreWriter:
             conn.close()
             raise
         self.conn, self.path = conn, path
+        self.name_ids = {}
         return conn
 
     def _retrying(self, f, *args):
@@ -88,12 +95,13 @@ class StoreWriter:
                 if not _isBusy(e) or self.abort.is_set() or time.monotonic() >= deadline:
                     raise
 
-    def write(self, path, rows):
-        """Write ``rows`` (:func:`~buildbot_stats.storage.sqlite.values.encodeRow`'s) in one
-        transaction."""
-        return self._retrying(self._writeOnce, path, rows)
+    def write(self, path, rows, tests=()):
+        """Write ``rows`` (:func:`~buildbot_stats.storage.sqlite.values.encodeRow`'s) and
+        ``tests`` (``(TestRun, cases)`` of whole builds) in one transaction. Returns the
+        points and results written."""
+        return self._retrying(self._writeOnce, path, rows, tests)
 
-    def _writeOnce(self, path, rows):
+    def _writeOnce(self, path, rows, tests):
         conn = self.open(path)
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -103,10 +111,17 @@ class StoreWriter:
             if replaced:
                 conn.executemany(INSERT_REPLACING, prepared)
             kept = self.rollups.writing(conn, prepared, rows, replaced)
+            results = 0
+            for run, cases in tests:
+                # 10,000 rows made and dropped: no collection of the master's heap meanwhile
+                with cyclicGCPaused():
+                    results += testruns.writeRun(conn, run, cases, self.name_ids)
             conn.execute(BUMP_GENERATION)
             conn.execute("COMMIT")
         except BaseException:
-            # a failed transaction is rolled back whole: the batch is retried as one
+            # a failed transaction is rolled back whole: the batch is retried as one (and
+            # test names this transaction added are not in the file: forget them)
+            self.name_ids = {}
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -116,7 +131,7 @@ class StoreWriter:
             raise
         self.names.committed()
         self.rollups.written(kept)
-        return len(rows)
+        return len(rows) + results
 
     def maintain(self, path, now, keep=None, keep_rollups=None):
         """One round of maintenance at ``now`` (seconds): a step of rollups, then (once the
@@ -126,6 +141,11 @@ class StoreWriter:
         more = self._retrying(self.rollups.maintain, conn, now)
         if not more and (keep is not None or keep_rollups is not None):
             more = self._retrying(retention.pruneSteps, conn, now, keep, keep_rollups)
+        if not more and keep is not None:
+            # the test results are raw history too: gone at the same age, in batches
+            more = self._retrying(testruns.deleteBatch, conn,
+                                  int((now - keep) * 1_000_000)) \
+                == testruns.BATCH
         return more
 
     def close(self):

@@ -14,10 +14,11 @@ from buildbot_stats.www.panels.durations import DurationsPanel
 from buildbot_stats.www.panels.queue import QueuePanel
 from buildbot_stats.www.panels.results import ResultsPanel
 from buildbot_stats.www.panels.steps import StepsPanel
+from buildbot_stats.www.panels.testcases import TestCasesPanel
 from buildbot_stats.www.panels.tests import TestsPanel
 
 #: The page's panels, top to bottom.
 PANELS = (BuildersPanel(), ChangesPanel(), DurationsPanel(), ResultsPanel(), QueuePanel(),
-          StepsPanel(), TestsPanel(), CustomPanel())
+          StepsPanel(), TestsPanel(), TestCasesPanel(), CustomPanel())
 
 __all__ = ['PANELS']
