@@ -313,6 +313,8 @@ class Rollups:
         ``replaced``: some replaced points already stored. Marks the rolled-up hours
         the points fall in as dirty; returns what :meth:`written` keeps once the transaction
         is committed."""
+        if not prepared:
+            return {}, replaced  # a transaction of test results only (no point to roll up)
         state = self._state(conn)
         wm_us, raw_since = state.watermark * US, state.raw_since
         hour_us = HOUR * US
