@@ -4,6 +4,8 @@ test's history (buildbot_stats.analysis.tests), on generated histories with know
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -233,6 +235,21 @@ class SlowerByChangeDetection(unittest.TestCase):
         self.assertIsNone(analysis.changeShift([0.01] * 10 + [0.02] * 10))
         self.assertIsNone(analysis.changeShift([1.0] * 10 + [1.1] * 10))
         self.assertIsNotNone(analysis.changeShift([1.0] * 10 + [1.25] * 10))
+
+    def test_steady_tests_never_import_scipy(self):
+        # Otava brings SciPy (about 1 s of CPU): a page or report whose tests pass no screen
+        # must not pay it; a test that moved does
+        script = (
+            "import sys\n"
+            "from buildbot_stats.analysis import tests as t\n"
+            "assert t.slowdownDetection()[1] == t.CHANGE_POINTS\n"
+            "assert t.slowingTests({'a': [1.0] * 20, 'b': [0.5, 0.6] * 9 + [0.5, 0.5]}) == {}\n"
+            "print('scipy' in sys.modules)\n"
+            "found = t.slowingTests({'a': [1.0] * 10 + [1.5] * 10})\n"
+            "print('scipy' in sys.modules, found['a'].at)\n")
+        out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                             check=True).stdout.split('\n')
+        self.assertEqual(out[:2], ['False', 'True 10'])
 
     def test_without_otava_the_median_comparison_says_so(self):
         from buildbot_stats.analysis import changepoints

@@ -32,6 +32,8 @@ Slower
 from __future__ import annotations
 
 import functools
+import importlib.util
+import sys
 from dataclasses import dataclass
 
 from buildbot_stats.outcomes import FAILED
@@ -255,7 +257,11 @@ def changeShift(durations, min_ratio=MIN_SLOWDOWN_RATIO, min_seconds=MIN_SLOWDOW
     head, tail = median(values[:MIN_RUN]), median(values[-MIN_RUN:])
     if tail - head < min_seconds * SCREEN or tail < head * (1.0 + min_ratio * SCREEN):
         return None
-    found = _changepoints().findChanges(values, detector())
+    changepoints = _changepoints()
+    if not changepoints.available():
+        # found on the path but not importable (a broken install): the median comparison
+        return medianShift(durations, min_ratio, min_seconds)
+    found = changepoints.findChanges(values, detector())
     if not found:
         return None
     last = found[-1]
@@ -266,10 +272,20 @@ def changeShift(durations, min_ratio=MIN_SLOWDOWN_RATIO, min_seconds=MIN_SLOWDOW
                  float(last.confidence))
 
 
+def _changeDetectionInstalled():
+    """Whether :mod:`~buildbot_stats.analysis.changepoints` can detect changes. Asked
+    without importing it when it is not imported yet: Otava brings SciPy, about 1 s of CPU,
+    which a page or report without a test past :func:`changeShift`'s screen must not pay."""
+    module = sys.modules.get('buildbot_stats.analysis.changepoints')
+    if module is not None:
+        return module.available()
+    return all(importlib.util.find_spec(name) is not None for name in ('numpy', 'otava'))
+
+
 def slowdownDetection():
     """``(detect, method)``: :func:`changeShift` and :data:`CHANGE_POINTS` when Apache
     Otava is installed, else :func:`medianShift` and :data:`MEDIAN`."""
-    if _changepoints().available():
+    if _changeDetectionInstalled():
         return changeShift, CHANGE_POINTS
     return medianShift, MEDIAN
 
