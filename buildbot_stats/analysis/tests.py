@@ -32,10 +32,9 @@ Slower
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
 from dataclasses import dataclass
 
+from buildbot_stats.analysis import changeDetectionInstalled
 from buildbot_stats.outcomes import FAILED
 from buildbot_stats.outcomes import FLAKY
 from buildbot_stats.outcomes import PASSED
@@ -272,20 +271,10 @@ def changeShift(durations, min_ratio=MIN_SLOWDOWN_RATIO, min_seconds=MIN_SLOWDOW
                  float(last.confidence))
 
 
-def _changeDetectionInstalled():
-    """Whether :mod:`~buildbot_stats.analysis.changepoints` can detect changes. Asked
-    without importing it when it is not imported yet: Otava brings SciPy, about 1 s of CPU,
-    which a page or report without a test past :func:`changeShift`'s screen must not pay."""
-    module = sys.modules.get('buildbot_stats.analysis.changepoints')
-    if module is not None:
-        return module.available()
-    return all(importlib.util.find_spec(name) is not None for name in ('numpy', 'otava'))
-
-
 def slowdownDetection():
     """``(detect, method)``: :func:`changeShift` and :data:`CHANGE_POINTS` when Apache
     Otava is installed, else :func:`medianShift` and :data:`MEDIAN`."""
-    if _changeDetectionInstalled():
+    if changeDetectionInstalled():
         return changeShift, CHANGE_POINTS
     return medianShift, MEDIAN
 

@@ -4,6 +4,7 @@ began."""
 
 from __future__ import annotations
 
+from buildbot_stats.analysis import changeDetectionInstalled
 from buildbot_stats.reading.changes import describeSeries
 from buildbot_stats.reading.changes import fmtConfidence
 from buildbot_stats.reading.changes import fmtSize
@@ -103,14 +104,15 @@ class ChangesPanel(Panel):
 
     def nothing(self, page, withdrawn):
         """The text of the panel without a change to show: why, if detection cannot run."""
-        # here, not at import: buildbot-stats report imports the panels, and must start
-        # without NumPy and Otava (tests.test_regressions_cli.QuickStart)
-        from buildbot_stats.analysis import changepoints
-
         why = page.detection
         if why is not None:
             text = f"Change detection is off: {e(why)}."
-        elif not changepoints.available():
+        elif not changeDetectionInstalled():
+            # here, not at import, and only without Otava (then cheap): buildbot-stats
+            # report imports the panels and must start without NumPy and Otava
+            # (tests.test_regressions_cli.QuickStart), a view must not load SciPy to say so
+            from buildbot_stats.analysis import changepoints
+
             text = (f"Change detection needs the {changepoints.PACKAGE} package: "
                     f"<code>{e(changepoints.INSTALL)}</code>.")
         else:
