@@ -44,6 +44,7 @@ import atexit
 import json
 import os
 import shutil
+import random
 import signal
 import socket
 import subprocess
@@ -69,8 +70,23 @@ def _kill_leftovers():
         server.kill()
 
 
+#: Ports handed out for servers and masters: below Linux's ephemeral range (32768-60999),
+#: so that no client connection of a parallel trial worker can take one between the check
+#: and the server's own bind (port 0 would pick from that very range).
+_PORTS = range(20000, 32768)
+_port_choice = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    for _ in range(200):
+        port = _port_choice.choice(_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
