@@ -161,15 +161,12 @@ def openStoreForWriting(path, busy_timeout=10.0):
     from buildbot_stats.storage.sqlite.schema import connectReadOnly
     from buildbot_stats.storage.sqlite.schema import describeReadError
     from buildbot_stats.storage.sqlite.schema import isLocked
-    from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
+    from buildbot_stats.storage.sqlite.schema import storeFileProblem
     from buildbot_stats.storage.sqlite.writer import StoreWriter
 
-    if not os.path.exists(path):
-        raise CliError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise CliError(f"{path}: is a directory, not a store file")
-    if not looksLikeSQLite(path):
-        raise CliError(f"{path}: not an SQLite file")
+    problem = storeFileProblem(path)
+    if problem is not None:
+        raise CliError(problem)
     try:
         conn = connectReadOnly(path, timeout=min(busy_timeout, 1.0))
         try:

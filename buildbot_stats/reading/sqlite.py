@@ -56,7 +56,7 @@ from buildbot_stats.storage.sqlite.schema import describeReadError
 from buildbot_stats.storage.sqlite.schema import NAME_BITS
 from buildbot_stats.storage.sqlite.schema import NAME_MASK
 from buildbot_stats.storage.sqlite.schema import TESTS_VERSION
-from buildbot_stats.storage.sqlite.schema import looksLikeSQLite
+from buildbot_stats.storage.sqlite.schema import storeFileProblem
 
 __all__ = ['MEASUREMENTS', 'StoreError', 'StoreReader', 'SeriesInfo', 'isNumber', 'openStore']
 
@@ -88,12 +88,9 @@ ID_CHUNK = 500
 class StoreReader(TestQueries):
     def __init__(self, path):
         self.path = path
-        if not os.path.exists(path):
-            raise StoreError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise StoreError(f"{path}: is a directory, not a store file")
-        if not looksLikeSQLite(path):
-            raise StoreError(f"{path}: not an SQLite file")
+        problem = storeFileProblem(path)
+        if problem is not None:
+            raise StoreError(problem)
         try:
             self.conn = connectReadOnly(path, timeout=READ_BUSY_TIMEOUT)
             self.version = checkReadable(self.conn)

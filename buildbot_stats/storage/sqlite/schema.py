@@ -299,6 +299,18 @@ def looksLikeSQLite(path):
         return False
 
 
+def storeFileProblem(path):
+    """Why ``path`` cannot be a store, before SQLite opens it (one line naming it), or None.
+    The reader and the commands that write a store say the same."""
+    if not os.path.exists(path):
+        return f"{path}: no such file"
+    if os.path.isdir(path):
+        return f"{path}: is a directory, not a store file"
+    if not looksLikeSQLite(path):
+        return f"{path}: not an SQLite file"
+    return None
+
+
 #: The files SQLite may keep beside a store whose presence means the file alone is not
 #: the whole store: a write-ahead log, a rollback journal.
 LOG_SUFFIXES = ('-wal', '-journal')
