@@ -118,9 +118,9 @@ class LastFailuresTest(TempStore):
 
 
 class CommandRollsUpMeanwhileTest(TempStore):
-    """The writer reads the rollup state once after each maintenance, not at every
-    transaction: points it writes into an hour another program rolled up meanwhile (a
-    command's maintenance) are rolled up again at its next maintenance."""
+    """Points the writer writes into an hour another program rolled up meanwhile (a
+    command's maintenance) count once, at the writer's next maintenance: the writer sees
+    the other program's commit (``data_version``) at its next transaction."""
 
     def counts(self):
         with openStore(self.path) as reader:
@@ -134,10 +134,10 @@ class CommandRollsUpMeanwhileTest(TempStore):
         # the command (prune, rebuild-rollups) rolls up hour 0 from the raw points
         while command.maintain(self.path, T0 + 2 * HOUR):
             pass
-        # the writer, its state read before, keeps this point for hour 0 in memory
+        # the writer, its state read before the command's commit, writes into hour 0
         writer.write(self.path, rowsOfBuild('alpha', 2, T0 + 120, 20.0, 'success', 0))
         writer.write(self.path, rowsOfBuild('beta', 3, T0 + HOUR + 60, 30.0, 'failure', 0))
-        self.assertIn(T0, writer.rollups.pending)  # hour 0 (T0 is a midnight)
+        self.assertNotIn(T0, writer.rollups.pending)  # hour 0 (T0 is a midnight): dirty
         while writer.maintain(self.path, T0 + 3 * HOUR):
             pass
         self.assertEqual(self.counts(), ({'alpha': 2, 'beta': 1},

@@ -240,11 +240,9 @@ class Rollups:
     hour closes, so that closing an hour reads nothing back; an hour whose points are not
     all in memory (written before the writer opened the file, by another program, or
     written again) is rolled up from the raw points. A transaction of points reads the
-    file's rollup state only after a maintenance (once an hour or so), not at every
-    transaction: when another program (a command) moved the watermark meanwhile past hours
-    whose points wait here, the next maintenance rolls those hours up again from the raw
-    points (:meth:`_sync`), so that no point is lost whichever program rolled its hour up
-    first.
+    file's rollup state again only after a maintenance or when another program committed
+    (``PRAGMA data_version``, a fraction of a read), so that it never writes into an hour
+    another program closed without marking it dirty (:meth:`_sync`).
     """
 
     def __init__(self, names):
@@ -252,8 +250,10 @@ class Rollups:
         self.pending = {}  # hour -> HourAccumulator
         self.from_raw = set()  # hours >= watermark to roll up from the raw points
         self.watermark = None  # as last read from the file
-        # the State as last read: read again after a maintenance (and a rollback)
+        # the State as last read: read again after a maintenance (and a rollback), and
+        # when another program committed
         self.state = None
+        self.data_version = None  # the file's data_version when the State was read
         # the last hour that may hold points this connection did not write (written before
         # it opened the file, or by another program): its hours are checked against the raw
         # points when they close; the hours after it are complete in memory
@@ -288,25 +288,26 @@ class Rollups:
         return hours
 
     def _sync(self, conn, state):
-        """In a transaction: another program (a command) may have moved the watermark. The
-        hours it passed whose points wait here are rolled up again from the raw points
-        (made dirty): the other program may have rolled them up before these points were
-        committed."""
+        """In a transaction: another program (a command, a second master's writer) may
+        have moved the watermark. The hours it passed are no longer pending here: it rolled
+        them up from the raw points, which held every point this writer committed before
+        (the state is read again at the first transaction after another program's commit,
+        so a point written after that is a late point of a closed hour: dirty)."""
         if state.watermark != self.watermark:
             self.watermark = state.watermark
-            passed = {h for h in self.pending if h < state.watermark}
-            passed.update(h for h in self.from_raw if h < state.watermark)
-            for h in passed:
-                self.pending.pop(h, None)
-            self.from_raw -= passed
-            if passed:
-                conn.executemany("INSERT OR IGNORE INTO rollup_dirty (hour) VALUES (?)",
-                                 [(h,) for h in sorted(passed)])
+            for h in [h for h in self.pending if h < state.watermark]:
+                del self.pending[h]
+            self.from_raw = {h for h in self.from_raw if h >= state.watermark}
 
     def _state(self, conn):
-        """The file's State, in a transaction: read once after each maintenance."""
-        if self.state is None:
-            self.state = State.read(conn)
+        """The file's State, in a transaction: read again after each maintenance, and when
+        another program committed since it was last read (``PRAGMA data_version``, a
+        fraction of a read): a second master's writer or a backfill writing into an hour
+        this writer's maintenance closed meanwhile must see it closed, and mark it dirty,
+        even if it never runs a maintenance itself."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if self.state is None or version != self.data_version:
+            self.state, self.data_version = State.read(conn), version
             self._sync(conn, self.state)
         return self.state
 
