@@ -188,6 +188,10 @@ class InfluxReader(TestQueries):
                 self._context.check_hostname = False
                 self._context.verify_mode = ssl.CERT_NONE
 
+    #: Panels of a view computed at once (:func:`buildbot_stats.www.page.collect`): the
+    #: reader holds no connection, InfluxDB answers requests in parallel.
+    threads = 3
+
     def close(self):
         pass
 
@@ -407,10 +411,10 @@ class InfluxReader(TestQueries):
             names = list(self.numericFields())
             if self.hasRollups():
                 return self._firstTimeFromRollups(names)
-            return self._firstOf(f"SELECT * FROM {self._from(m)} LIMIT 1" for m in names)
+            return self.firstOf(f"SELECT * FROM {self._from(m)} LIMIT 1" for m in names)
         return self._once('first', ask)
 
-    def _firstOf(self, statements):
+    def firstOf(self, statements):
         """The earliest time (seconds) the answers of ``statements`` hold, or None."""
         firsts = [v[0] / 1e3 for answer in self.queries(statements) for s in answer
                   for v in s['values'] if v[0] is not None]
@@ -424,18 +428,18 @@ class InfluxReader(TestQueries):
         first hour rolled up, the earlier (as the embedded store: "the oldest point or
         rollup")."""
         rollup_names = [m for m in names if m not in NOT_ROLLED_UP]
-        week = self._firstOf(f"SELECT * FROM {quoteIdent(WEEKLY)}.{quoteIdent(m)} LIMIT 1"
+        week = self.firstOf(f"SELECT * FROM {quoteIdent(WEEKLY)}.{quoteIdent(m)} LIMIT 1"
                              for m in rollup_names)
         if week is None:
-            return self._firstOf(f"SELECT * FROM {self._from(m)} LIMIT 1" for m in names)
+            return self.firstOf(f"SELECT * FROM {self._from(m)} LIMIT 1" for m in names)
         bound = int(week) + 7 * 86400
-        first = self._firstOf(f"SELECT * FROM {self._from(m)} WHERE time < {bound}s LIMIT 1"
+        first = self.firstOf(f"SELECT * FROM {self._from(m)} WHERE time < {bound}s LIMIT 1"
                               for m in names)
         if first is not None:
             return first
-        hour = self._firstOf(f"SELECT * FROM {quoteIdent(HOURLY)}.{quoteIdent(m)}"
+        hour = self.firstOf(f"SELECT * FROM {quoteIdent(HOURLY)}.{quoteIdent(m)}"
                              f" WHERE time >= {int(week)}s LIMIT 1" for m in rollup_names)
-        later = self._firstOf(f"SELECT * FROM {self._from(m)} WHERE time >= {bound}s LIMIT 1"
+        later = self.firstOf(f"SELECT * FROM {self._from(m)} WHERE time >= {bound}s LIMIT 1"
                               for m in names)
         return min((t for t in (hour, later) if t is not None), default=None)
 
