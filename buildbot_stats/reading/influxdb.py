@@ -519,10 +519,10 @@ class InfluxReader(TestQueries):
 
         def bucket(key, t):
             k = (key, None if period is None else int(t // period * period))
-            agg = acc.get(k)
-            if agg is None:
-                agg = acc[k] = Aggregate(sketched=not counted)
-            return agg
+            b = acc.get(k)
+            if b is None:
+                b = acc[k] = _Bucket(Aggregate(sketched=not counted))
+            return b
 
         tags = [quoteIdent(t) for t in (('builder_name',) + GROUP_TAGS[kind.name])]
         conditions = KIND_CONDITIONS.get(kind.name, ())
@@ -563,14 +563,14 @@ class InfluxReader(TestQueries):
                                 (kind.group(m, row_tags, field, by_builder),
                                  t // period * period if period else 0), []).append(v)
                 for (key, t), vs in values.items():
-                    agg = bucket(key, t)
+                    agg = bucket(key, t).agg
                     if kind.fields == (POINTS,):
                         agg.count += len(vs)
                     else:
                         agg.addValues(vs)
         out = {}
-        for (key, when), agg in acc.items():
-            st = _aggregateStats(agg)
+        for (key, when), b in acc.items():
+            st = b.stats()
             if period is None:
                 out[key] = st
             else:
@@ -585,27 +585,26 @@ class InfluxReader(TestQueries):
         t = row['time'] / 1e3
         if kind.fields == (POINTS,):
             if row.get('points'):
-                bucket(kind.group(m, tags, POINTS, by_builder), t).count += row['points']
+                bucket(kind.group(m, tags, POINTS, by_builder), t).agg.count += row['points']
             return
         for f in fields:
             names = _rollupNames(kind.name, f)
             n = row.get(names['count'])
             if not n:
                 continue
-            agg = bucket(kind.group(m, tags, f, by_builder), t)
+            b = bucket(kind.group(m, tags, f, by_builder), t)
             # the values not zero: counted for the failed tests only
             nonzero = (row.get('failed_nonzero') or 0) if f == 'failed' else n
-            agg.addRow(n, row.get(names['sum']), row.get(names['min']), row.get(names['max']),
-                       nonzero, None)
-            if agg.quantiles is not None:
+            b.agg.addRow(n, row.get(names['sum']), row.get(names['min']),
+                         row.get(names['max']), nonzero, None)
+            if b.agg.quantiles is not None:
                 if kind.name == 'custom':
                     median = row.get(names['median'])
                     if median is not None:
-                        agg.quantiles.addWeighted([median], [n])
+                        b.rows.append((n, None, None, None, median))
                 else:
-                    agg.quantiles.addWeighted(*percentileBins(
-                        n, row.get(names['min']), row.get(names['max']),
-                        [row.get(c) for c in names['percentiles']]))
+                    b.rows.append((n, row.get(names['min']), row.get(names['max']),
+                                   [row.get(c) for c in names['percentiles']], None))
 
     def summarizeRaw(self, kind_name, builder=None, start=None, end=None, period=None,
                      by_builder=True):
@@ -949,6 +948,43 @@ def _rollupNames(kind_name, field):
     names = {k: f"{field}_{k}" for k in ('count', 'sum', 'min', 'max')}
     names['percentiles'] = [f"{field}_p{q:02d}" for q in PERCENTILES]
     return names
+
+
+#: Where the median and the 90th percentile are in a rollup row's percentiles.
+_P50, _P90 = PERCENTILES.index(50), PERCENTILES.index(90)
+
+
+class _Bucket:
+    """One group's period (or range) in :meth:`InfluxReader.summarizeRollups`: its
+    :class:`Aggregate` and the distributions of its rollup rows (``(count, min, max,
+    percentiles, None)``, or ``(count, None, None, None, median)`` of a custom series),
+    kept until the answer, so that a period of one row (a chart of hours from hourly
+    rows, of days from daily ones) takes its median and 90th percentile from the row
+    itself, InfluxDB's own, without a sketch of it."""
+
+    __slots__ = ('agg', 'rows')
+
+    def __init__(self, agg):
+        self.agg, self.rows = agg, []
+
+    def stats(self):
+        agg, q = self.agg, self.agg.quantiles
+        if q is not None and self.rows:
+            if len(self.rows) == 1 and q.exact and not q.values and agg.min is not None:
+                n, _, _, percentiles, median = self.rows[0]
+                if percentiles is None:
+                    p50 = p90 = median
+                else:
+                    p50, p90 = percentiles[_P50], percentiles[_P90]
+                if p50 is not None and p90 is not None:
+                    return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero, p50, p90,
+                                 exact=False)
+            for n, lo, hi, percentiles, median in self.rows:
+                if percentiles is None:
+                    q.addWeighted([median], [n])
+                else:
+                    q.addWeighted(*percentileBins(n, lo, hi, percentiles))
+        return _aggregateStats(agg)
 
 
 def _aggregateStats(agg):
