@@ -528,10 +528,15 @@ class InfluxReader(TestQueries):
         conditions = KIND_CONDITIONS.get(kind.name, ())
         # every statement first, then one request for all of them
         rollup_reads, raw_reads = [], []
-        for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days), (WEEKLY, p.weeks)):
+        for policy, ranges, length in ((HOURLY, p.hours, 3600), (DAILY, p.days, 86400),
+                                       (WEEKLY, p.weeks, 7 * 86400)):
+            # per period of the level's own length, each period is one row: its median and
+            # p90 are the answer (_Bucket), the other percentiles not needed
+            wanted = SINGLE_ROW_PERCENTILES if period == length else PERCENTILES
             for lo, hi in ranges:
                 for m, fields in measurements.items():
-                    columns = ", ".join(quoteIdent(c) for c in rollupColumns(kind, fields))
+                    columns = ", ".join(quoteIdent(c) for c in rollupColumns(kind, fields,
+                                                                             wanted))
                     rollup_reads.append((m, fields, (
                         f"SELECT {columns} FROM {quoteIdent(policy)}.{quoteIdent(m)}"
                         f"{self._where(builder, lo, hi, conditions)}"
@@ -952,6 +957,26 @@ def _rollupNames(kind_name, field):
 
 #: Where the median and the 90th percentile are in a rollup row's percentiles.
 _P50, _P90 = PERCENTILES.index(50), PERCENTILES.index(90)
+#: The percentiles a period of one row is answered from: the 90th, and the median's
+#: neighbours (the median of an even count is the mean of two middle values).
+SINGLE_ROW_PERCENTILES = tuple(p for p in PERCENTILES if p >= 50)
+
+
+def _middle(n, hi, percentiles):
+    """The median of a rollup row's ``n`` values: InfluxDB's 50th percentile (the value of
+    rank ``floor(n / 2 + 0.5)``) is the middle value of an odd count, the lower middle one
+    of an even count, whose upper middle one (rank ``n / 2 + 1``) is a known percentile or
+    read on the line to the next known rank, and the median their mean."""
+    p50 = percentiles[_P50]
+    if p50 is None or n % 2:
+        return p50
+    r = n // 2
+    above = [(math.floor(n * p / 100 + 0.5), v) for p, v in zip(PERCENTILES, percentiles)
+             if p > 50 and v is not None] + [(n, hi)]
+    for k, v in above:
+        if k > r and v is not None:
+            return (p50 + p50 + (v - p50) / (k - r)) / 2
+    return p50
 
 
 class _Bucket:
@@ -971,11 +996,11 @@ class _Bucket:
         agg, q = self.agg, self.agg.quantiles
         if q is not None and self.rows:
             if len(self.rows) == 1 and q.exact and not q.values and agg.min is not None:
-                n, _, _, percentiles, median = self.rows[0]
+                n, lo, hi, percentiles, median = self.rows[0]
                 if percentiles is None:
                     p50 = p90 = median
                 else:
-                    p50, p90 = percentiles[_P50], percentiles[_P90]
+                    p50, p90 = _middle(int(n), hi, percentiles), percentiles[_P90]
                 if p50 is not None and p90 is not None:
                     return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero, p50, p90,
                                  exact=False)

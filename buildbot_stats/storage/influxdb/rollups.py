@@ -105,9 +105,10 @@ CUSTOM_EXCLUDED = ('builds', 'build_requests', 'steps', 'tests', 'change_points'
 QUERIES['custom'] = QUERIES['custom'][:1] + (notOneOf(CUSTOM_EXCLUDED),) + QUERIES['custom'][2:]
 
 
-def rollupColumns(kind, fields):
+def rollupColumns(kind, fields, percentiles=PERCENTILES):
     """The columns of a kind's rollup rows (``kind``: a :class:`~buildbot_stats.reading.kinds.Kind`
-    name and its fields)."""
+    name and its fields); ``percentiles``: those to read (a period of one row needs its
+    median and 90th percentile only)."""
     name = getattr(kind, 'name', kind)
     if name == 'results':
         return ['points']
@@ -116,7 +117,7 @@ def rollupColumns(kind, fields):
     columns = [f"{f}_{k}" for f in fields for k in ('count', 'sum', 'min', 'max')]
     if name == 'tests':
         return columns + ['failed_nonzero']
-    return columns + [f"{f}_p{p:02d}" for f in fields for p in PERCENTILES]
+    return columns + [f"{f}_p{p:02d}" for f in fields for p in percentiles]
 
 
 def select(db, policy, period, name, where=None):
