@@ -18,6 +18,7 @@ import json
 import math
 import time
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -173,6 +174,7 @@ class InfluxReader(TestQueries):
         self.clock = clock
         # what the database holds, asked once per reader (a reader serves one view)
         self._known = {}
+        self._known_lock = threading.RLock()
         self.timeout = timeout
         self.path = f"{self.url} db {db}"  # how messages name the store
         self._headers = {}
@@ -285,9 +287,12 @@ class InfluxReader(TestQueries):
         return None
 
     def _once(self, key, ask):
-        if key not in self._known:
-            self._known[key] = ask()
-        return self._known[key]
+        # the panels' threads ask together: one asks, the others wait (re-entrant: an
+        # answer may need another, firstTime the fields)
+        with self._known_lock:
+            if key not in self._known:
+                self._known[key] = ask()
+            return self._known[key]
 
     def measurements(self):
         return self._once('measurements', lambda: [
