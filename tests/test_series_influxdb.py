@@ -414,8 +414,9 @@ class SeriesOnARealInfluxDB(PageMasterMixin, RunMasterBase):
             # 250 builds a builder: drawn per period, not one by one; the table has them
             self.assertEqual(field_page[1], {'alpha': 0, 'beta': 0})
             self.assertIn('>alpha</a></td><td>250</td>', field_page[0][0])
+            self.maxDiff = None
             self.assertEqual(field_page, (yield threads.deferToThread(pageParts, open_tag,
-                                                                      now)))
+                                                                      now)), open_field)
         # the report
         field_report = yield threads.deferToThread(reportParts, field_path)
         self.assertEqual(field_report[0]['alpha']['builds'], 250)

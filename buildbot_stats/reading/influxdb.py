@@ -713,8 +713,11 @@ class InfluxReader(TestQueries):
         out = {}
         for m in names:
             rows, seen = [], set()
-            for row in sorted(found.get(m, ()), key=lambda r: r['time']):
-                _, number, _ = buildOf(row)
+            # builds ending in the same second (Buildbot's times are whole seconds) by
+            # number: InfluxDB orders the points of one time by series key, which a build
+            # number as a tag is part of and as a field is not
+            for row, number in sorted(((r, buildOf(r)[1]) for r in found.get(m, ())),
+                                      key=lambda rn: (rn[0]['time'], rn[1] or 0)):
                 if number is None or number not in seen:
                     seen.add(number)
                     rows.append((row['time'] / 1e3, number, float(row['duration'])))
