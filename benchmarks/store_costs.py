@@ -7,7 +7,10 @@ of the points' clock (as the backend's timer does), and the same with the rollup
 off; each variant in a fresh process, alternating, least of ``--repeat``. Prints ONE JSON
 line: per batch size, the writer thread's CPU seconds with and without rollups, the share
 of the rollups (target: at most 5 %), and the file's bytes per point (rollups included;
-target: at most 120). ``--store FILE`` also measures a store written by
+target: at most 120). ``--parts`` adds, in separate runs (the timing wrappers cost a little),
+the rollups' own CPU: ``thread_time`` around the writer's calls of
+:class:`~buildbot_stats.storage.sqlite.rollups.Rollups` (``writing`` + ``written``: the
+points side; ``maintain``: closing hours, days, weeks), least of ``--repeat``. ``--store FILE`` also measures a store written by
 ``benchmarks/storegen.py`` (its bytes per point, its tables' shares).
 """
 
@@ -53,13 +56,37 @@ class NoRollups:
         return False
 
 
+def timed(cls, spent):
+    """``cls`` with its writer-facing methods adding their thread_time to ``spent``."""
+    class Timed(cls):
+        pass
+
+    def wrap(name, part):
+        method = getattr(cls, name)
+
+        def timedMethod(self, *args, **kwargs):
+            t0 = time.thread_time()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                spent[part] += time.thread_time() - t0
+        setattr(Timed, name, timedMethod)
+    for name, part in (('writing', 'points_side_cpu_s'), ('written', 'points_side_cpu_s'),
+                       ('maintain', 'maintenance_cpu_s')):
+        wrap(name, part)
+    return Timed
+
+
 def child(variant, points, batch, days):
     from buildbot_stats.storage.sqlite import writer as writer_module
     from buildbot_stats.storage.sqlite.rollups import GRACE
     from buildbot_stats.storage.sqlite.values import encodeRow
 
+    spent = {'points_side_cpu_s': 0.0, 'maintenance_cpu_s': 0.0}
     if variant == 'off':
         writer_module.Rollups = NoRollups
+    elif variant == 'parts':
+        writer_module.Rollups = timed(writer_module.Rollups, spent)
     d = tempfile.mkdtemp()
     path = os.path.join(d, 'stats.sqlite')
     w = writer_module.StoreWriter(30.0)
@@ -87,9 +114,12 @@ def child(variant, points, batch, days):
     w.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     w.close()
     size = os.path.getsize(path)
-    return {'write_cpu_s': write_cpu, 'maintain_cpu_s': maintain_cpu,
-            'total_cpu_s': write_cpu + maintain_cpu, 'points': len(rows),
-            'bytes_per_point': size / len(rows), 'bytes': size}
+    out = {'write_cpu_s': write_cpu, 'maintain_cpu_s': maintain_cpu,
+           'total_cpu_s': write_cpu + maintain_cpu, 'points': len(rows),
+           'bytes_per_point': size / len(rows), 'bytes': size}
+    if variant == 'parts':
+        out.update(spent)
+    return out
 
 
 def tableShares(path):
@@ -121,6 +151,8 @@ def main(argv=None):
                    help="batch sizes (default 1000: a burst, 9: one build a transaction)")
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--store', help="also measure this store (from storegen.py)")
+    p.add_argument('--parts', action='store_true',
+                   help="also the rollups' own CPU (points side, maintenance), timed apart")
     p.add_argument('--child', help=argparse.SUPPRESS)
     p.add_argument('--batch', type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -129,9 +161,10 @@ def main(argv=None):
         return
     out = {'bench': 'store_costs', 'points': args.points, 'days': args.days, 'batches': {}}
     for batch in map(int, args.batches.split(',')):
-        runs = {'on': [], 'off': []}
+        variants = ('off', 'on', 'parts') if args.parts else ('off', 'on')
+        runs = {v: [] for v in variants}
         for _ in range(args.repeat):
-            for variant in ('off', 'on'):
+            for variant in variants:
                 res = subprocess.run(
                     [sys.executable, __file__, '--child', variant, '--batch', str(batch),
                      '--points', str(args.points), '--days', str(args.days)],
@@ -143,6 +176,10 @@ def main(argv=None):
             'with_rollups': on, 'without_rollups': off,
             'rollup_share': (on['total_cpu_s'] - off['total_cpu_s']) / on['total_cpu_s'],
             'rollup_maintenance_share': on['maintain_cpu_s'] / on['total_cpu_s']}
+        if args.parts:
+            out['batches'][batch]['rollups_own_cpu_s'] = {
+                part: min(r[part] for r in runs['parts'])
+                for part in ('points_side_cpu_s', 'maintenance_cpu_s')}
     if args.store:
         out['store'] = measureStore(args.store)
     out['load'] = os.getloadavg()

@@ -160,7 +160,8 @@ def main(argv=None):
     p.add_argument('--points', type=int, default=100_000, help='points (default 100,000)')
     p.add_argument('--days', type=int, default=30, help='days of builds (default 30)')
     p.add_argument('--store', help="a store written by benchmarks/storegen.py")
-    p.add_argument('--now', type=float, help="its time (storegen's --now)")
+    p.add_argument('--now', type=float, help="the store's time (storegen's --now), or the "
+                   "time of the generated store and of the InfluxDB data (default: now)")
     p.add_argument('--influxdb-dir', help="an InfluxDB data directory with db bench")
     p.add_argument('--repeat', type=int, default=3, help='views again per view (default 3)')
     p.add_argument('--report', action='store_true', help="also time buildbot-stats report")
@@ -181,7 +182,7 @@ def main(argv=None):
     else:
         tmp = tempfile.mkdtemp()
         path = os.path.join(tmp, 'stats.sqlite')
-        now = time.time() // 3600 * 3600
+        now = args.now or time.time() // 3600 * 3600
         out['points'], out['rollup_s'] = storegen.fillStore(path, args.points, args.days, now)
     out['store_bytes_per_point'] = os.path.getsize(path) / max(1, out['points'])
     out['sqlite'] = views({'kind': 'sqlite', 'path': path}, now, args.repeat)

@@ -7,19 +7,28 @@ from __future__ import annotations
 
 import io
 import os
+import random
+import re
 import statistics
+import threading
 import time
 
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 from twisted.trial.unittest import SkipTest
 
 from benchmarks import storegen
 from buildbot_stats.cli import main as cli_main
 from buildbot_stats.reading.influxdb import InfluxReader
+from buildbot_stats.reading import influxdb as influx_reading
 from buildbot_stats.reading.influxdb import percentileBins
 from buildbot_stats.storage.influxdb import rollups
 from buildbot_stats.storage.sqlite.aggregates import Quantiles
+from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.www import page
+from buildbot_stats.www.panels.base import Query
 from tests.servers import INFLUXD
 from tests.servers import InfluxDB1Server
 
@@ -51,6 +60,106 @@ class PercentileBinsTest(unittest.TestCase):
         median, p90 = q.medianAndP90()
         self.assertLess(abs(median - 499.5), 5)
         self.assertLess(abs(p90 - 899.5), 5)
+
+
+    def test_the_layout_per_count_gives_what_the_general_way_gives(self):
+        rng = random.Random(3)
+        for n in list(range(1, 120)) + [rng.randint(120, 10 ** 7) for _ in range(300)]:
+            known = sorted(rng.uniform(0, 100) for _ in range(len(rollups.PERCENTILES) + 2))
+            lo, percentiles, hi = known[0], known[1:-1], known[-1]
+            self.assertEqual(percentileBins(n, lo, hi, percentiles),
+                             influx_reading._percentileBins(n, lo, hi, percentiles), n)
+        # a missing percentile (None): the general way, the others still placed
+        values, weights = percentileBins(100, 1.0, 9.0, [None] * len(rollups.PERCENTILES))
+        self.assertEqual((values, weights), ([1.0, 5.0, 9.0], [1.0, 98.0, 1.0]))
+
+
+    def test_the_median_of_one_row(self):
+        """A period of one rollup row: exact up to 20 values (every rank known), the mean
+        of the two middle ones for an even count."""
+        rng = random.Random(2)
+        for n in range(1, 21):
+            ordered = sorted(rng.uniform(0, 9) for _ in range(n))
+            known = [self.influxPercentile(ordered, p) for p in rollups.PERCENTILES]
+            self.assertAlmostEqual(influx_reading._middle(n, ordered[-1], known),
+                                   statistics.median(ordered), places=9)
+        # 1000 values 0..999: ranks 500 (p50, 499.0) and 501 read on the line to p55 (rank
+        # 550, 549.0)
+        ordered = [float(v) for v in range(1000)]
+        known = [self.influxPercentile(ordered, p) for p in rollups.PERCENTILES]
+        self.assertAlmostEqual(influx_reading._middle(1000, 999.0, known), 499.5)
+
+
+class CustomRollupSourceTest(unittest.TestCase):
+    """The custom series' rollup reads every measurement but a few, with a regex InfluxDB
+    (Go's RE2: no lookahead) accepts."""
+
+    EXCLUDED = rollups.CUSTOM_EXCLUDED
+
+    def matches(self, name):
+        regex = rollups.notOneOf(self.EXCLUDED)
+        self.assertTrue(regex.startswith('/') and regex.endswith('/'))
+        self.assertNotIn('(?=', regex)
+        self.assertNotIn('(?!', regex)
+        return re.match(regex[1:-1].replace('\\/', '/'), name) is not None
+
+    def test_the_excluded_names_only(self):
+        for name in self.EXCLUDED:
+            self.assertFalse(self.matches(name), name)
+        for name in ('build', 'buildsx', 'builds-build-times', 'step', 'tests2', 'test',
+                     'test_case', 'test_runs_old', 'change', 'compile-coverage', 'a', 'x/y',
+                     'steps\n', 'bUilds'):
+            self.assertTrue(self.matches(name), name)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.sampled_from(rollups.CUSTOM_EXCLUDED),
+                     st.builds(lambda n, cut, tail: n[:cut] + tail,
+                               st.sampled_from(rollups.CUSTOM_EXCLUDED),
+                               st.integers(0, 14), st.text('abst_-/.\\\n', max_size=3)),
+                     st.text(min_size=1, max_size=12)))
+    def test_any_name(self, name):
+        self.assertEqual(self.matches(name), name not in self.EXCLUDED, repr(name))
+
+
+class QueryAsksOnceTest(unittest.TestCase):
+    """Panels computed by several threads at once ask each question once."""
+
+    def test_threads_asking_together_wait_for_one_answer(self):
+        calls, release = [], threading.Event()
+
+        class Reader:
+            def firstTime(self):
+                return 0.0
+
+            def rawSince(self):
+                return 0
+
+            def slow(self, x):
+                calls.append(x)
+                release.wait(10)
+                if x == 'bad':
+                    raise ValueError('no')
+                return [x]
+
+        q = Query(Reader(), None, None, None, 100.0)
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(q.ask('slow', 'a')))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        while not calls:
+            time.sleep(0.001)
+        release.set()
+        for t in threads:
+            t.join(10)
+        self.assertEqual(calls, ['a'])
+        self.assertEqual(answers, [['a']] * 4)
+        self.assertIs(answers[0], answers[1])
+        # an error reaches every asker, and is asked once
+        for _ in range(2):
+            with self.assertRaises(ValueError):
+                q.ask('slow', 'bad')
+        self.assertEqual(calls, ['a', 'bad'])
 
 
 class InfluxRollupsTest(unittest.TestCase):
@@ -124,6 +233,126 @@ class InfluxRollupsTest(unittest.TestCase):
         data = page.collect(reader, None, None, None, self.now)
         self.assertEqual(sum(r['builds'] for r in data['builders']), 1800)
         self.assertTrue(all(c['builds'] is None for c in data['durations']))
+
+    def test_the_page_reads_few_cheap_queries_with_the_same_answers(self):
+        """firstTime found inside the first rolled-up week, the latest builds in the last
+        day first, statements sent together, panels computed by three threads: the same
+        answers as the plain ways."""
+        self.assertEqual(self.main('--backfill')[0], 0)
+        url, db = self.influx.url, self.db
+        reader = InfluxReader(url, db, timeout=60)
+        self.assertTrue(reader.hasRollups())
+        names = list(reader.numericFields())
+        plain = reader.firstOf(f'SELECT * FROM "{m}" LIMIT 1' for m in names)
+        self.assertEqual(reader.firstTime(), plain)
+        # a point older than the rollups (never rolled up) is found too
+        older = plain - 30 * 86400
+        self.influx.write_lines(db, [f'compile-coverage,builder_name=compile percent=5 '
+                                     f'{int(older * 1e9)}'])
+        self.assertEqual(InfluxReader(url, db).firstTime(), older)
+        # raw points of the first weeks gone (read from a policy without them): the first
+        # hour rolled up
+        self.influx.query(f'CREATE RETENTION POLICY "recent" ON "{db}" DURATION INF '
+                          'REPLICATION 1')
+        cut = (self.now - 2 * 86400) // 3600 * 3600
+        self.influx.query(f'SELECT * INTO "{db}"."recent".:MEASUREMENT FROM "{db}"."autogen".'
+                          f'/.*/ WHERE time >= {int(cut)}s GROUP BY *', db=db)
+        recent = InfluxReader(url, db, retention_policy='recent')
+        first_hour = reader.firstOf(f'SELECT * FROM "rollups_1h"."{m}" LIMIT 1'
+                                    for m in names)
+        self.assertLess(first_hour, cut)
+        self.assertEqual(recent.firstTime(), first_hour)
+        # the latest builds: the last day holds fewer than n for some sizes, more for others
+        for builder, start, end, n in ((None, None, None, 200), ('compile', None, None, 5),
+                                       (None, self.now - 5 * 86400, self.now - 86400, 40),
+                                       ('docs', self.now - 86400 * 3, None, 1000)):
+            got = InfluxReader(url, db).recentDurations(builder, start, end, n=n)
+            self.patch(influx_reading, 'RECENT_WINDOWS', (None,))
+            plain = InfluxReader(url, db).recentDurations(builder, start, end, n=n)
+            self.patch(influx_reading, 'RECENT_WINDOWS', (86400, 28 * 86400, None))
+            self.assertTrue(plain)
+            self.assertEqual(got, plain, (builder, start, end, n))
+        # a chart per day from daily rows: each day's p90 is InfluxDB's own, its median
+        # from the 50th percentile and the next ones (50 values a day: within 3 %, as the
+        # sketch of all 19 percentiles gave; the lower ones are not read)
+        start = (self.now - 6 * 86400) // 86400 * 86400
+        end = start + 4 * 86400
+        got = reader.summarizeRollups('steps', None, start, end, period=86400)
+        exact = reader.summarizeRaw('steps', None, start, end, period=86400)
+        self.assertEqual(set(got), set(exact))
+        for group, days in exact.items():
+            self.assertEqual([t for t, _ in got[group]], [t for t, _ in days])
+            for (_, st), (_, raw) in zip(got[group], days):
+                self.assertEqual((st.count, st.p90, st.exact), (raw.count, raw.p90, False))
+                self.assertLess(abs(st.median - raw.median), 0.03 * raw.median, group)
+        # the page: panels by three threads, by one
+        for builder, start in ((None, None), ('compile', self.now - 7 * 86400)):
+            together = InfluxReader(url, db)
+            data = page.collect(together, builder, start, None, self.now)
+            alone = InfluxReader(url, db)
+            alone.threads = 1
+            self.assertEqual(data, page.collect(alone, builder, start, None, self.now))
+        # one request, several statements: answers in order, the empty ones too, and a
+        # statement InfluxDB refuses named by its own error
+        answers = reader.queries(['SHOW MEASUREMENTS', 'SELECT * FROM "nothing_here"',
+                                  'SELECT "points" FROM "rollups_1w"."builds" LIMIT 2'])
+        self.assertEqual([len(a) for a in answers], [1, 0, 1])
+        self.assertEqual(len(answers[2][0]['values']), 2)
+        with self.assertRaisesRegex(StoreError, 'undefined function nonsense'):
+            reader.queries(['SHOW MEASUREMENTS', 'SELECT nonsense("x") FROM "y"',
+                            'SHOW MEASUREMENTS'])
+
+    def test_rollups_of_an_earlier_release_get_long_shards(self):
+        """Policies made with InfluxDB's 7-day shards (before SHARD DURATION): running the
+        command again sets the shard duration, --reshard moves the rows; the answers stay."""
+        url, db = self.influx.url, self.db
+        old = [q.replace(f" SHARD DURATION {rollups.SHARDS[p]}", "")
+               for q in rollups.statements(db) for p, _, _, _ in rollups.LEVELS
+               if q.startswith(f'CREATE RETENTION POLICY "{p}"')]
+        self.assertEqual(len(old), 3)
+        for q in old:
+            self.influx.query(q)
+        for q in rollups.backfill(db, self.now - 10 * 86400, self.now):
+            self.influx.query(q, db=db)
+
+        def shards():
+            out = {}
+            for s in self.influx.query('SHOW SHARDS')['results'][0]['series']:
+                if s['name'] == db:
+                    for v in s['values']:
+                        out[v[2]] = out.get(v[2], 0) + 1
+            return out
+
+        def policies():
+            return {v[0]: v[2] for v in self.influx.query(f'SHOW RETENTION POLICIES ON "{db}"')
+                    ['results'][0]['series'][0]['values']}
+
+        self.assertGreaterEqual(shards()['rollups_1w'], 2)
+        before = {kind: InfluxReader(url, db).summarizeRollups(kind, None, None, None,
+                                                               period=86400)
+                  for kind in ('durations', 'results', 'steps', 'tests', 'custom')}
+        status, out = self.main()
+        self.assertEqual(status, 0, out)
+        self.assertEqual(policies()['rollups_1w'], '87360h0m0s')
+        self.assertEqual(policies()['rollups_1h'], '672h0m0s')
+        self.assertGreaterEqual(shards()['rollups_1w'], 2)  # the rows stay where they are
+        status, out = self.main('--reshard')
+        self.assertEqual(status, 0, out)
+        self.assertIn("rollups moved into shards of 4w, 52w, 520w", out)
+        self.assertEqual(shards()['rollups_1w'], 1)
+        self.assertEqual(shards()['rollups_1d'], 1)
+        self.assertNotIn('rollups_1w_resharding', policies())
+        after = {kind: InfluxReader(url, db).summarizeRollups(kind, None, None, None,
+                                                              period=86400)
+                 for kind in before}
+        self.assertEqual(after, before)
+        # the custom series' rollup leaves the build statistics and per-test series out
+        keys = {s['name']: {v[0] for v in s['values']} for s in self.influx.query(
+            'SHOW FIELD KEYS FROM "rollups_1h"./.*/', db=db)['results'][0]['series']}
+        self.assertIn('count_percent', keys['compile-coverage'])
+        self.assertIn('points', keys['builds'])
+        for m in ('builds', 'steps', 'tests', 'build_requests'):
+            self.assertFalse([k for k in keys[m] if k.startswith('count_')], m)
 
     def test_a_server_that_cannot_be_reached_is_one_line(self):
         out = io.StringIO()

@@ -36,6 +36,10 @@ def addParser(sub):
     p.add_argument('--since', '--start', metavar='TIME', action=TimeOption,
                    help=f"with --backfill, from TIME on: {TIME_HELP} (default: the first "
                    "point; --start is the same option)")
+    p.add_argument('--reshard', action='store_true',
+                   help="move rollups made by an earlier release (shards of 7 days) into the "
+                   "longer shards the page reads faster: each policy's rows copied out and "
+                   "back (about a minute for a year of 3,000 builds a day)")
     p.add_argument('--print', action='store_true', dest='print_only',
                    help="print the statements, run nothing")
     p.set_defaults(func=run)
@@ -60,6 +64,15 @@ def run(args, out, now=None):
             start = reader.firstTime()
         if start is not None:
             statements += rollups.backfill(db, start, now)
+    if args.reshard:
+        if args.print_only:
+            if args.since is None:
+                raise CliError("--reshard --print needs --since (the first rollup's time)")
+            first = parseTime(args.since, option, now)
+        else:
+            first = _firstRollup(reader)
+        if first is not None:
+            statements += rollups.reshard(db, first, now)
     if args.print_only:
         out.write(";\n".join(statements) + ";\n")
         return 0
@@ -70,8 +83,15 @@ def run(args, out, now=None):
             text = str(e)
             if q.startswith('DROP CONTINUOUS QUERY') and 'not found' in text:
                 continue  # not created yet
-            if q.startswith('CREATE RETENTION POLICY') and 'already exists' in text:
-                continue  # kept as the user may have changed its duration
+            policy = _createdPolicy(q)
+            if policy is not None and 'already exists' in text:
+                # kept (the user may have changed its duration), but with our shard duration
+                # for the shards created from now on
+                try:
+                    reader.query(rollups.alterShards(db, policy))
+                except StoreError as e:
+                    raise CliError(str(e)) from None
+                continue
             raise CliError(text) from None
     cqs = len(rollups.QUERIES) * len(rollups.LEVELS)
     line = (f"{db}: retention policies {rollups.HOURLY}, {rollups.DAILY} and {rollups.WEEKLY}, "
@@ -79,5 +99,27 @@ def run(args, out, now=None):
     if args.backfill:
         line += ("; rollups computed from " + isoTime(start) if start is not None
                  else "; no point to roll up")
+    if args.reshard:
+        line += "; rollups moved into shards of " + ", ".join(
+            rollups.SHARDS[policy] for policy, _, _, _ in rollups.LEVELS)
     out.write(line + "\n")
     return 0
+
+
+def _createdPolicy(statement):
+    """The rollup policy a ``CREATE RETENTION POLICY`` of :func:`rollups.statements`
+    creates, or None."""
+    for policy, _, _, _ in rollups.LEVELS:
+        if statement.startswith(f"CREATE RETENTION POLICY {rollups.quoteIdent(policy)} "):
+            return policy
+    return None
+
+
+def _firstRollup(reader):
+    """The time (seconds) of the first hourly rollup row, or None."""
+    from buildbot_stats.reading.influxdb import quoteIdent
+
+    names = [m for s in reader.query(f"SHOW MEASUREMENTS ON {quoteIdent(reader.db)}")
+             for m, in s['values']]
+    return reader.firstOf(f"SELECT * FROM {quoteIdent(rollups.HOURLY)}.{quoteIdent(m)}"
+                           " LIMIT 1" for m in names)

@@ -13,10 +13,12 @@ and the mapped ``db``. That path is untested here (no 2.x/3.x server on the test
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import time
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,6 +48,7 @@ from buildbot_stats.storage.influxdb.rollups import DAILY
 from buildbot_stats.storage.influxdb.rollups import HOURLY
 from buildbot_stats.storage.influxdb.rollups import LEVELS
 from buildbot_stats.storage.influxdb.rollups import WEEKLY
+from buildbot_stats.storage.influxdb.rollups import CUSTOM_EXCLUDED
 from buildbot_stats.storage.influxdb.rollups import rollupColumns
 from buildbot_stats.storage.influxdb.rollups import PERCENTILES
 from buildbot_stats.storage.influxdb.rollups import SETTLED
@@ -76,6 +79,9 @@ def buildOf(row):
     return row.get('builder_name'), _int(row.get('build_number_field')), False
 
 
+#: The measurements the rollups leave out (their weekly rows, if any, are not looked for).
+NOT_ROLLED_UP = frozenset(CUSTOM_EXCLUDED) - {'builds', 'build_requests', 'steps', 'tests'}
+
 #: The steps the page shows (as :meth:`Kind.shows <buildbot_stats.reading.kinds.Kind.shows>`):
 #: not hidden (``hideStepIf``: a tag only hidden steps have; a missing tag compares as
 #: ''), not Buildbot's own worker_preparation. Tags only: raw points and rollups have them.
@@ -84,6 +90,9 @@ VISIBLE_STEPS = ['"duration" >= 0'] + SHOWN_STEPS
 #: The conditions on tags of the points a kind reads.
 KIND_CONDITIONS = {'steps': SHOWN_STEPS}
 
+#: How far back :meth:`InfluxReader.recentDurations` looks for a builder's latest builds
+#: first (seconds; None: the whole range).
+RECENT_WINDOWS = (86400, 28 * 86400, None)
 #: test names per ``OR`` of a query of the per-test history
 NAME_CHUNK = 50
 _OUTCOME_CODES = {name: code for code, name in enumerate(OUTCOMES)}
@@ -165,6 +174,7 @@ class InfluxReader(TestQueries):
         self.clock = clock
         # what the database holds, asked once per reader (a reader serves one view)
         self._known = {}
+        self._known_lock = threading.RLock()
         self.timeout = timeout
         self.path = f"{self.url} db {db}"  # how messages name the store
         self._headers = {}
@@ -180,6 +190,10 @@ class InfluxReader(TestQueries):
                 self._context.check_hostname = False
                 self._context.verify_mode = ssl.CERT_NONE
 
+    #: Panels of a view computed at once (:func:`buildbot_stats.www.page.collect`): the
+    #: reader holds no connection, InfluxDB answers requests in parallel.
+    threads = 3
+
     def close(self):
         pass
 
@@ -193,8 +207,27 @@ class InfluxReader(TestQueries):
 
     def query(self, q):
         """Run InfluxQL; the list of ``series`` dicts of the (one) statement's result."""
-        params = urllib.parse.urlencode({'db': self.db, 'q': q, 'epoch': 'ms'})
-        request = urllib.request.Request(f"{self.url}/query?{params}", headers=self._headers)
+        return self.queries([q])[0]
+
+    def queries(self, statements):
+        """Run several InfluxQL statements in one request (``;`` between them, POSTed: a
+        statement of the page is up to a kilobyte); the list of ``series`` lists, one per
+        statement, in order. One request instead of one each saves a connection and a
+        round trip per statement; InfluxDB runs them one after the other."""
+        statements = list(statements)
+        if not statements:
+            return []
+        if len(statements) == 1 and len(statements[0]) < 2000:
+            params = urllib.parse.urlencode({'db': self.db, 'q': statements[0], 'epoch': 'ms'})
+            request = urllib.request.Request(f"{self.url}/query?{params}",
+                                             headers=self._headers)
+        else:
+            params = urllib.parse.urlencode({'db': self.db, 'epoch': 'ms'})
+            body = urllib.parse.urlencode({'q': ";\n".join(statements)}).encode('utf-8')
+            request = urllib.request.Request(
+                f"{self.url}/query?{params}", data=body, method='POST',
+                headers=dict(self._headers,
+                             **{'Content-Type': 'application/x-www-form-urlencoded'}))
         try:
             with urllib.request.urlopen(request, timeout=self.timeout,
                                         context=self._context) as response:
@@ -211,9 +244,18 @@ class InfluxReader(TestQueries):
         except ValueError as e:
             raise StoreError(f"{self.path}: not an InfluxDB answer: {e}") from None
         results = answer.get('results') or [{}]
-        if 'error' in results[0]:
-            raise StoreError(f"{self.path}: {results[0]['error']}")
-        return results[0].get('series') or []
+        for statement, result in zip(statements, results):
+            if 'error' in result:
+                if len(statements) > 1:
+                    # a statement InfluxDB refused before running it is "not executed":
+                    # alone, it answers its own error
+                    self.queries([statement])
+                raise StoreError(f"{self.path}: {result['error']}")
+        if len(results) != len(statements):
+            # InfluxDB stops at a statement that fails; one that answers nothing is {}
+            raise StoreError(f"{self.path}: {len(results)} answers to {len(statements)}"
+                             " statements")
+        return [r.get('series') or [] for r in results]
 
     def _rows(self, q):
         for s in self.query(q):
@@ -245,9 +287,12 @@ class InfluxReader(TestQueries):
         return None
 
     def _once(self, key, ask):
-        if key not in self._known:
-            self._known[key] = ask()
-        return self._known[key]
+        # the panels' threads ask together: one asks, the others wait (re-entrant: an
+        # answer may need another, firstTime the fields)
+        with self._known_lock:
+            if key not in self._known:
+                self._known[key] = ask()
+            return self._known[key]
 
     def measurements(self):
         return self._once('measurements', lambda: [
@@ -363,14 +408,45 @@ class InfluxReader(TestQueries):
     def firstTime(self):
         """The time (seconds) of the oldest point, None for an empty database: the first
         point of each measurement (``LIMIT 1``, which reads the first block of each series,
-        where ``first()`` would read them all)."""
+        where ``first()`` would read them all). A query without a time range opens every
+        shard of the measurement (a week of points each, by default): with the rollups,
+        the first weekly row of the database bounds the search to its week
+        (:meth:`_firstTimeFromRollups`)."""
         def ask():
-            firsts = []
-            for m in self.numericFields():
-                for s in self.query(f"SELECT * FROM {self._from(m)} LIMIT 1"):
-                    firsts.extend(v[0] / 1e3 for v in s['values'] if v[0] is not None)
-            return min(firsts, default=None)
+            names = list(self.numericFields())
+            if self.hasRollups():
+                return self._firstTimeFromRollups(names)
+            return self.firstOf(f"SELECT * FROM {self._from(m)} LIMIT 1" for m in names)
         return self._once('first', ask)
+
+    def firstOf(self, statements):
+        """The earliest time (seconds) the answers of ``statements`` hold, or None."""
+        firsts = [v[0] / 1e3 for answer in self.queries(statements) for s in answer
+                  for v in s['values'] if v[0] is not None]
+        return min(firsts, default=None)
+
+    def _firstTimeFromRollups(self, names):
+        """:meth:`firstTime` of a database with rollups: ``W``, the start of the earliest
+        week rolled up, then each measurement's first point before ``W`` + 7 days (a point
+        older than the rollups, not rolled up, is found too); when there is none (the raw
+        points of that time are gone: a retention policy), the first point after, or the
+        first hour rolled up, the earlier (as the embedded store: "the oldest point or
+        rollup")."""
+        rollup_names = [m for m in names if m not in NOT_ROLLED_UP]
+        week = self.firstOf(f"SELECT * FROM {quoteIdent(WEEKLY)}.{quoteIdent(m)} LIMIT 1"
+                             for m in rollup_names)
+        if week is None:
+            return self.firstOf(f"SELECT * FROM {self._from(m)} LIMIT 1" for m in names)
+        bound = int(week) + 7 * 86400
+        first = self.firstOf(f"SELECT * FROM {self._from(m)} WHERE time < {bound}s LIMIT 1"
+                              for m in names)
+        if first is not None:
+            return first
+        hour = self.firstOf(f"SELECT * FROM {quoteIdent(HOURLY)}.{quoteIdent(m)}"
+                             f" WHERE time >= {int(week)}s LIMIT 1" for m in rollup_names)
+        later = self.firstOf(f"SELECT * FROM {self._from(m)} WHERE time >= {bound}s LIMIT 1"
+                              for m in names)
+        return min((t for t in (hour, later) if t is not None), default=None)
 
     def numericFields(self):
         """``{measurement: [numeric field names]}`` (``SHOW FIELD KEYS``)."""
@@ -448,51 +524,63 @@ class InfluxReader(TestQueries):
 
         def bucket(key, t):
             k = (key, None if period is None else int(t // period * period))
-            agg = acc.get(k)
-            if agg is None:
-                agg = acc[k] = Aggregate(sketched=not counted)
-            return agg
+            b = acc.get(k)
+            if b is None:
+                b = acc[k] = _Bucket(Aggregate(sketched=not counted))
+            return b
 
         tags = [quoteIdent(t) for t in (('builder_name',) + GROUP_TAGS[kind.name])]
         conditions = KIND_CONDITIONS.get(kind.name, ())
-        for policy, ranges in ((HOURLY, p.hours), (DAILY, p.days), (WEEKLY, p.weeks)):
+        # every statement first, then one request for all of them
+        rollup_reads, raw_reads = [], []
+        for policy, ranges, length in ((HOURLY, p.hours, 3600), (DAILY, p.days, 86400),
+                                       (WEEKLY, p.weeks, 7 * 86400)):
+            # per period of the level's own length, each period is one row: its median and
+            # p90 are the answer (_Bucket), the other percentiles not needed
+            wanted = SINGLE_ROW_PERCENTILES if period == length else PERCENTILES
             for lo, hi in ranges:
                 for m, fields in measurements.items():
-                    columns = ", ".join(quoteIdent(c) for c in rollupColumns(kind, fields))
-                    q = (f"SELECT {columns} FROM {quoteIdent(policy)}.{quoteIdent(m)}"
-                         f"{self._where(builder, lo, hi, conditions)}"
-                         f" GROUP BY {', '.join(tags)}")
-                    for series in self.query(q):
-                        row_tags = series.get('tags') or {}
-                        for values in series['values']:
-                            row = dict(zip(series['columns'], values))
-                            self._addRollupRow(kind, m, fields, row_tags, row, by_builder,
-                                               bucket)
+                    columns = ", ".join(quoteIdent(c) for c in rollupColumns(kind, fields,
+                                                                             wanted))
+                    rollup_reads.append((m, fields, (
+                        f"SELECT {columns} FROM {quoteIdent(policy)}.{quoteIdent(m)}"
+                        f"{self._where(builder, lo, hi, conditions)}"
+                        f" GROUP BY {', '.join(tags)}")))
         for lo, hi in p.raw:
             for m, fields in measurements.items():
                 cols = ", ".join(quoteIdent(f) for f in fields)
-                q = (f"SELECT {cols} FROM {self._from(m)}"
-                     f"{self._where(builder, lo, hi, conditions)} GROUP BY {', '.join(tags)}")
-                for series in self.query(q):
-                    row_tags = series.get('tags') or {}
-                    values = {}
-                    for row in series['values']:
-                        t = row[0] / 1e3
-                        for f, v in zip(fields, row[1:]):
-                            if isNumber(v):
-                                field = POINTS if kind.fields == (POINTS,) else f
-                                values.setdefault(
-                                    (kind.group(m, row_tags, field, by_builder),
-                                     t // period * period if period else 0), []).append(v)
-                    for (key, t), vs in values.items():
-                        agg = bucket(key, t)
-                        if kind.fields == (POINTS,):
-                            agg.count += len(vs)
-                        else:
-                            agg.addValues(vs)
+                raw_reads.append((m, fields, (
+                    f"SELECT {cols} FROM {self._from(m)}"
+                    f"{self._where(builder, lo, hi, conditions)} GROUP BY {', '.join(tags)}")))
+        answers = iter(self.queries([q for _, _, q in rollup_reads + raw_reads]))
+        for m, fields, _ in rollup_reads:
+            for series in next(answers):
+                row_tags = series.get('tags') or {}
+                columns = series['columns']
+                for values in series['values']:
+                    self._addRollupRow(kind, m, fields, row_tags, dict(zip(columns, values)),
+                                       by_builder, bucket)
+        for m, fields, _ in raw_reads:
+            for series in next(answers):
+                row_tags = series.get('tags') or {}
+                values = {}
+                for row in series['values']:
+                    t = row[0] / 1e3
+                    for f, v in zip(fields, row[1:]):
+                        if isNumber(v):
+                            field = POINTS if kind.fields == (POINTS,) else f
+                            values.setdefault(
+                                (kind.group(m, row_tags, field, by_builder),
+                                 t // period * period if period else 0), []).append(v)
+                for (key, t), vs in values.items():
+                    agg = bucket(key, t).agg
+                    if kind.fields == (POINTS,):
+                        agg.count += len(vs)
+                    else:
+                        agg.addValues(vs)
         out = {}
-        for (key, when), agg in acc.items():
-            st = _aggregateStats(agg)
+        for (key, when), b in acc.items():
+            st = b.stats()
             if period is None:
                 out[key] = st
             else:
@@ -507,30 +595,26 @@ class InfluxReader(TestQueries):
         t = row['time'] / 1e3
         if kind.fields == (POINTS,):
             if row.get('points'):
-                bucket(kind.group(m, tags, POINTS, by_builder), t).count += row['points']
+                bucket(kind.group(m, tags, POINTS, by_builder), t).agg.count += row['points']
             return
         for f in fields:
-            if kind.name == 'custom':
-                names = {k: f"{k}_{f}" for k in ('count', 'sum', 'min', 'max', 'median')}
-            else:
-                names = {k: f"{f}_{k}" for k in ('count', 'sum', 'min', 'max')}
+            names = _rollupNames(kind.name, f)
             n = row.get(names['count'])
             if not n:
                 continue
-            agg = bucket(kind.group(m, tags, f, by_builder), t)
+            b = bucket(kind.group(m, tags, f, by_builder), t)
             # the values not zero: counted for the failed tests only
             nonzero = (row.get('failed_nonzero') or 0) if f == 'failed' else n
-            agg.addRow(n, row.get(names['sum']), row.get(names['min']), row.get(names['max']),
-                       nonzero, None)
-            if agg.quantiles is not None:
+            b.agg.addRow(n, row.get(names['sum']), row.get(names['min']),
+                         row.get(names['max']), nonzero, None)
+            if b.agg.quantiles is not None:
                 if kind.name == 'custom':
                     median = row.get(names['median'])
                     if median is not None:
-                        agg.quantiles.addWeighted([median], [n])
+                        b.rows.append((n, None, None, None, median))
                 else:
-                    agg.quantiles.addWeighted(*percentileBins(
-                        n, row.get(names['min']), row.get(names['max']),
-                        [row.get(f"{f}_p{q:02d}") for q in PERCENTILES]))
+                    b.rows.append((n, row.get(names['min']), row.get(names['max']),
+                                   [row.get(c) for c in names['percentiles']], None))
 
     def summarizeRaw(self, kind_name, builder=None, start=None, end=None, period=None,
                      by_builder=True):
@@ -605,15 +689,31 @@ class InfluxReader(TestQueries):
 
     def recentDurations(self, builder=None, start=None, end=None, n=200):
         """``{builder: [(time, build number, duration), ...]}``: the latest ``n`` builds of
-        each builder in the range, by time."""
+        each builder in the range, by time. Looked for in the last day of the range first,
+        then the last 4 weeks, then all of it (:data:`RECENT_WINDOWS`): ``ORDER BY time DESC
+        LIMIT`` opens every shard of its time range, a week each by default."""
+        names = list(self._kindMeasurements(KINDS['durations'], builder))
+        limit = int(n) + 20  # a few more than n: a build in both forms (its first point counts)
+        top = self.clock() if end is None else end
+        found = {}
+        for window in RECENT_WINDOWS:
+            lo = None if window is None else top - window
+            if lo is not None and start is not None and lo <= start:
+                lo = None
+            wanted = [m for m in names if len(found.get(m, ())) < limit]
+            if not wanted:
+                break
+            statements = [f'SELECT "duration", {BUILD_COLUMNS} FROM {self._from(m)}'
+                          f"{self._where(None, start if lo is None else lo, end, [DURATION_SET])}"
+                          f" ORDER BY time DESC LIMIT {limit}" for m in wanted]
+            for m, answer in zip(wanted, self.queries(statements)):
+                found[m] = [dict(zip(s['columns'], v)) for s in answer for v in s['values']]
+            if lo is None:
+                break
         out = {}
-        for m in self._kindMeasurements(KINDS['durations'], builder):
-            # a few more than n: a build in both forms (its first point counts)
-            q = (f'SELECT "duration", {BUILD_COLUMNS} FROM {self._from(m)}'
-                 f"{self._where(None, start, end, [DURATION_SET])}"
-                 f" ORDER BY time DESC LIMIT {int(n) + 20}")
+        for m in names:
             rows, seen = [], set()
-            for row in sorted(self._rows(q), key=lambda r: r['time']):
+            for row in sorted(found.get(m, ()), key=lambda r: r['time']):
                 _, number, _ = buildOf(row)
                 if number is None or number not in seen:
                     seen.add(number)
@@ -795,7 +895,40 @@ def percentileBins(count, lo, hi, percentiles):
     percentiles tell them. InfluxDB's ``percentile(f, p)`` of ``n`` values is the one of rank
     ``floor(n * p / 100 + 0.5)`` (none below rank 1), so each is a known value of a known
     rank; the values between two known ranks, unknown, are put halfway between them. A
-    period of at most 20 values is known whole."""
+    period of at most 20 values is known whole. (A view reads thousands of rows: which
+    rank each value has depends on ``n`` only, worked out once per ``n``,
+    :func:`_binLayout`.)"""
+    if lo is None or hi is None or None in percentiles or len(percentiles) != len(PERCENTILES):
+        return _percentileBins(count, lo, hi, percentiles)
+    known = (lo, *percentiles, hi)
+    layout, weights = _binLayout(int(count))
+    return [known[a] if a == b else (known[a] + known[b]) / 2 for a, b in layout], weights
+
+
+@functools.lru_cache(maxsize=1024)
+def _binLayout(n):
+    """``([(a, b)], [weight])`` of :func:`percentileBins` for ``n`` values whose minimum,
+    percentiles and maximum are all known (index 0, 1.., last of ``known``): each value is
+    ``known[a]`` (``a == b``) or halfway between ``known[a]`` and ``known[b]``."""
+    last = len(PERCENTILES) + 1
+    known = {1: 0, n: last}  # rank: index, as _percentileBins fills it
+    for i, p in enumerate(PERCENTILES, start=1):
+        k = math.floor(n * p / 100 + 0.5)
+        if 1 <= k <= n:
+            known[k] = i
+    ranks = sorted(known)
+    layout, weights = [], []
+    for i, k in enumerate(ranks):
+        layout.append((known[k], known[k]))
+        weights.append(1.0)
+        if i + 1 < len(ranks) and ranks[i + 1] - k > 1:
+            layout.append((known[k], known[ranks[i + 1]]))
+            weights.append(float(ranks[i + 1] - k - 1))
+    return layout, weights
+
+
+def _percentileBins(count, lo, hi, percentiles):
+    """:func:`percentileBins` of a row with missing values (the general way)."""
     n = int(count)
     known = {}
     if lo is not None:
@@ -815,6 +948,73 @@ def percentileBins(count, lo, hi, percentiles):
             values.append((known[k] + known[ranks[i + 1]]) / 2)
             weights.append(float(ranks[i + 1] - k - 1))
     return values, weights
+
+
+@functools.lru_cache(maxsize=256)
+def _rollupNames(kind_name, field):
+    """The columns of a field's rollup row: ``{'count': ..., 'percentiles': [...]}``."""
+    if kind_name == 'custom':
+        return {k: f"{k}_{field}" for k in ('count', 'sum', 'min', 'max', 'median')}
+    names = {k: f"{field}_{k}" for k in ('count', 'sum', 'min', 'max')}
+    names['percentiles'] = [f"{field}_p{q:02d}" for q in PERCENTILES]
+    return names
+
+
+#: Where the median and the 90th percentile are in a rollup row's percentiles.
+_P50, _P90 = PERCENTILES.index(50), PERCENTILES.index(90)
+#: The percentiles a period of one row is answered from: the 90th, and the median's
+#: neighbours (the median of an even count is the mean of two middle values).
+SINGLE_ROW_PERCENTILES = tuple(p for p in PERCENTILES if p >= 50)
+
+
+def _middle(n, hi, percentiles):
+    """The median of a rollup row's ``n`` values: InfluxDB's 50th percentile (the value of
+    rank ``floor(n / 2 + 0.5)``) is the middle value of an odd count, the lower middle one
+    of an even count, whose upper middle one (rank ``n / 2 + 1``) is a known percentile or
+    read on the line to the next known rank, and the median their mean."""
+    p50 = percentiles[_P50]
+    if p50 is None or n % 2:
+        return p50
+    r = n // 2
+    above = [(math.floor(n * p / 100 + 0.5), v) for p, v in zip(PERCENTILES, percentiles)
+             if p > 50 and v is not None] + [(n, hi)]
+    for k, v in above:
+        if k > r and v is not None:
+            return (p50 + p50 + (v - p50) / (k - r)) / 2
+    return p50
+
+
+class _Bucket:
+    """One group's period (or range) in :meth:`InfluxReader.summarizeRollups`: its
+    :class:`Aggregate` and the distributions of its rollup rows (``(count, min, max,
+    percentiles, None)``, or ``(count, None, None, None, median)`` of a custom series),
+    kept until the answer, so that a period of one row (a chart of hours from hourly
+    rows, of days from daily ones) takes its median and 90th percentile from the row
+    itself, InfluxDB's own, without a sketch of it."""
+
+    __slots__ = ('agg', 'rows')
+
+    def __init__(self, agg):
+        self.agg, self.rows = agg, []
+
+    def stats(self):
+        agg, q = self.agg, self.agg.quantiles
+        if q is not None and self.rows:
+            if len(self.rows) == 1 and q.exact and not q.values and agg.min is not None:
+                n, lo, hi, percentiles, median = self.rows[0]
+                if percentiles is None:
+                    p50 = p90 = median
+                else:
+                    p50, p90 = _middle(int(n), hi, percentiles), percentiles[_P90]
+                if p50 is not None and p90 is not None:
+                    return Stats(agg.count, agg.sum, agg.min, agg.max, agg.nonzero, p50, p90,
+                                 exact=False)
+            for n, lo, hi, percentiles, median in self.rows:
+                if percentiles is None:
+                    q.addWeighted([median], [n])
+                else:
+                    q.addWeighted(*percentileBins(n, lo, hi, percentiles))
+        return _aggregateStats(agg)
 
 
 def _aggregateStats(agg):

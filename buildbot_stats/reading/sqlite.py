@@ -557,7 +557,15 @@ class StoreReader(TestQueries):
             if result is not None and result not in PASSED_RESULTS \
                     and result not in NOT_COUNTED_RESULTS and 'builder_name' in tags:
                 failed.setdefault(tags['builder_name'], []).append(tid)
-        watermark, _, dirty = self.rollupState()
+        watermark, raw_since, dirty = self.rollupState()
+        # the hours whose rollups count: those inside the range, and an edge's whole hour
+        # where its raw points are gone (as summarize's plan does); the raw points answer
+        # for a partial edge hour otherwise
+        h_lo = h_hi = None
+        if start is not None:
+            h_lo = int(start // HOUR * HOUR if start < raw_since else -(-start // HOUR) * HOUR)
+        if end is not None:
+            h_hi = int(-(-end // HOUR) * HOUR if end < raw_since else end // HOUR * HOUR)
         out = {}
         for b in ([builder] if builder is not None else sorted(failed)):
             ids = failed.get(b)
@@ -567,23 +575,29 @@ class StoreReader(TestQueries):
             marks = ','.join('?' * len(ids))
             where, params = [f"series = ? AND level = ? AND tagset IN ({marks})"], [sid, HOUR,
                                                                                        *ids]
-            if start is not None:
+            if h_lo is not None:
                 where.append("start >= ?")
-                params.append(int(start // HOUR * HOUR))
-            if end is not None:
+                params.append(h_lo)
+            if h_hi is not None:
                 where.append("start < ?")
-                params.append(end)
+                params.append(h_hi)
             last_hour = self._one(f"SELECT MAX(start) FROM rollups WHERE {' AND '.join(where)}",
                                   params)[0]
-            # the raw points from the last rolled-up failure, the first dirty hour or the
-            # watermark (what is not rolled up) to the end
-            lo = min([watermark] + dirty[:1] + ([last_hour] if last_hour is not None else []))
+            # the raw points from the last rolled-up failure, the first dirty hour, the
+            # watermark (what is not rolled up) or the end's partial hour to the end
+            lo = min([watermark] + dirty[:1] + ([last_hour] if last_hour is not None else [])
+                     + ([h_hi] if h_hi is not None and h_hi < end else []))
             if start is not None:
                 lo = max(lo, start)
             found = None
             for _, t, tags, fields in self._raw(series, b, lo, end, order="DESC", limit=1,
                                                 tagsets=ids):
                 found = (t / US, buildOf(tags, fields)[0], tags.get('result'))
+            if found is None and last_hour is None and h_lo is not None and start < h_lo:
+                # no failure after it: the start's partial hour
+                for _, t, tags, fields in self._raw(series, b, start, min(h_lo, lo),
+                                                    order="DESC", limit=1, tagsets=ids):
+                    found = (t / US, buildOf(tags, fields)[0], tags.get('result'))
             if found is None and last_hour is not None:
                 # its raw points are gone: the hour is all we know
                 result = self._one(

@@ -9,6 +9,7 @@ Every text from the store (builder, step, series names...) goes through
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import urllib.parse
 
@@ -25,16 +26,34 @@ def collect(reader, builder, start, end, now, known=None):
     """Every panel's model for one view: :meth:`Panel.compute` of each, through one
     :class:`~buildbot_stats.www.panels.base.Query` (each reader question asked once), in
     one read transaction of an SQLite store (one state of the file); ``known``: ``{panel
-    id: model}`` kept from an earlier view (the per-test tables), not computed again."""
+    id: model}`` kept from an earlier view (the per-test tables), not computed again.
+    A reader whose ``threads`` is more than 1 (InfluxDB: the work is the server's, on
+    other cores) has the panels computed by that many threads at once, so that one
+    panel's questions wait on the server while another's answers are decoded."""
     known = known or {}
     transaction = getattr(reader, 'readTransaction', None)
     with (transaction() if transaction is not None else contextlib.nullcontext()):
         q = Query(reader, builder, start, end, now)
-        names = set(q.ask('builderNames')) | _testBuilders(reader)
-        data = {'builder_names': sorted(names), 'period': q.period}
+        threads = getattr(reader, 'threads', 1)
+        todo = [panel for panel in PANELS if panel.id not in known]
+        if threads > 1 and len(todo) > 1:
+            with concurrent.futures.ThreadPoolExecutor(
+                    threads, thread_name_prefix='buildbot_stats-view') as pool:
+                names = pool.submit(_builderNames, q, reader)
+                models = dict(zip((panel.id for panel in todo),
+                                  pool.map(lambda panel: panel.compute(q), todo)))
+                names = names.result()
+        else:
+            names = _builderNames(q, reader)
+            models = {panel.id: panel.compute(q) for panel in todo}
+        data = {'builder_names': names, 'period': q.period}
         for panel in PANELS:
-            data[panel.id] = known[panel.id] if panel.id in known else panel.compute(q)
+            data[panel.id] = known[panel.id] if panel.id in known else models[panel.id]
     return data
+
+
+def _builderNames(q, reader):
+    return sorted(set(q.ask('builderNames')) | _testBuilders(reader))
 
 
 def _testBuilders(reader):

@@ -28,19 +28,21 @@ EXACT_VALUES = 300
 #: A range of at most this many values (every part exact) is computed exactly.
 EXACT_LIMIT = 2000
 
-_VALUES, _DIGEST = b'V', b'T'
+#: The first byte of a sketch that stores the values (then little-endian doubles), and of
+#: one that stores a t-digest.
+VALUES_SKETCH, DIGEST_SKETCH = b'V', b'T'
 
 
 def encodeSketch(values):
     """The stored sketch of ``values`` (a list of numbers, not empty)."""
     if len(values) <= EXACT_VALUES:
-        return _VALUES + struct.pack(f'<{len(values)}d', *values)
-    return _DIGEST + TDigest.from_values(values, max_centroids=MAX_CENTROIDS).to_bytes()
+        return VALUES_SKETCH + struct.pack(f'<{len(values)}d', *values)
+    return DIGEST_SKETCH + TDigest.from_values(values, max_centroids=MAX_CENTROIDS).to_bytes()
 
 
 def decodeSketch(blob):
     """``(values, None)`` or ``(None, digest)`` of a stored sketch."""
-    if blob[:1] == _VALUES:
+    if blob[:1] == VALUES_SKETCH:
         return struct.unpack_from(f'<{(len(blob) - 1) // 8}d', blob, 1), None
     return None, TDigest.from_bytes(blob[1:])
 
@@ -110,7 +112,7 @@ class Quantiles:
         if self.digest is None:
             return encodeSketch(self.values) if self.values else None
         self._fold()
-        return _DIGEST + self.digest.to_bytes()
+        return DIGEST_SKETCH + self.digest.to_bytes()
 
     def medianAndP90(self):
         """``(median, p90)``; None for no value."""

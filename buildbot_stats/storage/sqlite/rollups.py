@@ -36,6 +36,8 @@ from __future__ import annotations
 import collections
 import json
 
+from buildbot_stats.storage.sqlite import aggregates
+from buildbot_stats.storage.sqlite.aggregates import VALUES_SKETCH
 from buildbot_stats.storage.sqlite.aggregates import Quantiles
 from buildbot_stats.storage.sqlite.aggregates import encodeSketch
 from buildbot_stats.storage.sqlite.layout import NO_BUILD
@@ -155,48 +157,75 @@ class HourAccumulator:
     def grouped(self, conn):
         """``{(series id, tag set id): [fields]}`` of the hour's points, the field form of a
         build counted in its tag form left out (as :meth:`Rollups._fromRaw` does)."""
-        points = {}
+        points = collections.defaultdict(list)
         for prepared, rows in self.batches:
             for p, row in zip(prepared, rows):
-                if p[3] == NO_BUILD and row[0] not in ROLLED:  # (a test without a call)
-                    number = fieldFormBuild(row[0], p[3], row[3])
-                    if number is not None and isTwin(conn, p[0], p[1],
-                                                     row[2].get('builder_name'), number):
-                        continue  # the build counts in its tag form
-                key = (p[0], p[2])
-                dicts = points.get(key)
-                if dicts is None:
-                    points[key] = [row[3]]
-                else:
-                    dicts.append(row[3])
+                if p[3] == NO_BUILD and row[0] not in ROLLED \
+                        and self._twin(conn, p, row):
+                    continue  # the build counts in its tag form
+                points[p[0], p[2]].append(row[3])
         return points
 
+    @staticmethod
+    def _twin(conn, p, row):
+        number = fieldFormBuild(row[0], p[3], row[3])
+        return number is not None and isTwin(conn, p[0], p[1], row[2].get('builder_name'),
+                                             number)
 
-def hourRows(start, points, series_names, group_of):
-    """The rollup rows of the hour starting at ``start`` from its points (``{(series id, tag
-    set id): [fields]}``); ``group_of(series id, tag set id)``: the group's tag set id. One
-    pass per field, in list comprehensions."""
+
+#: The types of the values rolled up (not bool, a subclass of int).
+NUMBERS = frozenset({int, float})
+
+
+def seriesPlan(name):
+    """``(fields rolled up or None: every numeric one, sketched)`` of the series ``name``."""
+    return rolledFields(name), name not in COUNTED_ONLY
+
+
+def hourRows(start, points, plans, group_ids, group_of):
+    """The rollup rows (a list) of the hour starting at ``start`` from its points
+    (``{(series id, tag set id): [fields]}``); ``plans``: ``{series id:``
+    :func:`seriesPlan` ``}``; ``group_ids``: ``{(series id, tag set id): group tag set
+    id}``, filled by ``group_of(series id, tag set id)`` when missing. One pass per field,
+    in list comprehensions."""
     groups = {}
-    for (sid, tid), dicts in points.items():
-        key = (sid, group_of(sid, tid))
-        if key in groups:
-            groups[key] = groups[key] + dicts
-        else:
-            groups[key] = dicts
+    for key, dicts in points.items():
+        gid = group_ids.get(key)
+        if gid is None:
+            gid = group_of(*key)
+        key = (key[0], gid)
+        got = groups.get(key)
+        groups[key] = dicts if got is None else got + dicts
+    out = []
+    add = out.append
     for (sid, gid), dicts in groups.items():
-        name = series_names[sid]
-        fields = rolledFields(name)
+        fields, sketched = plans[sid]
         if fields is None:
             fields = sorted(set().union(*dicts) - NOT_ROLLED)
-        sketched = name not in COUNTED_ONLY
         for f in fields:
             if f == POINTS:
-                yield (sid, HOUR, start, gid, f, len(dicts), None, None, None, None, None)
+                add((sid, HOUR, start, gid, f, len(dicts), None, None, None, None, None))
                 continue
-            vs = [v for v in [d.get(f) for d in dicts] if type(v) is float or type(v) is int]
+            vs = [v for d in dicts if type(v := d.get(f)) in NUMBERS]
             if vs:
-                yield (sid, HOUR, start, gid, f, len(vs), sum(vs), min(vs), max(vs),
-                       len(vs) - vs.count(0), encodeSketch(vs) if sketched else None)
+                n = len(vs)
+                add((sid, HOUR, start, gid, f, n, sum(vs), min(vs), max(vs), n - vs.count(0),
+                     encodeSketch(vs) if sketched else None))
+    return out
+
+
+def mergeSketches(blobs):
+    """The stored sketch of the values of the stored sketches ``blobs`` (None for None):
+    what :class:`Quantiles` gives, without decoding values that stay values."""
+    if blobs is None:
+        return None
+    if all(b[:1] == VALUES_SKETCH for b in blobs) \
+            and sum(len(b) - 1 for b in blobs) <= 8 * aggregates.EXACT_VALUES:
+        return VALUES_SKETCH + b''.join(b[1:] for b in blobs)
+    merged = Quantiles()
+    for blob in blobs:
+        merged.addSketch(blob)
+    return merged.encoded()
 
 
 INSERT_ROLLUP = ("INSERT OR REPLACE INTO rollups (series, level, start, tagset, field, count,"
@@ -210,9 +239,10 @@ class Rollups:
     rolled up wait in memory (the batches as they came, one append per batch) until their
     hour closes, so that closing an hour reads nothing back; an hour whose points are not
     all in memory (written before the writer opened the file, by another program, or
-    written again) is rolled up from the raw points. Between maintenances a transaction of
-    points reads the file's rollup state only when another program committed
-    (``PRAGMA data_version``).
+    written again) is rolled up from the raw points. A transaction of points reads the
+    file's rollup state again only after a maintenance or when another program committed
+    (``PRAGMA data_version``, a fraction of a read), so that it never writes into an hour
+    another program closed without marking it dirty (:meth:`_sync`).
     """
 
     def __init__(self, names):
@@ -220,10 +250,10 @@ class Rollups:
         self.pending = {}  # hour -> HourAccumulator
         self.from_raw = set()  # hours >= watermark to roll up from the raw points
         self.watermark = None  # as last read from the file
-        # the State as last read, and the file's data_version then: read again only when
-        # another program committed since (or this connection's maintenance ran)
+        # the State as last read: read again after a maintenance (and a rollback), and
+        # when another program committed
         self.state = None
-        self.data_version = None
+        self.data_version = None  # the file's data_version when the State was read
         # the last hour that may hold points this connection did not write (written before
         # it opened the file, or by another program): its hours are checked against the raw
         # points when they close; the hours after it are complete in memory
@@ -233,6 +263,7 @@ class Rollups:
         self.tagsets = {}  # tag set id -> tags (decoded, for the raw path)
         self.fieldsets = {}
         self.series_names = {}
+        self.plans = {}  # series id -> seriesPlan(its name)
         self.hours_rolled = 0  # hours rolled up by this connection (for the commands)
 
     # -- the state --------------------------------------------------------------------------
@@ -256,9 +287,12 @@ class Rollups:
             hours.update(h * HOUR for (h,) in conn.execute(sql, params))
         return hours
 
-    def _sync(self, state):
-        """Another program (a command) may have moved the watermark: what it rolled up is
-        no longer pending here."""
+    def _sync(self, conn, state):
+        """In a transaction: another program (a command, a second master's writer) may
+        have moved the watermark. The hours it passed are no longer pending here: it rolled
+        them up from the raw points, which held every point this writer committed before
+        (the state is read again at the first transaction after another program's commit,
+        so a point written after that is a late point of a closed hour: dirty)."""
         if state.watermark != self.watermark:
             self.watermark = state.watermark
             for h in [h for h in self.pending if h < state.watermark]:
@@ -266,12 +300,15 @@ class Rollups:
             self.from_raw = {h for h in self.from_raw if h >= state.watermark}
 
     def _state(self, conn):
-        """The file's State, in a transaction: read again only when another program
-        committed since it was last read (``PRAGMA data_version``, a fraction of a read)."""
-        version = self._foreign(conn)
+        """The file's State, in a transaction: read again after each maintenance, and when
+        another program committed since it was last read (``PRAGMA data_version``, a
+        fraction of a read): a second master's writer or a backfill writing into an hour
+        this writer's maintenance closed meanwhile must see it closed, and mark it dirty,
+        even if it never runs a maintenance itself."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
         if self.state is None or version != self.data_version:
             self.state, self.data_version = State.read(conn), version
-            self._sync(self.state)
+            self._sync(conn, self.state)
         return self.state
 
     def _foreign(self, conn):
@@ -301,7 +338,7 @@ class Rollups:
     def forget(self):
         """After a rollback: ids added in it do not exist (nor, perhaps, what was read)."""
         self.group_ids.clear()
-        self.series_names, self.tagsets, self.fieldsets = {}, {}, {}
+        self.series_names, self.tagsets, self.fieldsets, self.plans = {}, {}, {}, {}
         self.state = self.foreign_version = None
 
     # -- points written ---------------------------------------------------------------------
@@ -377,8 +414,10 @@ class Rollups:
 
     def _loadNames(self, conn):
         """The names added since the last call (ids only grow; a rollback forgets them)."""
-        self.series_names.update(conn.execute(
-            "SELECT id, name FROM series WHERE id > ?", (max(self.series_names, default=0),)))
+        added = conn.execute("SELECT id, name FROM series WHERE id > ?",
+                             (max(self.series_names, default=0),)).fetchall()
+        self.series_names.update(added)
+        self.plans.update((i, seriesPlan(name)) for i, name in added)
         self.tagsets.update((i, json.loads(t)) for i, t in conn.execute(
             "SELECT id, tags FROM tagsets WHERE id > ?", (max(self.tagsets, default=0),)))
         self.fieldsets.update((i, json.loads(n)) for i, n in conn.execute(
@@ -386,7 +425,7 @@ class Rollups:
 
     def _maintain(self, conn, now, max_hours):
         state = State.read(conn)
-        self._sync(state)
+        self._sync(conn, state)
         self._loadNames(conn)
         target = int((now - GRACE) // HOUR * HOUR)
         budget = max_hours
@@ -494,7 +533,8 @@ class Rollups:
         self._write(conn, hour, points)
 
     def _seriesIn(self):
-        """``series IN (...)`` of every series: the rollups' primary key starts with it."""
+        """``series IN (...)`` of every series: the rollups' primary key and the raw
+        points' index start with it."""
         return f"series IN ({','.join(str(int(i)) for i in self.series_names) or 'NULL'})"
 
     def _write(self, conn, hour, points, fresh=False):
@@ -503,31 +543,42 @@ class Rollups:
             conn.execute(f"DELETE FROM rollups WHERE {self._seriesIn()} AND level = ? AND"
                          " start = ?", (HOUR, hour))
         conn.executemany(INSERT_ROLLUP, hourRows(
-            hour, points, self.series_names, lambda sid, tid: self.groupId(conn, sid, tid)))
+            hour, points, self.plans, self.group_ids,
+            lambda sid, tid: self.groupId(conn, sid, tid)))
 
     def _rollUp(self, conn, finer, level, start):
         """The rows of ``level`` (a day, a week) starting at ``start`` from the rows of the
-        ``finer`` level in it: the numbers added up by SQLite, the sketches merged."""
+        ``finer`` level in it, read once and added up here: counts, sums, minima, maxima,
+        non-zero counts, the sketches merged (:func:`mergeSketches`)."""
         series_in = self._seriesIn()
-        parts = (finer, start, start + level)
         conn.execute(f"DELETE FROM rollups WHERE {series_in} AND level = ? AND start = ?",
                      (level, start))
-        conn.execute(
-            "INSERT INTO rollups (series, level, start, tagset, field, count, sum, min, max,"
-            " nonzero, sketch) SELECT series, ?, ?, tagset, field, SUM(count), SUM(sum),"
-            " MIN(min), MAX(max), SUM(nonzero), NULL FROM rollups"
-            f" WHERE {series_in} AND level = ? AND start >= ? AND start < ?"
-            " GROUP BY series, tagset, field", (level, start, *parts))
-        sketches = collections.defaultdict(Quantiles)
-        for sid, gid, field, blob in conn.execute(
-                f"SELECT series, tagset, field, sketch FROM rollups WHERE {series_in} AND"
-                " level = ? AND start >= ? AND start < ? AND sketch IS NOT NULL", parts):
-            sketches[(sid, gid, field)].addSketch(blob)
-        conn.executemany(
-            "UPDATE rollups SET sketch = ? WHERE series = ? AND level = ? AND start = ?"
-            " AND tagset = ? AND field = ?",
-            [(q.encoded(), sid, level, start, gid, field)
-             for (sid, gid, field), q in sketches.items()])
+        parts = {}
+        for sid, gid, field, count, total, lo, hi, nonzero, blob in conn.execute(
+                "SELECT series, tagset, field, count, sum, min, max, nonzero, sketch"
+                f" FROM rollups WHERE {series_in} AND level = ? AND start >= ? AND start < ?",
+                (finer, start, start + level)):
+            key = (sid, gid, field)
+            part = parts.get(key)
+            if part is None:
+                part = parts[key] = [0, None, None, None, None, None]
+            part[0] += count
+            if total is not None:
+                part[1] = total if part[1] is None else part[1] + total
+            if lo is not None and (part[2] is None or lo < part[2]):
+                part[2] = lo
+            if hi is not None and (part[3] is None or hi > part[3]):
+                part[3] = hi
+            if nonzero is not None:
+                part[4] = nonzero if part[4] is None else part[4] + nonzero
+            if blob is not None:
+                if part[5] is None:
+                    part[5] = [blob]
+                else:
+                    part[5].append(blob)
+        conn.executemany(INSERT_ROLLUP, [
+            (sid, level, start, gid, field, count, total, lo, hi, nonzero, mergeSketches(blobs))
+            for (sid, gid, field), (count, total, lo, hi, nonzero, blobs) in parts.items()])
 
     # -- rebuilding ----------------------------------------------------------------------------
 

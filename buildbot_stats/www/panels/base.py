@@ -13,6 +13,8 @@ at most :data:`MAX_PERIODS` marks (a chart's plot is 680 pixels wide).
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import time
 
 from buildbot_stats import charts
@@ -54,6 +56,7 @@ class Query:
         self.reader, self.builder, self.start, self.end = reader, builder, start, end
         self.now = time.time() if now is None else now
         self._answers = {}
+        self._lock = threading.Lock()
         first = start if start is not None else self.ask('firstTime')
         last = end if end is not None else self.now
         self.span = max(0.0, last - first) if first is not None else 0.0
@@ -63,11 +66,21 @@ class Query:
         self.builds_kept = not raw_since or (start is not None and start >= raw_since)
 
     def ask(self, method, *args, **kwargs):
-        """``reader.method(*args, **kwargs)``, once per view."""
+        """``reader.method(*args, **kwargs)``, once per view (also when panels computed at
+        once by several threads ask it together: the first asks, the others wait for its
+        answer)."""
         key = (method, args, tuple(sorted(kwargs.items())))
-        if key not in self._answers:
-            self._answers[key] = getattr(self.reader, method)(*args, **kwargs)
-        return self._answers[key]
+        with self._lock:
+            future = self._answers.get(key)
+            mine = future is None
+            if mine:
+                future = self._answers[key] = concurrent.futures.Future()
+        if mine:
+            try:
+                future.set_result(getattr(self.reader, method)(*args, **kwargs))
+            except BaseException as e:
+                future.set_exception(e)
+        return future.result()
 
     def window(self, method, **kwargs):
         """A reader query of this view's builder and range."""
