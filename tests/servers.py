@@ -71,25 +71,52 @@ def _kill_leftovers():
 
 
 #: Ports handed out for servers and masters: below Linux's ephemeral range (32768-60999),
-#: so that no client connection of a parallel trial worker can take one between the check
+#: so that no client connection (nor a ``tcp:0`` listener) can take one between the check
 #: and the server's own bind (port 0 would pick from that very range).
 _PORTS = range(20000, 32768)
 _port_choice = random.Random(os.getpid() ^ time.monotonic_ns())
+#: One lock file per port handed out, locked (``flock``) by the process that picked the port
+#: for as long as it lives: another test process (the other ``trial -j`` worker, another
+#: checkout's test run on the same machine) skips a locked port, so two processes never pick
+#: the same port between one's check and its server's bind. A lock dies with its process.
+PORT_LOCKS = os.path.join(tempfile.gettempdir(), 'buildbot_stats_ports')
+_port_locks: dict = {}  # port -> the open, locked file (kept open: closing unlocks)
+
+
+def _lockPort(port) -> bool:
+    """Take the port for this process, or False if another live process holds it."""
+    import fcntl
+
+    if port in _port_locks:
+        return False  # ours already, handed out earlier
+    try:
+        os.makedirs(PORT_LOCKS, mode=0o1777, exist_ok=True)
+        fd = os.open(os.path.join(PORT_LOCKS, str(port)), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return True  # no lock directory (read-only /tmp): the bind check below still runs
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _port_locks[port] = fd
+    return True
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    for _ in range(200):
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that no other test
+    process was given (see :data:`PORT_LOCKS`); never the same twice in one process."""
+    for _ in range(1000):
         port = _port_choice.choice(_PORTS)
+        if not _lockPort(port):
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(('127.0.0.1', port))
             except OSError:
-                continue
+                continue  # in use by something else: keep it locked, never hand it out
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    raise ServerError(f'no free port in {_PORTS.start}-{_PORTS.stop - 1} after 1000 tries')
 
 
 def read_log(path, lines=None, missing='') -> str:

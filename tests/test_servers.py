@@ -1,8 +1,12 @@
 """The server fixtures themselves: start, write, read back exactly, restart keeping port and data."""
 
 import os
+import subprocess
+import sys
 
 from twisted.trial import unittest
+
+from tests import servers
 
 from tests.servers import HTTPError
 from tests.servers import InfluxDB1Server
@@ -13,6 +17,34 @@ from tests.servers import VictoriaMetricsServer
 from tests.servers import quote_ident
 
 TS = 1_700_000_000_123_456_789  # a nanosecond timestamp whose every digit matters
+
+
+class FreePortTest(unittest.TestCase):
+    """Two test processes (the two ``trial -j2`` workers) never get the same port."""
+
+    PICKS = 300  # each side; without the locks ~7 of 300 x 300 would clash in 12,768 ports
+
+    def test_no_port_of_another_live_process(self):
+        child = subprocess.Popen(
+            [sys.executable, '-c', 'import sys\n'
+             'from tests.servers import free_port\n'
+             f'print(*[free_port() for _ in range({self.PICKS})], flush=True)\n'
+             'sys.stdin.read()\n'],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.addCleanup(lambda: child.poll() is None and child.kill())
+        theirs = {int(p) for p in child.stdout.readline().split()}
+        self.assertEqual(len(theirs), self.PICKS)
+        mine = {servers.free_port() for _ in range(self.PICKS)}
+        self.assertEqual(len(mine), self.PICKS)  # never the same twice in one process
+        self.assertEqual(mine & theirs, set())
+        for port in mine | theirs:
+            self.assertIn(port, servers._PORTS)
+        # the child's locks end with it: its ports may be handed out again
+        port = min(theirs)
+        self.assertFalse(servers._lockPort(port))
+        child.communicate('')
+        self.assertTrue(servers._lockPort(port))
 
 
 class InfluxDB1ServerTest(unittest.TestCase):
