@@ -82,9 +82,8 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
 
     @defer.inlineCallbacks
     def runEveryBuild(self):
-        """30 builds of slowing, each from its own change (revision rev<n>, by dev<n>,
-        alice's the 16th), submitted one at a time; then 60 builds of steady, running at the
-        same time as those of slowing."""
+        """60 builds of steady and 30 of slowing, at once; each build of slowing from its
+        own change (revision rev<n>, by dev<n>, alice's the 16th), one at a time."""
         finished = {}
         new_buildsets = []
 
@@ -98,6 +97,9 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
             (yield self.master.mq.startConsuming(onFinished, ('builds', None, 'finished'))),
             (yield self.master.mq.startConsuming(onBuildset, ('buildsets', None, 'new'))),
         ]
+        for _ in range(STEADY_BUILDS):
+            yield self.master.data.control('force', {'builderNames': ['steady']},
+                                           ('forceschedulers', 'force'))
         for n in range(1, SLOWING_BUILDS + 1):
             author = 'alice <alice@example.org>' if n == SLOW_FROM else f'dev{n}'
             comment = 'Sleep three seconds' if n == SLOW_FROM else f'change {n}'
@@ -108,12 +110,6 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
                 codebase='')
             # one buildset per change, in order: build <n> is change <n>'s
             yield waitUntil(lambda n=n: len(new_buildsets) >= n, f"the buildset of change {n}")
-        # the steady builds only once the changes are in: under -j2 and load the steady
-        # builds that ran during that burst of work took a second longer, and the first nine
-        # of them made a real (if unwanted) change of the steady builder's durations
-        for _ in range(STEADY_BUILDS):
-            yield self.master.data.control('force', {'builderNames': ['steady']},
-                                           ('forceschedulers', 'force'))
         ids = {b['name']: b['builderid'] for b in (yield self.master.data.get(('builders',)))}
         yield waitUntil(lambda: (finished.get(ids['slowing'], 0) >= SLOWING_BUILDS
                                  and finished.get(ids['steady'], 0) >= STEADY_BUILDS),
