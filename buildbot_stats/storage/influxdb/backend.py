@@ -62,6 +62,25 @@ TEST_SLICE = 0.005
 _NOT_GIVEN = object()
 
 
+
+class ClosablePool(HTTPConnectionPool):
+    """Twisted's pool, which once closed (at stop, or when a reconfig changes the
+    destination) closes the connections that come back from requests still under way
+    then (a write given up when the stop's bound ran out) instead of keeping them with a
+    240-second timer of the reactor's that outlives the service."""
+
+    closed = False
+
+    def _putConnection(self, key, connection):
+        if self.closed:
+            connection.transport.loseConnection()
+            return
+        super()._putConnection(key, connection)
+
+    def closeCachedConnections(self):
+        self.closed = True
+        return super().closeCachedConnections()
+
 class InfluxStorageService(StatsStorageBase):
     """Stores points in InfluxDB; see docs/storage-influxdb.rst for every option.
 
@@ -475,7 +494,7 @@ class InfluxStorageService(StatsStorageBase):
                                self.reactor)
 
     def _makeClient(self, ca_file, verify_ssl):
-        self._pool = HTTPConnectionPool(self.reactor, persistent=True)
+        self._pool = ClosablePool(self.reactor, persistent=True)
         # one connection per request in flight, kept for the next batch
         self._pool.maxPersistentPerHost = max(2, self.options.max_in_flight)
         agent = Agent(self.reactor, contextFactory=_TLSPolicy(ca_file, verify_ssl),
