@@ -362,6 +362,41 @@ class InfluxDBStore(unittest.TestCase):
         # the per-test measurements are not custom series
         self.assertEqual(reader.customSeries(), {})
 
+    @defer.inlineCallbacks
+    def test_two_builds_of_a_builder_ending_in_the_same_second_both_kept(self):
+        # Buildbot's times are whole seconds: without the build-number spread the second
+        # build's test_runs and test_cases points replaced the first's (same series, time)
+        influx = stats.InfluxStorageService(self.influx.url, None, None, None, self.db, [],
+                                            flush_interval=0.05)
+        yield influx.startService()
+        self.addCleanup(lambda: influx.stopService() if influx.running else None)
+        path = os.path.join(os.path.abspath(self.mktemp()), 'stats.sqlite')
+        sqlite = stats.SQLiteStorageService(path=path, flush_interval=0.05)
+        yield sqlite.startService()
+        self.addCleanup(lambda: sqlite.stopService() if sqlite.running else None)
+        end = T0 + 600
+        builds = [(TestRun('alpha', 249, 2490, end, revision='r1'),
+                   [('t.a', PASSED, 0.5), ('t.b', PASSED, 0.25)]),
+                  (TestRun('alpha', 250, 2500, end, revision='r2'),
+                   [('t.a', FAILED, 0.75), ('t.b', PASSED, 0.5)])]
+        for run, cases in builds:
+            influx.postTestResults(run, cases)
+            sqlite.postTestResults(run, cases)
+        self.assertTrue((yield influx.flush(30)))
+        self.assertTrue((yield sqlite.flush(30)))
+        count = self.influx.query('SELECT count("test") FROM "test_cases"', db=self.db)
+        self.assertEqual(count['results'][0]['series'][0]['values'][0][1], 4)
+        reader = InfluxReader(self.influx.url, self.db)
+        self.assertEqual([(r.number, r.time) for r in reader.testRuns()],
+                         [(249, end), (250, end)])
+        history = [(h['number'], h['outcome'], h['duration'])
+                   for h in reader.testHistory('alpha', 't.a')]
+        self.assertEqual(history, [(249, 'passed', 0.5), (250, 'failed', 0.75)])
+        with openStore(path) as store:
+            self.assertEqual(reader.testAnswers(), store.testAnswers())
+            self.assertEqual(reader.testHistory('alpha', 't.a'),
+                             store.testHistory('alpha', 't.a'))
+
     def test_a_build_number_tag_is_read_like_the_field(self):
         # CaptureTestHistory writes build_number as a field whatever
         # StatsService(build_number=...) says (no series per build); points written with the

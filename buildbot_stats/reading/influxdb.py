@@ -54,6 +54,7 @@ from buildbot_stats.storage.influxdb.rollups import PERCENTILES
 from buildbot_stats.storage.influxdb.rollups import SETTLED
 from buildbot_stats.storage.sqlite.aggregates import Aggregate
 from buildbot_stats.storage.influxdb.testlines import SPAN_NS
+from buildbot_stats.storage.influxdb.testlines import buildEnd
 from buildbot_stats.storage.sqlite.schema import StoreError
 
 __all__ = ['BUILD_COLUMNS', 'InfluxReader', 'buildOf', 'checkSettings', 'quoteIdent',
@@ -831,7 +832,8 @@ class InfluxReader(TestQueries):
                                                           'flaky'))
             revision = row.get('revision')
             runs[(b, number)] = Run((b, number), b, number, _int(row.get('buildid')),
-                                    row['time'] / 1e3, None if revision is None else str(revision),
+                                    buildEnd(row['time'], number) / 1e3,
+                                    None if revision is None else str(revision),
                                     _int(row.get('buildset')), counts)
         return sorted(runs.values(), key=lambda r: (r.time, r.number))
 
@@ -844,7 +846,8 @@ class InfluxReader(TestQueries):
             by_builder.setdefault(r.builder, []).append(r.time)
         cols = ", ".join(quoteIdent(c) for c in columns)
         for b, times in sorted(by_builder.items()):
-            lo, hi = min(times), max(times) + SPAN_NS / 1e9
+            # a run's points: from its end, moved by the build-number spread (< 1 s)
+            lo, hi = min(times), max(times) + 1 + SPAN_NS / 1e9
             where = self._where(b, lo, hi, conditions)
             q = f"SELECT {BUILD_COLUMNS}, {cols} FROM {self._from(TEST_CASES)}{where}"
             for row in self._rows(q):
@@ -853,11 +856,15 @@ class InfluxReader(TestQueries):
                     yield key, row
 
     def _failuresOf(self, runs):
-        out = []
+        out, seen = [], set()
         for key, row in self._caseRows(
                 ['test', 'outcome'], runs, ['("outcome" = \'failed\' OR "outcome" = \'flaky\')']):
             code = _OUTCOME_CODES.get(row.get('outcome'))
-            if code is not None and row.get('test') is not None:
+            # once per test and build: a build written before the build-number spread and
+            # again after it (a backfill) has its points at both times
+            if code is not None and row.get('test') is not None \
+                    and (key, row['test']) not in seen:
+                seen.add((key, row['test']))
                 out.append((key, row['test'], code))
         return out
 
