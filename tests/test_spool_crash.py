@@ -1,16 +1,22 @@
 """A real master killed with SIGKILL right after its last build, InfluxDB unreachable, a
 spool: after a restart with InfluxDB back, every point of every build is there once, with
-its build's time. The master runs in a process of its own (tests/crash_master.py, on
-tests/masterprocess.py)."""
+its build's time. The master runs as a subprocess (tests/crash_master.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
 
+from twisted.internet import defer
+from twisted.internet import reactor
+from twisted.internet import task
+from twisted.internet import threads
 from twisted.trial import unittest
 
 from buildbot_stats.delivery import spool as spoolmod
@@ -18,8 +24,32 @@ from buildbot_stats.point import to_epoch_ns
 from tests import crash_master
 from tests.servers import InfluxDB1Server
 
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'crash_master.py')
+MARK = 'every one in the spool'
+
+
+@defer.inlineCallbacks
+def waitForLogLine(path, text, proc, timeout):
+    """Poll ``path`` until a line holds ``text`` (fails if ``proc`` exits first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path, encoding='utf-8', errors='replace') as f:
+                if text in f.read():
+                    return
+        except FileNotFoundError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"the master exited ({proc.returncode}) before logging "
+                                 f"{text!r}; see {path}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} in {path} within {timeout} s")
+        yield task.deferLater(reactor, 0.02, lambda: None)
+
 
 class SigkillRightAfterTheLastBuild(unittest.TestCase):
+    timeout = 300
+
     def setUp(self):
         InfluxDB1Server.require()
         self.basedir = tempfile.mkdtemp(prefix='buildbot_stats_crash_')
@@ -28,18 +58,21 @@ class SigkillRightAfterTheLastBuild(unittest.TestCase):
         # (the fixture holds it meanwhile, so that nothing else takes it)
         self.influx = InfluxDB1Server()
         self.addCleanup(self.influx.cleanup)
-        self.master = crash_master.CrashMaster(os.path.join(self.basedir, 'master'),
-                                               self.influx.url)
-        self.addCleanup(self.master.cleanup)
-        self.master.upgrade()
+
+    def master(self, builds, **kwargs):
+        proc = subprocess.Popen(
+            [sys.executable, SCRIPT, self.basedir, self.influx.url, str(builds)],
+            stdin=subprocess.DEVNULL, cwd=self.basedir, **kwargs)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
 
     def spoolFiles(self):
-        d = os.path.join(self.master.basedir, 'spool')
+        d = os.path.join(self.basedir, 'spool')
         return sorted(n for n in os.listdir(d) if n.endswith('.lp'))
 
     def builds(self):
         """Every build of the master's database: (builder, number, started, complete)."""
-        conn = sqlite3.connect(os.path.join(self.master.basedir, 'state.sqlite'))
+        conn = sqlite3.connect(os.path.join(self.basedir, 'state.sqlite'))
         try:
             return conn.execute(
                 "SELECT builders.name, builds.number, builds.started_at, builds.complete_at"
@@ -48,31 +81,29 @@ class SigkillRightAfterTheLastBuild(unittest.TestCase):
         finally:
             conn.close()
 
+    @defer.inlineCallbacks
     def test_every_point_of_every_build_arrives_once_with_its_time(self):
         n = 6
-        m = self.master
-        m.run(n)
-        m.waitLog(crash_master.MARK, m._logOffset)
-        proc = m.process
-        m.kill()  # SIGKILL: no stopService, no flush, nothing but what the kernel has
-        self.assertEqual(proc.returncode, -signal.SIGKILL)
+        proc = self.master(n)
+        log_path = os.path.join(self.basedir, 'twistd.log')
+        yield waitForLogLine(log_path, MARK, proc, timeout=240)
+        proc.kill()  # SIGKILL: no stopService, no flush, nothing but what the kernel has
+        yield threads.deferToThread(proc.wait)
+        self.assertEqual(proc.returncode, -9)
 
         # nothing was sealed (flush_interval=60): every point is in the open chunk's journal
         files = self.spoolFiles()
         self.assertEqual(len(files), 1, files)
-        with open(os.path.join(m.basedir, 'spool', files[0]), 'rb') as f:
+        with open(os.path.join(self.basedir, 'spool', files[0]), 'rb') as f:
             lines, torn = spoolmod.decodeJournal(f.read())
         self.assertEqual((len(lines), torn), (n * crash_master.POINTS_PER_BUILD, 0))
 
         self.influx.start()
         self.influx.create_database(crash_master.DB)
-        m.run(0)
-        m.waitLog(crash_master.FLUSHED, m._logOffset)
-        proc = m.process
-        m.stop()  # SIGTERM: a clean stop
-        self.assertEqual(proc.returncode, 0, m.log_tail())
-        self.assertNotIn('crash-test failed', m.logText())
-        result = m.counters()
+        again = self.master(0, stdout=subprocess.PIPE)
+        out, _ = yield threads.deferToThread(again.communicate, timeout=240)
+        self.assertEqual(again.returncode, 0, out)
+        result = json.loads(out.decode().strip().splitlines()[-1])
         self.assertTrue(result['flushed'])
         counters = result['counters']
         self.assertEqual(
