@@ -319,16 +319,22 @@ class InfluxDBStore(unittest.TestCase):
         self.influx.create_database(self.db)
 
     @defer.inlineCallbacks
-    def test_same_answers_as_the_sqlite_store_and_no_series_per_test(self):
+    def startBackends(self, **influx_options):
+        """``(InfluxDB backend, SQLite backend, the store's path)``, both started, given
+        the same test results by the test."""
         influx = stats.InfluxStorageService(self.influx.url, None, None, None, self.db, [],
-                                            flush_interval=0.05,
-                                            extra_tags={'master': 'm1'})
+                                            flush_interval=0.05, **influx_options)
         yield influx.startService()
         self.addCleanup(lambda: influx.stopService() if influx.running else None)
         path = os.path.join(os.path.abspath(self.mktemp()), 'stats.sqlite')
         sqlite = stats.SQLiteStorageService(path=path, flush_interval=0.05)
         yield sqlite.startService()
         self.addCleanup(lambda: sqlite.stopService() if sqlite.running else None)
+        return influx, sqlite, path
+
+    @defer.inlineCallbacks
+    def test_same_answers_as_the_sqlite_store_and_no_series_per_test(self):
+        influx, sqlite, path = yield self.startBackends(extra_tags={'master': 'm1'})
         builds = sampleBuilds()
         for run, cases in builds:
             influx.postTestResults(run, cases)
@@ -366,14 +372,7 @@ class InfluxDBStore(unittest.TestCase):
     def test_two_builds_of_a_builder_ending_in_the_same_second_both_kept(self):
         # Buildbot's times are whole seconds: without the build-number spread the second
         # build's test_runs and test_cases points replaced the first's (same series, time)
-        influx = stats.InfluxStorageService(self.influx.url, None, None, None, self.db, [],
-                                            flush_interval=0.05)
-        yield influx.startService()
-        self.addCleanup(lambda: influx.stopService() if influx.running else None)
-        path = os.path.join(os.path.abspath(self.mktemp()), 'stats.sqlite')
-        sqlite = stats.SQLiteStorageService(path=path, flush_interval=0.05)
-        yield sqlite.startService()
-        self.addCleanup(lambda: sqlite.stopService() if sqlite.running else None)
+        influx, sqlite, path = yield self.startBackends()
         end = T0 + 600
         builds = [(TestRun('alpha', 249, 2490, end, revision='r1'),
                    [('t.a', PASSED, 0.5), ('t.b', PASSED, 0.25)]),
