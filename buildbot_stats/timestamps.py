@@ -44,11 +44,15 @@ def pointTime(value, offset=0.0):
     return seconds + offset
 
 
+def buildSpread(number):
+    """The build-number spread (seconds) of the points of build ``number`` (None: 0)."""
+    return (number or 0) % BUILD_TIME_SLOTS * BUILD_TIME_SPREAD
+
+
 def buildPointTime(build, value, offset=0.0):
     """The time of a point of ``build`` (a build dict) that happened at ``value``, spread
     by the build number."""
-    spread = (build.get('number') or 0) % BUILD_TIME_SLOTS * BUILD_TIME_SPREAD
-    return to_epoch_seconds(value) + spread + offset
+    return to_epoch_seconds(value) + buildSpread(build.get('number')) + offset
 
 
 class DataClock:

@@ -34,19 +34,16 @@ from buildbot_stats.outcomes import TEST_RUNS
 from buildbot_stats.outcomes import OUTCOMES
 from buildbot_stats.outcomes import countOutcomes
 from buildbot_stats.point import to_epoch_ns
-from buildbot_stats.timestamps import BUILD_TIME_SLOTS
-from buildbot_stats.timestamps import BUILD_TIME_SPREAD
+from buildbot_stats.timestamps import buildSpread
 
 #: The points of one build span at most this many nanoseconds after its end (a build of
 #: more tests than this would run into the next microsecond: still distinct points).
 SPAN_NS = 1_000_000
-#: The build-number spread's step, in milliseconds.
-SPREAD_MS = round(BUILD_TIME_SPREAD * 1000)
 
 
 def spreadMs(build_number):
-    """The milliseconds a build's points are moved by."""
-    return (build_number or 0) % BUILD_TIME_SLOTS * SPREAD_MS
+    """The milliseconds a build's points are moved by (:func:`buildSpread`)."""
+    return round(buildSpread(build_number) * 1000)
 
 
 def buildEnd(time_ms, build_number):
