@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import json
+from operator import itemgetter
 
 from buildbot_stats.storage.sqlite import aggregates
 from buildbot_stats.storage.sqlite.aggregates import VALUES_SKETCH
@@ -142,6 +143,12 @@ def dirtyHours(conn, before=None):
     return [r[0] for r in conn.execute(sql + " ORDER BY hour")]
 
 
+# the parts of a prepared row (layout.Names.row) and of a point row the grouping takes
+_GROUP_KEY = itemgetter(0, 2, 4)  # (series id, tag set id, field set id)
+_SERIES_FIELDSET = itemgetter(0, 4)
+_FIELDS = itemgetter(3)
+
+
 class HourAccumulator:
     """The points of one hour as the writer committed them: the batches' rows, kept as they
     came (one append per batch) and grouped only when the hour closes."""
@@ -154,16 +161,34 @@ class HourAccumulator:
         self.batches.append((prepared, rows))
         self.count += len(prepared)
 
-    def grouped(self, conn):
-        """``{(series id, tag set id): [fields]}`` of the hour's points, the field form of a
-        build counted in its tag form left out (as :meth:`Rollups._fromRaw` does)."""
-        points = collections.defaultdict(list)
+    def grouped(self, conn, rollups):
+        """``{(series id, tag set id, field set id): [fields]}`` of the hour's points, the
+        field form of a build counted in its tag form left out (as :meth:`Rollups._fromRaw`
+        does). A batch is grouped by C-level look-ups (``itemgetter``) and one dict look-up
+        a point; only a batch holding points that may be the field form of a build (a
+        ``build_number`` field in a series of no build statistics measurement) is checked
+        point by point."""
+        points = {}
+        get = points.get
         for prepared, rows in self.batches:
-            for p, row in zip(prepared, rows):
-                if p[3] == NO_BUILD and row[0] not in ROLLED \
-                        and self._twin(conn, p, row):
-                    continue  # the build counts in its tag form
-                points[p[0], p[2]].append(row[3])
+            if rollups.mayHoldTwins(set(map(_SERIES_FIELDSET, prepared))):
+                for p, row in zip(prepared, rows):
+                    if p[3] == NO_BUILD and row[0] not in ROLLED \
+                            and self._twin(conn, p, row):
+                        continue  # the build counts in its tag form
+                    key = (p[0], p[2], p[4])
+                    got = get(key)
+                    if got is None:
+                        points[key] = [row[3]]
+                    else:
+                        got.append(row[3])
+                continue
+            for key, fields in zip(map(_GROUP_KEY, prepared), map(_FIELDS, rows)):
+                got = get(key)
+                if got is None:
+                    points[key] = [fields]
+                else:
+                    got.append(fields)
         return points
 
     @staticmethod
@@ -182,31 +207,43 @@ def seriesPlan(name):
     return rolledFields(name), name not in COUNTED_ONLY
 
 
-def hourRows(start, points, plans, group_ids, group_of):
+def hourRows(start, points, plans, group_ids, group_of, fieldsets):
     """The rollup rows (a list) of the hour starting at ``start`` from its points
-    (``{(series id, tag set id): [fields]}``); ``plans``: ``{series id:``
+    (``{(series id, tag set id, field set id): [fields]}``); ``plans``: ``{series id:``
     :func:`seriesPlan` ``}``; ``group_ids``: ``{(series id, tag set id): group tag set
-    id}``, filled by ``group_of(series id, tag set id)`` when missing. One pass per field,
-    in list comprehensions."""
-    groups = {}
-    for key, dicts in points.items():
-        gid = group_ids.get(key)
+    id}``, filled by ``group_of(series id, tag set id)`` when missing; ``fieldsets``:
+    ``{field set id: [names]}``. A field's values are taken from the points of each field
+    set holding it by a C-level ``itemgetter`` (every point of a field set has its fields),
+    and looked at one by one only when one is not a number."""
+    groups = {}  # (series id, group id) -> [(field set id, [fields])]
+    for (sid, tid, fid), dicts in points.items():
+        gid = group_ids.get((sid, tid))
         if gid is None:
-            gid = group_of(*key)
-        key = (key[0], gid)
-        got = groups.get(key)
-        groups[key] = dicts if got is None else got + dicts
+            gid = group_of(sid, tid)
+        got = groups.get((sid, gid))
+        if got is None:
+            groups[sid, gid] = [(fid, dicts)]
+        else:
+            got.append((fid, dicts))
     out = []
     add = out.append
-    for (sid, gid), dicts in groups.items():
+    for (sid, gid), parts in groups.items():
         fields, sketched = plans[sid]
         if fields is None:
-            fields = sorted(set().union(*dicts) - NOT_ROLLED)
+            fields = sorted(set().union(*(fieldsets[fid] for fid, _ in parts)) - NOT_ROLLED)
         for f in fields:
             if f == POINTS:
-                add((sid, HOUR, start, gid, f, len(dicts), None, None, None, None, None))
+                add((sid, HOUR, start, gid, f, sum(len(dicts) for _, dicts in parts), None,
+                     None, None, None, None))
                 continue
-            vs = [v for d in dicts if type(v := d.get(f)) in NUMBERS]
+            vs = []
+            for fid, dicts in parts:
+                if f not in fieldsets[fid]:
+                    continue
+                got = list(map(itemgetter(f), dicts))
+                if not NUMBERS.issuperset(map(type, got)):
+                    got = [v for v in got if type(v) in NUMBERS]  # a string, a boolean
+                vs += got
             if vs:
                 n = len(vs)
                 add((sid, HOUR, start, gid, f, n, sum(vs), min(vs), max(vs), n - vs.count(0),
@@ -264,6 +301,7 @@ class Rollups:
         self.fieldsets = {}
         self.series_names = {}
         self.plans = {}  # series id -> seriesPlan(its name)
+        self.twin_checks = {}  # (series id, field set id) -> may hold a build's field form
         self.hours_rolled = 0  # hours rolled up by this connection (for the commands)
 
     # -- the state --------------------------------------------------------------------------
@@ -335,9 +373,24 @@ class Rollups:
             self.group_ids[key] = gid
         return gid
 
+    def mayHoldTwins(self, pairs):
+        """Whether points of these ``(series id, field set id)`` may be the field form of a
+        build (:func:`fieldFormBuild`: a ``build_number`` field, a series not in
+        :data:`ROLLED`), after :meth:`_loadNames`."""
+        checks = self.twin_checks
+        for pair in pairs:
+            may = checks.get(pair)
+            if may is None:
+                may = checks[pair] = (self.series_names[pair[0]] not in ROLLED
+                                      and 'build_number' in self.fieldsets[pair[1]])
+            if may:
+                return True
+        return False
+
     def forget(self):
         """After a rollback: ids added in it do not exist (nor, perhaps, what was read)."""
         self.group_ids.clear()
+        self.twin_checks = {}
         self.series_names, self.tagsets, self.fieldsets, self.plans = {}, {}, {}, {}
         self.state = self.foreign_version = None
 
@@ -437,7 +490,8 @@ class Rollups:
             # the hours to close are those in memory, their points all there
             closing = sorted(h for h in self.pending if h < target)
             for hour in closing:
-                self._write(conn, hour, self.pending.pop(hour).grouped(conn), fresh=True)
+                self._write(conn, hour, self.pending.pop(hour).grouped(conn, self),
+                            fresh=True)
                 days.add(hour // DAY * DAY)
             start = start if start or not closing else closing[0]
             wm = max(wm, target)
@@ -454,7 +508,8 @@ class Rollups:
                 acc = self.pending.get(hour)
                 if acc is not None and hour not in self.from_raw and acc.count == counts[hour]:
                     # every point of the hour went through this writer: from memory
-                    self._write(conn, hour, self.pending.pop(hour).grouped(conn), fresh=True)
+                    self._write(conn, hour, self.pending.pop(hour).grouped(conn, self),
+                            fresh=True)
                 else:
                     # written by another program, before a restart, or written again
                     if budget <= 0:
@@ -529,7 +584,7 @@ class Rollups:
                 if number is not None and isTwin(conn, sid, t,
                                                  self.tagsets[tid].get('builder_name'), number):
                     continue  # the build counts in its tag form
-                points[(sid, tid)].append(fields)
+                points[(sid, tid, fid)].append(fields)
         self._write(conn, hour, points)
 
     def _seriesIn(self):
@@ -544,7 +599,7 @@ class Rollups:
                          " start = ?", (HOUR, hour))
         conn.executemany(INSERT_ROLLUP, hourRows(
             hour, points, self.plans, self.group_ids,
-            lambda sid, tid: self.groupId(conn, sid, tid)))
+            lambda sid, tid: self.groupId(conn, sid, tid), self.fieldsets))
 
     def _rollUp(self, conn, finer, level, start):
         """The rows of ``level`` (a day, a week) starting at ``start`` from the rows of the
