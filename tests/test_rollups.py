@@ -30,6 +30,7 @@ from buildbot_stats.reading.plan import plan
 from buildbot_stats.reading.sqlite import openStore
 from buildbot_stats.storage.sqlite import aggregates
 from buildbot_stats.storage.sqlite import retention
+from buildbot_stats.storage.sqlite import rollups
 from buildbot_stats.storage.sqlite import schema
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.values import encodeRow
@@ -112,6 +113,8 @@ operations = st.lists(st.one_of(
     st.tuples(st.just('other'), st.lists(builds, min_size=1, max_size=6)),
     # maintenance at a time: hours close (late points after it become dirty)
     st.tuples(st.just('maintain'), st.integers(0, 4 * 86400)),
+    # the master's timer round at a time: closed hours may wait (Rollups.due)
+    st.tuples(st.just('tick'), st.integers(0, 4 * 86400)),
     # retention: raw points older than (now - keep) go
     st.tuples(st.just('prune'), st.tuples(st.integers(0, 4 * 86400), st.integers(1, 60))),
     # the master restarts: its writer opens the file again, its open hours not in memory
@@ -138,6 +141,8 @@ class RollupsMatchRawTest(unittest.TestCase):
         # both forms
         aggregates.EXACT_VALUES = exact_values
         self.addCleanup(setattr, aggregates, 'EXACT_VALUES', old)
+        # a timer round closes the hours waiting once a few builds' points wait
+        self.patch(rollups, 'CLOSE_AT_POINTS', 40)
         for op, arg in ops:
             if op in ('write', 'other'):
                 rows = []
@@ -149,6 +154,9 @@ class RollupsMatchRawTest(unittest.TestCase):
                 (writer if op == 'write' else other).write(path, rows)
             elif op == 'maintain':
                 while writer.maintain(path, T0 + arg):
+                    pass
+            elif op == 'tick':
+                while writer.maintain(path, T0 + arg, eager=False):
                     pass
             elif op == 'reopen':
                 writer.close()
@@ -354,6 +362,7 @@ PRUNE_KILLED = r'''
 import os, signal, sys
 sys.path.insert(0, {root!r})
 from buildbot_stats.storage.sqlite import retention
+from buildbot_stats.storage.sqlite import rollups
 from buildbot_stats.cli import main
 delete = retention.deleteRawBatch
 done = []

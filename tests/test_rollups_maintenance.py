@@ -1,6 +1,7 @@
-"""The rollups' cheaper maintenance: the writer, which reads the rollup state once after each
-maintenance rather than at every transaction, loses no point when another program (a
-command) rolls up the hours it holds in memory; a day's (a week's) sketch merged without
+"""The rollups' cheaper maintenance: the writer loses no point when another program (a
+command) rolls up the hours it holds in memory; the master's timer rounds let a quiet
+store's closed hours wait and close them several in one transaction, at no cost while
+nothing is due; a day's (a week's) sketch merged without
 decoding values that stay values is the one :class:`Quantiles` gives; a builder's last
 failure, found through the hourly rollups, is the one the raw points say, for ranges cutting
 hours."""
@@ -15,9 +16,11 @@ import tempfile
 from twisted.trial import unittest
 
 from buildbot_stats.reading.sqlite import openStore
+from buildbot_stats.storage.sqlite import rollups
 from buildbot_stats.storage.sqlite.aggregates import Quantiles
 from buildbot_stats.storage.sqlite.aggregates import encodeSketch
 from buildbot_stats.storage.sqlite.rollups import DAY
+from buildbot_stats.storage.sqlite.rollups import GRACE
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.rollups import mergeSketches
 from buildbot_stats.storage.sqlite.writer import StoreWriter
@@ -160,6 +163,111 @@ class CommandRollsUpMeanwhileTest(TempStore):
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute(f"SELECT {ROLLUP_COLUMNS} FROM rollups"
                                       " ORDER BY 1, 2, 3, 4, 5").fetchall(), before)
+
+
+class TimerRoundsTest(TempStore):
+    """The master's timer rounds (``eager=False``, every minute): on a quiet store, closed
+    hours wait (read raw meanwhile, the same answers) and close together once
+    ``MAINTAIN_AT_LEAST_EVERY`` passed or ``CLOSE_AT_POINTS`` of their points are in
+    memory, or at once when the writer marked an hour dirty; a round with nothing due runs
+    no statement at all."""
+
+    def setUp(self):
+        super().setUp()
+        self.w = self.writer()
+        self.n = 0
+        self.statements = []
+
+    def build(self, t, builder='alpha'):
+        self.n += 1
+        self.w.write(self.path, rowsOfBuild(builder, self.n, t, 10.0 + self.n, 'success', 0))
+
+    def round(self, t):
+        """A timer round at ``t``; the statements it ran."""
+        self.statements.clear()
+        self.w.conn.set_trace_callback(self.statements.append)
+        try:
+            while self.w.maintain(self.path, t, eager=False):
+                pass
+        finally:
+            self.w.conn.set_trace_callback(None)
+        return list(self.statements)
+
+    def state(self):
+        with openStore(self.path) as reader:
+            return (reader.rollupState()[0],
+                    {b: (s.count, s.median) for b, s in reader.summarize('durations').items()})
+
+    def test_quiet_hours_wait_then_close_in_one_transaction(self):
+        self.build(T0 + 60)
+        self.assertTrue(self.round(T0 + 1800))  # the first round after opening: due
+        seen = []
+        for h in range(1, 6):
+            self.build(T0 + h * HOUR + 60)
+            for minute in range(0, 60, 10):
+                seen += self.round(T0 + h * HOUR + 120 + minute * 60)
+        self.assertEqual(seen, [])  # 30 rounds, not one statement
+        watermark, durations = self.state()
+        self.assertEqual(watermark, T0)  # hours 0-4 closed by the clock, still waiting
+        self.assertEqual(durations, {'alpha': (6, 13.5)})  # read raw: every build
+        # six hours after the first round: every closed hour in one transaction
+        done = self.round(T0 + 1800 + 6 * HOUR)
+        self.assertEqual(done.count('BEGIN IMMEDIATE'), 1)
+        self.assertEqual(self.state(), (T0 + 6 * HOUR, {'alpha': (6, 13.5)}))
+        self.assertEqual(self.w.rollups.pending, {})
+
+    def test_enough_points_close_at_once(self):
+        self.patch(rollups, 'CLOSE_AT_POINTS', 17)  # a build is 5 points
+        self.build(T0 + 60)
+        self.round(T0 + 1800)
+        self.build(T0 + HOUR + 60)
+        self.build(T0 + HOUR + 120)
+        self.assertEqual(self.round(T0 + 2 * HOUR + GRACE), [])  # 15 points waiting
+        self.build(T0 + 2 * HOUR + 60)  # hour 2 is open: not counted
+        self.assertEqual(self.round(T0 + 2 * HOUR + GRACE + 60), [])
+        self.build(T0 + HOUR + 180)  # 20 points in the closed hours
+        self.assertTrue(self.round(T0 + 2 * HOUR + GRACE + 120))
+        self.assertEqual(self.state()[0], T0 + 2 * HOUR)
+
+    def test_a_late_point_makes_the_next_round_due(self):
+        self.build(T0 + 60)
+        self.build(T0 + HOUR + 60)
+        self.round(T0 + 2 * HOUR)  # the first: closes hours 0 and 1
+        self.assertEqual(self.state()[0], T0 + HOUR)
+        self.build(T0 + 120)  # late, into hour 0: dirty
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.rollupState()[2], [T0])
+        self.assertTrue(self.round(T0 + 2 * HOUR + 60))
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.rollupState()[2], [])
+        self.assertEqual(self.state()[1], {'alpha': (3, 12.0)})
+        self.assertEqual(self.round(T0 + 2 * HOUR + 120), [])  # nothing due again
+
+    def test_the_first_watermark_rolls_up_no_empty_day(self):
+        # the first round closes no hour (its points are in the open hour): the watermark
+        # goes from 0 to that hour, without rolling up every day since the epoch
+        self.build(T0 + 3 * DAY + 60)
+        done = self.round(T0 + 3 * DAY + 1800)
+        self.assertEqual(self.state()[0], T0 + 3 * DAY)
+        self.assertEqual([s for s in done if s.startswith('DELETE FROM rollups')], [])
+        self.build(T0 + 4 * DAY + 60)
+        while self.w.maintain(self.path, T0 + 5 * DAY):
+            pass
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.summarize('durations', period=DAY),
+                             {'alpha': [(T0 + 3 * DAY, reader.summarize(
+                                 'durations', end=T0 + 4 * DAY)['alpha']),
+                                        (T0 + 4 * DAY, reader.summarize(
+                                            'durations', start=T0 + 4 * DAY)['alpha'])]})
+
+    def test_an_eager_round_closes_whatever_waits(self):
+        self.build(T0 + 60)
+        self.round(T0 + 1800)
+        self.build(T0 + HOUR + 60)
+        self.assertEqual(self.round(T0 + 3 * HOUR), [])
+        while self.w.maintain(self.path, T0 + 3 * HOUR):
+            pass
+        self.assertEqual(self.state(), (T0 + 2 * HOUR, {'alpha': (2, 11.5)}))
 
 
 class MergeSketchesTest(unittest.TestCase):

@@ -153,6 +153,53 @@ class FakeClockTest(TestReactorMixin, unittest.TestCase):
                          {1_234_500_000})
 
 
+    @defer.inlineCallbacks
+    def test_maintenance_rounds_run_when_an_hour_closes(self):
+        svc = yield self.startBackend(flush_interval=1.0)
+        rounds = []  # (reactor time, now given, eager)
+        maintain = svc._writer.maintain
+
+        def recorded(path, now, keep, keep_rollups, eager=True):
+            rounds.append((self.reactor.seconds(), now, eager))
+            return maintain(path, now, keep, keep_rollups, eager)
+        svc._writer.maintain = recorded
+        for _ in range(400):
+            self.reactor.advance(20)
+        # the first a minute after the start, then GRACE (600 s) after each hour's end:
+        # the timer's rounds, not eager
+        self.assertEqual(rounds, [(60, 60, False), (600, 600, False), (4200, 4200, False),
+                                  (7800, 7800, False)])
+        # asked for (a command, a test): eager, and the timer goes on from it
+        more = yield svc.maintain()
+        self.assertFalse(more)
+        self.assertEqual(rounds[-1], (8000, 8000, True))
+        self.reactor.advance(3400)
+        self.assertEqual(rounds[-1], (11400, 11400, False))
+
+
+    @defer.inlineCallbacks
+    def test_an_eager_round_asked_during_a_timer_round_runs_after_it(self):
+        svc = yield self.startBackend(flush_interval=1.0)
+        started = []  # (eager, Deferred) of the rounds handed to the writer thread
+        original = svc._inThread
+
+        def inThread(f, *args):
+            if f != svc._writer.maintain:
+                return original(f, *args)
+            d = defer.Deferred()
+            started.append((args[-1], d))
+            return d
+        svc._inThread = inThread
+        self.reactor.advance(60)  # the timer's round: closed hours may wait
+        asked = svc.maintain()
+        self.assertEqual([eager for eager, _ in started], [False])
+        started[0][1].callback(False)
+        self.assertEqual([eager for eager, _ in started], [False, True])
+        self.assertNoResult(asked)
+        started[1][1].callback(True)
+        self.assertTrue((yield asked))
+
+
 class RealFileTest(unittest.TestCase):
     """Standalone backends on the real reactor with a real writer thread."""
 

@@ -3,8 +3,8 @@
 The reactor thread only encodes a point (a few microseconds) and appends it to a queue.
 One writer thread (a one-thread pool) owns the connection and commits the queue in
 batches, one transaction each, in WAL mode so that other programs can read the file while
-the master writes it, and runs the maintenance between them (rollups, retention) every
-:data:`MAINTENANCE_INTERVAL` seconds. Layout: :mod:`buildbot_stats.storage.sqlite.schema`;
+the master writes it, and runs the maintenance between them (rollups, retention) when an
+hour closes (:func:`~buildbot_stats.storage.sqlite.rollups.nextClose`). Layout: :mod:`buildbot_stats.storage.sqlite.schema`;
 value rules: :mod:`buildbot_stats.storage.sqlite.values`; user docs: docs/storage-sqlite.rst.
 """
 
@@ -28,6 +28,7 @@ from buildbot_stats.checks import seconds
 from buildbot_stats.checks import shown
 from buildbot_stats.storage.base import StatsStorageBase
 from buildbot_stats.storage.base import describeBuildOf
+from buildbot_stats.storage.sqlite.rollups import nextClose
 from buildbot_stats.storage.sqlite.values import Rejected
 from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.storage.sqlite.writer import StoreWriter
@@ -35,8 +36,11 @@ from buildbot_stats.storage.sqlite.writer import StoreWriter
 
 #: the most test results one transaction writes (whole builds, at least one)
 TEST_BATCH = 50_000
-#: Seconds between two rounds of maintenance (rollups of the hours that closed, retention);
-#: a round that leaves work is followed by the next at once (after the points queued).
+#: Seconds after the start to the first round of maintenance (rollups, retention), and
+#: between the rounds while they fail. Then a round runs when an hour closes
+#: (:func:`~buildbot_stats.storage.sqlite.rollups.nextClose`: every hour, GRACE after
+#: it), and a round that leaves work is followed by the next at once (after the points
+#: queued).
 MAINTENANCE_INTERVAL = 60.0
 
 
@@ -109,6 +113,7 @@ class SQLiteStorageService(StatsStorageBase):
         self.batches = 0
         self._maintenance = None  # the timer of the next round
         self._maintaining = None  # the Deferred of the round being run
+        self._maintaining_eager = True  # whether that round is eager (see maintain)
         self._maintenance_failing = False
         self.maintenance_rounds = 0
 
@@ -341,26 +346,40 @@ class SQLiteStorageService(StatsStorageBase):
     def _scheduleMaintenance(self, delay):
         self._cancelMaintenance()
         if self._pool is not None and not self._stopping:
-            self._maintenance = self.reactor.callLater(delay, self.maintain)
+            self._maintenance = self.reactor.callLater(delay, self.maintain, eager=False)
 
     def _cancelMaintenance(self):
         if self._maintenance is not None and self._maintenance.active():
             self._maintenance.cancel()
         self._maintenance = None
 
-    def maintain(self):
+    def maintain(self, eager=True):
         """Run one round of maintenance now, in the writer thread after the batches queued
         (rollups of the hours that closed, then retention); the next round follows at once
-        when work remains, else after :data:`MAINTENANCE_INTERVAL`. A Deferred firing True
-        when work remains."""
+        when work remains, else when the next hour closes. A Deferred firing True
+        when work remains. The timer's rounds are not ``eager``: a quiet store's closed
+        hours wait and close a few at a time
+        (:meth:`~buildbot_stats.storage.sqlite.rollups.Rollups.due`).
+        """
         self._cancelMaintenance()
         if self._pool is None or self._stopping:
             return defer.succeed(False)
         if self._maintaining is not None:
-            return self._maintaining
+            if not eager or self._maintaining_eager:
+                return self._maintaining
+            # a timer's round is running, which may leave closed hours waiting: an eager
+            # round after it
+            after = defer.Deferred()
+
+            def again(result):
+                self.maintain(eager=True).chainDeferred(after)
+                return result
+            self._maintaining.addBoth(again)
+            return after
         now = self.reactor.seconds()
+        self._maintaining_eager = eager
         self._maintaining = d = self._inThread(self._writer.maintain, self.path, now,
-                                               self.keep, self.keep_rollups)
+                                               self.keep, self.keep_rollups, eager)
 
         def done(more):
             self._maintaining = None
@@ -369,7 +388,8 @@ class SQLiteStorageService(StatsStorageBase):
                 self._maintenance_failing = False
                 log.msg(f"buildbot_stats: {self.name}: the maintenance of {self.path} works "
                         "again")
-            self._scheduleMaintenance(0 if more else MAINTENANCE_INTERVAL)
+            now = self.reactor.seconds()
+            self._scheduleMaintenance(0 if more else nextClose(now) - now)
             return more
 
         def failed(failure):

@@ -73,6 +73,13 @@ DEFAULT_GROUP_TAGS = ('builder_name',)
 #: Hours rolled up from raw points per maintenance transaction (the writer's points wait
 #: meanwhile).
 HOURS_PER_STEP = 24
+#: The master's writer asks for a maintenance every minute; a quiet store's closed hours wait
+#: for it (their points read raw by the page meanwhile, as an open hour's are), so that a
+#: transaction closes several at a time, until this many of their points are in memory ...
+CLOSE_AT_POINTS = 5000
+#: ... or the last maintenance is this old (seconds). A round with nothing due costs no
+#: statement (:meth:`Rollups.due`).
+MAINTAIN_AT_LEAST_EVERY = 6 * HOUR
 
 US = 1_000_000
 
@@ -107,6 +114,12 @@ def isTwin(conn, sid, time_us, builder, number):
         " AND tagset IN (SELECT id FROM tagsets WHERE builder IS ?) LIMIT 1",
         (sid, time_us - TWIN_WINDOW, time_us + TWIN_WINDOW, number, builder)).fetchone() \
         is not None
+
+
+def nextClose(now):
+    """The first time after ``now`` (seconds) when an hour closes (its end passed by
+    :data:`GRACE`): when the master's timer runs its next round of maintenance."""
+    return ((now - GRACE) // HOUR + 1) * HOUR + GRACE
 
 
 def groupTags(series, tags):
@@ -300,6 +313,8 @@ class Rollups:
         self.plans = {}  # series id -> seriesPlan(its name)
         self.twin_checks = {}  # (series id, field set id) -> may hold a build's field form
         self.hours_rolled = 0  # hours rolled up by this connection (for the commands)
+        self.maintained_at = None  # the ``now`` of the last maintenance, None: none yet
+        self.dirtied = False  # this connection marked hours dirty since then
 
     # -- the state --------------------------------------------------------------------------
 
@@ -307,7 +322,7 @@ class Rollups:
         """After the connection opened the file: nothing of it is in memory (its hours not
         rolled up yet are rolled up from the raw points)."""
         self.watermark = State.read(conn).watermark
-        self.state = self.foreign_version = None
+        self.state = self.foreign_version = self.maintained_at = None
         self.pending.clear()
         self.from_raw.clear()
 
@@ -426,6 +441,7 @@ class Rollups:
         if dirty:
             conn.executemany("INSERT OR IGNORE INTO rollup_dirty (hour) VALUES (?)",
                              [(h,) for h in dirty])
+            self.dirtied = True
         return keep, replaced
 
     def written(self, kept):
@@ -444,12 +460,29 @@ class Rollups:
 
     # -- maintenance --------------------------------------------------------------------------
 
+    def due(self, now):
+        """Whether a maintenance at ``now`` has work worth its transaction, by what this
+        connection knows (no statement): the first one after the file was opened, one
+        :data:`MAINTAIN_AT_LEAST_EVERY` after the last (another program's points, the hours
+        it marked dirty), hours this connection marked dirty or must read raw, closed hours
+        holding :data:`CLOSE_AT_POINTS` points in memory. Else the closed hours wait: at
+        one build an hour, an hour's commit costs more than its points' writes."""
+        if self.maintained_at is None or self.dirtied \
+                or now >= self.maintained_at + MAINTAIN_AT_LEAST_EVERY:
+            return True
+        target = (now - GRACE) // HOUR * HOUR
+        if any(h < target for h in self.from_raw):
+            return True
+        return sum(acc.count for h, acc in self.pending.items() if h < target) \
+            >= CLOSE_AT_POINTS
+
     def maintain(self, conn, now, max_hours=HOURS_PER_STEP):
         """One step of maintenance in one transaction (``conn`` in autocommit mode): close
         the hours whose end is more than :data:`GRACE` ago, roll up the dirty hours again,
         then the days they complete. At most ``max_hours`` hours are read from raw points;
         True when more remains."""
         self.state = None  # changed here (and by the retention that may follow)
+        self.maintained_at, self.dirtied = now, False
         conn.execute("BEGIN IMMEDIATE")
         try:
             more = self._maintain(conn, now, max_hours)
@@ -458,6 +491,7 @@ class Rollups:
             conn.execute("ROLLBACK")
             self.forget()
             self.names.forget()
+            self.maintained_at = None
             raise
         self.names.committed()
         return more
@@ -522,6 +556,10 @@ class Rollups:
                 break
         if wm != state.watermark:
             State.write(conn, 'rollup_watermark', wm)
+            if not start:
+                # the first watermark of a store, no hour closed: the days before it hold
+                # no point (not the ~20,000 days since the epoch to roll up, empty)
+                start = wm
             # every day whose end the watermark passed is complete now
             days.update(d for d in range(start // DAY * DAY, wm, DAY)
                         if state.watermark < d + DAY <= wm)

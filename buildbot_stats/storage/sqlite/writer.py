@@ -57,6 +57,7 @@ class StoreWriter:
         self.abort = threading.Event()
         self.names = Names()
         self.rollups = Rollups(self.names)
+        self.left_work = False  # the last maintenance left work for the next round
 
     def open(self, path):
         if self.conn is not None and self.path == path:
@@ -77,6 +78,7 @@ class StoreWriter:
             self.names = Names()
             self.rollups = Rollups(self.names)
             self.rollups.opened(conn)
+            self.left_work = False
         except BaseException:
             conn.close()
             raise
@@ -133,11 +135,17 @@ class StoreWriter:
         self.rollups.written(kept)
         return len(rows) + results
 
-    def maintain(self, path, now, keep=None, keep_rollups=None):
+    def maintain(self, path, now, keep=None, keep_rollups=None, eager=True):
         """One round of maintenance at ``now`` (seconds): a step of rollups, then (once the
         rollups are done) a few batches of retention (``keep``, ``keep_rollups``: seconds
-        or None). True when more remains: the caller runs another round soon."""
+        or None). True when more remains: the caller runs another round soon.
+        ``eager=False`` (the master's timer, every minute): nothing is done, at no cost,
+        unless the rollups are :meth:`~buildbot_stats.storage.sqlite.rollups.Rollups.due`
+        or the last round left work; retention then runs with the rollups' rounds."""
         conn = self.open(path)
+        if not eager and not self.left_work and not self.rollups.due(now):
+            return False
+        self.left_work = True  # until the round is through
         more = self._retrying(self.rollups.maintain, conn, now)
         if not more and (keep is not None or keep_rollups is not None):
             more = self._retrying(retention.pruneSteps, conn, now, keep, keep_rollups)
@@ -146,6 +154,7 @@ class StoreWriter:
             more = self._retrying(testruns.deleteBatch, conn,
                                   int((now - keep) * 1_000_000)) \
                 == testruns.BATCH
+        self.left_work = more
         return more
 
     def close(self):
