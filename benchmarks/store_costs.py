@@ -2,21 +2,23 @@
 
 ``python benchmarks/store_costs.py`` writes the builds of :mod:`benchmarks.storegen` through
 the store's own writer (:class:`~buildbot_stats.storage.sqlite.writer.StoreWriter`), in
-batches as the master's writer thread gets them, with the maintenance run at every hour
-of the points' clock (as the backend's timer does), and the same with the rollups switched
-off; each variant in a fresh process, alternating, least of ``--repeat``. Prints ONE JSON
-line: per batch size, the writer thread's CPU seconds with and without rollups, the share
+batches as the master's writer thread gets them, with a round of maintenance whenever an
+hour of the points' clock closes, not eager (as the backend's timer runs them), and the
+same with the rollups switched off; each variant in a fresh process, alternating, least
+of ``--repeat``. Prints ONE JSON line: per batch size, the writer thread's CPU seconds with and without rollups, the share
 of the rollups (target: at most 5 %), and the file's bytes per point (rollups included;
 target: at most 120). ``--parts`` adds, in separate runs (the timing wrappers cost a little),
 the rollups' own CPU: ``thread_time`` around the writer's calls of
 :class:`~buildbot_stats.storage.sqlite.rollups.Rollups` (``writing`` + ``written``: the
-points side; ``maintain``: closing hours, days, weeks), least of ``--repeat``. ``--store FILE`` also measures a store written by
-``benchmarks/storegen.py`` (its bytes per point, its tables' shares).
+points side; ``maintain`` and ``due``: closing hours, days, weeks), least of ``--repeat``.
+``--store FILE`` also measures a store written by ``benchmarks/storegen.py`` (its bytes per
+point, its tables' shares); ``--code DIR`` measures another checkout's package (A/B runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sqlite3
@@ -29,6 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+if '--code' in sys.argv:
+    # another checkout's package measured by this benchmark (an older release: A/B runs)
+    sys.path.insert(0, os.path.abspath(sys.argv[sys.argv.index('--code') + 1]))
 
 from benchmarks import harness  # noqa: E402
 from benchmarks import storegen  # noqa: E402
@@ -55,6 +60,9 @@ class NoRollups:
     def maintain(self, conn, now, max_hours=None):
         return False
 
+    def due(self, now):
+        return False
+
 
 def timed(cls, spent):
     """``cls`` with its writer-facing methods adding their thread_time to ``spent``."""
@@ -72,14 +80,20 @@ def timed(cls, spent):
                 spent[part] += time.thread_time() - t0
         setattr(Timed, name, timedMethod)
     for name, part in (('writing', 'points_side_cpu_s'), ('written', 'points_side_cpu_s'),
-                       ('maintain', 'maintenance_cpu_s')):
+                       ('maintain', 'maintenance_cpu_s'), ('due', 'maintenance_cpu_s')):
+        if not hasattr(cls, name):
+            continue  # (an older release's Rollups, run by --code)
         wrap(name, part)
     return Timed
 
 
-def child(variant, points, batch, days):
+def child(variant, points, batch, days, rounds_as='master'):
     from buildbot_stats.storage.sqlite import writer as writer_module
     from buildbot_stats.storage.sqlite.rollups import GRACE
+    from buildbot_stats.storage.sqlite.rollups import HOUR
+
+    def nextClose(now):  # (rollups.nextClose, which an older release has not)
+        return ((now - GRACE) // HOUR + 1) * HOUR + GRACE
     from buildbot_stats.storage.sqlite.values import encodeRow
 
     spent = {'points_side_cpu_s': 0.0, 'maintenance_cpu_s': 0.0}
@@ -94,19 +108,43 @@ def child(variant, points, batch, days):
     rows = [encodeRow(s, tags, fields, t)
             for s, tags, fields, t in storegen.allPoints(points, days, now)]
     write_cpu = maintain_cpu = 0.0
-    next_hour = (rows[0][1] // 3_600_000_000 + 1) * 3600
+    rounds = 0
+    if rounds_as == 'master' and 'eager' not in inspect.signature(w.maintain).parameters:
+        # an older release (--code): its master ran an eager round every minute
+        every, lazy = 60.0, {}
+    elif rounds_as == 'master':
+        # this release's master: a round when an hour closes, not eager
+        every, lazy = None, {'eager': False}
+    else:  # 'hourly': an eager round when an hour closes (the first measurements' way)
+        every, lazy = None, {}
+
+    def following(t):
+        return t + every if every else nextClose(t)
+    next_round = following(rows[0][1] / 1e6)
     for k in range(0, len(rows), batch):
         chunk = rows[k:k + batch]
         t0 = time.thread_time()
         w.write(path, chunk)
         write_cpu += time.thread_time() - t0
         clock = chunk[-1][1] / 1e6
-        if clock >= next_hour + GRACE:
+        while clock >= next_round:
+            # each round the points' clock passed (a batch of 1,000 points of a quiet
+            # store spans hours)
             t0 = time.thread_time()
-            while w.maintain(path, clock):
+            while w.maintain(path, next_round, **lazy):
                 pass
             maintain_cpu += time.thread_time() - t0
-            next_hour = (clock // 3600 + 1) * 3600
+            rounds += 1
+            next_round = following(next_round)
+            if every and clock >= next_round:
+                # minutes without a point: rounds with nothing new, each as costly as the
+                # next one, measured once
+                idle = int((clock - next_round) // every)
+                t0 = time.thread_time()
+                w.maintain(path, next_round, **lazy)
+                maintain_cpu += (time.thread_time() - t0) * (idle + 1)
+                rounds += idle + 1
+                next_round += (idle + 1) * every
     t0 = time.thread_time()
     while w.maintain(path, now + 2 * 3600):
         pass
@@ -114,7 +152,7 @@ def child(variant, points, batch, days):
     w.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     w.close()
     size = os.path.getsize(path)
-    out = {'write_cpu_s': write_cpu, 'maintain_cpu_s': maintain_cpu,
+    out = {'write_cpu_s': write_cpu, 'maintain_cpu_s': maintain_cpu, 'rounds': rounds,
            'total_cpu_s': write_cpu + maintain_cpu, 'points': len(rows),
            'bytes_per_point': size / len(rows), 'bytes': size}
     if variant == 'parts':
@@ -153,13 +191,22 @@ def main(argv=None):
     p.add_argument('--store', help="also measure this store (from storegen.py)")
     p.add_argument('--parts', action='store_true',
                    help="also the rollups' own CPU (points side, maintenance), timed apart")
+    p.add_argument('--code', metavar='DIR',
+                   help="measure the package of another checkout (e.g. a git worktree of an"
+                        " older commit) instead of this one's")
+    p.add_argument('--rounds', choices=('master', 'hourly'), default='master',
+                   help="when the maintenance runs: as the measured code's master runs it"
+                        " (default; this release: a round when an hour closes, not eager; an"
+                        " older release, with --code: an eager round every minute), or"
+                        " 'hourly': an eager round when an hour closes")
     p.add_argument('--child', help=argparse.SUPPRESS)
     p.add_argument('--batch', type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.points, args.batch, args.days)))
+        print(json.dumps(child(args.child, args.points, args.batch, args.days, args.rounds)))
         return
-    out = {'bench': 'store_costs', 'points': args.points, 'days': args.days, 'batches': {}}
+    out = {'bench': 'store_costs', 'points': args.points, 'days': args.days,
+           'rounds': args.rounds, 'code': args.code or ROOT, 'batches': {}}
     for batch in map(int, args.batches.split(',')):
         variants = ('off', 'on', 'parts') if args.parts else ('off', 'on')
         runs = {v: [] for v in variants}
@@ -167,7 +214,9 @@ def main(argv=None):
             for variant in variants:
                 res = subprocess.run(
                     [sys.executable, __file__, '--child', variant, '--batch', str(batch),
-                     '--points', str(args.points), '--days', str(args.days)],
+                     '--points', str(args.points), '--days', str(args.days),
+                     '--rounds', args.rounds]
+                    + (['--code', args.code] if args.code else []),
                     capture_output=True, text=True, check=True)
                 runs[variant].append(json.loads(res.stdout.strip().splitlines()[-1]))
         on = min(runs['on'], key=lambda r: r['total_cpu_s'])
