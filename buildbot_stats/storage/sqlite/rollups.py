@@ -632,9 +632,10 @@ class Rollups:
         if not fresh:
             conn.execute(f"DELETE FROM rollups WHERE {self._seriesIn()} AND level = ? AND"
                          " start = ?", (HOUR, hour))
-        conn.executemany(INSERT_ROLLUP, hourRows(
-            hour, points, self.plans, self.group_ids,
-            lambda sid, tid: self.groupId(conn, sid, tid), self.fieldsets))
+        rows = hourRows(hour, points, self.plans, self.group_ids,
+                        lambda sid, tid: self.groupId(conn, sid, tid), self.fieldsets)
+        rows.sort()  # in the key's order: each insert lands next to the one before
+        conn.executemany(INSERT_ROLLUP, rows)
 
     def _rollUp(self, conn, finer, level, start):
         """The rows of ``level`` (a day, a week) starting at ``start`` from the rows of the
