@@ -168,12 +168,17 @@ class ChangeDetector:
             cp = points[i]
             lo = points[i - 1].index if i > 0 else 0
             hi = points[i + 1].index if i + 1 < len(points) else n
-            if cp.index - lo < self.min_run or hi - cp.index < self.min_run:
-                return (2, cp.stats.pvalue)
-            if cp.stats.pvalue > self.max_pvalue:
-                return (1, cp.stats.pvalue)
             before, after = sides(raw, lo, cp.index, hi)
             change = abs(after - before)
+            if cp.index - lo < self.min_run or hi - cp.index < self.min_run:
+                # too few values on a side: of the two ends of a short run, the smaller
+                # step goes first, so that the run joins the side it resembles (the first
+                # slow build slower than the next ones belongs to the slowdown). Not the
+                # p-value: with a value or two on a side it says little, and a side
+                # without spread gives 0, the "strongest" of all.
+                return (2, -change / max(abs(before), abs(after), 1e-12))
+            if cp.stats.pvalue > self.max_pvalue:
+                return (1, cp.stats.pvalue)
             magnitude = change / abs(before) if before else math.inf
             if magnitude < self.min_magnitude or change < unit:
                 return (0, -magnitude)
