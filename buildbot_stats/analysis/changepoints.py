@@ -27,7 +27,9 @@ How (docs/regressions.rst says why each step is there):
    until every one left passes: significant at ``max_pvalue``, a change of the medians of at
    least ``min_magnitude`` (and of at least one unit of a whole-number sequence), and at
    least ``min_run`` values on each side (a change must persist: a spike is not one; the
-   newest change is reported once ``min_run`` values follow it).
+   newest change is reported once ``min_run`` values follow it). Of the points with too few
+   values on a side, the smaller step goes first (the p-value of one value against a few
+   says little), so that a short run joins the side it resembles.
 
 The significance test is an object with Otava's ``SignificanceTester`` interface, made by
 ``tester(max_pvalue)``: Otava's ``TTestSignificanceTester`` (Student's t-test) by default.
