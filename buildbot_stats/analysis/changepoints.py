@@ -28,8 +28,9 @@ How (docs/regressions.rst says why each step is there):
    least ``min_magnitude`` (and of at least one unit of a whole-number sequence), and at
    least ``min_run`` values on each side (a change must persist: a spike is not one; the
    newest change is reported once ``min_run`` values follow it). Of the points with too few
-   values on a side, the smaller step goes first (the p-value of one value against a few
-   says little), so that a short run joins the side it resembles.
+   values on a side, those next to the sequence's start or end go first (not persisted
+   yet), then of the two ends of a short run between points the smaller step (the p-value
+   of one value against a few says little), so that the run joins the side it resembles.
 
 The significance test is an object with Otava's ``SignificanceTester`` interface, made by
 ``tester(max_pvalue)``: Otava's ``TTestSignificanceTester`` (Student's t-test) by default.
@@ -172,10 +173,15 @@ class ChangeDetector:
             hi = points[i + 1].index if i + 1 < len(points) else n
             before, after = sides(raw, lo, cp.index, hi)
             change = abs(after - before)
-            if cp.index - lo < self.min_run or hi - cp.index < self.min_run:
-                # too few values on a side: of the two ends of a short run, the smaller
-                # step goes first, so that the run joins the side it resembles (the first
-                # slow build slower than the next ones belongs to the slowdown). Not the
+            short_before, short_after = cp.index - lo < self.min_run, hi - cp.index < self.min_run
+            if (short_before and lo == 0) or (short_after and hi == n):
+                # too few values between it and the sequence's start or end: not persisted
+                # (yet); these go first
+                return (3, cp.stats.pvalue)
+            if short_before or short_after:
+                # a run too short between two points: of its two ends, the smaller step
+                # goes first, so that the run joins the side it resembles (the first slow
+                # build slower than the next ones belongs to the slowdown). Not the
                 # p-value: with a value or two on a side it says little, and a side
                 # without spread gives 0, the "strongest" of all.
                 return (2, -change / max(abs(before), abs(after), 1e-12))
