@@ -171,8 +171,6 @@ class ChangeDetector:
             cp = points[i]
             lo = points[i - 1].index if i > 0 else 0
             hi = points[i + 1].index if i + 1 < len(points) else n
-            before, after = sides(raw, lo, cp.index, hi)
-            change = abs(after - before)
             short_before, short_after = cp.index - lo < self.min_run, hi - cp.index < self.min_run
             if (short_before and lo == 0) or (short_after and hi == n):
                 # too few values between it and the sequence's start or end: not persisted
@@ -184,9 +182,12 @@ class ChangeDetector:
                 # build slower than the next ones belongs to the slowdown). Not the
                 # p-value: with a value or two on a side it says little, and a side
                 # without spread gives 0, the "strongest" of all.
-                return (2, -change / max(abs(before), abs(after), 1e-12))
+                before, after = sides(raw, lo, cp.index, hi)
+                return (2, -abs(after - before) / max(abs(before), abs(after), 1e-12))
             if cp.stats.pvalue > self.max_pvalue:
                 return (1, cp.stats.pvalue)
+            before, after = sides(raw, lo, cp.index, hi)
+            change = abs(after - before)
             magnitude = change / abs(before) if before else math.inf
             if magnitude < self.min_magnitude or change < unit:
                 return (0, -magnitude)
