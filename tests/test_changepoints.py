@@ -77,6 +77,24 @@ class FindChanges(Otava):
         [change] = ChangeDetector(min_run=3).find(before + after[:3])
         self.assertEqual(change.index, 60)
 
+    def test_the_first_slow_build_slower_than_the_next_begins_the_change(self):
+        # recorded on a loaded machine (test_regressions_master in a fresh-clone run): 1 s
+        # builds, then 3 s ones, the first of them 4 s. The change begins at that build,
+        # from the 5th build after it (when the master announces it) on
+        values = [float(c) for c in '211211111121111433333333333334']
+        for n in range(20, len(values) + 1):
+            [change] = findChanges(values[:n])
+            self.assertEqual((change.index, change.before, change.after), (15, 1.0, 3.0), n)
+        # the same shape, generated: found, and never after the first slow build (a value
+        # of 2 just before it may begin the change)
+        for seed in range(20):
+            rng = np.random.default_rng(seed)
+            values = [1.0 + (rng.random() < 0.25) for _ in range(15)] + [4.0] + \
+                     [3.0 + (rng.random() < 0.1) for _ in range(14)]
+            for n in range(20, len(values) + 1):
+                [change] = findChanges(values[:n])
+                self.assertIn(change.index, (13, 14, 15), (seed, n))
+
     def test_min_magnitude(self):
         rng = np.random.default_rng(6)
         values = list(100 + rng.normal(0, 0.5, 100)) + list(105 + rng.normal(0, 0.5, 100))

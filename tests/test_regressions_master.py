@@ -1,8 +1,8 @@
 """Change detection on a real master with a real worker and real builds: a builder whose step
-sleeps 1 s for 15 builds, then 3 s for 15 (each build from a change, by its author), and a
-steady builder's 60 builds run at the same time on the same master. Exactly one change, for
-the worse, at build 16 of the slowing builder, about +200 %, named with its revision and its
-change; none for the steady builder. Then the same master shows it: the Statistics page in a
+sleeps 1 s for 10 builds, then 5 s for 10 (each build from a change, by its author), and a
+steady builder's 20 builds of 3 s run at the same time on the same master. Exactly one change,
+for the worse, at build 11 of the slowing builder, about +400 %, named with its revision and
+its change; none for the steady builder. Then the same master shows it: the Statistics page in a
 real browser (the Changes panel and the marker on the chart), ``buildbot-stats
 regressions`` (exit status 1) and /metrics."""
 
@@ -34,9 +34,18 @@ from tests.www_master import PageMasterMixin
 from tests.www_master import RunMasterBase
 
 STORE = 'stats.sqlite'
-SLOW_FROM = 16  # the first build that sleeps 3 s
-SLOWING_BUILDS = 30
-STEADY_BUILDS = 60
+SLOW_FROM = 11  # the first build that sleeps SLOW_SLEEP
+SLOWING_BUILDS = 20
+#: The slowing builder's sleeps, before and from build SLOW_FROM: 4 s apart, so that a burst
+#: of load (a 1 s build recorded as 3 s, once) leaves the builds before the change nearer
+#: the 1 s than the 5 s ones, and the change where it began.
+FAST_SLEEP, SLOW_SLEEP = '1', '5'
+STEADY_BUILDS = 20
+#: The steady builder's sleep: Buildbot stamps builds in whole seconds, so a 3 s build is
+#: recorded as 3 or 4 s. A burst of load adds a second to the builds it covers: +25-33 % here,
+#: where a 0.5 s sleep (0 or 1 s) went to 1 or 2 s, +100 % or more; and a burst must last
+#: 5 builds (min_builds), here 17 s and more, and longer still for the significance test.
+STEADY_SLEEP = '3'
 
 
 def masterConfig():
@@ -47,8 +56,8 @@ def masterConfig():
         schedulers.ForceScheduler(name='force', builderNames=['steady']),
     ]
     slowing = util.BuildFactory([steps.ShellCommand(
-        name='work', command=['sleep', util.Property('sleep', default='1')])])
-    steady = util.BuildFactory([steps.ShellCommand(name='work', command=['sleep', '0.5'])])
+        name='work', command=['sleep', util.Property('sleep', default=FAST_SLEEP)])])
+    steady = util.BuildFactory([steps.ShellCommand(name='work', command=['sleep', STEADY_SLEEP])])
     c['builders'] = [
         util.BuilderConfig(name='slowing', workernames=['local1'], factory=slowing,
                            collapseRequests=False),
@@ -82,8 +91,8 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
 
     @defer.inlineCallbacks
     def runEveryBuild(self):
-        """60 builds of steady and 30 of slowing, at once; each build of slowing from its
-        own change (revision rev<n>, by dev<n>, alice's the 16th), one at a time."""
+        """20 builds of steady and 20 of slowing, at once; each build of slowing from its
+        own change (revision rev<n>, by dev<n>, alice's the 11th), one at a time."""
         finished = {}
         new_buildsets = []
 
@@ -102,11 +111,11 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
                                            ('forceschedulers', 'force'))
         for n in range(1, SLOWING_BUILDS + 1):
             author = 'alice <alice@example.org>' if n == SLOW_FROM else f'dev{n}'
-            comment = 'Sleep three seconds' if n == SLOW_FROM else f'change {n}'
+            comment = 'Sleep five seconds' if n == SLOW_FROM else f'change {n}'
             yield self.master.data.updates.addChange(
                 author=author, comments=comment, revision=f'rev{n}', branch='main',
                 repository='repo', project='proj', files=['work.sh'], category=None,
-                properties={'sleep': '3' if n >= SLOW_FROM else '1'},
+                properties={'sleep': SLOW_SLEEP if n >= SLOW_FROM else FAST_SLEEP},
                 codebase='')
             # one buildset per change, in order: build <n> is change <n>'s
             yield waitUntil(lambda n=n: len(new_buildsets) >= n, f"the buildset of change {n}")
@@ -129,30 +138,33 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
         for backend in svc.backends:
             yield backend.flush(30)
 
-        # the store: exactly one change, the slowdown at build 16, attributed
+        # the store: exactly one change, the slowdown at build SLOW_FROM, attributed
         with openStore(os.path.join(self.master.basedir, STORE)) as store:
             durations = store.buildDurations()
             kept = store.changePoints()
         self.assertEqual(len(durations['slowing']), SLOWING_BUILDS)
         self.assertEqual(len(durations['steady']), STEADY_BUILDS)
-        self.assertEqual(len(kept), 1, kept)
+        # what to look at when it fails: each builder's durations, by build number
+        seen = {b: [d for _, _, d in sorted(rows, key=lambda r: r[1])]
+                for b, rows in durations.items()}
+        self.assertEqual(len(kept), 1, (kept, seen))
         [change] = kept
         self.assertEqual((change['builder'], change['series'], change['direction']),
                          ('slowing', 'duration', 'up'))
         self.assertEqual((change['build_number'], change['last_build_number']),
-                         (SLOW_FROM, SLOW_FROM - 1))
+                         (SLOW_FROM, SLOW_FROM - 1), (change, seen))
         self.assertTrue(change['worse'])
         self.assertFalse(change['withdrawn'])
-        # whole seconds: 1 or 2 s before, 3 or 4 s after; about +200 %
+        # whole seconds: 1 or 2 s before, 5 or 6 s after; about +400 %
         self.assertIn(change['before'], (1.0, 1.5, 2.0))
-        self.assertIn(change['after'], (3.0, 3.5, 4.0))
-        self.assertGreaterEqual(change['size'], 0.5)
-        self.assertLessEqual(change['size'], 3.0)
+        self.assertIn(change['after'], (5.0, 5.5, 6.0))
+        self.assertGreaterEqual(change['size'], 1.5)
+        self.assertLessEqual(change['size'], 5.0)
         self.assertEqual(change['revision'], f'rev{SLOW_FROM}')
         self.assertEqual(change['branch'], 'main')
         self.assertEqual(change['changes'], 1)
         self.assertEqual(change['authors'], ['alice <alice@example.org>'])
-        self.assertEqual(change['comments'], ['Sleep three seconds'])
+        self.assertEqual(change['comments'], ['Sleep five seconds'])
         self.assertGreater(change['confidence'], 0.999)
         self.assertTrue(change['url'].endswith(f"#/builders/{ids['slowing']}/builds/{SLOW_FROM}"))
         # one log line for it
@@ -161,7 +173,7 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
         self.assertEqual(len(announced), 1, announced)
         self.assertIn(f"since build #{SLOW_FROM} (revision rev{SLOW_FROM}; branch main; "
                       "1 change by alice <alice@example.org>)", announced[0])
-        self.assertFalse([line for line in lines if "regressions: steady:" in line])
+        self.assertFalse([line for line in lines if "regressions: steady:" in line], seen)
         self.assertEqual(regressions.openSlowdowns(), {('slowing', 'duration'): 1})
 
         # /metrics
@@ -179,11 +191,11 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
             subprocess.run, command() + ['regressions', store_path], capture_output=True,
             text=True, timeout=120)
         self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
-        # its own full analysis: all 15 builds after the change make its medians, where the
+        # its own full analysis: all 10 builds after the change make its medians, where the
         # master announced it after 5 (a build slowed by the machine's load moves one)
         size = re.search(r"slowing: build duration \+(\d+)% slower", done.stdout)
         self.assertIsNotNone(size, done.stdout)
-        self.assertTrue(50 <= int(size.group(1)) <= 300, done.stdout)
+        self.assertTrue(150 <= int(size.group(1)) <= 500, done.stdout)
         self.assertIn(f"since build #{SLOW_FROM} (worse)", done.stdout)
         self.assertIn(f"revision rev{SLOW_FROM}, branch main, 1 change by alice "
                       "<alice@example.org>, confidence", done.stdout)
@@ -224,7 +236,7 @@ class RegressionsOnAMaster(BrowserMixin, PageMasterMixin, RunMasterBase):
         self.assertEqual(row[1:3], ['slowing', 'build duration'])
         self.assertIn('slower', row[3])
         self.assertEqual(row[5:8], [f'#{SLOW_FROM}', f'rev{SLOW_FROM}', 'main'])
-        self.assertEqual(row[8], '1 by alice <alice@example.org>: Sleep three seconds')
+        self.assertEqual(row[8], '1 by alice <alice@example.org>: Sleep five seconds')
         self.assertEqual(href, f"{self.base}#/builders/{ids['slowing']}/builds/{SLOW_FROM}")
         self.assertEqual(events['steady'], [])
         [title] = events['slowing']

@@ -27,7 +27,10 @@ How (docs/regressions.rst says why each step is there):
    until every one left passes: significant at ``max_pvalue``, a change of the medians of at
    least ``min_magnitude`` (and of at least one unit of a whole-number sequence), and at
    least ``min_run`` values on each side (a change must persist: a spike is not one; the
-   newest change is reported once ``min_run`` values follow it).
+   newest change is reported once ``min_run`` values follow it). Of the points with too few
+   values on a side, those next to the sequence's start or end go first (not persisted
+   yet), then of the two ends of a short run between points the smaller step (the p-value
+   of one value against a few says little), so that the run joins the side it resembles.
 
 The significance test is an object with Otava's ``SignificanceTester`` interface, made by
 ``tester(max_pvalue)``: Otava's ``TTestSignificanceTester`` (Student's t-test) by default.
@@ -168,8 +171,19 @@ class ChangeDetector:
             cp = points[i]
             lo = points[i - 1].index if i > 0 else 0
             hi = points[i + 1].index if i + 1 < len(points) else n
-            if cp.index - lo < self.min_run or hi - cp.index < self.min_run:
-                return (2, cp.stats.pvalue)
+            short_before, short_after = cp.index - lo < self.min_run, hi - cp.index < self.min_run
+            if (short_before and lo == 0) or (short_after and hi == n):
+                # too few values between it and the sequence's start or end: not persisted
+                # (yet); these go first
+                return (3, cp.stats.pvalue)
+            if short_before or short_after:
+                # a run too short between two points: of its two ends, the smaller step
+                # goes first, so that the run joins the side it resembles (the first slow
+                # build slower than the next ones belongs to the slowdown). Not the
+                # p-value: with a value or two on a side it says little, and a side
+                # without spread gives 0, the "strongest" of all.
+                before, after = sides(raw, lo, cp.index, hi)
+                return (2, -abs(after - before) / max(abs(before), abs(after), 1e-12))
             if cp.stats.pvalue > self.max_pvalue:
                 return (1, cp.stats.pvalue)
             before, after = sides(raw, lo, cp.index, hi)
