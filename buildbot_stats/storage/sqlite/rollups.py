@@ -73,9 +73,9 @@ DEFAULT_GROUP_TAGS = ('builder_name',)
 #: Hours rolled up from raw points per maintenance transaction (the writer's points wait
 #: meanwhile).
 HOURS_PER_STEP = 24
-#: The master's writer asks for a maintenance every minute; a quiet store's closed hours wait
-#: for it (their points read raw by the page meanwhile, as an open hour's are), so that a
-#: transaction closes several at a time, until this many of their points are in memory ...
+#: The master's writer asks for a maintenance when an hour closes; a quiet store's closed
+#: hours wait (their points read raw by the page meanwhile, as an open hour's are), so that
+#: a transaction closes several at a time, until this many of their points are in memory ...
 CLOSE_AT_POINTS = 5000
 #: ... or the last maintenance is this old (seconds). A round with nothing due costs no
 #: statement (:meth:`Rollups.due`).

@@ -139,7 +139,7 @@ class StoreWriter:
         """One round of maintenance at ``now`` (seconds): a step of rollups, then (once the
         rollups are done) a few batches of retention (``keep``, ``keep_rollups``: seconds
         or None). True when more remains: the caller runs another round soon.
-        ``eager=False`` (the master's timer, every minute): nothing is done, at no cost,
+        ``eager=False`` (the master's timer, when an hour closes): nothing is done, at no cost,
         unless the rollups are :meth:`~buildbot_stats.storage.sqlite.rollups.Rollups.due`
         or the last round left work; retention then runs with the rollups' rounds."""
         conn = self.open(path)
