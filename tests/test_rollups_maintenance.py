@@ -260,6 +260,16 @@ class TimerRoundsTest(TempStore):
                                         (T0 + 4 * DAY, reader.summarize(
                                             'durations', start=T0 + 4 * DAY)['alpha'])]})
 
+    def test_a_clock_gone_back_makes_the_round_due(self):
+        self.build(T0 + DAY + 60)
+        self.round(T0 + DAY + 1800)
+        self.build(T0 + DAY + HOUR + 60)
+        self.assertEqual(self.round(T0 + DAY + 3 * HOUR), [])
+        # the clock set back a day: the hours do not wait for it to catch up
+        self.assertIn('BEGIN IMMEDIATE', self.round(T0 + 2 * HOUR))
+        self.assertIn('BEGIN IMMEDIATE', self.round(T0 + DAY + 3 * HOUR))
+        self.assertEqual(self.state()[0], T0 + DAY + 2 * HOUR)
+
     def test_an_eager_round_closes_whatever_waits(self):
         self.build(T0 + 60)
         self.round(T0 + 1800)

@@ -468,8 +468,8 @@ class Rollups:
         holding :data:`CLOSE_AT_POINTS` points in memory. Else the closed hours wait: at
         one build an hour, an hour's commit costs more than its points' writes."""
         if self.maintained_at is None or self.dirtied \
-                or now >= self.maintained_at + MAINTAIN_AT_LEAST_EVERY:
-            return True
+                or not self.maintained_at <= now < self.maintained_at + MAINTAIN_AT_LEAST_EVERY:
+            return True  # (also when the clock went back)
         target = (now - GRACE) // HOUR * HOUR
         if any(h < target for h in self.from_raw):
             return True
