@@ -4,8 +4,9 @@ The reactor thread only encodes a point (a few microseconds) and appends it to a
 One writer thread (a one-thread pool) owns the connection and commits the queue in
 batches, one transaction each, in WAL mode so that other programs can read the file while
 the master writes it, and runs the maintenance between them (rollups, retention) when an
-hour closes (:func:`~buildbot_stats.storage.sqlite.rollups.nextClose`). Layout: :mod:`buildbot_stats.storage.sqlite.schema`;
-value rules: :mod:`buildbot_stats.storage.sqlite.values`; user docs: docs/storage-sqlite.rst.
+hour closes (:func:`~buildbot_stats.storage.sqlite.rollups.nextClose`). Layout:
+:mod:`buildbot_stats.storage.sqlite.schema`; value rules:
+:mod:`buildbot_stats.storage.sqlite.values`; user docs: docs/storage-sqlite.rst.
 """
 
 from __future__ import annotations

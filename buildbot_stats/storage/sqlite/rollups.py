@@ -182,10 +182,9 @@ class HourAccumulator:
     def grouped(self, conn, rollups):
         """``{(series id, tag set id, field set id): [fields]}`` of the hour's points, the
         field form of a build counted in its tag form left out (as :meth:`Rollups._fromRaw`
-        does). A batch is grouped by C-level calls only (no Python code runs a point: a
-        third of the time of a loop); only a batch holding points that may be the field form of a build (a
-        ``build_number`` field in a series of no build statistics measurement) is checked
-        point by point."""
+        does). A batch is grouped by C-level calls only (no Python code runs a point); only a
+        batch holding points that may be the field form of a build (a ``build_number``
+        field in a series of no build statistics measurement) is checked point by point."""
         points = collections.defaultdict(list)
         for prepared, rows in self.batches:
             if rollups.mayHoldTwins(set(map(_SERIES_FIELDSET, prepared))):
