@@ -8,8 +8,9 @@ same with the rollups switched off; each variant in a fresh process, alternating
 of ``--repeat``. Prints ONE JSON line: per batch size, the writer thread's CPU seconds
 with and without rollups, the share of the rollups (target: at most 5 %), and the file's
 bytes per point (rollups included; target: at most 120). ``--parts`` adds, in separate
-runs (the timing wrappers cost a little), the rollups' own CPU: ``thread_time`` around the writer's calls of
-:class:`~buildbot_stats.storage.sqlite.rollups.Rollups` (``writing`` + ``written``: the
+runs (the timing wrappers cost a little), the rollups' own CPU: ``thread_time`` around
+the writer's calls of :class:`~buildbot_stats.storage.sqlite.rollups.Rollups`
+(``writing`` + ``written``: the
 points side; ``maintain`` and ``due``: closing hours, days, weeks), least of ``--repeat``.
 ``--store FILE`` also measures a store written by ``benchmarks/storegen.py`` (its bytes per
 point, its tables' shares); ``--code DIR`` measures another checkout's package (A/B runs).
