@@ -67,8 +67,8 @@ class LastFailuresTest(TempStore):
         w = self.writer()
         for b, n, t, result in self.builds:
             w.write(self.path, rowsOfBuild(b, n, t, 10.0 + n % 7, result, 0))
-            # the maintenance at every hour, as the master's timer runs it
-            while w.maintain(self.path, t):
+            # a round after every build (eager: every closed hour closes)
+            while w.maintain(self.path, t, eager=self.eager):
                 pass
 
     def expected(self, builder, start, end, raw_since=0):
@@ -82,10 +82,17 @@ class LastFailuresTest(TempStore):
             return (float(t // HOUR * HOUR), None, 'failure')
         return (t, n, 'failure')
 
+    eager = True
+
     def test_as_the_raw_points_say(self):
         with openStore(self.path) as reader:
             watermark = reader.rollupState()[0]
-            self.assertEqual(watermark % DAY // HOUR, 6)  # mid-day: hours not in a day yet
+            if self.eager:
+                self.assertEqual(watermark % DAY // HOUR, 6)  # mid-day: hours not in a day yet
+            else:
+                # the timer's rounds: mid-day too, and hours waiting, read raw
+                self.assertNotEqual(watermark % DAY, 0)
+                self.assertGreaterEqual(self.builds[-1][2] - watermark, 3 * HOUR)
             edges = [None, T0 + 300, T0 + 5 * HOUR, T0 + 5 * HOUR + 1800, T0 + DAY,
                      T0 + 30 * HOUR + 900, T0 + 2 * DAY + 5 * HOUR, T0 + 77 * HOUR + 3000,
                      T0 + 4 * DAY, watermark - HOUR, watermark, watermark + 1800]
@@ -118,6 +125,13 @@ class LastFailuresTest(TempStore):
                     self.assertEqual(reader.lastFailures(builder, None, end).get(builder),
                                      self.expected(builder, None, end, raw_since),
                                      (builder, end))
+
+
+class LastFailuresWithTimerRoundsTest(LastFailuresTest):
+    """The same, the store maintained by the master's timer rounds: closed hours wait (read
+    raw) and close six at a time."""
+
+    eager = False
 
 
 class CommandRollsUpMeanwhileTest(TempStore):
