@@ -49,8 +49,13 @@ class LastFailuresTest(TempStore):
     watermark (a failure after the end in the end's hour, or before the start in the
     start's hour, is not the range's)."""
 
+    #: quiet days rolled up to day rows only (raw-only days); False: by the hour
+    sparse = False
+
     def setUp(self):
         super().setUp()
+        if not self.sparse:
+            self.patch(rollups, 'SPARSE_DAY_POINTS', 0)
         self.builds = []  # (builder, number, time, result)
         n = 0
         for h in range(5 * 24 + 7):
@@ -71,7 +76,7 @@ class LastFailuresTest(TempStore):
             while w.maintain(self.path, t, eager=self.eager):
                 pass
 
-    def expected(self, builder, start, end, raw_since=0):
+    def expected(self, builder, start, end, raw_since=0, raw_days=()):
         failures = [(t, n) for b, n, t, r in self.builds
                     if b == builder and r == 'failure' and (start is None or t >= start)
                     and (end is None or t < end)]
@@ -79,15 +84,22 @@ class LastFailuresTest(TempStore):
             return None
         t, n = max(failures)
         if t < raw_since:
-            return (float(t // HOUR * HOUR), None, 'failure')
+            # the raw point gone: its hour's time (a raw-only day's: the day's)
+            day = t // DAY * DAY
+            return (float(day if day in raw_days else t // HOUR * HOUR), None, 'failure')
         return (t, n, 'failure')
 
     eager = True
 
     def test_as_the_raw_points_say(self):
         with openStore(self.path) as reader:
-            watermark = reader.rollupState()[0]
-            if self.eager:
+            watermark, _, _, raw_days = reader.rollupState()
+            if self.sparse:
+                # every day quiet (360 points): day rows only; the open day's hours wait
+                self.assertEqual(raw_days, [T0 + d * DAY for d in range(5)])
+                self.assertEqual(watermark, T0 + 5 * DAY)
+                self.assertEqual(self.hourRows(), 0)
+            elif self.eager:
                 self.assertEqual(watermark % DAY // HOUR, 6)  # mid-day: hours not in a day yet
             else:
                 # the timer's rounds: mid-day too, and hours waiting, read raw
@@ -120,17 +132,44 @@ class LastFailuresTest(TempStore):
         with openStore(self.path) as reader:
             raw_since = reader.rawSince()
             self.assertGreater(raw_since, T0 + 2 * DAY)
+            raw_days = reader.rollupState()[3]
+            self.assertEqual(bool(raw_days), self.sparse)
+            if self.sparse:
+                # retention deletes a raw-only day's raw points whole
+                self.assertEqual(raw_since % DAY, 0)
             for builder in ('alpha', 'beta', 'gamma'):
                 for end in (None, T0 + DAY, T0 + 40 * HOUR, T0 + 4 * DAY):
                     self.assertEqual(reader.lastFailures(builder, None, end).get(builder),
-                                     self.expected(builder, None, end, raw_since),
+                                     self.expected(builder, None, end, raw_since, raw_days),
                                      (builder, end))
+
+    def hourRows(self):
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM rollups WHERE level = ?",
+                                (HOUR,)).fetchone()[0]
+        finally:
+            conn.close()
 
 
 class LastFailuresWithTimerRoundsTest(LastFailuresTest):
     """The same, the store maintained by the master's timer rounds: closed hours wait (read
     raw) and close six at a time."""
 
+    eager = False
+
+
+class LastFailuresOnRawOnlyDaysTest(LastFailuresTest):
+    """The same on quiet days, rolled up to day rows only (raw-only days): their failures
+    are found through the day rows, a partial edge day through its raw points."""
+
+    sparse = True
+
+
+class LastFailuresOnRawOnlyDaysWithTimerRoundsTest(LastFailuresTest):
+    """The same, raw-only days, the master's timer rounds."""
+
+    sparse = True
     eager = False
 
 
@@ -188,6 +227,8 @@ class TimerRoundsTest(TempStore):
 
     def setUp(self):
         super().setUp()
+        # the hours of a busy day (a quiet day's wait for the day: QuietDaysTest)
+        self.patch(rollups, 'SPARSE_DAY_POINTS', 0)
         self.w = self.writer()
         self.n = 0
         self.statements = []

@@ -15,6 +15,7 @@ by ``buildbot-stats prune``. Safe to stop at any moment (a crash, a kill) and to
 
 from __future__ import annotations
 
+from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import WEEK
 from buildbot_stats.storage.sqlite.rollups import GRACE
 from buildbot_stats.storage.sqlite.rollups import HOUR
@@ -22,6 +23,7 @@ from buildbot_stats.storage.sqlite.rollups import LEVELS
 from buildbot_stats.storage.sqlite.rollups import US
 from buildbot_stats.storage.sqlite.rollups import State
 from buildbot_stats.storage.sqlite.rollups import dirtyHours
+from buildbot_stats.storage.sqlite.rollups import rawDays
 
 #: Points deleted per transaction.
 BATCH = 2000
@@ -30,11 +32,17 @@ BATCH = 2000
 def rawCutoff(conn, older_than, now):
     """The time (seconds, a whole hour) before which raw points may go: ``now -
     older_than`` rounded down to the hour, no later than the rollup watermark and the first
-    hour to roll up again."""
+    hour to roll up again, nor inside a raw-only day (:mod:`.rollups`)."""
     state = State.read(conn)
     cutoff = int((now - older_than) // HOUR * HOUR)
     dirty = dirtyHours(conn)
-    return min([cutoff, state.watermark] + dirty[:1])
+    cutoff = min([cutoff, state.watermark] + dirty[:1])
+    day = cutoff // DAY * DAY
+    if cutoff != day and day in rawDays(conn):
+        # a raw-only day keeps its raw points whole (a late point rolls the whole day up
+        # again from them) or loses them whole
+        cutoff = day
+    return cutoff
 
 
 def plannedCutoff(conn, older_than, now):
