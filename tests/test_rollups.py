@@ -32,6 +32,7 @@ from buildbot_stats.storage.sqlite import aggregates
 from buildbot_stats.storage.sqlite import retention
 from buildbot_stats.storage.sqlite import rollups
 from buildbot_stats.storage.sqlite import schema
+from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.storage.sqlite.writer import StoreWriter
@@ -62,8 +63,14 @@ class Model:
             return  # the hour is summarized already: no rollup changes (documented)
         self.points[(series, json.dumps(tags, sort_keys=True), time_us)] = (tags, fields)
 
-    def values(self, kind, builder, start, end, raw_since):
+    def values(self, kind, builder, start, end, raw_since, raw_days=()):
         """``{group: [values]}`` the reader must summarize for ``[start, end)``."""
+        # an edge in a pruned raw-only day (day rows only): the whole day
+        if start is not None and start < raw_since and start // DAY * DAY in raw_days:
+            start = start // DAY * DAY
+        if end is not None and end < raw_since and end // DAY * DAY in raw_days \
+                and end % DAY:
+            end = end // DAY * DAY + DAY
         if start is not None and start < raw_since and start % HOUR:
             start = start // HOUR * HOUR  # an edge in a pruned hour: the whole hour
         if end is not None and end < raw_since and end % HOUR:
@@ -119,7 +126,29 @@ operations = st.lists(st.one_of(
     st.tuples(st.just('prune'), st.tuples(st.integers(0, 4 * 86400), st.integers(1, 60))),
     # the master restarts: its writer opens the file again, its open hours not in memory
     st.tuples(st.just('reopen'), st.none()),
+    # buildbot-stats rebuild-rollups at a time: every rolled-up hour (and raw-only day)
+    # rolled up again from the raw points
+    st.tuples(st.just('rebuild'), st.integers(0, 4 * 86400)),
 ), min_size=1, max_size=8)
+# the same, times drawn as (day, second of the day), so that the writes and the rounds
+# spread over the days (hypothesis favours small integers): quiet days close, and points
+# come late into them
+def _dayTime(days):
+    return st.builds(lambda d, s: d * 86400 + s, st.integers(0, days - 1),
+                     st.integers(0, 86399))
+
+
+day_builds = st.tuples(st.sampled_from(BUILDERS), st.integers(1, 40), _dayTime(3),
+                       st.integers(1, 12).map(lambda d: d * 2.5), st.sampled_from(RESULTS))
+day_operations = st.lists(st.one_of(
+    st.tuples(st.just('write'), st.lists(day_builds, min_size=1, max_size=12)),
+    st.tuples(st.just('other'), st.lists(day_builds, min_size=1, max_size=3)),
+    st.tuples(st.just('maintain'), _dayTime(5)),
+    st.tuples(st.just('tick'), _dayTime(5)),
+    st.tuples(st.just('prune'), st.tuples(_dayTime(5), st.integers(1, 60))),
+    st.tuples(st.just('reopen'), st.none()),
+    st.tuples(st.just('rebuild'), _dayTime(5)),
+), min_size=2, max_size=10)
 ranges = st.tuples(st.one_of(st.none(), st.integers(-3600, 3 * 86400)),
                    st.one_of(st.none(), st.integers(1, 3 * 86400 + 3600)))
 
@@ -128,7 +157,8 @@ class RollupsMatchRawTest(unittest.TestCase):
     """Hypothesis drives writes (new, late and replaced points), maintenance and pruning;
     every aggregate the page asks for then equals the exact one computed from the points."""
 
-    def check(self, ops, queries, exact_values):
+    def check(self, ops, queries, exact_values, sparse_points=rollups.SPARSE_DAY_POINTS,
+              last_round=None):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d, True)
         path = os.path.join(d, 'stats.sqlite')
@@ -143,6 +173,17 @@ class RollupsMatchRawTest(unittest.TestCase):
         self.addCleanup(setattr, aggregates, 'EXACT_VALUES', old)
         # a timer round closes the hours waiting once a few builds' points wait
         self.patch(rollups, 'CLOSE_AT_POINTS', 40)
+        # a day of fewer points is quiet (day rows only): with a few builds a day, both
+        # kinds of day happen
+        self.patch(rollups, 'SPARSE_DAY_POINTS', sparse_points)
+        # a raw-only day has no hourly rows: rolled up from them, its day rows would go
+        rollUp = rollups.Rollups._rollUp
+
+        def checkedRollUp(rolls, conn, finer, level, start):
+            if finer == HOUR:
+                self.assertNotIn(start, rollups.rawDays(conn), 'a raw-only day from hours')
+            return rollUp(rolls, conn, finer, level, start)
+        self.patch(rollups.Rollups, '_rollUp', checkedRollUp)
         for op, arg in ops:
             if op in ('write', 'other'):
                 rows = []
@@ -161,20 +202,46 @@ class RollupsMatchRawTest(unittest.TestCase):
             elif op == 'reopen':
                 writer.close()
                 writer.open(path)
+            elif op == 'rebuild':
+                command = StoreWriter(5.0)
+                conn = command.open(path)
+                conn.execute("BEGIN IMMEDIATE")
+                command.rollups.markForRebuild(conn)
+                conn.execute("COMMIT")
+                while command.maintain(path, T0 + arg):
+                    pass
+                command.close()
             else:
                 now, keep_hours = arg
                 while writer.maintain(path, T0 + now, keep=keep_hours * HOUR):
                     pass
                 with openStore(path) as reader:
                     model.raw_since = reader.rawSince()
+        if last_round is not None:
+            # a timer round once every day written closed: the quiet days close (and the
+            # days written into after they closed are rolled up again)
+            while writer.maintain(path, T0 + last_round, eager=False):
+                pass
+        conn = sqlite3.connect(path)
+        try:
+            raw_days = sorted(rollups.rawDays(conn))
+            for day in raw_days:
+                self.assertEqual(conn.execute(
+                    "SELECT COUNT(*) FROM rollups WHERE level = ? AND start >= ? AND start < ?",
+                    (HOUR, day, day + DAY)).fetchone()[0], 0, day)
+            if sparse_points == 0:
+                self.assertEqual(raw_days, [])
+        finally:
+            conn.close()
         with openStore(path) as reader:
             raw_since = reader.rawSince()
+            self.assertEqual(reader.rollupState()[3], raw_days)
             for kind, builder, (lo, hi), period in queries:
                 start = None if lo is None else T0 + lo
                 end = None if hi is None else T0 + hi
                 if start is not None and end is not None and start >= end:
                     continue
-                expected = model.values(kind, builder, start, end, raw_since)
+                expected = model.values(kind, builder, start, end, raw_since, raw_days)
                 got = reader.summarize(kind, builder, start, end, period=period)
                 if period is None:
                     self.assertEqual(set(got), set(expected), (kind, builder, start, end))
@@ -211,9 +278,29 @@ class RollupsMatchRawTest(unittest.TestCase):
                               st.sampled_from((None,) + BUILDERS), ranges,
                               st.sampled_from((None, None, HOUR, 86400))),
                     min_size=1, max_size=6),
-           st.sampled_from((300, 3)))
-    def test_rollups_answer_as_the_raw_points(self, ops, queries, exact_values):
-        self.check(ops, queries, exact_values)
+           st.sampled_from((300, 3)),
+           # by the hour only; a few builds a day quiet; every day quiet
+           st.sampled_from((0, 40, 5000)),
+           st.sampled_from((None, 4 * 86400 + 3600)))
+    def test_rollups_answer_as_the_raw_points(self, ops, queries, exact_values,
+                                              sparse_points, last_round):
+        self.check(ops, queries, exact_values, sparse_points, last_round)
+
+    # (about one example in eight closes a quiet day, one in four rolls one up again)
+    @settings(max_examples=80, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(day_operations,
+           st.lists(st.tuples(st.sampled_from(('durations', 'steps', 'results', 'custom')),
+                              st.sampled_from((None,) + BUILDERS),
+                              st.tuples(st.one_of(st.none(), _dayTime(3)),
+                                        st.one_of(st.none(), _dayTime(4))),
+                              st.sampled_from((None, None, HOUR, 86400))),
+                    min_size=1, max_size=6),
+           st.sampled_from((300, 3)), st.sampled_from((40, 5000)),
+           st.sampled_from((None, 4 * 86400 + 3600)))
+    def test_raw_only_days_answer_as_the_raw_points(self, ops, queries, exact_values,
+                                                    sparse_points, last_round):
+        self.check(ops, queries, exact_values, sparse_points, last_round)
 
     def test_a_late_point_and_a_replaced_point_after_the_hour_closed(self):
         # the cases the property test finds rarely, written out
