@@ -376,6 +376,48 @@ class PlanTest(unittest.TestCase):
         if period is not None and period < 86400:
             self.assertEqual(p.days + p.weeks, [])
 
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, 40 * 24), st.integers(0, 40 * 24), st.lists(st.integers(0, 40 * 24),
+                                                                       max_size=6),
+           st.lists(st.integers(0, 39), max_size=30),
+           st.one_of(st.none(), st.integers(0, 40 * 86400)),
+           st.one_of(st.none(), st.integers(0, 40 * 86400)),
+           st.sampled_from((None, HOUR, 86400, 7 * 86400)))
+    def test_raw_only_days_are_read_raw_or_taken_whole(self, wm_h, since_h, dirty_h, days,
+                                                       start, end, period):
+        if start is not None and end is not None and start >= end:
+            return
+        watermark, raw_since = wm_h * HOUR, min(since_h, wm_h) * HOUR
+        raw_days = sorted({d * DAY for d in days if (d + 1) * DAY <= watermark})
+        if raw_since // DAY * DAY in raw_days:
+            raw_since = raw_since // DAY * DAY  # retention never cuts a raw-only day
+        dirty = sorted({h * HOUR for h in dirty_h if h * HOUR >= raw_since})
+        p = plan(start, end, watermark, raw_since, dirty, period, raw_days)
+        lo = 0 if start is None else start
+        hi = 41 * 86400 if end is None else end
+        if start is not None and start < raw_since and start < watermark:
+            lo = start // DAY * DAY if start // DAY * DAY in raw_days else \
+                start // HOUR * HOUR
+        if end is not None and end < raw_since and end < watermark:
+            hi = end // DAY * DAY + DAY if end // DAY * DAY in raw_days and end % DAY else \
+                -(-end // HOUR * HOUR)
+        pieces = [(a if a is not None else 0, b if b is not None else 41 * 86400)
+                  for a, b in p.raw] + p.hours + p.days + p.weeks
+        pieces = sorted((max(a, lo), min(b, hi)) for a, b in pieces if min(b, hi) > max(a, lo))
+        covered = lo
+        for a, b in pieces:
+            self.assertEqual(a, covered, (p, lo, hi))
+            covered = b
+        self.assertEqual(covered, hi, p)
+        for a, b in p.hours:
+            # no hourly row of a raw-only day is asked for
+            self.assertFalse(any(d < b and a < d + DAY for d in raw_days), (p, raw_days))
+        for a, b in p.raw:
+            # nor a raw point of one whose raw points are gone
+            self.assertFalse(any(d < raw_since and (b is None or d < b)
+                                 and (a is None or a < d + DAY) for d in raw_days),
+                             (p, raw_days, raw_since))
+
 
 class MigrationTest(unittest.TestCase):
     """tests/fixtures/store-v2.sqlite was written by the schema v2 release (its script is
