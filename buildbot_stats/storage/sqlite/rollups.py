@@ -494,6 +494,9 @@ class Rollups:
         if any(h < target for h in self.from_raw):
             return True
         closed_day = target // DAY * DAY  # the hours before it are in closed days
+        if not self.pending or min(self.pending) >= closed_day:
+            return sum(acc.count for h, acc in self.pending.items() if h < target) \
+                >= CLOSE_AT_POINTS
         quiet = collections.Counter()
         for h, acc in self.pending.items():
             if h < closed_day:
@@ -680,11 +683,13 @@ class Rollups:
     def _writeDay(self, conn, day, hours):
         """Roll up the quiet day starting at ``day`` from its ``hours`` in memory: its day
         rows only; the day becomes raw-only."""
-        points = collections.defaultdict(list)
+        # the day's batches as one accumulator: grouped once, as an hour's are
+        day_points = HourAccumulator()
         for hour in hours:
-            for key, fields in self.pending.pop(hour).grouped(conn, self).items():
-                points[key] += fields
-        self._writeLevel(conn, DAY, day, points, fresh=False)
+            acc = self.pending.pop(hour)
+            day_points.batches += acc.batches
+            day_points.count += acc.count
+        self._writeLevel(conn, DAY, day, day_points.grouped(conn, self), fresh=False)
         conn.execute("INSERT OR IGNORE INTO rollup_raw_days (day) VALUES (?)", (day,))
 
     def _dayFromRaw(self, conn, day):
