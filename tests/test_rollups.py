@@ -153,6 +153,18 @@ ranges = st.tuples(st.one_of(st.none(), st.integers(-3600, 3 * 86400)),
                    st.one_of(st.none(), st.integers(1, 3 * 86400 + 3600)))
 
 
+def forbidRollUpOfRawOnlyDays(test):
+    """For the time of ``test``: a day rolled up from its hours fails it if the day is a
+    raw-only day (no hourly rows: its day rows would be emptied)."""
+    rollUp = rollups.Rollups._rollUp
+
+    def checkedRollUp(rolls, conn, finer, level, start):
+        if finer == HOUR:
+            test.assertNotIn(start, rollups.rawDays(conn), 'a raw-only day from hours')
+        return rollUp(rolls, conn, finer, level, start)
+    test.patch(rollups.Rollups, '_rollUp', checkedRollUp)
+
+
 class RollupsMatchRawTest(unittest.TestCase):
     """Hypothesis drives writes (new, late and replaced points), maintenance and pruning;
     every aggregate the page asks for then equals the exact one computed from the points."""
@@ -176,14 +188,7 @@ class RollupsMatchRawTest(unittest.TestCase):
         # a day of fewer points is quiet (day rows only): with a few builds a day, both
         # kinds of day happen
         self.patch(rollups, 'SPARSE_DAY_POINTS', sparse_points)
-        # a raw-only day has no hourly rows: rolled up from them, its day rows would go
-        rollUp = rollups.Rollups._rollUp
-
-        def checkedRollUp(rolls, conn, finer, level, start):
-            if finer == HOUR:
-                self.assertNotIn(start, rollups.rawDays(conn), 'a raw-only day from hours')
-            return rollUp(rolls, conn, finer, level, start)
-        self.patch(rollups.Rollups, '_rollUp', checkedRollUp)
+        forbidRollUpOfRawOnlyDays(self)
         for op, arg in ops:
             if op in ('write', 'other'):
                 rows = []
@@ -340,6 +345,18 @@ class RollupsMatchRawTest(unittest.TestCase):
 class PlanTest(unittest.TestCase):
     """Which level answers which part of a range: every second of it exactly once."""
 
+    def assertCoversOnce(self, p, lo, hi):
+        """The pieces of the plan ``p`` cover ``[lo, hi)`` (the range, its edges widened to
+        what is taken whole) once."""
+        pieces = [(a if a is not None else 0, b if b is not None else 41 * 86400)
+                  for a, b in p.raw] + p.hours + p.days + p.weeks
+        pieces = sorted((max(a, lo), min(b, hi)) for a, b in pieces if min(b, hi) > max(a, lo))
+        covered = lo
+        for a, b in pieces:
+            self.assertEqual(a, covered, (p, lo, hi))
+            covered = b
+        self.assertEqual(covered, hi, p)
+
     @settings(max_examples=300, deadline=None)
     @given(st.integers(0, 40 * 24), st.integers(0, 40 * 24), st.lists(st.integers(0, 40 * 24),
                                                                        max_size=6),
@@ -358,14 +375,7 @@ class PlanTest(unittest.TestCase):
         hi = 41 * 86400 if end is None else end
         if end is not None and end < raw_since and end % HOUR and end < watermark:
             hi = -(-end // HOUR * HOUR)
-        pieces = [(a if a is not None else 0, b if b is not None else 41 * 86400)
-                  for a, b in p.raw] + p.hours + p.days + p.weeks
-        pieces = sorted((max(a, lo), min(b, hi)) for a, b in pieces if min(b, hi) > max(a, lo))
-        covered = lo
-        for a, b in pieces:
-            self.assertEqual(a, covered, (p, lo, hi))
-            covered = b
-        self.assertEqual(covered, hi, p)
+        self.assertCoversOnce(p, lo, hi)
         for a, b in p.hours + p.days + p.weeks:
             self.assertLessEqual(b, watermark)
             self.assertFalse(any(a <= h < b for h in dirty), (p, dirty))
@@ -401,14 +411,7 @@ class PlanTest(unittest.TestCase):
         if end is not None and end < raw_since and end < watermark:
             hi = end // DAY * DAY + DAY if end // DAY * DAY in raw_days and end % DAY else \
                 -(-end // HOUR * HOUR)
-        pieces = [(a if a is not None else 0, b if b is not None else 41 * 86400)
-                  for a, b in p.raw] + p.hours + p.days + p.weeks
-        pieces = sorted((max(a, lo), min(b, hi)) for a, b in pieces if min(b, hi) > max(a, lo))
-        covered = lo
-        for a, b in pieces:
-            self.assertEqual(a, covered, (p, lo, hi))
-            covered = b
-        self.assertEqual(covered, hi, p)
+        self.assertCoversOnce(p, lo, hi)
         for a, b in p.hours:
             # no hourly row of a raw-only day is asked for
             self.assertFalse(any(d < b and a < d + DAY for d in raw_days), (p, raw_days))

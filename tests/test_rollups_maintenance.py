@@ -25,6 +25,7 @@ from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.rollups import mergeSketches
 from buildbot_stats.storage.sqlite.writer import StoreWriter
 from tests.test_rollups import T0
+from tests.test_rollups import forbidRollUpOfRawOnlyDays
 from tests.test_rollups import rowsOfBuild
 
 ROLLUP_COLUMNS = "series, level, start, tagset, field, count, sum, min, max, nonzero, sketch"
@@ -385,13 +386,7 @@ class QuietDaysTest(TempStore):
     def setUp(self):
         super().setUp()
         # a raw-only day is never rolled up from its (absent) hours
-        rollUp = rollups.Rollups._rollUp
-
-        def checkedRollUp(rolls, conn, finer, level, start):
-            if finer == HOUR:
-                self.assertNotIn(start, rollups.rawDays(conn), 'a raw-only day from hours')
-            return rollUp(rolls, conn, finer, level, start)
-        self.patch(rollups.Rollups, '_rollUp', checkedRollUp)
+        forbidRollUpOfRawOnlyDays(self)
         self.n = 0
 
     def builds(self, w, path, hours, late=()):
@@ -408,25 +403,16 @@ class QuietDaysTest(TempStore):
         path = os.path.join(d, 'hourly.sqlite')
         w = self.writer()
         self.n = 0
-        with self.patched(rollups, 'SPARSE_DAY_POINTS', 0):
+        sparse = rollups.SPARSE_DAY_POINTS
+        rollups.SPARSE_DAY_POINTS = 0
+        try:
             self.builds(w, path, hours)
             while w.maintain(path, T0 + 30 * HOUR):
                 pass
+        finally:
+            rollups.SPARSE_DAY_POINTS = sparse
         self.n = 0
         return path
-
-    def patched(self, obj, name, value):
-        test = self
-
-        class Patched:
-            def __enter__(self):
-                self.old = getattr(obj, name)
-                setattr(obj, name, value)
-
-            def __exit__(self, *exc):
-                setattr(obj, name, self.old)
-        del test
-        return Patched()
 
     def roundStatements(self, w, t):
         statements = []
