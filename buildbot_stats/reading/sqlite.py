@@ -605,32 +605,12 @@ class StoreReader(TestQueries):
                 continue
             # the last rolled-up hour with a failure bounds the raw search
             marks = ','.join('?' * len(ids))
-            where, params = [f"series = ? AND level = ? AND tagset IN ({marks})"], [sid, HOUR,
-                                                                                       *ids]
-            if h_lo is not None:
-                where.append("start >= ?")
-                params.append(h_lo)
-            if h_hi is not None:
-                where.append("start < ?")
-                params.append(h_hi)
-            last_hour = self._one(f"SELECT MAX(start) FROM rollups WHERE {' AND '.join(where)}",
-                                  params)[0]
+            last_hour = self._lastStart(sid, HOUR, ids, h_lo, h_hi)
             level = HOUR
             if raw_days:
                 # a raw-only day's failures are in its day rows (no hourly rows): the day is
                 # the mark (the whole day, where its raw points are gone, as plan() takes it)
-                day_where = [f"series = ? AND level = ? AND tagset IN ({marks})",
-                             "start IN (SELECT day FROM rollup_raw_days)"]
-                day_params = [sid, DAY, *ids]
-                if day_lo is not None:
-                    day_where.append("start >= ?")
-                    day_params.append(day_lo)
-                if day_hi is not None:
-                    day_where.append("start < ?")
-                    day_params.append(day_hi)
-                last_day = self._one(
-                    f"SELECT MAX(start) FROM rollups WHERE {' AND '.join(day_where)}",
-                    day_params)[0]
+                last_day = self._lastStart(sid, DAY, ids, day_lo, day_hi, raw_only=True)
                 if last_day is not None and (last_hour is None or last_day > last_hour):
                     last_hour, level = last_day, DAY
             # the raw points from the last rolled-up failure, the first dirty hour, the
@@ -658,6 +638,21 @@ class StoreReader(TestQueries):
             if found is not None:
                 out[b] = found
         return out
+
+    def _lastStart(self, sid, level, tagsets, lo, hi, raw_only=False):
+        """The start of the last rollup of ``level`` of series ``sid`` with a row of one of
+        ``tagsets``, starting in ``[lo, hi)`` (None: unbounded); ``raw_only``: of the
+        raw-only days only. None without one."""
+        where = [f"series = ? AND level = ? AND tagset IN ({','.join('?' * len(tagsets))})"]
+        params = [sid, level, *tagsets]
+        if raw_only:
+            where.append("start IN (SELECT day FROM rollup_raw_days)")
+        for bound, op in ((lo, '>='), (hi, '<')):
+            if bound is not None:
+                where.append(f"start {op} ?")
+                params.append(bound)
+        return self._one(f"SELECT MAX(start) FROM rollups WHERE {' AND '.join(where)}",
+                         params)[0]
 
     # -- aggregates ------------------------------------------------------------------------------
 
