@@ -590,8 +590,15 @@ class PruneTest(unittest.TestCase):
         self.assertEqual(cli_main.main(['prune', self.path, '--older-than', '20d',
                                         '--dry-run'], out=out), 0)
         self.assertRegex(out.getvalue(), r"^would delete \d+ raw points older than ")
+        # what it would delete is what it deletes (its cutoff moved back to the start of
+        # the raw-only day it falls in, as prune's)
+        would = out.getvalue().split()[2]
         with openStore(self.path) as reader:
             self.assertEqual(reader.countPoints(), 4000 * 5)
+        out = __import__('io').StringIO()
+        self.assertEqual(cli_main.main(['prune', self.path, '--older-than', '20d'],
+                                       out=out), 0)
+        self.assertIn(f"deleted {would} raw points", out.getvalue())
         self.assertEqual(cli_main.main(['prune', self.path, '--older-than', '20d',
                                         '--rollups-older-than', '30d'], out=out), 0)
         size = os.path.getsize(self.path)

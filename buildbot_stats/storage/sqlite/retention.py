@@ -23,7 +23,6 @@ from buildbot_stats.storage.sqlite.rollups import LEVELS
 from buildbot_stats.storage.sqlite.rollups import US
 from buildbot_stats.storage.sqlite.rollups import State
 from buildbot_stats.storage.sqlite.rollups import dirtyHours
-from buildbot_stats.storage.sqlite.rollups import rawDays
 
 #: Points deleted per transaction.
 BATCH = 2000
@@ -36,20 +35,28 @@ def rawCutoff(conn, older_than, now):
     state = State.read(conn)
     cutoff = int((now - older_than) // HOUR * HOUR)
     dirty = dirtyHours(conn)
-    cutoff = min([cutoff, state.watermark] + dirty[:1])
+    return _outsideRawOnlyDays(conn, min([cutoff, state.watermark] + dirty[:1]))
+
+
+def _outsideRawOnlyDays(conn, cutoff):
+    """``cutoff``, or the start of the raw-only day it falls in: such a day keeps its raw
+    points whole (a late point rolls the whole day up again from them) or loses them
+    whole. (A store of version 4, read by ``prune --dry-run``, has none.)"""
     day = cutoff // DAY * DAY
-    if cutoff != day and day in rawDays(conn):
-        # a raw-only day keeps its raw points whole (a late point rolls the whole day up
-        # again from them) or loses them whole
-        cutoff = day
+    if cutoff != day and conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollup_raw_days'"
+    ).fetchone() and conn.execute("SELECT 1 FROM rollup_raw_days WHERE day = ?",
+                                  (day,)).fetchone():
+        return day
     return cutoff
 
 
 def plannedCutoff(conn, older_than, now):
     """The cutoff :func:`rawCutoff` gives once the rollups are brought up to date at
     ``now`` (what ``prune`` does first): ``now - older_than`` rounded down to the hour, no
-    later than the last hour the rollups may close (:data:`~.rollups.GRACE`). Reads only."""
-    return int(min(now - older_than, now - GRACE) // HOUR * HOUR)
+    later than the last hour the rollups may close (:data:`~.rollups.GRACE`), nor inside a
+    raw-only day. Reads only."""
+    return _outsideRawOnlyDays(conn, int(min(now - older_than, now - GRACE) // HOUR * HOUR))
 
 
 def rollupCutoff(now, older_than):
