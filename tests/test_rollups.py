@@ -601,6 +601,14 @@ class PruneTest(unittest.TestCase):
         self.assertIn(f"deleted {would} raw points", out.getvalue())
         self.assertEqual(cli_main.main(['prune', self.path, '--older-than', '20d',
                                         '--rollups-older-than', '30d'], out=out), 0)
+        # the raw-only days whose rows went are no longer listed
+        cutoff = (time.time() - 30 * 86400) // (7 * 86400) * (7 * 86400)
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        days = [d for (d,) in conn.execute("SELECT day FROM rollup_raw_days")]
+        self.assertTrue(days)
+        self.assertGreaterEqual(min(days), cutoff)
+        conn.close()
         size = os.path.getsize(self.path)
         self.assertEqual(cli_main.main(['compact', self.path], out=out), 0)
         self.assertLess(os.path.getsize(self.path), size)

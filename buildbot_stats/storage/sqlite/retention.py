@@ -108,7 +108,8 @@ def deleteRawBatch(conn, cutoff, batch=BATCH):
 
 def deleteRollupsBatch(conn, cutoff, batch=BATCH):
     """One transaction deleting at most ``batch`` rollup rows (hours and days) starting
-    before ``cutoff`` (seconds); how many went."""
+    before ``cutoff`` (seconds), and with the last one the raw-only days before it; how
+    many rows went."""
     def work():
         left = batch
         for sid in seriesIds(conn):
@@ -121,6 +122,8 @@ def deleteRollupsBatch(conn, cutoff, batch=BATCH):
                 left -= cur.rowcount
                 if left <= 0:
                     return batch
+        # the last batch: the raw-only days before the cutoff have no rows left
+        conn.execute("DELETE FROM rollup_raw_days WHERE day < ?", (cutoff,))
         return batch - left
     return _transaction(conn, work)
 
