@@ -126,10 +126,16 @@ def isTwin(conn, sid, time_us, builder, number):
         is not None
 
 
+def closedBefore(now):
+    """The end (seconds) of the hours closed at ``now``: those whose end it passed by
+    :data:`GRACE`."""
+    return int((now - GRACE) // HOUR * HOUR)
+
+
 def nextClose(now):
     """The first time after ``now`` (seconds) when an hour closes (its end passed by
     :data:`GRACE`): when the master's timer runs its next round of maintenance."""
-    return ((now - GRACE) // HOUR + 1) * HOUR + GRACE
+    return closedBefore(now) + HOUR + GRACE
 
 
 def groupTags(series, tags):
@@ -490,7 +496,7 @@ class Rollups:
         if self.maintained_at is None or self.dirtied \
                 or not self.maintained_at <= now < self.maintained_at + MAINTAIN_AT_LEAST_EVERY:
             return True  # (also when the clock went back)
-        target = (now - GRACE) // HOUR * HOUR
+        target = closedBefore(now)
         if any(h < target for h in self.from_raw):
             return True
         closed_day = target // DAY * DAY  # the hours before it are in closed days
@@ -541,7 +547,7 @@ class Rollups:
         state = State.read(conn)
         self._sync(conn, state)
         self._loadNames(conn)
-        target = int((now - GRACE) // HOUR * HOUR)
+        target = closedBefore(now)
         budget = max_hours
         days = set()  # the days whose hours changed
         weeks = set()  # the weeks whose days changed
@@ -582,7 +588,7 @@ class Rollups:
                 if acc is not None and hour not in self.from_raw and acc.count == counts[hour]:
                     # every point of the hour went through this writer: from memory
                     self._write(conn, hour, self.pending.pop(hour).grouped(conn, self),
-                            fresh=True)
+                                fresh=True)
                 else:
                     # written by another program, before a restart, or written again
                     if budget <= 0:
