@@ -95,6 +95,27 @@ class FindChanges(Otava):
                 [change] = findChanges(values[:n])
                 self.assertIn(change.index, (13, 14, 15), (seed, n))
 
+    def test_the_last_fast_build_recorded_slower_does_not_begin_the_change(self):
+        # test_regressions_master in CI: 1 s builds, the last of them recorded as 2 s, then
+        # 5 s ones. With four 5 s builds, the change could only be placed (min_run) before
+        # the 2 s build, and was announced there, a build early; it waits for the fifth
+        for fast in ([1.0] * 9 + [2.0], [1.0] * 8 + [2.0, 2.0]):
+            values = fast + [5.0] * 10
+            self.assertEqual(findChanges(values[:14]), [])
+            for n in range(15, len(values) + 1):
+                [change] = findChanges(values[:n])
+                self.assertEqual((change.index, change.before, change.after), (10, 1.0, 5.0))
+        # generated: whole seconds, a build 1 s longer at times; from the first build on
+        # that a change can be placed where it began, that is where it is
+        for seed in range(30):
+            rng = np.random.default_rng(seed)
+            values = [1.0 + (rng.random() < 0.2) for _ in range(9)] + [2.0] + \
+                     [5.0 + (rng.random() < 0.2) for _ in range(10)]
+            for n in range(11, len(values) + 1):
+                found = [c.index for c in findChanges(values[:n]) if c.direction == 'up'
+                         and c.after >= 4]
+                self.assertEqual(found, [10] if n >= 15 else [], (seed, n, values[:n]))
+
     def test_min_magnitude(self):
         rng = np.random.default_rng(6)
         values = list(100 + rng.normal(0, 0.5, 100)) + list(105 + rng.normal(0, 0.5, 100))

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 from twisted.trial.unittest import SkipTest
 
+from benchmarks import influx_rollup_error
 from benchmarks import storegen
 from buildbot_stats.cli import main as cli_main
 from buildbot_stats.reading.influxdb import InfluxReader
@@ -71,7 +72,27 @@ class PercentileBinsTest(unittest.TestCase):
                              influx_reading._percentileBins(n, lo, hi, percentiles), n)
         # a missing percentile (None): the general way, the others still placed
         values, weights = percentileBins(100, 1.0, 9.0, [None] * len(rollups.PERCENTILES))
-        self.assertEqual((values, weights), ([1.0, 5.0, 9.0], [1.0, 98.0, 1.0]))
+        # the 98 unknown values spread evenly from 1 to 9: bins of 32, 33 and 33 values,
+        # each at its values' mean place (ranks 2-33, 34-66, 67-99 of 1-100)
+        self.assertEqual(weights, [1.0, 32.0, 33.0, 33.0, 1.0])
+        self.assertEqual(values, [1.0, 1 + 8 * 16.5 / 99, 1 + 8 * 49 / 99, 1 + 8 * 82 / 99, 9.0])
+
+    def test_the_unknown_values_are_spread_between_their_known_neighbours(self):
+        """Values evenly spaced are given back as they are (up to GAP_BINS bins a gap):
+        a gap of 1 or 2 unknown values exactly, a longer one at its bins' mean places."""
+        for n in (21, 40, 49, 60, 1000):
+            ordered = [float(v) for v in range(n)]
+            got, weights = percentileBins(n, 0.0, n - 1.0, [
+                PercentileBinsTest.influxPercentile(None, ordered, p)
+                for p in rollups.PERCENTILES])
+            self.assertEqual(sum(weights), n)
+            known = len(rollups.PERCENTILES) + 2
+            self.assertLessEqual(len(got), known + (known - 1) * influx_reading.GAP_BINS)
+            # every bin is at the mean of the ranks it stands for
+            rank = 0.0
+            for v, w in zip(got, weights):
+                self.assertAlmostEqual(v, rank + (w - 1) / 2, places=9, msg=(n, got, weights))
+                rank += w
 
 
     def test_the_median_of_one_row(self):
@@ -198,6 +219,7 @@ class InfluxRollupsTest(unittest.TestCase):
         reader = InfluxReader(self.influx.url, self.db, timeout=60)
         self.assertTrue(reader.hasRollups())
         start = self.now - 7 * 86400 + 1234  # partial hours and days at both ends
+        values = {}
         for kind in ('durations', 'results', 'queue', 'steps', 'tests', 'custom'):
             for period in (None, 86400):
                 got = reader.summarizeRollups(kind, None, start, None, period=period)
@@ -217,10 +239,20 @@ class InfluxRollupsTest(unittest.TestCase):
                         self.assertEqual(st.nonzero, exact.nonzero, group)
                     if kind in ('durations', 'steps'):
                         # whole days from their percentiles, the edges from raw points:
-                        # estimates (docs/storage-influxdb.rst gives the measured error)
-                        self.assertLess(abs(st.median - exact.median), 0.02 * exact.median,
-                                        (kind, group, st, exact))
-                        self.assertLess(abs(st.p90 - exact.p90), 0.02 * exact.p90)
+                        # estimates, judged by rank as sketches are. Measured at every hour
+                        # of the day (benchmarks/influx_rollup_error.py): at most 1.3
+                        # points of rank off, 2.0 % of the value (343 values: the values
+                        # next to a 90th percentile can be 2 % apart)
+                        ordered = values.setdefault(kind, influx_rollup_error.rawValues(
+                            reader, kind, start, None))[group]
+                        self.assertEqual(len(ordered), exact.count)
+                        for p, name in ((50, 'median'), (90, 'p90')):
+                            estimate = getattr(st, name)
+                            self.assertLessEqual(
+                                influx_rollup_error.rankError(ordered, estimate, p), 2.0,
+                                (kind, group, name, st, exact))
+                            self.assertLess(abs(estimate - getattr(exact, name)),
+                                            0.04 * getattr(exact, name), (kind, group, st))
         # one day alone: its values rebuilt from InfluxDB's percentiles
         day = (self.now - 3 * 86400) // 86400 * 86400
         got = reader.summarizeRollups('durations', 'compile', day, day + 86400)['compile']

@@ -31,6 +31,9 @@ How (docs/regressions.rst says why each step is there):
    values on a side, those next to the sequence's start or end go first (not persisted
    yet), then of the two ends of a short run between points the smaller step (the p-value
    of one value against a few says little), so that the run joins the side it resembles.
+5. **Settle**: each change kept is moved to where the values at its edges agree with its
+   sides (:func:`settle`), and the merge runs again on the moved ones: a change is placed
+   where it began, or waits for the values that place it there.
 
 The significance test is an object with Otava's ``SignificanceTester`` interface, made by
 ``tester(max_pvalue)``: Otava's ``TTestSignificanceTester`` (Student's t-test) by default.
@@ -60,6 +63,9 @@ except ImportError:  # pragma: no cover - available() says it
 PACKAGE = "apache-otava"
 INSTALL = "pip install 'buildbot_stats[regressions]'"
 
+#: At most this many times are the changes kept moved where they began and merged again
+#: (once is nearly always enough: a move to the end of a sequence drops the change).
+SETTLE_ROUNDS = 3
 #: Values each side of a value whose median its cleaning compares it with.
 NEIGHBOURS = 4
 #: At most this many values each side of a change make its medians (the local picture).
@@ -153,6 +159,12 @@ class ChangeDetector:
                 candidates.setdefault(cp.index, cp)
         kept = self._merge(cleaned, raw, unit, sorted(candidates.values(),
                                                       key=lambda c: c.index))
+        # the changes kept, each where it began (settle), merged again if one moved
+        for _ in range(SETTLE_ROUNDS):
+            placed = settle(raw, kept)
+            if [c.index for c in placed] == [c.index for c in kept]:
+                break
+            kept = self._merge(cleaned, raw, unit, placed)
         return [self._change(raw, kept, i) for i in range(len(kept))]
 
     def _tester(self, pvalue):
@@ -309,6 +321,31 @@ def split(series, start, end, window, tester):
         found.extend(points)
         start = max(points[-1].index if points else 0, start + step)
     return found
+
+
+def settle(raw, candidates):
+    """The ``candidates`` (change points by position), each moved to where the values at its edges agree
+    with its sides: the first value from it nearer the level after it than the level before,
+    the last value before it nearer the level before. Otava's split may put a change a
+    value early, and the newest change's place is bounded by ``min_run``: 1 s builds, one
+    recorded as 2 s, then 5 s ones were split before the 2 s build while only four 5 s
+    builds followed it. Moved, such a change waits (too few values after it) until it can be
+    placed where it began."""
+    n = len(raw)
+    placed = []
+    for i, c in enumerate(candidates):
+        lo = placed[-1].index if placed else 0
+        hi = candidates[i + 1].index if i + 1 < len(candidates) else n
+        at = c.index
+        before, after = sides(raw, lo, at, hi)
+        while at + 1 < hi and abs(raw[at] - before) < abs(raw[at] - after):
+            at += 1
+        while at - 1 > lo and abs(raw[at - 1] - after) < abs(raw[at - 1] - before):
+            at -= 1
+        if placed and at == placed[-1].index:
+            continue
+        placed.append(c if at == c.index else CandidateChangePoint(at, c.qhat))
+    return placed
 
 
 def retest(tester, cleaned, candidates):

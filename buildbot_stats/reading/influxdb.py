@@ -900,26 +900,50 @@ class InfluxReader(TestQueries):
         return {n: n for n in names}
 
 
+#: The bins an unknown stretch between two known ranks is spread over (at most): 3 gave
+#: the medians and 90th percentiles of the benchmark's ranges within 1.75 % of the exact
+#: ones at every hour of the day, where one bin at the middle gave 2.11 % (2 gave the same
+#: worst case as 3, with twice 3's mean error on ranges of whole days; 8 no better than 3).
+GAP_BINS = 3
+
+
 def percentileBins(count, lo, hi, percentiles):
     """``(values, weights)``: a period's values as far as its minimum, maximum and
     percentiles tell them. InfluxDB's ``percentile(f, p)`` of ``n`` values is the one of rank
     ``floor(n * p / 100 + 0.5)`` (none below rank 1), so each is a known value of a known
-    rank; the values between two known ranks, unknown, are put halfway between them. A
-    period of at most 20 values is known whole. (A view reads thousands of rows: which
-    rank each value has depends on ``n`` only, worked out once per ``n``,
-    :func:`_binLayout`.)"""
+    rank; the values between two known ranks, unknown, are spread evenly on the line between
+    them (in at most :data:`GAP_BINS` weighted bins). A period of at most 20 values is known
+    whole. (A view reads thousands of rows: which rank each value has depends on ``n``
+    only, worked out once per ``n``, :func:`_binLayout`.)"""
     if lo is None or hi is None or None in percentiles or len(percentiles) != len(PERCENTILES):
         return _percentileBins(count, lo, hi, percentiles)
     known = (lo, *percentiles, hi)
     layout, weights = _binLayout(int(count))
-    return [known[a] if a == b else (known[a] + known[b]) / 2 for a, b in layout], weights
+    return [known[a] + (known[b] - known[a]) * f if f else known[a]
+            for a, b, f in layout], weights
+
+
+def _gapBins(k, after):
+    """``[(fraction, weight)]``: the unknown values between known ranks ``k`` and
+    ``after``, in bins of whole values (as many in each as can be), each placed at the mean
+    place of its values, ``fraction`` of the way from the value of rank ``k`` to that of
+    ``after``."""
+    w = after - k - 1
+    m = min(w, GAP_BINS)
+    bins, done = [], 0
+    for g in range(m):
+        size = (w - done) // (m - g)
+        bins.append(((done + (size + 1) / 2) / (w + 1), float(size)))
+        done += size
+    return bins
 
 
 @functools.lru_cache(maxsize=1024)
 def _binLayout(n):
-    """``([(a, b)], [weight])`` of :func:`percentileBins` for ``n`` values whose minimum,
-    percentiles and maximum are all known (index 0, 1.., last of ``known``): each value is
-    ``known[a]`` (``a == b``) or halfway between ``known[a]`` and ``known[b]``."""
+    """``([(a, b, fraction)], [weight])`` of :func:`percentileBins` for ``n`` values whose
+    minimum, percentiles and maximum are all known (index 0, 1.., last of ``known``): each
+    bin is ``known[a]`` (``fraction`` 0) or ``fraction`` of the way from ``known[a]`` to
+    ``known[b]``."""
     last = len(PERCENTILES) + 1
     known = {1: 0, n: last}  # rank: index, as _percentileBins fills it
     for i, p in enumerate(PERCENTILES, start=1):
@@ -929,11 +953,12 @@ def _binLayout(n):
     ranks = sorted(known)
     layout, weights = [], []
     for i, k in enumerate(ranks):
-        layout.append((known[k], known[k]))
+        layout.append((known[k], known[k], 0.0))
         weights.append(1.0)
         if i + 1 < len(ranks) and ranks[i + 1] - k > 1:
-            layout.append((known[k], known[ranks[i + 1]]))
-            weights.append(float(ranks[i + 1] - k - 1))
+            for f, w in _gapBins(k, ranks[i + 1]):
+                layout.append((known[k], known[ranks[i + 1]], f))
+                weights.append(w)
     return layout, weights
 
 
@@ -955,8 +980,10 @@ def _percentileBins(count, lo, hi, percentiles):
         values.append(known[k])
         weights.append(1.0)
         if i + 1 < len(ranks) and ranks[i + 1] - k > 1:
-            values.append((known[k] + known[ranks[i + 1]]) / 2)
-            weights.append(float(ranks[i + 1] - k - 1))
+            a, b = known[k], known[ranks[i + 1]]
+            for f, w in _gapBins(k, ranks[i + 1]):
+                values.append(a + (b - a) * f)
+                weights.append(w)
     return values, weights
 
 
