@@ -80,10 +80,15 @@ def allPoints(points, days, now, seed=1):
 
 # -- SQLite ------------------------------------------------------------------------------------
 
-def fillStore(path, points, days, now, seed=1, rollup=True, progress=None):
+def fillStore(path, points, days, now, seed=1, rollup=True, progress=None,
+              through_writer=False):
     """A store of ``points`` points in ``path`` (written in the v3 layout by direct SQL, then
     rolled up by the store's own maintenance unless ``rollup`` is false); the number of
-    points and the seconds the rollups took."""
+    points and the seconds the rollups took. ``through_writer``: written as the master
+    writes them instead (the writer's transactions, its timer rounds when an hour closes:
+    quiet days become raw-only days); the seconds are then the whole writing's."""
+    if through_writer:
+        return _fillThroughWriter(path, points, days, now, seed)
     from buildbot_stats.storage.sqlite.layout import INSERT_POINT
     from buildbot_stats.storage.sqlite.layout import Names
     from buildbot_stats.storage.sqlite.schema import migrate
@@ -117,6 +122,41 @@ def fillStore(path, points, days, now, seed=1, rollup=True, progress=None):
             pass
         seconds = time.perf_counter() - t0
         writer.close()
+    return written, seconds
+
+
+def _fillThroughWriter(path, points, days, now, seed):
+    from buildbot_stats.storage.sqlite.rollups import nextClose
+    from buildbot_stats.storage.sqlite.values import encodeRow
+    from buildbot_stats.storage.sqlite.writer import StoreWriter
+
+    writer = StoreWriter(30.0)
+    t0 = time.perf_counter()
+    rows, written, close = [], 0, None
+
+    def write():
+        nonlocal rows, written
+        if rows:
+            writer.write(path, rows)
+            written += len(rows)
+            rows = []
+
+    for builder, number, t, b in builds(points, days, now, seed):
+        if close is None:
+            close = nextClose(t)
+        while t >= close:
+            write()
+            while writer.maintain(path, close, eager=False):
+                pass
+            close = nextClose(close)
+        rows += [encodeRow(*p) for p in buildPoints(builder, number, t, b)]
+        if len(rows) >= 1000:
+            write()
+    write()
+    while writer.maintain(path, now, eager=False):
+        pass
+    seconds = time.perf_counter() - t0
+    writer.close()
     return written, seconds
 
 

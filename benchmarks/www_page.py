@@ -165,6 +165,9 @@ def main(argv=None):
     p.add_argument('--influxdb-dir', help="an InfluxDB data directory with db bench")
     p.add_argument('--repeat', type=int, default=3, help='views again per view (default 3)')
     p.add_argument('--report', action='store_true', help="also time buildbot-stats report")
+    p.add_argument('--through-writer', action='store_true',
+                   help="write the generated store as the master does (its writer, its timer "
+                   "rounds: quiet days rolled up to day rows only) instead of by direct SQL")
     p.add_argument('--child', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -183,7 +186,9 @@ def main(argv=None):
         tmp = tempfile.mkdtemp()
         path = os.path.join(tmp, 'stats.sqlite')
         now = args.now or time.time() // 3600 * 3600
-        out['points'], out['rollup_s'] = storegen.fillStore(path, args.points, args.days, now)
+        out['points'], out['rollup_s'] = storegen.fillStore(
+            path, args.points, args.days, now, through_writer=args.through_writer)
+        out['through_writer'] = args.through_writer
     out['store_bytes_per_point'] = os.path.getsize(path) / max(1, out['points'])
     out['sqlite'] = views({'kind': 'sqlite', 'path': path}, now, args.repeat)
     out['sqlite']['target_ms'] = 200

@@ -32,6 +32,7 @@ from buildbot_stats.storage.sqlite import aggregates
 from buildbot_stats.storage.sqlite import retention
 from buildbot_stats.storage.sqlite import rollups
 from buildbot_stats.storage.sqlite import schema
+from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.values import encodeRow
 from buildbot_stats.storage.sqlite.writer import StoreWriter
@@ -62,8 +63,14 @@ class Model:
             return  # the hour is summarized already: no rollup changes (documented)
         self.points[(series, json.dumps(tags, sort_keys=True), time_us)] = (tags, fields)
 
-    def values(self, kind, builder, start, end, raw_since):
+    def values(self, kind, builder, start, end, raw_since, raw_days=()):
         """``{group: [values]}`` the reader must summarize for ``[start, end)``."""
+        # an edge in a pruned raw-only day (day rows only): the whole day
+        if start is not None and start < raw_since and start // DAY * DAY in raw_days:
+            start = start // DAY * DAY
+        if end is not None and end < raw_since and end // DAY * DAY in raw_days \
+                and end % DAY:
+            end = end // DAY * DAY + DAY
         if start is not None and start < raw_since and start % HOUR:
             start = start // HOUR * HOUR  # an edge in a pruned hour: the whole hour
         if end is not None and end < raw_since and end % HOUR:
@@ -119,16 +126,51 @@ operations = st.lists(st.one_of(
     st.tuples(st.just('prune'), st.tuples(st.integers(0, 4 * 86400), st.integers(1, 60))),
     # the master restarts: its writer opens the file again, its open hours not in memory
     st.tuples(st.just('reopen'), st.none()),
+    # buildbot-stats rebuild-rollups at a time: every rolled-up hour (and raw-only day)
+    # rolled up again from the raw points
+    st.tuples(st.just('rebuild'), st.integers(0, 4 * 86400)),
 ), min_size=1, max_size=8)
+# the same, times drawn as (day, second of the day), so that the writes and the rounds
+# spread over the days (hypothesis favours small integers): quiet days close, and points
+# come late into them
+def _dayTime(days):
+    return st.builds(lambda d, s: d * 86400 + s, st.integers(0, days - 1),
+                     st.integers(0, 86399))
+
+
+day_builds = st.tuples(st.sampled_from(BUILDERS), st.integers(1, 40), _dayTime(3),
+                       st.integers(1, 12).map(lambda d: d * 2.5), st.sampled_from(RESULTS))
+day_operations = st.lists(st.one_of(
+    st.tuples(st.just('write'), st.lists(day_builds, min_size=1, max_size=12)),
+    st.tuples(st.just('other'), st.lists(day_builds, min_size=1, max_size=3)),
+    st.tuples(st.just('maintain'), _dayTime(5)),
+    st.tuples(st.just('tick'), _dayTime(5)),
+    st.tuples(st.just('prune'), st.tuples(_dayTime(5), st.integers(1, 60))),
+    st.tuples(st.just('reopen'), st.none()),
+    st.tuples(st.just('rebuild'), _dayTime(5)),
+), min_size=2, max_size=10)
 ranges = st.tuples(st.one_of(st.none(), st.integers(-3600, 3 * 86400)),
                    st.one_of(st.none(), st.integers(1, 3 * 86400 + 3600)))
+
+
+def forbidRollUpOfRawOnlyDays(test):
+    """For the time of ``test``: a day rolled up from its hours fails it if the day is a
+    raw-only day (no hourly rows: its day rows would be emptied)."""
+    rollUp = rollups.Rollups._rollUp
+
+    def checkedRollUp(rolls, conn, finer, level, start):
+        if finer == HOUR:
+            test.assertNotIn(start, rollups.rawDays(conn), 'a raw-only day from hours')
+        return rollUp(rolls, conn, finer, level, start)
+    test.patch(rollups.Rollups, '_rollUp', checkedRollUp)
 
 
 class RollupsMatchRawTest(unittest.TestCase):
     """Hypothesis drives writes (new, late and replaced points), maintenance and pruning;
     every aggregate the page asks for then equals the exact one computed from the points."""
 
-    def check(self, ops, queries, exact_values):
+    def check(self, ops, queries, exact_values, sparse_points=rollups.SPARSE_DAY_POINTS,
+              last_round=None):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d, True)
         path = os.path.join(d, 'stats.sqlite')
@@ -143,6 +185,10 @@ class RollupsMatchRawTest(unittest.TestCase):
         self.addCleanup(setattr, aggregates, 'EXACT_VALUES', old)
         # a timer round closes the hours waiting once a few builds' points wait
         self.patch(rollups, 'CLOSE_AT_POINTS', 40)
+        # a day of fewer points is quiet (day rows only): with a few builds a day, both
+        # kinds of day happen
+        self.patch(rollups, 'SPARSE_DAY_POINTS', sparse_points)
+        forbidRollUpOfRawOnlyDays(self)
         for op, arg in ops:
             if op in ('write', 'other'):
                 rows = []
@@ -161,20 +207,46 @@ class RollupsMatchRawTest(unittest.TestCase):
             elif op == 'reopen':
                 writer.close()
                 writer.open(path)
+            elif op == 'rebuild':
+                command = StoreWriter(5.0)
+                conn = command.open(path)
+                conn.execute("BEGIN IMMEDIATE")
+                command.rollups.markForRebuild(conn)
+                conn.execute("COMMIT")
+                while command.maintain(path, T0 + arg):
+                    pass
+                command.close()
             else:
                 now, keep_hours = arg
                 while writer.maintain(path, T0 + now, keep=keep_hours * HOUR):
                     pass
                 with openStore(path) as reader:
                     model.raw_since = reader.rawSince()
+        if last_round is not None:
+            # a timer round once every day written closed: the quiet days close (and the
+            # days written into after they closed are rolled up again)
+            while writer.maintain(path, T0 + last_round, eager=False):
+                pass
+        conn = sqlite3.connect(path)
+        try:
+            raw_days = sorted(rollups.rawDays(conn))
+            for day in raw_days:
+                self.assertEqual(conn.execute(
+                    "SELECT COUNT(*) FROM rollups WHERE level = ? AND start >= ? AND start < ?",
+                    (HOUR, day, day + DAY)).fetchone()[0], 0, day)
+            if sparse_points == 0:
+                self.assertEqual(raw_days, [])
+        finally:
+            conn.close()
         with openStore(path) as reader:
             raw_since = reader.rawSince()
+            self.assertEqual(reader.rollupState()[3], raw_days)
             for kind, builder, (lo, hi), period in queries:
                 start = None if lo is None else T0 + lo
                 end = None if hi is None else T0 + hi
                 if start is not None and end is not None and start >= end:
                     continue
-                expected = model.values(kind, builder, start, end, raw_since)
+                expected = model.values(kind, builder, start, end, raw_since, raw_days)
                 got = reader.summarize(kind, builder, start, end, period=period)
                 if period is None:
                     self.assertEqual(set(got), set(expected), (kind, builder, start, end))
@@ -211,9 +283,29 @@ class RollupsMatchRawTest(unittest.TestCase):
                               st.sampled_from((None,) + BUILDERS), ranges,
                               st.sampled_from((None, None, HOUR, 86400))),
                     min_size=1, max_size=6),
-           st.sampled_from((300, 3)))
-    def test_rollups_answer_as_the_raw_points(self, ops, queries, exact_values):
-        self.check(ops, queries, exact_values)
+           st.sampled_from((300, 3)),
+           # by the hour only; a few builds a day quiet; every day quiet
+           st.sampled_from((0, 40, 5000)),
+           st.sampled_from((None, 4 * 86400 + 3600)))
+    def test_rollups_answer_as_the_raw_points(self, ops, queries, exact_values,
+                                              sparse_points, last_round):
+        self.check(ops, queries, exact_values, sparse_points, last_round)
+
+    # (about one example in eight closes a quiet day, one in four rolls one up again)
+    @settings(max_examples=80, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(day_operations,
+           st.lists(st.tuples(st.sampled_from(('durations', 'steps', 'results', 'custom')),
+                              st.sampled_from((None,) + BUILDERS),
+                              st.tuples(st.one_of(st.none(), _dayTime(3)),
+                                        st.one_of(st.none(), _dayTime(4))),
+                              st.sampled_from((None, None, HOUR, 86400))),
+                    min_size=1, max_size=6),
+           st.sampled_from((300, 3)), st.sampled_from((40, 5000)),
+           st.sampled_from((None, 4 * 86400 + 3600)))
+    def test_raw_only_days_answer_as_the_raw_points(self, ops, queries, exact_values,
+                                                    sparse_points, last_round):
+        self.check(ops, queries, exact_values, sparse_points, last_round)
 
     def test_a_late_point_and_a_replaced_point_after_the_hour_closed(self):
         # the cases the property test finds rarely, written out
@@ -253,6 +345,18 @@ class RollupsMatchRawTest(unittest.TestCase):
 class PlanTest(unittest.TestCase):
     """Which level answers which part of a range: every second of it exactly once."""
 
+    def assertCoversOnce(self, p, lo, hi):
+        """The pieces of the plan ``p`` cover ``[lo, hi)`` (the range, its edges widened to
+        what is taken whole) once."""
+        pieces = [(a if a is not None else 0, b if b is not None else 41 * 86400)
+                  for a, b in p.raw] + p.hours + p.days + p.weeks
+        pieces = sorted((max(a, lo), min(b, hi)) for a, b in pieces if min(b, hi) > max(a, lo))
+        covered = lo
+        for a, b in pieces:
+            self.assertEqual(a, covered, (p, lo, hi))
+            covered = b
+        self.assertEqual(covered, hi, p)
+
     @settings(max_examples=300, deadline=None)
     @given(st.integers(0, 40 * 24), st.integers(0, 40 * 24), st.lists(st.integers(0, 40 * 24),
                                                                        max_size=6),
@@ -271,14 +375,7 @@ class PlanTest(unittest.TestCase):
         hi = 41 * 86400 if end is None else end
         if end is not None and end < raw_since and end % HOUR and end < watermark:
             hi = -(-end // HOUR * HOUR)
-        pieces = [(a if a is not None else 0, b if b is not None else 41 * 86400)
-                  for a, b in p.raw] + p.hours + p.days + p.weeks
-        pieces = sorted((max(a, lo), min(b, hi)) for a, b in pieces if min(b, hi) > max(a, lo))
-        covered = lo
-        for a, b in pieces:
-            self.assertEqual(a, covered, (p, lo, hi))
-            covered = b
-        self.assertEqual(covered, hi, p)
+        self.assertCoversOnce(p, lo, hi)
         for a, b in p.hours + p.days + p.weeks:
             self.assertLessEqual(b, watermark)
             self.assertFalse(any(a <= h < b for h in dirty), (p, dirty))
@@ -288,6 +385,41 @@ class PlanTest(unittest.TestCase):
             self.assertEqual((a % (7 * 86400), b % (7 * 86400)), (0, 0))
         if period is not None and period < 86400:
             self.assertEqual(p.days + p.weeks, [])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, 40 * 24), st.integers(0, 40 * 24), st.lists(st.integers(0, 40 * 24),
+                                                                       max_size=6),
+           st.lists(st.integers(0, 39), max_size=30),
+           st.one_of(st.none(), st.integers(0, 40 * 86400)),
+           st.one_of(st.none(), st.integers(0, 40 * 86400)),
+           st.sampled_from((None, HOUR, 86400, 7 * 86400)))
+    def test_raw_only_days_are_read_raw_or_taken_whole(self, wm_h, since_h, dirty_h, days,
+                                                       start, end, period):
+        if start is not None and end is not None and start >= end:
+            return
+        watermark, raw_since = wm_h * HOUR, min(since_h, wm_h) * HOUR
+        raw_days = sorted({d * DAY for d in days if (d + 1) * DAY <= watermark})
+        if raw_since // DAY * DAY in raw_days:
+            raw_since = raw_since // DAY * DAY  # retention never cuts a raw-only day
+        dirty = sorted({h * HOUR for h in dirty_h if h * HOUR >= raw_since})
+        p = plan(start, end, watermark, raw_since, dirty, period, raw_days)
+        lo = 0 if start is None else start
+        hi = 41 * 86400 if end is None else end
+        if start is not None and start < raw_since and start < watermark:
+            lo = start // DAY * DAY if start // DAY * DAY in raw_days else \
+                start // HOUR * HOUR
+        if end is not None and end < raw_since and end < watermark:
+            hi = end // DAY * DAY + DAY if end // DAY * DAY in raw_days and end % DAY else \
+                -(-end // HOUR * HOUR)
+        self.assertCoversOnce(p, lo, hi)
+        for a, b in p.hours:
+            # no hourly row of a raw-only day is asked for
+            self.assertFalse(any(d < b and a < d + DAY for d in raw_days), (p, raw_days))
+        for a, b in p.raw:
+            # nor a raw point of one whose raw points are gone
+            self.assertFalse(any(d < raw_since and (b is None or d < b)
+                                 and (a is None or a < d + DAY) for d in raw_days),
+                             (p, raw_days, raw_since))
 
 
 class MigrationTest(unittest.TestCase):
@@ -430,9 +562,15 @@ class PruneTest(unittest.TestCase):
         raw_since = int(dict(conn.execute("SELECT key, value FROM meta"))['raw_since']) / 1e6
         old = conn.execute("SELECT COUNT(*) FROM points WHERE time_us < ?",
                            (raw_since * 1e6,)).fetchone()[0]
-        # three batches went, the rest is still there; every answer is the same
-        self.assertEqual(raw_since, self.t0 + 600 * HOUR)
-        self.assertEqual(old, 2400 * 5 - 3 * retention.BATCH)
+        # three batches went, the rest is still there; every answer is the same. The
+        # cutoff's day is a quiet one (96 builds), rolled up to day rows only: its raw
+        # points stay whole, the cutoff is its start
+        cutoff_day = (self.t0 + 600 * HOUR) // 86400 * 86400
+        self.assertIn(cutoff_day, [d for (d,) in conn.execute(
+            "SELECT day FROM rollup_raw_days")])
+        self.assertEqual(raw_since, cutoff_day)
+        gone = sum(1 for i in range(4000) if self.t0 + i * 900 < cutoff_day)
+        self.assertEqual(old, gone * 5 - 3 * retention.BATCH)
         self.assertEqual(self.summaries(), before)
         out = __import__('io').StringIO()
         self.assertEqual(cli_main.main(['prune', self.path, '--older-than', cutoff_age],
@@ -443,7 +581,8 @@ class PruneTest(unittest.TestCase):
         self.assertEqual(self.summaries(), before)
         # and the page still has every build of the pruned days, from the rollups
         with openStore(self.path) as reader:
-            self.assertEqual(sum(len(v) for v in reader.buildDurations().values()), 1600)
+            self.assertEqual(sum(len(v) for v in reader.buildDurations().values()),
+                             4000 - gone)
             self.assertEqual(sum(s.count for s in reader.summarize('durations').values()), 4000)
 
     def test_dry_run_and_compact(self):
@@ -451,10 +590,25 @@ class PruneTest(unittest.TestCase):
         self.assertEqual(cli_main.main(['prune', self.path, '--older-than', '20d',
                                         '--dry-run'], out=out), 0)
         self.assertRegex(out.getvalue(), r"^would delete \d+ raw points older than ")
+        # what it would delete is what it deletes (its cutoff moved back to the start of
+        # the raw-only day it falls in, as prune's)
+        would = out.getvalue().split()[2]
         with openStore(self.path) as reader:
             self.assertEqual(reader.countPoints(), 4000 * 5)
+        out = __import__('io').StringIO()
+        self.assertEqual(cli_main.main(['prune', self.path, '--older-than', '20d'],
+                                       out=out), 0)
+        self.assertIn(f"deleted {would} raw points", out.getvalue())
         self.assertEqual(cli_main.main(['prune', self.path, '--older-than', '20d',
                                         '--rollups-older-than', '30d'], out=out), 0)
+        # the raw-only days whose rows went are no longer listed
+        cutoff = (time.time() - 30 * 86400) // (7 * 86400) * (7 * 86400)
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        days = [d for (d,) in conn.execute("SELECT day FROM rollup_raw_days")]
+        self.assertTrue(days)
+        self.assertGreaterEqual(min(days), cutoff)
+        conn.close()
         size = os.path.getsize(self.path)
         self.assertEqual(cli_main.main(['compact', self.path], out=out), 0)
         self.assertLess(os.path.getsize(self.path), size)

@@ -25,6 +25,7 @@ from buildbot_stats.storage.sqlite.rollups import HOUR
 from buildbot_stats.storage.sqlite.rollups import mergeSketches
 from buildbot_stats.storage.sqlite.writer import StoreWriter
 from tests.test_rollups import T0
+from tests.test_rollups import forbidRollUpOfRawOnlyDays
 from tests.test_rollups import rowsOfBuild
 
 ROLLUP_COLUMNS = "series, level, start, tagset, field, count, sum, min, max, nonzero, sketch"
@@ -49,8 +50,13 @@ class LastFailuresTest(TempStore):
     watermark (a failure after the end in the end's hour, or before the start in the
     start's hour, is not the range's)."""
 
+    #: quiet days rolled up to day rows only (raw-only days); False: by the hour
+    sparse = False
+
     def setUp(self):
         super().setUp()
+        if not self.sparse:
+            self.patch(rollups, 'SPARSE_DAY_POINTS', 0)
         self.builds = []  # (builder, number, time, result)
         n = 0
         for h in range(5 * 24 + 7):
@@ -71,7 +77,7 @@ class LastFailuresTest(TempStore):
             while w.maintain(self.path, t, eager=self.eager):
                 pass
 
-    def expected(self, builder, start, end, raw_since=0):
+    def expected(self, builder, start, end, raw_since=0, raw_days=()):
         failures = [(t, n) for b, n, t, r in self.builds
                     if b == builder and r == 'failure' and (start is None or t >= start)
                     and (end is None or t < end)]
@@ -79,15 +85,22 @@ class LastFailuresTest(TempStore):
             return None
         t, n = max(failures)
         if t < raw_since:
-            return (float(t // HOUR * HOUR), None, 'failure')
+            # the raw point gone: its hour's time (a raw-only day's: the day's)
+            day = t // DAY * DAY
+            return (float(day if day in raw_days else t // HOUR * HOUR), None, 'failure')
         return (t, n, 'failure')
 
     eager = True
 
     def test_as_the_raw_points_say(self):
         with openStore(self.path) as reader:
-            watermark = reader.rollupState()[0]
-            if self.eager:
+            watermark, _, _, raw_days = reader.rollupState()
+            if self.sparse:
+                # every day quiet (360 points): day rows only; the open day's hours wait
+                self.assertEqual(raw_days, [T0 + d * DAY for d in range(5)])
+                self.assertEqual(watermark, T0 + 5 * DAY)
+                self.assertEqual(self.hourRows(), 0)
+            elif self.eager:
                 self.assertEqual(watermark % DAY // HOUR, 6)  # mid-day: hours not in a day yet
             else:
                 # the timer's rounds: mid-day too, and hours waiting, read raw
@@ -120,17 +133,44 @@ class LastFailuresTest(TempStore):
         with openStore(self.path) as reader:
             raw_since = reader.rawSince()
             self.assertGreater(raw_since, T0 + 2 * DAY)
+            raw_days = reader.rollupState()[3]
+            self.assertEqual(bool(raw_days), self.sparse)
+            if self.sparse:
+                # retention deletes a raw-only day's raw points whole
+                self.assertEqual(raw_since % DAY, 0)
             for builder in ('alpha', 'beta', 'gamma'):
                 for end in (None, T0 + DAY, T0 + 40 * HOUR, T0 + 4 * DAY):
                     self.assertEqual(reader.lastFailures(builder, None, end).get(builder),
-                                     self.expected(builder, None, end, raw_since),
+                                     self.expected(builder, None, end, raw_since, raw_days),
                                      (builder, end))
+
+    def hourRows(self):
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM rollups WHERE level = ?",
+                                (HOUR,)).fetchone()[0]
+        finally:
+            conn.close()
 
 
 class LastFailuresWithTimerRoundsTest(LastFailuresTest):
     """The same, the store maintained by the master's timer rounds: closed hours wait (read
     raw) and close six at a time."""
 
+    eager = False
+
+
+class LastFailuresOnRawOnlyDaysTest(LastFailuresTest):
+    """The same on quiet days, rolled up to day rows only (raw-only days): their failures
+    are found through the day rows, a partial edge day through its raw points."""
+
+    sparse = True
+
+
+class LastFailuresOnRawOnlyDaysWithTimerRoundsTest(LastFailuresTest):
+    """The same, raw-only days, the master's timer rounds."""
+
+    sparse = True
     eager = False
 
 
@@ -188,6 +228,8 @@ class TimerRoundsTest(TempStore):
 
     def setUp(self):
         super().setUp()
+        # the hours of a busy day (a quiet day's wait for the day: QuietDaysTest)
+        self.patch(rollups, 'SPARSE_DAY_POINTS', 0)
         self.w = self.writer()
         self.n = 0
         self.statements = []
@@ -310,3 +352,216 @@ class MergeSketchesTest(unittest.TestCase):
         self.assertIsNone(mergeSketches(None))
         self.assertEqual(mergeSketches(few)[:1], b'V')
         self.assertEqual(mergeSketches(many)[:1], b'T')
+
+
+def _rollupRows(path, level):
+    """``{(series, group tags, field, start): (count, sum, min, max, nonzero, median, p90)}``
+    of the rollups of ``level`` (the sketch as the quantiles it gives: a day's sketch merged
+    from its hours' and one made from its values give the same ones)."""
+    conn = sqlite3.connect(path)
+    try:
+        out = {}
+        for name, tags, start, field, count, total, lo, hi, nonzero, blob in conn.execute(
+                "SELECT s.name, t.tags, r.start, r.field, r.count, r.sum, r.min, r.max,"
+                " r.nonzero, r.sketch FROM rollups AS r JOIN series AS s ON s.id = r.series"
+                " JOIN tagsets AS t ON t.id = r.tagset WHERE r.level = ?", (level,)):
+            quantiles = None
+            if blob is not None:
+                q = Quantiles()
+                q.addSketch(blob)
+                quantiles = q.medianAndP90()
+            out[name, tags, field, start] = (count, total, lo, hi, nonzero, quantiles)
+        return out
+    finally:
+        conn.close()
+
+
+class QuietDaysTest(TempStore):
+    """A quiet day (fewer than ``SPARSE_DAY_POINTS`` points, all written by the writer)
+    waits in memory until it closes, then becomes day rows only (a raw-only day) in one
+    transaction: the same day rows as the hours give, no hourly row. A point written into
+    it later rolls the whole day up again from its raw points; never from its hours (it has
+    none: that would empty it)."""
+
+    def setUp(self):
+        super().setUp()
+        # a raw-only day is never rolled up from its (absent) hours
+        forbidRollUpOfRawOnlyDays(self)
+        self.n = 0
+
+    def builds(self, w, path, hours, late=()):
+        for h in hours:
+            self.n += 1
+            w.write(path, rowsOfBuild('alpha' if h % 3 else 'beta', self.n,
+                                      T0 + h * HOUR + 60, 10.0 + h % 7,
+                                      'failure' if h % 5 == 0 else 'success', h % 2))
+
+    def hourly(self, hours):
+        """The rollups of the same builds, the hours closed one by one (no quiet day)."""
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, 'hourly.sqlite')
+        w = self.writer()
+        self.n = 0
+        sparse = rollups.SPARSE_DAY_POINTS
+        rollups.SPARSE_DAY_POINTS = 0
+        try:
+            self.builds(w, path, hours)
+            while w.maintain(path, T0 + 30 * HOUR):
+                pass
+        finally:
+            rollups.SPARSE_DAY_POINTS = sparse
+        self.n = 0
+        return path
+
+    def roundStatements(self, w, t):
+        statements = []
+        w.conn.set_trace_callback(statements.append)
+        try:
+            while w.maintain(self.path, t, eager=False):
+                pass
+        finally:
+            w.conn.set_trace_callback(None)
+        return statements
+
+    def test_a_quiet_day_waits_for_its_end_then_closes_to_day_rows(self):
+        hourly = self.hourly(range(24))
+        w = self.writer()
+        writes = []
+        for h in range(24):
+            self.builds(w, self.path, [h])
+            for minute in range(0, 60, 10):
+                writes += [s for s in self.roundStatements(w, T0 + h * HOUR + 600 + minute * 60)
+                           if 'INTO rollups' in s]
+        # no rollup row, the watermark at the day's start (its first value): its hours
+        # are read raw
+        self.assertEqual(writes, [])
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.rollupState()[0], T0)
+            self.assertEqual(reader.summarize('durations'),
+                             openStore(hourly).summarize('durations'))
+        # the day closed: one transaction, its day rows, no hourly row
+        done = self.roundStatements(w, T0 + DAY + GRACE)
+        self.assertEqual(done.count('BEGIN IMMEDIATE'), 1)
+        self.assertEqual(_rollupRows(self.path, HOUR), {})
+        self.assertEqual(_rollupRows(self.path, DAY), _rollupRows(hourly, DAY))
+        self.assertEqual(w.rollups.pending, {})
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.rollupState()[0], T0 + DAY)
+            self.assertEqual(reader.rollupState()[3], [T0])
+            with openStore(hourly) as by_hours:
+                for kind in ('durations', 'steps', 'results'):
+                    for start, end, period in ((None, None, None), (T0 + 5 * HOUR, None, None),
+                                               (None, None, HOUR), (None, None, DAY),
+                                               (T0 + 1800, T0 + 20 * HOUR + 5, None)):
+                        self.assertEqual(reader.summarize(kind, None, start, end, period),
+                                         by_hours.summarize(kind, None, start, end, period),
+                                         (kind, start, end, period))
+                self.assertEqual(reader.lastFailures(), by_hours.lastFailures())
+                self.assertEqual(reader.firstTime(), by_hours.firstTime())
+        # nothing due again
+        self.assertEqual(self.roundStatements(w, T0 + DAY + GRACE + 60), [])
+
+    def test_late_points_and_a_rebuild_roll_the_whole_day_again(self):
+        w = self.writer()
+        self.builds(w, self.path, range(0, 24, 2))
+        while w.maintain(self.path, T0 + DAY + GRACE):
+            pass
+        self.assertEqual(rollups.rawDays(w.conn), {T0})
+        # late points into the raw-only day (dirty hours), a replaced one too
+        self.builds(w, self.path, [3, 7])
+        self.n -= 1
+        self.builds(w, self.path, [7])
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.rollupState()[2], [T0 + 3 * HOUR, T0 + 7 * HOUR])
+        while w.maintain(self.path, T0 + DAY + GRACE + 60, eager=False):
+            pass
+        hourly = self.hourly(list(range(0, 24, 2)) + [3, 7])
+        self.assertEqual(_rollupRows(self.path, HOUR), {})
+        self.assertEqual(_rollupRows(self.path, DAY), _rollupRows(hourly, DAY))
+        with openStore(self.path) as reader:
+            self.assertEqual(reader.rollupState()[2:], ([], [T0]))
+        # buildbot-stats rebuild-rollups: the same rows again
+        before = _rollupRows(self.path, DAY)
+        rebuild = self.writer()
+        rebuild.open(self.path)
+        rebuild.conn.execute("BEGIN IMMEDIATE")
+        self.assertEqual(rebuild.rollups.markForRebuild(rebuild.conn), 14)
+        rebuild.conn.execute("COMMIT")
+        while rebuild.maintain(self.path, T0 + DAY + GRACE + 120):
+            pass
+        self.assertEqual(_rollupRows(self.path, DAY), before)
+        self.assertEqual(_rollupRows(self.path, HOUR), {})
+
+    def test_a_busy_day_closes_by_the_hour(self):
+        self.patch(rollups, 'SPARSE_DAY_POINTS', 60)  # 12 builds of 5 points
+        w = self.writer()
+        self.builds(w, self.path, range(14))
+        while w.maintain(self.path, T0 + DAY + GRACE):
+            pass
+        self.assertEqual(rollups.rawDays(w.conn), set())
+        self.assertEqual(len({k[3] for k in _rollupRows(self.path, HOUR)}), 14)
+        self.assertEqual(_rollupRows(self.path, DAY), _rollupRows(self.hourly(range(14)),
+                                                                  DAY))
+
+    def test_the_day_of_a_restart_closes_by_the_hour(self):
+        # the writer reopened mid-day: that day's earlier points are not in memory
+        w = self.writer()
+        self.builds(w, self.path, range(0, 10))
+        w.close()
+        self.builds(w, self.path, range(10, 20))
+        while w.maintain(self.path, T0 + 2 * DAY + GRACE):
+            pass
+        self.builds(w, self.path, [DAY // HOUR + 24 + 1])  # the next day: quiet
+        while w.maintain(self.path, T0 + 3 * DAY + GRACE):
+            pass
+        self.assertEqual(rollups.rawDays(w.conn), {T0 + 2 * DAY})
+        self.assertEqual(len({k[3] for k in _rollupRows(self.path, HOUR)}), 20)
+
+
+class MigrationFromV4Test(TempStore):
+    """tests/fixtures/store-v4.sqlite was written by the schema v4 release (its script is
+    beside it: hourly rollups, a late point, retention): today's writer migrates it to
+    version 5 and every answer stays; the days written after are quiet days."""
+
+    def test_a_v4_store_keeps_every_answer(self):
+        import importlib.util
+        import json
+        here = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
+        shutil.copy(os.path.join(here, 'store-v4.sqlite'), self.path)
+        spec = importlib.util.spec_from_file_location(
+            'make_store_v4', os.path.join(here, 'make_store_v4.py'))
+        fixture = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fixture)
+        with open(os.path.join(here, 'store-v4.json'), encoding='utf-8') as f:
+            expected = json.load(f)
+        self.assertEqual(expected['T0'], T0)
+        # read as it is (version 4: no raw-only day)
+        self.assertEqual(fixture.answers(self.path), expected['answers'])
+        w = self.writer()
+        w.open(self.path)
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 5)
+        self.assertEqual(rollups.rawDays(conn), set())
+        self.assertEqual(fixture.answers(self.path), expected['answers'])
+        # the master goes on: its day at the watermark (mid-day) by the hour, the next
+        # ones quiet
+        n = 5000
+        for h in range(3 * 24 + 14, 6 * 24, 3):
+            n += 1
+            w.write(self.path, fixture.rows('alpha', n, T0 + h * HOUR + 60, 3.0 + n % 5,
+                                            'success'))
+            while w.maintain(self.path, T0 + h * HOUR + 1200, eager=False):
+                pass
+        while w.maintain(self.path, T0 + 6 * DAY + GRACE, eager=False):
+            pass
+        self.assertEqual(rollups.rawDays(conn), {T0 + 4 * DAY, T0 + 5 * DAY})
+        got = fixture.answers(self.path)
+        for key, answer in expected['answers'].items():
+            if key == 'firstTime':
+                self.assertEqual(got[key], answer)
+                continue
+            kind, lo, hi = json.loads(key)[:3]
+            if hi is not None and hi <= 3 * DAY:
+                self.assertEqual(got[key], answer, key)

@@ -8,11 +8,15 @@ A range ``[start, end)`` is cut into:
   whole range;
 * **hours** rolled up (the other whole hours before the rollup watermark, not dirty);
 * **raw** ranges: the part before the first whole hour and from the watermark (or the end's
-  hour) on, and the dirty hours (written into after their rollup).
+  hour) on, the dirty hours (written into after their rollup), and the hours of the
+  **raw-only days** (quiet days rolled up to day rows only, no hourly rows) not in a whole
+  day or week of the answer.
 
 So every point of the range is counted once, and the answer is exact where it comes from
 raw points. An edge before ``raw_since`` (the raw points deleted by retention) is taken
-from its hour's rollup whole: the range then starts (or ends) with that hour.
+from its hour's rollup whole: the range then starts (or ends) with that hour; so is a
+raw-only day before ``raw_since`` (retention deletes its raw points whole), from its day
+rollup: an answer per hour gets the day's in its first hour.
 """
 
 from __future__ import annotations
@@ -71,11 +75,35 @@ def _minus(ranges, holes, unit):
     return out
 
 
-def plan(start, end, watermark, raw_since, dirty, period=None):
+def _rawOnly(ranges, raw_days, raw_since):
+    """``(hour ranges, raw ranges, whole days)``: ``ranges`` (hour ranges) without the raw-only
+    days ``raw_days`` (sorted), which are read raw, or taken whole before ``raw_since``."""
+    hours, raw, whole = [], [], []
+    for lo, hi in ranges:
+        for d in raw_days:
+            if d + DAY <= lo or d >= hi:
+                continue
+            if lo < d:
+                hours.append((lo, d))
+            if d < raw_since:
+                if not whole or whole[-1] != d:
+                    whole.append(d)
+            elif raw and raw[-1][1] == max(lo, d):
+                raw[-1] = (raw[-1][0], min(hi, d + DAY))
+            else:
+                raw.append((max(lo, d), min(hi, d + DAY)))
+            lo = min(hi, d + DAY)
+        if lo < hi:
+            hours.append((lo, hi))
+    return hours, raw, whole
+
+
+def plan(start, end, watermark, raw_since, dirty, period=None, raw_days=()):
     """The :class:`Plan` of ``[start, end)`` (seconds; None: unbounded) for a store rolled
     up before ``watermark`` (an hour start) but the ``dirty`` hours (sorted), its raw
     points deleted before ``raw_since`` (seconds). ``period``: the answer is per period of
-    this many seconds (hourly rollups only below a day)."""
+    this many seconds (hourly rollups only below a day). ``raw_days``: the raw-only days
+    (sorted day starts)."""
     lo = 0 if start is None else start
     h0 = _ceil(lo, HOUR)
     if h0 != lo and lo < raw_since:
@@ -109,4 +137,8 @@ def plan(start, end, watermark, raw_since, dirty, period=None):
         setattr(out, name, whole)
         clean = rest
     out.hours = sorted(clean)
+    if raw_days:
+        out.hours, raw, whole = _rawOnly(out.hours, raw_days, raw_since)
+        out.raw.extend(raw)
+        out.days = sorted(out.days + _ranges(whole, DAY))
     return out

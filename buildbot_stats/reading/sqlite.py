@@ -187,14 +187,23 @@ class StoreReader(TestQueries):
         return {i: n for i, n in self.names()[0].items() if n in wanted}
 
     def rollupState(self):
-        """``(watermark, raw_since, dirty hours)``: rollups cover the hours before
-        ``watermark`` (seconds) but the ``dirty`` ones; raw points before ``raw_since``
-        (seconds) were deleted."""
+        """``(watermark, raw_since, dirty hours, raw-only days)``: rollups cover the hours
+        before ``watermark`` (seconds) but the ``dirty`` ones; raw points before
+        ``raw_since`` (seconds) were deleted; the raw-only days (sorted day starts) have day
+        rows and no hourly rows."""
         meta = dict(self._all("SELECT key, value FROM meta WHERE key IN"
                               " ('rollup_watermark', 'raw_since')"))
         dirty = [r[0] for r in self._all("SELECT hour FROM rollup_dirty ORDER BY hour")]
         return (int(meta.get('rollup_watermark', 0)), int(meta.get('raw_since', 0)) / US,
-                dirty)
+                dirty, self._rawDays())
+
+    def _rawDays(self):
+        # asked each time: a store of version 4 read here may be upgraded by the master
+        # meanwhile
+        if not self._all("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                         " AND name = 'rollup_raw_days'"):
+            return []
+        return [r[0] for r in self._all("SELECT day FROM rollup_raw_days ORDER BY day")]
 
     def rawSince(self):
         """Raw points before this time (seconds) were deleted (0: none)."""
@@ -471,6 +480,7 @@ class StoreReader(TestQueries):
     def firstTime(self):
         """The time (seconds) of the oldest point or rollup, None for an empty store."""
         firsts = []
+        raw_days = self._rawDays()
         for sid in self.names()[0]:
             t = self._one("SELECT MIN(time_us) FROM points WHERE series = ?", (sid,))[0]
             if t is not None:
@@ -480,6 +490,12 @@ class StoreReader(TestQueries):
                           (sid, HOUR))[0]
             if t is not None:
                 firsts.append(float(t))
+            if raw_days:
+                # a raw-only day has day rows only (it starts at or before its first point)
+                t = self._one("SELECT MIN(start) FROM rollups WHERE series = ? AND level = ?"
+                              " AND start IN (SELECT day FROM rollup_raw_days)", (sid, DAY))[0]
+                if t is not None:
+                    firsts.append(float(t))
         return min(firsts, default=None)
 
     # -- the latest builds ------------------------------------------------------------------
@@ -544,8 +560,9 @@ class StoreReader(TestQueries):
     def lastFailures(self, builder=None, start=None, end=None):
         """``{builder: (time, build number, result)}``: the last build of each builder in
         the range whose result counts as failed (not passed, not left out). From the
-        rollups, the last hour with a failure is found first; its raw point gives the build
-        number (None when retention deleted it: the time is then the hour's)."""
+        rollups, the last hour (or raw-only day) with a failure is found first; its raw point
+        gives the build number (None when retention deleted it: the time is then the
+        hour's, or the day's)."""
         _, tagsets, _ = self.names()
         series = self._kindSeries(KINDS['results'], None)
         if not series:
@@ -557,7 +574,7 @@ class StoreReader(TestQueries):
             if result is not None and result not in PASSED_RESULTS \
                     and result not in NOT_COUNTED_RESULTS and 'builder_name' in tags:
                 failed.setdefault(tags['builder_name'], []).append(tid)
-        watermark, raw_since, dirty = self.rollupState()
+        watermark, raw_since, dirty, raw_days = self.rollupState()
         # the hours whose rollups count: those inside the range, and an edge's whole hour
         # where its raw points are gone (as summarize's plan does); the raw points answer
         # for a partial edge hour otherwise
@@ -566,6 +583,21 @@ class StoreReader(TestQueries):
             h_lo = int(start // HOUR * HOUR if start < raw_since else -(-start // HOUR) * HOUR)
         if end is not None:
             h_hi = int(-(-end // HOUR) * HOUR if end < raw_since else end // HOUR * HOUR)
+        # the raw-only days count by their day rows: those inside the range, and an edge's
+        # whole day where its raw points are gone; the raw points answer for a partial edge
+        # day otherwise (p_lo, p_hi: where the rollups' marks count)
+        p_lo, p_hi, day_lo, day_hi = h_lo, h_hi, None, None
+        raw_set = set(raw_days)
+        if start is not None:
+            d0 = int(start // DAY * DAY)
+            day_lo = d0 if d0 < raw_since or start == d0 else d0 + DAY
+            if d0 in raw_set and d0 < day_lo:
+                p_lo = max(p_lo, day_lo)
+        if end is not None:
+            d1 = int(end // DAY * DAY)
+            day_hi = d1 + DAY if d1 < raw_since and end > d1 else d1
+            if d1 in raw_set and d1 < end and day_hi == d1:
+                p_hi = min(p_hi, d1)
         out = {}
         for b in ([builder] if builder is not None else sorted(failed)):
             ids = failed.get(b)
@@ -573,29 +605,27 @@ class StoreReader(TestQueries):
                 continue
             # the last rolled-up hour with a failure bounds the raw search
             marks = ','.join('?' * len(ids))
-            where, params = [f"series = ? AND level = ? AND tagset IN ({marks})"], [sid, HOUR,
-                                                                                       *ids]
-            if h_lo is not None:
-                where.append("start >= ?")
-                params.append(h_lo)
-            if h_hi is not None:
-                where.append("start < ?")
-                params.append(h_hi)
-            last_hour = self._one(f"SELECT MAX(start) FROM rollups WHERE {' AND '.join(where)}",
-                                  params)[0]
+            last_hour = self._lastStart(sid, HOUR, ids, h_lo, h_hi)
+            level = HOUR
+            if raw_days:
+                # a raw-only day's failures are in its day rows (no hourly rows): the day is
+                # the mark (the whole day, where its raw points are gone, as plan() takes it)
+                last_day = self._lastStart(sid, DAY, ids, day_lo, day_hi, raw_only=True)
+                if last_day is not None and (last_hour is None or last_day > last_hour):
+                    last_hour, level = last_day, DAY
             # the raw points from the last rolled-up failure, the first dirty hour, the
             # watermark (what is not rolled up) or the end's partial hour to the end
             lo = min([watermark] + dirty[:1] + ([last_hour] if last_hour is not None else [])
-                     + ([h_hi] if h_hi is not None and h_hi < end else []))
+                     + ([p_hi] if p_hi is not None and p_hi < end else []))
             if start is not None:
                 lo = max(lo, start)
             found = None
             for _, t, tags, fields in self._raw(series, b, lo, end, order="DESC", limit=1,
                                                 tagsets=ids):
                 found = (t / US, buildOf(tags, fields)[0], tags.get('result'))
-            if found is None and last_hour is None and h_lo is not None and start < h_lo:
-                # no failure after it: the start's partial hour
-                for _, t, tags, fields in self._raw(series, b, start, min(h_lo, lo),
+            if found is None and last_hour is None and p_lo is not None and start < p_lo:
+                # no failure after it: the start's partial hour (or raw-only day)
+                for _, t, tags, fields in self._raw(series, b, start, min(p_lo, lo),
                                                     order="DESC", limit=1, tagsets=ids):
                     found = (t / US, buildOf(tags, fields)[0], tags.get('result'))
             if found is None and last_hour is not None:
@@ -603,11 +633,26 @@ class StoreReader(TestQueries):
                 result = self._one(
                     f"SELECT t.tags FROM rollups r JOIN tagsets t ON t.id = r.tagset"
                     f" WHERE r.series = ? AND r.level = ? AND r.start = ? AND r.tagset IN"
-                    f" ({marks}) LIMIT 1", (sid, HOUR, last_hour, *ids))
+                    f" ({marks}) LIMIT 1", (sid, level, last_hour, *ids))
                 found = (float(last_hour), None, json.loads(result[0]).get('result'))
             if found is not None:
                 out[b] = found
         return out
+
+    def _lastStart(self, sid, level, tagsets, lo, hi, raw_only=False):
+        """The start of the last rollup of ``level`` of series ``sid`` with a row of one of
+        ``tagsets``, starting in ``[lo, hi)`` (None: unbounded); ``raw_only``: of the
+        raw-only days only. None without one."""
+        where = [f"series = ? AND level = ? AND tagset IN ({','.join('?' * len(tagsets))})"]
+        params = [sid, level, *tagsets]
+        if raw_only:
+            where.append("start IN (SELECT day FROM rollup_raw_days)")
+        for bound, op in ((lo, '>='), (hi, '<')):
+            if bound is not None:
+                where.append(f"start {op} ?")
+                params.append(bound)
+        return self._one(f"SELECT MAX(start) FROM rollups WHERE {' AND '.join(where)}",
+                         params)[0]
 
     # -- aggregates ------------------------------------------------------------------------------
 
@@ -626,8 +671,8 @@ class StoreReader(TestQueries):
         series = self._kindSeries(kind, builder)
         if not series:
             return {}
-        watermark, raw_since, dirty = self.rollupState()
-        p = plan(start, end, watermark, raw_since, dirty, period)
+        watermark, raw_since, dirty, raw_days = self.rollupState()
+        p = plan(start, end, watermark, raw_since, dirty, period, raw_days)
         acc = {}  # (group, period start or None) -> Aggregate
         sketched = kind.fields != ('',) and kind.name != 'tests'
 
@@ -730,7 +775,7 @@ class StoreReader(TestQueries):
         needed, never later; a series with fewer than ``count`` values rolled up is read
         from its first rolled-up period (or the first dirty hour, if earlier)."""
         names, tagsets, _ = self.names()
-        watermark, raw_since, dirty = self.rollupState()
+        watermark, raw_since, dirty, raw_days = self.rollupState()
         builders = set(self.builderNames()) | {
             n[:-len(BUILD_TIMES)] for n in names.values() if n.endswith(BUILD_TIMES)}
         if builder is not None:
@@ -739,7 +784,7 @@ class StoreReader(TestQueries):
                     or n.endswith(BUILD_TIMES) or isCustom(n)}
         if not watermark or not measured:
             return dict.fromkeys(sorted(builders))
-        p = plan(None, None, watermark, raw_since, dirty)
+        p = plan(None, None, watermark, raw_since, dirty, raw_days=raw_days)
         counts = {}  # (builder, series id, group, field) -> [(period start, count)]
         marks = ','.join('?' * len(measured))
         for level, ranges in p.levels():

@@ -15,6 +15,7 @@ by ``buildbot-stats prune``. Safe to stop at any moment (a crash, a kill) and to
 
 from __future__ import annotations
 
+from buildbot_stats.storage.sqlite.rollups import DAY
 from buildbot_stats.storage.sqlite.rollups import WEEK
 from buildbot_stats.storage.sqlite.rollups import GRACE
 from buildbot_stats.storage.sqlite.rollups import HOUR
@@ -30,18 +31,32 @@ BATCH = 2000
 def rawCutoff(conn, older_than, now):
     """The time (seconds, a whole hour) before which raw points may go: ``now -
     older_than`` rounded down to the hour, no later than the rollup watermark and the first
-    hour to roll up again."""
+    hour to roll up again, nor inside a raw-only day (:mod:`.rollups`)."""
     state = State.read(conn)
     cutoff = int((now - older_than) // HOUR * HOUR)
     dirty = dirtyHours(conn)
-    return min([cutoff, state.watermark] + dirty[:1])
+    return _outsideRawOnlyDays(conn, min([cutoff, state.watermark] + dirty[:1]))
+
+
+def _outsideRawOnlyDays(conn, cutoff):
+    """``cutoff``, or the start of the raw-only day it falls in: such a day keeps its raw
+    points whole (a late point rolls the whole day up again from them) or loses them
+    whole. (A store of version 4, read by ``prune --dry-run``, has none.)"""
+    day = cutoff // DAY * DAY
+    if cutoff != day and conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollup_raw_days'"
+    ).fetchone() and conn.execute("SELECT 1 FROM rollup_raw_days WHERE day = ?",
+                                  (day,)).fetchone():
+        return day
+    return cutoff
 
 
 def plannedCutoff(conn, older_than, now):
     """The cutoff :func:`rawCutoff` gives once the rollups are brought up to date at
     ``now`` (what ``prune`` does first): ``now - older_than`` rounded down to the hour, no
-    later than the last hour the rollups may close (:data:`~.rollups.GRACE`). Reads only."""
-    return int(min(now - older_than, now - GRACE) // HOUR * HOUR)
+    later than the last hour the rollups may close (:data:`~.rollups.GRACE`), nor inside a
+    raw-only day. Reads only."""
+    return _outsideRawOnlyDays(conn, int(min(now - older_than, now - GRACE) // HOUR * HOUR))
 
 
 def rollupCutoff(now, older_than):
@@ -93,7 +108,8 @@ def deleteRawBatch(conn, cutoff, batch=BATCH):
 
 def deleteRollupsBatch(conn, cutoff, batch=BATCH):
     """One transaction deleting at most ``batch`` rollup rows (hours and days) starting
-    before ``cutoff`` (seconds); how many went."""
+    before ``cutoff`` (seconds), and with the last one the raw-only days before it; how
+    many rows went."""
     def work():
         left = batch
         for sid in seriesIds(conn):
@@ -106,6 +122,8 @@ def deleteRollupsBatch(conn, cutoff, batch=BATCH):
                 left -= cur.rowcount
                 if left <= 0:
                     return batch
+        # the last batch: the raw-only days before the cutoff have no rows left
+        conn.execute("DELETE FROM rollup_raw_days WHERE day < ?", (cutoff,))
         return batch - left
     return _transaction(conn, work)
 

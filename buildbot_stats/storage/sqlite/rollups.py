@@ -17,6 +17,12 @@ Rules (docs/storage-sqlite.rst, "Rollups"):
   an hour already rolled up: late, or written again), which are rolled up again from the
   raw points at the next maintenance;
 * a day is rolled up from its hours once all are closed, a week from its days;
+* a **quiet day** (fewer than :data:`SPARSE_DAY_POINTS` points, all of them written by the
+  writer that closes it, none rolled up before) is rolled up to its day rows directly, once
+  the day closes, with no hourly rows: a *raw-only day*, listed in ``rollup_raw_days``.
+  Readers read its hours raw (or take it whole from its day rows); a point written into it
+  later rolls the whole day up again from its raw points (never from its hours: it has
+  none); retention keeps or deletes its raw points whole (:mod:`.retention`);
 * points older than ``raw_since`` (meta: retention deleted the raw points before it) change
   no rollup: their hours are summarized already (a replay of old builds, such as
   ``buildbot-stats backfill``, must not count them twice);
@@ -80,6 +86,10 @@ CLOSE_AT_POINTS = 5000
 #: ... or the last maintenance is this old (seconds). A round with nothing due costs no
 #: statement (:meth:`Rollups.due`).
 MAINTAIN_AT_LEAST_EVERY = 6 * HOUR
+#: A day whose points all went through the writer, fewer than this many, is a quiet day:
+#: its hours wait in memory until the day closes, and it is rolled up to its day rows only
+#: (a closed hour's ~40 rows would each summarize 2-3 values: docs/benchmarks.rst).
+SPARSE_DAY_POINTS = 5000
 
 US = 1_000_000
 
@@ -155,6 +165,11 @@ class State:
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
 
+def rawDays(conn):
+    """The raw-only days (day starts, a set): rolled up to day rows, with no hourly rows."""
+    return {r[0] for r in conn.execute("SELECT day FROM rollup_raw_days")}
+
+
 def dirtyHours(conn, before=None):
     sql = "SELECT hour FROM rollup_dirty"
     if before is not None:
@@ -222,8 +237,9 @@ def seriesPlan(name):
     return rolledFields(name), name not in COUNTED_ONLY
 
 
-def hourRows(start, points, plans, group_ids, group_of, fieldsets):
-    """The rollup rows (a list) of the hour starting at ``start`` from its points
+def hourRows(start, points, plans, group_ids, group_of, fieldsets, level=HOUR):
+    """The rollup rows (a list) of the hour (``level``: the period) starting at ``start``
+    from its points
     (``{(series id, tag set id, field set id): [fields]}``); ``plans``: ``{series id:``
     :func:`seriesPlan` ``}``; ``group_ids``: ``{(series id, tag set id): group tag set
     id}``, filled by ``group_of(series id, tag set id)`` when missing; ``fieldsets``:
@@ -248,7 +264,7 @@ def hourRows(start, points, plans, group_ids, group_of, fieldsets):
             fields = sorted(set().union(*(fieldsets[fid] for fid, _ in parts)) - NOT_ROLLED)
         for f in fields:
             if f == POINTS:
-                add((sid, HOUR, start, gid, f, sum(len(dicts) for _, dicts in parts), None,
+                add((sid, level, start, gid, f, sum(len(dicts) for _, dicts in parts), None,
                      None, None, None, None))
                 continue
             vs = []
@@ -261,7 +277,7 @@ def hourRows(start, points, plans, group_ids, group_of, fieldsets):
                 vs += got
             if vs:
                 n = len(vs)
-                add((sid, HOUR, start, gid, f, n, sum(vs), min(vs), max(vs), n - vs.count(0),
+                add((sid, level, start, gid, f, n, sum(vs), min(vs), max(vs), n - vs.count(0),
                      encodeSketch(vs) if sketched else None))
     return out
 
@@ -330,6 +346,10 @@ class Rollups:
         self.state = self.foreign_version = self.maintained_at = None
         self.pending.clear()
         self.from_raw.clear()
+        # the points in the file now are not in memory; those this connection writes next
+        # are (its own commits do not move ``data_version``): a new store's first day may
+        # be quiet
+        self._foreign(conn)
 
     def _rawHours(self, conn, since_us, before_us=None):
         hours = set()
@@ -470,14 +490,25 @@ class Rollups:
         connection knows (no statement): the first one after the file was opened, one
         :data:`MAINTAIN_AT_LEAST_EVERY` after the last (another program's points, the hours
         it marked dirty), hours this connection marked dirty or must read raw, closed hours
-        holding :data:`CLOSE_AT_POINTS` points in memory. Else the closed hours wait: at
-        one build an hour, an hour's commit costs more than its points' writes."""
+        holding :data:`CLOSE_AT_POINTS` points in memory, a closed day with hours in memory
+        (a quiet day, closed once). Else the closed hours wait: at one build an hour, an
+        hour's commit costs more than its points' writes."""
         if self.maintained_at is None or self.dirtied \
                 or not self.maintained_at <= now < self.maintained_at + MAINTAIN_AT_LEAST_EVERY:
             return True  # (also when the clock went back)
         target = closedBefore(now)
         if any(h < target for h in self.from_raw):
             return True
+        closed_day = target // DAY * DAY  # the hours before it are in closed days
+        if not self.pending or min(self.pending) >= closed_day:
+            return sum(acc.count for h, acc in self.pending.items() if h < target) \
+                >= CLOSE_AT_POINTS
+        quiet = collections.Counter()
+        for h, acc in self.pending.items():
+            if h < closed_day:
+                quiet[h // DAY] += acc.count
+        if any(n < SPARSE_DAY_POINTS for n in quiet.values()):
+            return True  # a quiet day to close
         return sum(acc.count for h, acc in self.pending.items() if h < target) \
             >= CLOSE_AT_POINTS
 
@@ -519,19 +550,31 @@ class Rollups:
         target = closedBefore(now)
         budget = max_hours
         days = set()  # the days whose hours changed
+        weeks = set()  # the weeks whose days changed
+        raw_days = rawDays(conn)
         wm = start = state.watermark
         self._foreign(conn)
-        if not self.from_raw and (self.foreign_through is None or self.foreign_through < wm):
+        held = ()  # the open quiet days whose hours wait for their day to close
+        fast = not self.from_raw and (self.foreign_through is None
+                                      or self.foreign_through < wm)
+        if fast:
             # every point from the watermark on went through this writer (nearly always):
             # the hours to close are those in memory, their points all there
             closing = sorted(h for h in self.pending if h < target)
+            quiet, held = self._quietDays(closing, target, wm)
+            for day, hours in quiet.items():
+                self._writeDay(conn, day, hours)
+                raw_days.add(day)
+                weeks.add(day // WEEK * WEEK)
             for hour in closing:
-                self._write(conn, hour, self.pending.pop(hour).grouped(conn, self),
-                            fresh=True)
-                days.add(hour // DAY * DAY)
+                if hour in self.pending and hour // DAY * DAY not in held:
+                    self._write(conn, hour, self.pending.pop(hour).grouped(conn, self),
+                                fresh=True)
+                    days.add(hour // DAY * DAY)
             start = start if start or not closing else closing[0]
-            wm = max(wm, target)
-        while wm < target:
+            # the watermark stops at the first day whose hours wait for it to close
+            wm = max(wm, min([target] + list(held)))
+        while not fast and wm < target:
             first = self._nextPoint(conn, wm * US)
             if first is None or hourOf(first) >= target:
                 wm = target
@@ -576,19 +619,30 @@ class Rollups:
             if budget <= 0:
                 break
             budget -= 1
+            day = hour // DAY * DAY
+            if day in raw_days:
+                # no hourly rows to roll up again: the whole day from its raw points (kept
+                # or deleted whole by retention), all its dirty hours at once
+                if day * US >= state.raw_since:
+                    self._dayFromRaw(conn, day)
+                    weeks.add(day // WEEK * WEEK)
+                conn.execute("DELETE FROM rollup_dirty WHERE hour >= ? AND hour < ?",
+                             (day, day + DAY))
+                continue
             if hour * US >= state.raw_since:
                 self._fromRaw(conn, hour)
             conn.execute("DELETE FROM rollup_dirty WHERE hour = ?", (hour,))
-            days.add(hour // DAY * DAY)
-        weeks = set()
-        for day in sorted(days):
+            days.add(day)
+        for day in sorted(days - raw_days):
+            # (a raw-only day has no hourly rows: rolled up from them, it would be emptied)
             if day + DAY <= self.watermark:
                 self._rollUp(conn, HOUR, DAY, day)
                 weeks.add(day // WEEK * WEEK)
         for week in sorted(weeks):
             if week + WEEK <= self.watermark:
                 self._rollUp(conn, DAY, WEEK, week)
-        return self.watermark < target or bool(dirtyHours(conn, before=self.watermark))
+        return (self.watermark < target and not held) \
+            or bool(dirtyHours(conn, before=self.watermark))
 
     def _nextPoint(self, conn, since_us):
         """The time of the first raw point at or after ``since_us``, None without one."""
@@ -610,10 +664,54 @@ class Rollups:
         firsts = [t for t in firsts if t is not None]
         return min(firsts) if firsts else None
 
+    def _quietDays(self, closing, target, watermark):
+        """``({closed quiet day: [its hours in memory]}, {open day whose hours wait})``
+        among the days of the closed hours ``closing`` and the day open at ``target``
+        (every point from ``watermark`` on in memory): a day starting at or after the
+        watermark (none of its hours rolled up) holding
+        fewer than :data:`SPARSE_DAY_POINTS` points in memory is quiet; closed, it is
+        rolled up to day rows; open, its hours wait for it."""
+        quiet, held = {}, set()
+        # the day open at ``target`` too, even without closed hours in memory: the
+        # watermark passing into it would leave it rolled up by the hour
+        for day in sorted({h // DAY * DAY for h in closing} | {target // DAY * DAY}):
+            if day < watermark:
+                continue  # hours of it rolled up already: by the hour
+            hours = sorted(h for h in self.pending if day <= h < day + DAY)
+            if sum(self.pending[h].count for h in hours) >= SPARSE_DAY_POINTS:
+                continue
+            if day + DAY <= target:
+                quiet[day] = hours
+            else:
+                held.add(day)
+        return quiet, held
+
+    def _writeDay(self, conn, day, hours):
+        """Roll up the quiet day starting at ``day`` from its ``hours`` in memory: its day
+        rows only; the day becomes raw-only."""
+        # the day's batches as one accumulator: grouped once, as an hour's are
+        day_points = HourAccumulator()
+        for hour in hours:
+            acc = self.pending.pop(hour)
+            day_points.batches += acc.batches
+            day_points.count += acc.count
+        self._writeLevel(conn, DAY, day, day_points.grouped(conn, self), fresh=False)
+        conn.execute("INSERT OR IGNORE INTO rollup_raw_days (day) VALUES (?)", (day,))
+
+    def _dayFromRaw(self, conn, day):
+        """Roll up the raw-only day starting at ``day`` again from its raw points."""
+        self._writeLevel(conn, DAY, day, self._rawPoints(conn, day * US, (day + DAY) * US),
+                         fresh=False)
+
     def _fromRaw(self, conn, hour):
         """Roll up the hour starting at ``hour`` from its raw points."""
+        self._write(conn, hour, self._rawPoints(conn, hour * US, (hour + HOUR) * US))
+
+    def _rawPoints(self, conn, lo, hi):
+        """``{(series id, tag set id, field set id): [fields]}`` of the raw points of
+        ``[lo, hi)`` (microseconds), the field form of a build counted in its tag form left
+        out."""
         points = collections.defaultdict(list)
-        lo, hi = hour * US, (hour + HOUR) * US
         for sid, series in self.series_names.items():
             rows = conn.execute("SELECT time_us, tagset, build, fieldset, vals FROM points"
                                 " WHERE series = ? AND time_us >= ? AND time_us < ?",
@@ -625,7 +723,7 @@ class Rollups:
                                                  self.tagsets[tid].get('builder_name'), number):
                     continue  # the build counts in its tag form
                 points[(sid, tid, fid)].append(fields)
-        self._write(conn, hour, points)
+        return points
 
     def _seriesIn(self):
         """``series IN (...)`` of every series: the rollups' primary key and the raw
@@ -633,12 +731,17 @@ class Rollups:
         return f"series IN ({','.join(str(int(i)) for i in self.series_names) or 'NULL'})"
 
     def _write(self, conn, hour, points, fresh=False):
-        self.hours_rolled += 1
+        self._writeLevel(conn, HOUR, hour, points, fresh)
+
+    def _writeLevel(self, conn, level, start, points, fresh=True):
+        """Write the rows of the hour (``level``: the day) starting at ``start`` from its
+        ``points`` (``fresh``: it has none yet)."""
+        self.hours_rolled += level // HOUR
         if not fresh:
             conn.execute(f"DELETE FROM rollups WHERE {self._seriesIn()} AND level = ? AND"
-                         " start = ?", (HOUR, hour))
-        rows = hourRows(hour, points, self.plans, self.group_ids,
-                        lambda sid, tid: self.groupId(conn, sid, tid), self.fieldsets)
+                         " start = ?", (level, start))
+        rows = hourRows(start, points, self.plans, self.group_ids,
+                        lambda sid, tid: self.groupId(conn, sid, tid), self.fieldsets, level)
         rows.sort()  # in the key's order: each insert lands next to the one before
         conn.executemany(INSERT_ROLLUP, rows)
 
@@ -690,6 +793,10 @@ class Rollups:
                             " level = ? AND start >= ? AND start < ?",
                             (HOUR, lo // US, state.watermark)).fetchall()
         hours.update(h for (h,) in rows if h * US >= state.raw_since)
+        # a raw-only day (its day rows only): rolled up again whole from its first hour
+        hours.update(d for d in rawDays(conn)
+                     if d * US >= state.raw_since and lo // US < d + DAY
+                     and d < state.watermark)
         conn.executemany("INSERT OR IGNORE INTO rollup_dirty (hour) VALUES (?)",
                          [(h,) for h in sorted(hours)])
         return len(hours)

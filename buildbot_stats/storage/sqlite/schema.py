@@ -42,6 +42,11 @@ tables of its own, about 15 bytes per test result::
         INDEX test_results_failures ON test_results (outcome) WHERE outcome IN (1, 3)
     VIEW test_history(builder, build_number, time_us, name, outcome, duration_us)
 
+Version 5: the raw-only days (a quiet day, rolled up to its day rows directly from the
+writer's memory, no hourly rows: :mod:`~buildbot_stats.storage.sqlite.rollups`)::
+
+    rollup_raw_days(day INTEGER PRIMARY KEY)   -- day start, seconds since the epoch
+
 ``PRAGMA user_version`` holds the schema version, ``PRAGMA application_id`` marks the file
 as ours so that a path pointed at another database (Buildbot's state.sqlite) is refused.
 """
@@ -53,7 +58,7 @@ import os
 import sqlite3
 import urllib.parse
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: The first version of the layout the readers read (points, rollups); a file of version 3
 #: is read as it is (without per-test history) until the master upgrades it.
 READABLE_VERSION = 3
@@ -228,8 +233,14 @@ def _v4(conn):
     )
 
 
+def _v5(conn):
+    # the days rolled up to their day rows only (no hourly rows): a reader reads their
+    # hours raw, and maintenance never rolls such a day up from its (absent) hours
+    conn.execute("CREATE TABLE rollup_raw_days (day INTEGER PRIMARY KEY)")
+
+
 # MIGRATIONS[n] turns a file at version n - 1 into version n, inside one transaction.
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 
 
 def fileVersion(conn):
