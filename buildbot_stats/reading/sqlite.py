@@ -53,6 +53,7 @@ from buildbot_stats.storage.sqlite.schema import StoreError
 from buildbot_stats.storage.sqlite.schema import checkReadable
 from buildbot_stats.storage.sqlite.schema import connectReadOnly
 from buildbot_stats.storage.sqlite.schema import describeReadError
+from buildbot_stats.storage.sqlite.schema import hasTable
 from buildbot_stats.storage.sqlite.schema import NAME_BITS
 from buildbot_stats.storage.sqlite.schema import NAME_MASK
 from buildbot_stats.storage.sqlite.schema import TESTS_VERSION
@@ -200,8 +201,7 @@ class StoreReader(TestQueries):
     def _rawDays(self):
         # asked each time: a store of version 4 read here may be upgraded by the master
         # meanwhile
-        if not self._all("SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                         " AND name = 'rollup_raw_days'"):
+        if not self.guarded(hasTable, self.conn, 'rollup_raw_days'):
             return []
         return [r[0] for r in self._all("SELECT day FROM rollup_raw_days ORDER BY day")]
 

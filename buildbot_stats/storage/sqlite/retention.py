@@ -23,6 +23,7 @@ from buildbot_stats.storage.sqlite.rollups import LEVELS
 from buildbot_stats.storage.sqlite.rollups import US
 from buildbot_stats.storage.sqlite.rollups import State
 from buildbot_stats.storage.sqlite.rollups import dirtyHours
+from buildbot_stats.storage.sqlite.schema import hasTable
 
 #: Points deleted per transaction.
 BATCH = 2000
@@ -43,10 +44,8 @@ def _outsideRawOnlyDays(conn, cutoff):
     points whole (a late point rolls the whole day up again from them) or loses them
     whole. (A store of version 4, read by ``prune --dry-run``, has none.)"""
     day = cutoff // DAY * DAY
-    if cutoff != day and conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollup_raw_days'"
-    ).fetchone() and conn.execute("SELECT 1 FROM rollup_raw_days WHERE day = ?",
-                                  (day,)).fetchone():
+    if cutoff != day and hasTable(conn, 'rollup_raw_days') and conn.execute(
+            "SELECT 1 FROM rollup_raw_days WHERE day = ?", (day,)).fetchone():
         return day
     return cutoff
 

@@ -247,6 +247,13 @@ def fileVersion(conn):
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
+def hasTable(conn, name):
+    """Whether the file has the table ``name``: a reader or a command may meet a file of an
+    older version, which lacks the tables added since."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
+
+
 def _userTables(conn):
     return [
         r[0]

@@ -13,6 +13,7 @@ import sqlite3
 from buildbot_stats.outcomes import countOutcomes
 from buildbot_stats.storage.sqlite.schema import NAME_BITS
 from buildbot_stats.storage.sqlite.schema import NAME_MASK
+from buildbot_stats.storage.sqlite.schema import hasTable
 
 # one build's test results (CaptureTestHistory): a build written again replaces its run
 RUN_OF = "SELECT id FROM test_runs WHERE builder = ? AND build_number = ?"
@@ -90,7 +91,7 @@ def nameIds(conn, names, cache):
 # -- retention ---------------------------------------------------------------------------
 
 def _hasTests(conn):
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'test_runs'").fetchone()
+    return hasTable(conn, 'test_runs')
 
 
 def deleteBatch(conn, cutoff_us, batch=BATCH):
