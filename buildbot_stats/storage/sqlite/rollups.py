@@ -500,14 +500,11 @@ class Rollups:
         if any(h < target for h in self.from_raw):
             return True
         closed_day = target // DAY * DAY  # the hours before it are in closed days
-        if not self.pending or min(self.pending) >= closed_day:
-            return sum(acc.count for h, acc in self.pending.items() if h < target) \
-                >= CLOSE_AT_POINTS
-        quiet = collections.Counter()
+        closed_days = collections.Counter()
         for h, acc in self.pending.items():
             if h < closed_day:
-                quiet[h // DAY] += acc.count
-        if any(n < SPARSE_DAY_POINTS for n in quiet.values()):
+                closed_days[h // DAY] += acc.count
+        if any(n < SPARSE_DAY_POINTS for n in closed_days.values()):
             return True  # a quiet day to close
         return sum(acc.count for h, acc in self.pending.items() if h < target) \
             >= CLOSE_AT_POINTS
@@ -733,7 +730,7 @@ class Rollups:
     def _write(self, conn, hour, points, fresh=False):
         self._writeLevel(conn, HOUR, hour, points, fresh)
 
-    def _writeLevel(self, conn, level, start, points, fresh=True):
+    def _writeLevel(self, conn, level, start, points, fresh=False):
         """Write the rows of the hour (``level``: the day) starting at ``start`` from its
         ``points`` (``fresh``: it has none yet)."""
         self.hours_rolled += level // HOUR
