@@ -6,14 +6,15 @@ loopback port, a temporary data directory) and, for each of the 24 hours of the 
 the data of ``tests/test_influxdb_rollups.py`` (:mod:`benchmarks.storegen`, 9 days of 1,800
 builds ending 3 hours before that hour), sets up the rollups (``buildbot-stats
 influxdb-rollups --backfill``) and compares ``summarizeRollups`` with ``summarizeRaw`` over
-the test's range (the 7 days before that hour, less 1,234 s: whole days from the daily rows, the edges
-from hourly rows and raw points) for the build and step durations. The data is the same
+the test's range (the 7 days before that hour, less 1,234 s: whole days from the daily
+rows, the edges from hourly rows and raw points) for the build and step durations. The data is the same
 every run (seed 1); where the days and hours cut it depends on the hour of the day only,
 so these 24 runs are every case the test can meet.
 
 Prints ONE JSON line: per hour, the largest relative error (%) and where it is, and the
 largest rank error (percentage points: how far the estimate's rank among the exact values is
-from 50 or 90); and the largest and the mean over all hours. ``--hours 0 3`` measures hours 0-2 only.
+from 50 or 90); and the largest and the mean over all hours. ``--hours 0 3`` measures
+hours 0-2 only.
 """
 
 from __future__ import annotations

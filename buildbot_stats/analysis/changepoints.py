@@ -324,13 +324,13 @@ def split(series, start, end, window, tester):
 
 
 def settle(raw, candidates):
-    """The ``candidates`` (change points by position), each moved to where the values at its edges agree
-    with its sides: the first value from it nearer the level after it than the level before,
-    the last value before it nearer the level before. Otava's split may put a change a
-    value early, and the newest change's place is bounded by ``min_run``: 1 s builds, one
-    recorded as 2 s, then 5 s ones were split before the 2 s build while only four 5 s
-    builds followed it. Moved, such a change waits (too few values after it) until it can be
-    placed where it began."""
+    """The ``candidates`` (change points by position), each moved to where the values at
+    its edges agree with its sides: the first value from it nearer the level after it than
+    the level before, the last value before it nearer the level before. Otava's split may
+    put a change a value early, and the newest change's place is bounded by ``min_run``:
+    1 s builds, one recorded as 2 s, then 5 s ones were split before the 2 s build while
+    only four 5 s builds followed it. Moved, such a change waits (too few values after it)
+    until it can be placed where it began."""
     n = len(raw)
     placed = []
     for i, c in enumerate(candidates):
