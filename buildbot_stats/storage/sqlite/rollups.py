@@ -179,7 +179,6 @@ def dirtyHours(conn, before=None):
 
 # the parts of a prepared row (layout.Names.row) and of a point row the grouping takes
 _GROUP_KEY = itemgetter(0, 2, 4)  # (series id, tag set id, field set id)
-_SERIES_FIELDSET = itemgetter(0, 4)
 _FIELDS = itemgetter(3)
 _APPEND = list.append
 
@@ -189,43 +188,58 @@ def _consume(iterator):
 
 
 class HourAccumulator:
-    """The points of one hour as the writer committed them: the batches' rows, kept as they
-    came (one append per batch) and grouped only when the hour closes."""
+    """The points of one hour (or one quiet day) as the writer committed them, kept until
+    the hour closes: their rows and their fields, appended to two flat lists (a C-level
+    extend per batch), and grouped when the hour closes, all at once. Grouping batch by
+    batch cost as much again at one build a transaction; keeping the points' whole encoded
+    rows (their tags) kept more of the writer's objects alive, each touched again cold."""
+
+    __slots__ = ('prepared', 'fields')
 
     def __init__(self):
-        self.batches = []  # [(points rows, encoded rows)]
-        self.count = 0
+        self.prepared = []  # points rows (layout.Names.row)
+        self.fields = []  # their fields (dicts)
+
+    @property
+    def count(self):
+        return len(self.prepared)
 
     def add(self, prepared, rows):
-        self.batches.append((prepared, rows))
-        self.count += len(prepared)
+        """Keep the points ``prepared`` (:meth:`Names.row
+        <buildbot_stats.storage.sqlite.layout.Names.row>`'s), ``rows`` the same encoded
+        (:func:`~buildbot_stats.storage.sqlite.values.encodeRow`'s)."""
+        self.prepared += prepared
+        self.fields += map(_FIELDS, rows)
+
+    def merge(self, other):
+        """Keep the points of ``other`` too."""
+        self.prepared += other.prepared
+        self.fields += other.fields
 
     def grouped(self, conn, rollups):
-        """``{(series id, tag set id, field set id): [fields]}`` of the hour's points, the
-        field form of a build counted in its tag form left out (as :meth:`Rollups._fromRaw`
-        does). A batch is grouped by C-level calls only (no Python code runs a point); only a
-        batch holding points that may be the field form of a build (a ``build_number``
-        field in a series of no build statistics measurement) is checked point by point."""
+        """``{(series id, tag set id, field set id): [fields]}`` of the points, the field
+        form of a build counted in its tag form left out (as :meth:`Rollups._fromRaw`
+        does). Grouped by C-level calls only (no Python code runs a point), unless a group
+        may hold the field form of a build (a ``build_number`` field in a series of no
+        build statistics measurement): then its points are checked one by one."""
         points = collections.defaultdict(list)
-        for prepared, rows in self.batches:
-            if rollups.mayHoldTwins(set(map(_SERIES_FIELDSET, prepared))):
-                for p, row in zip(prepared, rows):
-                    if p[3] == NO_BUILD and row[0] not in ROLLED \
-                            and self._twin(conn, p, row):
-                        continue  # the build counts in its tag form
-                    points[p[0], p[2], p[4]].append(row[3])
-                continue
-            # C-level all the way: the list of each point's key (made when missing), then
-            # the point's fields appended to it
-            _consume(map(_APPEND, map(points.__getitem__, map(_GROUP_KEY, prepared)),
-                         map(_FIELDS, rows)))
+        prepared, fields = self.prepared, self.fields
+        # C-level all the way: the list of each point's key (made when missing), then the
+        # point's fields appended to it
+        _consume(map(_APPEND, map(points.__getitem__, map(_GROUP_KEY, prepared)), fields))
+        checked = rollups.twinPairs({(sid, fid) for sid, _, fid in points})
+        if not checked:
+            return points
+        # (rare: the field form of the build number) the groups that may hold a build's
+        # field form again, point by point
+        for key in [k for k in points if (k[0], k[2]) in checked]:
+            del points[key]
+        for p, point_fields in zip(prepared, fields):
+            if (p[0], p[4]) in checked:
+                if p[3] == NO_BUILD and rollups.isTwin(conn, p, point_fields):
+                    continue  # the build counts in its tag form
+                points[p[0], p[2], p[4]].append(point_fields)
         return points
-
-    @staticmethod
-    def _twin(conn, p, row):
-        number = fieldFormBuild(row[0], p[3], row[3])
-        return number is not None and isTwin(conn, p[0], p[1], row[2].get('builder_name'),
-                                             number)
 
 
 #: The types of the values rolled up (not bool, a subclass of int).
@@ -304,7 +318,7 @@ class Rollups:
     """The rollup maintenance of one connection (the writer's, or a command's).
 
     The writer hands the points it commits to :meth:`written`: points of hours not yet
-    rolled up wait in memory (the batches as they came, one append per batch) until their
+    rolled up wait in memory (an hour's two lists, extended by each batch) until their
     hour closes, so that closing an hour reads nothing back; an hour whose points are not
     all in memory (written before the writer opened the file, by another program, or
     written again) is rolled up from the raw points. A transaction of points reads the
@@ -410,19 +424,27 @@ class Rollups:
             self.group_ids[key] = gid
         return gid
 
-    def mayHoldTwins(self, pairs):
-        """Whether points of these ``(series id, field set id)`` may be the field form of a
-        build (:func:`fieldFormBuild`: a ``build_number`` field, a series not in
+    def twinPairs(self, pairs):
+        """Those of these ``(series id, field set id)`` whose points may be the field form
+        of a build (:func:`fieldFormBuild`: a ``build_number`` field, a series not in
         :data:`ROLLED`), after :meth:`_loadNames`."""
         checks = self.twin_checks
+        found = set()
         for pair in pairs:
             may = checks.get(pair)
             if may is None:
                 may = checks[pair] = (self.series_names[pair[0]] not in ROLLED
                                       and 'build_number' in self.fieldsets[pair[1]])
             if may:
-                return True
-        return False
+                found.add(pair)
+        return found
+
+    def isTwin(self, conn, p, fields):
+        """Whether the point of ``points`` row ``p`` and ``fields`` is the field form of a
+        build whose tag form the store has (after :meth:`_loadNames`)."""
+        number = fieldFormBuild(self.series_names[p[0]], p[3], fields)
+        return number is not None and isTwin(conn, p[0], p[1],
+                                             self.tagsets[p[2]].get('builder_name'), number)
 
     def forget(self):
         """After a rollback: ids added in it do not exist (nor, perhaps, what was read)."""
@@ -690,8 +712,7 @@ class Rollups:
         day_points = HourAccumulator()
         for hour in hours:
             acc = self.pending.pop(hour)
-            day_points.batches += acc.batches
-            day_points.count += acc.count
+            day_points.merge(acc)
         self._writeLevel(conn, DAY, day, day_points.grouped(conn, self), fresh=False)
         conn.execute("INSERT OR IGNORE INTO rollup_raw_days (day) VALUES (?)", (day,))
 
@@ -709,15 +730,13 @@ class Rollups:
         ``[lo, hi)`` (microseconds), the field form of a build counted in its tag form left
         out."""
         points = collections.defaultdict(list)
-        for sid, series in self.series_names.items():
+        for sid in self.series_names:
             rows = conn.execute("SELECT time_us, tagset, build, fieldset, vals FROM points"
                                 " WHERE series = ? AND time_us >= ? AND time_us < ?",
                                 (sid, lo, hi)).fetchall()
             for t, tid, build, fid, vals in rows:
                 fields = dict(zip(self.fieldsets[fid], json.loads(vals)))
-                number = fieldFormBuild(series, build, fields)
-                if number is not None and isTwin(conn, sid, t,
-                                                 self.tagsets[tid].get('builder_name'), number):
+                if self.isTwin(conn, (sid, t, tid, build, fid), fields):
                     continue  # the build counts in its tag form
                 points[(sid, tid, fid)].append(fields)
         return points
