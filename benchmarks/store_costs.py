@@ -14,12 +14,15 @@ the writer's calls of :class:`~buildbot_stats.storage.sqlite.rollups.Rollups`
 points side; ``maintain`` and ``due``: closing hours, days, weeks), least of ``--repeat``.
 ``--store FILE`` also measures a store written by ``benchmarks/storegen.py`` (its bytes per
 point, its tables' shares); ``--code DIR`` measures another checkout's package (A/B runs).
+``--paired`` measures the rollups' share as the master pays it instead (:func:`childPaired`:
+both writers in one process, the points encoded batch by batch), each of ``--repeat`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import json
 import os
 import sqlite3
@@ -161,6 +164,70 @@ def child(variant, points, batch, days, rounds_as='master'):
     return out
 
 
+def childPaired(points, batch, days):
+    """Two writers in one process, one with the rollups and one without (:class:`NoRollups`),
+    each batch written by both in turn (the order alternating), encoded just before and
+    freed after, as the master's are; a round of maintenance of the first writer when an
+    hour closes, as its master runs them. The machine's speed drifts over seconds: written
+    batch by batch, both writers see the same drift, and the same memory. Unlike
+    :func:`child`, whose points are all encoded before the clock starts (one block of
+    memory, in order: each touched again in order, the processor's prefetch helps), what the
+    rollups keep is scattered among the writer's other objects, as in the master."""
+    from buildbot_stats.storage.sqlite import writer as writer_module
+    from buildbot_stats.storage.sqlite.rollups import GRACE
+    from buildbot_stats.storage.sqlite.rollups import HOUR
+    from buildbot_stats.storage.sqlite.values import encodeRow
+
+    def nextClose(now):
+        return ((now - GRACE) // HOUR + 1) * HOUR + GRACE
+    lazy = ({'eager': False}
+            if 'eager' in inspect.signature(writer_module.StoreWriter.maintain).parameters
+            else {})
+    d = tempfile.mkdtemp()
+    with_rollups, without = writer_module.StoreWriter(30.0), writer_module.StoreWriter(30.0)
+    on_path, off_path = os.path.join(d, 'on.sqlite'), os.path.join(d, 'off.sqlite')
+    with_rollups.open(on_path)
+    without.open(off_path)
+    without.rollups = NoRollups()
+    now = time.time() // 3600 * 3600
+    spent = {'on_write_cpu_s': 0.0, 'off_write_cpu_s': 0.0, 'on_maintain_cpu_s': 0.0}
+    pair = [('on_write_cpu_s', with_rollups, on_path), ('off_write_cpu_s', without, off_path)]
+    source = storegen.allPoints(points, days, now)
+    next_round = None
+    written = 0
+    while True:
+        chunk = [encodeRow(s, tags, fields, t)
+                 for s, tags, fields, t in itertools.islice(source, batch)]
+        if not chunk:
+            break
+        written += len(chunk)
+        pair.reverse()
+        for part, writer, path in pair:
+            t0 = time.thread_time()
+            writer.write(path, chunk)
+            spent[part] += time.thread_time() - t0
+        clock = chunk[-1][1] / 1e6
+        if next_round is None:
+            next_round = nextClose(chunk[0][1] / 1e6)
+        while clock >= next_round:
+            t0 = time.thread_time()
+            while with_rollups.maintain(on_path, next_round, **lazy):
+                pass
+            spent['on_maintain_cpu_s'] += time.thread_time() - t0
+            next_round = nextClose(next_round)
+        del chunk
+    t0 = time.thread_time()
+    while with_rollups.maintain(on_path, now + 2 * 3600):
+        pass
+    spent['on_maintain_cpu_s'] += time.thread_time() - t0
+    with_rollups.close()
+    without.close()
+    on = spent['on_write_cpu_s'] + spent['on_maintain_cpu_s']
+    spent.update(points=written, rollup_share=(on - spent['off_write_cpu_s']) / on,
+                 rollup_maintenance_share=spent['on_maintain_cpu_s'] / on)
+    return spent
+
+
 def tableShares(path):
     """``{table or index: bytes}`` of a store (SQLite's dbstat)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -200,11 +267,36 @@ def main(argv=None):
                         " (default; this release: a round when an hour closes, not eager; an"
                         " older release, with --code: an eager round every minute), or"
                         " 'hourly': an eager round when an hour closes")
+    p.add_argument('--paired', action='store_true',
+                   help="both writers (with and without rollups) in one process, batch by"
+                        " batch, the points encoded per batch as the master's are: the"
+                        " rollups' share of the writer's CPU in each of --repeat runs")
     p.add_argument('--child', help=argparse.SUPPRESS)
     p.add_argument('--batch', type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child == 'paired':
+        print(json.dumps(childPaired(args.points, args.batch, args.days)))
+        return
     if args.child:
         print(json.dumps(child(args.child, args.points, args.batch, args.days, args.rounds)))
+        return
+    if args.paired:
+        out = {'bench': 'store_costs', 'mode': 'paired', 'points': args.points,
+               'days': args.days, 'code': args.code or ROOT, 'batches': {}}
+        for batch in map(int, args.batches.split(',')):
+            runs = [json.loads(subprocess.run(
+                [sys.executable, __file__, '--child', 'paired', '--batch', str(batch),
+                 '--points', str(args.points), '--days', str(args.days)]
+                + (['--code', args.code] if args.code else []),
+                capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+                for _ in range(args.repeat)]
+            shares = sorted(r['rollup_share'] for r in runs)
+            out['batches'][batch] = {
+                'rollup_share_least': shares[0], 'rollup_share_median':
+                shares[len(shares) // 2], 'runs': runs}
+        out['load'] = os.getloadavg()
+        out['machine'] = harness.machine()
+        print(json.dumps(harness.r(out)))
         return
     out = {'bench': 'store_costs', 'points': args.points, 'days': args.days,
            'rounds': args.rounds, 'code': args.code or ROOT, 'batches': {}}

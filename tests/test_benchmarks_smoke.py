@@ -213,6 +213,14 @@ class BenchmarksSmokeTest(unittest.TestCase):
         self.assertEqual(costs['with_rollups']['points'], 2997)
         self.assertGreater(costs['with_rollups']['maintain_cpu_s'], 0)
         self.assertIn('rollup_share', costs)
+        # the master's way: both writers in one process, the points encoded batch by batch
+        result = run_benchmark('store_costs', '--paired', '--points', 3000, '--days', 2,
+                               '--repeat', 1, '--batches', 9)
+        run, = result['batches']['9']['runs']
+        self.assertEqual(run['points'], 2997)
+        self.assertGreater(run['on_maintain_cpu_s'], 0)
+        self.assertGreater(run['off_write_cpu_s'], 0)
+        self.assertEqual(result['batches']['9']['rollup_share_least'], run['rollup_share'])
         result = run_benchmark('sketches', '--days', 3, '--builds-per-day', 40,
                                '--candidates', 'td=300')
         fastdigest = result['candidates']['fastdigest max_centroids=300']
