@@ -513,23 +513,19 @@ class Rollups:
         :data:`MAINTAIN_AT_LEAST_EVERY` after the last (another program's points, the hours
         it marked dirty), hours this connection marked dirty or must read raw, closed hours
         holding :data:`CLOSE_AT_POINTS` points in memory, a closed day with hours in memory
-        (a quiet day, closed once). Else the closed hours wait: at one build an hour, an
-        hour's commit costs more than its points' writes."""
+        (a quiet day to close, as :meth:`_quietDays` decides for the round). Else the closed
+        hours wait: at one build an hour, an hour's commit costs more than its points'
+        writes."""
         if self.maintained_at is None or self.dirtied \
                 or not self.maintained_at <= now < self.maintained_at + MAINTAIN_AT_LEAST_EVERY:
             return True  # (also when the clock went back)
         target = closedBefore(now)
         if any(h < target for h in self.from_raw):
             return True
-        closed_day = target // DAY * DAY  # the hours before it are in closed days
-        closed_days = collections.Counter()
-        for h, acc in self.pending.items():
-            if h < closed_day:
-                closed_days[h // DAY] += acc.count
-        if any(n < SPARSE_DAY_POINTS for n in closed_days.values()):
+        closing = [h for h in self.pending if h < target]
+        if self._quietDays(closing, target, self.watermark)[0]:
             return True  # a quiet day to close
-        return sum(acc.count for h, acc in self.pending.items() if h < target) \
-            >= CLOSE_AT_POINTS
+        return sum(self.pending[h].count for h in closing) >= CLOSE_AT_POINTS
 
     def maintain(self, conn, now, max_hours=HOURS_PER_STEP):
         """One step of maintenance in one transaction (``conn`` in autocommit mode): close
