@@ -91,13 +91,22 @@ def timed(cls, spent):
     return Timed
 
 
-def child(variant, points, batch, days, rounds_as='master'):
-    from buildbot_stats.storage.sqlite import writer as writer_module
+def nextClose(now):
+    """When the first hour after ``now`` closes (``rollups.nextClose``, which an older release
+    measured by ``--code`` has not)."""
     from buildbot_stats.storage.sqlite.rollups import GRACE
     from buildbot_stats.storage.sqlite.rollups import HOUR
+    return ((now - GRACE) // HOUR + 1) * HOUR + GRACE
 
-    def nextClose(now):  # (rollups.nextClose, which an older release has not)
-        return ((now - GRACE) // HOUR + 1) * HOUR + GRACE
+
+def takesEager(writer):
+    """Whether the measured release's ``StoreWriter.maintain`` has ``eager`` (its master's
+    rounds when an hour closes are not eager); an older one's master ran eager rounds."""
+    return 'eager' in inspect.signature(writer.maintain).parameters
+
+
+def child(variant, points, batch, days, rounds_as='master'):
+    from buildbot_stats.storage.sqlite import writer as writer_module
     from buildbot_stats.storage.sqlite.values import encodeRow
 
     spent = {'points_side_cpu_s': 0.0, 'maintenance_cpu_s': 0.0}
@@ -113,7 +122,7 @@ def child(variant, points, batch, days, rounds_as='master'):
             for s, tags, fields, t in storegen.allPoints(points, days, now)]
     write_cpu = maintain_cpu = 0.0
     rounds = 0
-    if rounds_as == 'master' and 'eager' not in inspect.signature(w.maintain).parameters:
+    if rounds_as == 'master' and not takesEager(w):
         # an older release (--code): its master ran an eager round every minute
         every, lazy = 60.0, {}
     elif rounds_as == 'master':
@@ -174,15 +183,11 @@ def childPaired(points, batch, days):
     memory, in order: each touched again in order, the processor's prefetch helps), what the
     rollups keep is scattered among the writer's other objects, as in the master."""
     from buildbot_stats.storage.sqlite import writer as writer_module
-    from buildbot_stats.storage.sqlite.rollups import GRACE
-    from buildbot_stats.storage.sqlite.rollups import HOUR
     from buildbot_stats.storage.sqlite.values import encodeRow
 
-    def nextClose(now):
-        return ((now - GRACE) // HOUR + 1) * HOUR + GRACE
-    lazy = ({'eager': False}
-            if 'eager' in inspect.signature(writer_module.StoreWriter.maintain).parameters
-            else {})
+    # (an older release measured by --code: an eager round when an hour closes, not the
+    # round a minute its master ran)
+    lazy = {'eager': False} if takesEager(writer_module.StoreWriter) else {}
     d = tempfile.mkdtemp()
     with_rollups, without = writer_module.StoreWriter(30.0), writer_module.StoreWriter(30.0)
     on_path, off_path = os.path.join(d, 'on.sqlite'), os.path.join(d, 'off.sqlite')
